@@ -1,0 +1,170 @@
+/**
+ * The job contract shared by the supervisor and the agent-runner, and public for
+ * any other producer that adds issues with plain BullMQ. Nothing else is shared
+ * between the two sides.
+ */
+import { z } from 'zod';
+
+export const PRIORITIES = ['urgent', 'high', 'medium', 'low'] as const;
+export type Priority = (typeof PRIORITIES)[number];
+
+/** BullMQ priority for an issue priority (1 is taken first). */
+export const BULL_PRIORITY: Readonly<Record<Priority, number>> = Object.freeze({
+  urgent: 1,
+  high: 2,
+  medium: 3,
+  low: 4,
+});
+
+export const MAX_TITLE_LENGTH = 1000;
+/** Bodies up to 4 MiB travel in the job; larger ones are refused at the door. */
+export const MAX_BODY_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Job data. `issueId` is set by our feeder; a foreign producer may leave it out, and
+ * the recorder then creates an issue row for the job on first sight.
+ * `body` is UTF-8 text, or base64 of raw bytes when `bodyEncoding` is `base64`
+ * (bodies that are not valid UTF-8 reach the agent byte-exact that way).
+ */
+export const JobDataSchema = z
+  .object({
+    issueId: z.number().int().positive().optional(),
+    title: z.string().trim().min(1, 'title must not be empty').max(MAX_TITLE_LENGTH),
+    body: z.string().max(Math.ceil((MAX_BODY_BYTES * 4) / 3) + 4).default(''),
+    bodyEncoding: z.enum(['utf8', 'base64']).default('utf8'),
+    priority: z.enum(PRIORITIES).default('medium'),
+  })
+  .strict();
+export type JobData = z.output<typeof JobDataSchema>;
+export type JobDataInput = z.input<typeof JobDataSchema>;
+
+/** What a runner returns for a finished agent run (BullMQ `returnvalue`). */
+export const JobResultSchema = z.object({
+  agentId: z.string(),
+  attempt: z.number().int().nonnegative(),
+  exitCode: z.number().int(),
+  baseSha: z.string(),
+  commitSha: z.string().nullable(),
+  filesChanged: z.number().int().nonnegative(),
+  insertions: z.number().int().nonnegative(),
+  deletions: z.number().int().nonnegative(),
+  durationMs: z.number().nonnegative(),
+  logPath: z.string(),
+  startedAt: z.number(),
+  finishedAt: z.number(),
+});
+export type JobResult = z.infer<typeof JobResultSchema>;
+
+/** Events a runner publishes to the supervisor's event stream (claims and releases). */
+export const RunnerEventSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('claim'),
+    jobId: z.string(),
+    attempt: z.number().int(),
+    agentId: z.string(),
+    at: z.number(),
+    logPath: z.string(),
+    baseSha: z.string().optional(),
+    agentPid: z.number().int().optional(),
+  }),
+  z.object({
+    type: z.literal('release'),
+    jobId: z.string(),
+    attempt: z.number().int(),
+    agentId: z.string(),
+    at: z.number(),
+    reason: z.string(),
+  }),
+  z.object({
+    type: z.literal('attempt-failed'),
+    jobId: z.string(),
+    attempt: z.number().int(),
+    agentId: z.string(),
+    at: z.number(),
+    error: z.string(),
+    exitCode: z.number().int().nullable(),
+    baseSha: z.string().optional(),
+    logPath: z.string().optional(),
+  }),
+  z.object({
+    type: z.literal('lease-lost'),
+    jobId: z.string(),
+    attempt: z.number().int(),
+    agentId: z.string(),
+    at: z.number(),
+  }),
+]);
+export type RunnerEvent = z.infer<typeof RunnerEventSchema>;
+
+/** Lease settings: the BullMQ lock is the runner's lease, the progress timeout the agent's. */
+export const LeaseSchema = z.object({
+  /** @defaultValue 60000 — lock held by a live runner, renewed at half this. */
+  lockDurationMs: z.number().int().min(200).default(60_000),
+  /** @defaultValue 30000 — how often stalled (unrenewed) jobs are looked for. */
+  stalledIntervalMs: z.number().int().min(100).default(30_000),
+  /** @defaultValue 2 — stalls tolerated before a job fails. */
+  maxStalledCount: z.number().int().min(2).default(2),
+  /** @defaultValue 900000 — an agent with no output and no file change for this long is killed. */
+  progressTimeoutMs: z.number().int().min(100).default(15 * 60_000),
+  /** @defaultValue 5000 — SIGTERM to the agent's group, then SIGKILL after this long. */
+  killGraceMs: z.number().int().min(0).default(5_000),
+});
+export type Lease = z.infer<typeof LeaseSchema>;
+
+export const RunnerConfigSchema = z.object({
+  agentId: z.string().regex(/^agent-\d{3}$/),
+  host: z.string().default('local'),
+  redisUrl: z.string(),
+  prefix: z.string(),
+  queueName: z.string(),
+  repoPath: z.string(),
+  worktreePath: z.string(),
+  branch: z.string(),
+  baseBranch: z.string(),
+  agentCommand: z.string().min(1),
+  logDir: z.string(),
+  runDir: z.string(),
+  lease: LeaseSchema,
+  heartbeatMs: z.number().int().min(50).default(2_000),
+  /** Extra environment for the agent (the slot's dev environment). */
+  agentEnv: z.record(z.string()).default({}),
+});
+export type RunnerConfig = z.infer<typeof RunnerConfigSchema>;
+
+const SLOT_RE = /^agent-(\d{3})$/;
+
+export function slotId(n: number): string {
+  if (!Number.isInteger(n) || n < 1 || n > 999) throw new RangeError(`slot number out of range: ${n}`);
+  return `agent-${String(n).padStart(3, '0')}`;
+}
+
+export function slotNumber(agentId: string): number {
+  const m = SLOT_RE.exec(agentId);
+  if (!m?.[1]) throw new RangeError(`not a slot id: ${agentId}`);
+  return Number(m[1]);
+}
+
+export const isSlotId = (s: string): boolean => SLOT_RE.test(s);
+
+export const agentBranch = (agentId: string): string => `agent/${agentId.slice('agent-'.length)}`;
+export const issueBranch = (issueId: number): string => `issue/${issueId}`;
+export const jobIdForIssue = (issueId: number): string => `issue-${issueId}`;
+
+export function issueIdFromJobId(jobId: string): number | undefined {
+  const m = /^issue-(\d+)$/.exec(jobId);
+  return m?.[1] ? Number(m[1]) : undefined;
+}
+
+/** Queue names are namespaced per repository so repositories sharing a Redis never meet. */
+export const queueNameFor = (repoId: string): string => `issues-${repoId}`;
+
+/** Redis keys the supervisor and runners use besides BullMQ's own. */
+export function supervisorKeys(prefix: string, queueName: string) {
+  const base = `${prefix}:${queueName}:sup`;
+  return {
+    events: `${base}:events`,
+    agent: (agentId: string) => `${base}:agent:${agentId}`,
+    agents: `${base}:agents`,
+    held: (agentId: string) => `${base}:held:${agentId}`,
+  };
+}
