@@ -1,0 +1,118 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { watch, type FSWatcher, type WriteStream } from 'node:fs';
+
+export type KillReason = 'lease-lost' | 'shutdown' | 'no-progress' | 'superseded';
+
+export interface AgentExit {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  killedFor: KillReason | undefined;
+  /** Set when the command could not be started at all. */
+  spawnError: Error | undefined;
+}
+
+export interface AgentProcessOptions {
+  command: string;
+  cwd: string;
+  env: Record<string, string>;
+  log: WriteStream;
+  /** Also copy output here (the runner's own stdout, which `supervisor logs` shows). */
+  echo?: NodeJS.WritableStream;
+  progressTimeoutMs: number;
+  killGraceMs: number;
+}
+
+/**
+ * The user's agent command, run with `/bin/sh -c` in its own process group so that it and
+ * every child it starts can be killed together. Issue content never reaches the command
+ * string; it comes in through `env` and files.
+ */
+export class AgentProcess {
+  readonly child: ChildProcess;
+  readonly exited: Promise<AgentExit>;
+  private killedFor: KillReason | undefined;
+  private lastProgress = Date.now();
+  private watcher: FSWatcher | undefined;
+  private progressTimer: NodeJS.Timeout | undefined;
+  private killTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: AgentProcessOptions) {
+    let spawnError: Error | undefined;
+    this.child = spawn('/bin/sh', ['-c', opts.command], {
+      cwd: opts.cwd,
+      env: opts.env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child.on('error', (err) => {
+      spawnError = err;
+    });
+    const onData = (chunk: Buffer) => {
+      this.lastProgress = Date.now();
+      opts.log.write(chunk);
+      opts.echo?.write(chunk);
+    };
+    this.child.stdout?.on('data', onData);
+    this.child.stderr?.on('data', onData);
+    try {
+      this.watcher = watch(opts.cwd, { recursive: true }, (_event, file) => {
+        if (file && (file === '.git' || file.startsWith('.git/'))) return;
+        this.lastProgress = Date.now();
+      });
+      this.watcher.on('error', () => this.watcher?.close());
+    } catch {
+      // Output alone then counts as progress.
+    }
+    const tick = Math.max(50, Math.min(1000, Math.floor(opts.progressTimeoutMs / 4)));
+    this.progressTimer = setInterval(() => {
+      if (Date.now() - this.lastProgress > opts.progressTimeoutMs) this.kill('no-progress');
+    }, tick);
+
+    this.exited = new Promise<AgentExit>((resolve) => {
+      const finish = (exitCode: number | null, signal: NodeJS.Signals | null) => {
+        this.stopWatching();
+        // The agent's stragglers (background children) never outlive it.
+        this.signalGroup('SIGKILL');
+        resolve({ exitCode, signal, killedFor: this.killedFor, spawnError });
+      };
+      this.child.once('exit', finish);
+      this.child.once('error', () => {
+        if (this.child.pid === undefined) finish(null, null);
+      });
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get killReason(): KillReason | undefined {
+    return this.killedFor;
+  }
+
+  /** SIGTERM to the whole group, SIGKILL after the grace period. Idempotent. */
+  kill(reason: KillReason, graceMs = this.opts.killGraceMs): void {
+    if (this.killedFor === undefined) this.killedFor = reason;
+    this.signalGroup(graceMs === 0 ? 'SIGKILL' : 'SIGTERM');
+    if (graceMs > 0 && !this.killTimer) {
+      this.killTimer = setTimeout(() => this.signalGroup('SIGKILL'), graceMs);
+      this.killTimer.unref();
+    }
+  }
+
+  private signalGroup(signal: NodeJS.Signals): void {
+    const pid = this.child.pid;
+    if (pid === undefined) return;
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      // Already gone.
+    }
+  }
+
+  private stopWatching(): void {
+    if (this.progressTimer) clearInterval(this.progressTimer);
+    if (this.killTimer) clearTimeout(this.killTimer);
+    this.watcher?.close();
+  }
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+/**
+ * Entry point of an agent-runner process. Its configuration comes as JSON in
+ * SUPERVISOR_RUNNER_CONFIG (validated by the job contract's schema).
+ */
+import { hostname } from 'node:os';
+import { RunnerConfigSchema } from '../contract/job.js';
+import { AgentRunner } from './runner.js';
+
+function log(msg: string, fields: Record<string, unknown> = {}): void {
+  process.stderr.write(`${new Date().toISOString()} [runner] ${msg}${Object.keys(fields).length ? ' ' + JSON.stringify(fields) : ''}\n`);
+}
+
+async function main(): Promise<void> {
+  const raw = process.env.SUPERVISOR_RUNNER_CONFIG;
+  if (!raw) {
+    log('SUPERVISOR_RUNNER_CONFIG is not set; the supervisor starts runners with it');
+    process.exit(2);
+  }
+  const parsed = RunnerConfigSchema.safeParse({ host: hostname(), ...JSON.parse(raw) });
+  if (!parsed.success) {
+    log(`invalid runner configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    process.exit(2);
+  }
+  const cfg = parsed.data;
+  const runner = new AgentRunner(cfg, (m, f) => log(m, { agentId: cfg.agentId, ...f }));
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals += 1;
+    if (signals > 1) {
+      log(`second ${sig}: stopping now`, { agentId: cfg.agentId });
+      runner.forceKill();
+      process.exit(1);
+    }
+    log(`${sig}: handing back the current job and stopping`, { agentId: cfg.agentId });
+    const timer = setTimeout(() => {
+      runner.forceKill();
+      process.exit(1);
+    }, cfg.lease.killGraceMs + 15_000);
+    timer.unref();
+    runner.shutdown().then(
+      () => process.exit(0),
+      (err: Error) => {
+        log(`shutdown failed: ${err.message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  await runner.start();
+}
+
+main().catch((err: Error) => {
+  log(`fatal: ${err.message}`);
+  process.exit(1);
+});

@@ -1,0 +1,373 @@
+import { randomUUID } from 'node:crypto';
+import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { Queue, UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import {
+  JobDataSchema,
+  issueIdFromJobId,
+  supervisorKeys,
+  type JobData,
+  type JobResult,
+  type RunnerConfig,
+  type RunnerEvent,
+} from '../contract/job.js';
+import { AgentProcess } from './agent-process.js';
+import { isOurAgent, readAgentRecord, writeAgentRecord, type AgentRecord } from './agent-record.js';
+import { LocalWorktree, type Workspace } from './workspace.js';
+
+export const RUNNER_VERSION = '0.1.0';
+
+/** Longer values do not fit an environment variable (Linux caps one at 128 KiB). */
+const MAX_ENV_VALUE = 64 * 1024;
+
+type RunnerState = 'starting' | 'idle' | 'working' | 'stopping';
+
+interface Current {
+  job: Job<unknown, JobResult>;
+  token: string;
+  attempt: number;
+  agent: AgentProcess | undefined;
+  issueId: string;
+  title: string;
+  leaseLost: boolean;
+}
+
+export type Log = (msg: string, fields?: Record<string, unknown>) => void;
+
+/**
+ * One agent slot: a BullMQ Worker with concurrency 1 that runs the agent command for each
+ * job it holds, under the job's lock (its lease), and reports the outcome through BullMQ.
+ */
+export class AgentRunner {
+  private worker: Worker<unknown, JobResult> | undefined;
+  private readonly redis: Redis;
+  private readonly keys;
+  private readonly workspace: Workspace;
+  private state: RunnerState = 'starting';
+  private stateSince = Date.now();
+  private current: Current | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private shuttingDown = false;
+  private readonly instance = randomUUID();
+
+  constructor(
+    private readonly cfg: RunnerConfig,
+    private readonly log: Log,
+    private readonly echo: NodeJS.WritableStream = process.stdout,
+  ) {
+    this.redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
+    this.redis.on('error', () => {
+      /* reconnects by itself; state shows in the heartbeat */
+    });
+    this.keys = supervisorKeys(cfg.prefix, cfg.queueName);
+    this.workspace = new LocalWorktree(cfg.repoPath, cfg.worktreePath, cfg.branch);
+  }
+
+  private get agentRecordFile(): string {
+    return join(this.cfg.runDir, 'agent.json');
+  }
+
+  async start(): Promise<void> {
+    mkdirSync(this.cfg.runDir, { recursive: true });
+    mkdirSync(this.cfg.logDir, { recursive: true });
+    await this.claimSlot();
+    await this.recoverPredecessor();
+    this.startHeartbeat();
+    const worker = new Worker<unknown, JobResult>(this.cfg.queueName, (job, token) => this.process(job, token), {
+      connection: this.redis.duplicate({ maxRetriesPerRequest: null }),
+      prefix: this.cfg.prefix,
+      concurrency: 1,
+      lockDuration: this.cfg.lease.lockDurationMs,
+      stalledInterval: this.cfg.lease.stalledIntervalMs,
+      maxStalledCount: this.cfg.lease.maxStalledCount,
+      name: this.cfg.agentId,
+      autorun: false,
+    });
+    worker.on('lockRenewalFailed', (jobIds) => {
+      const cur = this.current;
+      if (cur?.job.id && jobIds.includes(cur.job.id)) this.onLeaseLost(cur);
+    });
+    worker.on('error', (err) => this.log('worker error', { error: err.message }));
+    worker.on('completed', () => void this.redis.del(this.keys.held(this.cfg.agentId)).catch(() => undefined));
+    worker.on('failed', () => void this.redis.del(this.keys.held(this.cfg.agentId)).catch(() => undefined));
+    this.worker = worker;
+    this.setState('idle');
+    void worker.run().catch((err: Error) => this.log('worker stopped', { error: err.message }));
+    await worker.waitUntilReady();
+    this.log('ready', { queue: this.cfg.queueName, worktree: this.cfg.worktreePath });
+  }
+
+  /** Refuses to run when another live runner holds this slot id. */
+  private async claimSlot(): Promise<void> {
+    const owner = `${this.keys.agent(this.cfg.agentId)}:owner`;
+    const ttl = Math.max(3 * this.cfg.heartbeatMs, 3000);
+    const takeover = process.env.SUPERVISOR_TAKEOVER === '1';
+    const deadline = Date.now() + ttl + 500;
+    for (;;) {
+      const ok = takeover
+        ? await this.redis.set(owner, this.instance, 'PX', ttl)
+        : await this.redis.set(owner, this.instance, 'PX', ttl, 'NX');
+      if (ok === 'OK') return;
+      if (Date.now() > deadline) {
+        const holder = await this.redis.hget(this.keys.agent(this.cfg.agentId), 'host');
+        throw new Error(`slot ${this.cfg.agentId} is already held by a live runner${holder ? ` on ${holder}` : ''}; refusing to start a second one`);
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  /**
+   * A runner restarted under the same slot frees what its predecessor held: it kills the
+   * predecessor's agent (if it still runs here) and puts the job back without spending an attempt.
+   */
+  private async recoverPredecessor(): Promise<void> {
+    const rec = readAgentRecord(this.agentRecordFile);
+    if (rec && isOurAgent(rec)) {
+      try {
+        process.kill(-rec.pid, 'SIGKILL');
+        this.log('killed the agent a previous runner left behind', { pid: rec.pid, jobId: rec.jobId });
+      } catch {
+        /* gone */
+      }
+    }
+    rmSync(this.agentRecordFile, { force: true });
+    const heldRaw = await this.redis.get(this.keys.held(this.cfg.agentId));
+    if (!heldRaw) return;
+    const held = JSON.parse(heldRaw) as { jobId: string; token: string; attempt: number };
+    const queue = new Queue(this.cfg.queueName, { connection: this.redis, prefix: this.cfg.prefix });
+    const job = await queue.getJob(held.jobId);
+    if (job && (await job.getState()) === 'active') {
+      try {
+        await job.moveToWait(held.token);
+        await this.publish({ type: 'release', jobId: held.jobId, attempt: held.attempt, agentId: this.cfg.agentId, at: Date.now(), reason: 'runner restarted' });
+        this.log('released the job a previous runner held', { jobId: held.jobId });
+      } catch (err) {
+        // The lock is no longer ours (expired and re-claimed): nothing to release.
+        this.log('previous job already re-claimed', { jobId: held.jobId, error: (err as Error).message });
+      }
+    }
+    await this.redis.del(this.keys.held(this.cfg.agentId));
+  }
+
+  private async process(job: Job<unknown, JobResult>, token: string | undefined): Promise<JobResult> {
+    if (!token) throw new Error('worker gave no lock token');
+    const parsed = JobDataSchema.safeParse(job.data);
+    if (!parsed.success) {
+      const why = parsed.error.issues.map((i) => `${i.path.join('.') || 'data'}: ${i.message}`).join('; ');
+      throw new UnrecoverableError(`invalid job data (${why}); see the job contract in the README`);
+    }
+    const data = parsed.data;
+    const attempt = job.attemptsStarted;
+    const jobId = job.id!;
+    const issueId = String(data.issueId ?? issueIdFromJobId(jobId) ?? jobId);
+    const cur: Current = { job, token, attempt, agent: undefined, issueId, title: data.title, leaseLost: false };
+    this.current = cur;
+    this.setState('working');
+    await this.redis.set(this.keys.held(this.cfg.agentId), JSON.stringify({ jobId, token, attempt }));
+    const startedAt = Date.now();
+    const logPath = join(this.cfg.logDir, `${jobId}-attempt-${attempt}.log`);
+    try {
+      const baseSha = await this.workspace.prepare(this.cfg.baseBranch);
+      const files = this.writeIssueFiles(data, issueId);
+      const log = createWriteStream(logPath, { flags: 'a' });
+      log.on('error', (err) => this.log('cannot write the run log', { logPath, error: err.message }));
+      this.echo.write(`--- ${this.cfg.agentId} ${jobId} attempt ${attempt}: ${data.title.split('\n')[0]}\n`);
+      const marker = randomUUID();
+      const agent = new AgentProcess({
+        command: this.cfg.agentCommand,
+        cwd: this.cfg.worktreePath,
+        env: this.agentEnv(data, issueId, baseSha, files, marker),
+        log,
+        echo: this.echo,
+        progressTimeoutMs: this.cfg.lease.progressTimeoutMs,
+        killGraceMs: this.cfg.lease.killGraceMs,
+      });
+      cur.agent = agent;
+      if (agent.pid !== undefined) {
+        const rec: AgentRecord = { pid: agent.pid, marker, jobId, attempt, startedAt };
+        writeAgentRecord(this.agentRecordFile, rec);
+      }
+      await this.publish({ type: 'claim', jobId, attempt, agentId: this.cfg.agentId, at: startedAt, logPath, baseSha, ...(agent.pid ? { agentPid: agent.pid } : {}) });
+      if (cur.leaseLost || this.shuttingDown) agent.kill(cur.leaseLost ? 'lease-lost' : 'shutdown', 0);
+      const exit = await agent.exited;
+      rmSync(this.agentRecordFile, { force: true });
+      await new Promise<void>((r) => log.end(r));
+
+      if (cur.leaseLost || exit.killedFor === 'lease-lost' || exit.killedFor === 'superseded') {
+        throw new Error(`lease lost: ${this.cfg.agentId} no longer holds ${jobId}; its result is refused`);
+      }
+      if (exit.killedFor === 'shutdown') {
+        await job.moveToWait(token);
+        await this.publish({ type: 'release', jobId, attempt, agentId: this.cfg.agentId, at: Date.now(), reason: 'runner stopping' });
+        throw new WaitingError();
+      }
+      let error: string | undefined;
+      if (exit.spawnError) error = `the agent command could not be started: ${exit.spawnError.message}`;
+      else if (exit.killedFor === 'no-progress') error = `agent killed: no output and no file change for ${this.cfg.lease.progressTimeoutMs} ms`;
+      else if (exit.exitCode === 127) error = `agent command not found (exit 127): ${this.cfg.agentCommand}`;
+      else if (exit.exitCode !== 0) error = `agent exited with ${exit.exitCode === null ? `signal ${exit.signal}` : `code ${exit.exitCode}`}`;
+      if (error) {
+        await this.publish({ type: 'attempt-failed', jobId, attempt, agentId: this.cfg.agentId, at: Date.now(), error, exitCode: exit.exitCode, baseSha, logPath });
+        throw new Error(error);
+      }
+      const outcome = await this.workspace.commit(baseSha, `issue #${issueId}: ${data.title.split('\n')[0]}`, {
+        name: this.cfg.agentId,
+        email: `${this.cfg.agentId}@agent-supervisor.local`,
+      });
+      const finishedAt = Date.now();
+      return {
+        agentId: this.cfg.agentId,
+        attempt,
+        exitCode: 0,
+        baseSha,
+        ...outcome,
+        durationMs: finishedAt - startedAt,
+        logPath,
+        startedAt,
+        finishedAt,
+      };
+    } catch (err) {
+      if (err instanceof WaitingError || err instanceof UnrecoverableError) throw err;
+      const e = err as Error;
+      if (!cur.leaseLost && !e.message.startsWith('agent ') && !e.message.startsWith('the agent')) {
+        // Failures of our own (git, disk) are reported like agent failures.
+        await this.publish({ type: 'attempt-failed', jobId, attempt, agentId: this.cfg.agentId, at: Date.now(), error: e.message, exitCode: null, logPath }).catch(() => undefined);
+      }
+      throw e;
+    } finally {
+      this.current = undefined;
+      this.setState(this.shuttingDown ? 'stopping' : 'idle');
+    }
+  }
+
+  private writeIssueFiles(data: JobData, issueId: string): { prompt: string; body: string } {
+    const body = data.bodyEncoding === 'base64' ? Buffer.from(data.body, 'base64') : Buffer.from(data.body, 'utf8');
+    const bodyFile = join(this.cfg.runDir, 'issue-body');
+    const promptFile = join(this.cfg.runDir, 'prompt.md');
+    writeFileSync(bodyFile, body);
+    const head = Buffer.from(
+      `# Issue #${issueId}: ${data.title}\n\n`,
+      'utf8',
+    );
+    const tail = Buffer.from(
+      `\n\n---\nYou are ${this.cfg.agentId}, working in a git worktree on branch ${this.cfg.branch}.\n` +
+        'Resolve the issue above by editing files in this directory. Keep the change focused; ' +
+        'run the project\'s tests if it has them. Your changes are committed for you when you exit with status 0.\n',
+      'utf8',
+    );
+    writeFileSync(promptFile, Buffer.concat([head, body, tail]));
+    return { prompt: promptFile, body: bodyFile };
+  }
+
+  private agentEnv(data: JobData, issueId: string, baseSha: string, files: { prompt: string; body: string }, marker: string): Record<string, string> {
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(process.env)) {
+      if (v === undefined || k.startsWith('GIT_') || k.startsWith('SUPERVISOR_') || k === 'REDIS_URL') continue;
+      env[k] = v;
+    }
+    const bodyText = data.bodyEncoding === 'base64' ? Buffer.from(data.body, 'base64').toString('utf8') : data.body;
+    const bodyFits = Buffer.byteLength(bodyText) <= MAX_ENV_VALUE;
+    Object.assign(env, this.cfg.agentEnv, {
+      ISSUE_ID: issueId,
+      ISSUE_TITLE: data.title,
+      ISSUE_BODY: bodyFits ? bodyText : '',
+      ISSUE_BODY_TRUNCATED: bodyFits ? '0' : '1',
+      ISSUE_BODY_FILE: files.body,
+      ISSUE_PROMPT_FILE: files.prompt,
+      ISSUE_PRIORITY: data.priority,
+      AGENT_ID: this.cfg.agentId,
+      AGENT_BRANCH: this.cfg.branch,
+      BASE_SHA: baseSha,
+      SUPERVISOR_RUN_MARKER: marker,
+    });
+    return env;
+  }
+
+  private onLeaseLost(cur: Current): void {
+    if (cur.leaseLost) return;
+    cur.leaseLost = true;
+    this.log('lease lost: killing the agent, its result will be refused', { jobId: cur.job.id });
+    cur.agent?.kill('lease-lost', 0);
+    void this.publish({ type: 'lease-lost', jobId: cur.job.id!, attempt: cur.attempt, agentId: this.cfg.agentId, at: Date.now() }).catch(() => undefined);
+  }
+
+  private async publish(ev: RunnerEvent): Promise<void> {
+    await this.redis.xadd(this.keys.events, 'MAXLEN', '~', '100000', '*', 'e', JSON.stringify(ev));
+  }
+
+  private setState(s: RunnerState): void {
+    if (s !== this.state) {
+      this.state = s;
+      this.stateSince = Date.now();
+    }
+    void this.beat();
+  }
+
+  private startHeartbeat(): void {
+    this.heartbeatTimer = setInterval(() => void this.beat(), this.cfg.heartbeatMs);
+  }
+
+  private async beat(): Promise<void> {
+    const key = this.keys.agent(this.cfg.agentId);
+    const cur = this.current;
+    const now = Date.now();
+    const ttl = Math.max(3 * this.cfg.heartbeatMs, 3000);
+    try {
+      const owner = `${key}:owner`;
+      await this.redis
+        .multi()
+        .hset(key, {
+          agentId: this.cfg.agentId,
+          host: this.cfg.host,
+          pid: String(process.pid),
+          version: RUNNER_VERSION,
+          state: this.state,
+          since: String(this.stateSince),
+          heartbeat: String(now),
+          jobId: cur?.job.id ?? '',
+          issueId: cur?.issueId ?? '',
+          title: cur?.title ?? '',
+          agentPid: String(cur?.agent?.pid ?? ''),
+        })
+        .pexpire(key, ttl)
+        .set(owner, this.instance, 'PX', ttl, 'XX')
+        .zadd(this.keys.agents, now, this.cfg.agentId)
+        .exec();
+    } catch {
+      // Redis is away; the next beat retries.
+    }
+  }
+
+  /** Graceful: stop taking jobs, kill the agent, hand the job back without spending an attempt. */
+  async shutdown(): Promise<void> {
+    if (this.shuttingDown) return;
+    this.shuttingDown = true;
+    this.setState('stopping');
+    this.log('stopping', { holding: this.current?.job.id ?? null });
+    this.current?.agent?.kill('shutdown');
+    await this.worker?.close();
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    const key = this.keys.agent(this.cfg.agentId);
+    await this.redis.multi().del(key).del(`${key}:owner`).zrem(this.keys.agents, this.cfg.agentId).exec().catch(() => undefined);
+    await this.redis.quit().catch(() => undefined);
+  }
+
+  /** Hard stop (second signal): kill the agent now; the lease expires on its own. */
+  forceKill(): void {
+    this.current?.agent?.kill('shutdown', 0);
+  }
+
+  get hostname(): string {
+    return hostname();
+  }
+}
+
+export function readJsonFile<T>(file: string): T | undefined {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,256 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { LeaseSchema } from '../contract/job.js';
+import { SupervisorError } from './errors.js';
+
+/** Non-interactive invocations of the agent CLIs we know. Issue content arrives by file, never in the string. */
+export const AGENT_PRESETS = {
+  claude: 'claude -p --permission-mode acceptEdits < "$ISSUE_PROMPT_FILE"',
+  codex: 'codex exec --full-auto - < "$ISSUE_PROMPT_FILE"',
+  aider: 'aider --yes-always --no-auto-commits --no-check-update --message-file "$ISSUE_PROMPT_FILE"',
+} as const;
+export type AgentPreset = keyof typeof AGENT_PRESETS;
+
+export const DEFAULT_DASHBOARD_PORT = 7420;
+
+const duration = z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx) => {
+  const ms = typeof v === 'number' ? v : parseDuration(v);
+  if (ms === undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a duration: "${String(v)}" (use e.g. 500ms, 30s, 15m, 2h)` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const bytes = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
+  const n = typeof v === 'number' ? v : parseBytes(v);
+  if (n === undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a size: "${String(v)}" (use e.g. 512m, 12g)` });
+    return z.NEVER;
+  }
+  return n;
+});
+
+export const PortsSchema = z
+  .object({
+    /** @defaultValue 8011 — first port of slot blocks. */
+    base: z.number().int().min(1024).max(65535).default(8011),
+    /** @defaultValue 10 — ports per slot. */
+    blockSize: z.number().int().min(1).max(1000).default(10),
+    /** @defaultValue 64 — how many blocks may be handed out. */
+    maxBlocks: z.number().int().min(1).default(64),
+    /**
+     * Named ports: an offset inside the block (`APP_PORT: 0`), or a rule relative to the block
+     * like the article's `VITE_PORT = 5173 + (APP_PORT − 8011)`: `{ "base": 5173 }`.
+     * @defaultValue `{ APP_PORT: 0, VITE_PORT: 1 }`
+     */
+    names: z
+      .record(z.string().regex(/^[A-Z][A-Z0-9_]*$/, 'port names are upper-case env names'), z.union([z.number().int().min(0), z.object({ base: z.number().int().min(1).max(65535) })]))
+      .default({ APP_PORT: 0, VITE_PORT: 1 }),
+  })
+  .strict();
+
+export const EnvSchema = z
+  .object({
+    /** @defaultValue true — allocate ports, Redis DB and Postgres database per slot. */
+    enabled: z.boolean().default(true),
+    ports: PortsSchema.default({}),
+    redis: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** @defaultValue [1, 15] — DB 0 stays with the queue. */
+        dbRange: z.tuple([z.number().int().min(0), z.number().int().min(0)]).default([1, 15]),
+        /** Server the apps use; defaults to the supervisor's Redis. */
+        url: z.string().optional(),
+      })
+      .strict()
+      .default({}),
+    postgres: z
+      .object({
+        /** Admin URL of the shared server (POSTGRES_URL); no databases are allocated without it. */
+        url: z.string().optional(),
+        /** @defaultValue "app_" */
+        prefix: z.string().regex(/^[a-z_][a-z0-9_]{0,30}$/, 'prefix must be a lower-case SQL identifier start (a-z, 0-9, _)').default('app_'),
+        template: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'template must be a plain database name').optional(),
+        resetPerIssue: z.boolean().default(false),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+export const ConfigSchema = z
+  .object({
+    redisUrl: z.string().optional(),
+    /** @defaultValue "sup" — Redis key prefix for the queue and our own keys. */
+    prefix: z.string().regex(/^[A-Za-z0-9_.-]{1,40}$/, 'prefix may hold letters, digits, _ . -').default('sup'),
+    agentCommand: z.string().min(1).optional(),
+    agentPreset: z.enum(['claude', 'codex', 'aider']).optional(),
+    /** @defaultValue 0 — agents started by `supervisor start` when no count was set before. */
+    agents: z.number().int().min(0).optional(),
+    /** Upper bound for `scale`; default total memory ÷ memoryPerAgent. */
+    maxAgents: z.number().int().min(1).optional(),
+    /** @defaultValue 12g on Linux, 3g on macOS */
+    memoryPerAgent: bytes.optional(),
+    /** @defaultValue 4 on Linux, 2 on macOS */
+    cpusPerAgent: z.number().positive().optional(),
+    runtime: z.enum(['process', 'docker']).default('process'),
+    /** Branch agents start from; default the main worktree's branch at `init`. */
+    baseBranch: z.string().min(1).optional(),
+    /** @defaultValue 2 — attempts per issue. */
+    attempts: z.number().int().min(1).max(100).default(2),
+    /** @defaultValue 10s — first retry delay (exponential). */
+    backoff: duration.default(10_000),
+    lease: z
+      .object({
+        lockDuration: duration.optional(),
+        stalledInterval: duration.optional(),
+        maxStalledCount: z.number().int().min(2).optional(),
+        progressTimeout: duration.optional(),
+        killGrace: duration.optional(),
+      })
+      .strict()
+      .default({}),
+    /** @defaultValue 500ms — how often open issues are fed. */
+    feedInterval: duration.default(500),
+    /** @defaultValue 5s — reconcile SQLite with the queue's own state. */
+    reconcileInterval: duration.default(5_000),
+    /** @defaultValue 2s */
+    heartbeat: duration.default(2_000),
+    /** @defaultValue 1s — first restart delay of a crashed runner (doubles up to 30 s). */
+    restartBackoff: duration.default(1_000),
+    /** @defaultValue 30s — time a stopping runner gets to hand its job back. */
+    stopGrace: duration.default(30_000),
+    dashboard: z
+      .object({
+        enabled: z.boolean().default(true),
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(DEFAULT_DASHBOARD_PORT),
+        token: z.string().min(16, 'the dashboard token must be at least 16 characters').optional(),
+        readOnly: z.boolean().default(false),
+      })
+      .strict()
+      .default({}),
+    env: EnvSchema.default({}),
+    docker: z
+      .object({
+        image: z.string().default('agent-supervisor-runner:latest'),
+        network: z.string().optional(),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+export type ConfigInput = z.input<typeof ConfigSchema>;
+export type Config = z.output<typeof ConfigSchema> & { agentCommandResolved: string | undefined; leaseResolved: z.output<typeof LeaseSchema> };
+
+export function parseDuration(s: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(s);
+  if (!m?.[1]) return undefined;
+  const n = Number(m[1]);
+  const unit = m[2] ?? 'ms';
+  return Math.round(n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit as 'ms' | 's' | 'm' | 'h']);
+}
+
+export function parseBytes(s: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$/i.exec(s);
+  if (!m?.[1]) return undefined;
+  const unit = (m[2] ?? 'b').toLowerCase()[0] as 'b' | 'k' | 'm' | 'g' | 't';
+  return Math.round(Number(m[1]) * { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[unit]);
+}
+
+/** Environment variables that configure the supervisor. */
+function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const lease: Record<string, unknown> = {};
+  const dashboard: Record<string, unknown> = {};
+  const int = (name: string): number | string | undefined => {
+    const v = env[name];
+    if (v === undefined || v === '') return undefined;
+    return /^\d+$/.test(v.trim()) ? Number(v) : v;
+  };
+  const set = (obj: Record<string, unknown>, key: string, v: unknown) => {
+    if (v !== undefined && v !== '') obj[key] = v;
+  };
+  set(out, 'redisUrl', env.REDIS_URL);
+  set(out, 'prefix', env.SUPERVISOR_PREFIX);
+  set(out, 'agentCommand', env.SUPERVISOR_AGENT_COMMAND);
+  set(out, 'agentPreset', env.SUPERVISOR_AGENT);
+  set(out, 'agents', int('SUPERVISOR_AGENTS'));
+  set(out, 'maxAgents', int('SUPERVISOR_MAX_AGENTS'));
+  set(out, 'memoryPerAgent', int('SUPERVISOR_MEMORY_PER_AGENT'));
+  set(out, 'runtime', env.SUPERVISOR_RUNTIME);
+  set(out, 'baseBranch', env.SUPERVISOR_BASE_BRANCH);
+  set(out, 'attempts', int('SUPERVISOR_ATTEMPTS'));
+  set(out, 'backoff', int('SUPERVISOR_BACKOFF'));
+  set(out, 'feedInterval', int('SUPERVISOR_FEED_INTERVAL'));
+  set(out, 'reconcileInterval', int('SUPERVISOR_RECONCILE_INTERVAL'));
+  set(out, 'heartbeat', int('SUPERVISOR_HEARTBEAT'));
+  set(out, 'restartBackoff', int('SUPERVISOR_RESTART_BACKOFF'));
+  set(out, 'stopGrace', int('SUPERVISOR_STOP_GRACE'));
+  set(lease, 'lockDuration', int('SUPERVISOR_LOCK_DURATION'));
+  set(lease, 'stalledInterval', int('SUPERVISOR_STALLED_INTERVAL'));
+  set(lease, 'maxStalledCount', int('SUPERVISOR_MAX_STALLED_COUNT'));
+  set(lease, 'progressTimeout', int('SUPERVISOR_PROGRESS_TIMEOUT'));
+  set(lease, 'killGrace', int('SUPERVISOR_KILL_GRACE'));
+  set(dashboard, 'token', env.SUPERVISOR_DASHBOARD_TOKEN);
+  set(dashboard, 'host', env.SUPERVISOR_DASHBOARD_HOST);
+  set(dashboard, 'port', int('SUPERVISOR_DASHBOARD_PORT'));
+  if (Object.keys(lease).length) out.lease = lease;
+  if (Object.keys(dashboard).length) out.dashboard = dashboard;
+  if (env.POSTGRES_URL) out.env = { postgres: { url: env.POSTGRES_URL } };
+  return out;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Deep merge of plain objects; later layers win. */
+export function mergeLayers(...layers: Array<Record<string, unknown> | undefined>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const layer of layers) {
+    if (!layer) continue;
+    for (const [k, v] of Object.entries(layer)) {
+      if (v === undefined) continue;
+      out[k] = isPlainObject(v) && isPlainObject(out[k]) ? mergeLayers(out[k] as Record<string, unknown>, v) : v;
+    }
+  }
+  return out;
+}
+
+export function readConfigFile(file: string): Record<string, unknown> | undefined {
+  if (!existsSync(file)) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (cause) {
+    throw new SupervisorError('ERR_SUP_CONFIG', `${file} is not valid JSON: ${(cause as Error).message}`, { hint: 'fix the file or remove it', cause });
+  }
+  if (!isPlainObject(parsed)) throw new SupervisorError('ERR_SUP_CONFIG', `${file} must hold a JSON object`);
+  return parsed;
+}
+
+/** Defaults < supervisor.config.json < environment < flags; validated once, frozen. */
+export function loadConfig(opts: { configFile?: string; env?: NodeJS.ProcessEnv; flags?: Record<string, unknown> } = {}): Readonly<Config> {
+  const env = opts.env ?? process.env;
+  const merged = mergeLayers(opts.configFile ? readConfigFile(opts.configFile) : undefined, fromEnv(env), opts.flags);
+  const result = ConfigSchema.safeParse(merged);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new SupervisorError('ERR_SUP_CONFIG', `invalid configuration:\n${lines.join('\n')}`, {
+      hint: 'check flags, SUPERVISOR_* environment variables and supervisor.config.json',
+    });
+  }
+  const c = result.data;
+  const lease = LeaseSchema.parse({
+    lockDurationMs: c.lease.lockDuration,
+    stalledIntervalMs: c.lease.stalledInterval,
+    maxStalledCount: c.lease.maxStalledCount,
+    progressTimeoutMs: c.lease.progressTimeout,
+    killGraceMs: c.lease.killGrace,
+  });
+  const agentCommandResolved = c.agentCommand ?? (c.agentPreset ? AGENT_PRESETS[c.agentPreset] : undefined);
+  return Object.freeze({ ...c, agentCommandResolved, leaseResolved: lease });
+}

@@ -1,0 +1,117 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { simpleGit, type SimpleGit } from 'simple-git';
+import { SupervisorError } from './errors.js';
+
+/** Where everything of one repository lives. */
+export interface RepoPaths {
+  /** The main worktree's top level directory. */
+  root: string;
+  gitCommonDir: string;
+  /** Short stable id of the repository (queue names, labels). */
+  repoId: string;
+  stateDir: string;
+  dbFile: string;
+  logDir: string;
+  runDir: string;
+  worktreesDir: string;
+  pidFile: string;
+  daemonLog: string;
+  configFile: string;
+}
+
+/** A git client that ignores GIT_DIR and friends inherited from a hook or an outer repository. */
+export function gitAt(dir: string): SimpleGit {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && !k.startsWith('GIT_')) env[k] = v;
+  }
+  return simpleGit({ baseDir: dir, maxConcurrentProcesses: 8, trimmed: true }).env(env);
+}
+
+export function pathsFor(root: string, gitCommonDir: string): RepoPaths {
+  const stateDir = join(root, '.supervisor');
+  return {
+    root,
+    gitCommonDir,
+    repoId: createHash('sha256').update(gitCommonDir).digest('hex').slice(0, 12),
+    stateDir,
+    dbFile: join(stateDir, 'supervisor.db'),
+    logDir: join(stateDir, 'logs'),
+    runDir: join(stateDir, 'run'),
+    worktreesDir: join(root, '.worktrees'),
+    pidFile: join(stateDir, 'supervisor.pid'),
+    daemonLog: join(stateDir, 'supervisor.log'),
+    configFile: join(root, 'supervisor.config.json'),
+  };
+}
+
+/** Finds the repository that `dir` belongs to; refuses non-repositories and repositories with no commit. */
+export async function resolveRepo(dir: string): Promise<RepoPaths> {
+  const abs = resolve(dir);
+  let isDir = false;
+  try {
+    isDir = statSync(abs).isDirectory();
+  } catch {
+    /* reported below */
+  }
+  if (!isDir) {
+    throw new SupervisorError('ERR_SUP_NOT_A_REPO', `${abs} is not a directory`, { hint: 'pass --repo with the path of a git repository' });
+  }
+  const git = gitAt(abs);
+  let commonDir: string;
+  let top: string;
+  try {
+    commonDir = (await git.raw(['rev-parse', '--path-format=absolute', '--git-common-dir'])).trim();
+    top = (await git.raw(['rev-parse', '--show-toplevel'])).trim();
+  } catch (cause) {
+    throw new SupervisorError('ERR_SUP_NOT_A_REPO', `${abs} is not inside a git repository (or it cannot be read)`, {
+      hint: 'run `git init` there first, or pass --repo with the path of a git repository',
+      cause,
+    });
+  }
+  try {
+    await git.raw(['rev-parse', '--verify', '--quiet', 'HEAD^{commit}']);
+  } catch (cause) {
+    throw new SupervisorError('ERR_SUP_EMPTY_REPO', `the repository at ${top} has no commit yet`, {
+      hint: 'make a first commit (agents branch off it): git commit --allow-empty -m "initial commit"',
+      cause,
+    });
+  }
+  const realCommon = realpathSync(commonDir);
+  // Inside an agent worktree, the main worktree is the common dir's parent.
+  const root = realCommon.endsWith('/.git') ? realCommon.slice(0, -'/.git'.length) : realpathSync(top);
+  return pathsFor(root, realCommon);
+}
+
+export function isInitialised(paths: RepoPaths): boolean {
+  return existsSync(paths.dbFile);
+}
+
+/** Creates `.supervisor/` and keeps it and `.worktrees/` out of git (idempotent). */
+export function initStateDir(paths: RepoPaths): void {
+  for (const d of [paths.stateDir, paths.logDir, paths.runDir]) mkdirSync(d, { recursive: true });
+  const infoDir = join(paths.gitCommonDir, 'info');
+  mkdirSync(infoDir, { recursive: true });
+  const exclude = join(infoDir, 'exclude');
+  const current = existsSync(exclude) ? readFileSync(exclude, 'utf8') : '';
+  const lines = current.split('\n').map((l) => l.trim());
+  const wanted = ['/.supervisor/', '/.worktrees/', '.env.worktree'].filter((p) => !lines.includes(p));
+  if (wanted.length > 0) {
+    const sep = current.length === 0 || current.endsWith('\n') ? '' : '\n';
+    writeFileSync(exclude, `${current}${sep}${wanted.join('\n')}\n`);
+  }
+}
+
+/** The branch checked out in the main worktree (the default base branch for agents). */
+export async function currentBranch(root: string): Promise<string> {
+  try {
+    return (await gitAt(root).raw(['symbolic-ref', '--short', 'HEAD'])).trim();
+  } catch (cause) {
+    throw new SupervisorError('ERR_SUP_GIT', `the main worktree at ${root} is on a detached HEAD`, {
+      hint: 'check out the branch agents should start from, or set "baseBranch" in supervisor.config.json',
+      cause,
+    });
+  }
+}

@@ -1,0 +1,114 @@
+import Database from 'better-sqlite3';
+import { SupervisorError } from '../errors.js';
+
+export type Db = Database.Database;
+
+/** Ordered migrations; index + 1 is the schema version stored in `user_version`. */
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE issues (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    title       TEXT    NOT NULL,
+    body        BLOB    NOT NULL DEFAULT x'',
+    priority    TEXT    NOT NULL CHECK (priority IN ('urgent','high','medium','low')),
+    status      TEXT    NOT NULL DEFAULT 'open'
+                CHECK (status IN ('open','queued','in_progress','done','failed')),
+    agent       TEXT,
+    branch      TEXT,
+    commit_sha  TEXT,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    job_id      TEXT UNIQUE,
+    error       TEXT,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+  );
+  CREATE INDEX issues_by_status ON issues (status, id);
+
+  CREATE TABLE runs (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    issue_id      INTEGER NOT NULL REFERENCES issues (id),
+    job_id        TEXT    NOT NULL,
+    attempt       INTEGER NOT NULL,
+    agent         TEXT,
+    started_at    INTEGER,
+    finished_at   INTEGER,
+    outcome       TEXT    NOT NULL DEFAULT 'running'
+                  CHECK (outcome IN ('running','succeeded','failed','lost','released')),
+    exit_code     INTEGER,
+    base_sha      TEXT,
+    commit_sha    TEXT,
+    files_changed INTEGER,
+    insertions    INTEGER,
+    deletions     INTEGER,
+    duration_ms   INTEGER,
+    log_path      TEXT,
+    error         TEXT,
+    UNIQUE (job_id, attempt)
+  );
+  CREATE INDEX runs_by_issue ON runs (issue_id, attempt);
+
+  CREATE TABLE slots (
+    id          TEXT    PRIMARY KEY,
+    number      INTEGER NOT NULL UNIQUE,
+    worktree    TEXT    NOT NULL,
+    branch      TEXT    NOT NULL,
+    state       TEXT    NOT NULL DEFAULT 'stopped',
+    pid         INTEGER,
+    container_id TEXT,
+    health      TEXT,
+    restarts    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    state_since INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL
+  );
+
+  CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  );
+  `,
+];
+
+export function openDatabase(file: string, opts: { readonly?: boolean } = {}): Db {
+  let db: Db;
+  try {
+    db = new Database(file, { fileMustExist: opts.readonly === true, readonly: opts.readonly === true });
+    db.pragma('journal_mode = WAL');
+    db.pragma('busy_timeout = 5000');
+    db.pragma('foreign_keys = ON');
+    db.pragma('synchronous = NORMAL');
+    // Fails fast on a file that is not a database (or is corrupted), before any write.
+    db.pragma('quick_check(1)');
+  } catch (cause) {
+    throw new SupervisorError('ERR_SUP_DATABASE', `cannot open the supervisor database ${file}: ${(cause as Error).message}`, {
+      hint: 'the file is not a valid SQLite database; move it aside (mv it to a backup name) and run `supervisor init` again',
+      cause,
+    });
+  }
+  if (!opts.readonly) migrate(db);
+  return db;
+}
+
+function migrate(db: Db): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new SupervisorError('ERR_SUP_DATABASE', `database schema version ${current} is newer than this supervisor (${MIGRATIONS.length})`, {
+      hint: 'upgrade agent-supervisor',
+    });
+  }
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    }).immediate();
+  }
+}
+
+export function getSetting(db: Db, key: string): string | undefined {
+  const row = db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined;
+  return row?.value;
+}
+
+export function setSetting(db: Db, key: string, value: string): void {
+  db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
+}

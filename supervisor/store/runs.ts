@@ -1,0 +1,118 @@
+import type { Db } from './db.js';
+
+export const RUN_OUTCOMES = ['running', 'succeeded', 'failed', 'lost', 'released'] as const;
+export type RunOutcome = (typeof RUN_OUTCOMES)[number];
+
+export interface Run {
+  id: number;
+  issueId: number;
+  jobId: string;
+  attempt: number;
+  agent: string | null;
+  startedAt: number | null;
+  finishedAt: number | null;
+  outcome: RunOutcome;
+  exitCode: number | null;
+  baseSha: string | null;
+  commitSha: string | null;
+  filesChanged: number | null;
+  insertions: number | null;
+  deletions: number | null;
+  durationMs: number | null;
+  logPath: string | null;
+  error: string | null;
+}
+
+export interface RunFields {
+  agent?: string | null;
+  startedAt?: number | null;
+  finishedAt?: number | null;
+  outcome?: RunOutcome;
+  exitCode?: number | null;
+  baseSha?: string | null;
+  commitSha?: string | null;
+  filesChanged?: number | null;
+  insertions?: number | null;
+  deletions?: number | null;
+  durationMs?: number | null;
+  logPath?: string | null;
+  error?: string | null;
+}
+
+const COLUMNS: Record<keyof RunFields, string> = {
+  agent: 'agent',
+  startedAt: 'started_at',
+  finishedAt: 'finished_at',
+  outcome: 'outcome',
+  exitCode: 'exit_code',
+  baseSha: 'base_sha',
+  commitSha: 'commit_sha',
+  filesChanged: 'files_changed',
+  insertions: 'insertions',
+  deletions: 'deletions',
+  durationMs: 'duration_ms',
+  logPath: 'log_path',
+  error: 'error',
+};
+
+const SELECT = `SELECT id, issue_id AS issueId, job_id AS jobId, attempt, agent, started_at AS startedAt,
+  finished_at AS finishedAt, outcome, exit_code AS exitCode, base_sha AS baseSha, commit_sha AS commitSha,
+  files_changed AS filesChanged, insertions, deletions, duration_ms AS durationMs, log_path AS logPath, error FROM runs`;
+
+/** One row per attempt, keyed by (job id, attempt) so every write is idempotent. */
+export class RunStore {
+  constructor(private readonly db: Db) {}
+
+  get(jobId: string, attempt: number): Run | undefined {
+    return this.db.prepare(`${SELECT} WHERE job_id = ? AND attempt = ?`).get(jobId, attempt) as Run | undefined;
+  }
+
+  /**
+   * Creates or updates the run of (jobId, attempt). A run that reached a final outcome is
+   * never moved to another one: a late report cannot rewrite history.
+   */
+  upsert(issueId: number, jobId: string, attempt: number, fields: RunFields): { changed: boolean } {
+    const existing = this.get(jobId, attempt);
+    if (!existing) {
+      const keys = Object.keys(fields).filter((k) => fields[k as keyof RunFields] !== undefined) as Array<keyof RunFields>;
+      const cols = ['issue_id', 'job_id', 'attempt', ...keys.map((k) => COLUMNS[k])];
+      const vals = [issueId, jobId, attempt, ...keys.map((k) => fields[k])];
+      this.db.prepare(`INSERT INTO runs (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`).run(...vals);
+      return { changed: true };
+    }
+    if (existing.outcome !== 'running' && fields.outcome !== undefined && fields.outcome !== existing.outcome) {
+      return { changed: false };
+    }
+    const sets: string[] = [];
+    const vals: unknown[] = [];
+    for (const [k, v] of Object.entries(fields)) {
+      if (v === undefined) continue;
+      // Fill in, never overwrite what an earlier report of the same attempt recorded.
+      const col = COLUMNS[k as keyof RunFields];
+      if (k === 'outcome') sets.push(`${col} = ?`);
+      else sets.push(`${col} = COALESCE(${col}, ?)`);
+      vals.push(v);
+    }
+    if (sets.length === 0) return { changed: false };
+    this.db.prepare(`UPDATE runs SET ${sets.join(', ')} WHERE id = ?`).run(...vals, existing.id);
+    return { changed: true };
+  }
+
+  forIssue(issueId: number): Run[] {
+    return this.db.prepare(`${SELECT} WHERE issue_id = ? ORDER BY attempt, id`).all(issueId) as Run[];
+  }
+
+  running(jobId?: string): Run[] {
+    return (jobId
+      ? this.db.prepare(`${SELECT} WHERE outcome = 'running' AND job_id = ?`).all(jobId)
+      : this.db.prepare(`${SELECT} WHERE outcome = 'running'`).all()) as Run[];
+  }
+
+  countByOutcome(): Record<RunOutcome, number> {
+    const out = Object.fromEntries(RUN_OUTCOMES.map((o) => [o, 0])) as Record<RunOutcome, number>;
+    for (const r of this.db.prepare('SELECT outcome, COUNT(*) AS n FROM runs GROUP BY outcome').all() as Array<{ outcome: RunOutcome; n: number }>) {
+      out[r.outcome] = r.n;
+    }
+    return out;
+  }
+}
