@@ -14,7 +14,7 @@ import {
   type RunnerEvent,
 } from '../contract/job.js';
 import { AgentProcess } from './agent-process.js';
-import { isOurAgent, readAgentRecord, writeAgentRecord, type AgentRecord } from './agent-record.js';
+import { isOurAgent, readAgentRecord, writeAgentRecord, type AgentRecord } from '../contract/agent-record.js';
 import { LocalWorktree, type Workspace } from './workspace.js';
 
 export const RUNNER_VERSION = '0.1.0';

@@ -1,0 +1,263 @@
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { openContext, type Context } from '../context.js';
+import { Daemon } from '../daemon.js';
+import { SupervisorError, redactSecrets } from '../errors.js';
+import { runningDaemon } from '../pidfile.js';
+import { readDesired, validateAgentCount, DESIRED_KEY } from '../scaler.js';
+import { buildStatus, type Status } from '../status.js';
+import { setSetting } from '../store/db.js';
+import { attachExtensions, statusExtras } from '../extensions.js';
+import { redisFor } from './connect.js';
+import { ago, oneLine, printJson, progress, say, table, type GlobalOpts } from './output.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function logLine(msg: string, fields?: Record<string, unknown>): void {
+  const extra = fields && Object.keys(fields).length ? ` ${JSON.stringify(fields)}` : '';
+  process.stderr.write(redactSecrets(`${new Date().toISOString()} ${msg}${extra}\n`));
+}
+
+interface StartOpts {
+  agents?: string;
+  runtime?: string;
+  agentCommand?: string;
+  agent?: string;
+  detach?: boolean;
+  maxAgents?: string;
+  progressTimeout?: string;
+  dashboard?: boolean;
+  dashboardPort?: string;
+  dashboardHost?: string;
+  readOnly?: boolean;
+}
+
+function startFlags(o: StartOpts): Record<string, unknown> {
+  const flags: Record<string, unknown> = {};
+  if (o.runtime) flags.runtime = o.runtime;
+  if (o.agentCommand) flags.agentCommand = o.agentCommand;
+  if (o.agent) flags.agentPreset = o.agent;
+  if (o.maxAgents !== undefined) flags.maxAgents = Number(o.maxAgents);
+  if (o.progressTimeout) flags.lease = { progressTimeout: o.progressTimeout };
+  const dash: Record<string, unknown> = {};
+  if (o.dashboard === false) dash.enabled = false;
+  if (o.dashboardPort !== undefined) dash.port = Number(o.dashboardPort);
+  if (o.dashboardHost !== undefined) dash.host = o.dashboardHost;
+  if (o.readOnly) dash.readOnly = true;
+  if (Object.keys(dash).length) flags.dashboard = dash;
+  return flags;
+}
+
+async function startDetached(ctx: Context): Promise<void> {
+  const running = runningDaemon(ctx.paths.pidFile);
+  if (running) {
+    throw new SupervisorError('ERR_SUP_ALREADY_RUNNING', `a supervisor is already running for this repository (pid ${running.pid})`, { hint: 'use `supervisor status`, or `supervisor stop` first' });
+  }
+  const args = process.argv.slice(2).filter((a) => a !== '--detach' && a !== '-d');
+  const fd = openSync(ctx.paths.daemonLog, 'a');
+  const child = spawn(process.execPath, [process.argv[1]!, ...args], { detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, SUPERVISOR_DETACHED: '1' } });
+  closeSync(fd);
+  child.unref();
+  let exited: number | null | undefined;
+  child.once('exit', (code) => (exited = code));
+  progress(`starting the supervisor in the background (pid ${child.pid}, log ${ctx.paths.daemonLog})`);
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const info = runningDaemon(ctx.paths.pidFile);
+    if (info && info.pid === child.pid && info.ready) {
+      say(`supervisor running (pid ${child.pid})${info.dashboardUrl ? `; dashboard ${info.dashboardUrl}` : ''}`);
+      return;
+    }
+    if (exited !== undefined) {
+      const tail = readFileSync(ctx.paths.daemonLog, 'utf8').trim().split('\n').slice(-5).join('\n');
+      throw new SupervisorError('ERR_SUP_NOT_RUNNING', `the supervisor exited during start (code ${exited}):\n${tail}`, { hint: `see ${ctx.paths.daemonLog}` });
+    }
+    await sleep(100);
+  }
+  throw new SupervisorError('ERR_SUP_TIMEOUT', 'the supervisor did not become ready within 60 s', { hint: `see ${ctx.paths.daemonLog}` });
+}
+
+async function runForeground(ctx: Context, agents: number | undefined): Promise<void> {
+  const daemon = await Daemon.start(ctx, { ...(agents !== undefined ? { agents } : {}), log: logLine });
+  daemon.scaler.on('progress', (p) => logLine(`${p.agentId}: ${p.message}`));
+  daemon.recorder.on('result', ({ issue }) => logLine(`issue #${issue.id} ${issue.status}${issue.commit ? ` (${issue.branch} @ ${issue.commit.slice(0, 8)})` : ''}${issue.error ? `: ${issue.error}` : ''}`));
+  await attachExtensions(daemon, logLine);
+  logLine(`supervisor running for ${ctx.paths.root} (pid ${process.pid}, queue ${ctx.queueName}, ${readDesired(ctx.db)} agents)`);
+  await new Promise<void>((resolve) => {
+    let signals = 0;
+    const onSignal = (sig: NodeJS.Signals) => {
+      signals += 1;
+      if (signals === 1) {
+        logLine(`${sig}: stopping runners gracefully (again to force)`);
+        daemon.stop().then(resolve, (err: Error) => {
+          logLine(`stop failed: ${err.message}`);
+          resolve();
+        });
+      } else {
+        logLine(`${sig} again: forcing exit; runners left running are adopted by the next start`);
+        process.exit(1);
+      }
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+  logLine('supervisor stopped');
+  ctx.close();
+}
+
+function printStatus(s: Status): void {
+  const sup = s.supervisor.running ? `running (pid ${s.supervisor.pid})` : 'not running';
+  say(`supervisor: ${sup}; agents ${s.agents.length}/${s.desiredAgents} desired${s.supervisor.dashboardUrl ? `; dashboard ${s.supervisor.dashboardUrl}` : ''}`);
+  if (s.agents.length) {
+    const now = Date.now();
+    say(
+      table(
+        s.agents.map((a) => [a.id, a.state, a.issue ? `#${a.issue.id} ${oneLine(a.issue.title ?? '', 40)}` : a.state === 'idle' ? 'Idle (no issues)' : '', ago(now - a.since), a.pid ? String(a.pid) : '', a.lastError && a.state === 'crashed' ? oneLine(a.lastError, 50) : '']),
+        ['AGENT', 'STATE', 'ISSUE', 'FOR', 'PID', 'NOTE'],
+      ),
+    );
+  }
+  const q = s.queue;
+  if (q) say(`queue: ${q.waiting + q.prioritized} waiting, ${q.active} active, ${q.delayed} delayed, ${q.completed} completed, ${q.failed} failed`);
+  const i = s.issues;
+  say(`issues: ${i.open ?? 0} open, ${i.queued ?? 0} queued, ${i.in_progress ?? 0} in progress, ${i.done ?? 0} done, ${i.failed ?? 0} failed`);
+  const p = s.platform;
+  say(`platform: ${p.os} ${p.arch}, ${p.cpus} CPUs, ${(p.memoryBytes / 1024 ** 3).toFixed(1)} GiB, max ${p.maxAgents} agents`);
+  for (const w of s.warnings) progress(`warning: ${w}`);
+}
+
+export function registerLifecycleCommands(program: Command, globals: () => GlobalOpts): void {
+  program
+    .command('start')
+    .description('run the supervisor (feeder, recorder, agents, dashboard)')
+    .option('--agents <n>', 'number of agents to run (default: the last count set, or 0)')
+    .option('--runtime <kind>', 'process | docker')
+    .option('--agent-command <cmd>', 'agent command, run with /bin/sh -c in the worktree')
+    .option('--agent <preset>', 'claude | codex | aider')
+    .option('--max-agents <n>', 'upper bound for scale (default: memory ÷ per-agent budget)')
+    .option('--progress-timeout <duration>', 'kill an agent with no output or file change for this long (default 15m)')
+    .option('--no-dashboard', 'do not serve the dashboard')
+    .option('--dashboard-port <port>', 'dashboard port (default 7420; the next free one if taken)')
+    .option('--dashboard-host <host>', 'dashboard address (default 127.0.0.1; others need SUPERVISOR_DASHBOARD_TOKEN)')
+    .option('--read-only', 'dashboard without controls')
+    .option('-d, --detach', 'run in the background')
+    .action(async (o: StartOpts) => {
+      const ctx = await openContext({ repo: globals().repo, init: true, flags: startFlags(o) });
+      const agents = o.agents === undefined ? undefined : validateAgentCount(o.agents, ctx.platform.maxAgents);
+      if (o.detach) {
+        try {
+          await startDetached(ctx);
+        } finally {
+          ctx.close();
+        }
+        return;
+      }
+      await runForeground(ctx, agents);
+    });
+
+  program
+    .command('scale')
+    .description('set the number of agents; returns once the supervisor has converged')
+    .argument('<n>', 'agent count (0 stops all agents)')
+    .option('--timeout <seconds>', 'give up waiting after this long', '180')
+    .option('--no-wait', 'return at once')
+    .option('--json', 'print the resulting agents as JSON')
+    .action(async (raw: string, o: { timeout: string; wait: boolean; json?: boolean }) => {
+      const ctx = await openContext({ repo: globals().repo, init: true });
+      try {
+        const n = validateAgentCount(raw, ctx.platform.maxAgents);
+        const daemon = runningDaemon(ctx.paths.pidFile);
+        if (!daemon) {
+          throw new SupervisorError('ERR_SUP_NOT_RUNNING', 'the supervisor is not running for this repository', { hint: `start it with \`supervisor start --agents ${n}\`` });
+        }
+        setSetting(ctx.db, DESIRED_KEY, String(n));
+        if (!o.wait) {
+          if (o.json) printJson({ desiredAgents: n, converged: false });
+          else say(`asked for ${n} agents`);
+          return;
+        }
+        const redis = await redisFor(ctx);
+        try {
+          const deadline = Date.now() + Number(o.timeout) * 1000;
+          const lastSeen = new Map<string, string>();
+          for (;;) {
+            const s = await buildStatus(ctx, redis);
+            for (const a of s.agents) {
+              if (lastSeen.get(a.id) !== a.state) {
+                lastSeen.set(a.id, a.state);
+                if (!o.json) progress(`  ${a.id}: ${a.state}${a.state === 'crashed' && a.lastError ? ` (${a.lastError})` : ''}`);
+              }
+            }
+            const up = s.agents.filter((a) => a.state === 'idle' || a.state === 'working');
+            const crashed = s.agents.filter((a) => a.state === 'crashed' && /crash loop/.test(a.lastError ?? ''));
+            if (crashed.length) {
+              throw new SupervisorError('ERR_SUP_NOT_RUNNING', `${crashed.map((a) => a.id).join(', ')} keep crashing: ${crashed[0]!.lastError}`, { hint: 'see `supervisor logs <agent>`' });
+            }
+            if (up.length === n && s.agents.length === n) {
+              if (o.json) printJson({ desiredAgents: n, converged: true, agents: s.agents });
+              else say(`${n} agent${n === 1 ? '' : 's'} running`);
+              return;
+            }
+            if (!runningDaemon(ctx.paths.pidFile)) throw new SupervisorError('ERR_SUP_NOT_RUNNING', 'the supervisor stopped while scaling');
+            if (Date.now() > deadline) {
+              throw new SupervisorError('ERR_SUP_TIMEOUT', `not converged after ${o.timeout}s: ${up.length}/${n} agents up`, { hint: 'see `supervisor status` and `supervisor logs`' });
+            }
+            await sleep(200);
+          }
+        } finally {
+          redis?.disconnect();
+        }
+      } finally {
+        ctx.close();
+      }
+    });
+
+  program
+    .command('status')
+    .description('show agents, queue and platform')
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }) => {
+      const ctx = await openContext({ repo: globals().repo });
+      const redis = await redisFor(ctx);
+      try {
+        const { envFor } = await statusExtras(ctx);
+        const s = await buildStatus(ctx, redis, { envFor });
+        if (o.json) printJson(s);
+        else printStatus(s);
+      } finally {
+        redis?.disconnect();
+        ctx.close();
+      }
+    });
+
+  program
+    .command('stop')
+    .description('stop the supervisor gracefully (runners hand back or finish their jobs)')
+    .option('--timeout <seconds>', 'wait this long before giving up', '120')
+    .option('--json', 'print JSON')
+    .action(async (o: { timeout: string; json?: boolean }) => {
+      const ctx = await openContext({ repo: globals().repo });
+      try {
+        const info = runningDaemon(ctx.paths.pidFile);
+        if (!info) {
+          if (o.json) printJson({ stopped: false, running: false });
+          else say('the supervisor is not running');
+          return;
+        }
+        process.kill(info.pid, 'SIGTERM');
+        if (!o.json) progress(`stopping the supervisor (pid ${info.pid})…`);
+        const deadline = Date.now() + Number(o.timeout) * 1000;
+        while (runningDaemon(ctx.paths.pidFile)?.pid === info.pid) {
+          if (Date.now() > deadline) {
+            throw new SupervisorError('ERR_SUP_TIMEOUT', `the supervisor (pid ${info.pid}) did not stop within ${o.timeout}s`, { hint: `run \`supervisor stop\` again to force, or kill ${info.pid}` });
+          }
+          await sleep(100);
+        }
+        if (o.json) printJson({ stopped: true, pid: info.pid });
+        else say('supervisor stopped');
+      } finally {
+        ctx.close();
+      }
+    });
+}

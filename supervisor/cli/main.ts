@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { SupervisorError, coerceError, redactSecrets } from '../errors.js';
+import { registerIssueCommands } from './issues.js';
+import { registerLifecycleCommands } from './lifecycle.js';
+import { registerLogsCommand } from './logs.js';
+import { registerMaintenanceCommands } from './maintenance.js';
+import type { GlobalOpts } from './output.js';
+
+const USAGE_CODES = new Set(['ERR_SUP_USAGE', 'ERR_SUP_SCALE_LIMIT']);
+
+function build(): Command {
+  const program = new Command('supervisor')
+    .description('Run many AI coding agents in parallel on one repository, each in its own git worktree.')
+    .version('0.1.0')
+    .option('--repo <dir>', 'the git repository to work on (default: current directory)')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  const globals = (): GlobalOpts => program.opts<GlobalOpts>();
+  registerMaintenanceCommands(program, globals);
+  registerIssueCommands(program, globals);
+  registerLifecycleCommands(program, globals);
+  registerLogsCommand(program, globals);
+  for (const cmd of program.commands) {
+    cmd.exitOverride();
+    for (const sub of cmd.commands) sub.exitOverride();
+  }
+  return program;
+}
+
+/** The only place that calls process.exit: 0 ok, 1 failure, 2 usage error. */
+async function main(argv: string[]): Promise<void> {
+  try {
+    await build().parseAsync(argv);
+    process.exitCode = 0;
+  } catch (raw) {
+    if (raw instanceof CommanderError) {
+      if (raw.code === 'commander.helpDisplayed' || raw.code === 'commander.version' || raw.code === 'commander.help') process.exit(0);
+      process.exit(2);
+    }
+    const err = coerceError(raw);
+    if (err instanceof SupervisorError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      if (err.hint) process.stderr.write(`hint: ${err.hint}\n`);
+      process.exit(USAGE_CODES.has(err.code) ? 2 : 1);
+    }
+    process.stderr.write(`error: ${redactSecrets(err.message)}\n`);
+    if (process.env.SUPERVISOR_DEBUG) process.stderr.write(`${err.stack ?? ''}\n`);
+    process.exit(1);
+  }
+}
+
+void main(process.argv).then(() => {
+  // Commands that leave handles (follow, start) exit on their own; others end here.
+  if (process.exitCode === 0) setImmediate(() => process.exit(0));
+});

@@ -1,0 +1,73 @@
+import { loadConfig, type Config } from './config.js';
+import { SupervisorError } from './errors.js';
+import { detectPlatform, type Platform } from './platform.js';
+import { currentBranch, initStateDir, isInitialised, resolveRepo, type RepoPaths } from './repo.js';
+import { getSetting, openDatabase, setSetting, type Db } from './store/db.js';
+import { IssueStore } from './store/issues.js';
+import { RunStore } from './store/runs.js';
+import { SlotStore } from './store/slots.js';
+import { queueNameFor } from '../contract/job.js';
+
+/** Everything a command needs about one repository, opened once. */
+export interface Context {
+  paths: RepoPaths;
+  config: Readonly<Config>;
+  platform: Platform;
+  db: Db;
+  issues: IssueStore;
+  runs: RunStore;
+  slots: SlotStore;
+  queueName: string;
+  baseBranch: string;
+  close(): void;
+}
+
+export interface OpenOptions {
+  repo?: string;
+  env?: NodeJS.ProcessEnv;
+  flags?: Record<string, unknown>;
+  /** Create `.supervisor/` when missing (commands that write); readers refuse instead. */
+  init?: boolean;
+}
+
+export async function initRepo(paths: RepoPaths): Promise<{ created: boolean; baseBranch: string }> {
+  const created = !isInitialised(paths);
+  initStateDir(paths);
+  const db = openDatabase(paths.dbFile);
+  try {
+    let base = getSetting(db, 'base_branch');
+    if (!base) {
+      base = await currentBranch(paths.root);
+      setSetting(db, 'base_branch', base);
+    }
+    return { created, baseBranch: base };
+  } finally {
+    db.close();
+  }
+}
+
+export async function openContext(opts: OpenOptions = {}): Promise<Context> {
+  const paths = await resolveRepo(opts.repo ?? process.cwd());
+  const config = loadConfig({ configFile: paths.configFile, env: opts.env ?? process.env, flags: opts.flags ?? {} });
+  if (!isInitialised(paths)) {
+    if (!opts.init) {
+      throw new SupervisorError('ERR_SUP_NOT_INITIALISED', `${paths.root} has no supervisor state yet`, { hint: 'run `supervisor init` in the repository first' });
+    }
+    await initRepo(paths);
+  }
+  const db = openDatabase(paths.dbFile);
+  const platform = detectPlatform({ memoryPerAgent: config.memoryPerAgent, cpusPerAgent: config.cpusPerAgent, maxAgents: config.maxAgents });
+  const baseBranch = config.baseBranch ?? getSetting(db, 'base_branch') ?? (await currentBranch(paths.root));
+  return {
+    paths,
+    config,
+    platform,
+    db,
+    issues: new IssueStore(db),
+    runs: new RunStore(db),
+    slots: new SlotStore(db),
+    queueName: queueNameFor(paths.repoId),
+    baseBranch,
+    close: () => db.close(),
+  };
+}

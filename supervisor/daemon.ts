@@ -1,0 +1,217 @@
+import { EventEmitter } from 'node:events';
+import { join } from 'node:path';
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { RunnerConfig } from '../contract/job.js';
+import type { Context } from './context.js';
+import { SupervisorError, coerceError, redactSecrets } from './errors.js';
+import { Feeder } from './feeder.js';
+import { acquirePidFile, releasePidFile, runningDaemon, updatePidFile } from './pidfile.js';
+import { Recorder } from './recorder.js';
+import { connectForever, evictionWarning, resolveRedisUrl } from './redis.js';
+import { readRegistry } from './registry.js';
+import { ProcessRuntime } from './runtimes/process.js';
+import type { AgentRuntime } from './runtimes/runtime.js';
+import { Scaler, validateAgentCount } from './scaler.js';
+import { setSetting } from './store/db.js';
+import { ensureWorktree } from './worktrees.js';
+
+export type Logger = (msg: string, fields?: Record<string, unknown>) => void;
+
+export interface DaemonOptions {
+  /** Agents to run now; default: the count set before (persisted), else the configured `agents`. */
+  agents?: number;
+  log?: Logger;
+  /** Lets tests and other runtimes plug in; default from config.runtime. */
+  runtime?: AgentRuntime;
+}
+
+/** Hooks other parts (environments, dashboard) attach to a running control plane. */
+export interface SlotHook {
+  /** Extra environment for a slot's agent; may allocate resources. */
+  prepare(agentId: string, worktreePath: string): Promise<Record<string, string>>;
+}
+
+/**
+ * The control plane of one repository: feeder, recorder and scaler, with the runtime that
+ * runs the agent-runners. One per repository (a pid file and an SQLite write lock guard it).
+ */
+export class Daemon extends EventEmitter<{ stopped: [] }> {
+  readonly redisUrl: string;
+  readonly redis: Redis;
+  readonly queue: Queue;
+  readonly feeder: Feeder;
+  readonly recorder: Recorder;
+  readonly scaler: Scaler;
+  readonly runtime: AgentRuntime;
+  private feedTimer: NodeJS.Timeout | undefined;
+  private stopping: Promise<void> | undefined;
+  private readonly slotHooks: SlotHook[] = [];
+
+  private constructor(readonly ctx: Context, redisUrl: string, readonly log: Logger, runtime: AgentRuntime) {
+    super();
+    const { config, paths } = ctx;
+    this.redisUrl = redisUrl;
+    this.redis = connectForever(redisUrl);
+    this.queue = new Queue(ctx.queueName, { connection: this.redis, prefix: config.prefix });
+    this.queue.on('error', () => undefined);
+    this.runtime = runtime;
+    this.feeder = new Feeder(ctx.issues, this.queue, { attempts: config.attempts, backoffMs: config.backoff });
+    this.recorder = new Recorder({
+      db: ctx.db,
+      issues: ctx.issues,
+      runs: ctx.runs,
+      queue: this.queue,
+      redis: this.redis,
+      prefix: config.prefix,
+      repoRoot: paths.root,
+      reconcileIntervalMs: config.reconcileInterval,
+      killAgent: (agentId, match) => this.runtime.killAgent(agentId, match),
+      log,
+    });
+    this.recorder.on('warning', (w) => log(w));
+    this.scaler = new Scaler({
+      db: ctx.db,
+      slots: ctx.slots,
+      runtime,
+      maxAgents: ctx.platform.maxAgents,
+      restartBackoffMs: config.restartBackoff,
+      stopGraceMs: config.stopGrace,
+      prepareSlot: (agentId) => this.prepareSlot(agentId),
+      registry: () => readRegistry(this.redis, config.prefix, ctx.queueName, Math.max(3 * config.heartbeat, 3000)),
+      log,
+    });
+  }
+
+  /** Starts the control plane in this process. */
+  static async start(ctx: Context, opts: DaemonOptions = {}): Promise<Daemon> {
+    const log = opts.log ?? (() => undefined);
+    const { config, paths } = ctx;
+    if (!config.agentCommandResolved) {
+      throw new SupervisorError('ERR_SUP_CONFIG', 'no agent command is configured', {
+        hint: 'pass --agent claude|codex|aider or --agent-command "<command>" (or set SUPERVISOR_AGENT_COMMAND / "agentCommand" in supervisor.config.json)',
+      });
+    }
+    const agents = opts.agents ?? config.agents;
+    if (agents !== undefined) validateAgentCount(agents, ctx.platform.maxAgents);
+    // The SQLite write lock serialises two starts racing for the pid file.
+    ctx.db.transaction(() => acquirePidFile(paths.pidFile, { pid: process.pid, startedAt: Date.now() })).immediate();
+    try {
+      const { url, source } = await resolveRedisUrl(paths, config.redisUrl, { startPrivate: true });
+      log(`redis: ${redactSecrets(url)} (${source})`);
+      setSetting(ctx.db, 'redis_url', url);
+      const runtime = opts.runtime ?? (await createRuntime(ctx));
+      const d = new Daemon(ctx, url, log, runtime);
+      await d.boot(agents);
+      d.markReady();
+      return d;
+    } catch (err) {
+      releasePidFile(paths.pidFile, process.pid);
+      throw err;
+    }
+  }
+
+  private async boot(agents: number | undefined): Promise<void> {
+    const ready = this.redis.status === 'ready' ? Promise.resolve() : new Promise<void>((r) => this.redis.once('ready', () => r()));
+    if (this.redis.status !== 'ready') this.log('waiting for Redis (retrying until it answers)');
+    await ready;
+    const warn = await evictionWarning(this.redis);
+    if (warn) this.log(`warning: ${warn}`);
+    await this.recorder.start();
+    this.feedLoop();
+    if (agents !== undefined) this.scaler.setDesired(agents);
+    await this.scaler.start();
+  }
+
+  addSlotHook(h: SlotHook): void {
+    this.slotHooks.push(h);
+  }
+
+  private readonly startedAt = Date.now();
+  private dashboardUrl: string | undefined;
+
+  setDashboardUrl(url: string): void {
+    this.dashboardUrl = url;
+    this.markReady();
+  }
+
+  /** Tells `supervisor start --detach` and other commands that the control plane is up. */
+  markReady(): void {
+    updatePidFile(this.ctx.paths.pidFile, { pid: process.pid, startedAt: this.startedAt, ready: true, ...(this.dashboardUrl ? { dashboardUrl: this.dashboardUrl } : {}) });
+  }
+
+  private feedLoop(): void {
+    const run = async () => {
+      try {
+        await this.feeder.tick();
+      } catch (err) {
+        this.log('feeder: retrying', { error: coerceError(err).message });
+      }
+      if (!this.stopping) this.feedTimer = setTimeout(run, this.ctx.config.feedInterval);
+    };
+    this.feedTimer = setTimeout(run, 0);
+  }
+
+  private async prepareSlot(agentId: string): Promise<RunnerConfig> {
+    const { paths, config } = this.ctx;
+    const wt = await ensureWorktree(paths, agentId, this.ctx.baseBranch);
+    this.ctx.slots.ensure(Number(agentId.slice('agent-'.length)), wt.path, wt.branch);
+    const agentEnv: Record<string, string> = {};
+    for (const h of this.slotHooks) Object.assign(agentEnv, await h.prepare(agentId, wt.path));
+    return {
+      agentId,
+      host: 'local',
+      redisUrl: this.redisUrl,
+      prefix: config.prefix,
+      queueName: this.ctx.queueName,
+      repoPath: paths.root,
+      worktreePath: wt.path,
+      branch: wt.branch,
+      baseBranch: this.ctx.baseBranch,
+      agentCommand: config.agentCommandResolved!,
+      logDir: join(paths.logDir, agentId),
+      runDir: join(paths.runDir, agentId),
+      lease: config.leaseResolved,
+      heartbeatMs: config.heartbeat,
+      agentEnv,
+    };
+  }
+
+  /** Graceful stop: runners hand back or finish their jobs, then the control plane closes. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      if (this.feedTimer) clearTimeout(this.feedTimer);
+      await this.scaler.stopAll();
+      await this.shutdownConnections();
+    })();
+    return this.stopping;
+  }
+
+  /** Leaves runners running (they are adopted by the next supervisor). */
+  async detach(): Promise<void> {
+    this.stopping ??= (async () => {
+      if (this.feedTimer) clearTimeout(this.feedTimer);
+      this.scaler.detach();
+      await this.shutdownConnections();
+    })();
+    return this.stopping;
+  }
+
+  private async shutdownConnections(): Promise<void> {
+    await this.recorder.close();
+    await this.runtime.close();
+    await this.queue.close().catch(() => undefined);
+    this.redis.disconnect();
+    releasePidFile(this.ctx.paths.pidFile, process.pid);
+    this.emit('stopped');
+  }
+}
+
+async function createRuntime(ctx: Context): Promise<AgentRuntime> {
+  if (ctx.config.runtime === 'docker') {
+    throw new SupervisorError('ERR_SUP_DOCKER', 'the Docker runtime is not available in this build', { hint: 'use --runtime process' });
+  }
+  return new ProcessRuntime({ logDir: ctx.paths.logDir, runDir: ctx.paths.runDir });
+}
+
+export { runningDaemon };

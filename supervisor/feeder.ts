@@ -1,0 +1,54 @@
+import type { Queue } from 'bullmq';
+import { BULL_PRIORITY, jobIdForIssue, type JobDataInput } from '../contract/job.js';
+import type { IssueStore, Issue } from './store/issues.js';
+
+export interface FeederOptions {
+  attempts: number;
+  backoffMs: number;
+  batchSize?: number;
+}
+
+/** BullMQ job data for an issue: text bodies as UTF-8, anything else byte-exact as base64. */
+export function jobDataFor(issue: Issue): JobDataInput {
+  const text = issue.body.toString('utf8');
+  const exact = Buffer.from(text, 'utf8').equals(issue.body);
+  return {
+    issueId: issue.id,
+    title: issue.title,
+    body: exact ? text : issue.body.toString('base64'),
+    bodyEncoding: exact ? 'utf8' : 'base64',
+    priority: issue.priority,
+  };
+}
+
+/**
+ * Turns open issues into jobs. Job id `issue-<id>` makes the add idempotent: an issue has
+ * at most one live job even if the supervisor dies between adding and marking it queued.
+ */
+export class Feeder {
+  constructor(
+    private readonly issues: IssueStore,
+    private readonly queue: Queue,
+    private readonly opts: FeederOptions,
+  ) {}
+
+  jobOptions(issue: Issue) {
+    return {
+      jobId: jobIdForIssue(issue.id),
+      priority: BULL_PRIORITY[issue.priority],
+      attempts: this.opts.attempts,
+      backoff: { type: 'exponential', delay: this.opts.backoffMs },
+      removeOnComplete: { age: 14 * 24 * 3600 },
+      removeOnFail: { age: 30 * 24 * 3600 },
+    } as const;
+  }
+
+  /** Feeds one batch; returns how many issues were queued. */
+  async tick(): Promise<number> {
+    const batch = this.issues.openBatch(this.opts.batchSize ?? 1000);
+    if (batch.length === 0) return 0;
+    await this.queue.addBulk(batch.map((issue) => ({ name: 'issue', data: jobDataFor(issue), opts: this.jobOptions(issue) })));
+    this.issues.markQueued(batch.map((i) => ({ id: i.id, jobId: jobIdForIssue(i.id) })));
+    return batch.length;
+  }
+}

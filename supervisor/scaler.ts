@@ -1,0 +1,242 @@
+import { EventEmitter } from 'node:events';
+import { slotId, type RunnerConfig } from '../contract/job.js';
+import { SupervisorError, coerceError } from './errors.js';
+import { getSetting, setSetting, type Db } from './store/db.js';
+import type { SlotStore } from './store/slots.js';
+import type { AgentRuntime, RunnerExit } from './runtimes/runtime.js';
+import type { RegisteredAgent } from './registry.js';
+
+export interface ScalerOptions {
+  db: Db;
+  slots: SlotStore;
+  runtime: AgentRuntime;
+  maxAgents: number;
+  restartBackoffMs: number;
+  stopGraceMs: number;
+  /** Creates the slot's worktree and environment; returns its runner configuration. */
+  prepareSlot: (agentId: string) => Promise<RunnerConfig>;
+  /** Runners that report themselves alive in Redis. */
+  registry: () => Promise<Map<string, RegisteredAgent>>;
+  log: (msg: string, fields?: Record<string, unknown>) => void;
+  intervalMs?: number;
+}
+
+export interface ScalerEvents {
+  progress: [{ agentId: string; state: string; message: string }];
+}
+
+const QUICK_CRASH_MS = 10_000;
+const MAX_QUICK_CRASHES = 5;
+const MAX_BACKOFF_MS = 30_000;
+
+export const DESIRED_KEY = 'desired_agents';
+
+export function readDesired(db: Db): number {
+  return Number(getSetting(db, DESIRED_KEY) ?? '0');
+}
+
+/** Checks a requested agent count; usage errors carry ERR_SUP_USAGE or ERR_SUP_SCALE_LIMIT. */
+export function validateAgentCount(raw: string | number, maxAgents: number): number {
+  const s = String(raw).trim();
+  if (!/^\d+$/.test(s)) {
+    throw new SupervisorError('ERR_SUP_USAGE', `agent count must be a whole number ≥ 0, got "${s}"`, { hint: 'e.g. supervisor scale 3' });
+  }
+  const n = Number(s);
+  if (n > maxAgents) {
+    throw new SupervisorError('ERR_SUP_SCALE_LIMIT', `${n} agents is above the maximum of ${maxAgents} for this machine`, {
+      hint: 'the maximum is total memory ÷ memory per agent; raise it with --max-agents / SUPERVISOR_MAX_AGENTS or lower memoryPerAgent in supervisor.config.json',
+    });
+  }
+  return n;
+}
+
+interface SlotRuntimeState {
+  busy: boolean;
+  quickCrashes: number;
+  restartAt: number;
+  gaveUp: boolean;
+  startedAt: number;
+  takeover: boolean;
+}
+
+/**
+ * The desired-state reconciler: makes the running slots match the desired count (kept in
+ * SQLite so the CLI, the API and the dashboard all set it the same way) and restarts
+ * runners that die, with backoff, giving up on a crash loop.
+ */
+export class Scaler extends EventEmitter<ScalerEvents> {
+  private readonly state = new Map<string, SlotRuntimeState>();
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private passing: Promise<void> | undefined;
+  private lastDesired: number | undefined;
+
+  constructor(private readonly o: ScalerOptions) {
+    super();
+    o.runtime.onExit((e) => this.onRunnerExit(e));
+  }
+
+  get desired(): number {
+    return readDesired(this.o.db);
+  }
+
+  setDesired(n: number): void {
+    const v = validateAgentCount(n, this.o.maxAgents);
+    setSetting(this.o.db, DESIRED_KEY, String(v));
+    this.lastDesired = undefined;
+    this.kick();
+  }
+
+  private st(agentId: string): SlotRuntimeState {
+    let s = this.state.get(agentId);
+    if (!s) {
+      s = { busy: false, quickCrashes: 0, restartAt: 0, gaveUp: false, startedAt: 0, takeover: false };
+      this.state.set(agentId, s);
+    }
+    return s;
+  }
+
+  async start(): Promise<void> {
+    const known = this.o.slots.list();
+    const adopted = await this.o.runtime.adopt(known.map((s) => s.id));
+    const adoptedIds = new Set(adopted.map((a) => a.agentId));
+    for (const a of adopted) {
+      this.o.slots.setState(a.agentId, 'running', { pid: a.pid ?? null, containerId: a.containerId ?? null });
+      this.st(a.agentId).startedAt = a.startedAt;
+      this.o.log('adopted a runner that outlived the previous supervisor', { agentId: a.agentId, pid: a.pid });
+    }
+    for (const s of known) {
+      if (!adoptedIds.has(s.id) && s.state !== 'stopped') {
+        this.o.slots.setState(s.id, 'stopped', { pid: null });
+        this.st(s.id).takeover = true;
+      }
+    }
+    this.loop();
+  }
+
+  private loop(): void {
+    if (this.closed) return;
+    this.passing = this.converge()
+      .catch((err) => this.o.log('scaler error', { error: coerceError(err).message }))
+      .finally(() => {
+        this.passing = undefined;
+        if (!this.closed) this.timer = setTimeout(() => this.loop(), this.o.intervalMs ?? 250);
+      });
+  }
+
+  kick(): void {
+    if (this.passing || this.closed) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.loop();
+  }
+
+  /** One pass: start what is missing, stop what is too many, promote runners that report in. */
+  async converge(): Promise<void> {
+    const desired = this.desired;
+    if (desired !== this.lastDesired) {
+      // A new request (CLI, API, dashboard) gives crash-looping slots another chance.
+      this.lastDesired = desired;
+      for (const s of this.state.values()) {
+        s.gaveUp = false;
+        s.quickCrashes = 0;
+        s.restartAt = 0;
+      }
+    }
+    const now = Date.now();
+    const registry = await this.o.registry().catch(() => new Map<string, RegisteredAgent>());
+    const slots = new Map(this.o.slots.list().map((s) => [s.id, s]));
+    const work: Promise<void>[] = [];
+    for (let n = 1; n <= Math.max(desired, ...[...slots.values()].map((s) => s.number)); n++) {
+      const id = slotId(n);
+      const slot = slots.get(id);
+      const s = this.st(id);
+      if (s.busy) continue;
+      const want = n <= desired;
+      const state = slot?.state ?? 'stopped';
+      if (want) {
+        if (state === 'starting') {
+          const reg = registry.get(id);
+          if (reg && reg.pid === slot?.pid) this.o.slots.setState(id, 'running');
+          continue;
+        }
+        if (state === 'running') continue;
+        if (state === 'crashed' && (s.gaveUp || now < s.restartAt)) continue;
+        work.push(this.startSlot(n));
+      } else if (state === 'running' || state === 'starting') {
+        work.push(this.stopSlot(id));
+      } else if (state === 'crashed') {
+        this.o.slots.setState(id, 'stopped', { pid: null });
+      }
+    }
+    await Promise.all(work);
+  }
+
+  private async startSlot(n: number): Promise<void> {
+    const id = slotId(n);
+    const s = this.st(id);
+    s.busy = true;
+    try {
+      this.emit('progress', { agentId: id, state: 'starting', message: 'preparing worktree and environment' });
+      const config = await this.o.prepareSlot(id);
+      const started = await this.o.runtime.start({ agentId: id, config, takeover: s.takeover });
+      s.startedAt = started.startedAt;
+      s.takeover = false;
+      this.o.slots.setState(id, 'starting', { pid: started.pid ?? null, containerId: started.containerId ?? null, lastError: null });
+      this.emit('progress', { agentId: id, state: 'starting', message: `runner started${started.pid ? ` (pid ${started.pid})` : ''}` });
+    } catch (err) {
+      const e = coerceError(err);
+      s.quickCrashes += 1;
+      s.restartAt = Date.now() + Math.min(this.o.restartBackoffMs * 2 ** (s.quickCrashes - 1), MAX_BACKOFF_MS);
+      if (s.quickCrashes >= MAX_QUICK_CRASHES) s.gaveUp = true;
+      this.o.slots.setState(id, 'crashed', { pid: null, lastError: e.message });
+      this.emit('progress', { agentId: id, state: 'crashed', message: e.message });
+      this.o.log('could not start a runner', { agentId: id, error: e.message });
+    } finally {
+      s.busy = false;
+    }
+  }
+
+  private async stopSlot(id: string): Promise<void> {
+    const s = this.st(id);
+    s.busy = true;
+    try {
+      this.o.slots.setState(id, 'stopping');
+      this.emit('progress', { agentId: id, state: 'stopping', message: 'handing back its job and stopping' });
+      await this.o.runtime.stop(id, this.o.stopGraceMs);
+      this.o.slots.setState(id, 'stopped', { pid: null, containerId: null });
+      this.emit('progress', { agentId: id, state: 'stopped', message: 'stopped' });
+    } finally {
+      s.busy = false;
+    }
+  }
+
+  private onRunnerExit(e: RunnerExit): void {
+    const s = this.st(e.agentId);
+    const ranFor = Date.now() - s.startedAt;
+    s.quickCrashes = ranFor < QUICK_CRASH_MS ? s.quickCrashes + 1 : 1;
+    s.restartAt = Date.now() + Math.min(this.o.restartBackoffMs * 2 ** (s.quickCrashes - 1), MAX_BACKOFF_MS);
+    s.takeover = true;
+    if (s.quickCrashes >= MAX_QUICK_CRASHES) s.gaveUp = true;
+    const msg = s.gaveUp ? `${e.reason}; crash loop (${s.quickCrashes} quick exits): not restarting until the next scale` : `${e.reason}; restarting`;
+    this.o.slots.incrementRestarts(e.agentId);
+    this.o.slots.setState(e.agentId, 'crashed', { pid: null, lastError: msg });
+    this.emit('progress', { agentId: e.agentId, state: 'crashed', message: msg });
+    this.o.log('runner exited', { agentId: e.agentId, reason: msg });
+    this.kick();
+  }
+
+  /** Stops every runner (graceful), for supervisor shutdown. */
+  async stopAll(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.passing;
+    const running = this.o.slots.list().filter((s) => s.state === 'running' || s.state === 'starting');
+    await Promise.all(running.map((s) => this.stopSlot(s.id)));
+  }
+
+  /** Leaves runners running (supervisor crash-like exit, e.g. for upgrades). */
+  detach(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+}

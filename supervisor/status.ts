@@ -1,0 +1,120 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Context } from './context.js';
+import { runningDaemon } from './pidfile.js';
+import { readRegistry, type RegisteredAgent } from './registry.js';
+import { readDesired } from './scaler.js';
+
+export type AgentState = 'starting' | 'idle' | 'working' | 'stopping' | 'crashed';
+
+export interface AgentStatus {
+  id: string;
+  state: AgentState;
+  issue: { id: string; title: string | null } | null;
+  since: number;
+  pid: number | null;
+  host: string | null;
+  containerId: string | null;
+  health: string | null;
+  restarts: number;
+  lastError: string | null;
+  worktree: string;
+  branch: string;
+  env?: unknown;
+}
+
+export interface QueueCounts {
+  waiting: number;
+  active: number;
+  completed: number;
+  failed: number;
+  delayed: number;
+  prioritized: number;
+}
+
+export interface Status {
+  supervisor: { running: boolean; pid: number | null; dashboardUrl: string | null };
+  desiredAgents: number;
+  agents: AgentStatus[];
+  queue: QueueCounts | null;
+  issues: Record<string, number>;
+  platform: { os: string; arch: string; cpus: number; memoryBytes: number; freeMemoryBytes: number; maxAgents: number };
+  warnings: string[];
+}
+
+/** One view of the agents: the control plane's slots merged with what runners report in Redis. */
+export async function buildStatus(ctx: Context, redis: Redis | undefined, extra: { envFor?: (agentId: string) => unknown } = {}): Promise<Status> {
+  const warnings: string[] = [];
+  const daemon = runningDaemon(ctx.paths.pidFile);
+  let registry = new Map<string, RegisteredAgent>();
+  let queue: QueueCounts | null = null;
+  if (redis) {
+    try {
+      registry = await readRegistry(redis, ctx.config.prefix, ctx.queueName, Math.max(3 * ctx.config.heartbeat, 3000));
+      const q = new Queue(ctx.queueName, { connection: redis, prefix: ctx.config.prefix });
+      const c = await q.getJobCounts('waiting', 'active', 'completed', 'failed', 'delayed', 'prioritized');
+      queue = { waiting: c.waiting ?? 0, active: c.active ?? 0, completed: c.completed ?? 0, failed: c.failed ?? 0, delayed: c.delayed ?? 0, prioritized: c.prioritized ?? 0 };
+    } catch (err) {
+      warnings.push(`Redis did not answer: ${(err as Error).message}`);
+    }
+  } else {
+    warnings.push('Redis is not reachable: queue counts and live agent states are unavailable');
+  }
+  const agents: AgentStatus[] = [];
+  const seen = new Set<string>();
+  for (const slot of ctx.slots.list()) {
+    const reg = registry.get(slot.id);
+    seen.add(slot.id);
+    let state: AgentState | undefined;
+    let since = slot.stateSince;
+    if (slot.state === 'starting' || slot.state === 'stopping' || slot.state === 'crashed') state = slot.state;
+    else if (reg) {
+      state = reg.state;
+      since = reg.since;
+    } else if (slot.state === 'running') state = daemon ? 'starting' : undefined;
+    if (!state) continue;
+    agents.push({
+      id: slot.id,
+      state,
+      issue: reg?.issueId ? { id: reg.issueId, title: reg.title } : null,
+      since,
+      pid: reg?.pid ?? slot.pid,
+      host: reg?.host ?? null,
+      containerId: slot.containerId,
+      health: slot.health,
+      restarts: slot.restarts,
+      lastError: slot.lastError,
+      worktree: slot.worktree,
+      branch: slot.branch,
+      ...(extra.envFor ? { env: extra.envFor(slot.id) } : {}),
+    });
+  }
+  // Runners that registered themselves from elsewhere (another host, a StatefulSet).
+  for (const reg of registry.values()) {
+    if (seen.has(reg.agentId)) continue;
+    agents.push({
+      id: reg.agentId,
+      state: reg.state,
+      issue: reg.issueId ? { id: reg.issueId, title: reg.title } : null,
+      since: reg.since,
+      pid: reg.pid,
+      host: reg.host,
+      containerId: null,
+      health: null,
+      restarts: 0,
+      lastError: null,
+      worktree: '',
+      branch: '',
+    });
+  }
+  const p = ctx.platform;
+  return {
+    supervisor: { running: Boolean(daemon), pid: daemon?.pid ?? null, dashboardUrl: daemon?.dashboardUrl ?? null },
+    desiredAgents: readDesired(ctx.db),
+    agents,
+    queue,
+    issues: ctx.issues.counts(),
+    platform: { os: p.os, arch: p.arch, cpus: p.cpus, memoryBytes: p.memoryBytes, freeMemoryBytes: p.freeMemoryBytes, maxAgents: p.maxAgents },
+    warnings,
+  };
+}
