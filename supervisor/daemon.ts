@@ -112,9 +112,12 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
   }
 
   private async boot(agents: number | undefined): Promise<void> {
-    const ready = this.redis.status === 'ready' ? Promise.resolve() : new Promise<void>((r) => this.redis.once('ready', () => r()));
-    if (this.redis.status !== 'ready') this.log('waiting for Redis (retrying until it answers)');
-    await ready;
+    if (this.redis.status !== 'ready') {
+      const ready = new Promise<void>((r) => this.redis.once('ready', () => r()));
+      const slow = setTimeout(() => this.log('waiting for Redis (retrying until it answers)'), 1500);
+      await ready;
+      clearTimeout(slow);
+    }
     const warn = await evictionWarning(this.redis);
     if (warn) this.log(`warning: ${warn}`);
     await this.recorder.start();

@@ -1,20 +1,21 @@
 import type { Context } from './context.js';
 import type { Daemon, Logger } from './daemon.js';
+import { attachEnvironments, envStatus, releaseEnvironment } from './env/index.js';
 
 /**
- * The optional parts a running control plane gets: per-slot environments and the dashboard.
- * Kept here so that `start` wires them in one place.
+ * The optional parts a running control plane gets: per-slot environments and (wired by the
+ * CLI, which may depend on the dashboard) the web dashboard.
  */
-export async function attachExtensions(_daemon: Daemon, _log: Logger): Promise<void> {
-  // Filled in by the environment and dashboard modules.
+export async function attachExtensions(daemon: Daemon, log: Logger): Promise<void> {
+  await attachEnvironments(daemon, log);
 }
 
 /** Extra per-agent fields for `supervisor status`. */
-export async function statusExtras(_ctx: Context): Promise<{ envFor?: (agentId: string) => unknown }> {
-  return {};
+export async function statusExtras(ctx: Context): Promise<{ envFor?: (agentId: string) => unknown }> {
+  return { envFor: await envStatus(ctx) };
 }
 
 /** Releases what a slot was allocated (ports, Redis DB, databases with `dropDatabases`). */
-export async function releaseSlotEnv(_ctx: Context, _agentId: string, _opts: { dropDatabases: boolean }): Promise<void> {
-  // Filled in by the environment module.
+export async function releaseSlotEnv(ctx: Context, agentId: string, opts: { dropDatabases: boolean }): Promise<void> {
+  await releaseEnvironment(ctx, agentId, opts);
 }

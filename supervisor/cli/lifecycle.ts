@@ -9,6 +9,7 @@ import { readDesired, validateAgentCount, DESIRED_KEY } from '../scaler.js';
 import { buildStatus, type Status } from '../status.js';
 import { setSetting } from '../store/db.js';
 import { attachExtensions, statusExtras } from '../extensions.js';
+import { attachDashboard } from '../../dashboard/server.js';
 import { redisFor } from './connect.js';
 import { ago, oneLine, printJson, progress, say, table, type GlobalOpts } from './output.js';
 
@@ -83,6 +84,7 @@ async function runForeground(ctx: Context, agents: number | undefined): Promise<
   daemon.scaler.on('progress', (p) => logLine(`${p.agentId}: ${p.message}`));
   daemon.recorder.on('result', ({ issue }) => logLine(`issue #${issue.id} ${issue.status}${issue.commit ? ` (${issue.branch} @ ${issue.commit.slice(0, 8)})` : ''}${issue.error ? `: ${issue.error}` : ''}`));
   await attachExtensions(daemon, logLine);
+  if (ctx.config.dashboard.enabled) await attachDashboard(daemon, logLine);
   logLine(`supervisor running for ${ctx.paths.root} (pid ${process.pid}, queue ${ctx.queueName}, ${readDesired(ctx.db)} agents)`);
   await new Promise<void>((resolve) => {
     let signals = 0;

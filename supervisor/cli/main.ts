@@ -7,7 +7,7 @@ import { registerLogsCommand } from './logs.js';
 import { registerMaintenanceCommands } from './maintenance.js';
 import type { GlobalOpts } from './output.js';
 
-const USAGE_CODES = new Set(['ERR_SUP_USAGE', 'ERR_SUP_SCALE_LIMIT']);
+const USAGE_CODES = new Set(['ERR_SUP_USAGE', 'ERR_SUP_SCALE_LIMIT', 'ERR_SUP_INVALID_ISSUE']);
 
 function build(): Command {
   const program = new Command('supervisor')
