@@ -24,6 +24,8 @@ export interface DaemonOptions {
   log?: Logger;
   /** Lets tests and other runtimes plug in; default from config.runtime. */
   runtime?: AgentRuntime;
+  /** Runs before any agent starts: attach slot hooks (environments) here. */
+  setup?: (daemon: Daemon) => Promise<void>;
 }
 
 /** Hooks other parts (environments, dashboard) attach to a running control plane. */
@@ -102,6 +104,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       setSetting(ctx.db, 'redis_url', url);
       const runtime = opts.runtime ?? (await createRuntime(ctx));
       const d = new Daemon(ctx, url, log, runtime);
+      await opts.setup?.(d);
       await d.boot(agents);
       d.markReady();
       return d;

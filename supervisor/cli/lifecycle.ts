@@ -80,10 +80,9 @@ async function startDetached(ctx: Context): Promise<void> {
 }
 
 async function runForeground(ctx: Context, agents: number | undefined): Promise<void> {
-  const daemon = await Daemon.start(ctx, { ...(agents !== undefined ? { agents } : {}), log: logLine });
+  const daemon = await Daemon.start(ctx, { ...(agents !== undefined ? { agents } : {}), log: logLine, setup: (d) => attachExtensions(d, logLine) });
   daemon.scaler.on('progress', (p) => logLine(`${p.agentId}: ${p.message}`));
   daemon.recorder.on('result', ({ issue }) => logLine(`issue #${issue.id} ${issue.status}${issue.commit ? ` (${issue.branch} @ ${issue.commit.slice(0, 8)})` : ''}${issue.error ? `: ${issue.error}` : ''}`));
-  await attachExtensions(daemon, logLine);
   if (ctx.config.dashboard.enabled) await attachDashboard(daemon, logLine);
   logLine(`supervisor running for ${ctx.paths.root} (pid ${process.pid}, queue ${ctx.queueName}, ${readDesired(ctx.db)} agents)`);
   await new Promise<void>((resolve) => {
