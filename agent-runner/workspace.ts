@@ -73,6 +73,10 @@ export class LocalWorktree implements Workspace {
   }
 
   async commit(baseSha: string, message: string, author: { name: string; email: string }): Promise<CommitOutcome> {
+    // Without its .git file, git in the worktree would find the main repository above it.
+    if (!(await this.healthy())) {
+      throw new Error('the agent damaged its worktree (.git is missing or points elsewhere); nothing was committed, and the worktree is recreated for the next job');
+    }
     const git = this.tree().env({ ...cleanEnv(), GIT_AUTHOR_NAME: author.name, GIT_AUTHOR_EMAIL: author.email, GIT_COMMITTER_NAME: author.name, GIT_COMMITTER_EMAIL: author.email });
     await git.raw(['add', '-A']);
     const staged = (await git.raw(['diff', '--cached', '--name-only'])).trim();
