@@ -222,6 +222,17 @@ build_redis_image() {
 
 compile_typescript() {
   [ -d "$ROOT/node_modules" ] || fail "$ROOT/node_modules is missing: run \`npm ci\` first"
+  local out="$ROOT/dist/agent-runner/main.js" newer
+  if [ -f "$out" ]; then
+    # tsc rewrites every output, so one source newer than main.js means dist/ is stale.
+    newer=$(cd "$ROOT" && find . -path ./node_modules -prune -o -path ./dist -prune -o \
+      -path ./.git -prune -o -path ./.worktrees -prune -o \
+      \( -name '*.ts' -o -name 'tsconfig.json' -o -name 'package-lock.json' \) -newer "$out" -print -quit)
+    if [ -z "$newer" ]; then
+      log "    dist/ is up to date"
+      return
+    fi
+  fi
   (cd "$ROOT" && npm run --silent build) || fail "the TypeScript build failed (npm run build)"
   [ -f "$ROOT/dist/agent-runner/main.js" ] || fail "dist/agent-runner/main.js was not produced by the build"
 }
@@ -230,7 +241,13 @@ build_runner_image() {
   log "    docker build -f docker/Dockerfile --build-arg BASE_IMAGE=$NODE_IMAGE -t $RUNNER_IMAGE ."
   (cd "$ROOT" && docker build -f docker/Dockerfile --build-arg "BASE_IMAGE=$NODE_IMAGE" \
     -t "$RUNNER_IMAGE" .) >"$WORK/runner-build.log" 2>&1 ||
-    { tail -n 40 "$WORK/runner-build.log" >&2; fail "could not build $RUNNER_IMAGE (log above)"; }
+    {
+      tail -n 40 "$WORK/runner-build.log" >&2
+      if grep -q ENOTCACHED "$WORK/runner-build.log"; then
+        fail "could not build $RUNNER_IMAGE: node_modules does not match package-lock.json (run \`npm ci\`)"
+      fi
+      fail "could not build $RUNNER_IMAGE (log above)"
+    }
   # Smoke test: the entry point's tools are there and the image runs as the agent user.
   docker run --rm --entrypoint /usr/bin/tini "$RUNNER_IMAGE" -- sh -c \
     'node --version >/dev/null && git --version >/dev/null && test "$(id -un)" = agent' ||
