@@ -1,0 +1,50 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { cliJson, waitFor } from './cli.js';
+
+export interface RecordLine {
+  what: 'start' | 'end' | 'term';
+  issue: string;
+  pid: number;
+  agent: string;
+  at: number;
+}
+
+/** The scripted agent's start/end log (AGENT_RECORD_FILE). */
+export function readRecord(file: string): RecordLine[] {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [what, issue, pid, agent, at] = l.split(' ');
+      return { what: what as RecordLine['what'], issue: issue!, pid: Number(pid), agent: agent!, at: Number(at) };
+    });
+}
+
+/** Alive and not a zombie. */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+export async function status(dir: string, env: Record<string, string>): Promise<any> {
+  return cliJson(['status'], { cwd: dir, env });
+}
+
+/** Waits until an agent works on the given issue; returns its status entry. */
+export async function workingOn(dir: string, env: Record<string, string>, issueId: number | string, timeoutMs = 30_000): Promise<any> {
+  return waitFor(
+    async () => (await status(dir, env)).agents.find((a: any) => a.state === 'working' && a.issue?.id === String(issueId)),
+    { timeoutMs, what: `an agent working on #${issueId}` },
+  );
+}
