@@ -42,8 +42,11 @@ export interface Status {
   warnings: string[];
 }
 
-/** One view of the agents: the control plane's slots merged with what runners report in Redis. */
-export async function buildStatus(ctx: Context, redis: Redis | undefined, extra: { envFor?: (agentId: string) => unknown } = {}): Promise<Status> {
+/**
+ * One view of the agents: the control plane's slots merged with what runners report in Redis.
+ * Long-lived callers (the dashboard) pass `extra.queue` so that no Queue is created per call.
+ */
+export async function buildStatus(ctx: Context, redis: Redis | undefined, extra: { envFor?: (agentId: string) => unknown; queue?: Queue } = {}): Promise<Status> {
   const warnings: string[] = [];
   const daemon = runningDaemon(ctx.paths.pidFile);
   let registry = new Map<string, RegisteredAgent>();
@@ -51,7 +54,7 @@ export async function buildStatus(ctx: Context, redis: Redis | undefined, extra:
   if (redis) {
     try {
       registry = await readRegistry(redis, ctx.config.prefix, ctx.queueName, Math.max(3 * ctx.config.heartbeat, 3000));
-      const q = new Queue(ctx.queueName, { connection: redis, prefix: ctx.config.prefix });
+      const q = extra.queue ?? new Queue(ctx.queueName, { connection: redis, prefix: ctx.config.prefix });
       const c = await q.getJobCounts('waiting', 'active', 'completed', 'failed', 'delayed', 'prioritized');
       queue = { waiting: c.waiting ?? 0, active: c.active ?? 0, completed: c.completed ?? 0, failed: c.failed ?? 0, delayed: c.delayed ?? 0, prioritized: c.prioritized ?? 0 };
     } catch (err) {
