@@ -159,7 +159,7 @@ export class AgentRunner {
       throw new UnrecoverableError(`invalid job data (${why}); see the job contract in the README`);
     }
     const data = parsed.data;
-    const attempt = job.attemptsStarted;
+    const attempt = data.attemptOffset + job.attemptsStarted;
     const jobId = job.id!;
     const issueId = String(data.issueId ?? issueIdFromJobId(jobId) ?? jobId);
     const cur: Current = { job, token, attempt, agent: undefined, issueId, title: data.title, leaseLost: false };

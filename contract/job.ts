@@ -33,6 +33,11 @@ export const JobDataSchema = z
     body: z.string().max(Math.ceil((MAX_BODY_BYTES * 4) / 3) + 4).default(''),
     bodyEncoding: z.enum(['utf8', 'base64']).default('utf8'),
     priority: z.enum(PRIORITIES).default('medium'),
+    /**
+     * Attempts already spent on this issue by earlier jobs (set when an issue is fed again
+     * after Redis lost its data), so attempt numbers stay unique per issue.
+     */
+    attemptOffset: z.number().int().nonnegative().default(0),
   })
   .strict();
 export type JobData = z.output<typeof JobDataSchema>;

@@ -58,7 +58,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     this.queue = new Queue(ctx.queueName, { connection: this.redis, prefix: config.prefix });
     this.queue.on('error', () => undefined);
     this.runtime = runtime;
-    this.feeder = new Feeder(ctx.issues, this.queue, { attempts: config.attempts, backoffMs: config.backoff });
+    this.feeder = new Feeder(ctx.issues, ctx.runs, this.queue, { attempts: config.attempts, backoffMs: config.backoff });
     this.recorder = new Recorder({
       db: ctx.db,
       issues: ctx.issues,

@@ -1,6 +1,7 @@
 import type { Queue } from 'bullmq';
 import { BULL_PRIORITY, jobIdForIssue, type JobDataInput } from '../contract/job.js';
 import type { IssueStore, Issue } from './store/issues.js';
+import type { RunStore } from './store/runs.js';
 
 export interface FeederOptions {
   attempts: number;
@@ -9,7 +10,7 @@ export interface FeederOptions {
 }
 
 /** BullMQ job data for an issue: text bodies as UTF-8, anything else byte-exact as base64. */
-export function jobDataFor(issue: Issue): JobDataInput {
+export function jobDataFor(issue: Issue, attemptOffset = 0): JobDataInput {
   const text = issue.body.toString('utf8');
   const exact = Buffer.from(text, 'utf8').equals(issue.body);
   return {
@@ -18,6 +19,7 @@ export function jobDataFor(issue: Issue): JobDataInput {
     body: exact ? text : issue.body.toString('base64'),
     bodyEncoding: exact ? 'utf8' : 'base64',
     priority: issue.priority,
+    ...(attemptOffset > 0 ? { attemptOffset } : {}),
   };
 }
 
@@ -28,6 +30,7 @@ export function jobDataFor(issue: Issue): JobDataInput {
 export class Feeder {
   constructor(
     private readonly issues: IssueStore,
+    private readonly runs: RunStore,
     private readonly queue: Queue,
     private readonly opts: FeederOptions,
   ) {}
@@ -47,7 +50,7 @@ export class Feeder {
   async tick(): Promise<number> {
     const batch = this.issues.openBatch(this.opts.batchSize ?? 1000);
     if (batch.length === 0) return 0;
-    await this.queue.addBulk(batch.map((issue) => ({ name: 'issue', data: jobDataFor(issue), opts: this.jobOptions(issue) })));
+    await this.queue.addBulk(batch.map((issue) => ({ name: 'issue', data: jobDataFor(issue, this.runs.maxAttempt(issue.id)), opts: this.jobOptions(issue) })));
     this.issues.markQueued(batch.map((i) => ({ id: i.id, jobId: jobIdForIssue(i.id) })));
     return batch.length;
   }

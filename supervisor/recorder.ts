@@ -259,7 +259,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
         this.o.runs.upsert(issue.id, r.jobId, r.attempt, { outcome: 'lost', finishedAt: res.finishedAt, error: 'superseded: another attempt completed' });
         superseded.push(r);
       }
-      this.o.issues.update(issue.id, { status: 'done', agent: res.agentId, branch, commit: res.commitSha, attempts: Math.max(job.attemptsStarted, res.attempt), error: null });
+      this.o.issues.update(issue.id, { status: 'done', agent: res.agentId, branch, commit: res.commitSha, attempts: Math.max(issue.attempts, res.attempt), error: null });
     })();
     for (const r of superseded) await this.supersede(r, 'another attempt completed');
     this.emit('result', { issue: this.o.issues.require(issue.id), run: this.o.runs.get(job.id!, res.attempt) });
@@ -268,7 +268,8 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   private async recordFailed(job: Job): Promise<void> {
     const issue = await this.issueForJob(job.id!, false);
     if (!issue || issue.status === 'failed' || issue.status === 'done') return;
-    const attempt = job.attemptsStarted;
+    const offset = JobDataSchema.safeParse(job.data).data?.attemptOffset ?? 0;
+    const attempt = job.attemptsStarted > 0 ? offset + job.attemptsStarted : 0;
     const reason = job.failedReason || 'failed';
     this.o.db.transaction(() => {
       if (attempt > 0) this.o.runs.upsert(issue.id, job.id!, attempt, { outcome: 'failed', finishedAt: job.finishedOn ?? Date.now(), error: reason });

@@ -98,6 +98,12 @@ export class RunStore {
     return { changed: true };
   }
 
+  /** The highest attempt number recorded for an issue (0 when it never ran). */
+  maxAttempt(issueId: number): number {
+    const row = this.db.prepare('SELECT MAX(attempt) AS m FROM runs WHERE issue_id = ?').get(issueId) as { m: number | null };
+    return row.m ?? 0;
+  }
+
   forIssue(issueId: number): Run[] {
     return this.db.prepare(`${SELECT} WHERE issue_id = ? ORDER BY attempt, id`).all(issueId) as Run[];
   }

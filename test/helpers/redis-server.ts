@@ -1,0 +1,59 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { waitFor } from './cli.js';
+import { tempDir } from './repo.js';
+import { Redis } from 'ioredis';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
+    });
+  });
+}
+
+async function answers(port: number): Promise<boolean> {
+  const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+  r.on('error', () => undefined);
+  try {
+    await r.connect();
+    return (await r.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** A private redis-server for tests that stop or restart Redis (never the shared one). */
+export class PrivateRedis {
+  private child: ChildProcess | undefined;
+  readonly dir = tempDir('sup-redis-');
+
+  constructor(readonly port: number, private readonly persistence: 'aof' | 'none') {}
+
+  static async create(persistence: 'aof' | 'none' = 'aof'): Promise<PrivateRedis> {
+    return new PrivateRedis(await freePort(), persistence);
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--save', '', '--appendonly', this.persistence === 'aof' ? 'yes' : 'no', '--appendfsync', 'always'];
+    this.child = spawn('redis-server', args, { stdio: 'ignore' });
+    await waitFor(() => answers(this.port), { timeoutMs: 10_000, what: 'private redis-server' });
+  }
+
+  async stop(): Promise<void> {
+    const c = this.child;
+    if (!c || c.exitCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGTERM');
+    await exited;
+  }
+}
