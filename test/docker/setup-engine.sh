@@ -190,7 +190,7 @@ ENV NODE_VERSION=${version#v}
 LABEL $LABEL_LOCAL dev.agent-supervisor.node-version=$version
 CMD ["node"]
 EOF
-  docker build -q -t "$NODE_IMAGE" "$ctx" >"$WORK/node-build.log" 2>&1 ||
+  docker build --force-rm -q -t "$NODE_IMAGE" "$ctx" >"$WORK/node-build.log" 2>&1 ||
     { tail -n 30 "$WORK/node-build.log" >&2; fail "could not build $NODE_IMAGE (log above)"; }
   docker run --rm "$NODE_IMAGE" node -e 'process.exit(0)' ||
     fail "node does not run inside $NODE_IMAGE (missing shared library?)"
@@ -238,8 +238,10 @@ compile_typescript() {
 }
 
 build_runner_image() {
+  local previous
+  previous=$(docker image inspect -f '{{.Id}}' "$RUNNER_IMAGE" 2>/dev/null || true)
   log "    docker build -f docker/Dockerfile --build-arg BASE_IMAGE=$NODE_IMAGE -t $RUNNER_IMAGE ."
-  (cd "$ROOT" && docker build -f docker/Dockerfile --build-arg "BASE_IMAGE=$NODE_IMAGE" \
+  (cd "$ROOT" && docker build --force-rm -f docker/Dockerfile --build-arg "BASE_IMAGE=$NODE_IMAGE" \
     -t "$RUNNER_IMAGE" .) >"$WORK/runner-build.log" 2>&1 ||
     {
       tail -n 40 "$WORK/runner-build.log" >&2
@@ -252,6 +254,10 @@ build_runner_image() {
   docker run --rm --entrypoint /usr/bin/tini "$RUNNER_IMAGE" -- sh -c \
     'node --version >/dev/null && git --version >/dev/null && test "$(id -un)" = agent' ||
     fail "$RUNNER_IMAGE does not have node, git and the agent user"
+  # The image it replaces would stay behind untagged on every CI run; drop it unless in use.
+  if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect -f '{{.Id}}' "$RUNNER_IMAGE")" ]; then
+    docker rmi "$previous" >/dev/null 2>&1 || true
+  fi
   log "    $RUNNER_IMAGE: $(docker image inspect -f '{{.Size}}' "$RUNNER_IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
 }
 
