@@ -16,6 +16,7 @@ import {
 import { AgentProcess } from './agent-process.js';
 import { isOurAgent, readAgentRecord, writeAgentRecord, type AgentRecord } from '../contract/agent-record.js';
 import { LocalWorktree, type Workspace } from './workspace.js';
+import { runBeforeJob } from './before-job.js';
 
 export const RUNNER_VERSION = '0.1.0';
 
@@ -174,6 +175,11 @@ export class AgentRunner {
       const log = createWriteStream(logPath, { flags: 'a' });
       log.on('error', (err) => this.log('cannot write the run log', { logPath, error: err.message }));
       this.echo.write(`--- ${this.cfg.agentId} ${jobId} attempt ${attempt}: ${data.title.split('\n')[0]}\n`);
+      const stepError = await runBeforeJob(this.cfg.beforeJob, { cwd: this.cfg.worktreePath, env: this.agentEnv(data, issueId, baseSha, files, ''), log });
+      if (stepError) {
+        await new Promise<void>((r) => log.end(r));
+        throw new Error(stepError);
+      }
       const marker = randomUUID();
       const agent = new AgentProcess({
         command: this.cfg.agentCommand,

@@ -116,6 +116,19 @@ export const LeaseSchema = z.object({
 });
 export type Lease = z.infer<typeof LeaseSchema>;
 
+/**
+ * A command the runner runs after it claimed a job and before the agent starts (e.g. recreate
+ * the slot's database for `env.postgres.resetPerIssue`). argv, no shell; non-zero fails the attempt.
+ */
+export const BeforeJobStepSchema = z.object({
+  name: z.string().min(1),
+  command: z.array(z.string()).min(1),
+  env: z.record(z.string()).default({}),
+  /** @defaultValue 120000 */
+  timeoutMs: z.number().int().positive().default(120_000),
+});
+export type BeforeJobStep = z.input<typeof BeforeJobStepSchema>;
+
 export const RunnerConfigSchema = z.object({
   agentId: z.string().regex(/^agent-\d{3}$/),
   host: z.string().default('local'),
@@ -133,6 +146,7 @@ export const RunnerConfigSchema = z.object({
   heartbeatMs: z.number().int().min(50).default(2_000),
   /** Extra environment for the agent (the slot's dev environment). */
   agentEnv: z.record(z.string()).default({}),
+  beforeJob: z.array(BeforeJobStepSchema).default([]),
 });
 export type RunnerConfig = z.infer<typeof RunnerConfigSchema>;
 

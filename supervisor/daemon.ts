@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { RunnerConfig } from '../contract/job.js';
+import { BeforeJobStepSchema, type BeforeJobStep, type RunnerConfig } from '../contract/job.js';
 import type { Context } from './context.js';
 import { SupervisorError, coerceError, redactSecrets } from './errors.js';
 import { Feeder } from './feeder.js';
@@ -32,6 +32,8 @@ export interface DaemonOptions {
 export interface SlotHook {
   /** Extra environment for a slot's agent; may allocate resources. */
   prepare(agentId: string, worktreePath: string): Promise<Record<string, string>>;
+  /** Commands the slot's runner runs before each job (after `prepare`). */
+  beforeJob?(agentId: string): BeforeJobStep[];
 }
 
 /**
@@ -164,6 +166,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     this.ctx.slots.ensure(Number(agentId.slice('agent-'.length)), wt.path, wt.branch);
     const agentEnv: Record<string, string> = {};
     for (const h of this.slotHooks) Object.assign(agentEnv, await h.prepare(agentId, wt.path));
+    const beforeJob = this.slotHooks.flatMap((h) => h.beforeJob?.(agentId) ?? []).map((s) => BeforeJobStepSchema.parse(s));
     return {
       agentId,
       host: 'local',
@@ -180,6 +183,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       lease: config.leaseResolved,
       heartbeatMs: config.heartbeat,
       agentEnv,
+      beforeJob,
     };
   }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { SupervisorError, coerceError, redactSecrets } from '../errors.js';
+import { registerInfraCommand } from './infra.js';
 import { registerIssueCommands } from './issues.js';
 import { registerLifecycleCommands } from './lifecycle.js';
 import { registerLogsCommand } from './logs.js';
@@ -22,6 +23,7 @@ function build(): Command {
   registerIssueCommands(program, globals);
   registerLifecycleCommands(program, globals);
   registerLogsCommand(program, globals);
+  registerInfraCommand(program, globals);
   for (const cmd of program.commands) {
     cmd.exitOverride();
     for (const sub of cmd.commands) sub.exitOverride();

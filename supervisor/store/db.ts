@@ -67,6 +67,22 @@ const MIGRATIONS: readonly string[] = [
     value TEXT NOT NULL
   );
   `,
+  // Per-slot dev environments (supervisor/env). The unique constraints are what keeps two
+  // concurrent allocations from ever handing out the same port block, Redis DB or database.
+  `
+  CREATE TABLE env_allocations (
+    slot         TEXT    PRIMARY KEY,
+    state        TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending','ready')),
+    port_start   INTEGER UNIQUE,
+    port_count   INTEGER,
+    ports        TEXT,
+    redis_db     INTEGER UNIQUE,
+    postgres_db  TEXT    UNIQUE,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    CHECK ((port_start IS NULL) = (port_count IS NULL))
+  );
+  `,
 ];
 
 export function openDatabase(file: string, opts: { readonly?: boolean } = {}): Db {
