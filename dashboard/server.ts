@@ -1,4 +1,127 @@
+import { createServer, type Server } from 'node:http';
+import { hostname } from 'node:os';
+import { basename } from 'node:path';
 import type { Daemon, Logger } from '../supervisor/daemon.js';
+import { SupervisorError, coerceError } from '../supervisor/errors.js';
+import { bullBoardRouter } from './bull-board.js';
+import type { DashboardDeps } from './deps.js';
+import { ExpressDashboard } from './express-adapter.js';
+import { DashboardMetrics } from './metrics.js';
+import { dashboardRoutes } from './routes.js';
+import { DashboardSecurity, checkListenAddress } from './security.js';
+import { StatusHub } from './snapshot.js';
+import { daemonSource, type DashboardSource } from './source.js';
 
-/** Placeholder until the dashboard issue lands. */
-export async function attachDashboard(_daemon: Daemon, _log: Logger): Promise<void> {}
+export interface DashboardOptions {
+  /** @defaultValue "127.0.0.1" — other addresses need `token`. */
+  host: string;
+  /** @defaultValue 7420 — the next free port is taken when it is busy; 0 means any free port. */
+  port: number;
+  token?: string | undefined;
+  readOnly: boolean;
+  log: Logger;
+}
+
+export interface RunningDashboard {
+  url: string;
+  host: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Dev servers agents commonly run; never hand these to the dashboard. */
+const AVOID = new Set([3000, 5173, 8000, 8080]);
+const PORT_ATTEMPTS = 20;
+
+function listenOnce(server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => {
+      server.off('listening', onListening);
+      reject(err);
+    };
+    const onListening = () => {
+      server.off('error', onError);
+      const addr = server.address();
+      resolve(typeof addr === 'object' && addr ? addr.port : port);
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen(port, host);
+  });
+}
+
+/** Listens on `port`, or the next free one when it is taken (port 0: any free port). */
+async function listen(server: Server, port: number, host: string): Promise<number> {
+  if (port === 0) return listenOnce(server, 0, host);
+  let lastError: Error | undefined;
+  for (let p = port, tries = 0; tries < PORT_ATTEMPTS && p <= 65535; p++) {
+    if (AVOID.has(p)) continue;
+    tries += 1;
+    try {
+      return await listenOnce(server, p, host);
+    } catch (err) {
+      lastError = coerceError(err);
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EADDRINUSE' && code !== 'EACCES') break;
+    }
+  }
+  throw new SupervisorError('ERR_SUP_CONFIG', `the dashboard cannot listen on ${host}:${port}${port === 0 ? '' : ` or the ${PORT_ATTEMPTS - 1} ports after it`}: ${lastError?.message ?? 'unknown error'}`, {
+    hint: 'pick another port with --dashboard-port (SUPERVISOR_DASHBOARD_PORT), or --no-dashboard',
+    cause: lastError,
+  });
+}
+
+export function dashboardUrl(host: string, port: number): string {
+  const shown = host === '0.0.0.0' || host === '::' ? hostname() : host;
+  return `http://${shown.includes(':') ? `[${shown}]` : shown}:${port}/`;
+}
+
+/** Serves the dashboard for a source (the in-process control plane, or a repository's state). */
+export async function startDashboard(source: DashboardSource, o: DashboardOptions): Promise<RunningDashboard> {
+  checkListenAddress(o.host, o.token);
+  const security = new DashboardSecurity({ token: o.token, readOnly: o.readOnly, host: o.host });
+  const hub = new StatusHub(source, { readOnly: o.readOnly, log: o.log });
+  const deps: DashboardDeps = { source, hub, security, metrics: new DashboardMetrics(source), log: o.log };
+  const web = new ExpressDashboard(deps, dashboardRoutes(deps), {
+    basePath: '/queues',
+    router: bullBoardRouter(source.queue, { basePath: '/queues', readOnly: o.readOnly, repoName: basename(source.ctx.paths.root) }),
+  });
+  const server = createServer(web.app);
+  server.keepAliveTimeout = 5_000;
+  let port: number;
+  try {
+    port = await listen(server, o.port, o.host);
+  } catch (err) {
+    hub.close();
+    throw err;
+  }
+  const url = dashboardUrl(o.host, port);
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    host: o.host,
+    port,
+    close: () =>
+      (closing ??= new Promise<void>((resolve) => {
+        hub.close();
+        web.closeStreams();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      })),
+  };
+}
+
+/**
+ * Starts the dashboard of `supervisor start` on the running control plane, logs its URL and
+ * records it in the pid file (so `supervisor status` and tests find it); stops with the daemon.
+ */
+export async function attachDashboard(daemon: Daemon, log: Logger): Promise<void> {
+  const { dashboard } = daemon.ctx.config;
+  const source = await daemonSource(daemon);
+  const running = await startDashboard(source, { host: dashboard.host, port: dashboard.port, token: dashboard.token, readOnly: dashboard.readOnly, log });
+  daemon.once('stopped', () => {
+    void running.close().then(() => source.close());
+  });
+  log(`dashboard: ${running.url}${dashboard.token ? ' (token required)' : ''}${dashboard.readOnly ? ' (read-only)' : ''}`);
+  daemon.setDashboardUrl(running.url);
+}

@@ -4,6 +4,7 @@ import { SupervisorError, coerceError, redactSecrets } from '../errors.js';
 import { registerInfraCommand } from './infra.js';
 import { registerIssueCommands } from './issues.js';
 import { registerLifecycleCommands } from './lifecycle.js';
+import { registerDashboardCommand } from './dashboard.js';
 import { registerLogsCommand } from './logs.js';
 import { registerMaintenanceCommands } from './maintenance.js';
 import type { GlobalOpts } from './output.js';
@@ -23,6 +24,7 @@ function build(): Command {
   registerIssueCommands(program, globals);
   registerLifecycleCommands(program, globals);
   registerLogsCommand(program, globals);
+  registerDashboardCommand(program, globals);
   registerInfraCommand(program, globals);
   for (const cmd of program.commands) {
     cmd.exitOverride();

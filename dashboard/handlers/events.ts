@@ -1,0 +1,68 @@
+import { existsSync, statSync } from 'node:fs';
+import type { DashboardDeps } from '../deps.js';
+import type { DashRequest, DashResponse, SseSink } from '../http.js';
+import { followFile, lastLines } from '../logtail.js';
+import { renderSections } from '../page/sections.js';
+import type { Snapshot } from '../snapshot.js';
+import { intParam } from './api.js';
+
+const RETRY_MS = 2000;
+
+/** One serialisation per pushed snapshot, however many pages listen. */
+const payloads = new WeakMap<Snapshot, string>();
+function payloadOf(s: Snapshot): string {
+  let p = payloads.get(s);
+  if (!p) {
+    p = JSON.stringify({ status: s, html: renderSections(s) });
+    payloads.set(s, p);
+  }
+  return p;
+}
+
+/**
+ * GET /api/events — the page's live feed: an `status` event with the snapshot and the rendered
+ * sections on every change and at least every second. A reconnecting client (EventSource sends
+ * Last-Event-ID) gets the current snapshot at once: each event carries the whole state.
+ */
+export const statusEvents = (d: DashboardDeps) => (): DashResponse => ({
+  status: 200,
+  stream: {
+    retryMs: RETRY_MS,
+    open: (sink: SseSink) => {
+      const send = (s: Snapshot, seq: number) => sink.send({ event: 'status', id: String(seq), data: payloadOf(s) });
+      const latest = d.hub.latest();
+      if (latest) send(latest.snapshot, latest.seq);
+      return d.hub.subscribe(send);
+    },
+  },
+});
+
+/**
+ * GET /api/agents/:id/logs/stream?lines=N — a live tail of a slot's runner log: the last N lines
+ * first, then new lines as they are written, in `lines` events (a JSON array) whose id is the byte
+ * offset after them, so a reconnect (Last-Event-ID) resumes exactly where it stopped.
+ */
+export const logEvents = (d: DashboardDeps) => (req: DashRequest): DashResponse => {
+  const file = d.source.logFile(req.params.id ?? '');
+  const n = intParam(req.query.lines, 200, 5000);
+  const resumeFrom = /^\d+$/.test(req.headers['last-event-id'] ?? '') ? Number(req.headers['last-event-id']) : undefined;
+  return {
+    status: 200,
+    stream: {
+      retryMs: RETRY_MS,
+      open: (sink: SseSink) => {
+        let offset: number;
+        if (resumeFrom !== undefined && existsSync(file) && statSync(file).size >= resumeFrom) {
+          offset = resumeFrom;
+        } else {
+          if (resumeFrom !== undefined) sink.send({ event: 'reset', data: '{}' });
+          const tail = lastLines(file, n);
+          offset = tail.offset;
+          if (!existsSync(file)) sink.send({ event: 'nolog', data: JSON.stringify({ message: `${req.params.id} has no log yet; waiting for it` }) });
+          sink.send({ event: 'lines', id: String(offset), data: JSON.stringify(tail.lines) });
+        }
+        return followFile(file, offset, (lines, next) => sink.send({ event: 'lines', id: String(next), data: JSON.stringify(lines) }));
+      },
+    },
+  };
+};

@@ -1,0 +1,140 @@
+import type { AgentStatus } from '../../supervisor/status.js';
+import type { Snapshot } from '../snapshot.js';
+
+/** Everything user-controlled (titles, errors, log lines) goes through here before it meets HTML. */
+export function escapeHtml(value: unknown): string {
+  return String(value ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+}
+
+const e = escapeHtml;
+
+export function formatDuration(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+}
+
+export function formatBytes(n: number): string {
+  const gb = n / 1024 ** 3;
+  return gb >= 10 ? `${gb.toFixed(0)} GB` : `${gb.toFixed(1)} GB`;
+}
+
+const firstLine = (s: string, max = 140): string => {
+  const line = s.split('\n')[0] ?? '';
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+};
+
+/**
+ * Elapsed time: `now` given (first render) writes the text; without it the page's script fills
+ * it in, so the pushed HTML only changes when the state does.
+ */
+const elapsed = (since: number, now: number | undefined, suffix = ''): string =>
+  `<span class="mono since" data-since="${since}"${suffix ? ` data-suffix="${e(suffix)}"` : ''}>${now === undefined ? '' : e(formatDuration(now - since) + suffix)}</span>`;
+
+const STATE_LABEL: Record<AgentStatus['state'], string> = { working: 'working', idle: 'idle', starting: 'starting', stopping: 'stopping', crashed: 'crashed' };
+
+function activityOf(a: AgentStatus, pendingTotal: number): string {
+  if (a.state === 'working' && a.issue) {
+    return `Working on <span class="num">#${e(a.issue.id)}</span> <span class="title">${e(firstLine(a.issue.title ?? ''))}</span>`;
+  }
+  if (a.state === 'idle') return pendingTotal > 0 ? '<span class="muted">Idle (taking the next issue)</span>' : '<span class="muted">Idle (no issues)</span>';
+  if (a.state === 'starting') return '<span class="muted">Starting…</span>';
+  if (a.state === 'stopping') return '<span class="muted">Stopping (handing back its job)…</span>';
+  return `<span class="error">Crashed${a.lastError ? `: ${e(firstLine(a.lastError, 200))}` : ''}</span>`;
+}
+
+function runtimeOf(a: AgentStatus): string {
+  const parts: string[] = [];
+  if (a.containerId) parts.push(`container <span class="mono">${e(a.containerId.slice(0, 12))}</span>`);
+  if (a.health) parts.push(`health <span class="health health-${e(a.health)}">${e(a.health)}</span>`);
+  if (!a.containerId && a.pid) parts.push(`pid <span class="mono">${e(a.pid)}</span>`);
+  if (a.host && a.host !== 'local') parts.push(`on ${e(a.host)}`);
+  if (a.restarts > 0) parts.push(`${e(a.restarts)} restart${a.restarts === 1 ? '' : 's'}`);
+  return parts.join(' · ');
+}
+
+export function renderAgents(s: Snapshot, now?: number): string {
+  if (s.agents.length === 0) {
+    return `<p class="empty">No agents running.${s.readOnly ? '' : ' Pick a count and press <strong>Start Agents</strong>.'}</p>`;
+  }
+  const rows = s.agents
+    .map(
+      (a) => `<tr data-agent="${e(a.id)}" data-state="${e(a.state)}">
+<td class="state"><span class="dot dot-${e(a.state)}" title="${e(STATE_LABEL[a.state])}"></span><span class="state-label">${e(STATE_LABEL[a.state])}</span></td>
+<td class="mono agent-id">${e(a.id)}</td>
+<td class="activity">${activityOf(a, s.pending.total)}</td>
+<td class="time">${elapsed(a.since, now)}</td>
+<td class="runtime muted">${runtimeOf(a)}</td>
+<td class="actions"><button type="button" class="btn btn-small" data-logs="${e(a.id)}">View Logs</button></td>
+</tr>`,
+    )
+    .join('\n');
+  return `<table class="grid agents"><thead><tr><th>State</th><th>Agent</th><th>Activity</th><th>In state</th><th>Runtime</th><th></th></tr></thead><tbody>${rows}</tbody></table>`;
+}
+
+export function renderQueue(s: Snapshot): string {
+  if (s.pending.items.length === 0) return '<p class="empty">No open issues. Add one with <code>supervisor issue add "…"</code>.</p>';
+  const items = s.pending.items
+    .map(
+      (i, k) => `<li data-issue="${e(i.id)}"><span class="pos">${k + 1}</span><span class="num">#${e(i.id)}</span><span class="badge p-${e(i.priority)}">${e(i.priority)}</span><span class="title">${e(firstLine(i.title))}</span></li>`,
+    )
+    .join('\n');
+  const more = s.pending.total > s.pending.items.length ? `<p class="muted more">and ${s.pending.total - s.pending.items.length} more</p>` : '';
+  return `<ol class="queue">${items}</ol>${more}`;
+}
+
+export function renderResults(s: Snapshot, now?: number): string {
+  if (s.recent.length === 0) return '<p class="empty">No finished issues yet.</p>';
+  const rows = s.recent
+    .map(
+      (r) => `<tr data-result="${e(r.id)}" data-status="${e(r.status)}">
+<td><span class="badge s-${e(r.status)}">${e(r.status)}</span></td>
+<td><span class="num">#${e(r.id)}</span> <span class="title">${e(firstLine(r.title, 80))}</span>${r.status === 'failed' && r.error ? `<div class="error small">${e(firstLine(r.error, 160))}</div>` : ''}</td>
+<td class="mono">${r.branch ? e(r.branch) : '<span class="muted">—</span>'}</td>
+<td class="mono">${r.commit ? e(r.commit.slice(0, 8)) : '<span class="muted">no change</span>'}</td>
+<td class="mono">${r.durationMs === null ? '' : e(formatDuration(r.durationMs))}</td>
+<td class="mono muted">${r.agent ? e(r.agent) : ''}</td>
+<td class="muted">${elapsed(r.finishedAt, now, ' ago')}</td>
+</tr>`,
+    )
+    .join('\n');
+  return `<table class="grid results"><thead><tr><th>Result</th><th>Issue</th><th>Branch</th><th>Commit</th><th>Took</th><th>Agent</th><th>Finished</th></tr></thead><tbody>${rows}</tbody></table>`;
+}
+
+export function renderResources(s: Snapshot): string {
+  const p = s.platform;
+  const os = p.os === 'darwin' ? 'macOS' : p.os === 'linux' ? 'Linux' : p.os;
+  const q = s.queue;
+  const queue = q ? `${q.waiting + q.prioritized} waiting · ${q.active} active · ${q.delayed} delayed · ${q.completed} completed · ${q.failed} failed` : '<span class="error">Redis unreachable</span>';
+  return `<dl class="resources">
+<div><dt>Platform</dt><dd>${e(os)} ${e(p.arch)}</dd></div>
+<div><dt>Memory</dt><dd><span class="mono">${e(formatBytes(p.usedMemoryBytes))} / ${e(formatBytes(p.memoryBytes))}</span> <meter min="0" max="${p.memoryBytes}" value="${p.usedMemoryBytes}" high="${Math.round(p.memoryBytes * 0.85)}"></meter></dd></div>
+<div><dt>CPUs</dt><dd class="mono">${e(p.cpus)}</dd></div>
+<div><dt>Max agents</dt><dd class="mono">${e(p.maxAgents)}</dd></div>
+<div class="wide"><dt>Queue</dt><dd>${queue}</dd></div>
+</dl>`;
+}
+
+/** The line under the controls: desired vs running, the supervisor, and recent activity. */
+export function renderSummary(s: Snapshot): string {
+  const up = s.agents.filter((a) => a.state === 'idle' || a.state === 'working').length;
+  const sup = s.supervisor.running
+    ? `<span class="ok">supervisor running</span> <span class="muted">(pid ${e(s.supervisor.pid)})</span>`
+    : '<span class="error">supervisor not running</span> <span class="muted">— start it with <code>supervisor start</code></span>';
+  const activity = s.activity.length
+    ? `<ul class="activity-log">${s.activity
+        .slice(-4)
+        .reverse()
+        .map((a) => `<li class="${a.level === 'error' ? 'error' : ''}">${a.agentId ? `<span class="mono">${e(a.agentId)}</span>: ` : ''}${e(firstLine(a.message, 200))}</li>`)
+        .join('')}</ul>`
+    : '';
+  const warnings = s.warnings.map((w) => `<p class="warning">${e(w)}</p>`).join('');
+  return `<p><strong class="mono">${up}</strong> of <strong class="mono">${e(s.desiredAgents)}</strong> desired agents up · ${sup}</p>${activity}${warnings}`;
+}
+
+export type SectionId = 'summary' | 'agents' | 'queue' | 'results' | 'resources';
+
+export function renderSections(s: Snapshot, now?: number): Record<SectionId, string> {
+  return { summary: renderSummary(s), agents: renderAgents(s, now), queue: renderQueue(s), results: renderResults(s, now), resources: renderResources(s) };
+}

@@ -1,0 +1,196 @@
+import os from 'node:os';
+import type { Priority } from '../contract/job.js';
+import { coerceError } from '../supervisor/errors.js';
+import { buildStatus, type AgentStatus, type QueueCounts, type Status } from '../supervisor/status.js';
+import type { Activity, DashboardSource } from './source.js';
+
+export interface PendingIssue {
+  id: number;
+  title: string;
+  priority: Priority;
+  status: string;
+}
+
+export interface RecentResult {
+  id: number;
+  title: string;
+  status: 'done' | 'failed';
+  agent: string | null;
+  branch: string | null;
+  commit: string | null;
+  durationMs: number | null;
+  finishedAt: number;
+  error: string | null;
+}
+
+/** Everything the page shows, as one JSON document (`GET /api/status`, and each SSE `status` event). */
+export interface Snapshot {
+  at: number;
+  readOnly: boolean;
+  repo: { root: string; queue: string };
+  supervisor: Status['supervisor'];
+  desiredAgents: number;
+  maxAgents: number;
+  agents: AgentStatus[];
+  queue: QueueCounts | null;
+  issues: Record<string, number>;
+  pending: { total: number; items: PendingIssue[] };
+  recent: RecentResult[];
+  platform: Status['platform'] & { usedMemoryBytes: number };
+  activity: Activity[];
+  warnings: string[];
+}
+
+const PENDING_SHOWN = 50;
+const RECENT_SHOWN = 15;
+const ACTIVITY_KEPT = 8;
+const REDIS_TIMEOUT_MS = 3000;
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+export async function buildSnapshot(source: DashboardSource, opts: { readOnly: boolean; activity: Activity[] }): Promise<Snapshot> {
+  const { ctx } = source;
+  // A Redis that is down must not stall the page: without it the status says so and shows SQLite's view.
+  const redisReady = source.redis.status === 'ready';
+  let status: Status;
+  try {
+    status = await withTimeout(buildStatus(ctx, redisReady ? source.redis : undefined, { queue: source.queue, envFor: (id) => source.envFor(id) }), REDIS_TIMEOUT_MS, 'Redis');
+  } catch (err) {
+    status = await buildStatus(ctx, undefined, { envFor: (id) => source.envFor(id) });
+    status.warnings.unshift(coerceError(err).message);
+  }
+  const pendingTotal = (status.issues.open ?? 0) + (status.issues.queued ?? 0);
+  const pending = ctx.issues.pending(PENDING_SHOWN).map((i) => ({ id: i.id, title: i.title, priority: i.priority, status: i.status }));
+  const recent: RecentResult[] = ctx.issues.recentlyFinished(RECENT_SHOWN).map((i) => {
+    const runs = ctx.runs.forIssue(i.id);
+    const want = i.status === 'done' ? 'succeeded' : 'failed';
+    const run = [...runs].reverse().find((r) => r.outcome === want) ?? runs[runs.length - 1];
+    const durationMs = run ? (run.durationMs ?? (run.startedAt && run.finishedAt ? run.finishedAt - run.startedAt : null)) : null;
+    return {
+      id: i.id,
+      title: i.title,
+      status: i.status as 'done' | 'failed',
+      agent: i.agent,
+      branch: i.branch,
+      commit: i.commit,
+      durationMs,
+      finishedAt: run?.finishedAt ?? i.updatedAt,
+      error: i.error,
+    };
+  });
+  const free = os.freemem();
+  return {
+    at: Date.now(),
+    readOnly: opts.readOnly,
+    repo: { root: ctx.paths.root, queue: ctx.queueName },
+    supervisor: status.supervisor,
+    desiredAgents: status.desiredAgents,
+    maxAgents: status.platform.maxAgents,
+    agents: status.agents,
+    queue: status.queue,
+    issues: status.issues,
+    pending: { total: pendingTotal, items: pending },
+    recent,
+    platform: { ...status.platform, freeMemoryBytes: free, usedMemoryBytes: status.platform.memoryBytes - free },
+    activity: [...opts.activity],
+    warnings: status.warnings,
+  };
+}
+
+/** The part of a snapshot that changes when something happens (not the clock, not free memory). */
+function fingerprint(s: Snapshot): string {
+  return JSON.stringify([s.supervisor, s.desiredAgents, s.agents, s.queue, s.issues, s.pending, s.recent, s.activity, s.warnings]);
+}
+
+export type Subscriber = (snapshot: Snapshot, seq: number) => void;
+
+/**
+ * Builds snapshots for every open event stream at once: polls while someone listens, pushes
+ * at once on a change (the source's events, or a difference seen by polling) and at least
+ * every `heartbeatMs` so the page knows it is live.
+ */
+export class StatusHub {
+  private readonly subscribers = new Set<Subscriber>();
+  private readonly activity: Activity[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private building: Promise<Snapshot> | undefined;
+  private last: { snapshot: Snapshot; seq: number; print: string; pushedAt: number } | undefined;
+  private seq = 0;
+  private closed = false;
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    private readonly source: DashboardSource,
+    private readonly opts: { readOnly: boolean; pollMs?: number; heartbeatMs?: number; log?: (msg: string, fields?: Record<string, unknown>) => void },
+  ) {
+    this.unsubscribe = source.onChange((a) => {
+      if (a) {
+        this.activity.push(a);
+        if (this.activity.length > ACTIVITY_KEPT) this.activity.shift();
+      }
+      this.kick();
+    });
+  }
+
+  /** A fresh snapshot (for the JSON API and the first page render). */
+  snapshot(): Promise<Snapshot> {
+    this.building ??= buildSnapshot(this.source, { readOnly: this.opts.readOnly, activity: this.activity }).finally(() => {
+      this.building = undefined;
+    });
+    return this.building;
+  }
+
+  /** The latest pushed snapshot and its sequence number, if any. */
+  latest(): { snapshot: Snapshot; seq: number } | undefined {
+    return this.last;
+  }
+
+  subscribe(fn: Subscriber): () => void {
+    this.subscribers.add(fn);
+    if (this.subscribers.size === 1) this.kick();
+    return () => {
+      this.subscribers.delete(fn);
+      if (this.subscribers.size === 0 && this.timer) {
+        clearTimeout(this.timer);
+        this.timer = undefined;
+      }
+    };
+  }
+
+  /** Builds and pushes now (coalesced with a build already running). */
+  kick(): void {
+    if (this.closed || this.subscribers.size === 0) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    void this.tick();
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      const snapshot = await this.snapshot();
+      const print = fingerprint(snapshot);
+      const now = Date.now();
+      if (!this.last || print !== this.last.print || now - this.last.pushedAt >= (this.opts.heartbeatMs ?? 1000) - 50) {
+        this.seq += 1;
+        this.last = { snapshot, seq: this.seq, print, pushedAt: now };
+        for (const s of this.subscribers) s(snapshot, this.seq);
+      }
+    } catch (err) {
+      if (!this.closed) this.opts.log?.('dashboard: status failed', { error: coerceError(err).message });
+    }
+    if (!this.closed && this.subscribers.size > 0 && !this.timer) this.timer = setTimeout(() => this.kick(), this.opts.pollMs ?? 500);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.unsubscribe();
+    if (this.timer) clearTimeout(this.timer);
+    this.subscribers.clear();
+  }
+}
