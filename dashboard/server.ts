@@ -111,6 +111,11 @@ export async function startDashboard(source: DashboardSource, o: DashboardOption
   };
 }
 
+/** Refuses a dashboard configuration that must not start (a non-loopback address without a token), before anything runs. */
+export function checkDashboardConfig(dashboard: { host: string; token?: string | undefined }): void {
+  checkListenAddress(dashboard.host, dashboard.token);
+}
+
 /**
  * Starts the dashboard of `supervisor start` on the running control plane, logs its URL and
  * records it in the pid file (so `supervisor status` and tests find it); stops with the daemon.
@@ -118,7 +123,15 @@ export async function startDashboard(source: DashboardSource, o: DashboardOption
 export async function attachDashboard(daemon: Daemon, log: Logger): Promise<void> {
   const { dashboard } = daemon.ctx.config;
   const source = await daemonSource(daemon);
-  const running = await startDashboard(source, { host: dashboard.host, port: dashboard.port, token: dashboard.token, readOnly: dashboard.readOnly, log });
+  let running: RunningDashboard;
+  try {
+    running = await startDashboard(source, { host: dashboard.host, port: dashboard.port, token: dashboard.token, readOnly: dashboard.readOnly, log });
+  } catch (err) {
+    // The CLI exits on this error: hand the agents' jobs back first rather than orphan them.
+    await source.close();
+    await daemon.stop();
+    throw err;
+  }
   daemon.once('stopped', () => {
     void running.close().then(() => source.close());
   });

@@ -9,7 +9,7 @@ import { readDesired, validateAgentCount, DESIRED_KEY } from '../scaler.js';
 import { buildStatus, type Status } from '../status.js';
 import { setSetting } from '../store/db.js';
 import { attachExtensions, statusExtras } from '../extensions.js';
-import { attachDashboard } from '../../dashboard/server.js';
+import { attachDashboard, checkDashboardConfig } from '../../dashboard/server.js';
 import { redisFor } from './connect.js';
 import { ago, oneLine, printJson, progress, say, table, type GlobalOpts } from './output.js';
 
@@ -146,6 +146,7 @@ export function registerLifecycleCommands(program: Command, globals: () => Globa
     .action(async (o: StartOpts) => {
       const ctx = await openContext({ repo: globals().repo, init: true, flags: startFlags(o) });
       const agents = o.agents === undefined ? undefined : validateAgentCount(o.agents, ctx.platform.maxAgents);
+      if (ctx.config.dashboard.enabled) checkDashboardConfig(ctx.config.dashboard);
       if (o.detach) {
         try {
           await startDetached(ctx);
