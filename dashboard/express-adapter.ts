@@ -51,7 +51,7 @@ export class ExpressDashboard {
         const route = list.find((r) => r.method === method);
         if (!route) {
           // The guard first: an unauthenticated caller learns nothing about the route.
-          const refused = gate(d, toDashRequest(req), list[0]!.kind === 'login' ? 'login' : 'api');
+          const refused = gate(d, { ...toDashRequest(req), method: 'GET' }, list[0]!.kind === 'login' ? 'login' : 'api');
           if (refused) return this.send(req, res, refused);
           res.setHeader('Allow', [...new Set(list.map((r) => r.method))].join(', '));
           return this.send(req, res, errorBody(405, `${req.method} is not allowed here; use ${list.map((r) => r.method).join(' or ')}`));

@@ -45,6 +45,7 @@ const PENDING_SHOWN = 50;
 const RECENT_SHOWN = 15;
 const ACTIVITY_KEPT = 8;
 const REDIS_TIMEOUT_MS = 3000;
+const FIRST_CONNECT_WAIT_MS = 1000;
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -54,9 +55,23 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** Waits for a connection that is still being made (not one that is retrying). */
+function waitReady(redis: DashboardSource['redis'], ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      redis.off('ready', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    redis.once('ready', done);
+  });
+}
+
 export async function buildSnapshot(source: DashboardSource, opts: { readOnly: boolean; activity: Activity[] }): Promise<Snapshot> {
   const { ctx } = source;
   // A Redis that is down must not stall the page: without it the status says so and shows SQLite's view.
+  if (['wait', 'connecting', 'connect'].includes(source.redis.status)) await waitReady(source.redis, FIRST_CONNECT_WAIT_MS);
   const redisReady = source.redis.status === 'ready';
   let status: Status;
   try {
