@@ -25,7 +25,7 @@ export function loginForm(status: number, error?: string): DashResponse {
     status,
     type: 'html',
     body: renderLogin({ nonce, ...(error ? { error } : {}) }),
-    headers: { 'Content-Security-Policy': `default-src 'none'; style-src 'nonce-${nonce}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'` },
+    headers: { 'Content-Security-Policy': `default-src 'none'; style-src 'nonce-${nonce}'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'` },
   };
 }
 

@@ -8,6 +8,8 @@ export interface PageOptions {
   loggedIn: boolean;
 }
 
+const FAVICON = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Cpath d='M8 1l7 7-7 7-7-7z' fill='%232563eb'/%3E%3C/svg%3E";
+
 function countOptions(max: number, selected: number): string {
   const out: string[] = [];
   for (let n = 1; n <= max; n++) out.push(`<option value="${n}"${n === selected ? ' selected' : ''}>${n}</option>`);
@@ -27,6 +29,7 @@ export function renderPage(s: Snapshot, o: PageOptions): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="csrf-token" content="${e(o.csrfToken)}">
 <title>Parallel Agents · ${e(repo)}</title>
+<link rel="icon" href="${FAVICON}">
 <link rel="stylesheet" href="assets/app.css">
 <script src="assets/app.js" defer></script>
 </head>
@@ -105,6 +108,7 @@ export function renderLogin(o: { error?: string; nonce: string }): string {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Log in · agent-supervisor</title>
+<link rel="icon" href="${FAVICON}">
 <style nonce="${e(o.nonce)}">
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;background:#f4f5f7;color:#1d2330;display:grid;place-items:center;min-height:100vh;margin:0}
 form{background:#fff;border:1px solid #dde1e7;border-radius:10px;padding:28px 32px;width:340px;box-shadow:0 1px 3px rgba(0,0,0,.06)}

@@ -15,6 +15,12 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
 }
 
+/** How long a run took: tenths of a second for short ones. */
+export function formatRunDuration(ms: number): string {
+  if (ms < 10_000) return `${(Math.max(0, ms) / 1000).toFixed(1)}s`;
+  return formatDuration(ms);
+}
+
 export function formatBytes(n: number): string {
   const gb = n / 1024 ** 3;
   return gb >= 10 ? `${gb.toFixed(0)} GB` : `${gb.toFixed(1)} GB`;
@@ -93,7 +99,7 @@ export function renderResults(s: Snapshot, now?: number): string {
 <td><span class="num">#${e(r.id)}</span> <span class="title">${e(firstLine(r.title, 80))}</span>${r.status === 'failed' && r.error ? `<div class="error small">${e(firstLine(r.error, 160))}</div>` : ''}</td>
 <td class="mono">${r.branch ? e(r.branch) : '<span class="muted">—</span>'}</td>
 <td class="mono">${r.commit ? e(r.commit.slice(0, 8)) : '<span class="muted">no change</span>'}</td>
-<td class="mono">${r.durationMs === null ? '' : e(formatDuration(r.durationMs))}</td>
+<td class="mono">${r.durationMs === null ? '' : e(formatRunDuration(r.durationMs))}</td>
 <td class="mono muted">${r.agent ? e(r.agent) : ''}</td>
 <td class="muted">${elapsed(r.finishedAt, now, ' ago')}</td>
 </tr>`,

@@ -39,7 +39,7 @@ h2{font-size:13px;margin:0 0 12px;text-transform:uppercase;letter-spacing:.6px;c
 .control-row{display:flex;align-items:center;gap:10px;flex-wrap:wrap}
 .control-row label{font-weight:600}
 select{font:inherit;padding:5px 8px;border:1px solid #c9ced6;border-radius:6px;background:#fff;min-width:64px}
-.btn{font:inherit;font-weight:600;border:1px solid #c9ced6;background:#fff;color:var(--text);padding:6px 14px;border-radius:6px;cursor:pointer}
+.btn{white-space:nowrap;font:inherit;font-weight:600;border:1px solid #c9ced6;background:#fff;color:var(--text);padding:6px 14px;border-radius:6px;cursor:pointer}
 .btn:hover:not(:disabled){background:#f2f4f7}
 .btn:disabled{opacity:.5;cursor:not-allowed}
 .btn-primary{background:var(--accent);border-color:var(--accent);color:#fff}
@@ -87,6 +87,7 @@ table.grid{width:100%;border-collapse:collapse}
 .queue .pos{color:var(--grey);font-family:var(--mono);font-size:11.5px;width:26px;flex:none}
 .more{margin:8px 0 0;font-size:12.5px}
 .results td{font-size:13px}
+.results td.mono{white-space:nowrap}
 .empty{color:var(--muted);margin:4px 0;font-size:13px}
 .resources{display:grid;grid-template-columns:repeat(4,minmax(0,1fr));gap:12px 24px;margin:0}
 .resources .wide{grid-column:1/-1}

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { join } from 'node:path';
 import { openContext, type Context } from '../../supervisor/context.js';
 import { startDashboard, type RunningDashboard } from '../../dashboard/server.js';
 import { stateSource, type DashboardSource } from '../../dashboard/source.js';
@@ -135,4 +136,13 @@ export function readSse(
     });
     req.end();
   });
+}
+
+/** The dashboard URL a running supervisor recorded in its pid file. */
+export function dashboardUrlOf(dir: string): string | undefined {
+  try {
+    return (JSON.parse(readFileSync(join(dir, '.supervisor', 'supervisor.pid'), 'utf8')) as { dashboardUrl?: string }).dashboardUrl;
+  } catch {
+    return undefined;
+  }
 }
