@@ -37,7 +37,8 @@ export class ExpressDashboard {
     app.use((_req, res, next) => {
       res.setHeader('X-Content-Type-Options', 'nosniff');
       res.setHeader('X-Frame-Options', 'DENY');
-      res.setHeader('Referrer-Policy', 'no-referrer');
+      // same-origin, not no-referrer: with no-referrer browsers send `Origin: null` on our own form posts.
+      res.setHeader('Referrer-Policy', 'same-origin');
       res.setHeader('Cache-Control', 'no-store');
       next();
     });

@@ -53,7 +53,7 @@ export type AuthMethod = 'none' | 'bearer' | 'cookie';
 /**
  * The dashboard's rules, in one place and free of express:
  * - with a token, every request needs `Authorization: Bearer <token>` or the session cookie the
- *   login form sets (an HMAC of the token, HttpOnly, SameSite=Strict);
+ *   login form sets (an HMAC of the token, HttpOnly, SameSite=Lax);
  * - without a token the server only listens on loopback, and only answers requests whose Host is
  *   a loopback name (a DNS-rebinding page cannot reach it through its own domain);
  * - state-changing requests come from our own origin: a non-GET must not carry a foreign Origin,
@@ -94,11 +94,11 @@ export class DashboardSecurity {
   }
 
   sessionCookie(): string {
-    return `${SESSION_COOKIE}=${this.sessionValue ?? ''}; Path=/; HttpOnly; SameSite=Strict`;
+    return `${SESSION_COOKIE}=${this.sessionValue ?? ''}; Path=/; HttpOnly; SameSite=Lax`;
   }
 
   clearedCookie(): string {
-    return `${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0`;
+    return `${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0`;
   }
 
   /** DNS rebinding: without a token, only loopback names (or the configured host) may address us. */
@@ -118,7 +118,9 @@ export class DashboardSecurity {
       const site = req.headers['sec-fetch-site'];
       return site === undefined || site === 'same-origin' || site === 'none';
     }
-    if (origin === 'null' || !host) return false;
+    // `Origin: null` (privacy settings, sandboxed frames): trust only the browser's own Sec-Fetch-Site.
+    if (origin === 'null') return req.headers['sec-fetch-site'] === 'same-origin';
+    if (!host) return false;
     try {
       return new URL(origin).host.toLowerCase() === host.toLowerCase();
     } catch {

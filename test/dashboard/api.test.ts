@@ -75,8 +75,11 @@ describe('dashboard API on loopback without a token', () => {
     expect(crossSite.status).toBe(403);
     const crossSiteFetch = await post({ count: 2 }, { 'sec-fetch-site': 'cross-site', 'x-supervisor-csrf': csrf });
     expect(crossSiteFetch.status).toBe(403);
+    expect((await post({ count: 2 }, { origin: 'null', 'x-supervisor-csrf': csrf })).status).toBe(403);
     expect(getSetting(t.ctx.db, 'desired_agents')).toBeUndefined();
 
+    const nullOrigin = await post({ count: 1 }, { origin: 'null', 'sec-fetch-site': 'same-origin', 'x-supervisor-csrf': csrf });
+    expect(nullOrigin.status).toBe(200);
     const ok = await post({ count: 2 }, { origin, 'x-supervisor-csrf': csrf });
     expect(ok.status).toBe(200);
     expect(ok.json()).toEqual({ desiredAgents: 2 });
@@ -231,7 +234,7 @@ describe('dashboard with a token', () => {
     expect(page.text).toContain('name="token"');
   });
 
-  it('logs in with a form that sets an HttpOnly SameSite cookie; cookie writes still need the CSRF token', async () => {
+  it('logs in with a form that sets an HttpOnly SameSite=Lax cookie; cookie writes still need the CSRF token', async () => {
     const t = await dashboard({ token });
     t.fakeRunning();
     const form = (v: string) => http('POST', `${t.url}/login`, { body: `token=${encodeURIComponent(v)}`, headers: { 'content-type': 'application/x-www-form-urlencoded', origin: t.url } });
@@ -245,7 +248,7 @@ describe('dashboard with a token', () => {
     expect(good.headers.location).toBe('/');
     const cookie = String(good.headers['set-cookie']);
     expect(cookie).toMatch(/HttpOnly/);
-    expect(cookie).toMatch(/SameSite=Strict/);
+    expect(cookie).toMatch(/SameSite=Lax/);
     expect(cookie).not.toContain(token);
     const session = cookie.split(';')[0]!;
     expect((await http('GET', `${t.url}/api/status`, { headers: { cookie: session } })).status).toBe(200);

@@ -128,4 +128,30 @@ describe('the Parallel Agents page in Chromium', () => {
     await page.close();
     expect(await sup.stop()).toBe(0);
   });
+
+  it('asks for the token with a login form, then works on the cookie (read-only: controls off)', async () => {
+    const repo = tempRepo();
+    cleanups.push(repo.cleanup);
+    const env = testEnv({ SUPERVISOR_DASHBOARD_TOKEN: 'browser-test-token-0123456789' });
+    const sup = await startSupervisor(repo.dir, env, ['--agents', '0', '--read-only']);
+    cleanups.push(async () => void (await sup.stop()));
+    const url = await waitFor(() => dashboardUrlOf(repo.dir), { what: 'dashboard URL' });
+    const page = await browser.newPage();
+    const res = await page.goto(url);
+    expect(res?.status()).toBe(401);
+    await page.fill('input[name="token"]', 'not the token');
+    await page.click('button[type="submit"]');
+    await page.getByText('That token is not right.').waitFor();
+    await page.fill('input[name="token"]', 'browser-test-token-0123456789');
+    await page.click('button[type="submit"]');
+    await expect.poll(() => page.locator('h1').textContent()).toBe('Parallel Agents');
+    await page.locator('#live.on').waitFor({ timeout: 10_000 });
+    expect(await page.locator('#start').isDisabled()).toBe(true);
+    expect(await page.locator('#stop').isDisabled()).toBe(true);
+    // The session cookie is HttpOnly: the page's scripts cannot read it.
+    expect(await page.evaluate(() => document.cookie)).toBe('');
+    await page.click('a[href="queues/"]');
+    await page.getByText('issues · ', { exact: false }).first().waitFor({ timeout: 20_000 });
+    await page.close();
+  });
 });
