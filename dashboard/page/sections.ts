@@ -50,12 +50,25 @@ function activityOf(a: AgentStatus, pendingTotal: number): string {
   return `<span class="error">Crashed${a.lastError ? `: ${e(firstLine(a.lastError, 200))}` : ''}</span>`;
 }
 
+/** The slot's dev environment in a few words (ports, Redis DB, database), read defensively. */
+function envSummary(env: unknown): string {
+  if (!env || typeof env !== 'object') return '';
+  const v = env as { portBlock?: { start?: unknown; end?: unknown }; redisDb?: unknown; postgresDb?: unknown };
+  const out: string[] = [];
+  if (typeof v.portBlock?.start === 'number' && typeof v.portBlock.end === 'number') out.push(`ports <span class="mono">${v.portBlock.start}–${v.portBlock.end}</span>`);
+  if (typeof v.redisDb === 'number') out.push(`redis db <span class="mono">${v.redisDb}</span>`);
+  if (typeof v.postgresDb === 'string' && v.postgresDb) out.push(`db <span class="mono">${e(v.postgresDb)}</span>`);
+  return out.join(' · ');
+}
+
 function runtimeOf(a: AgentStatus): string {
   const parts: string[] = [];
   if (a.containerId) parts.push(`container <span class="mono">${e(a.containerId.slice(0, 12))}</span>`);
   if (a.health) parts.push(`health <span class="health health-${e(a.health)}">${e(a.health)}</span>`);
   if (!a.containerId && a.pid) parts.push(`pid <span class="mono">${e(a.pid)}</span>`);
   if (a.host && a.host !== 'local') parts.push(`on ${e(a.host)}`);
+  const env = envSummary(a.env);
+  if (env) parts.push(env);
   if (a.restarts > 0) parts.push(`${e(a.restarts)} restart${a.restarts === 1 ? '' : 's'}`);
   return parts.join(' · ');
 }

@@ -61,6 +61,7 @@ table.grid{width:100%;border-collapse:collapse}
 .grid tr:last-child td{border-bottom:0}
 .agents td.state{white-space:nowrap;width:110px}
 .agents td.time{white-space:nowrap;width:90px}
+.agents td.runtime{font-size:12.5px}
 .agents td.actions{text-align:right;width:100px}
 .agents td.activity{max-width:420px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .state-label{font-size:12px;color:var(--muted)}
