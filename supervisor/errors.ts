@@ -38,5 +38,6 @@ export function coerceError(err: unknown): Error {
 
 /** Strips passwords from every URL in a text: `redis://:secret@h` → `redis://:***@h`. */
 export function redactSecrets(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)([^/\s:@]*):([^@\s/]+)@/gi, '$1$2:***@');
+  // Bounded scheme length: unbounded, the pattern backtracks quadratically on long tokens.
+  return text.replace(/\b([a-z][a-z0-9+.-]{0,30}:\/\/)([^/\s:@]{0,256}):([^@\s/]{1,1024})@/gi, '$1$2:***@');
 }

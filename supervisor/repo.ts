@@ -72,7 +72,7 @@ export async function resolveRepo(dir: string): Promise<RepoPaths> {
     });
   }
   try {
-    await git.raw(['rev-parse', '--verify', '--quiet', 'HEAD^{commit}']);
+    await git.raw(['rev-parse', '--verify', 'HEAD^{commit}']);
   } catch (cause) {
     throw new SupervisorError('ERR_SUP_EMPTY_REPO', `the repository at ${top} has no commit yet`, {
       hint: 'make a first commit (agents branch off it): git commit --allow-empty -m "initial commit"',

@@ -33,29 +33,34 @@ function build(): Command {
   return program;
 }
 
-/** The only place that calls process.exit: 0 ok, 1 failure, 2 usage error. */
+/** Exits once stdout and stderr are flushed (a pipe would otherwise lose a large --json). */
+function exit(code: number): void {
+  const flushed = (s: NodeJS.WriteStream) => new Promise<void>((r) => (s.writableLength === 0 ? r() : s.once('drain', () => r())));
+  void Promise.all([flushed(process.stdout), flushed(process.stderr)]).then(() => process.exit(code));
+}
+
+/** The only place that ends the process: 0 ok, 1 failure, 2 usage error. */
 async function main(argv: string[]): Promise<void> {
   try {
     await build().parseAsync(argv);
     process.exitCode = 0;
   } catch (raw) {
     if (raw instanceof CommanderError) {
-      if (raw.code === 'commander.helpDisplayed' || raw.code === 'commander.version' || raw.code === 'commander.help') process.exit(0);
-      process.exit(2);
+      return exit(raw.code === 'commander.helpDisplayed' || raw.code === 'commander.version' || raw.code === 'commander.help' ? 0 : 2);
     }
     const err = coerceError(raw);
     if (err instanceof SupervisorError) {
       process.stderr.write(`error: ${err.message}\n`);
       if (err.hint) process.stderr.write(`hint: ${err.hint}\n`);
-      process.exit(USAGE_CODES.has(err.code) ? 2 : 1);
+      return exit(USAGE_CODES.has(err.code) ? 2 : 1);
     }
     process.stderr.write(`error: ${redactSecrets(err.message)}\n`);
     if (process.env.SUPERVISOR_DEBUG) process.stderr.write(`${err.stack ?? ''}\n`);
-    process.exit(1);
+    exit(1);
   }
 }
 
 void main(process.argv).then(() => {
-  // Commands that leave handles (follow, start) exit on their own; others end here.
-  if (process.exitCode === 0) setImmediate(() => process.exit(0));
+  // Connections a command leaves open must not keep it alive.
+  if (process.exitCode === 0) exit(0);
 });
