@@ -7,6 +7,7 @@ import type { Snapshot } from '../snapshot.js';
 import { intParam } from './api.js';
 
 const RETRY_MS = 2000;
+const STALE_MS = 2000;
 
 /** One serialisation per pushed snapshot, however many pages listen. */
 const payloads = new WeakMap<Snapshot, string>();
@@ -30,8 +31,9 @@ export const statusEvents = (d: DashboardDeps) => (): DashResponse => ({
     retryMs: RETRY_MS,
     open: (sink: SseSink) => {
       const send = (s: Snapshot, seq: number) => sink.send({ event: 'status', id: String(seq), data: payloadOf(s) });
+      // The last push, if recent; a stale one (nobody listened for a while) waits for the fresh build.
       const latest = d.hub.latest();
-      if (latest) send(latest.snapshot, latest.seq);
+      if (latest && Date.now() - latest.snapshot.at < STALE_MS) send(latest.snapshot, latest.seq);
       return d.hub.subscribe(send);
     },
   },
