@@ -182,6 +182,8 @@ export class EnvAllocator {
     if (cfg.postgres.url && alloc.postgresDb) {
       vars.DATABASE_URL = databaseUrl(cfg.postgres.url, alloc.postgresDb);
       vars.POSTGRES_DB = alloc.postgresDb;
+      // Apps that read POSTGRES_URL must not get the supervisor's admin URL (the `postgres` database).
+      vars.POSTGRES_URL = vars.DATABASE_URL;
     }
     vars.COMPOSE_PROJECT_NAME = composeProjectName(this.o.repoRoot, this.o.repoId, slot);
     return vars;

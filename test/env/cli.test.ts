@@ -111,6 +111,7 @@ describe('environments through the CLI', () => {
         REDIS_URL: `redis://127.0.0.1:6379/${a.env!.redisDb}`,
         POSTGRES_DB: a.env!.postgresDb!,
         DATABASE_URL: `postgres://postgres@127.0.0.1:5432/${a.env!.postgresDb}`,
+        POSTGRES_URL: `postgres://postgres@127.0.0.1:5432/${a.env!.postgresDb}`,
       });
       expect(file.COMPOSE_PROJECT_NAME).toMatch(new RegExp(`-${a.id}$`));
       composeNames.add(file.COMPOSE_PROJECT_NAME!);
@@ -124,7 +125,7 @@ describe('environments through the CLI', () => {
       expect(issue.status).toBe('done');
       const seen = JSON.parse(readFileSync(`${s.echo}.${issue.id}.env`, 'utf8'));
       const file = readEnvFile(join(s.dir, '.worktrees', issue.agent, '.env.worktree'));
-      for (const k of ['PORT', 'APP_PORT', 'VITE_PORT', 'REDIS_URL', 'REDIS_DB', 'DATABASE_URL', 'POSTGRES_DB', 'COMPOSE_PROJECT_NAME']) expect(seen[k], k).toBe(file[k]);
+      for (const k of ['PORT', 'APP_PORT', 'VITE_PORT', 'REDIS_URL', 'REDIS_DB', 'DATABASE_URL', 'POSTGRES_DB', 'POSTGRES_URL', 'COMPOSE_PROJECT_NAME']) expect(seen[k], k).toBe(file[k]);
       expect(probe(s, issue.id).bound).toEqual({ PORT: true, VITE_PORT: true });
     }
 
@@ -243,16 +244,20 @@ describe('environments through the CLI', () => {
     const holder = await holdPorts([s.base, s.base + 1, s.base + 2]);
     cleanups.push(holder.release);
     await start(s, ['--agents', '2']);
+    // Both slots start at once: whichever verifies its block second finds nothing left.
     const list = await waitFor(
       async () => {
         const l = await agents(s);
-        return l.find((a) => a.id === 'agent-002')?.state === 'crashed' && l.find((a) => a.id === 'agent-001')?.state === 'idle' ? l : false;
+        return l.some((a) => a.state === 'idle') && l.some((a) => a.state === 'crashed' && a.lastError) ? l : false;
       },
       { what: 'one slot up, one out of ports' },
     );
-    expect(list.find((a) => a.id === 'agent-001')!.env!.portBlock).toEqual({ start: s.base + 3, end: s.base + 5 });
-    expect(list.find((a) => a.id === 'agent-002')!.lastError).toMatch(new RegExp(`no free port block: all 2 blocks of 3 ports.*${s.base} \\(port ${s.base}, ${s.base + 1}, ${s.base + 2} in use\\)`));
-    expect(allocationRows(s.dir)).toEqual(['agent-001']);
+    const up = list.find((a) => a.state === 'idle')!;
+    const out = list.find((a) => a.state === 'crashed')!;
+    expect(up.env!.portBlock).toEqual({ start: s.base + 3, end: s.base + 5 });
+    expect(out.lastError).toMatch(new RegExp(`no free port block: all 2 blocks of 3 ports.*${s.base} \\(port ${s.base}, ${s.base + 1}, ${s.base + 2} in use\\)`));
+    expect(out.env).toBeUndefined();
+    expect(allocationRows(s.dir)).toEqual([up.id]);
   });
 
   it('refuses an injectable database prefix at start and a .worktreeinclude naming files outside the repository', async () => {
