@@ -7,6 +7,7 @@ import { SupervisorError, redactSecrets } from '../errors.js';
 import { runningDaemon } from '../pidfile.js';
 import { readDesired, validateAgentCount, DESIRED_KEY } from '../scaler.js';
 import { buildStatus, type Status } from '../status.js';
+import { waitForAgents } from '../convergence.js';
 import { setSetting } from '../store/db.js';
 import { attachExtensions, statusExtras } from '../extensions.js';
 import { attachDashboard, checkDashboardConfig } from '../../dashboard/server.js';
@@ -181,32 +182,14 @@ export function registerLifecycleCommands(program: Command, globals: () => Globa
         }
         const redis = await redisFor(ctx);
         try {
-          const deadline = Date.now() + Number(o.timeout) * 1000;
-          const lastSeen = new Map<string, string>();
-          for (;;) {
-            const s = await buildStatus(ctx, redis);
-            for (const a of s.agents) {
-              if (lastSeen.get(a.id) !== a.state) {
-                lastSeen.set(a.id, a.state);
-                if (!o.json) progress(`  ${a.id}: ${a.state}${a.state === 'crashed' && a.lastError ? ` (${a.lastError})` : ''}`);
-              }
-            }
-            const up = s.agents.filter((a) => a.state === 'idle' || a.state === 'working');
-            const crashed = s.agents.filter((a) => a.state === 'crashed' && /crash loop/.test(a.lastError ?? ''));
-            if (crashed.length) {
-              throw new SupervisorError('ERR_SUP_NOT_RUNNING', `${crashed.map((a) => a.id).join(', ')} keep crashing: ${crashed[0]!.lastError}`, { hint: 'see `supervisor logs <agent>`' });
-            }
-            if (up.length === n && s.agents.length === n) {
-              if (o.json) printJson({ desiredAgents: n, converged: true, agents: s.agents });
-              else say(`${n} agent${n === 1 ? '' : 's'} running`);
-              return;
-            }
-            if (!runningDaemon(ctx.paths.pidFile)) throw new SupervisorError('ERR_SUP_NOT_RUNNING', 'the supervisor stopped while scaling');
-            if (Date.now() > deadline) {
-              throw new SupervisorError('ERR_SUP_TIMEOUT', `not converged after ${o.timeout}s: ${up.length}/${n} agents up`, { hint: 'see `supervisor status` and `supervisor logs`' });
-            }
-            await sleep(200);
-          }
+          const agents = await waitForAgents(ctx, redis, n, {
+            timeoutMs: Number(o.timeout) * 1000,
+            onChange: (a) => {
+              if (!o.json) progress(`  ${a.id}: ${a.state}${a.state === 'crashed' && a.lastError ? ` (${a.lastError})` : ''}`);
+            },
+          });
+          if (o.json) printJson({ desiredAgents: n, converged: true, agents });
+          else say(`${n} agent${n === 1 ? '' : 's'} running`);
         } finally {
           redis?.disconnect();
         }

@@ -1,12 +1,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isOurAgent, readAgentRecord } from '../../contract/agent-record.js';
 import type { AgentRuntime, RunnerExit, RunnerSpec, RuntimeAgent } from './runtime.js';
 
-const RUNNER_SCRIPT = fileURLToPath(new URL('../../agent-runner/main.js', import.meta.url));
+function defaultRunnerScript(): string {
+  const compiled = fileURLToPath(new URL('../../agent-runner/main.js', import.meta.url));
+  // Loaded from the TypeScript sources (tests): run the compiled runner.
+  return existsSync(compiled) ? compiled : fileURLToPath(new URL('../../dist/agent-runner/main.js', import.meta.url));
+}
+const RUNNER_SCRIPT = defaultRunnerScript();
 
 interface Tracked {
   agentId: string;

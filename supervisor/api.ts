@@ -1,0 +1,154 @@
+import type { Redis } from 'ioredis';
+import { openContext, type Context } from './context.js';
+import { waitForAgents } from './convergence.js';
+import { Daemon, type Logger } from './daemon.js';
+import { SupervisorError } from './errors.js';
+import { attachExtensions } from './extensions.js';
+import { runningDaemon } from './pidfile.js';
+import { connectOnce, resolveRedisUrl } from './redis.js';
+import { DESIRED_KEY, validateAgentCount } from './scaler.js';
+import { buildStatus, type AgentStatus, type Status } from './status.js';
+import { getSetting, setSetting } from './store/db.js';
+import type { Issue, IssueStatus, NewIssue } from './store/issues.js';
+import type { Run } from './store/runs.js';
+
+export interface IssueSummary {
+  id: number;
+  title: string;
+  priority: Issue['priority'];
+  status: IssueStatus;
+  agent: string | null;
+  branch: string | null;
+  commit: string | null;
+  attempts: number;
+}
+
+export interface IssueDetail extends IssueSummary {
+  body: Buffer;
+  error: string | null;
+  createdAt: number;
+  updatedAt: number;
+  runs: Run[];
+}
+
+export interface OpenSupervisorOptions {
+  /** Repository directory (default: the current directory). */
+  repo?: string;
+  /** Configuration, as in supervisor.config.json (flags layer: wins over env and file). */
+  config?: Record<string, unknown>;
+  /** Environment to read REDIS_URL / SUPERVISOR_* from (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Where the control plane logs when started in this process. */
+  log?: Logger;
+}
+
+export interface ResultEvent {
+  issue: IssueSummary;
+}
+
+const summary = (i: Issue): IssueSummary => ({ id: i.id, title: i.title, priority: i.priority, status: i.status, agent: i.agent, branch: i.branch, commit: i.commit, attempts: i.attempts });
+
+/**
+ * The programmatic API: one repository's supervisor. Reads and issue writes work whether the
+ * control plane runs in this process (`start()`) or in another (`supervisor start`).
+ */
+export class Supervisor {
+  private daemon: Daemon | undefined;
+  private redis: Redis | undefined;
+  private readonly pollers = new Set<NodeJS.Timeout>();
+
+  private constructor(readonly ctx: Context, private readonly log: Logger) {}
+
+  static async open(opts: OpenSupervisorOptions = {}): Promise<Supervisor> {
+    const ctx = await openContext({ repo: opts.repo ?? process.cwd(), init: true, flags: opts.config ?? {}, ...(opts.env ? { env: opts.env } : {}) });
+    return new Supervisor(ctx, opts.log ?? (() => undefined));
+  }
+
+  /** The BullMQ queue name other producers add jobs to (with `prefix`). */
+  get queueName(): string {
+    return this.ctx.queueName;
+  }
+
+  get prefix(): string {
+    return this.ctx.config.prefix;
+  }
+
+  addIssue(input: NewIssue): IssueSummary {
+    return summary(this.ctx.issues.add(input));
+  }
+
+  listIssues(filter: { status?: IssueStatus } = {}): IssueSummary[] {
+    return this.ctx.issues.list(filter).map(summary);
+  }
+
+  getIssue(id: number): IssueDetail {
+    const i = this.ctx.issues.require(id);
+    return { ...summary(i), body: i.body, error: i.error, createdAt: i.createdAt, updatedAt: i.updatedAt, runs: this.ctx.runs.forIssue(id) };
+  }
+
+  /** Runs the control plane (feeder, recorder, agents) in this process. */
+  async start(opts: { agents?: number } = {}): Promise<void> {
+    if (this.daemon) return;
+    this.daemon = await Daemon.start(this.ctx, { ...(opts.agents !== undefined ? { agents: opts.agents } : {}), log: this.log, setup: (d) => attachExtensions(d, this.log) });
+  }
+
+  /** Sets the agent count and resolves once the supervisor (here or elsewhere) has converged. */
+  async scale(n: number, opts: { timeoutMs?: number; onProgress?: (agent: AgentStatus) => void } = {}): Promise<AgentStatus[]> {
+    const count = validateAgentCount(n, this.ctx.platform.maxAgents);
+    if (this.daemon) this.daemon.scaler.setDesired(count);
+    else if (runningDaemon(this.ctx.paths.pidFile)) setSetting(this.ctx.db, DESIRED_KEY, String(count));
+    else throw new SupervisorError('ERR_SUP_NOT_RUNNING', 'the supervisor is not running for this repository', { hint: 'call start() first, or run `supervisor start`' });
+    return waitForAgents(this.ctx, await this.connection(), count, { timeoutMs: opts.timeoutMs ?? 180_000, ...(opts.onProgress ? { onChange: opts.onProgress } : {}) });
+  }
+
+  async status(): Promise<Status> {
+    return buildStatus(this.ctx, await this.connection().catch(() => undefined));
+  }
+
+  /**
+   * Calls `listener` once for every issue that reaches done or failed from now on.
+   * Returns a function that unsubscribes.
+   */
+  onResult(listener: (e: ResultEvent) => void, opts: { pollMs?: number } = {}): () => void {
+    const seen = new Set(this.ctx.issues.list().filter((i) => i.status === 'done' || i.status === 'failed').map((i) => i.id));
+    const timer = setInterval(() => {
+      for (const i of this.ctx.issues.recentlyFinished(200)) {
+        if (seen.has(i.id)) continue;
+        seen.add(i.id);
+        listener({ issue: summary(i) });
+      }
+    }, opts.pollMs ?? 250);
+    this.pollers.add(timer);
+    return () => {
+      clearInterval(timer);
+      this.pollers.delete(timer);
+    };
+  }
+
+  private async connection(): Promise<Redis | undefined> {
+    if (this.daemon) return this.daemon.redis;
+    if (!this.redis) {
+      const url = this.ctx.config.redisUrl ?? getSetting(this.ctx.db, 'redis_url') ?? (await resolveRedisUrl(this.ctx.paths, undefined, { startPrivate: false })).url;
+      this.redis = connectOnce(url);
+    }
+    return this.redis;
+  }
+
+  /** Stops the in-process control plane gracefully (runners hand their jobs back). */
+  async stop(): Promise<void> {
+    await this.daemon?.stop();
+    this.daemon = undefined;
+  }
+
+  async close(): Promise<void> {
+    await this.stop();
+    for (const t of this.pollers) clearInterval(t);
+    this.redis?.disconnect();
+    this.ctx.close();
+  }
+}
+
+/** Opens the supervisor of a repository (initialising it if needed). */
+export function openSupervisor(opts: OpenSupervisorOptions = {}): Promise<Supervisor> {
+  return Supervisor.open(opts);
+}
