@@ -23,6 +23,28 @@ export interface AgentProcessOptions {
 }
 
 /**
+ * Runs the agent command as a child of a small shell that also runs a guard in the same
+ * process group: the guard waits for end-of-file on the runner's pipe, which the kernel
+ * delivers when the runner dies for any reason (kill -9 included), and then kills the whole
+ * group. So an agent never outlives its runner, even when nobody else is watching.
+ * The exit status of the agent command is passed through.
+ */
+const GUARDED_WRAPPER = [
+  'cmd=$SUPERVISOR_AGENT_COMMAND',
+  'unset SUPERVISOR_AGENT_COMMAND',
+  'exec 3<&0',
+  '/bin/sh -c "$cmd" </dev/null 3<&- &',
+  'agent=$!',
+  '(read -r _line <&3; kill -9 0) &',
+  'guard=$!',
+  'exec 3<&-',
+  'wait "$agent"',
+  'code=$?',
+  'kill "$guard" 2>/dev/null',
+  'exit "$code"',
+].join('\n');
+
+/**
  * The user's agent command, run with `/bin/sh -c` in its own process group so that it and
  * every child it starts can be killed together. Issue content never reaches the command
  * string; it comes in through `env` and files.
@@ -38,11 +60,12 @@ export class AgentProcess {
 
   constructor(private readonly opts: AgentProcessOptions) {
     let spawnError: Error | undefined;
-    this.child = spawn('/bin/sh', ['-c', opts.command], {
+    this.child = spawn('/bin/sh', ['-c', GUARDED_WRAPPER], {
       cwd: opts.cwd,
-      env: opts.env,
+      env: { ...opts.env, SUPERVISOR_AGENT_COMMAND: opts.command },
       detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      // stdin is the guard's pipe: it is never written, and closes when the runner dies.
+      stdio: ['pipe', 'pipe', 'pipe'],
     });
     this.child.on('error', (err) => {
       spawnError = err;

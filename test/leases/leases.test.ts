@@ -139,11 +139,13 @@ describe('leases', () => {
 
   it('reconciles results that completed while the supervisor was down (kill -9 and restart)', async () => {
     const { dir, env } = setup();
-    for (let i = 1; i <= 3; i++) await runCli(['issue', 'add', `Job ${i}`, '--body', 'sleep: 2000'], { cwd: dir, env });
+    for (let i = 1; i <= 3; i++) await runCli(['issue', 'add', `Job ${i}`, '--body', 'sleep: 6000'], { cwd: dir, env });
     const sup = await startSupervisor(dir, env, ['--agents', '3', '--no-dashboard']);
-    await workingOn(dir, env, 1);
-    await workingOn(dir, env, 3);
-    const runnerPids = (await status(dir, env)).agents.map((a: any) => a.pid).sort();
+    const working = await waitFor(async () => {
+      const s = await status(dir, env);
+      return s.agents.filter((a: any) => a.state === 'working').length === 3 ? s : false;
+    }, { what: 'three agents working' });
+    const runnerPids = working.agents.map((a: any) => a.pid).sort();
     sup.child.kill('SIGKILL');
     await sup.exited;
     // Runners finish their jobs meanwhile; nobody records them yet.
