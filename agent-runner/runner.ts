@@ -175,6 +175,8 @@ export class AgentRunner {
       const log = createWriteStream(logPath, { flags: 'a' });
       log.on('error', (err) => this.log('cannot write the run log', { logPath, error: err.message }));
       this.echo.write(`--- ${this.cfg.agentId} ${jobId} attempt ${attempt}: ${data.title.split('\n')[0]}\n`);
+      // The claim is recorded before anything runs, so every attempt that starts has a run row.
+      await this.publish({ type: 'claim', jobId, attempt, agentId: this.cfg.agentId, at: startedAt, logPath, baseSha });
       const stepError = await runBeforeJob(this.cfg.beforeJob, { cwd: this.cfg.worktreePath, env: this.agentEnv(data, issueId, baseSha, files, ''), log });
       if (stepError) {
         await new Promise<void>((r) => log.end(r));
@@ -195,7 +197,6 @@ export class AgentRunner {
         const rec: AgentRecord = { pid: agent.pid, marker, jobId, attempt, startedAt };
         writeAgentRecord(this.agentRecordFile, rec);
       }
-      await this.publish({ type: 'claim', jobId, attempt, agentId: this.cfg.agentId, at: startedAt, logPath, baseSha, ...(agent.pid ? { agentPid: agent.pid } : {}) });
       if (cur.leaseLost || this.shuttingDown) agent.kill(cur.leaseLost ? 'lease-lost' : 'shutdown', 0);
       const exit = await agent.exited;
       rmSync(this.agentRecordFile, { force: true });

@@ -54,8 +54,10 @@ export async function buildStatus(ctx: Context, redis: Redis | undefined, extra:
   if (redis) {
     try {
       registry = await readRegistry(redis, ctx.config.prefix, ctx.queueName, Math.max(3 * ctx.config.heartbeat, 3000));
-      const q = extra.queue ?? new Queue(ctx.queueName, { connection: redis, prefix: ctx.config.prefix });
-      const c = await q.getJobCounts('waiting', 'active', 'completed', 'failed', 'delayed', 'prioritized');
+      const own = extra.queue ? undefined : new Queue(ctx.queueName, { connection: redis, prefix: ctx.config.prefix });
+      own?.on('error', () => undefined);
+      const q = extra.queue ?? own!;
+      const c = await q.getJobCounts('waiting', 'active', 'completed', 'failed', 'delayed', 'prioritized').finally(() => own?.close().catch(() => undefined));
       queue = { waiting: c.waiting ?? 0, active: c.active ?? 0, completed: c.completed ?? 0, failed: c.failed ?? 0, delayed: c.delayed ?? 0, prioritized: c.prioritized ?? 0 };
     } catch (err) {
       warnings.push(`Redis did not answer: ${(err as Error).message}`);

@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { formatSummary, runChaos, type ChaosOptions, type ChaosSummary } from './harness.js';
+
+// The full chaos suite (`npm run test:chaos`): 10 agents, 200 issues, every fault kind, with
+// Redis persisting to AOF and, separately, with no persistence (the supervisor re-feeds).
+function check(summary: ChaosSummary): void {
+  expect(summary.unexpected).toEqual([]);
+  expect(summary.lost).toEqual([]);
+  expect(summary.overlaps).toEqual([]);
+  for (const f of summary.frozenOverlaps) expect(f.ms).toBeLessThanOrEqual(2000);
+  expect(summary.duplicatedResults).toEqual([]);
+  expect(summary.unrecordedStarts).toEqual([]);
+  expect(summary.branchMismatches).toEqual([]);
+  expect(summary.orphans).toEqual([]);
+}
+
+const base: Omit<ChaosOptions, 'redisPersistence' | 'seed'> = {
+  agents: 10,
+  issues: 200,
+  durationMs: [200, 4000],
+  failingShare: 0.08,
+  hangingShare: 0.03,
+  faults: ['kill-runner', 'freeze-runner', 'kill-runner', 'kill-supervisor', 'restart-redis'],
+  faultGapMs: [2000, 4000],
+  timeoutMs: 900_000,
+  log: (l) => console.log(l),
+};
+
+describe('chaos (full)', () => {
+  for (const redisPersistence of ['aof', 'none'] as const) {
+    it(`200 issues, 10 agents, faults of every kind, Redis ${redisPersistence === 'aof' ? 'with AOF' : 'without persistence'}`, async () => {
+      const seed = Number(process.env.CHAOS_SEED ?? Date.now() % 100000);
+      const summary = await runChaos({ ...base, redisPersistence, seed });
+      console.log(`\nchaos summary (Redis ${redisPersistence}, seed ${seed})\n${formatSummary(summary)}`);
+      check(summary);
+    }, 1_000_000);
+  }
+});
