@@ -33,7 +33,7 @@ export interface QueueCounts {
 }
 
 export interface Status {
-  supervisor: { running: boolean; pid: number | null; dashboardUrl: string | null };
+  supervisor: { running: boolean; pid: number | null; dashboardUrl: string | null; repo: string; queueName: string; prefix: string };
   desiredAgents: number;
   agents: AgentStatus[];
   queue: QueueCounts | null;
@@ -114,7 +114,7 @@ export async function buildStatus(ctx: Context, redis: Redis | undefined, extra:
   }
   const p = ctx.platform;
   return {
-    supervisor: { running: Boolean(daemon), pid: daemon?.pid ?? null, dashboardUrl: daemon?.dashboardUrl ?? null },
+    supervisor: { running: Boolean(daemon), pid: daemon?.pid ?? null, dashboardUrl: daemon?.dashboardUrl ?? null, repo: ctx.paths.root, queueName: ctx.queueName, prefix: ctx.config.prefix },
     desiredAgents: readDesired(ctx.db),
     agents,
     queue,

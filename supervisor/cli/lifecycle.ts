@@ -120,6 +120,16 @@ function printStatus(s: Status): void {
       ),
     );
   }
+  for (const a of s.agents) {
+    const env = a.env as { ports?: Record<string, number>; portBlock?: { start: number; end: number } | null; redisDb?: number | null; postgresDb?: string | null } | undefined;
+    if (!env) continue;
+    const parts = [
+      env.portBlock ? `ports ${env.portBlock.start}-${env.portBlock.end} (${Object.entries(env.ports ?? {}).map(([k, v]) => `${k} ${v}`).join(', ')})` : '',
+      env.redisDb !== null && env.redisDb !== undefined ? `redis db ${env.redisDb}` : '',
+      env.postgresDb ? `postgres ${env.postgresDb}` : '',
+    ].filter(Boolean);
+    if (parts.length) say(`  ${a.id} env: ${parts.join(' · ')}`);
+  }
   const q = s.queue;
   if (q) say(`queue: ${q.waiting + q.prioritized} waiting, ${q.active} active, ${q.delayed} delayed, ${q.completed} completed, ${q.failed} failed`);
   const i = s.issues;
