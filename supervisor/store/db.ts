@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { SupervisorError } from '../errors.js';
 
@@ -85,7 +86,29 @@ const MIGRATIONS: readonly string[] = [
   `,
 ];
 
+/** Why a database file cannot be used, with what to do about it. */
+function databaseError(file: string, what: string, cause?: unknown): SupervisorError {
+  const code = (cause as { code?: string } | undefined)?.code ?? '';
+  const permission = code === 'SQLITE_CANTOPEN' || code === 'SQLITE_READONLY' || code === 'SQLITE_PERM' || code === 'SQLITE_AUTH';
+  return new SupervisorError('ERR_SUP_DATABASE', `cannot open the supervisor database ${file}: ${what}`, {
+    hint: permission
+      ? `check that ${file} and its directory exist and are readable and writable by this user (ls -l ${file})`
+      : 'the file is damaged or not an SQLite database: restore it from a backup, or move it aside (mv it to a backup name) and run `supervisor init` again ' +
+        '(its issues are then forgotten; their issue/<id> branches stay in git)',
+    ...(cause === undefined ? {} : { cause }),
+  });
+}
+
 export function openDatabase(file: string, opts: { readonly?: boolean } = {}): Db {
+  // An existing file of 0 bytes is a database that was truncated (init never leaves one empty):
+  // SQLite would silently take it for a new, empty database and the issues would be forgotten.
+  let size: number | undefined;
+  try {
+    size = statSync(file).size;
+  } catch {
+    /* a new database, or not readable: reported by the open below */
+  }
+  if (size === 0) throw databaseError(file, 'the file is empty (0 bytes): it was truncated');
   let db: Db;
   try {
     db = new Database(file, { fileMustExist: opts.readonly === true, readonly: opts.readonly === true });
@@ -93,13 +116,21 @@ export function openDatabase(file: string, opts: { readonly?: boolean } = {}): D
     db.pragma('busy_timeout = 5000');
     db.pragma('foreign_keys = ON');
     db.pragma('synchronous = NORMAL');
-    // Fails fast on a file that is not a database (or is corrupted), before any write.
-    db.pragma('quick_check(1)');
   } catch (cause) {
-    throw new SupervisorError('ERR_SUP_DATABASE', `cannot open the supervisor database ${file}: ${(cause as Error).message}`, {
-      hint: 'the file is not a valid SQLite database; move it aside (mv it to a backup name) and run `supervisor init` again',
-      cause,
-    });
+    throw databaseError(file, (cause as Error).message, cause);
+  }
+  // Fails fast on a damaged database, before any write. quick_check reports damage as rows
+  // (it throws only when the header itself is unreadable).
+  let check: string;
+  try {
+    check = String(db.pragma('quick_check(1)', { simple: true }));
+  } catch (cause) {
+    db.close();
+    throw databaseError(file, (cause as Error).message, cause);
+  }
+  if (check !== 'ok') {
+    db.close();
+    throw databaseError(file, `the database is damaged (${check.replace(/\s+/g, ' ').trim().slice(0, 200)})`);
   }
   if (!opts.readonly) migrate(db);
   return db;
