@@ -1,5 +1,6 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { SupervisorError } from './errors.js';
+import { processExists as alive } from './processes.js';
 
 export interface DaemonInfo {
   pid: number;
@@ -9,14 +10,6 @@ export interface DaemonInfo {
   ready?: boolean;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** The running supervisor of a repository, if any (a stale pid file is ignored). */
 export function runningDaemon(pidFile: string): DaemonInfo | undefined {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isOurAgent, readAgentRecord } from '../../contract/agent-record.js';
 import type { AgentRuntime, RunnerExit, RunnerSpec, RuntimeAgent } from './runtime.js';
+import { processExists as alive } from '../processes.js';
 
 function defaultRunnerScript(): string {
   const compiled = fileURLToPath(new URL('../../agent-runner/main.js', import.meta.url));
@@ -31,14 +32,6 @@ interface RunnerRecord {
   startedAt: number;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function isOurRunner(rec: RunnerRecord): boolean {
   if (!alive(rec.pid)) return false;

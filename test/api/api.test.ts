@@ -1,14 +1,12 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { useCleanups } from '../helpers/cleanup.js';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { openSupervisor, SupervisorError, jobIdForIssue, type ResultEvent } from '../../index.js';
 import { AGENT_COMMAND, testEnv } from '../helpers/cli.js';
 import { git, tempRepo } from '../helpers/repo.js';
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = useCleanups();
 
 describe('programmatic API', () => {
   it('adds issues, runs agents in-process, scales, reports status and results', async () => {

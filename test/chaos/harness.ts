@@ -359,3 +359,15 @@ export function formatSummary(s: ChaosSummary): string {
   const w = Math.max(...rows.map((r) => r[0].length));
   return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n');
 }
+
+/** The guarantees every chaos run must show. */
+export function checkGuarantees(summary: ChaosSummary, expect: (v: unknown) => { toEqual(x: unknown): void; toBeLessThanOrEqual(n: number): void }): void {
+  expect(summary.unexpected).toEqual([]);
+  expect(summary.lost).toEqual([]);
+  expect(summary.overlaps).toEqual([]);
+  for (const f of summary.frozenOverlaps) expect(f.ms).toBeLessThanOrEqual(2000);
+  expect(summary.duplicatedResults).toEqual([]);
+  expect(summary.unrecordedStarts).toEqual([]);
+  expect(summary.branchMismatches).toEqual([]);
+  expect(summary.orphans).toEqual([]);
+}

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { waitFor } from './cli.js';
 import { tempDir } from './repo.js';
-import { Redis } from 'ioredis';
+import { ping } from '../../supervisor/redis.js';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -15,18 +15,7 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function answers(port: number): Promise<boolean> {
-  const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-  r.on('error', () => undefined);
-  try {
-    await r.connect();
-    return (await r.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    r.disconnect();
-  }
-}
+const answers = (port: number): Promise<boolean> => ping(`redis://127.0.0.1:${port}`);
 
 /** A private redis-server for tests that stop or restart Redis (never the shared one). */
 export class PrivateRedis {

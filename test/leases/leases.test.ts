@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { useCleanups } from '../helpers/cleanup.js';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { join } from 'node:path';
@@ -8,10 +9,7 @@ import { processAlive, readRecord, status, workingOn } from '../helpers/agents.j
 import { cliJson, runCli, startSupervisor, testEnv, waitFor, type RunningSupervisor } from '../helpers/cli.js';
 import { git, tempDir, tempRepo } from '../helpers/repo.js';
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = useCleanups();
 
 function setup(extra: Record<string, string> = {}) {
   const repo = tempRepo();

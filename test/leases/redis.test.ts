@@ -1,14 +1,12 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { useCleanups } from '../helpers/cleanup.js';
 import { join } from 'node:path';
 import { readRecord } from '../helpers/agents.js';
 import { cliJson, runCli, startSupervisor, testEnv, waitFor, type RunningSupervisor } from '../helpers/cli.js';
 import { PrivateRedis } from '../helpers/redis-server.js';
 import { tempDir, tempRepo } from '../helpers/repo.js';
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = useCleanups();
 
 async function setup(persistence: 'aof' | 'none') {
   const repo = tempRepo();
