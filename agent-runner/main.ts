@@ -3,6 +3,7 @@
  * Entry point of an agent-runner process. Its configuration comes as JSON in
  * SUPERVISOR_RUNNER_CONFIG (validated by the job contract's schema).
  */
+import { openSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { RunnerConfigSchema } from '../contract/job.js';
 import { AgentRunner } from './runner.js';
@@ -11,7 +12,28 @@ function log(msg: string, fields: Record<string, unknown> = {}): void {
   process.stderr.write(`${new Date().toISOString()} [runner] ${msg}${Object.keys(fields).length ? ' ' + JSON.stringify(fields) : ''}\n`);
 }
 
+/**
+ * Copies everything the runner prints into a file as well (SUPERVISOR_RUNNER_LOG_FILE): in a
+ * container, stdout goes to Docker's log and this file is the one `supervisor logs` reads.
+ */
+function teeOutput(file: string): void {
+  const fd = openSync(file, 'a');
+  for (const stream of [process.stdout, process.stderr]) {
+    const write = stream.write.bind(stream) as (...args: unknown[]) => boolean;
+    stream.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+      try {
+        if (typeof chunk === 'string') writeSync(fd, chunk);
+        else writeSync(fd, chunk);
+      } catch {
+        // A full disk must not stop the runner.
+      }
+      return write(chunk, ...rest);
+    }) as typeof stream.write;
+  }
+}
+
 async function main(): Promise<void> {
+  if (process.env.SUPERVISOR_RUNNER_LOG_FILE) teeOutput(process.env.SUPERVISOR_RUNNER_LOG_FILE);
   const raw = process.env.SUPERVISOR_RUNNER_CONFIG;
   if (!raw) {
     log('SUPERVISOR_RUNNER_CONFIG is not set; the supervisor starts runners with it');

@@ -17,6 +17,7 @@ import { AgentProcess } from './agent-process.js';
 import { isOurAgent, readAgentRecord, writeAgentRecord, type AgentRecord } from '../contract/agent-record.js';
 import { LocalWorktree, type Workspace } from './workspace.js';
 import { runBeforeJob } from './before-job.js';
+import { oomKillCount, outOfMemoryMessage } from './oom.js';
 
 export const RUNNER_VERSION = '0.1.0';
 
@@ -183,6 +184,7 @@ export class AgentRunner {
         throw new Error(stepError);
       }
       const marker = randomUUID();
+      const oomKillsBefore = oomKillCount();
       const agent = new AgentProcess({
         command: this.cfg.agentCommand,
         cwd: this.cfg.worktreePath,
@@ -213,6 +215,7 @@ export class AgentRunner {
       let error: string | undefined;
       if (exit.spawnError) error = `the agent command could not be started: ${exit.spawnError.message}`;
       else if (exit.killedFor === 'no-progress') error = `agent killed: no output and no file change for ${this.cfg.lease.progressTimeoutMs} ms`;
+      else if (exit.exitCode !== 0 && oomKillsBefore !== undefined && (oomKillCount() ?? 0) > oomKillsBefore) error = outOfMemoryMessage();
       else if (exit.exitCode === 127) error = `agent command not found (exit 127): ${this.cfg.agentCommand}`;
       else if (exit.exitCode !== 0) error = `agent exited with ${exit.exitCode === null ? `signal ${exit.signal}` : `code ${exit.exitCode}`}`;
       if (error) {

@@ -1,4 +1,5 @@
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { simpleGit, type SimpleGit } from 'simple-git';
 
 export interface CommitOutcome {
@@ -53,8 +54,34 @@ export class LocalWorktree implements Workspace {
     }
   }
 
+  /** The worktree's admin directory in the shared git directory, found by its back pointer. */
+  private async adminDir(): Promise<string | undefined> {
+    try {
+      const common = (await this.repo.raw(['rev-parse', '--path-format=absolute', '--git-common-dir'])).trim();
+      const dir = join(common, 'worktrees');
+      for (const name of readdirSync(dir)) {
+        const back = readFileSync(join(dir, name, 'gitdir'), 'utf8').trim();
+        if (back === join(this.path, '.git')) return join(dir, name);
+      }
+    } catch {
+      /* none */
+    }
+    return undefined;
+  }
+
   /** Recreates a worktree an agent damaged (deleted `.git`, removed the directory). */
   private async recreate(baseSha: string): Promise<void> {
+    const admin = await this.adminDir();
+    if (admin) {
+      // Repaired in place: the directory may be a bind mount (Docker runtime), and the git
+      // directory may be read-only there, so neither `rm` nor `worktree add` would do.
+      mkdirSync(this.path, { recursive: true });
+      rmSync(join(this.path, '.git'), { recursive: true, force: true });
+      writeFileSync(join(this.path, '.git'), `gitdir: ${admin}\n`);
+      await this.tree().raw(['checkout', '--force', '-B', this.branch, baseSha]);
+      await this.tree().raw(['clean', '-fd']);
+      return;
+    }
     rmSync(this.path, { recursive: true, force: true });
     await this.repo.raw(['worktree', 'prune']);
     await this.repo.raw(['worktree', 'add', '--force', '-B', this.branch, this.path, baseSha]);

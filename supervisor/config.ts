@@ -132,10 +132,38 @@ export const ConfigSchema = z
       .strict()
       .default({}),
     env: EnvSchema.default({}),
+    /** The Docker runtime (`--runtime docker`); see docs/docker.md. */
     docker: z
       .object({
-        image: z.string().default('agent-supervisor-runner:latest'),
-        network: z.string().optional(),
+        /** @defaultValue "agent-supervisor-runner:latest" — the runner image (`supervisor image build`). */
+        image: z.string().min(1).default('agent-supervisor-runner:latest'),
+        /**
+         * Network the runner containers join. Default: `host` on Linux (runners reach Redis,
+         * Postgres and the slot's ports on 127.0.0.1 as on the host), `bridge` elsewhere.
+         */
+        network: z.string().min(1).optional(),
+        /**
+         * Redis as the containers reach it, e.g. `redis://redis:6379` on `app_local`. Default: the
+         * supervisor's, with 127.0.0.1 rewritten to host.docker.internal off the host network.
+         */
+        redisUrl: z.string().optional(),
+        /**
+         * `uid:gid` the runners run as (never root). Default: yours; when the supervisor runs as
+         * root, the repository owner's, or 1000:1000 when root owns the repository too.
+         */
+        user: z.string().regex(/^[1-9]\d*:\d+$/, 'user must be "uid:gid" with a uid other than 0').optional(),
+        /** Host environment variables passed into the containers when set (API keys, proxies). */
+        passEnv: z
+          .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'passEnv holds variable names'))
+          .default(['ANTHROPIC_API_KEY', 'ANTHROPIC_AUTH_TOKEN', 'ANTHROPIC_BASE_URL', 'CLAUDE_CODE_OAUTH_TOKEN', 'OPENAI_API_KEY', 'OPENAI_BASE_URL', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy']),
+        /** Extra bind mounts: `/host/path[:/container/path][:ro]`. @defaultValue [] */
+        mounts: z.array(z.string()).default([]),
+        /** @defaultValue true — mount ~/.claude, ~/.codex, ~/.gitconfig and ~/.ssh (or the SSH agent socket) read-only when present. */
+        credentials: z.boolean().default(true),
+        /** @defaultValue 10s — how often Docker runs the runner's health check. */
+        healthInterval: duration.default(10_000),
+        /** @defaultValue 4096 — processes per container. */
+        pidsLimit: z.number().int().min(16).default(4096),
       })
       .strict()
       .default({}),
@@ -197,6 +225,10 @@ function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   set(dashboard, 'token', env.SUPERVISOR_DASHBOARD_TOKEN);
   set(dashboard, 'host', env.SUPERVISOR_DASHBOARD_HOST);
   set(dashboard, 'port', int('SUPERVISOR_DASHBOARD_PORT'));
+  const docker: Record<string, unknown> = {};
+  set(docker, 'image', env.SUPERVISOR_DOCKER_IMAGE);
+  set(docker, 'network', env.SUPERVISOR_DOCKER_NETWORK);
+  if (Object.keys(docker).length) out.docker = docker;
   if (Object.keys(lease).length) out.lease = lease;
   if (Object.keys(dashboard).length) out.dashboard = dashboard;
   if (env.POSTGRES_URL) out.env = { postgres: { url: env.POSTGRES_URL } };

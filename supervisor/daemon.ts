@@ -10,6 +10,7 @@ import { acquirePidFile, releasePidFile, runningDaemon, updatePidFile } from './
 import { Recorder } from './recorder.js';
 import { connectForever, evictionWarning, resolveRedisUrl } from './redis.js';
 import { readRegistry } from './registry.js';
+import { createDockerRuntime } from './runtimes/docker/create.js';
 import { ProcessRuntime } from './runtimes/process.js';
 import type { AgentRuntime } from './runtimes/runtime.js';
 import { Scaler, validateAgentCount } from './scaler.js';
@@ -104,7 +105,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       const { url, source } = await resolveRedisUrl(paths, config.redisUrl, { startPrivate: true });
       log(`redis: ${redactSecrets(url)} (${source})`);
       setSetting(ctx.db, 'redis_url', url);
-      const runtime = opts.runtime ?? (await createRuntime(ctx));
+      const runtime = opts.runtime ?? (await createRuntime(ctx, url, log));
       const d = new Daemon(ctx, url, log, runtime);
       await opts.setup?.(d);
       await d.boot(agents);
@@ -217,9 +218,15 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
   }
 }
 
-async function createRuntime(ctx: Context): Promise<AgentRuntime> {
+async function createRuntime(ctx: Context, redisUrl: string, log: Logger): Promise<AgentRuntime> {
   if (ctx.config.runtime === 'docker') {
-    throw new SupervisorError('ERR_SUP_DOCKER', 'the Docker runtime is not available in this build', { hint: 'use --runtime process' });
+    return createDockerRuntime(ctx, redisUrl, {
+      log,
+      onHealth: (agentId, health) => {
+        const slot = ctx.slots.get(agentId);
+        if (slot) ctx.slots.setState(agentId, slot.state, { health });
+      },
+    });
   }
   return new ProcessRuntime({ logDir: ctx.paths.logDir, runDir: ctx.paths.runDir });
 }

@@ -156,7 +156,9 @@ export class Scaler extends EventEmitter<ScalerEvents> {
       if (want) {
         if (state === 'starting') {
           const reg = registry.get(id);
-          if (reg && reg.pid === slot?.pid) this.o.slots.setState(id, 'running');
+          // A container's runner reports its hostname, the container's short id, as its host.
+          const ours = reg && (reg.pid === slot?.pid || (slot?.containerId && reg.host.length >= 12 && slot.containerId.startsWith(reg.host)));
+          if (ours) this.o.slots.setState(id, 'running');
           continue;
         }
         if (state === 'running') continue;

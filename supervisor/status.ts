@@ -83,7 +83,8 @@ export async function buildStatus(ctx: Context, redis: Redis | undefined, extra:
       state,
       issue: reg?.issueId ? { id: reg.issueId, title: reg.title } : null,
       since,
-      pid: reg?.pid ?? slot.pid,
+      // A container's pid is in its own namespace: meaningless (and dangerous) on the host.
+      pid: slot.containerId ? null : (reg?.pid ?? slot.pid),
       host: reg?.host ?? null,
       containerId: slot.containerId,
       health: slot.health,

@@ -6,6 +6,7 @@ import { releaseSlotEnv } from '../extensions.js';
 import { SupervisorError } from '../errors.js';
 import { runningDaemon } from '../pidfile.js';
 import { resolveRepo } from '../repo.js';
+import { removeStoppedContainers } from '../runtimes/docker/create.js';
 import { removeWorktree } from '../worktrees.js';
 import { printJson, progress, say, type GlobalOpts } from './output.js';
 
@@ -48,9 +49,11 @@ export function registerMaintenanceCommands(program: Command, globals: () => Glo
         }
         const removed: string[] = [];
         const skipped: string[] = [];
+        // Stopped runner containers go (found by label); a slot whose container runs is kept.
+        const containers = await removeStoppedContainers(ctx.paths.repoId);
         for (const slot of ctx.slots.list()) {
           const stopped = daemon ? slot.state === 'stopped' : true;
-          if (!stopped || runnerAlive(ctx.paths.runDir, slot.id)) {
+          if (!stopped || runnerAlive(ctx.paths.runDir, slot.id) || containers?.running.has(slot.id)) {
             skipped.push(slot.id);
             continue;
           }
@@ -62,8 +65,12 @@ export function registerMaintenanceCommands(program: Command, globals: () => Glo
           removed.push(slot.id);
         }
         if (existsSync(ctx.paths.worktreesDir) && readdirSync(ctx.paths.worktreesDir).length === 0) rmdirSync(ctx.paths.worktreesDir);
-        if (o.json) printJson({ removed, skipped });
-        else say(removed.length ? `removed ${removed.length} slot${removed.length === 1 ? '' : 's'}: ${removed.join(', ')}` : 'nothing to clean up');
+        const containersRemoved = containers?.removed ?? [];
+        if (o.json) printJson({ removed, skipped, containersRemoved });
+        else {
+          if (containersRemoved.length) say(`removed ${containersRemoved.length} stopped container${containersRemoved.length === 1 ? '' : 's'}: ${containersRemoved.join(', ')}`);
+          say(removed.length ? `removed ${removed.length} slot${removed.length === 1 ? '' : 's'}: ${removed.join(', ')}` : 'nothing to clean up');
+        }
       } finally {
         ctx.close();
       }

@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+/**
+ * The runner image's HEALTHCHECK: exits 0 when this container's runner has a fresh heartbeat
+ * in Redis, 1 when Redis does not answer or the heartbeat is stale or another runner's.
+ * Reads the same SUPERVISOR_RUNNER_CONFIG as the runner; prints one line (Docker keeps it in
+ * the container's health log).
+ */
+import { hostname } from 'node:os';
+import { Redis } from 'ioredis';
+import { RunnerConfigSchema, supervisorKeys } from '../contract/job.js';
+
+function done(code: number, msg: string): never {
+  process.stdout.write(`${msg}\n`);
+  process.exit(code);
+}
+
+async function main(): Promise<void> {
+  const raw = process.env.SUPERVISOR_RUNNER_CONFIG;
+  if (!raw) done(1, 'unhealthy: SUPERVISOR_RUNNER_CONFIG is not set');
+  const parsed = RunnerConfigSchema.safeParse({ host: hostname(), ...JSON.parse(raw) });
+  if (!parsed.success) done(1, 'unhealthy: invalid SUPERVISOR_RUNNER_CONFIG');
+  const cfg = parsed.data;
+  const staleAfter = Math.max(3 * cfg.heartbeatMs, 3000);
+  const redis = new Redis(cfg.redisUrl, { lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+  } catch (err) {
+    done(1, `unhealthy: Redis does not answer (${(err as Error).message})`);
+  }
+  const [heartbeat, host, state] = await redis.hmget(supervisorKeys(cfg.prefix, cfg.queueName).agent(cfg.agentId), 'heartbeat', 'host', 'state');
+  redis.disconnect();
+  if (!heartbeat) done(1, `unhealthy: ${cfg.agentId} has no heartbeat in Redis`);
+  const age = Date.now() - Number(heartbeat);
+  if (age > staleAfter) done(1, `unhealthy: the heartbeat of ${cfg.agentId} is ${age} ms old (stale after ${staleAfter} ms)`);
+  if (host && host !== cfg.host) done(1, `unhealthy: ${cfg.agentId} is held by a runner on ${host}, not this one (${cfg.host})`);
+  done(0, `healthy: ${cfg.agentId} ${state ?? ''}, heartbeat ${age} ms ago`);
+}
+
+const timer = setTimeout(() => done(1, 'unhealthy: the health check timed out'), 8000);
+timer.unref();
+main().catch((err: Error) => done(1, `unhealthy: ${err.message}`));
