@@ -32,7 +32,17 @@ function teeOutput(file: string): void {
   }
 }
 
+/**
+ * The runner's output goes to a log file. When the disk is full, writes to it fail with an
+ * 'error' event on stdout/stderr, which would otherwise end the runner (and, restarted, end it
+ * again: a crash loop holding the job). The job's own result records the failure instead.
+ */
+function survivePrintErrors(): void {
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
+}
+
 async function main(): Promise<void> {
+  survivePrintErrors();
   if (process.env.SUPERVISOR_RUNNER_LOG_FILE) teeOutput(process.env.SUPERVISOR_RUNNER_LOG_FILE);
   const raw = process.env.SUPERVISOR_RUNNER_CONFIG;
   if (!raw) {

@@ -174,7 +174,11 @@ export class AgentRunner {
       const baseSha = await this.workspace.prepare(this.cfg.baseBranch);
       const files = this.writeIssueFiles(data, issueId);
       const log = createWriteStream(logPath, { flags: 'a' });
-      log.on('error', (err) => this.log('cannot write the run log', { logPath, error: err.message }));
+      let logError: string | undefined;
+      log.on('error', (err) => {
+        logError ??= `the run log ${logPath} could not be written: ${err.message}`;
+        this.log('cannot write the run log', { logPath, error: err.message });
+      });
       this.echo.write(`--- ${this.cfg.agentId} ${jobId} attempt ${attempt}: ${data.title.split('\n')[0]}\n`);
       // The claim is recorded before anything runs, so every attempt that starts has a run row.
       await this.publish({ type: 'claim', jobId, attempt, agentId: this.cfg.agentId, at: startedAt, logPath, baseSha });
@@ -218,6 +222,7 @@ export class AgentRunner {
       else if (exit.exitCode !== 0 && oomKillsBefore !== undefined && (oomKillCount() ?? 0) > oomKillsBefore) error = outOfMemoryMessage();
       else if (exit.exitCode === 127) error = `agent command not found (exit 127): ${this.cfg.agentCommand}`;
       else if (exit.exitCode !== 0) error = `agent exited with ${exit.exitCode === null ? `signal ${exit.signal}` : `code ${exit.exitCode}`}`;
+      if (error && logError) error = `${error} (${logError})`;
       if (error) {
         await this.publish({ type: 'attempt-failed', jobId, attempt, agentId: this.cfg.agentId, at: Date.now(), error, exitCode: exit.exitCode, baseSha, logPath });
         throw new Error(error);
@@ -237,6 +242,7 @@ export class AgentRunner {
         logPath,
         startedAt,
         finishedAt,
+        ...(logError ? { logError } : {}),
       };
     } catch (err) {
       if (err instanceof WaitingError || err instanceof UnrecoverableError) throw err;

@@ -57,6 +57,8 @@ export const JobResultSchema = z.object({
   logPath: z.string(),
   startedAt: z.number(),
   finishedAt: z.number(),
+  /** Set when the agent succeeded but its run log could not be written in full (disk full). */
+  logError: z.string().optional(),
 });
 export type JobResult = z.infer<typeof JobResultSchema>;
 

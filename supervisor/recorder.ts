@@ -253,13 +253,14 @@ export class Recorder extends EventEmitter<RecorderEvents> {
         deletions: res.deletions,
         durationMs: Math.round(res.durationMs),
         logPath: res.logPath,
+        error: res.logError ?? null,
       });
       for (const r of this.o.runs.running(job.id!)) {
         if (r.attempt === res.attempt) continue;
         this.o.runs.upsert(issue.id, r.jobId, r.attempt, { outcome: 'lost', finishedAt: res.finishedAt, error: 'superseded: another attempt completed' });
         superseded.push(r);
       }
-      this.o.issues.update(issue.id, { status: 'done', agent: res.agentId, branch, commit: res.commitSha, attempts: Math.max(issue.attempts, res.attempt), error: null });
+      this.o.issues.update(issue.id, { status: 'done', agent: res.agentId, branch, commit: res.commitSha, attempts: Math.max(issue.attempts, res.attempt), error: res.logError ?? null });
     })();
     for (const r of superseded) await this.supersede(r, 'another attempt completed');
     this.emit('result', { issue: this.o.issues.require(issue.id), run: this.o.runs.get(job.id!, res.attempt) });
