@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { ROOT } from '../helpers/cli.js';
+
+// The arrows point one way: cli → supervisor core → contract ← agent-runner; the dashboard
+// depends on the core, never the reverse. This checks it on the sources, and finds cycles.
+const SOURCES = ['contract', 'agent-runner', 'supervisor', 'dashboard', 'index.ts'];
+
+function files(p: string): string[] {
+  const abs = join(ROOT, p);
+  if (!statSync(abs).isDirectory()) return [p];
+  return readdirSync(abs).flatMap((f) => files(join(p, f))).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
+}
+
+function imports(file: string): string[] {
+  const text = readFileSync(join(ROOT, file), 'utf8');
+  const out: string[] = [];
+  for (const m of text.matchAll(/(?:^|\n)\s*(?:import|export)\s[^;]*?from\s+'(\.[^']+)'|import\(\s*'(\.[^']+)'\s*\)/g)) {
+    const spec = m[1] ?? m[2]!;
+    out.push(relative(ROOT, resolve(dirname(join(ROOT, file)), spec)).replace(/\.js$/, '.ts'));
+  }
+  return out;
+}
+
+const area = (f: string) => (f.startsWith('supervisor/cli/') ? 'cli' : f.split('/')[0]!.replace(/\.ts$/, ''));
+
+const ALLOWED: Record<string, string[]> = {
+  contract: ['contract'],
+  'agent-runner': ['agent-runner', 'contract'],
+  supervisor: ['supervisor', 'contract'],
+  dashboard: ['dashboard', 'supervisor', 'contract'],
+  cli: ['cli', 'supervisor', 'dashboard', 'contract'],
+  index: ['supervisor', 'contract'],
+};
+
+describe('module structure', () => {
+  const graph = new Map<string, string[]>();
+  for (const f of SOURCES.flatMap(files)) graph.set(f, imports(f));
+
+  it('keeps the dependency arrows pointing one way', () => {
+    // The parser must see the real edges, or this test would pass on nothing.
+    expect(graph.get('supervisor/daemon.ts')).toContain('supervisor/feeder.ts');
+    expect(graph.get('agent-runner/runner.ts')).toContain('contract/job.ts');
+    const violations: string[] = [];
+    for (const [f, deps] of graph) {
+      for (const d of deps) if (!ALLOWED[area(f)]!.includes(area(d))) violations.push(`${f} → ${d}`);
+    }
+    expect(violations).toEqual([]);
+  });
+
+  it('has no import cycles', () => {
+    const cycles: string[] = [];
+    const state = new Map<string, 'visiting' | 'done'>();
+    const stack: string[] = [];
+    const visit = (f: string) => {
+      if (state.get(f) === 'done') return;
+      if (state.get(f) === 'visiting') {
+        cycles.push([...stack.slice(stack.indexOf(f)), f].join(' → '));
+        return;
+      }
+      state.set(f, 'visiting');
+      stack.push(f);
+      for (const d of graph.get(f) ?? []) if (graph.has(d)) visit(d);
+      stack.pop();
+      state.set(f, 'done');
+    };
+    for (const f of graph.keys()) visit(f);
+    expect(cycles).toEqual([]);
+  });
+});
