@@ -284,7 +284,8 @@ export class AgentRunner {
       env[k] = v;
     }
     const bodyText = data.bodyEncoding === 'base64' ? Buffer.from(data.body, 'base64').toString('utf8') : data.body;
-    const bodyFits = Buffer.byteLength(bodyText) <= MAX_ENV_VALUE;
+    // An environment variable cannot hold a NUL byte (spawn refuses it): such bodies come by file only.
+    const bodyFits = Buffer.byteLength(bodyText) <= MAX_ENV_VALUE && !bodyText.includes('\0');
     Object.assign(env, this.cfg.agentEnv, {
       ISSUE_ID: issueId,
       ISSUE_TITLE: data.title,

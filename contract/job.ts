@@ -29,7 +29,13 @@ export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 export const JobDataSchema = z
   .object({
     issueId: z.number().int().positive().optional(),
-    title: z.string().trim().min(1, 'title must not be empty').max(MAX_TITLE_LENGTH),
+    title: z
+      .string()
+      .trim()
+      .min(1, 'title must not be empty')
+      .max(MAX_TITLE_LENGTH)
+      // The title reaches the agent as ISSUE_TITLE, and an environment variable cannot hold NUL.
+      .refine((t) => !t.includes('\0'), 'title must not contain NUL bytes'),
     body: z.string().max(Math.ceil((MAX_BODY_BYTES * 4) / 3) + 4).default(''),
     bodyEncoding: z.enum(['utf8', 'base64']).default('utf8'),
     priority: z.enum(PRIORITIES).default('medium'),

@@ -76,6 +76,9 @@ export function validateNewIssue(input: NewIssue): { title: string; body: Buffer
   if (title.length === 0) {
     throw new SupervisorError('ERR_SUP_INVALID_ISSUE', 'the issue title is empty', { hint: 'give a title, e.g. supervisor issue add "Fix login redirect"' });
   }
+  if (title.includes('\0')) {
+    throw new SupervisorError('ERR_SUP_INVALID_ISSUE', 'the issue title contains a NUL byte', { hint: 'remove it; put binary material in the body (--body-file)' });
+  }
   if (title.length > MAX_TITLE_LENGTH) {
     throw new SupervisorError('ERR_SUP_INVALID_ISSUE', `the issue title is ${title.length} characters long (at most ${MAX_TITLE_LENGTH})`, {
       hint: 'put the details in the body (--body or --body-file)',
