@@ -4,6 +4,7 @@ import { stateSource } from '../../dashboard/source.js';
 import { openContext } from '../context.js';
 import { redactSecrets } from '../errors.js';
 import { runningDaemon } from '../pidfile.js';
+import { wholeNumberFlag } from './args.js';
 import { progress, say, type GlobalOpts } from './output.js';
 
 interface DashboardOpts {
@@ -30,7 +31,7 @@ export function registerDashboardCommand(program: Command, globals: () => Global
     .option('--read-only', 'no controls; Bull Board read-only')
     .action(async (o: DashboardOpts) => {
       const dash: Record<string, unknown> = {};
-      if (o.port !== undefined) dash.port = /^\d+$/.test(o.port) ? Number(o.port) : o.port;
+      if (o.port !== undefined) dash.port = wholeNumberFlag('--port', o.port);
       if (o.host !== undefined) dash.host = o.host;
       if (o.readOnly) dash.readOnly = true;
       const ctx = await openContext({ repo: globals().repo, flags: Object.keys(dash).length ? { dashboard: dash } : {} });

@@ -15,8 +15,9 @@ function bodyOut(b: Buffer): string {
 }
 
 function parseId(raw: string): number {
-  if (!/^\d+$/.test(raw.trim()) || Number(raw) < 1) {
-    throw new SupervisorError('ERR_SUP_USAGE', `issue id must be a positive whole number, got "${raw}"`, { hint: 'e.g. supervisor issue show 3' });
+  // Beyond 2^53 a number is rounded: 9007199254740993 would show issue 9007199254740992.
+  if (!/^\d+$/.test(raw.trim()) || Number(raw) < 1 || !Number.isSafeInteger(Number(raw))) {
+    throw new SupervisorError('ERR_SUP_USAGE', `issue id must be a positive whole number (at most ${Number.MAX_SAFE_INTEGER}), got "${raw}"`, { hint: 'e.g. supervisor issue show 3' });
   }
   return Number(raw);
 }

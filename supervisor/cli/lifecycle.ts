@@ -11,6 +11,7 @@ import { waitForAgents } from '../convergence.js';
 import { setSetting } from '../store/db.js';
 import { attachExtensions, statusExtras } from '../extensions.js';
 import { attachDashboard, checkDashboardConfig } from '../../dashboard/server.js';
+import { secondsFlag, wholeNumberFlag } from './args.js';
 import { redisFor } from './connect.js';
 import { ago, oneLine, printJson, progress, say, table, type GlobalOpts } from './output.js';
 
@@ -40,11 +41,11 @@ function startFlags(o: StartOpts): Record<string, unknown> {
   if (o.runtime) flags.runtime = o.runtime;
   if (o.agentCommand) flags.agentCommand = o.agentCommand;
   if (o.agent) flags.agentPreset = o.agent;
-  if (o.maxAgents !== undefined) flags.maxAgents = Number(o.maxAgents);
+  if (o.maxAgents !== undefined) flags.maxAgents = wholeNumberFlag('--max-agents', o.maxAgents);
   if (o.progressTimeout) flags.lease = { progressTimeout: o.progressTimeout };
   const dash: Record<string, unknown> = {};
   if (o.dashboard === false) dash.enabled = false;
-  if (o.dashboardPort !== undefined) dash.port = Number(o.dashboardPort);
+  if (o.dashboardPort !== undefined) dash.port = wholeNumberFlag('--dashboard-port', o.dashboardPort);
   if (o.dashboardHost !== undefined) dash.host = o.dashboardHost;
   if (o.readOnly) dash.readOnly = true;
   if (Object.keys(dash).length) flags.dashboard = dash;
@@ -177,6 +178,7 @@ export function registerLifecycleCommands(program: Command, globals: () => Globa
     .option('--no-wait', 'return at once')
     .option('--json', 'print the resulting agents as JSON')
     .action(async (raw: string, o: { timeout: string; wait: boolean; json?: boolean }) => {
+      const timeoutS = secondsFlag('--timeout', o.timeout);
       const ctx = await openContext({ repo: globals().repo, init: true });
       try {
         const n = validateAgentCount(raw, ctx.platform.maxAgents);
@@ -193,7 +195,7 @@ export function registerLifecycleCommands(program: Command, globals: () => Globa
         const redis = await redisFor(ctx);
         try {
           const agents = await waitForAgents(ctx, redis, n, {
-            timeoutMs: Number(o.timeout) * 1000,
+            timeoutMs: timeoutS * 1000,
             onChange: (a) => {
               if (!o.json) progress(`  ${a.id}: ${a.state}${a.state === 'crashed' && a.lastError ? ` (${a.lastError})` : ''}`);
             },
@@ -232,6 +234,7 @@ export function registerLifecycleCommands(program: Command, globals: () => Globa
     .option('--timeout <seconds>', 'wait this long before giving up', '120')
     .option('--json', 'print JSON')
     .action(async (o: { timeout: string; json?: boolean }) => {
+      const timeoutS = secondsFlag('--timeout', o.timeout);
       const ctx = await openContext({ repo: globals().repo });
       try {
         const info = runningDaemon(ctx.paths.pidFile);
@@ -242,7 +245,7 @@ export function registerLifecycleCommands(program: Command, globals: () => Globa
         }
         process.kill(info.pid, 'SIGTERM');
         if (!o.json) progress(`stopping the supervisor (pid ${info.pid})…`);
-        const deadline = Date.now() + Number(o.timeout) * 1000;
+        const deadline = Date.now() + timeoutS * 1000;
         while (runningDaemon(ctx.paths.pidFile)?.pid === info.pid) {
           if (Date.now() > deadline) {
             throw new SupervisorError('ERR_SUP_TIMEOUT', `the supervisor (pid ${info.pid}) did not stop within ${o.timeout}s`, { hint: `run \`supervisor stop\` again to force, or kill ${info.pid}` });

@@ -4,12 +4,15 @@ import type { Command } from 'commander';
 import { isSlotId } from '../../contract/job.js';
 import { openContext } from '../context.js';
 import { SupervisorError } from '../errors.js';
+import { wholeNumberFlag } from './args.js';
 import type { GlobalOpts } from './output.js';
 
 /** The last `n` lines of a file, read from its end (logs can be large). */
 export function tailLines(file: string, n: number): { lines: string[]; size: number } {
   if (!existsSync(file)) return { lines: [], size: 0 };
   const size = statSync(file).size;
+  // slice(-0) would be the whole file.
+  if (n <= 0) return { lines: [], size };
   const fd = openSync(file, 'r');
   try {
     let pos = size;
@@ -62,7 +65,7 @@ export function registerLogsCommand(program: Command, globals: () => GlobalOpts)
       if (agent !== undefined && !isSlotId(agent)) {
         throw new SupervisorError('ERR_SUP_USAGE', `"${agent}" is not an agent id`, { hint: 'agent ids look like agent-001; see `supervisor status`' });
       }
-      if (!/^\d+$/.test(o.lines)) throw new SupervisorError('ERR_SUP_USAGE', `--lines must be a whole number, got "${o.lines}"`);
+      const lines = wholeNumberFlag('--lines', o.lines);
       const ctx = await openContext({ repo: globals().repo });
       const { logDir } = ctx.paths;
       ctx.close();
@@ -78,8 +81,9 @@ export function registerLogsCommand(program: Command, globals: () => GlobalOpts)
       const starts: Array<{ file: string; from: number }> = [];
       for (const id of ids) {
         const file = join(logDir, `${id}.log`);
-        const { lines, size } = tailLines(file, Number(o.lines));
-        for (const l of lines) process.stdout.write(`${prefix(id)}${l}\n`);
+        const tail = tailLines(file, lines);
+        const size = tail.size;
+        for (const l of tail.lines) process.stdout.write(`${prefix(id)}${l}\n`);
         starts.push({ file, from: size });
       }
       if (!o.follow) return;
