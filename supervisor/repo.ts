@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { simpleGit, type SimpleGit } from 'simple-git';
 import { SupervisorError } from './errors.js';
@@ -58,6 +58,14 @@ export async function resolveRepo(dir: string): Promise<RepoPaths> {
   }
   if (!isDir) {
     throw new SupervisorError('ERR_SUP_NOT_A_REPO', `${abs} is not a directory`, { hint: 'pass --repo with the path of a git repository' });
+  }
+  try {
+    accessSync(abs, constants.R_OK | constants.X_OK);
+  } catch (cause) {
+    throw new SupervisorError('ERR_SUP_NOT_A_REPO', `${abs} cannot be read by this user (${(cause as NodeJS.ErrnoException).code ?? 'permission denied'})`, {
+      hint: `fix its permissions (ls -ld ${abs}) or run the supervisor as the repository's owner`,
+      cause,
+    });
   }
   const git = gitAt(abs);
   let commonDir: string;

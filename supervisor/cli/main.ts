@@ -35,6 +35,20 @@ function build(): Command {
   return program;
 }
 
+/** What to do about an SQLite failure that surfaced past the store (a write to .supervisor/supervisor.db). */
+function sqliteHint(code: unknown): string | undefined {
+  if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return undefined;
+  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_PERM') || code.startsWith('SQLITE_CANTOPEN')) {
+    return 'the supervisor database .supervisor/supervisor.db (or its directory) is not writable by this user: fix the permissions, or run as its owner';
+  }
+  if (code.startsWith('SQLITE_FULL') || code === 'SQLITE_IOERR_WRITE') return 'the disk holding .supervisor/ is full: free some space and run the command again';
+  if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') {
+    return 'the supervisor database .supervisor/supervisor.db is damaged: restore it from a backup, or move it aside and run `supervisor init` again';
+  }
+  if (code.startsWith('SQLITE_BUSY')) return 'another process holds the supervisor database locked; try again';
+  return undefined;
+}
+
 /** Exits once stdout and stderr are flushed (a pipe would otherwise lose a large --json). */
 function exit(code: number): void {
   const flushed = (s: NodeJS.WriteStream) => new Promise<void>((r) => (s.writableLength === 0 ? r() : s.once('drain', () => r())));
@@ -57,6 +71,8 @@ async function main(argv: string[]): Promise<void> {
       return exit(USAGE_CODES.has(err.code) ? 2 : 1);
     }
     process.stderr.write(`error: ${redactSecrets(err.message)}\n`);
+    const hint = sqliteHint((err as { code?: unknown }).code);
+    if (hint) process.stderr.write(`hint: ${hint}\n`);
     if (process.env.SUPERVISOR_DEBUG) process.stderr.write(`${err.stack ?? ''}\n`);
     exit(1);
   }
