@@ -74,8 +74,16 @@ export async function resolveRepo(dir: string): Promise<RepoPaths> {
     commonDir = (await git.raw(['rev-parse', '--path-format=absolute', '--git-common-dir'])).trim();
     top = (await git.raw(['rev-parse', '--show-toplevel'])).trim();
   } catch (cause) {
-    throw new SupervisorError('ERR_SUP_NOT_A_REPO', `${abs} is not inside a git repository (or it cannot be read)`, {
-      hint: 'run `git init` there first, or pass --repo with the path of a git repository',
+    // git's own words tell "no repository" from "cannot read it" and "owned by someone else".
+    const why = /fatal: (.*)/.exec((cause as Error).message)?.[1]?.trim();
+    const dubious = /dubious ownership/.test(why ?? '');
+    const denied = /permission denied/i.test(why ?? '');
+    throw new SupervisorError('ERR_SUP_NOT_A_REPO', `${abs} is not inside a git repository (or it cannot be read)${why ? `: git says "${why}"` : ''}`, {
+      hint: dubious
+        ? `the repository belongs to another user; run the supervisor as its owner, or trust it: git config --global --add safe.directory ${abs}`
+        : denied
+          ? `this user may not read ${abs}; fix its permissions or run the supervisor as the repository's owner`
+          : 'run `git init` there first, or pass --repo with the path of a git repository',
       cause,
     });
   }
@@ -94,7 +102,18 @@ export async function resolveRepo(dir: string): Promise<RepoPaths> {
 }
 
 export function isInitialised(paths: RepoPaths): boolean {
-  return existsSync(paths.dbFile);
+  try {
+    statSync(paths.dbFile);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+    // Not "not initialised" (which would send the user to `init` over their state): unreadable.
+    throw new SupervisorError('ERR_SUP_DATABASE', `cannot read the supervisor state in ${paths.stateDir}: ${(err as Error).message}`, {
+      hint: `check that ${paths.stateDir} is readable and writable by this user (ls -ld ${paths.stateDir}), or run the supervisor as its owner`,
+      cause: err,
+    });
+  }
 }
 
 /** Creates `.supervisor/` and keeps it and `.worktrees/` out of git (idempotent). */
