@@ -156,8 +156,7 @@ export class Scaler extends EventEmitter<ScalerEvents> {
       if (want) {
         if (state === 'starting') {
           const reg = registry.get(id);
-          // A container's runner reports its hostname, the container's short id, as its host.
-          const ours = reg && (reg.pid === slot?.pid || (slot?.containerId && reg.host.length >= 12 && slot.containerId.startsWith(reg.host)));
+          const ours = reg && (this.o.runtime.owns ? this.o.runtime.owns(id, reg) : reg.pid === slot?.pid);
           if (ours) this.o.slots.setState(id, 'running');
           continue;
         }

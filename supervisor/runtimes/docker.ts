@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { readAgentRecord } from '../../contract/agent-record.js';
 import type { RunnerConfig } from '../../contract/job.js';
@@ -41,6 +43,8 @@ export interface DockerRuntimeOptions {
 interface Tracked {
   agentId: string;
   containerId: string;
+  /** The `host` its runner registers with: tells this container's runner from any other. */
+  instance: string;
   startedAt: number;
   stopping: boolean;
   health: string | undefined;
@@ -66,6 +70,16 @@ export function exitReason(end: ContainerEnd | undefined, lastLine: string, memo
   if (end.exitCode === 137) return 'container killed (SIGKILL, exit code 137)';
   if (end.exitCode === 143) return 'container stopped (SIGTERM, exit code 143)';
   return `container exited with code ${end.exitCode}${lastLine ? `: ${lastLine}` : ''}`;
+}
+
+/** The instance name an adopted container's runner registers with (from its configuration). */
+function instanceOf(env: string[]): string {
+  const raw = env.find((e) => e.startsWith('SUPERVISOR_RUNNER_CONFIG='))?.slice('SUPERVISOR_RUNNER_CONFIG='.length);
+  try {
+    return String((JSON.parse(raw ?? '{}') as { host?: string }).host ?? '');
+  } catch {
+    return '';
+  }
 }
 
 function lastLineOf(text: string): string {
@@ -129,7 +143,7 @@ export class DockerRuntime implements AgentRuntime {
         continue;
       }
       const end = await this.o.engine.inspect(c.id);
-      const t: Tracked = { agentId, containerId: c.id, startedAt: end?.startedAt ?? c.createdAt, stopping: false, health: c.health };
+      const t: Tracked = { agentId, containerId: c.id, instance: instanceOf(end?.env ?? []), startedAt: end?.startedAt ?? c.createdAt, stopping: false, health: c.health };
       this.tracked.set(agentId, t);
       this.o.onHealth?.(agentId, c.health ?? null);
       found.push({ agentId, containerId: c.id, startedAt: t.startedAt, ...(c.health ? { health: c.health } : {}) });
@@ -150,13 +164,11 @@ export class DockerRuntime implements AgentRuntime {
   }
 
   /** The runner configuration as the container sees it. */
-  private containerConfig(cfg: RunnerConfig): Omit<RunnerConfig, 'host'> {
-    // Without `host`, the runner reports its container's hostname (the short container id).
-    const { host: _host, ...rest } = cfg;
+  private containerConfig(cfg: RunnerConfig, instance: string): RunnerConfig {
     const offHost = this.o.network !== 'host';
     const agentEnv = offHost ? Object.fromEntries(Object.entries(cfg.agentEnv).map(([k, v]) => [k, rewriteLoopback(v)])) : cfg.agentEnv;
     const redisUrl = this.o.containerRedisUrl ?? (offHost ? rewriteLoopback(cfg.redisUrl) : cfg.redisUrl);
-    return { ...rest, redisUrl, agentEnv };
+    return { ...cfg, host: instance, redisUrl, agentEnv };
   }
 
   async start(spec: RunnerSpec): Promise<RuntimeAgent> {
@@ -170,8 +182,10 @@ export class DockerRuntime implements AgentRuntime {
     const paths = this.slotPaths(config);
     ensureMountSources(paths);
     prepareOwnership(paths, this.o.user);
+    // The runner registers under this name (a container on the host network has the host's hostname).
+    const instance = `${hostname()}/docker-${randomBytes(4).toString('hex')}`;
     const env = [
-      `SUPERVISOR_RUNNER_CONFIG=${JSON.stringify(this.containerConfig(config))}`,
+      `SUPERVISOR_RUNNER_CONFIG=${JSON.stringify(this.containerConfig(config, instance))}`,
       `SUPERVISOR_TAKEOVER=${spec.takeover ? '1' : '0'}`,
       `SUPERVISOR_RUNNER_LOG_FILE=${paths.logFile}`,
       ...this.o.env,
@@ -207,10 +221,14 @@ export class DockerRuntime implements AgentRuntime {
       });
     }
     const startedAt = Date.now();
-    this.tracked.set(agentId, { agentId, containerId: id, startedAt, stopping: false, health: 'starting' });
+    this.tracked.set(agentId, { agentId, containerId: id, instance, startedAt, stopping: false, health: 'starting' });
     this.o.onHealth?.(agentId, 'starting');
     this.log('container started', { agentId, containerId: id.slice(0, 12) });
     return { agentId, containerId: id, startedAt, health: 'starting' };
+  }
+
+  owns(agentId: string, registered: { host: string }): boolean {
+    return this.tracked.get(agentId)?.instance === registered.host;
   }
 
   async stop(agentId: string, graceMs: number): Promise<void> {

@@ -38,6 +38,11 @@ export interface AgentRuntime {
   killAgent(agentId: string, match?: { jobId: string; attempt: number }): Promise<boolean>;
   /** Called once per runner that ends without being asked to. */
   onExit(listener: (exit: RunnerExit) => void): void;
+  /**
+   * Whether a runner that registered itself in Redis is the one this runtime started for the
+   * slot (default: same pid). Containers have pids of their own, so they tell by another mark.
+   */
+  owns?(agentId: string, registered: { host: string; pid: number | null }): boolean;
   /** Returns the last lines of a slot's runner log. */
   logFile(agentId: string): string | undefined;
   close(): Promise<void>;
