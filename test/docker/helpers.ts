@@ -122,7 +122,8 @@ case "$ISSUE_TITLE" in
     attempt sh -c "echo 0000000000000000000000000000000000000000 refs/heads/evil >> $common/packed-refs"
     attempt git tag evil
     attempt git config core.hooksPath /tmp
-    attempt test -e "$common/../.worktrees/agent-002/README.md"
+    other=agent-002; [ "$AGENT_ID" = agent-002 ] && other=agent-001
+    attempt test -e "$common/../.worktrees/$other/README.md"
     attempt test -e /var/run/docker.sock
     echo "uid $(id -u)" >> "$out"
     exit 0 ;;
