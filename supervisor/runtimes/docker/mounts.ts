@@ -53,6 +53,11 @@ export function slotMounts(p: SlotPaths): BindMount[] {
 /** Creates what the mounts need on the host (Docker refuses a missing bind source). */
 export function ensureMountSources(p: SlotPaths): void {
   for (const d of [...gitWritable(p), p.logDir, p.runDir]) mkdirSync(d, { recursive: true });
+  // The host's `git pack-refs` / `gc` removes ref directories it leaves empty: a mounted one
+  // would be swapped for a new directory the container never sees. Git ignores dot files there.
+  for (const d of [join(p.gitCommonDir, 'refs', 'heads', 'agent'), join(p.gitCommonDir, 'logs', 'refs', 'heads', 'agent')]) {
+    if (!existsSync(join(d, '.keep'))) closeSync(openSync(join(d, '.keep'), 'a'));
+  }
   if (!existsSync(p.logFile)) closeSync(openSync(p.logFile, 'a'));
 }
 
