@@ -96,7 +96,11 @@ export const ConfigSchema = z
     cpusPerAgent: z.number().positive().optional(),
     runtime: z.enum(['process', 'docker']).default('process'),
     /** Branch agents start from; default the main worktree's branch at `init`. */
-    baseBranch: z.string().min(1).optional(),
+    baseBranch: z
+      .string()
+      .min(1)
+      .refine(isBranchName, 'not a valid branch name (no leading "-", "..", spaces, control characters or any of ~^:?*[\\)')
+      .optional(),
     /** @defaultValue 2 — attempts per issue. */
     attempts: z.number().int().min(1).max(100).default(2),
     /** @defaultValue 10s — first retry delay (exponential). */
@@ -172,6 +176,17 @@ export const ConfigSchema = z
 
 export type ConfigInput = z.input<typeof ConfigSchema>;
 export type Config = z.output<typeof ConfigSchema> & { agentCommandResolved: string | undefined; leaseResolved: z.output<typeof LeaseSchema> };
+
+/**
+ * What `git check-ref-format --branch` accepts, checked without running git: the name ends up
+ * in git argv (`refs/heads/<name>`), so nothing that reads as an option or climbs out of refs/.
+ */
+export function isBranchName(name: string): boolean {
+  if (name.startsWith('-') || name.startsWith('/') || name.endsWith('/') || name.endsWith('.') || name.endsWith('.lock')) return false;
+  if (name === '@' || name.includes('..') || name.includes('//') || name.includes('@{') || name.includes('/.')) return false;
+  // eslint-disable-next-line no-control-regex
+  return !/[\u0000-\u0020\u007f~^:?*[\\]/.test(name) && !name.startsWith('.');
+}
 
 export function parseDuration(s: string): number | undefined {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(s);
