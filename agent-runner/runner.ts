@@ -280,7 +280,9 @@ export class AgentRunner {
   private agentEnv(data: JobData, issueId: string, baseSha: string, files: { prompt: string; body: string }, marker: string): Record<string, string> {
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries(process.env)) {
-      if (v === undefined || k.startsWith('GIT_') || k.startsWith('SUPERVISOR_') || k === 'REDIS_URL') continue;
+      // The supervisor's own settings, credentials included (REDIS_URL of the queue, POSTGRES_URL of the
+      // admin role), are not the agent's: it gets its slot's REDIS_URL / POSTGRES_URL from agentEnv.
+      if (v === undefined || k.startsWith('GIT_') || k.startsWith('SUPERVISOR_') || k === 'REDIS_URL' || k === 'POSTGRES_URL') continue;
       env[k] = v;
     }
     const bodyText = data.bodyEncoding === 'base64' ? Buffer.from(data.body, 'base64').toString('utf8') : data.body;
