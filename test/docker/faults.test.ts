@@ -66,6 +66,32 @@ describeDocker('Docker runtime: faults', () => {
     expect((await finished(dir, env, 2)).status).toBe('done');
   });
 
+  it('a supervisor killed with -9 leaves its containers running, and the next one adopts them', async () => {
+    const repo = await dockerRepo();
+    cleanups.push(repo.cleanup);
+    const { dir, env } = repo;
+    const first = await startSupervisor(dir, env, ['--agents', '2', '--no-dashboard']);
+    const idle = (s: any) => s.agents.length === 2 && s.agents.every((a: any) => a.state === 'idle');
+    const before = await waitFor(async () => {
+      const s = await status(dir, env);
+      return idle(s) ? s.agents.map((a: any) => a.containerId).sort() : false;
+    }, { timeoutMs: 30_000, what: 'two idle agents' });
+    first.child.kill('SIGKILL');
+    await first.exited;
+    await runCli(['issue', 'add', 'While nobody watches'], { cwd: dir, env });
+    expect((await containers(repo.repoId, { running: true })).map((c) => c.Id).sort()).toEqual(before);
+    const second = await startSupervisor(dir, env, ['--no-dashboard']);
+    cleanups.push(async () => void (await second.stop()));
+    expect((await finished(dir, env, 1)).status).toBe('done');
+    const s = await waitFor(async () => {
+      const st = await status(dir, env);
+      return idle(st) ? st : false;
+    }, { what: 'adopted agents idle' });
+    expect(s.agents.map((a: any) => a.containerId).sort()).toEqual(before);
+    expect(s.agents.map((a: any) => a.restarts)).toEqual([0, 0]);
+    expect(second.output).toMatch(/adopted a runner that outlived the previous supervisor/);
+  });
+
   it('a container that exits at once is reported as a crash loop in status, not restarted forever; cleanup removes it', async () => {
     const repo = await dockerRepo({ config: { docker: { image: CRASH_IMAGE } } });
     cleanups.push(repo.cleanup);
