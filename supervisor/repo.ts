@@ -21,13 +21,21 @@ export interface RepoPaths {
   configFile: string;
 }
 
+/**
+ * Settings for every git the supervisor runs itself: no hooks and no fsmonitor. Agents can write
+ * the repository's git dir (their commits go there), so `.git/hooks/*` or `core.fsmonitor` could
+ * otherwise make the supervisor run an agent's program, outside its container, on the next
+ * `worktree add`, `update-ref` or `branch -D` (reference-transaction and post-checkout hooks).
+ */
+export const SAFE_GIT_CONFIG = ['core.hooksPath=/dev/null', 'core.fsmonitor=false'] as const;
+
 /** A git client that ignores GIT_DIR and friends inherited from a hook or an outer repository. */
 export function gitAt(dir: string): SimpleGit {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (v !== undefined && !k.startsWith('GIT_')) env[k] = v;
   }
-  return simpleGit({ baseDir: dir, maxConcurrentProcesses: 8, trimmed: true }).env(env);
+  return simpleGit({ baseDir: dir, maxConcurrentProcesses: 8, trimmed: true, config: [...SAFE_GIT_CONFIG] }).env(env);
 }
 
 export function pathsFor(root: string, gitCommonDir: string): RepoPaths {
