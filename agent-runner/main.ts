@@ -4,8 +4,8 @@
  * SUPERVISOR_RUNNER_CONFIG (validated by the job contract's schema).
  */
 import { openSync, writeSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { RunnerConfigSchema } from '../contract/job.js';
+import { completeRunnerConfig } from './remote-config.js';
 import { AgentRunner } from './runner.js';
 
 function log(msg: string, fields: Record<string, unknown> = {}): void {
@@ -49,7 +49,8 @@ async function main(): Promise<void> {
     log('SUPERVISOR_RUNNER_CONFIG is not set; the supervisor starts runners with it');
     process.exit(2);
   }
-  const parsed = RunnerConfigSchema.safeParse({ host: hostname(), ...JSON.parse(raw) });
+  // Runners started outside the supervisor (Swarm, Kubernetes, another host) derive their slot id and paths.
+  const parsed = RunnerConfigSchema.safeParse(completeRunnerConfig(JSON.parse(raw) as Record<string, unknown>));
   if (!parsed.success) {
     log(`invalid runner configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
     process.exit(2);

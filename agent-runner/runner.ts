@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import {
   JobDataSchema,
   issueIdFromJobId,
+  resultRefFor,
   supervisorKeys,
   type JobData,
   type JobResult,
@@ -17,6 +18,9 @@ import { AgentProcess } from './agent-process.js';
 import { isOurAgent, readAgentRecord, writeAgentRecord, type AgentRecord } from '../contract/agent-record.js';
 import { LocalWorktree, type Workspace } from './workspace.js';
 import { runBeforeJob } from './before-job.js';
+import { loadGitCredentials } from './git-auth.js';
+import { GitRemoteError, RemoteClone } from './remote-clone.js';
+import { RemoteGate } from './remote-gate.js';
 import { oomKillCount, outOfMemoryMessage } from './oom.js';
 
 export const RUNNER_VERSION = '0.1.0';
@@ -24,7 +28,8 @@ export const RUNNER_VERSION = '0.1.0';
 /** Longer values do not fit an environment variable (Linux caps one at 128 KiB). */
 const MAX_ENV_VALUE = 64 * 1024;
 
-type RunnerState = 'starting' | 'idle' | 'working' | 'stopping';
+/** `blocked`: a remote-mode runner whose git remote is unreachable (it takes no jobs). */
+type RunnerState = 'starting' | 'idle' | 'working' | 'stopping' | 'blocked';
 
 interface Current {
   job: Job<unknown, JobResult>;
@@ -53,6 +58,8 @@ export class AgentRunner {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private shuttingDown = false;
   private readonly instance = randomUUID();
+  /** Remote mode: keeps the worker off the queue while the git remote is unavailable. */
+  private readonly remote: RemoteGate | undefined;
 
   constructor(
     private readonly cfg: RunnerConfig,
@@ -64,7 +71,26 @@ export class AgentRunner {
       /* reconnects by itself; state shows in the heartbeat */
     });
     this.keys = supervisorKeys(cfg.prefix, cfg.queueName);
-    this.workspace = new LocalWorktree(cfg.repoPath, cfg.worktreePath, cfg.branch);
+    const git = cfg.git;
+    if (git.mode === 'remote') {
+      const credentials = loadGitCredentials(git.credentialsFile);
+      const clone = new RemoteClone({ url: git.url, pushUrl: git.pushUrl, cacheDir: git.cacheDir, path: cfg.worktreePath, branch: cfg.branch, agentId: cfg.agentId, credentials, timeoutMs: git.timeoutMs });
+      this.workspace = clone;
+      this.remote = new RemoteGate(() => clone.probe(cfg.baseBranch), {
+        onBlocked: () => {
+          void this.worker?.pause(true).catch(() => undefined);
+          if (!this.current) this.setState('blocked');
+        },
+        onClear: () => {
+          if (this.shuttingDown) return;
+          if (!this.current) this.setState('idle');
+          void this.worker?.resume();
+        },
+        log: (m, f) => this.log(m, f),
+      });
+    } else {
+      this.workspace = new LocalWorktree(cfg.repoPath, cfg.worktreePath, cfg.branch);
+    }
   }
 
   private get agentRecordFile(): string {
@@ -96,7 +122,8 @@ export class AgentRunner {
     worker.on('failed', () => void this.redis.del(this.keys.held(this.cfg.agentId)).catch(() => undefined));
     this.worker = worker;
     this.setState('idle');
-    void worker.run().catch((err: Error) => this.log('worker stopped', { error: err.message }));
+    // A remote-mode runner whose remote does not answer stays off the queue (the gate resumes it).
+    if (!this.remote || (await this.remote.check())) void worker.run().catch((err: Error) => this.log('worker stopped', { error: err.message }));
     await worker.waitUntilReady();
     this.log('ready', { queue: this.cfg.queueName, worktree: this.cfg.worktreePath });
   }
@@ -171,7 +198,13 @@ export class AgentRunner {
     const startedAt = Date.now();
     const logPath = join(this.cfg.logDir, `${jobId}-attempt-${attempt}.log`);
     try {
-      const baseSha = await this.workspace.prepare(this.cfg.baseBranch);
+      let baseSha: string;
+      try {
+        baseSha = await this.workspace.prepare(this.cfg.baseBranch);
+      } catch (err) {
+        if (err instanceof GitRemoteError) await this.handBackForRemote(cur, err);
+        throw err;
+      }
       const files = this.writeIssueFiles(data, issueId);
       const log = createWriteStream(logPath, { flags: 'a' });
       let logError: string | undefined;
@@ -231,8 +264,10 @@ export class AgentRunner {
         name: this.cfg.agentId,
         email: `${this.cfg.agentId}@agent-supervisor.local`,
       });
+      const resultRef = outcome.commitSha ? await this.publishResult(cur, outcome.commitSha) : undefined;
       const finishedAt = Date.now();
       return {
+        ...(resultRef ? { resultRef } : {}),
         agentId: this.cfg.agentId,
         attempt,
         exitCode: 0,
@@ -254,7 +289,7 @@ export class AgentRunner {
       throw e;
     } finally {
       this.current = undefined;
-      this.setState(this.shuttingDown ? 'stopping' : 'idle');
+      this.setState(this.shuttingDown ? 'stopping' : this.remote?.blocked ? 'blocked' : 'idle');
     }
   }
 
@@ -304,6 +339,37 @@ export class AgentRunner {
     return env;
   }
 
+  /**
+   * Remote mode: pushes the result commit to its result ref. An unreachable remote is retried
+   * while the lease holds; if it stays away, the job goes back to the queue (no attempt spent).
+   */
+  private async publishResult(cur: Current, commitSha: string): Promise<string | undefined> {
+    if (!this.workspace.publish) return undefined;
+    const ref = resultRefFor(cur.job.id!, cur.attempt);
+    for (let i = 0, delay = 500; ; i++, delay *= 2) {
+      if (cur.leaseLost) throw new Error(`lease lost: ${this.cfg.agentId} no longer holds ${cur.job.id}; its result is refused`);
+      try {
+        return await this.workspace.publish(commitSha, ref);
+      } catch (err) {
+        if (!(err instanceof GitRemoteError)) throw err;
+        if (err.kind === 'rejected') throw new Error(`the result could not be published: ${err.message}`);
+        if (i >= 3) await this.handBackForRemote(cur, err);
+        this.log('push of the result failed; retrying', { jobId: cur.job.id, error: err.message });
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  /** The git remote is away: stop taking jobs, put this one back without spending an attempt. */
+  private async handBackForRemote(cur: Current, err: GitRemoteError): Promise<never> {
+    this.remote?.block(err);
+    const jobId = cur.job.id!;
+    await cur.job.moveToWait(cur.token);
+    await this.publish({ type: 'release', jobId, attempt: cur.attempt, agentId: this.cfg.agentId, at: Date.now(), reason: err.message });
+    this.log('handed the job back: git remote unavailable', { jobId, error: err.message });
+    throw new WaitingError();
+  }
+
   private onLeaseLost(cur: Current): void {
     if (cur.leaseLost) return;
     cur.leaseLost = true;
@@ -349,6 +415,7 @@ export class AgentRunner {
           issueId: cur?.issueId ?? '',
           title: cur?.title ?? '',
           agentPid: String(cur?.agent?.pid ?? ''),
+          error: this.remote?.error ?? '',
         })
         .pexpire(key, ttl)
         .set(owner, this.instance, 'PX', ttl, 'XX')
@@ -366,6 +433,7 @@ export class AgentRunner {
     this.setState('stopping');
     this.log('stopping', { holding: this.current?.job.id ?? null });
     this.current?.agent?.kill('shutdown');
+    this.remote?.close();
     await this.worker?.close();
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     const key = this.keys.agent(this.cfg.agentId);

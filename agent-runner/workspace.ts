@@ -19,6 +19,10 @@ export interface Workspace {
   prepare(baseBranch: string): Promise<string>;
   /** Commits what the agent changed (unless it committed itself). */
   commit(baseSha: string, message: string, author: { name: string; email: string }): Promise<CommitOutcome>;
+  /** Remote mode: makes the result commit reachable by the supervisor at `ref`; returns the ref. */
+  publish?(commitSha: string, ref: string): Promise<string>;
+  /** Remote mode: checks the remote answers and accepts the credentials (before taking jobs). */
+  probe?(baseBranch: string): Promise<void>;
 }
 
 function cleanEnv(): Record<string, string> {

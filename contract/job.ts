@@ -3,6 +3,7 @@
  * any other producer that adds issues with plain BullMQ. Nothing else is shared
  * between the two sides.
  */
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 
 export const PRIORITIES = ['urgent', 'high', 'medium', 'low'] as const;
@@ -65,6 +66,11 @@ export const JobResultSchema = z.object({
   finishedAt: z.number(),
   /** Set when the agent succeeded but its run log could not be written in full (disk full). */
   logError: z.string().optional(),
+  /**
+   * Remote mode: the ref the runner pushed its commit to (`resultRefFor(jobId, attempt)`); the
+   * recorder fetches it, checks it is `commitSha`, publishes `issue/<id>` and deletes it.
+   */
+  resultRef: z.string().optional(),
 });
 export type JobResult = z.infer<typeof JobResultSchema>;
 
@@ -137,6 +143,28 @@ export const BeforeJobStepSchema = z.object({
 });
 export type BeforeJobStep = z.input<typeof BeforeJobStepSchema>;
 
+/**
+ * The runner's git access. `shared` (default): a worktree of the supervisor's repository at
+ * `repoPath`, on the same filesystem. `remote`: the runner keeps its own clone under `cacheDir`,
+ * fetched from `url`, and pushes each result commit to a `refs/supervisor/results/…` ref at
+ * `pushUrl` (default `url`). Credentials: the file `credentialsFile` or the environment variable
+ * SUPERVISOR_GIT_TOKEN, holding a token (sent as a Bearer header) or `user:password` (Basic);
+ * they never appear in logs, errors or status.
+ */
+export const RunnerGitSchema = z.discriminatedUnion('mode', [
+  z.object({ mode: z.literal('shared') }),
+  z.object({
+    mode: z.literal('remote'),
+    url: z.string().min(1),
+    pushUrl: z.string().min(1).optional(),
+    cacheDir: z.string().min(1),
+    credentialsFile: z.string().min(1).optional(),
+    /** @defaultValue 600000 — a fetch or push that takes longer is killed (the remote counts as unreachable). */
+    timeoutMs: z.number().int().min(100).default(600_000),
+  }),
+]);
+export type RunnerGit = z.infer<typeof RunnerGitSchema>;
+
 export const RunnerConfigSchema = z.object({
   agentId: z.string().regex(/^agent-\d{3}$/),
   host: z.string().default('local'),
@@ -155,6 +183,7 @@ export const RunnerConfigSchema = z.object({
   /** Extra environment for the agent (the slot's dev environment). */
   agentEnv: z.record(z.string()).default({}),
   beforeJob: z.array(BeforeJobStepSchema).default([]),
+  git: RunnerGitSchema.default({ mode: 'shared' }),
 });
 export type RunnerConfig = z.infer<typeof RunnerConfigSchema>;
 
@@ -180,6 +209,26 @@ export const jobIdForIssue = (issueId: number): string => `issue-${issueId}`;
 export function issueIdFromJobId(jobId: string): number | undefined {
   const m = /^issue-(\d+)$/.exec(jobId);
   return m?.[1] ? Number(m[1]) : undefined;
+}
+
+/** Result refs of remote runners live here, never under refs/heads. */
+export const RESULT_REF_PREFIX = 'refs/supervisor/results/';
+const RESULT_REF_RE = /^refs\/supervisor\/results\/(\d+|job-[0-9a-f]{40})\/(\d+)$/;
+
+/**
+ * The one ref a remote runner may push the result of (job, attempt) to:
+ * `refs/supervisor/results/<issue>/<attempt>` (`job-<sha1 of the job id>` for foreign jobs).
+ */
+export function resultRefFor(jobId: string, attempt: number): string {
+  const n = issueIdFromJobId(jobId);
+  const key = n !== undefined ? String(n) : `job-${createHash('sha1').update(jobId).digest('hex')}`;
+  return `${RESULT_REF_PREFIX}${key}/${attempt}`;
+}
+
+/** The parts of a well-formed result ref, or undefined for anything else. */
+export function parseResultRef(ref: string): { key: string; attempt: number } | undefined {
+  const m = RESULT_REF_RE.exec(ref);
+  return m?.[1] && m[2] ? { key: m[1], attempt: Number(m[2]) } : undefined;
 }
 
 /** Queue names are namespaced per repository so repositories sharing a Redis never meet. */

@@ -4,7 +4,7 @@ import { ISSUE_STATUSES } from '../supervisor/store/issues.js';
 import type { Snapshot } from './snapshot.js';
 import type { DashboardSource } from './source.js';
 
-const AGENT_STATES = ['starting', 'idle', 'working', 'stopping', 'crashed'] as const;
+const AGENT_STATES = ['starting', 'idle', 'working', 'stopping', 'crashed', 'blocked'] as const;
 const QUEUE_STATES = ['waiting', 'prioritized', 'active', 'delayed', 'completed', 'failed'] as const;
 /** Agent runs take seconds to hours. */
 const DURATION_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400];

@@ -6,6 +6,7 @@ import { SupervisorError, coerceError } from '../supervisor/errors.js';
 import { bullBoardRouter } from './bull-board.js';
 import type { DashboardDeps } from './deps.js';
 import { ExpressDashboard } from './express-adapter.js';
+import { gitEndpoint } from './git-endpoint.js';
 import { DashboardMetrics } from './metrics.js';
 import { dashboardRoutes } from './routes.js';
 import { DashboardSecurity, checkListenAddress } from './security.js';
@@ -86,7 +87,9 @@ export async function startDashboard(source: DashboardSource, o: DashboardOption
     basePath: '/queues',
     router: bullBoardRouter(source.queue, { basePath: '/queues', readOnly: o.readOnly, repoName: basename(source.ctx.paths.root) }),
   });
-  const server = createServer(web.app);
+  // Runners on other hosts fetch the repository and push result refs here (`/git/repo.git`).
+  const git = await gitEndpoint(source, security, o.token, o.log);
+  const server = createServer((req, res) => (git.handles(req) ? git.handle(req, res) : web.app(req, res)));
   server.keepAliveTimeout = 5_000;
   let port: number;
   try {

@@ -136,6 +136,30 @@ export const ConfigSchema = z
       .strict()
       .default({}),
     env: EnvSchema.default({}),
+    /** Runners on other hosts (Swarm, Kubernetes, plain); see docs/multi-host.md. */
+    git: z
+      .object({
+        /**
+         * @defaultValue "shared" — how runners started on this host reach git: a worktree of this
+         * repository, or (`remote`) their own clone that pushes result refs, as on another host.
+         */
+        runners: z.enum(['shared', 'remote']).default('shared'),
+        /**
+         * A remote every runner reaches (e.g. your origin): remote runners fetch from it and push
+         * result refs (`refs/supervisor/results/*`) to it. Default: this repository, served by the
+         * dashboard at `/git/repo.git`, results received in `.supervisor/results.git`.
+         */
+        remoteUrl: z.string().min(1).optional(),
+        /**
+         * Token remote runners present to the dashboard's git endpoint (SUPERVISOR_GIT_TOKEN); it
+         * allows fetching and pushing result refs, nothing else. The dashboard token works too.
+         */
+        token: z.string().min(16, 'the git token must be at least 16 characters').optional(),
+        /** @defaultValue 10m — a runner's fetch or push that takes longer counts as unreachable. */
+        timeout: duration.default(600_000),
+      })
+      .strict()
+      .default({}),
     /** The Docker runtime (`--runtime docker`); see docs/docker.md. */
     docker: z
       .object({
@@ -237,6 +261,12 @@ function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   set(lease, 'maxStalledCount', int('SUPERVISOR_MAX_STALLED_COUNT'));
   set(lease, 'progressTimeout', int('SUPERVISOR_PROGRESS_TIMEOUT'));
   set(lease, 'killGrace', int('SUPERVISOR_KILL_GRACE'));
+  const git: Record<string, unknown> = {};
+  set(git, 'runners', env.SUPERVISOR_GIT_RUNNERS);
+  set(git, 'remoteUrl', env.SUPERVISOR_GIT_REMOTE_URL);
+  set(git, 'token', env.SUPERVISOR_GIT_TOKEN);
+  set(git, 'timeout', int('SUPERVISOR_GIT_TIMEOUT'));
+  if (Object.keys(git).length) out.git = git;
   set(dashboard, 'token', env.SUPERVISOR_DASHBOARD_TOKEN);
   set(dashboard, 'host', env.SUPERVISOR_DASHBOARD_HOST);
   set(dashboard, 'port', int('SUPERVISOR_DASHBOARD_PORT'));

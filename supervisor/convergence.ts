@@ -20,6 +20,8 @@ export async function waitForAgents(ctx: Context, redis: Redis | undefined, n: n
   const lastSeen = new Map<string, string>();
   for (;;) {
     const s = await buildStatus(ctx, redis);
+    // Runners started elsewhere (other hosts) are not this supervisor's to count.
+    s.agents = s.agents.filter((a) => !a.external);
     for (const a of s.agents) {
       if (lastSeen.get(a.id) !== a.state) {
         lastSeen.set(a.id, a.state);

@@ -7,11 +7,15 @@ import {
   RunnerEventSchema,
   issueBranch,
   issueIdFromJobId,
+  jobIdForIssue,
+  parseResultRef,
+  resultRefFor,
   supervisorKeys,
   type JobResult,
   type RunnerEvent,
 } from '../contract/job.js';
 import { gitAt } from './repo.js';
+import { ResultRefError, type ResultRefs } from './results.js';
 import { getSetting, setSetting, type Db } from './store/db.js';
 import type { Issue, IssueStore } from './store/issues.js';
 import type { Run, RunStore } from './store/runs.js';
@@ -37,6 +41,8 @@ export interface RecorderOptions {
   /** Kills the agent of a superseded attempt if it still runs (frozen runner). */
   killAgent: (agentId: string, match: { jobId: string; attempt: number }) => Promise<boolean>;
   log: (msg: string, fields?: Record<string, unknown>) => void;
+  /** Result refs of remote runners (fetched, checked, published as issue branches, deleted). */
+  results?: ResultRefs;
 }
 
 const RECONCILE_MARGIN_MS = 60_000;
@@ -55,7 +61,8 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   private readonly keys;
   private readonly invalidSeen = new Set<string>();
   /** Counters for metrics. */
-  readonly stats = { leaseLosses: 0, superseded: 0, refed: 0, adopted: 0 };
+  readonly stats = { leaseLosses: 0, superseded: 0, refed: 0, adopted: 0, refusedResults: 0 };
+  private refsCollectedAt = 0;
 
   constructor(private readonly o: RecorderOptions) {
     super();
@@ -63,6 +70,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   }
 
   async start(): Promise<void> {
+    await this.o.results?.ensure();
     await this.reconcile();
     this.queueEvents = new QueueEvents(this.o.queue.name, { connection: this.o.redis.duplicate(), prefix: this.o.prefix });
     this.queueEvents.on('error', (err) => this.o.log('queue events error', { error: err.message }));
@@ -233,6 +241,19 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       return;
     }
     const res: JobResult = parsed.data;
+    // Remote runners' commits arrive by their result ref; a commit we do not have is refused.
+    let incoming: string | undefined;
+    try {
+      if (res.resultRef !== undefined) {
+        if (!this.o.results) throw new ResultRefError(`the result came as ref ${res.resultRef}, but this supervisor takes no result refs`);
+        incoming = await this.o.results.take(job.id!, res);
+      } else if (res.commitSha && !(await gitAt(this.o.repoRoot).raw(['cat-file', '-t', res.commitSha]).then((t) => t.trim() === 'commit', () => false))) {
+        throw new ResultRefError(`commit ${res.commitSha.slice(0, 12)} is not in this repository and no result ref was pushed (a runner on another host must run in remote git mode)`);
+      }
+    } catch (err) {
+      if (!(err instanceof ResultRefError)) throw err;
+      return this.refuseResult(job, issue, res, err.message);
+    }
     const branch = res.commitSha ? issueBranch(issue.id) : null;
     // The branch first: a crash after it is repaired by the next reconcile, never the reverse.
     if (branch && res.commitSha) {
@@ -263,7 +284,60 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       this.o.issues.update(issue.id, { status: 'done', agent: res.agentId, branch, commit: res.commitSha, attempts: Math.max(issue.attempts, res.attempt), error: res.logError ?? null });
     })();
     for (const r of superseded) await this.supersede(r, 'another attempt completed');
+    if (incoming && res.resultRef) {
+      await this.o.results!.dropIncoming(incoming);
+      await this.o.results!.drop(res.resultRef).catch((err: Error) => this.o.log('could not delete a published result ref (collected later)', { ref: res.resultRef, error: err.message }));
+    }
     this.emit('result', { issue: this.o.issues.require(issue.id), run: this.o.runs.get(job.id!, res.attempt) });
+  }
+
+  /**
+   * A completed job whose result cannot be published (ref missing, wrong commit): its attempt
+   * fails with the reason, and the issue is fed again while it has attempts left.
+   */
+  private async refuseResult(job: Job, issue: Issue, res: JobResult, error: string): Promise<void> {
+    this.stats.refusedResults += 1;
+    this.o.log('result refused', { jobId: job.id, attempt: res.attempt, error });
+    if (res.resultRef && parseResultRef(res.resultRef)) await this.o.results?.drop(res.resultRef).catch(() => undefined);
+    const own = issueIdFromJobId(job.id!) === issue.id;
+    this.o.db.transaction(() => {
+      this.o.runs.upsert(issue.id, job.id!, res.attempt, { agent: res.agentId, outcome: 'failed', startedAt: res.startedAt, finishedAt: res.finishedAt, exitCode: res.exitCode, baseSha: res.baseSha, commitSha: res.commitSha, logPath: res.logPath, error });
+    })();
+    const failures = this.o.runs.forIssue(issue.id).filter((r) => r.outcome === 'failed').length;
+    if (own && failures < (job.opts.attempts ?? 1)) {
+      await job.remove();
+      this.o.issues.update(issue.id, { status: 'open', error, attempts: Math.max(issue.attempts, res.attempt) });
+      return;
+    }
+    this.o.issues.update(issue.id, { status: 'failed', error, attempts: Math.max(issue.attempts, res.attempt) });
+    this.emit('result', { issue: this.o.issues.require(issue.id), run: this.o.runs.get(job.id!, res.attempt) });
+  }
+
+  /**
+   * Result refs nobody will publish are deleted: those of finished issues, and those of
+   * attempts that lost their lease, were handed back or failed (a late runner's push).
+   */
+  private async collectResultRefs(): Promise<void> {
+    const results = this.o.results;
+    if (!results || Date.now() - this.refsCollectedAt < (results.local ? 0 : 60_000)) return;
+    this.refsCollectedAt = Date.now();
+    const running = new Set(this.o.runs.running().map((r) => resultRefFor(r.jobId, r.attempt)));
+    for (const { ref } of await results.list()) {
+      const p = parseResultRef(ref)!;
+      if (running.has(ref)) continue;
+      const issue = /^\d+$/.test(p.key) ? this.o.issues.get(Number(p.key)) : undefined;
+      const run = issue ? this.o.runs.get(jobIdForIssue(issue.id), p.attempt) : undefined;
+      const why = !issue
+        ? 'no such issue'
+        : issue.status === 'done' || issue.status === 'failed'
+          ? `issue #${issue.id} is ${issue.status}`
+          : run && run.outcome !== 'succeeded'
+            ? `attempt ${p.attempt} ${run.outcome === 'lost' ? 'lost its lease' : `was ${run.outcome}`}`
+            : undefined;
+      if (!why) continue;
+      await results.drop(ref);
+      this.o.log('refused a result ref nobody will publish', { ref, why });
+    }
   }
 
   private async recordFailed(job: Job): Promise<void> {
@@ -323,6 +397,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     for (const id of waiting) {
       if (issueIdFromJobId(id) === undefined && !issues.byJobId(id) && !this.invalidSeen.has(id)) await this.issueForJob(id, true);
     }
+    await this.collectResultRefs().catch((err: Error) => this.o.log('result refs: collection failed', { error: err.message }));
     setSetting(db, 'reconciled_until', String(now));
   }
 }

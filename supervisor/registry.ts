@@ -7,12 +7,15 @@ export interface RegisteredAgent {
   host: string;
   pid: number | null;
   version: string;
-  state: 'starting' | 'idle' | 'working' | 'stopping';
+  /** `blocked`: a remote-mode runner whose git remote is unreachable (it takes no jobs). */
+  state: 'starting' | 'idle' | 'working' | 'stopping' | 'blocked';
   since: number;
   heartbeat: number;
   jobId: string | null;
   issueId: string | null;
   title: string | null;
+  /** Why a blocked runner takes no jobs (credentials already removed by the runner). */
+  error: string | null;
 }
 
 /** Runners registered in Redis with a live heartbeat, whoever started them. */
@@ -42,6 +45,7 @@ export async function readRegistry(redis: Redis, prefix: string, queueName: stri
       jobId: h.jobId || null,
       issueId: h.issueId || null,
       title: h.title || null,
+      error: h.error || null,
     });
   });
   return out;

@@ -5,7 +5,7 @@ import { runningDaemon } from './pidfile.js';
 import { readRegistry, type RegisteredAgent } from './registry.js';
 import { readDesired } from './scaler.js';
 
-export type AgentState = 'starting' | 'idle' | 'working' | 'stopping' | 'crashed';
+export type AgentState = 'starting' | 'idle' | 'working' | 'stopping' | 'crashed' | 'blocked';
 
 export interface AgentStatus {
   id: string;
@@ -21,6 +21,8 @@ export interface AgentStatus {
   worktree: string;
   branch: string;
   env?: unknown;
+  /** Started outside this supervisor (another host, Swarm, Kubernetes): seen in the registry only. */
+  external?: boolean;
 }
 
 export interface QueueCounts {
@@ -89,7 +91,7 @@ export async function buildStatus(ctx: Context, redis: Redis | undefined, extra:
       containerId: slot.containerId,
       health: slot.health,
       restarts: slot.restarts,
-      lastError: slot.lastError,
+      lastError: reg?.error ?? slot.lastError,
       worktree: slot.worktree,
       branch: slot.branch,
       ...(extra.envFor ? { env: extra.envFor(slot.id) } : {}),
@@ -108,9 +110,10 @@ export async function buildStatus(ctx: Context, redis: Redis | undefined, extra:
       containerId: null,
       health: null,
       restarts: 0,
-      lastError: null,
+      lastError: reg.error,
       worktree: '',
       branch: '',
+      external: true,
     });
   }
   const p = ctx.platform;

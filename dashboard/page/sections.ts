@@ -38,7 +38,7 @@ const firstLine = (s: string, max = 140): string => {
 const elapsed = (since: number, now: number | undefined, suffix = ''): string =>
   `<span class="mono since" data-since="${since}"${suffix ? ` data-suffix="${e(suffix)}"` : ''}>${now === undefined ? '' : e(formatDuration(now - since) + suffix)}</span>`;
 
-const STATE_LABEL: Record<AgentStatus['state'], string> = { working: 'working', idle: 'idle', starting: 'starting', stopping: 'stopping', crashed: 'crashed' };
+const STATE_LABEL: Record<AgentStatus['state'], string> = { working: 'working', idle: 'idle', starting: 'starting', stopping: 'stopping', crashed: 'crashed', blocked: 'blocked' };
 
 function activityOf(a: AgentStatus, pendingTotal: number): string {
   if (a.state === 'working' && a.issue) {
@@ -47,6 +47,7 @@ function activityOf(a: AgentStatus, pendingTotal: number): string {
   if (a.state === 'idle') return pendingTotal > 0 ? '<span class="muted">Idle (taking the next issue)</span>' : '<span class="muted">Idle (no issues)</span>';
   if (a.state === 'starting') return '<span class="muted">Starting…</span>';
   if (a.state === 'stopping') return '<span class="muted">Stopping (handing back its job)…</span>';
+  if (a.state === 'blocked') return `<span class="error">Waiting for its git remote${a.lastError ? `: ${e(firstLine(a.lastError, 200))}` : ''}</span>`;
   return `<span class="error">Crashed${a.lastError ? `: ${e(firstLine(a.lastError, 200))}` : ''}</span>`;
 }
 

@@ -1,0 +1,157 @@
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { gitEnv, redact, type GitCredentials } from './git-auth.js';
+import { LocalWorktree, type CommitOutcome, type Workspace } from './workspace.js';
+
+/**
+ * Why a remote git operation failed. `unreachable` and `auth` are the remote's fault: the
+ * runner hands the job back (no attempt spent) and backs off. `rejected`: the remote refused
+ * the push itself (the result ref exists, or is not one runners may write).
+ */
+export type GitRemoteErrorKind = 'unreachable' | 'auth' | 'rejected';
+
+export class GitRemoteError extends Error {
+  constructor(readonly kind: GitRemoteErrorKind, message: string) {
+    super(message);
+    this.name = 'GitRemoteError';
+  }
+}
+
+export interface RemoteCloneOptions {
+  url: string;
+  pushUrl?: string | undefined;
+  /** The runner-local cache: a bare repository `repo.git` shared by the slots of this host. */
+  cacheDir: string;
+  /** This slot's worktree of the cache. */
+  path: string;
+  branch: string;
+  agentId: string;
+  credentials: GitCredentials;
+  timeoutMs: number;
+}
+
+interface GitRun {
+  stdout: string;
+  stderr: string;
+}
+
+function classify(stderr: string, timedOut: boolean): GitRemoteErrorKind {
+  if (timedOut) return 'unreachable';
+  if (/Authentication failed|returned error: 40[17]|could not read Username|terminal prompts disabled|Permission denied \(publickey/i.test(stderr)) return 'auth';
+  if (/\[rejected\]|\[remote rejected\]|returned error: 403|failed to push some refs/i.test(stderr)) return 'rejected';
+  return 'unreachable';
+}
+
+/**
+ * A runner's git access when it cannot see the supervisor's repository: its own bare clone
+ * under `cacheDir`, a worktree per slot, fetched from `url` before each job, and the result
+ * commit pushed to `refs/supervisor/results/<issue>/<attempt>` (never a branch).
+ */
+export class RemoteClone implements Workspace {
+  readonly path: string;
+  private readonly cache: string;
+  private readonly baseRef: string;
+  private tree: LocalWorktree | undefined;
+  private initialised = false;
+
+  constructor(private readonly o: RemoteCloneOptions) {
+    this.path = o.path;
+    this.cache = join(o.cacheDir, 'repo.git');
+    // Per-slot refs: slots sharing the cache never contend for one ref lock.
+    this.baseRef = `refs/supervisor/slots/${o.agentId}/base`;
+  }
+
+  /** The remote URL as it may be shown (no credentials). */
+  get shownUrl(): string {
+    return redact(this.o.url, this.o.credentials.secrets);
+  }
+
+  private run(args: string[], opts: { cwd?: string; network?: boolean } = {}): Promise<GitRun> {
+    const env = gitEnv(this.o.credentials);
+    return new Promise((resolve, reject) => {
+      execFile(
+        'git',
+        args,
+        { cwd: opts.cwd ?? this.cache, env, timeout: opts.network ? this.o.timeoutMs : 0, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024, encoding: 'utf8' },
+        (err, stdout, stderr) => {
+          if (!err) return resolve({ stdout, stderr });
+          const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string };
+          const timedOut = e.killed === true && e.signal === 'SIGKILL';
+          const detail = redact((stderr || e.message).trim().split('\n').filter(Boolean).slice(-3).join(' | '), this.o.credentials.secrets);
+          if (!opts.network) return reject(new Error(`git ${args[0]} failed: ${detail}`));
+          const kind = classify(stderr, timedOut);
+          const what = timedOut ? `no answer within ${this.o.timeoutMs} ms` : detail;
+          reject(new GitRemoteError(kind, `git remote ${this.shownUrl} ${kind === 'auth' ? 'refused the credentials' : kind === 'rejected' ? 'refused the push' : 'is unreachable'} (git ${args[0]}): ${what}`));
+        },
+      );
+    });
+  }
+
+  private async ensureCache(): Promise<void> {
+    if (this.initialised) return;
+    mkdirSync(this.o.cacheDir, { recursive: true });
+    for (let i = 0; ; i++) {
+      try {
+        if (!existsSync(join(this.cache, 'HEAD'))) await this.run(['init', '--quiet', '--bare', this.cache], { cwd: this.o.cacheDir });
+        // Slots share the cache: no automatic gc or ref packing under their feet.
+        await this.run(['config', 'gc.auto', '0']);
+        await this.run(['config', 'maintenance.auto', 'false']);
+        break;
+      } catch (err) {
+        // Another slot initialising the same cache holds config.lock: try again.
+        if (i >= 10) throw err;
+        await new Promise((r) => setTimeout(r, 50 + Math.random() * 200));
+      }
+    }
+    this.initialised = true;
+  }
+
+  /** Checks that the remote answers and the credentials work, without changing anything. */
+  async probe(baseBranch: string): Promise<void> {
+    await this.ensureCache();
+    const out = await this.run(['ls-remote', '--heads', this.o.url, `refs/heads/${baseBranch}`], { network: true });
+    if (!out.stdout.trim()) throw new GitRemoteError('unreachable', `git remote ${this.shownUrl} has no branch ${baseBranch}`);
+  }
+
+  async prepare(baseBranch: string): Promise<string> {
+    await this.ensureCache();
+    await this.run(['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', this.o.url, `+refs/heads/${baseBranch}:${this.baseRef}`], { network: true }).catch((err: unknown) => {
+      if (err instanceof GitRemoteError && /couldn't find remote ref/i.test(err.message)) {
+        throw new GitRemoteError('unreachable', `git remote ${this.shownUrl} has no branch ${baseBranch}`);
+      }
+      throw err;
+    });
+    const baseSha = (await this.run(['rev-parse', '--verify', `${this.baseRef}^{commit}`])).stdout.trim();
+    if (await this.healthy()) {
+      await this.run(['checkout', '--quiet', '--force', '-B', this.o.branch, baseSha], { cwd: this.path });
+      await this.run(['clean', '-fdq'], { cwd: this.path });
+    } else {
+      rmSync(this.path, { recursive: true, force: true });
+      await this.run(['worktree', 'prune']);
+      await this.run(['worktree', 'add', '--quiet', '--force', '-B', this.o.branch, this.path, baseSha]);
+    }
+    return baseSha;
+  }
+
+  private async healthy(): Promise<boolean> {
+    if (!existsSync(this.path)) return false;
+    try {
+      return (await this.run(['rev-parse', '--show-toplevel'], { cwd: this.path })).stdout.trim() === this.path;
+    } catch {
+      return false;
+    }
+  }
+
+  commit(baseSha: string, message: string, author: { name: string; email: string }): Promise<CommitOutcome> {
+    // Created late: simple-git insists that the cache exists.
+    this.tree ??= new LocalWorktree(this.cache, this.o.path, this.o.branch);
+    return this.tree.commit(baseSha, message, author);
+  }
+
+  /** Pushes the result commit to its result ref; the remote accepts only new refs there. */
+  async publish(commitSha: string, ref: string): Promise<string> {
+    await this.run(['push', '--quiet', '--no-verify', this.o.pushUrl ?? this.o.url, `${commitSha}:${ref}`], { network: true });
+    return ref;
+  }
+}
