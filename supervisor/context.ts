@@ -7,6 +7,7 @@ import { IssueStore } from './store/issues.js';
 import { RunStore } from './store/runs.js';
 import { SlotStore } from './store/slots.js';
 import { queueNameFor } from '../contract/job.js';
+import { markNewDatabase } from './earlier-database.js';
 
 /** Everything a command needs about one repository, opened once. */
 export interface Context {
@@ -35,6 +36,7 @@ export async function initRepo(paths: RepoPaths): Promise<{ created: boolean; ba
   initStateDir(paths);
   const db = openDatabase(paths.dbFile);
   try {
+    if (created) await markNewDatabase(db, new IssueStore(db), paths.root);
     let base = getSetting(db, 'base_branch');
     if (!base) {
       base = await currentBranch(paths.root);

@@ -106,6 +106,15 @@ export class IssueStore {
     return this.get(Number(info.lastInsertRowid))!;
   }
 
+  /** Later issues get ids above `n` (a new database in a repository whose earlier issues still have jobs and branches). */
+  skipIdsThrough(n: number): void {
+    this.db.transaction(() => {
+      const row = this.db.prepare(`SELECT seq FROM sqlite_sequence WHERE name = 'issues'`).get() as { seq: number } | undefined;
+      if (!row) this.db.prepare(`INSERT INTO sqlite_sequence (name, seq) VALUES ('issues', ?)`).run(n);
+      else if (row.seq < n) this.db.prepare(`UPDATE sqlite_sequence SET seq = ? WHERE name = 'issues'`).run(n);
+    })();
+  }
+
   get(id: number): Issue | undefined {
     const r = this.db.prepare('SELECT * FROM issues WHERE id = ?').get(id) as IssueRow | undefined;
     return r ? toIssue(r) : undefined;
