@@ -61,6 +61,11 @@ export interface DockerRuntimeHooks {
 export async function createDockerRuntime(ctx: Context, redisUrl: string, hooks: DockerRuntimeHooks = {}): Promise<DockerRuntime> {
   const { config, platform, paths } = ctx;
   const d = config.docker;
+  if (config.git.runners === 'remote') {
+    throw new SupervisorError('ERR_SUP_CONFIG', 'the Docker runtime runs runners on worktrees of this repository; git.runners "remote" is not supported with it yet', {
+      hint: 'use git.runners "shared" (the default) with --runtime docker, or --runtime process for remote runners',
+    });
+  }
   const engine = await connectEngine(hooks.engine);
   const info = await engine.info();
   if (config.memoryPerAgent !== undefined && config.memoryPerAgent > Math.min(info.memoryBytes, platform.memoryBytes)) {
