@@ -2,13 +2,15 @@ import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { BeforeJobStepSchema, type BeforeJobStep, type RunnerConfig } from '../contract/job.js';
+import { BeforeJobStepSchema, agentBranch, type BeforeJobStep, type RunnerConfig } from '../contract/job.js';
 import type { Context } from './context.js';
 import { SupervisorError, coerceError, redactSecrets } from './errors.js';
 import { forgetEarlierDatabase } from './earlier-database.js';
 import { Feeder } from './feeder.js';
 import { acquirePidFile, releasePidFile, runningDaemon, updatePidFile } from './pidfile.js';
 import { Recorder } from './recorder.js';
+import { localRunnerGit } from './remote.js';
+import { ResultRefs } from './results.js';
 import { connectForever, evictionWarning, resolveRedisUrl } from './redis.js';
 import { readRegistry } from './registry.js';
 import { createDockerRuntime } from './runtimes/docker/create.js';
@@ -50,6 +52,8 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
   readonly recorder: Recorder;
   readonly scaler: Scaler;
   readonly runtime: AgentRuntime;
+  /** Result refs pushed by runners in remote git mode. */
+  readonly results: ResultRefs;
   private feedTimer: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
   private readonly slotHooks: SlotHook[] = [];
@@ -63,7 +67,9 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     this.queue.on('error', () => undefined);
     this.runtime = runtime;
     this.feeder = new Feeder(ctx.issues, ctx.runs, this.queue, { attempts: config.attempts, backoffMs: config.backoff });
+    this.results = new ResultRefs({ repoRoot: paths.root, gitCommonDir: paths.gitCommonDir, stateDir: paths.stateDir, remoteUrl: config.git.remoteUrl, log });
     this.recorder = new Recorder({
+      results: this.results,
       db: ctx.db,
       issues: ctx.issues,
       runs: ctx.runs,
@@ -171,7 +177,8 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
 
   private async prepareSlot(agentId: string): Promise<RunnerConfig> {
     const { paths, config } = this.ctx;
-    const wt = await ensureWorktree(paths, agentId, this.ctx.baseBranch);
+    const remote = localRunnerGit(this.ctx, agentId, this.results);
+    const wt = remote ? { path: remote.worktreePath, branch: agentBranch(agentId) } : await ensureWorktree(paths, agentId, this.ctx.baseBranch);
     this.ctx.slots.ensure(Number(agentId.slice('agent-'.length)), wt.path, wt.branch);
     const agentEnv: Record<string, string> = {};
     for (const h of this.slotHooks) Object.assign(agentEnv, await h.prepare(agentId, wt.path));
@@ -193,6 +200,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       heartbeatMs: config.heartbeat,
       agentEnv,
       beforeJob,
+      git: remote?.git ?? { mode: 'shared' },
     };
   }
 
