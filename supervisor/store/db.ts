@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { chmodSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { SupervisorError } from '../errors.js';
 
@@ -118,6 +118,15 @@ export function openDatabase(file: string, opts: { readonly?: boolean } = {}): D
     db.pragma('synchronous = NORMAL');
   } catch (cause) {
     throw databaseError(file, (cause as Error).message, cause);
+  }
+  // It holds the Redis URL the supervisor runs with (password included, so that CLI commands find
+  // it): only its owner may read it. SQLite gives the -wal and -shm files the same mode.
+  if (size === undefined && !opts.readonly) {
+    try {
+      chmodSync(file, 0o600);
+    } catch {
+      /* not ours to change (e.g. a shared filesystem); the directory's mode still applies */
+    }
   }
   // Fails fast on a damaged database, before any write. quick_check reports damage as rows
   // (it throws only when the header itself is unreadable).
