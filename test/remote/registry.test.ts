@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { join } from 'node:path';
+import { queueNameFor, supervisorKeys } from '../../contract/job.js';
+import { readRegistry } from '../../supervisor/registry.js';
+import { resolveRepo } from '../../supervisor/repo.js';
+import { useCleanups } from '../helpers/cleanup.js';
+import { cliJson, runCli, startSupervisor, testEnv, waitFor } from '../helpers/cli.js';
+import { git, tempDir, tempRepo } from '../helpers/repo.js';
+import { plainRunnerConfig, startPlainRunner, type RunnerProcess } from './helpers.js';
+
+const cleanups = useCleanups();
+const REDIS = 'redis://127.0.0.1:6379';
+
+async function setup() {
+  const repo = tempRepo();
+  cleanups.push(repo.cleanup);
+  const env = testEnv({ REDIS_URL: REDIS });
+  const sup = await startSupervisor(repo.dir, env, ['--agents', '0']);
+  cleanups.push(async () => void (await sup.stop()));
+  const paths = await resolveRepo(repo.dir);
+  const base = { redisUrl: REDIS, prefix: env.SUPERVISOR_PREFIX!, queueName: queueNameFor(paths.repoId), gitUrl: repo.dir, pushUrl: join(paths.stateDir, 'results.git') };
+  return { dir: repo.dir, env, base };
+}
+
+function runner(config: Record<string, unknown>): RunnerProcess {
+  const r = startPlainRunner(config);
+  cleanups.push(async () => void (await r.stop('SIGKILL')));
+  return r;
+}
+
+const agentsOf = async (dir: string, env: Record<string, string>) => (await cliJson(['status'], { cwd: dir, env })).agents as any[];
+
+describe('runner registry', () => {
+  it('shows runners started elsewhere with their host in status and the dashboard; stale entries age out', async () => {
+    const { dir, env, base } = await setup();
+    const r = runner(plainRunnerConfig({ ...base, agentId: 'agent-101', host: 'build-server', cacheDir: tempDir('sup-cache-') }));
+    const seen = await waitFor(async () => (await agentsOf(dir, env)).find((a) => a.id === 'agent-101' && a.state === 'idle'), { what: 'agent-101 registered' });
+    expect(seen).toMatchObject({ host: 'build-server', external: true, pid: r.pid });
+
+    const s = await cliJson(['status'], { cwd: dir, env });
+    const api = await fetch(new URL('api/status', s.supervisor.dashboardUrl)).then((res) => res.json() as Promise<any>);
+    expect(api.agents.find((a: any) => a.id === 'agent-101')).toMatchObject({ host: 'build-server', state: 'idle' });
+    const page = await fetch(s.supervisor.dashboardUrl).then((res) => res.text());
+    expect(page).toContain('on build-server');
+    // Text status lists it too, and `scale 0` still converges: it is not this supervisor's runner.
+    expect((await runCli(['status'], { cwd: dir, env })).stdout).toContain('agent-101');
+    expect((await runCli(['scale', '0'], { cwd: dir, env })).code).toBe(0);
+
+    // It works like any runner: its result arrives by a result ref and lands on issue/1.
+    await runCli(['issue', 'add', 'From the build server'], { cwd: dir, env });
+    const issue = await waitFor(async () => {
+      const i = await cliJson(['issue', 'show', '1'], { cwd: dir, env });
+      return i.status === 'done' ? i : false;
+    }, { what: 'issue 1 done' });
+    expect(issue.agent).toBe('agent-101');
+    expect(git(dir, 'rev-parse', 'issue/1')).toBe(issue.commit);
+
+    // Killed without a goodbye: its entry stops counting once its heartbeat is stale (3 s here).
+    const killedAt = Date.now();
+    await r.stop('SIGKILL');
+    await waitFor(async () => !(await agentsOf(dir, env)).some((a) => a.id === 'agent-101'), { timeoutMs: 10_000, what: 'agent-101 aged out' });
+    expect(Date.now() - killedAt).toBeLessThan(8000);
+
+    // Entries of long-gone runners leave the index too.
+    const redis = new Redis(REDIS);
+    cleanups.push(() => void redis.disconnect());
+    const keys = supervisorKeys(base.prefix, base.queueName);
+    await redis.zadd(keys.agents, Date.now() - 3_600_000, 'agent-777');
+    await readRegistry(redis, base.prefix, base.queueName, 3000);
+    expect(await redis.zscore(keys.agents, 'agent-777')).toBeNull();
+  });
+
+  it('refuses a second runner claiming a slot id a live runner holds, across processes', async () => {
+    const { dir, env, base } = await setup();
+    const a = runner(plainRunnerConfig({ ...base, agentId: 'agent-102', host: 'host-a', cacheDir: tempDir('sup-cache-') }));
+    await waitFor(async () => (await agentsOf(dir, env)).find((x) => x.id === 'agent-102' && x.state === 'idle'), { what: 'first agent-102' });
+    const b = runner(plainRunnerConfig({ ...base, agentId: 'agent-102', host: 'host-b', cacheDir: tempDir('sup-cache-') }));
+    expect(await b.exited).toBe(1);
+    expect(b.output).toMatch(/slot agent-102 is already held by a live runner on host-a; refusing to start a second one/);
+    expect(a.running).toBe(true);
+    const agents = (await agentsOf(dir, env)).filter((x) => x.id === 'agent-102');
+    expect(agents).toHaveLength(1);
+    expect(agents[0]).toMatchObject({ host: 'host-a', pid: a.pid });
+  });
+});
