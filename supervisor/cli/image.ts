@@ -79,3 +79,25 @@ export function registerImageCommand(program: Command, globals: () => GlobalOpts
       else say(`built ${tag}`);
     });
 }
+
+export function registerComposeConfigCommand(program: Command, globals: () => GlobalOpts): void {
+  program
+    .command('compose-config')
+    .description('print the variables docker/docker-compose.yml needs (eval "$(supervisor compose-config --agents 3)")')
+    .option('--agents <n>', 'slots to prepare', '3')
+    .option('--redis-url <url>', 'Redis as the containers reach it', 'redis://redis:6379')
+    .option('--json', 'print JSON')
+    .action(async (o: { agents: string; redisUrl: string; json?: boolean }) => {
+      if (!/^\d+$/.test(o.agents) || Number(o.agents) < 1 || Number(o.agents) > 999) throw new SupervisorError('ERR_SUP_USAGE', `--agents must be a whole number from 1 to 999, got "${o.agents}"`);
+      const { openContext } = await import('../context.js');
+      const { composeVariables, shellExports } = await import('../runtimes/docker/compose.js');
+      const ctx = await openContext({ repo: globals().repo, init: true });
+      try {
+        const vars = await composeVariables(ctx, Number(o.agents), o.redisUrl);
+        if (o.json) printJson(vars);
+        else say(shellExports(vars));
+      } finally {
+        ctx.close();
+      }
+    });
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { SupervisorError, coerceError, redactSecrets } from '../errors.js';
-import { registerImageCommand } from './image.js';
+import { registerComposeConfigCommand, registerImageCommand } from './image.js';
 import { registerInfraCommand } from './infra.js';
 import { registerIssueCommands } from './issues.js';
 import { registerLifecycleCommands } from './lifecycle.js';
@@ -28,6 +28,7 @@ function build(): Command {
   registerDashboardCommand(program, globals);
   registerInfraCommand(program, globals);
   registerImageCommand(program, globals);
+  registerComposeConfigCommand(program, globals);
   for (const cmd of program.commands) {
     cmd.exitOverride();
     for (const sub of cmd.commands) sub.exitOverride();
