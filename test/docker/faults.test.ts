@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { useCleanups } from '../helpers/cleanup.js';
 import { cliJson, runCli, startSupervisor, waitFor } from '../helpers/cli.js';
 import { git } from '../helpers/repo.js';
@@ -30,6 +30,10 @@ describeDocker('Docker runtime: faults', () => {
       stdio: ['pipe', 'ignore', 'inherit'],
     });
   }, 200_000);
+
+  afterAll(async () => {
+    await docker.getImage(CRASH_IMAGE).remove().catch(() => undefined);
+  });
 
   it('a container killed mid-job is restarted and its issue re-claimed and finished, recorded once; a container removed by hand is recreated', async () => {
     const repo = await dockerRepo();
