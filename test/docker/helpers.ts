@@ -87,6 +87,11 @@ export async function ensureRunnerImage(): Promise<void> {
       .then((i) => i.Config.Labels?.[HASH_LABEL])
       .catch(() => undefined);
     if (label === hash) return;
+    const previous = await docker
+      .getImage(RUNNER_IMAGE)
+      .inspect()
+      .then((i) => i.Id)
+      .catch(() => undefined);
     const base = spawnSync('docker', ['image', 'inspect', 'local/node20:bookworm'], { stdio: 'ignore' }).status === 0 ? ['--build-arg', 'BASE_IMAGE=local/node20:bookworm'] : [];
     process.stderr.write(`[docker tests] building ${RUNNER_IMAGE} (its sources changed)\n`);
     execFileSync('docker', ['build', '-q', '-f', 'docker/Dockerfile', ...base, '--label', `${HASH_LABEL}=${hash}`, '-t', RUNNER_IMAGE, '.'], {
@@ -94,6 +99,8 @@ export async function ensureRunnerImage(): Promise<void> {
       stdio: ['ignore', 'ignore', 'pipe'],
       timeout: 170_000,
     });
+    // The image it replaces would pile up untagged on every rebuild.
+    if (previous) await docker.getImage(previous).remove().catch(() => undefined);
   } finally {
     rmdirSync(lock);
   }
