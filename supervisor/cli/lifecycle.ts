@@ -116,8 +116,8 @@ function printStatus(s: Status): void {
     const now = Date.now();
     say(
       table(
-        s.agents.map((a) => [a.id, a.state, a.issue ? `#${a.issue.id} ${oneLine(a.issue.title ?? '', 40)}` : a.state === 'idle' ? 'Idle (no issues)' : '', ago(now - a.since), a.pid ? String(a.pid) : '', a.lastError && a.state === 'crashed' ? oneLine(a.lastError, 50) : '']),
-        ['AGENT', 'STATE', 'ISSUE', 'FOR', 'PID', 'NOTE'],
+        s.agents.map((a) => [a.id, a.state, a.issue ? `#${a.issue.id} ${oneLine(a.issue.title ?? '', 40)}` : a.state === 'idle' ? 'Idle (no issues)' : '', ago(now - a.since), a.containerId ? `${a.containerId.slice(0, 12)}${a.health ? ` (${a.health})` : ''}` : a.pid ? `pid ${a.pid}` : '', a.lastError && a.state === 'crashed' ? oneLine(a.lastError, 50) : '']),
+        ['AGENT', 'STATE', 'ISSUE', 'FOR', 'RUNNER', 'NOTE'],
       ),
     );
   }
