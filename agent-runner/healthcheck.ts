@@ -5,9 +5,9 @@
  * Reads the same SUPERVISOR_RUNNER_CONFIG as the runner; prints one line (Docker keeps it in
  * the container's health log).
  */
-import { hostname } from 'node:os';
 import { Redis } from 'ioredis';
 import { RunnerConfigSchema, supervisorKeys } from '../contract/job.js';
+import { readRunnerConfigInput } from './remote-config.js';
 
 function done(code: number, msg: string): never {
   process.stdout.write(`${msg}\n`);
@@ -15,9 +15,14 @@ function done(code: number, msg: string): never {
 }
 
 async function main(): Promise<void> {
-  const raw = process.env.SUPERVISOR_RUNNER_CONFIG;
-  if (!raw) done(1, 'unhealthy: SUPERVISOR_RUNNER_CONFIG is not set');
-  const parsed = RunnerConfigSchema.safeParse({ host: hostname(), ...JSON.parse(raw) });
+  let input: Record<string, unknown>;
+  try {
+    // As the runner reads it (also from SUPERVISOR_RUNNER_CONFIG_FILE, with the slot id from the environment).
+    input = readRunnerConfigInput();
+  } catch (err) {
+    done(1, `unhealthy: ${(err as Error).message}`);
+  }
+  const parsed = RunnerConfigSchema.safeParse(input);
   if (!parsed.success) done(1, 'unhealthy: invalid SUPERVISOR_RUNNER_CONFIG');
   const cfg = parsed.data;
   const staleAfter = Math.max(3 * cfg.heartbeatMs, 3000);

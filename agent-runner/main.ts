@@ -5,7 +5,7 @@
  */
 import { openSync, writeSync } from 'node:fs';
 import { RunnerConfigSchema } from '../contract/job.js';
-import { completeRunnerConfig } from './remote-config.js';
+import { readRunnerConfigInput } from './remote-config.js';
 import { AgentRunner } from './runner.js';
 
 function log(msg: string, fields: Record<string, unknown> = {}): void {
@@ -44,13 +44,15 @@ function survivePrintErrors(): void {
 async function main(): Promise<void> {
   survivePrintErrors();
   if (process.env.SUPERVISOR_RUNNER_LOG_FILE) teeOutput(process.env.SUPERVISOR_RUNNER_LOG_FILE);
-  const raw = process.env.SUPERVISOR_RUNNER_CONFIG;
-  if (!raw) {
-    log('SUPERVISOR_RUNNER_CONFIG is not set; the supervisor starts runners with it');
+  // Runners started outside the supervisor (Swarm, Kubernetes, another host) derive their slot id and paths.
+  let input: Record<string, unknown>;
+  try {
+    input = readRunnerConfigInput();
+  } catch (err) {
+    log((err as Error).message);
     process.exit(2);
   }
-  // Runners started outside the supervisor (Swarm, Kubernetes, another host) derive their slot id and paths.
-  const parsed = RunnerConfigSchema.safeParse(completeRunnerConfig(JSON.parse(raw) as Record<string, unknown>));
+  const parsed = RunnerConfigSchema.safeParse(input);
   if (!parsed.success) {
     log(`invalid runner configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
     process.exit(2);

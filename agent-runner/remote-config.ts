@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { agentBranch, slotId } from '../contract/job.js';
@@ -35,6 +36,31 @@ export function completeRunnerConfig(input: Record<string, unknown>, env: NodeJS
 }
 
 export class SlotIdError extends Error {}
+
+/**
+ * The runner's configuration as given: JSON in SUPERVISOR_RUNNER_CONFIG, or in the file named by
+ * SUPERVISOR_RUNNER_CONFIG_FILE (a Docker secret, a Kubernetes ConfigMap). Completed as above.
+ */
+export function readRunnerConfigInput(env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
+  let raw = env.SUPERVISOR_RUNNER_CONFIG;
+  const file = env.SUPERVISOR_RUNNER_CONFIG_FILE;
+  if (!raw && file) {
+    try {
+      raw = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new SlotIdError(`cannot read SUPERVISOR_RUNNER_CONFIG_FILE ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+  if (!raw) throw new SlotIdError('SUPERVISOR_RUNNER_CONFIG (or SUPERVISOR_RUNNER_CONFIG_FILE) is not set; the supervisor starts runners with it');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch (err) {
+    throw new SlotIdError(`the runner configuration is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new SlotIdError('the runner configuration must be a JSON object');
+  return completeRunnerConfig(parsed as Record<string, unknown>, env);
+}
 
 function slotFromEnv(env: NodeJS.ProcessEnv): number | undefined {
   const offset = env.SUPERVISOR_SLOT_OFFSET ? Number(env.SUPERVISOR_SLOT_OFFSET) : 0;

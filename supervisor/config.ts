@@ -94,7 +94,7 @@ export const ConfigSchema = z
     memoryPerAgent: bytes.optional(),
     /** @defaultValue 4 on Linux, 2 on macOS */
     cpusPerAgent: z.number().positive().optional(),
-    runtime: z.enum(['process', 'docker']).default('process'),
+    runtime: z.enum(['process', 'docker', 'swarm']).default('process'),
     /** Branch agents start from; default the main worktree's branch at `init`. */
     baseBranch: z
       .string()
@@ -161,6 +161,20 @@ export const ConfigSchema = z
       .strict()
       .default({}),
     /** The Docker runtime (`--runtime docker`); see docs/docker.md. */
+    /** `--runtime swarm`: the runners as one Docker Swarm service (docs/multi-host.md). */
+    swarm: z
+      .object({
+        /** @defaultValue "host" — network of the tasks; an overlay network when Redis and git are services too. */
+        network: z.string().min(1).default('host'),
+        /** Redis as the tasks reach it. Default: the supervisor's URL. */
+        redisUrl: z.string().optional(),
+        /** Git remote as the tasks reach it. Default: git.remoteUrl, else the dashboard's /git/repo.git. */
+        gitUrl: z.string().optional(),
+        /** Placement constraints, e.g. `["node.labels.agents == true"]`. @defaultValue [] */
+        constraints: z.array(z.string().min(1)).default([]),
+      })
+      .strict()
+      .default({}),
     docker: z
       .object({
         /** @defaultValue "agent-supervisor-runner:latest" — the runner image (`supervisor image build`). */

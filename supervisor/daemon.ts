@@ -15,6 +15,7 @@ import { connectForever, evictionWarning, resolveRedisUrl } from './redis.js';
 import { readRegistry } from './registry.js';
 import { createDockerRuntime } from './runtimes/docker/create.js';
 import { ProcessRuntime } from './runtimes/process.js';
+import { createSwarmRuntime } from './runtimes/swarm-create.js';
 import type { AgentRuntime } from './runtimes/runtime.js';
 import { Scaler, validateAgentCount } from './scaler.js';
 import { setSetting } from './store/db.js';
@@ -244,6 +245,7 @@ async function createRuntime(ctx: Context, redisUrl: string, log: Logger): Promi
       },
     });
   }
+  if (ctx.config.runtime === 'swarm') return createSwarmRuntime(ctx, redisUrl, { log });
   return new ProcessRuntime({ logDir: ctx.paths.logDir, runDir: ctx.paths.runDir });
 }
 

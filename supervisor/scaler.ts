@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
-import { slotId, type RunnerConfig } from '../contract/job.js';
+import { agentBranch, slotId, slotNumber, type RunnerConfig } from '../contract/job.js';
 import { SupervisorError, coerceError } from './errors.js';
 import { getSetting, setSetting, type Db } from './store/db.js';
 import type { SlotStore } from './store/slots.js';
-import type { AgentRuntime, RunnerExit } from './runtimes/runtime.js';
+import type { AgentRuntime, RunnerExit, RuntimeAgent } from './runtimes/runtime.js';
 import type { RegisteredAgent } from './registry.js';
 
 export interface ScalerOptions {
@@ -142,6 +142,7 @@ export class Scaler extends EventEmitter<ScalerEvents> {
         s.restartAt = 0;
       }
     }
+    if (this.o.runtime.scaleTo) return this.syncSlots(await this.o.runtime.scaleTo(desired));
     const now = Date.now();
     const registry = await this.o.registry().catch(() => new Map<string, RegisteredAgent>());
     const slots = new Map(this.o.slots.list().map((s) => [s.id, s]));
@@ -226,11 +227,27 @@ export class Scaler extends EventEmitter<ScalerEvents> {
     this.kick();
   }
 
+  /** A runtime that scales as a whole reported its runners: the slot table follows it. */
+  private syncSlots(agents: RuntimeAgent[]): void {
+    const seen = new Set<string>();
+    for (const a of agents) {
+      seen.add(a.agentId);
+      const slot = this.o.slots.ensure(slotNumber(a.agentId), '', agentBranch(a.agentId));
+      const state = a.state ?? 'running';
+      if (slot.state !== state || slot.containerId !== (a.containerId ?? null) || slot.lastError !== (a.lastError ?? null)) {
+        this.o.slots.setState(a.agentId, state, { pid: null, containerId: a.containerId ?? null, lastError: a.lastError ?? null });
+        this.emit('progress', { agentId: a.agentId, state, message: a.lastError ?? `task ${state}` });
+      }
+    }
+    for (const s of this.o.slots.list()) if (!seen.has(s.id) && s.state !== 'stopped') this.o.slots.setState(s.id, 'stopped', { pid: null, containerId: null });
+  }
+
   /** Stops every runner (graceful), for supervisor shutdown. */
   async stopAll(): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     await this.passing;
+    if (this.o.runtime.scaleTo) return this.syncSlots(await this.o.runtime.scaleTo(0));
     const running = this.o.slots.list().filter((s) => s.state === 'running' || s.state === 'starting');
     await Promise.all(running.map((s) => this.stopSlot(s.id)));
   }

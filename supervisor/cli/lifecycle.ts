@@ -145,7 +145,7 @@ export function registerLifecycleCommands(program: Command, globals: () => Globa
     .command('start')
     .description('run the supervisor (feeder, recorder, agents, dashboard)')
     .option('--agents <n>', 'number of agents to run (default: the last count set, or 0)')
-    .option('--runtime <kind>', 'process | docker')
+    .option('--runtime <kind>', 'process | docker | swarm')
     .option('--agent-command <cmd>', 'agent command, run with /bin/sh -c in the worktree')
     .option('--agent <preset>', 'claude | codex | aider')
     .option('--max-agents <n>', 'upper bound for scale (default: memory ÷ per-agent budget)')

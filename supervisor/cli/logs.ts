@@ -6,6 +6,7 @@ import { openContext } from '../context.js';
 import { SupervisorError } from '../errors.js';
 import { wholeNumberFlag } from './args.js';
 import type { GlobalOpts } from './output.js';
+import { swarmLogs } from './swarm-logs.js';
 
 /** The last `n` lines of a file, read from its end (logs can be large). */
 export function tailLines(file: string, n: number): { lines: string[]; size: number } {
@@ -69,6 +70,8 @@ export function registerLogsCommand(program: Command, globals: () => GlobalOpts)
       const ctx = await openContext({ repo: globals().repo });
       const { logDir } = ctx.paths;
       ctx.close();
+      // Swarm runners keep no log on this machine: the service's logs come from the engine.
+      if (ctx.config.runtime === 'swarm') return swarmLogs(ctx.paths.repoId, ctx.paths.root, { agentId: agent, follow: o.follow === true, tail: lines });
       const ids = agent
         ? [agent]
         : existsSync(logDir)

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { initRepo, openContext } from '../context.js';
 import { releaseSlotEnv } from '../extensions.js';
+import { removeSwarmService } from '../runtimes/swarm.js';
 import { SupervisorError } from '../errors.js';
 import { runningDaemon } from '../pidfile.js';
 import { resolveRepo } from '../repo.js';
@@ -51,6 +52,8 @@ export function registerMaintenanceCommands(program: Command, globals: () => Glo
         const skipped: string[] = [];
         // Stopped runner containers go (found by label); a slot whose container runs is kept.
         const containers = await removeStoppedContainers(ctx.paths.repoId);
+        // The swarm service goes too, unless a supervisor runs (it would create it again).
+        const swarmServiceRemoved = daemon ? false : await removeSwarmService(ctx.paths.repoId, ctx.paths.root);
         for (const slot of ctx.slots.list()) {
           const stopped = daemon ? slot.state === 'stopped' : true;
           if (!stopped || runnerAlive(ctx.paths.runDir, slot.id) || containers?.running.has(slot.id)) {
@@ -66,8 +69,9 @@ export function registerMaintenanceCommands(program: Command, globals: () => Glo
         }
         if (existsSync(ctx.paths.worktreesDir) && readdirSync(ctx.paths.worktreesDir).length === 0) rmdirSync(ctx.paths.worktreesDir);
         const containersRemoved = containers?.removed ?? [];
-        if (o.json) printJson({ removed, skipped, containersRemoved });
+        if (o.json) printJson({ removed, skipped, containersRemoved, swarmServiceRemoved });
         else {
+          if (swarmServiceRemoved) say('removed the swarm service of this repository and its secrets');
           if (containersRemoved.length) say(`removed ${containersRemoved.length} stopped container${containersRemoved.length === 1 ? '' : 's'}: ${containersRemoved.join(', ')}`);
           say(removed.length ? `removed ${removed.length} slot${removed.length === 1 ? '' : 's'}: ${removed.join(', ')}` : 'nothing to clean up');
         }

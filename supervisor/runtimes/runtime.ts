@@ -21,6 +21,9 @@ export interface RuntimeAgent {
   containerId?: string;
   health?: string;
   startedAt: number;
+  /** Runtimes that scale as a whole (`scaleTo`): the slot's state and why it crashed. */
+  state?: 'starting' | 'running' | 'crashed' | undefined;
+  lastError?: string;
 }
 
 /**
@@ -28,7 +31,12 @@ export interface RuntimeAgent {
  * Docker runtime puts each runner in a container. The scaler only speaks this interface.
  */
 export interface AgentRuntime {
-  readonly kind: 'process' | 'docker';
+  readonly kind: 'process' | 'docker' | 'swarm';
+  /**
+   * Runtimes that scale as a whole (a Swarm service) implement this instead of per-slot
+   * start/stop: make `desired` runners exist (0: none), return them as slots.
+   */
+  scaleTo?(desired: number): Promise<RuntimeAgent[]>;
   /** Re-attaches to runners that outlived a previous supervisor; returns the slots found. */
   adopt(agentIds: readonly string[]): Promise<RuntimeAgent[]>;
   start(spec: RunnerSpec): Promise<RuntimeAgent>;
