@@ -1,0 +1,107 @@
+import { join } from 'node:path';
+import { slotId } from '../../contract/job.js';
+import { removeWorktree } from '../../supervisor/worktrees.js';
+import { OursHandle, rssOf, waitUntil } from '../lib/harness.js';
+import { git, makeRepo } from '../lib/git.js';
+import { deletePrefix, freshPrefix } from '../lib/redis.js';
+import type { BenchOptions, RowResult } from '../lib/row.js';
+import { fmtMb, fmtMs, median, nowMs, round } from '../lib/stats.js';
+
+/**
+ * `scale N` from 0 on a large repository until every slot's runner reports idle, vs the script
+ * users write today: N sequential `git worktree add`. Also N → 0, and the warm scale-up
+ * (worktrees kept from before, as after a restart). Idle runner RSS is sampled here.
+ */
+export async function scaleRows(o: BenchOptions): Promise<RowResult[]> {
+  const files = o.quick ? 2000 : 5000;
+  const slots = o.quick ? 5 : 10;
+  const repeats = o.quick ? 1 : 3;
+  o.log(`scale: making a ${files}-file repository`);
+  const repo = await makeRepo(files);
+  const prefix = freshPrefix();
+  const cold: number[] = [];
+  const warm: number[] = [];
+  const down: number[] = [];
+  const base: number[] = [];
+  const runnerRss: number[] = [];
+  try {
+    const ours = await OursHandle.start(repo.dir, prefix, 'true', { agents: 0 });
+    try {
+      for (let r = 0; r < repeats; r++) {
+        o.log(`scale: baseline, ${slots} sequential git worktree add (${r + 1}/${repeats})`);
+        const paths = Array.from({ length: slots }, (_, k) => join(repo.dir, '.worktrees', `plain-${k + 1}`));
+        let t0 = nowMs();
+        for (const [k, p] of paths.entries()) await git(repo.dir, ['worktree', 'add', '-q', '-b', `plain/${r}-${k + 1}`, p, 'main']);
+        base.push(nowMs() - t0);
+        for (const p of paths) await git(repo.dir, ['worktree', 'remove', '--force', p]);
+
+        o.log(`scale: ours, scale ${slots} from 0 (${r + 1}/${repeats})`);
+        t0 = nowMs();
+        ours.daemon.scaler.setDesired(slots);
+        await ours.idle(slots);
+        cold.push(nowMs() - t0);
+        if (r === 0) {
+          await new Promise((res) => setTimeout(res, 1000));
+          for (const a of (await ours.registry()).values()) if (a.pid) runnerRss.push(rssOf(a.pid).rss);
+        }
+
+        t0 = nowMs();
+        ours.daemon.scaler.setDesired(0);
+        await stopped(ours, slots);
+        down.push(nowMs() - t0);
+
+        t0 = nowMs();
+        ours.daemon.scaler.setDesired(slots);
+        await ours.idle(slots);
+        warm.push(nowMs() - t0);
+        ours.daemon.scaler.setDesired(0);
+        await stopped(ours, slots);
+        for (let k = 1; k <= slots; k++) await removeWorktree(ours.ctx.paths, slotId(k));
+      }
+    } finally {
+      await ours.stop();
+    }
+  } finally {
+    repo.cleanup();
+    await deletePrefix(prefix);
+  }
+  const c = median(cold);
+  const b = median(base);
+  const ratio = c / b;
+  const rows: RowResult[] = [
+    {
+      id: 'scale-up',
+      title: `Scale-up 0 → ${slots}, ${files}-file repo${repeats > 1 ? ` (median of ${repeats})` : ''}`,
+      ours: fmtMs(c),
+      baseline: `${fmtMs(b)} (${slots}× git worktree add)`,
+      comparison: `${ratio.toFixed(2)}×`,
+      target: '≤ 1.2×',
+      met: ratio <= 1.2,
+      data: { files, slots, repeats, oursColdMs: cold.map((v) => round(v)), baselineMs: base.map((v) => round(v)), ratio: round(ratio, 3), oursWarmMs: warm.map((v) => round(v)) },
+    },
+    {
+      id: 'scale-down',
+      title: `Scale-down ${slots} → 0 (warm scale-up ${fmtMs(median(warm))})`,
+      ours: fmtMs(median(down)),
+      baseline: '—',
+      comparison: '',
+      target: '',
+      met: undefined,
+      data: { slots, oursMs: down.map((v) => round(v)), warmScaleUpMs: warm.map((v) => round(v)) },
+    },
+  ];
+  (rows[0]!.data as Record<string, unknown>).idleRunnerRssBytes = runnerRss;
+  (rows[0]!.data as Record<string, unknown>).idleRunnerRss = fmtMb(median(runnerRss));
+  return rows;
+}
+
+async function stopped(ours: OursHandle, slots: number): Promise<void> {
+  await waitUntil(
+    async () => {
+      const states = ours.ctx.slots.list().map((s) => s.state);
+      return states.length >= slots && states.every((s) => s === 'stopped') && (await ours.registry()).size === 0;
+    },
+    'all runners stopped',
+    { intervalMs: 10 },
+  );
+}

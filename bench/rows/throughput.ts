@@ -1,0 +1,99 @@
+import { join } from 'node:path';
+import { Queue } from 'bullmq';
+import { OursHandle, RawWorkerProcess } from '../lib/harness.js';
+import { git, makeRepo } from '../lib/git.js';
+import { connect, deletePrefix, freshPrefix, REDIS_URL } from '../lib/redis.js';
+import type { BenchOptions, RowResult } from '../lib/row.js';
+import { nowMs, round } from '../lib/stats.js';
+
+const AGENTS = 4;
+const REPO_FILES = 1000;
+/** The no-op agent that changes one file. */
+const AGENT_COMMAND = `printf '%s\\n' "$ISSUE_ID" > bench-change.txt`;
+
+/**
+ * 4 agents work through N issues (agent: change one file), counted as done in SQLite, vs a
+ * plain BullMQ pool of 4 workers doing git reset + the same command + commit per job.
+ */
+export async function throughputRow(o: BenchOptions): Promise<RowResult> {
+  const n = o.quick ? 100 : 1000;
+  const repo = await makeRepo(REPO_FILES);
+  const prefix = freshPrefix();
+  const rawPrefix = freshPrefix();
+  try {
+    // Raw pool first (its worktrees are removed before ours run).
+    o.log(`throughput: raw BullMQ pool, ${AGENTS} workers, ${n} jobs`);
+    const worktrees = [];
+    for (let k = 1; k <= AGENTS; k++) {
+      const wt = { path: join(repo.dir, '.worktrees', `raw-${k}`), branch: `raw/${k}` };
+      await git(repo.dir, ['worktree', 'add', '-q', '-b', wt.branch, wt.path, 'main']);
+      worktrees.push(wt);
+    }
+    const conn = connect();
+    const queue = new Queue('raw-throughput', { connection: conn, prefix: rawPrefix });
+    const pool = await RawWorkerProcess.start({ mode: 'pool', redisUrl: REDIS_URL, prefix: rawPrefix, queueName: 'raw-throughput', worktrees, base: 'main', agentCommand: AGENT_COMMAND });
+    let rawS: number;
+    try {
+      let completed = 0;
+      let failed = 0;
+      const all = new Promise<void>((resolve) =>
+        pool.on((m) => {
+          if (m.type === 'completed') completed += 1;
+          if (m.type === 'failed') failed += 1;
+          if (completed + failed === n) resolve();
+        }),
+      );
+      const t0 = nowMs();
+      await queue.addBulk(Array.from({ length: n }, (_, i) => ({ name: 'issue', data: { issueId: i + 1, title: `throughput ${i + 1}` }, opts: { jobId: `issue-${i + 1}`, priority: 3, removeOnComplete: { age: 3600 } } })));
+      await all;
+      rawS = (nowMs() - t0) / 1000;
+      if (failed) throw new Error(`${failed} raw jobs failed`);
+    } finally {
+      await pool.stop();
+      await queue.close();
+      conn.disconnect();
+      await deletePrefix(rawPrefix);
+    }
+    for (const wt of worktrees) await git(repo.dir, ['worktree', 'remove', '--force', wt.path]);
+
+    o.log(`throughput: ours, ${AGENTS} agents, ${n} issues`);
+    const ours = await OursHandle.start(repo.dir, prefix, AGENT_COMMAND, { agents: AGENTS });
+    let oursS: number;
+    let committed = 0;
+    try {
+      await ours.idle(AGENTS);
+      let finished = 0;
+      const all = new Promise<void>((resolve) =>
+        ours.daemon.recorder.on('result', () => {
+          finished += 1;
+          if (finished === n) resolve();
+        }),
+      );
+      const t0 = nowMs();
+      ours.addIssues(Array.from({ length: n }, (_, i) => `throughput ${i + 1}`));
+      await all;
+      oursS = (nowMs() - t0) / 1000;
+      const counts = ours.ctx.issues.counts();
+      if (counts.done !== n) throw new Error(`only ${counts.done} of ${n} issues done (${JSON.stringify(counts)})`);
+      committed = ours.ctx.issues.list({ status: 'done' }).filter((i) => i.commit).length;
+    } finally {
+      await ours.stop();
+    }
+    const oursRate = n / oursS;
+    const rawRate = n / rawS;
+    const ratio = oursRate / rawRate;
+    return {
+      id: 'throughput',
+      title: `Throughput, ${AGENTS} agents, ${n} issues`,
+      ours: `${oursRate.toFixed(1)} issues/s`,
+      baseline: `${rawRate.toFixed(1)} jobs/s raw pool`,
+      comparison: `${ratio.toFixed(2)}×`,
+      target: '≥ 0.8×',
+      met: ratio >= 0.8,
+      data: { issues: n, agents: AGENTS, repoFiles: REPO_FILES, oursSeconds: round(oursS), rawSeconds: round(rawS), oursPerS: round(oursRate), rawPerS: round(rawRate), ratio: round(ratio, 3), issuesWithCommit: committed },
+    };
+  } finally {
+    repo.cleanup();
+    await deletePrefix(prefix);
+  }
+}
