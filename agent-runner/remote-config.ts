@@ -11,12 +11,14 @@ import { agentBranch, slotId } from '../contract/job.js';
  *   `runners-2` is slot 3: ordinal + 1); SUPERVISOR_SLOT_OFFSET shifts either (runners on
  *   another host at agent-101…, clear of the supervisor's own slots);
  * - its host name for status: SUPERVISOR_HOST, else the machine's;
+ * - Redis: SUPERVISOR_REDIS_URL, when set, replaces `redisUrl` (a Kubernetes ConfigMap key);
  * - in remote git mode, the paths it was not given, under the git cache directory.
  * Returns the input unchanged where it already says.
  */
 export function completeRunnerConfig(input: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
   const out: Record<string, unknown> = { host: env.SUPERVISOR_HOST || hostname(), ...input };
   if (env.SUPERVISOR_HOST) out.host = env.SUPERVISOR_HOST;
+  if (env.SUPERVISOR_REDIS_URL) out.redisUrl = env.SUPERVISOR_REDIS_URL;
   const n = slotFromEnv(env);
   if (n !== undefined) {
     out.agentId = slotId(n);

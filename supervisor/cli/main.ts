@@ -8,6 +8,7 @@ import { registerLifecycleCommands } from './lifecycle.js';
 import { registerDashboardCommand } from './dashboard.js';
 import { registerLogsCommand } from './logs.js';
 import { registerMaintenanceCommands } from './maintenance.js';
+import { registerRemoteCommands } from './remote.js';
 import type { GlobalOpts } from './output.js';
 
 const USAGE_CODES = new Set(['ERR_SUP_USAGE', 'ERR_SUP_SCALE_LIMIT', 'ERR_SUP_INVALID_ISSUE']);
@@ -25,6 +26,7 @@ function build(): Command {
   registerIssueCommands(program, globals);
   registerLifecycleCommands(program, globals);
   registerLogsCommand(program, globals);
+  registerRemoteCommands(program, globals);
   registerDashboardCommand(program, globals);
   registerInfraCommand(program, globals);
   registerImageCommand(program, globals);

@@ -1,13 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { queueNameFor, supervisorKeys } from '../../contract/job.js';
 import { readRegistry } from '../../supervisor/registry.js';
 import { resolveRepo } from '../../supervisor/repo.js';
 import { useCleanups } from '../helpers/cleanup.js';
-import { cliJson, runCli, startSupervisor, testEnv, waitFor } from '../helpers/cli.js';
+import { CLI, cliJson, runCli, startSupervisor, testEnv, waitFor } from '../helpers/cli.js';
 import { git, tempDir, tempRepo } from '../helpers/repo.js';
-import { plainRunnerConfig, startPlainRunner, type RunnerProcess } from './helpers.js';
+import { RunnerProcess, plainRunnerConfig, startPlainRunner } from './helpers.js';
 
 const cleanups = useCleanups();
 const REDIS = 'redis://127.0.0.1:6379';
@@ -71,16 +73,29 @@ describe('runner registry', () => {
     expect(await redis.zscore(keys.agents, 'agent-777')).toBeNull();
   });
 
-  it('refuses a second runner claiming a slot id a live runner holds, across processes', async () => {
+  it('refuses a second runner claiming a slot id a live runner holds, across processes (runners started with `supervisor runner`)', async () => {
     const { dir, env, base } = await setup();
-    const a = runner(plainRunnerConfig({ ...base, agentId: 'agent-102', host: 'host-a', cacheDir: tempDir('sup-cache-') }));
+    // What a user does: print the configuration on the supervisor's host, start runners elsewhere.
+    const printed = await runCli(['runner-config', '--git-url', base.gitUrl, '--push-url', base.pushUrl, '--redis-url', REDIS, '--cache-dir', tempDir('sup-cache-')], { cwd: dir, env });
+    expect(printed.code, printed.stderr).toBe(0);
+    expect(printed.stderr).toMatch(/warning: the Redis URL redis:\/\/127\.0\.0\.1:6379 is a loopback address/);
+    const file = join(tempDir('sup-conf-'), 'runner.json');
+    writeFileSync(file, printed.stdout);
+    expect(JSON.parse(printed.stdout)).toMatchObject({ queueName: base.queueName, prefix: base.prefix, git: { mode: 'remote', url: base.gitUrl } });
+    const cli = (agentId: string, host: string) => {
+      const r = new RunnerProcess(spawn(process.execPath, [CLI, 'runner', '--config', file, '--agent-id', agentId], { env: { ...process.env, SUPERVISOR_HOST: host }, stdio: ['ignore', 'pipe', 'pipe'] }));
+      cleanups.push(async () => void (await r.stop('SIGKILL')));
+      return r;
+    };
+    const a = cli('102', 'host-a');
     await waitFor(async () => (await agentsOf(dir, env)).find((x) => x.id === 'agent-102' && x.state === 'idle'), { what: 'first agent-102' });
-    const b = runner(plainRunnerConfig({ ...base, agentId: 'agent-102', host: 'host-b', cacheDir: tempDir('sup-cache-') }));
+    const b = cli('agent-102', 'host-b');
     expect(await b.exited).toBe(1);
     expect(b.output).toMatch(/slot agent-102 is already held by a live runner on host-a; refusing to start a second one/);
+    expect(b.output).toMatch(/error: the runner exited with code 1/);
     expect(a.running).toBe(true);
     const agents = (await agentsOf(dir, env)).filter((x) => x.id === 'agent-102');
     expect(agents).toHaveLength(1);
-    expect(agents[0]).toMatchObject({ host: 'host-a', pid: a.pid });
+    expect(agents[0]).toMatchObject({ host: 'host-a', state: 'idle' });
   });
 });
