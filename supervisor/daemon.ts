@@ -129,8 +129,27 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     if (this.redis.status !== 'ready') {
       const ready = new Promise<void>((r) => this.redis.once('ready', () => r()));
       const slow = setTimeout(() => this.log('waiting for Redis (retrying until it answers)'), 1500);
-      await ready;
-      clearTimeout(slow);
+      // A server that answers but refuses the credentials will not change its mind: say so, rather
+      // than wait for ever for a Redis that is "not there".
+      let onError: (err: Error) => void = () => undefined;
+      const refused = new Promise<never>((_, reject) => {
+        onError = (err) => {
+          if (!/NOAUTH|WRONGPASS|invalid password|invalid username-password|AUTH <password> called without any password/i.test(err.message)) return;
+          this.redis.disconnect();
+          reject(
+            new SupervisorError('ERR_SUP_REDIS_UNREACHABLE', `Redis at ${redactSecrets(this.redisUrl)} refused the credentials: ${err.message}`, {
+              hint: 'check the user name and password in REDIS_URL, or "redisUrl" in supervisor.config.json',
+            }),
+          );
+        };
+        this.redis.on('error', onError);
+      });
+      try {
+        await Promise.race([ready, refused]);
+      } finally {
+        clearTimeout(slow);
+        this.redis.off('error', onError);
+      }
     }
     const warn = await evictionWarning(this.redis);
     if (warn) this.log(`warning: ${warn}`);
