@@ -92,6 +92,10 @@ describe('shell metacharacters in issue content', () => {
     const repo = tempRepo();
     cleanups.push(repo.cleanup);
     const dir = repo.dir;
+    // Environments off: this test needs no ports or Redis DBs of its own.
+    writeFileSync(join(dir, 'supervisor.config.json'), JSON.stringify({ env: { enabled: false } }));
+    git(dir, 'add', 'supervisor.config.json');
+    git(dir, 'commit', '-qm', 'config');
     const out = tempDir('sup-sec-');
     const canaryName = `CANARY_${seed}`;
     const canary = join(out, canaryName);
