@@ -49,16 +49,11 @@ export async function forgetEarlierDatabase(o: { db: Db; issues: IssueStore; que
   const createdAt = Number(getSetting(db, CREATED_KEY) ?? '0');
   if (!createdAt || getSetting(db, CHECKED_KEY) === '1') return undefined;
   const base = `${prefix}:${queue.name}:`;
-  const ids: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${base}issue-*`, 'COUNT', 1000);
-    cursor = next;
-    for (const k of keys) {
-      const id = k.slice(base.length);
-      if (issueIdFromJobId(id) !== undefined) ids.push(id);
-    }
-  } while (cursor !== '0');
+  // The queue's own sets, not a SCAN of the keyspace: bounded by this queue, whatever else the server holds.
+  const lists = ['wait', 'active', 'paused'];
+  const zsets = ['prioritized', 'delayed', 'completed', 'failed', 'waiting-children'];
+  const listed = await Promise.all([...lists.map((l) => redis.lrange(`${base}${l}`, 0, -1)), ...zsets.map((z) => redis.zrange(`${base}${z}`, '0', '-1'))]);
+  const ids = [...new Set(listed.flat())].filter((id) => issueIdFromJobId(id) !== undefined);
   const pipe = redis.pipeline();
   for (const id of ids) pipe.hget(`${base}${id}`, 'timestamp');
   const stamps = (await pipe.exec()) ?? [];
