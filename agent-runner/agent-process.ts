@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { watch, type FSWatcher, type WriteStream } from 'node:fs';
+import type { WriteStream } from 'node:fs';
+import { changedSince } from './progress-scan.js';
 
 export type KillReason = 'lease-lost' | 'shutdown' | 'no-progress' | 'superseded';
 
@@ -54,7 +55,7 @@ export class AgentProcess {
   readonly exited: Promise<AgentExit>;
   private killedFor: KillReason | undefined;
   private lastProgress = Date.now();
-  private watcher: FSWatcher | undefined;
+  private checkingFiles = false;
   private progressTimer: NodeJS.Timeout | undefined;
   private killTimer: NodeJS.Timeout | undefined;
 
@@ -77,19 +78,8 @@ export class AgentProcess {
     };
     this.child.stdout?.on('data', onData);
     this.child.stderr?.on('data', onData);
-    try {
-      this.watcher = watch(opts.cwd, { recursive: true }, (_event, file) => {
-        if (file && (file === '.git' || file.startsWith('.git/'))) return;
-        this.lastProgress = Date.now();
-      });
-      this.watcher.on('error', () => this.watcher?.close());
-    } catch {
-      // Output alone then counts as progress.
-    }
     const tick = Math.max(50, Math.min(1000, Math.floor(opts.progressTimeoutMs / 4)));
-    this.progressTimer = setInterval(() => {
-      if (Date.now() - this.lastProgress > opts.progressTimeoutMs) this.kill('no-progress');
-    }, tick);
+    this.progressTimer = setInterval(() => void this.checkProgress(), tick);
 
     this.exited = new Promise<AgentExit>((resolve) => {
       const finish = (exitCode: number | null, signal: NodeJS.Signals | null) => {
@@ -103,6 +93,23 @@ export class AgentProcess {
         if (this.child.pid === undefined) finish(null, null);
       });
     });
+  }
+
+  /**
+   * Silent for the whole timeout: before killing, look for file changes in the worktree since
+   * the last sign of life (a change counts as progress, as output does).
+   */
+  private async checkProgress(): Promise<void> {
+    const timeout = this.opts.progressTimeoutMs;
+    if (this.checkingFiles || this.killedFor !== undefined || Date.now() - this.lastProgress <= timeout) return;
+    this.checkingFiles = true;
+    try {
+      const changed = await changedSince(this.opts.cwd, this.lastProgress).catch(() => undefined);
+      if (changed !== undefined) this.lastProgress = Math.max(this.lastProgress, Math.min(changed, Date.now()));
+      if (Date.now() - this.lastProgress > timeout && this.child.exitCode === null && this.child.signalCode === null) this.kill('no-progress');
+    } finally {
+      this.checkingFiles = false;
+    }
   }
 
   get pid(): number | undefined {
@@ -136,6 +143,5 @@ export class AgentProcess {
   private stopWatching(): void {
     if (this.progressTimer) clearInterval(this.progressTimer);
     if (this.killTimer) clearTimeout(this.killTimer);
-    this.watcher?.close();
   }
 }
