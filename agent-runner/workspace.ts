@@ -1,6 +1,6 @@
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { simpleGit, type SimpleGit } from 'simple-git';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { execFile } from 'node:child_process';
 
 export interface CommitOutcome {
   commitSha: string | null;
@@ -31,6 +31,44 @@ function cleanEnv(): Record<string, string> {
   return env;
 }
 
+interface Git {
+  raw(args: readonly string[]): Promise<string>;
+}
+
+/**
+ * git in `cwd`, run directly (simple-git waits 50 ms more after every command that prints
+ * nothing, and a job runs several). Fails on a non-zero exit with git's stderr as the message.
+ */
+function gitIn(cwd: string, env: Record<string, string> = cleanEnv()): Git {
+  return {
+    raw: (args) =>
+      new Promise((resolvePromise, reject) => {
+        execFile('git', args, { cwd, env, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+          if (err) reject(new Error(stderr.trim() || err.message, { cause: err }));
+          else resolvePromise(stdout);
+        });
+      }),
+  };
+}
+
+/**
+ * Whether `dir` is a linked worktree whose `.git` file names an admin directory that points
+ * back at it (what `git worktree add` writes), judged from the files alone.
+ */
+export function linkedWorktreeIntact(dir: string): boolean {
+  try {
+    const dotGit = join(dir, '.git');
+    if (!lstatSync(dotGit).isFile()) return false;
+    const m = /^gitdir: (.+)$/m.exec(readFileSync(dotGit, 'utf8'));
+    if (!m?.[1]) return false;
+    const admin = resolve(dir, m[1].trim());
+    const back = readFileSync(join(admin, 'gitdir'), 'utf8').trim();
+    return resolve(admin, back) === dotGit && existsSync(join(admin, 'HEAD')) && existsSync(join(admin, 'commondir'));
+  } catch {
+    return false;
+  }
+}
+
 export function parseShortstat(s: string): Omit<CommitOutcome, 'commitSha'> {
   const num = (re: RegExp) => Number(re.exec(s)?.[1] ?? 0);
   return { filesChanged: num(/(\d+) files? changed/), insertions: num(/(\d+) insertions?\(\+\)/), deletions: num(/(\d+) deletions?\(-\)/) };
@@ -38,18 +76,21 @@ export function parseShortstat(s: string): Omit<CommitOutcome, 'commitSha'> {
 
 /** A slot's worktree `<repo>/.worktrees/agent-00N` on branch `agent/00N`, reused across jobs. */
 export class LocalWorktree implements Workspace {
-  private readonly repo: SimpleGit;
+  private readonly repo: Git;
 
   constructor(readonly repoPath: string, readonly path: string, readonly branch: string) {
-    this.repo = simpleGit({ baseDir: repoPath }).env(cleanEnv());
+    this.repo = gitIn(repoPath);
   }
 
-  private tree(): SimpleGit {
-    return simpleGit({ baseDir: this.path }).env(cleanEnv());
+  private tree(env?: Record<string, string>): Git {
+    return gitIn(this.path, env);
   }
 
   private async healthy(): Promise<boolean> {
     if (!existsSync(this.path)) return false;
+    // Fast path without a git process per job: `.git` is our pointer file and the worktree's
+    // admin directory points back at it. Anything else is settled by git itself.
+    if (linkedWorktreeIntact(this.path)) return true;
     try {
       const top = (await this.tree().raw(['rev-parse', '--show-toplevel'])).trim();
       return top === this.path;
@@ -92,15 +133,16 @@ export class LocalWorktree implements Workspace {
   }
 
   async prepare(baseBranch: string): Promise<string> {
-    const baseSha = (await this.repo.raw(['rev-parse', '--verify', `refs/heads/${baseBranch}^{commit}`])).trim();
     if (!(await this.healthy())) {
+      const baseSha = (await this.repo.raw(['rev-parse', '--verify', `refs/heads/${baseBranch}^{commit}`])).trim();
       await this.recreate(baseSha);
       return baseSha;
     }
     const git = this.tree();
-    await git.raw(['checkout', '--force', '-B', this.branch, baseSha]);
-    await git.raw(['clean', '-fd']);
-    return baseSha;
+    // The base is what was checked out: read back from HEAD while `clean` runs (neither locks).
+    await git.raw(['checkout', '--force', '-B', this.branch, `refs/heads/${baseBranch}`]);
+    const [head] = await Promise.all([git.raw(['rev-parse', '--verify', 'HEAD^{commit}']), git.raw(['clean', '-fd'])]);
+    return head.trim();
   }
 
   async commit(baseSha: string, message: string, author: { name: string; email: string }): Promise<CommitOutcome> {
@@ -108,15 +150,18 @@ export class LocalWorktree implements Workspace {
     if (!(await this.healthy())) {
       throw new Error('the agent damaged its worktree (.git is missing or points elsewhere); nothing was committed, and the worktree is recreated for the next job');
     }
-    const git = this.tree().env({ ...cleanEnv(), GIT_AUTHOR_NAME: author.name, GIT_AUTHOR_EMAIL: author.email, GIT_COMMITTER_NAME: author.name, GIT_COMMITTER_EMAIL: author.email });
+    const git = this.tree({ ...cleanEnv(), GIT_AUTHOR_NAME: author.name, GIT_AUTHOR_EMAIL: author.email, GIT_COMMITTER_NAME: author.name, GIT_COMMITTER_EMAIL: author.email });
     await git.raw(['add', '-A']);
-    const staged = (await git.raw(['diff', '--cached', '--name-only'])).trim();
-    if (staged.length > 0) {
+    try {
       await git.raw(['commit', '--no-verify', '--quiet', '-m', message]);
+    } catch (err) {
+      // Nothing staged (the agent changed nothing, or committed by itself) is not an error.
+      const staged = await git.raw(['diff', '--cached', '--name-only']).catch(() => 'unknown');
+      if (staged.trim().length > 0) throw err;
     }
-    const head = (await git.raw(['rev-parse', 'HEAD'])).trim();
-    if (head === baseSha) return { commitSha: null, filesChanged: 0, insertions: 0, deletions: 0 };
-    const stat = await git.raw(['diff', '--shortstat', baseSha, head]);
-    return { commitSha: head, ...parseShortstat(stat) };
+    const [head, stat] = await Promise.all([git.raw(['rev-parse', 'HEAD']), git.raw(['diff', '--shortstat', baseSha, 'HEAD'])]);
+    const commitSha = head.trim();
+    if (commitSha === baseSha) return { commitSha: null, filesChanged: 0, insertions: 0, deletions: 0 };
+    return { commitSha, ...parseShortstat(stat) };
   }
 }
