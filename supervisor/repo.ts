@@ -1,7 +1,7 @@
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { simpleGit, type SimpleGit } from 'simple-git';
 import { SupervisorError } from './errors.js';
 
 /** Where everything of one repository lives. */
@@ -29,13 +29,34 @@ export interface RepoPaths {
  */
 export const SAFE_GIT_CONFIG = ['core.hooksPath=/dev/null', 'core.fsmonitor=false'] as const;
 
-/** A git client that ignores GIT_DIR and friends inherited from a hook or an outer repository. */
-export function gitAt(dir: string): SimpleGit {
+export interface GitClient {
+  /** Runs `git <args>` in the client's directory; resolves with its output. */
+  raw(args: readonly string[]): Promise<string>;
+}
+
+/**
+ * A git client that ignores GIT_DIR and friends inherited from a hook or an outer repository.
+ * It runs git directly: simple-git waits 50 ms more after every command that prints nothing
+ * (`update-ref`, `worktree add --quiet`), which the recorder's serial writes and scale-up felt.
+ * Like simple-git's `raw`, it fails when git exits non-zero and says why on stderr; the error's
+ * message is git's stderr.
+ */
+export function gitAt(dir: string): GitClient {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (v !== undefined && !k.startsWith('GIT_')) env[k] = v;
   }
-  return simpleGit({ baseDir: dir, maxConcurrentProcesses: 8, trimmed: true, config: [...SAFE_GIT_CONFIG] }).env(env);
+  const config = SAFE_GIT_CONFIG.flatMap((c) => ['-c', c]);
+  return {
+    raw: (args) =>
+      new Promise((resolvePromise, reject) => {
+        execFile('git', [...config, ...args], { cwd: dir, env, maxBuffer: 256 * 1024 * 1024 }, (err, stdout, stderr) => {
+          const spawnFailed = err && (typeof (err as NodeJS.ErrnoException).code === 'string' || (err as { signal?: string | null }).signal);
+          if (spawnFailed || (err && stderr.trim().length > 0)) reject(new Error(stderr.trim() || err!.message, { cause: err }));
+          else resolvePromise(stdout);
+        });
+      }),
+  };
 }
 
 export function pathsFor(root: string, gitCommonDir: string): RepoPaths {
