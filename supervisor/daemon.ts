@@ -19,6 +19,7 @@ import { createSwarmRuntime } from './runtimes/swarm-create.js';
 import type { AgentRuntime } from './runtimes/runtime.js';
 import { Scaler, validateAgentCount } from './scaler.js';
 import { setSetting } from './store/db.js';
+import { watchExternalWrites } from './store/external-writes.js';
 import { ensureWorktree } from './worktrees.js';
 
 export type Logger = (msg: string, fields?: Record<string, unknown>) => void;
@@ -56,6 +57,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
   /** Result refs pushed by runners in remote git mode. */
   readonly results: ResultRefs;
   private feedTimer: NodeJS.Timeout | undefined;
+  private stopFeedWake: (() => void) | undefined;
   private stopping: Promise<void> | undefined;
   private readonly slotHooks: SlotHook[] = [];
 
@@ -184,14 +186,31 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
   }
 
   private feedLoop(): void {
+    let feeding = false;
+    let again = false;
     const run = async () => {
+      if (this.stopping) return;
+      if (feeding) {
+        again = true;
+        return;
+      }
+      feeding = true;
+      if (this.feedTimer) clearTimeout(this.feedTimer);
       try {
-        await this.feeder.tick();
+        await this.feeder.feedAll();
       } catch (err) {
         this.log('feeder: retrying', { error: coerceError(err).message });
       }
-      if (!this.stopping) this.feedTimer = setTimeout(run, this.ctx.config.feedInterval);
+      feeding = false;
+      if (this.stopping) return;
+      this.feedTimer = setTimeout(run, again ? 0 : this.ctx.config.feedInterval);
+      again = false;
     };
+    // Issues added and counts set by other processes (CLI, API) act at once, not at the next interval.
+    this.stopFeedWake = watchExternalWrites(this.ctx.db, this.ctx.paths.dbFile, () => {
+      void run();
+      this.scaler.kick();
+    });
     this.feedTimer = setTimeout(run, 0);
   }
 
@@ -228,6 +247,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       if (this.feedTimer) clearTimeout(this.feedTimer);
+      this.stopFeedWake?.();
       await this.scaler.stopAll();
       await this.shutdownConnections();
     })();
@@ -238,6 +258,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
   async detach(): Promise<void> {
     this.stopping ??= (async () => {
       if (this.feedTimer) clearTimeout(this.feedTimer);
+      this.stopFeedWake?.();
       this.scaler.detach();
       await this.shutdownConnections();
     })();

@@ -50,8 +50,20 @@ export class Feeder {
   async tick(): Promise<number> {
     const batch = this.issues.openBatch(this.opts.batchSize ?? 1000);
     if (batch.length === 0) return 0;
-    await this.queue.addBulk(batch.map((issue) => ({ name: 'issue', data: jobDataFor(issue, this.runs.maxAttempt(issue.id)), opts: this.jobOptions(issue) })));
+    const spent = this.runs.maxAttempts(batch.map((i) => i.id));
+    await this.queue.addBulk(batch.map((issue) => ({ name: 'issue', data: jobDataFor(issue, spent.get(issue.id) ?? 0), opts: this.jobOptions(issue) })));
     this.issues.markQueued(batch.map((i) => ({ id: i.id, jobId: jobIdForIssue(i.id) })));
     return batch.length;
+  }
+
+  /** Feeds batch after batch until no open issue is left; returns how many were queued. */
+  async feedAll(): Promise<number> {
+    const size = this.opts.batchSize ?? 1000;
+    let total = 0;
+    for (;;) {
+      const n = await this.tick();
+      total += n;
+      if (n < size) return total;
+    }
   }
 }

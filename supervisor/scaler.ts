@@ -70,6 +70,7 @@ export class Scaler extends EventEmitter<ScalerEvents> {
   private closed = false;
   private passing: Promise<void> | undefined;
   private lastDesired: number | undefined;
+  private kicked = false;
 
   constructor(private readonly o: ScalerOptions) {
     super();
@@ -120,12 +121,19 @@ export class Scaler extends EventEmitter<ScalerEvents> {
       .catch((err) => this.o.log('scaler error', { error: coerceError(err).message }))
       .finally(() => {
         this.passing = undefined;
-        if (!this.closed) this.timer = setTimeout(() => this.loop(), this.o.intervalMs ?? 250);
+        // A kick during the pass (a new count, a runner exit) gets its own pass at once.
+        const delay = this.kicked ? 0 : (this.o.intervalMs ?? 250);
+        this.kicked = false;
+        if (!this.closed) this.timer = setTimeout(() => this.loop(), delay);
       });
   }
 
   kick(): void {
-    if (this.passing || this.closed) return;
+    if (this.closed) return;
+    if (this.passing) {
+      this.kicked = true;
+      return;
+    }
     if (this.timer) clearTimeout(this.timer);
     this.loop();
   }

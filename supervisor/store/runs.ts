@@ -104,6 +104,14 @@ export class RunStore {
     return row.m ?? 0;
   }
 
+  /** `maxAttempt` of many issues in one query; issues that never ran are left out. */
+  maxAttempts(issueIds: readonly number[]): Map<number, number> {
+    const rows = this.db
+      .prepare('SELECT issue_id AS id, MAX(attempt) AS m FROM runs WHERE issue_id IN (SELECT value FROM json_each(?)) GROUP BY issue_id')
+      .all(JSON.stringify(issueIds)) as Array<{ id: number; m: number }>;
+    return new Map(rows.map((r) => [r.id, r.m]));
+  }
+
   forIssue(issueId: number): Run[] {
     return this.db.prepare(`${SELECT} WHERE issue_id = ? ORDER BY attempt, id`).all(issueId) as Run[];
   }
