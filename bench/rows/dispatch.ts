@@ -155,7 +155,7 @@ export async function dispatchRow(o: BenchOptions): Promise<RowResult> {
       title: `Dispatch latency, p50 / p99 (${n} issues)`,
       ours: `${fmtMs(s.p50)} / ${fmtMs(s.p99)}`,
       baseline: `${fmtMs(r.p50)} / ${fmtMs(r.p99)} raw + ${fmtMs(z.p50)} / ${fmtMs(z.p99)} reset`,
-      comparison: `+${fmtMs(over50)} / +${fmtMs(over99)} overhead`,
+      comparison: `${signed(over50)} / ${signed(over99)} overhead`,
       target: 'p99 overhead ≤ 50 ms',
       met: over99 <= 50,
       data: {
@@ -176,6 +176,8 @@ export async function dispatchRow(o: BenchOptions): Promise<RowResult> {
     await deletePrefix(prefix);
   }
 }
+
+const signed = (ms: number): string => (ms < 0 ? `−${fmtMs(-ms)}` : `+${fmtMs(ms)}`);
 
 export function roundAll<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, typeof v === 'number' ? round(v) : v])) as T;

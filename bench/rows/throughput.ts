@@ -31,25 +31,30 @@ export async function throughputRow(o: BenchOptions): Promise<RowResult> {
     }
     const conn = connect();
     const queue = new Queue('raw-throughput', { connection: conn, prefix: rawPrefix });
-    const pool = await RawWorkerProcess.start({ mode: 'pool', redisUrl: REDIS_URL, prefix: rawPrefix, queueName: 'raw-throughput', worktrees, base: 'main', agentCommand: AGENT_COMMAND });
+    // One worker process per worktree, as our runners are: the strongest hand-written pool.
+    const pool = await Promise.all(
+      worktrees.map((wt) => RawWorkerProcess.start({ mode: 'pool', redisUrl: REDIS_URL, prefix: rawPrefix, queueName: 'raw-throughput', worktrees: [wt], base: 'main', agentCommand: AGENT_COMMAND })),
+    );
     let rawS: number;
     try {
       let completed = 0;
       let failed = 0;
-      const all = new Promise<void>((resolve) =>
-        pool.on((m) => {
-          if (m.type === 'completed') completed += 1;
-          if (m.type === 'failed') failed += 1;
-          if (completed + failed === n) resolve();
-        }),
-      );
+      const all = new Promise<void>((resolve) => {
+        for (const w of pool) {
+          w.on((m) => {
+            if (m.type === 'completed') completed += 1;
+            if (m.type === 'failed') failed += 1;
+            if (completed + failed === n) resolve();
+          });
+        }
+      });
       const t0 = nowMs();
       await queue.addBulk(Array.from({ length: n }, (_, i) => ({ name: 'issue', data: { issueId: i + 1, title: `throughput ${i + 1}` }, opts: { jobId: `issue-${i + 1}`, priority: 3, removeOnComplete: { age: 3600 } } })));
       await all;
       rawS = (nowMs() - t0) / 1000;
       if (failed) throw new Error(`${failed} raw jobs failed`);
     } finally {
-      await pool.stop();
+      await Promise.all(pool.map((w) => w.stop()));
       await queue.close();
       conn.disconnect();
       await deletePrefix(rawPrefix);
