@@ -7,7 +7,6 @@ import {
   RunnerEventSchema,
   issueBranch,
   issueIdFromJobId,
-  jobIdForIssue,
   parseResultRef,
   resultRefFor,
   supervisorKeys,
@@ -321,19 +320,19 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     const results = this.o.results;
     if (!results || Date.now() - this.refsCollectedAt < (results.local ? 0 : 60_000)) return;
     this.refsCollectedAt = Date.now();
-    const running = new Set(this.o.runs.running().map((r) => resultRefFor(r.jobId, r.attempt)));
+    // Live issues (queued, in progress) by the key of their result refs (foreign jobs' too).
+    const live = new Map(this.o.issues.liveJobIds().map((l) => [parseResultRef(resultRefFor(l.jobId, 1))!.key, l]));
     for (const { ref } of await results.list()) {
       const p = parseResultRef(ref)!;
-      if (running.has(ref)) continue;
-      const issue = /^\d+$/.test(p.key) ? this.o.issues.get(Number(p.key)) : undefined;
-      const run = issue ? this.o.runs.get(jobIdForIssue(issue.id), p.attempt) : undefined;
-      const why = !issue
-        ? 'no such issue'
-        : issue.status === 'done' || issue.status === 'failed'
-          ? `issue #${issue.id} is ${issue.status}`
-          : run && run.outcome !== 'succeeded'
-            ? `attempt ${p.attempt} ${run.outcome === 'lost' ? 'lost its lease' : `was ${run.outcome}`}`
-            : undefined;
+      const l = live.get(p.key);
+      const run = l ? this.o.runs.get(l.jobId, p.attempt) : undefined;
+      const why = !l
+        ? /^\d+$/.test(p.key) && this.o.issues.get(Number(p.key))
+          ? `issue #${p.key} is ${this.o.issues.get(Number(p.key))!.status}`
+          : 'its issue is not queued or in progress'
+        : run && run.outcome !== 'running' && run.outcome !== 'succeeded'
+          ? `attempt ${p.attempt} ${run.outcome === 'lost' ? 'lost its lease' : `was ${run.outcome}`}`
+          : undefined;
       if (!why) continue;
       await results.drop(ref);
       this.o.log('refused a result ref nobody will publish', { ref, why });

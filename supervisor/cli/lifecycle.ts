@@ -116,7 +116,7 @@ function printStatus(s: Status): void {
     const now = Date.now();
     say(
       table(
-        s.agents.map((a) => [a.id, a.state, a.issue ? `#${a.issue.id} ${oneLine(a.issue.title ?? '', 40)}` : a.state === 'idle' ? 'Idle (no issues)' : '', ago(now - a.since), a.containerId ? `${a.containerId.slice(0, 12)}${a.health ? ` (${a.health})` : ''}` : a.pid ? `pid ${a.pid}` : '', a.lastError && a.state === 'crashed' ? oneLine(a.lastError, 50) : '']),
+        s.agents.map((a) => [a.id, a.state, a.issue ? `#${a.issue.id} ${oneLine(a.issue.title ?? '', 40)}` : a.state === 'idle' ? 'Idle (no issues)' : '', ago(now - a.since), a.containerId ? `${a.containerId.slice(0, 12)}${a.health ? ` (${a.health})` : ''}` : a.pid ? `pid ${a.pid}` : '', a.lastError && (a.state === 'crashed' || a.state === 'blocked') ? oneLine(a.lastError, 50) : a.external && a.host ? `on ${a.host}` : '']),
         ['AGENT', 'STATE', 'ISSUE', 'FOR', 'RUNNER', 'NOTE'],
       ),
     );

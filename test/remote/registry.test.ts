@@ -46,7 +46,7 @@ describe('runner registry', () => {
     const page = await fetch(s.supervisor.dashboardUrl).then((res) => res.text());
     expect(page).toContain('on build-server');
     // Text status lists it too, and `scale 0` still converges: it is not this supervisor's runner.
-    expect((await runCli(['status'], { cwd: dir, env })).stdout).toContain('agent-101');
+    expect((await runCli(['status'], { cwd: dir, env })).stdout).toMatch(/agent-101 +idle .*on build-server/);
     expect((await runCli(['scale', '0'], { cwd: dir, env })).code).toBe(0);
 
     // It works like any runner: its result arrives by a result ref and lands on issue/1.
@@ -62,7 +62,8 @@ describe('runner registry', () => {
     const killedAt = Date.now();
     await r.stop('SIGKILL');
     await waitFor(async () => !(await agentsOf(dir, env)).some((a) => a.id === 'agent-101'), { timeoutMs: 10_000, what: 'agent-101 aged out' });
-    expect(Date.now() - killedAt).toBeLessThan(8000);
+    // Stale after 3 heartbeats (3 s here); the rest is how long `status` takes on a busy machine.
+    expect(Date.now() - killedAt).toBeLessThan(15_000);
 
     // Entries of long-gone runners leave the index too.
     const redis = new Redis(REDIS);

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
 import { execFileSync } from 'node:child_process';
-import { cpSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkSwarm, serviceName } from '../../supervisor/runtimes/swarm.js';
 import { resolveRepo } from '../../supervisor/repo.js';
@@ -24,6 +24,32 @@ const TAG_B = `${TAG}-b`;
 let createdSwarm = false;
 let swarmWasInactive = false;
 const cleanups: Array<() => unknown> = [];
+
+/**
+ * One swarm test at a time on this engine: a concurrent run (another checkout's `npm test`)
+ * would otherwise leave the swarm it initialised under this one's service.
+ */
+const LOCK = '/tmp/agent-supervisor-swarm-test.lock';
+async function lockSwarm(): Promise<() => void> {
+  const deadline = Date.now() + 5 * 60_000;
+  for (;;) {
+    try {
+      mkdirSync(LOCK);
+      writeFileSync(join(LOCK, 'pid'), String(process.pid));
+      return () => rmSync(LOCK, { recursive: true, force: true });
+    } catch {
+      let holder = 0;
+      try {
+        holder = Number(readFileSync(join(LOCK, 'pid'), 'utf8'));
+        process.kill(holder, 0);
+      } catch {
+        if (holder) rmSync(LOCK, { recursive: true, force: true }); // its holder is gone
+      }
+      if (Date.now() > deadline) throw new Error(`another swarm test (pid ${holder}) holds ${LOCK} for over 5 minutes`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}
 
 function sh(cmd: string, args: string[], cwd?: string): string {
   return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
@@ -44,6 +70,8 @@ beforeAll(async () => {
   } catch (err) {
     throw new Error(`the swarm test needs the Docker engine (test/docker/setup-engine.sh starts one): ${(err as Error).message}`);
   }
+  const unlock = await lockSwarm();
+  cleanups.push(unlock);
   const info = (await docker.info()) as { Swarm?: { LocalNodeState?: string } };
   swarmWasInactive = info.Swarm?.LocalNodeState !== 'active';
   buildImage(TAG, 'a');
@@ -51,14 +79,19 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for (const c of cleanups.reverse()) {
+  const [unlock, ...rest] = cleanups;
+  for (const c of rest.reverse()) {
     try {
       await c();
     } catch {
       /* best effort */
     }
   }
-  if (createdSwarm) sh('docker', ['swarm', 'leave', '--force']);
+  try {
+    if (createdSwarm) sh('docker', ['swarm', 'leave', '--force']);
+  } finally {
+    unlock?.();
+  }
 }, 120_000);
 
 async function ensureSwarm(): Promise<void> {

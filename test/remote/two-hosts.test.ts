@@ -11,7 +11,6 @@ import { Redis } from 'ioredis';
 import { join } from 'node:path';
 import { queueNameFor } from '../../contract/job.js';
 import { resolveRepo } from '../../supervisor/repo.js';
-import { workingOn } from '../helpers/agents.js';
 import { cliJson, runCli, startSupervisor, testEnv, waitFor, type RunningSupervisor } from '../helpers/cli.js';
 import { freePort } from '../helpers/redis-server.js';
 import { git, tempRepo } from '../helpers/repo.js';
@@ -77,6 +76,18 @@ function startRemote(agentId = 'agent-101', token = GIT_TOKEN): RunnerProcess {
 }
 
 const status = () => cliJson(['status'], { cwd: repo!.dir, env });
+/**
+ * Waits until the remote runner's agent runs on an issue, from the runner's own output: polling
+ * `status` through the CLI can be slower than a short agent on a loaded machine.
+ */
+const remoteWorkingOn = async (issue: number) => {
+  const r = runners.at(-1)!;
+  try {
+    return await waitFor(() => r.output.includes(`scripted agent agent-101 on issue ${issue}:`), { timeoutMs: 30_000, what: `agent-101 working on #${issue}` });
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n--- remote runner output (last 4000 chars):\n${r.output.slice(-4000)}\n--- status: ${JSON.stringify((await status()).agents)}`);
+  }
+};
 const agent = async (id: string) => ((await status()).agents as any[]).find((a) => a.id === id);
 const show = (id: number) => cliJson(['issue', 'show', String(id)], { cwd: repo!.dir, env });
 const add = async (title: string, body: string) => {
@@ -120,23 +131,23 @@ describe('two hosts: a remote-mode runner in a network namespace', () => {
 
   it('kill -9 of the remote runner: a local runner re-claims its issue', async () => {
     await add('Killed remotely', 'sleep: 4000');
-    await workingOn(repo!.dir, env, 4);
+    await remoteWorkingOn(4);
     await runners.at(-1)!.stop('SIGKILL');
     await scale(1);
-    const issue = await done(4);
+    const issue = await done(4).finally(() => scale(0));
     expect(issue).toMatchObject({ status: 'done', agent: 'agent-001' });
     const outcomes = issue.runs.map((r: any) => `${r.agent}:${r.outcome}`);
     expect(outcomes.filter((o: string) => o.endsWith(':succeeded'))).toEqual(['agent-001:succeeded']);
     expect(outcomes[0]).toMatch(/^agent-101:(lost|released)$/);
     expect(git(repo!.dir, 'rev-parse', 'issue/4')).toBe(issue.commit);
-    await scale(0);
   });
 
   it('the second host cut off past its lease: its late result is refused, the issue done exactly once', async () => {
     startRemote();
     await idle('agent-101');
-    await add('Cut off', 'sleep: 2500');
-    await workingOn(repo!.dir, env, 5);
+    // Long enough that the cut comes before the agent ends, however slow the status polls are.
+    await add('Cut off', 'sleep: 4000');
+    await remoteWorkingOn(5);
     host!.down('redis');
     host!.down('git');
     try {
@@ -148,6 +159,7 @@ describe('two hosts: a remote-mode runner in a network namespace', () => {
     } finally {
       host!.up('redis');
       host!.up('git');
+      await scale(0);
     }
     await waitFor(() => /lease lost|no longer holds|Missing lock|could not renew lock/i.test(runners.at(-1)!.output), { timeoutMs: 30_000, what: 'the remote runner learns it lost the lease' });
     await idle('agent-101', 30_000);
@@ -156,12 +168,11 @@ describe('two hosts: a remote-mode runner in a network namespace', () => {
     expect(issue.runs.filter((r: any) => r.outcome === 'succeeded').map((r: any) => r.agent)).toEqual(['agent-001']);
     expect(issue.runs.find((r: any) => r.agent === 'agent-101').outcome).toBe('lost');
     expect(git(repo!.dir, 'rev-parse', 'issue/5')).toBe(issue.commit);
-    await scale(0);
   });
 
   it('Redis cut off, git reachable: the result ref pushed under a lost lease is refused', async () => {
-    await add('Pushed too late', 'sleep: 1000');
-    await workingOn(repo!.dir, env, 6);
+    await add('Pushed too late', 'sleep: 3000');
+    await remoteWorkingOn(6);
     host!.down('redis');
     let pushed: string | undefined;
     try {
@@ -172,6 +183,7 @@ describe('two hosts: a remote-mode runner in a network namespace', () => {
       expect(issue).toMatchObject({ status: 'done', agent: 'agent-001' });
     } finally {
       host!.up('redis');
+      await scale(0);
     }
     await waitFor(() => !resultRefs().includes(pushed!), { timeoutMs: 15_000, what: 'the late ref refused' });
     expect(sup!.output).toMatch(new RegExp(`refused a result ref nobody will publish.*${pushed}`));
@@ -180,7 +192,6 @@ describe('two hosts: a remote-mode runner in a network namespace', () => {
     expect(git(repo!.dir, 'rev-parse', 'issue/6')).toBe(issue.commit);
     expect(git(repo!.dir, 'show', 'issue/6:issue-6.txt')).toContain('agent-001 resolved 6');
     await idle('agent-101', 30_000);
-    await scale(0);
   });
 
   it('git remote unreachable: the job goes back without spending an attempt, status says why, work resumes when it answers', async () => {
