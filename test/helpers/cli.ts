@@ -88,24 +88,33 @@ export class RunningSupervisor {
   }
 }
 
-export async function startSupervisor(dir: string, env: Record<string, string>, args: string[] = []): Promise<RunningSupervisor> {
+/** Spawns `supervisor start` without waiting for it to become ready. */
+export function spawnSupervisor(dir: string, env: Record<string, string>, args: string[] = []): RunningSupervisor {
   const child = spawn(process.execPath, [CLI, 'start', ...args], { cwd: dir, env: { ...cleanParentEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const sup = new RunningSupervisor(child);
+  return new RunningSupervisor(child);
+}
+
+/** Waits until a spawned supervisor reports its control plane up (its pid file says ready). */
+export async function waitReady(sup: RunningSupervisor, dir: string, timeoutMs = 30_000): Promise<RunningSupervisor> {
   const pidFile = join(dir, '.supervisor', 'supervisor.pid');
   await waitFor(
     () => {
-      if (child.exitCode !== null) throw new Error(`supervisor exited early (${child.exitCode}):\n${sup.output}`);
+      if (sup.child.exitCode !== null) throw new Error(`supervisor exited early (${sup.child.exitCode}):\n${sup.output}`);
       if (!existsSync(pidFile)) return false;
       try {
         const info = JSON.parse(readFileSync(pidFile, 'utf8')) as { pid: number; ready?: boolean };
-        return info.pid === child.pid && info.ready === true;
+        return info.pid === sup.child.pid && info.ready === true;
       } catch {
         return false;
       }
     },
-    { timeoutMs: 30_000, what: 'supervisor ready' },
+    { timeoutMs, what: 'supervisor ready' },
   );
   return sup;
+}
+
+export async function startSupervisor(dir: string, env: Record<string, string>, args: string[] = []): Promise<RunningSupervisor> {
+  return waitReady(spawnSupervisor(dir, env, args), dir);
 }
 
 /** Polls a condition (an event wait for things that only expose state). */

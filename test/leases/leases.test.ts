@@ -49,7 +49,7 @@ async function queueOf(dir: string, prefix: string) {
 describe('leases', () => {
   it('kill -9 of a runner mid-job: its agent dies with it, the issue is re-claimed within seconds and recorded once', async () => {
     const { dir, env, record } = setup();
-    await runCli(['issue', 'add', 'Long job', '--body', 'sleep: 3000'], { cwd: dir, env });
+    await runCli(['issue', 'add', 'Long job', '--body', 'sleep: 10000'], { cwd: dir, env });
     await start(dir, env, ['--agents', '1', '--no-dashboard']);
     const agent = await workingOn(dir, env, 1);
     const firstAgentPid = (await waitFor(() => readRecord(record).find((r) => r.what === 'start'), { what: 'agent started' })).pid;

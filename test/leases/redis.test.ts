@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { useCleanups } from '../helpers/cleanup.js';
 import { join } from 'node:path';
 import { readRecord } from '../helpers/agents.js';
-import { cliJson, runCli, startSupervisor, testEnv, waitFor, type RunningSupervisor } from '../helpers/cli.js';
+import { cliJson, runCli, spawnSupervisor, startSupervisor, testEnv, waitFor, waitReady, type RunningSupervisor } from '../helpers/cli.js';
 import { PrivateRedis } from '../helpers/redis-server.js';
 import { tempDir, tempRepo } from '../helpers/repo.js';
 
@@ -33,12 +33,13 @@ describe('Redis outages', () => {
   it('waits for an unreachable Redis at start and goes on when it appears', async () => {
     const { dir, env, redis } = await setup('aof');
     await runCli(['issue', 'add', 'Before Redis'], { cwd: dir, env });
-    const starting = startSupervisor(dir, env, ['--agents', '1', '--no-dashboard']);
-    await new Promise((r) => setTimeout(r, 2500));
-    await redis.start();
-    const sup = await starting;
+    const sup = spawnSupervisor(dir, env, ['--agents', '1', '--no-dashboard']);
     cleanups.push(async () => void (await sup.stop()));
-    expect(sup.output).toMatch(/waiting for Redis/);
+    // It says it is waiting, keeps waiting, and goes on once Redis appears.
+    await waitFor(() => /waiting for Redis/.test(sup.output), { what: 'waiting for Redis' });
+    expect(sup.child.exitCode).toBeNull();
+    await redis.start();
+    await waitReady(sup, dir);
     await allDone(dir, env, 1);
   });
 

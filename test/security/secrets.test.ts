@@ -218,8 +218,8 @@ describe('secrets', () => {
   it('without environments the agent gets no Redis or Postgres URL at all', async () => {
     const { dir, env, dumps, sup } = await setup({ env: { enabled: false }, dashboard: { enabled: false } });
     await cliJson(['issue', 'add', 'No environment'], { cwd: dir, env });
-    await waitFor(() => existsSync(join(dumps, 'env-1.json')), { timeoutMs: 60_000, what: 'agent ran' });
-    const agentEnv = JSON.parse(readFileSync(join(dumps, 'env-1.json'), 'utf8')) as Record<string, string>;
+    // The agent may still be writing the file: wait until it parses.
+    const agentEnv = await waitFor(() => JSON.parse(readFileSync(join(dumps, 'env-1.json'), 'utf8')) as Record<string, string>, { timeoutMs: 60_000, what: 'agent ran' });
     expect(Object.keys(agentEnv).filter((k) => /^(REDIS_URL|POSTGRES_URL|DATABASE_URL)$/.test(k) || (k.startsWith('SUPERVISOR_') && k !== 'SUPERVISOR_RUN_MARKER'))).toEqual([]);
     for (const [k, v] of Object.entries(agentEnv)) expect(SECRETS.some((s) => v.includes(s)), `${k} carries a secret`).toBe(false);
     await sup.stop();
