@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Queue, UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
@@ -9,13 +9,13 @@ import {
   issueIdFromJobId,
   resultRefFor,
   supervisorKeys,
-  type JobData,
   type JobResult,
   type RunnerConfig,
   type RunnerEvent,
 } from '../contract/job.js';
 import { AgentProcess } from './agent-process.js';
 import { isOurAgent, readAgentRecord, writeAgentRecord, type AgentRecord } from '../contract/agent-record.js';
+import { agentEnvironment, writeIssueFiles } from './issue-input.js';
 import { LocalWorktree, type Workspace } from './workspace.js';
 import { runBeforeJob } from './before-job.js';
 import { loadGitCredentials } from './git-auth.js';
@@ -25,8 +25,6 @@ import { oomKillCount, outOfMemoryMessage } from './oom.js';
 
 export const RUNNER_VERSION = '0.1.0';
 
-/** Longer values do not fit an environment variable (Linux caps one at 128 KiB). */
-const MAX_ENV_VALUE = 64 * 1024;
 
 /** `blocked`: a remote-mode runner whose git remote is unreachable (it takes no jobs). */
 type RunnerState = 'starting' | 'idle' | 'working' | 'stopping' | 'blocked';
@@ -205,7 +203,7 @@ export class AgentRunner {
         if (err instanceof GitRemoteError) await this.handBackForRemote(cur, err);
         throw err;
       }
-      const files = this.writeIssueFiles(data, issueId);
+      const files = writeIssueFiles(this.cfg, data, issueId);
       const log = createWriteStream(logPath, { flags: 'a' });
       let logError: string | undefined;
       log.on('error', (err) => {
@@ -215,7 +213,7 @@ export class AgentRunner {
       this.echo.write(`--- ${this.cfg.agentId} ${jobId} attempt ${attempt}: ${data.title.split('\n')[0]}\n`);
       // The claim is recorded before anything runs, so every attempt that starts has a run row.
       await this.publish({ type: 'claim', jobId, attempt, agentId: this.cfg.agentId, at: startedAt, logPath, baseSha });
-      const stepError = await runBeforeJob(this.cfg.beforeJob, { cwd: this.cfg.worktreePath, env: this.agentEnv(data, issueId, baseSha, files, ''), log });
+      const stepError = await runBeforeJob(this.cfg.beforeJob, { cwd: this.cfg.worktreePath, env: agentEnvironment(this.cfg, data, issueId, baseSha, files, ''), log });
       if (stepError) {
         await new Promise<void>((r) => log.end(r));
         throw new Error(stepError);
@@ -225,7 +223,7 @@ export class AgentRunner {
       const agent = new AgentProcess({
         command: this.cfg.agentCommand,
         cwd: this.cfg.worktreePath,
-        env: this.agentEnv(data, issueId, baseSha, files, marker),
+        env: agentEnvironment(this.cfg, data, issueId, baseSha, files, marker),
         log,
         echo: this.echo,
         progressTimeoutMs: this.cfg.lease.progressTimeoutMs,
@@ -291,52 +289,6 @@ export class AgentRunner {
       this.current = undefined;
       this.setState(this.shuttingDown ? 'stopping' : this.remote?.blocked ? 'blocked' : 'idle');
     }
-  }
-
-  private writeIssueFiles(data: JobData, issueId: string): { prompt: string; body: string } {
-    const body = data.bodyEncoding === 'base64' ? Buffer.from(data.body, 'base64') : Buffer.from(data.body, 'utf8');
-    const bodyFile = join(this.cfg.runDir, 'issue-body');
-    const promptFile = join(this.cfg.runDir, 'prompt.md');
-    writeFileSync(bodyFile, body);
-    const head = Buffer.from(
-      `# Issue #${issueId}: ${data.title}\n\n`,
-      'utf8',
-    );
-    const tail = Buffer.from(
-      `\n\n---\nYou are ${this.cfg.agentId}, working in a git worktree on branch ${this.cfg.branch}.\n` +
-        'Resolve the issue above by editing files in this directory. Keep the change focused; ' +
-        'run the project\'s tests if it has them. Your changes are committed for you when you exit with status 0.\n',
-      'utf8',
-    );
-    writeFileSync(promptFile, Buffer.concat([head, body, tail]));
-    return { prompt: promptFile, body: bodyFile };
-  }
-
-  private agentEnv(data: JobData, issueId: string, baseSha: string, files: { prompt: string; body: string }, marker: string): Record<string, string> {
-    const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) {
-      // The supervisor's own settings, credentials included (REDIS_URL of the queue, POSTGRES_URL of the
-      // admin role), are not the agent's: it gets its slot's REDIS_URL / POSTGRES_URL from agentEnv.
-      if (v === undefined || k.startsWith('GIT_') || k.startsWith('SUPERVISOR_') || k === 'REDIS_URL' || k === 'POSTGRES_URL') continue;
-      env[k] = v;
-    }
-    const bodyText = data.bodyEncoding === 'base64' ? Buffer.from(data.body, 'base64').toString('utf8') : data.body;
-    // An environment variable cannot hold a NUL byte (spawn refuses it): such bodies come by file only.
-    const bodyFits = Buffer.byteLength(bodyText) <= MAX_ENV_VALUE && !bodyText.includes('\0');
-    Object.assign(env, this.cfg.agentEnv, {
-      ISSUE_ID: issueId,
-      ISSUE_TITLE: data.title,
-      ISSUE_BODY: bodyFits ? bodyText : '',
-      ISSUE_BODY_TRUNCATED: bodyFits ? '0' : '1',
-      ISSUE_BODY_FILE: files.body,
-      ISSUE_PROMPT_FILE: files.prompt,
-      ISSUE_PRIORITY: data.priority,
-      AGENT_ID: this.cfg.agentId,
-      AGENT_BRANCH: this.cfg.branch,
-      BASE_SHA: baseSha,
-      SUPERVISOR_RUN_MARKER: marker,
-    });
-    return env;
   }
 
   /**
@@ -448,13 +400,5 @@ export class AgentRunner {
 
   get hostname(): string {
     return hostname();
-  }
-}
-
-export function readJsonFile<T>(file: string): T | undefined {
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as T;
-  } catch {
-    return undefined;
   }
 }

@@ -1,0 +1,59 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { JobData, RunnerConfig } from '../contract/job.js';
+
+/** Longer values do not fit an environment variable (Linux caps one at 128 KiB). */
+const MAX_ENV_VALUE = 64 * 1024;
+
+export interface IssueFiles {
+  prompt: string;
+  body: string;
+}
+
+/** Writes the issue body (byte-exact) and the prompt (title + body + instructions) for the agent. */
+export function writeIssueFiles(cfg: RunnerConfig, data: JobData, issueId: string): IssueFiles {
+  const body = data.bodyEncoding === 'base64' ? Buffer.from(data.body, 'base64') : Buffer.from(data.body, 'utf8');
+  const bodyFile = join(cfg.runDir, 'issue-body');
+  const promptFile = join(cfg.runDir, 'prompt.md');
+  writeFileSync(bodyFile, body);
+  const head = Buffer.from(`# Issue #${issueId}: ${data.title}\n\n`, 'utf8');
+  const tail = Buffer.from(
+    `\n\n---\nYou are ${cfg.agentId}, working in a git worktree on branch ${cfg.branch}.\n` +
+      'Resolve the issue above by editing files in this directory. Keep the change focused; ' +
+      "run the project's tests if it has them. Your changes are committed for you when you exit with status 0.\n",
+    'utf8',
+  );
+  writeFileSync(promptFile, Buffer.concat([head, body, tail]));
+  return { prompt: promptFile, body: bodyFile };
+}
+
+/**
+ * The agent's environment: the runner's own minus the supervisor's settings, plus the slot's
+ * environment and the issue. Issue content travels here and in files, never in a command string.
+ */
+export function agentEnvironment(cfg: RunnerConfig, data: JobData, issueId: string, baseSha: string, files: IssueFiles, marker: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    // The supervisor's own settings, credentials included (REDIS_URL of the queue, POSTGRES_URL of the
+    // admin role), are not the agent's: it gets its slot's REDIS_URL / POSTGRES_URL from agentEnv.
+    if (v === undefined || k.startsWith('GIT_') || k.startsWith('SUPERVISOR_') || k === 'REDIS_URL' || k === 'POSTGRES_URL') continue;
+    env[k] = v;
+  }
+  const bodyText = data.bodyEncoding === 'base64' ? Buffer.from(data.body, 'base64').toString('utf8') : data.body;
+  // An environment variable cannot hold a NUL byte (spawn refuses it): such bodies come by file only.
+  const bodyFits = Buffer.byteLength(bodyText) <= MAX_ENV_VALUE && !bodyText.includes('\0');
+  Object.assign(env, cfg.agentEnv, {
+    ISSUE_ID: issueId,
+    ISSUE_TITLE: data.title,
+    ISSUE_BODY: bodyFits ? bodyText : '',
+    ISSUE_BODY_TRUNCATED: bodyFits ? '0' : '1',
+    ISSUE_BODY_FILE: files.body,
+    ISSUE_PROMPT_FILE: files.prompt,
+    ISSUE_PRIORITY: data.priority,
+    AGENT_ID: cfg.agentId,
+    AGENT_BRANCH: cfg.branch,
+    BASE_SHA: baseSha,
+    SUPERVISOR_RUN_MARKER: marker,
+  });
+  return env;
+}
