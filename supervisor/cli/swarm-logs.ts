@@ -1,9 +1,9 @@
-import Docker from 'dockerode';
+import { dockerClient } from '../runtimes/docker/client.js';
 import { SwarmRuntime } from '../runtimes/swarm.js';
 
 /** `supervisor logs` for `--runtime swarm`: the service's logs, `agent-00N | …` by task slot. */
 export async function swarmLogs(repoId: string, repoPath: string, o: { agentId: string | undefined; follow: boolean; tail: number }): Promise<void> {
-  const runtime = new SwarmRuntime(new Docker(), {
+  const runtime = new SwarmRuntime(dockerClient(), {
     repoId,
     repoPath,
     log: () => undefined,

@@ -1,4 +1,4 @@
-import pg from 'pg';
+import type pg from 'pg';
 import { SupervisorError, coerceError, redactSecrets } from '../errors.js';
 
 /** What an unquoted, lower-case Postgres identifier may be (63 bytes at most). */
@@ -84,7 +84,9 @@ export function postgresError(err: unknown, adminUrl: string, doing: string): Su
 }
 
 async function withClient<T>(adminUrl: string, doing: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 3000, application_name: 'agent-supervisor' });
+  // Loaded on first use (~15 MB resident): only supervisors with a POSTGRES_URL need it.
+  const { default: postgres } = await import('pg');
+  const client = new postgres.Client({ connectionString: adminUrl, connectionTimeoutMillis: 3000, application_name: 'agent-supervisor' });
   client.on('error', () => undefined);
   try {
     await client.connect();

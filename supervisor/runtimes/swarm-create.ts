@@ -1,5 +1,6 @@
 import { join } from 'node:path';
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
+import { dockerClient } from './docker/client.js';
 import { RunnerConfigSchema } from '../../contract/job.js';
 import type { Context } from '../context.js';
 import { SupervisorError } from '../errors.js';
@@ -13,7 +14,7 @@ import { SWARM_CACHE_DIR, SwarmRuntime, checkSwarm, type SwarmTemplate } from '.
  * (`/git/repo.git`), known once the dashboard listens: until then the scaler waits.
  */
 export async function createSwarmRuntime(ctx: Context, redisUrl: string, o: { log: (msg: string, fields?: Record<string, unknown>) => void; docker?: Docker }): Promise<SwarmRuntime> {
-  const docker = o.docker ?? new Docker();
+  const docker = o.docker ?? dockerClient();
   await checkSwarm(docker);
   const c = ctx.config;
   if (!(await docker.getImage(c.docker.image).inspect().then(() => true, () => false))) {

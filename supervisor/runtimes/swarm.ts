@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { PassThrough } from 'node:stream';
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
+import { dockerClient } from './docker/client.js';
 import { slotId, type RunnerConfig } from '../../contract/job.js';
 import { SupervisorError, coerceError } from '../errors.js';
 import { LABELS, PROJECT } from './docker/labels.js';
@@ -70,7 +71,7 @@ const filterLabels = (repoId: string) => ({ label: [`${LABELS.project}=${PROJECT
  * `supervisor cleanup`: removes the repository's swarm service and secrets, if there are any and
  * this engine is a swarm manager. Returns whether a service was removed.
  */
-export async function removeSwarmService(repoId: string, repoPath: string, docker = new Docker()): Promise<boolean> {
+export async function removeSwarmService(repoId: string, repoPath: string, docker = dockerClient()): Promise<boolean> {
   const info = (await docker.info().catch(() => undefined)) as { Swarm?: { LocalNodeState?: string; ControlAvailable?: boolean } } | undefined;
   if (info?.Swarm?.LocalNodeState !== 'active' || !info.Swarm.ControlAvailable) return false;
   const runtime = new SwarmRuntime(docker, { repoId, repoPath, log: () => undefined, template: () => Promise.reject(new Error('cleanup only')) });

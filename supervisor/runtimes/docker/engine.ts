@@ -1,4 +1,5 @@
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
+import { dockerClient } from './client.js';
 import { PassThrough } from 'node:stream';
 
 /** A container as the runtime sees it in a listing. */
@@ -107,7 +108,7 @@ export class DockerodeEngine implements DockerEngine {
   readonly docker: Docker;
 
   constructor(docker?: Docker) {
-    this.docker = docker ?? new Docker();
+    this.docker = docker ?? dockerClient();
   }
 
   async ping(): Promise<void> {
