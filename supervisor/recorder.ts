@@ -75,7 +75,12 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     this.queueEvents.on('error', (err) => this.o.log('queue events error', { error: err.message }));
     this.queueEvents.on('completed', ({ jobId }) => this.serial(() => this.onFinished(jobId)));
     this.queueEvents.on('failed', ({ jobId }) => this.serial(() => this.onFinished(jobId)));
-    this.queueEvents.on('added', ({ jobId }) => this.serial(async () => void (await this.issueForJob(jobId, true))));
+    this.queueEvents.on('added', ({ jobId }) => {
+      // The feeder's own jobs need nothing here; only foreign ones are adopted.
+      const own = issueIdFromJobId(jobId);
+      if (own !== undefined && this.o.issues.exists(own)) return;
+      void this.serial(async () => void (await this.issueForJob(jobId, true)));
+    });
     this.queueEvents.on('stalled', ({ jobId }) => this.serial(() => this.onStalled(jobId)));
     this.streamConn = this.o.redis.duplicate();
     void this.readStream();

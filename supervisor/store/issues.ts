@@ -1,5 +1,6 @@
 import { PRIORITIES, MAX_BODY_BYTES, MAX_TITLE_LENGTH, type Priority } from '../../contract/job.js';
 import { SupervisorError } from '../errors.js';
+import type { Statement } from 'better-sqlite3';
 import type { Db } from './db.js';
 
 export const ISSUE_STATUSES = ['open', 'queued', 'in_progress', 'done', 'failed'] as const;
@@ -115,9 +116,24 @@ export class IssueStore {
     })();
   }
 
+  /** Statements compiled once per store (the recorder and feeder ask per job and per batch). */
+  private readonly statements = new Map<string, Statement>();
+  private sql(text: string): Statement {
+    let st = this.statements.get(text);
+    if (!st) {
+      st = this.db.prepare(text);
+      this.statements.set(text, st);
+    }
+    return st;
+  }
+
   get(id: number): Issue | undefined {
-    const r = this.db.prepare('SELECT * FROM issues WHERE id = ?').get(id) as IssueRow | undefined;
+    const r = this.sql('SELECT * FROM issues WHERE id = ?').get(id) as IssueRow | undefined;
     return r ? toIssue(r) : undefined;
+  }
+
+  exists(id: number): boolean {
+    return this.sql('SELECT 1 FROM issues WHERE id = ?').get(id) !== undefined;
   }
 
   require(id: number): Issue {
