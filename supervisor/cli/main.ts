@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --optimize-for-size
 import { Command, CommanderError } from 'commander';
 import { SupervisorError, coerceError, redactSecrets } from '../errors.js';
 import { registerComposeConfigCommand, registerImageCommand } from './image.js';
