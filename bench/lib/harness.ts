@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { openContext, type Context } from '../../supervisor/context.js';
 import { Daemon } from '../../supervisor/daemon.js';
 import { readRegistry, type RegisteredAgent } from '../../supervisor/registry.js';
+import { ProcessRuntime } from '../../supervisor/runtimes/process.js';
 import { openDatabase, type Db } from '../../supervisor/store/db.js';
 import { IssueStore } from '../../supervisor/store/issues.js';
 import { deletePrefix, REDIS_URL } from './redis.js';
@@ -47,10 +48,11 @@ export class OursHandle {
     readonly log: string[],
   ) {}
 
-  static async start(repoDir: string, prefix: string, agentCommand: string, opts: { agents?: number; env?: Record<string, string> } = {}): Promise<OursHandle> {
+  static async start(repoDir: string, prefix: string, agentCommand: string, opts: { agents?: number; env?: Record<string, string>; runnerScript?: string } = {}): Promise<OursHandle> {
     const ctx = await openContext({ repo: repoDir, init: true, env: supervisorEnv(prefix, agentCommand, opts.env) });
     const log: string[] = [];
-    const daemon = await Daemon.start(ctx, { agents: opts.agents ?? 0, log: (m, f) => log.push(`${m}${f ? ` ${JSON.stringify(f)}` : ''}`) });
+    const runtime = opts.runnerScript ? new ProcessRuntime({ logDir: ctx.paths.logDir, runDir: ctx.paths.runDir, runnerScript: opts.runnerScript }) : undefined;
+    const daemon = await Daemon.start(ctx, { agents: opts.agents ?? 0, log: (m, f) => log.push(`${m}${f ? ` ${JSON.stringify(f)}` : ''}`), ...(runtime ? { runtime } : {}) });
     const writerDb = openDatabase(ctx.paths.dbFile);
     return new OursHandle(ctx, daemon, writerDb, new IssueStore(writerDb), prefix, log);
   }

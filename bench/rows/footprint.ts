@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { openContext } from '../../supervisor/context.js';
 import { readRegistry } from '../../supervisor/registry.js';
@@ -9,6 +10,13 @@ import type { BenchOptions, RowResult } from '../lib/row.js';
 import { fmtMb, median, round } from '../lib/stats.js';
 
 const CLI = fileURLToPath(new URL('../../supervisor/cli/main.js', import.meta.url));
+
+/** `#!/usr/bin/env -S node --flag` → ['--flag']. */
+function shebangFlags(file: string): string[] {
+  const first = readFileSync(file, 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^#!\S*?(?:env\s+(?:-S\s+)?)?node\b(.*)$/.exec(first);
+  return m?.[1]?.trim() ? m[1].trim().split(/\s+/) : [];
+}
 const AGENTS = 10;
 const ISSUES = 10_000;
 
@@ -31,7 +39,8 @@ export async function footprintRows(o: BenchOptions): Promise<RowResult[]> {
   try {
     o.log(`footprint: supervisor start --agents ${AGENTS}`);
     const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
-    const child = spawn(process.execPath, [CLI, 'start', '--agents', String(AGENTS)], { cwd: repo.dir, env: childEnv, stdio: ['ignore', 'ignore', 'pipe'] });
+    // Node flags as the installed `supervisor` bin gets them from its shebang line.
+    const child = spawn(process.execPath, [...shebangFlags(CLI), CLI, 'start', '--agents', String(AGENTS)], { cwd: repo.dir, env: childEnv, stdio: ['ignore', 'ignore', 'pipe'] });
     let output = '';
     child.stderr.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4000)));
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
