@@ -59,7 +59,7 @@ async function startDetached(ctx: Context): Promise<void> {
   }
   const args = process.argv.slice(2).filter((a) => a !== '--detach' && a !== '-d');
   const fd = openSync(ctx.paths.daemonLog, 'a');
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], { detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, SUPERVISOR_DETACHED: '1' } });
+  const child = spawn(process.execPath, [...process.execArgv.filter((f) => !f.startsWith('--inspect')), process.argv[1]!, ...args], { detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, SUPERVISOR_DETACHED: '1' } });
   closeSync(fd);
   child.unref();
   let exited: number | null | undefined;
