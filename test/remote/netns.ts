@@ -3,7 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { waitFor } from '../helpers/cli.js';
+import { ROOT, waitFor } from '../helpers/cli.js';
+
+/** The project's own code lives under /tmp (e.g. a CI clone there). */
+export const CODE_UNDER_TMP = ROOT.startsWith('/tmp/');
 
 function ip(...args: string[]): string {
   return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
@@ -99,7 +102,18 @@ export class SecondHost {
    * mount namespace with an empty tmpfs over /tmp.
    */
   wrapper(): string[] {
-    return ['ip', 'netns', 'exec', this.ns, 'unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs -o size=256m tmpfs /tmp && exec "$@"', 'second-host'];
+    // When the project itself lives under /tmp (a CI clone), its code is bound back in at the same
+    // path after /tmp is covered: the second host runs our runner but still cannot see the repository.
+    const code = CODE_UNDER_TMP ? ROOT.replace(/\/$/, '') : '';
+    const script = [
+      'set -e',
+      'code="$1"; shift',
+      'if [ -n "$code" ]; then mkdir -p /run/second-host-code; mount --bind "$code" /run/second-host-code; fi',
+      'mount -t tmpfs -o size=256m tmpfs /tmp',
+      'if [ -n "$code" ]; then mkdir -p "$code"; mount --bind /run/second-host-code "$code"; fi',
+      'exec "$@"',
+    ].join('\n');
+    return ['ip', 'netns', 'exec', this.ns, 'unshare', '--mount', '--propagation', 'private', 'sh', '-c', script, 'second-host', code];
   }
 
   /** Runs a command on the second host and returns its output (for checks). */
