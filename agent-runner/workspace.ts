@@ -69,6 +69,30 @@ export function linkedWorktreeIntact(dir: string): boolean {
   }
 }
 
+const SHA = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
+
+/**
+ * The commit HEAD of the worktree at `dir` points at, read from git's files: its `.git` file,
+ * the admin directory's HEAD and a loose branch ref. Undefined whenever that is not the plain
+ * case (packed or reftable refs, anything unexpected): the caller asks git then.
+ */
+export function headFromFiles(dir: string): string | undefined {
+  try {
+    const m = /^gitdir: (.+)$/m.exec(readFileSync(join(dir, '.git'), 'utf8'));
+    if (!m?.[1]) return undefined;
+    const admin = resolve(dir, m[1].trim());
+    const head = readFileSync(join(admin, 'HEAD'), 'utf8').trim();
+    if (SHA.test(head)) return head;
+    const ref = /^ref: (refs\/heads\/\S+)$/.exec(head)?.[1];
+    if (!ref) return undefined;
+    const common = resolve(admin, readFileSync(join(admin, 'commondir'), 'utf8').trim());
+    const sha = readFileSync(join(common, ref), 'utf8').trim();
+    return SHA.test(sha) ? sha : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function parseShortstat(s: string): Omit<CommitOutcome, 'commitSha'> {
   const num = (re: RegExp) => Number(re.exec(s)?.[1] ?? 0);
   return { filesChanged: num(/(\d+) files? changed/), insertions: num(/(\d+) insertions?\(\+\)/), deletions: num(/(\d+) deletions?\(-\)/) };
@@ -139,10 +163,15 @@ export class LocalWorktree implements Workspace {
       return baseSha;
     }
     const git = this.tree();
-    // The base is what was checked out: read back from HEAD while `clean` runs (neither locks).
+    // The base is what was checked out: read back from HEAD.
     await git.raw(['checkout', '--force', '-B', this.branch, `refs/heads/${baseBranch}`]);
-    const [head] = await Promise.all([git.raw(['rev-parse', '--verify', 'HEAD^{commit}']), git.raw(['clean', '-fd'])]);
-    return head.trim();
+    await git.raw(['clean', '-fd']);
+    return this.head(git);
+  }
+
+  /** HEAD's commit: from the ref files when git keeps it there (no process), else from git. */
+  private async head(git: Git): Promise<string> {
+    return headFromFiles(this.path) ?? (await git.raw(['rev-parse', '--verify', 'HEAD^{commit}'])).trim();
   }
 
   async commit(baseSha: string, message: string, author: { name: string; email: string }): Promise<CommitOutcome> {
@@ -151,17 +180,20 @@ export class LocalWorktree implements Workspace {
       throw new Error('the agent damaged its worktree (.git is missing or points elsewhere); nothing was committed, and the worktree is recreated for the next job');
     }
     const git = this.tree({ ...cleanEnv(), GIT_AUTHOR_NAME: author.name, GIT_AUTHOR_EMAIL: author.email, GIT_COMMITTER_NAME: author.name, GIT_COMMITTER_EMAIL: author.email });
+    const before = await this.head(git);
     await git.raw(['add', '-A']);
+    let summary: string | undefined;
     try {
-      await git.raw(['commit', '--no-verify', '--quiet', '-m', message]);
+      // Its summary line is the diff against its parent: base..HEAD when the agent did not commit.
+      summary = await git.raw(['commit', '--no-verify', '-m', message]);
     } catch (err) {
       // Nothing staged (the agent changed nothing, or committed by itself) is not an error.
       const staged = await git.raw(['diff', '--cached', '--name-only']).catch(() => 'unknown');
       if (staged.trim().length > 0) throw err;
     }
-    const [head, stat] = await Promise.all([git.raw(['rev-parse', 'HEAD']), git.raw(['diff', '--shortstat', baseSha, 'HEAD'])]);
-    const commitSha = head.trim();
+    const commitSha = await this.head(git);
     if (commitSha === baseSha) return { commitSha: null, filesChanged: 0, insertions: 0, deletions: 0 };
+    const stat = summary !== undefined && before === baseSha ? summary : await git.raw(['diff', '--shortstat', baseSha, commitSha]);
     return { commitSha, ...parseShortstat(stat) };
   }
 }
