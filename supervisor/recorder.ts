@@ -247,12 +247,25 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     const res: JobResult = parsed.data;
     // Remote runners' commits arrive by their result ref; a commit we do not have is refused.
     let incoming: string | undefined;
+    let branchDone = false;
     try {
       if (res.resultRef !== undefined) {
         if (!this.o.results) throw new ResultRefError(`the result came as ref ${res.resultRef}, but this supervisor takes no result refs`);
         incoming = await this.o.results.take(job.id!, res);
-      } else if (res.commitSha && !(await gitAt(this.o.repoRoot).raw(['cat-file', '-t', res.commitSha]).then((t) => t.trim() === 'commit', () => false))) {
-        throw new ResultRefError(`commit ${res.commitSha.slice(0, 12)} is not in this repository and no result ref was pushed (a runner on another host must run in remote git mode)`);
+      } else if (res.commitSha) {
+        // One git process per result: update-ref itself refuses a branch at anything but a
+        // commit we have; only when it refuses do we ask what the object was.
+        const git = gitAt(this.o.repoRoot);
+        // Only an object id reaches git's argv (a result is the runner's word, and `-d` is an option).
+        const branched = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/.test(res.commitSha) && (await git.raw(['update-ref', `refs/heads/${issueBranch(issue.id)}`, res.commitSha]).then(
+          () => true,
+          async (err: unknown) => {
+            if (await git.raw(['cat-file', '-t', res.commitSha!]).then((t) => t.trim() === 'commit', () => false)) throw err;
+            return false;
+          },
+        ));
+        if (!branched) throw new ResultRefError(`commit ${res.commitSha.slice(0, 12)} is not in this repository and no result ref was pushed (a runner on another host must run in remote git mode)`);
+        branchDone = true;
       }
     } catch (err) {
       if (!(err instanceof ResultRefError)) throw err;
@@ -260,7 +273,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     }
     const branch = res.commitSha ? issueBranch(issue.id) : null;
     // The branch first: a crash after it is repaired by the next reconcile, never the reverse.
-    if (branch && res.commitSha) {
+    if (branch && res.commitSha && !branchDone) {
       await gitAt(this.o.repoRoot).raw(['update-ref', `refs/heads/${branch}`, res.commitSha]);
     }
     const superseded: Run[] = [];
