@@ -50,20 +50,39 @@ export class Feeder {
   async tick(): Promise<number> {
     const batch = this.issues.openBatch(this.opts.batchSize ?? 1000);
     if (batch.length === 0) return 0;
-    const spent = this.runs.maxAttempts(batch.map((i) => i.id));
-    await this.queue.addBulk(batch.map((issue) => ({ name: 'issue', data: jobDataFor(issue, spent.get(issue.id) ?? 0), opts: this.jobOptions(issue) })));
-    this.issues.markQueued(batch.map((i) => ({ id: i.id, jobId: jobIdForIssue(i.id) })));
+    await this.add(batch);
     return batch.length;
   }
 
-  /** Feeds batch after batch until no open issue is left; returns how many were queued. */
+  /** Adds a batch's jobs, then marks its issues queued (a crash between is healed by the job ids). */
+  private async add(batch: readonly Issue[]): Promise<void> {
+    const spent = this.runs.maxAttempts(batch.map((i) => i.id));
+    await this.queue.addBulk(batch.map((issue) => ({ name: 'issue', data: jobDataFor(issue, spent.get(issue.id) ?? 0), opts: this.jobOptions(issue) })));
+    this.issues.markQueued(batch.map((i) => ({ id: i.id, jobId: jobIdForIssue(i.id) })));
+  }
+
+  /**
+   * Feeds batch after batch until no open issue is left; returns how many were queued. The next
+   * batch is read and sent while Redis still runs the last one, so SQLite and Redis work overlap.
+   */
   async feedAll(): Promise<number> {
     const size = this.opts.batchSize ?? 1000;
     let total = 0;
+    let after = 0;
+    let previous: Promise<void> | undefined;
     for (;;) {
-      const n = await this.tick();
-      total += n;
-      if (n < size) return total;
+      const batch = this.issues.openBatch(size, after);
+      if (batch.length === 0) break;
+      after = batch[batch.length - 1]!.id;
+      const sent = this.add(batch);
+      // Settled below or left to the next feed (job ids make a re-add harmless).
+      sent.catch(() => undefined);
+      if (previous) await previous;
+      previous = sent;
+      total += batch.length;
+      if (batch.length < size) break;
     }
+    if (previous) await previous;
+    return total;
   }
 }

@@ -170,8 +170,9 @@ export class IssueStore {
     return rows.map(toIssue);
   }
 
-  openBatch(limit: number): Issue[] {
-    const rows = this.db.prepare(`SELECT * FROM issues WHERE status = 'open' ORDER BY id LIMIT ?`).all(limit) as IssueRow[];
+  /** Open issues in id order, after `afterId` (a feeder walking batches while the last is in flight). */
+  openBatch(limit: number, afterId = 0): Issue[] {
+    const rows = this.sql(`SELECT * FROM issues WHERE status = 'open' AND id > ? ORDER BY id LIMIT ?`).all(afterId, limit) as IssueRow[];
     return rows.map(toIssue);
   }
 
