@@ -13,26 +13,48 @@ import type { Db } from './db.js';
 export function watchExternalWrites(db: Db, dbFile: string, onChange: () => void): () => void {
   const version = db.prepare('PRAGMA data_version').pluck();
   let last = version.get() as number;
-  let pending = false;
+  let closed = false;
   const wal = `${basename(dbFile)}-wal`;
   let watcher: FSWatcher | undefined;
   const check = () => {
-    pending = false;
-    if (!db.open) return;
+    if (closed || !db.open) return;
     const now = version.get() as number;
     if (now === last) return;
     last = now;
     onChange();
   };
+  // The WAL file is written before the commit is published in the shared-memory index (whose
+  // writes wake nobody), so a look right away can be too early: look again 10 and 50 ms after
+  // the last write.
+  let soon = false;
+  let trailing: NodeJS.Timeout | undefined;
+  const onWalWrite = () => {
+    if (!soon) {
+      soon = true;
+      setImmediate(() => {
+        soon = false;
+        check();
+      });
+    }
+    if (trailing) clearTimeout(trailing);
+    trailing = setTimeout(() => {
+      check();
+      trailing = setTimeout(check, 40);
+      trailing.unref();
+    }, 10);
+    trailing.unref();
+  };
   try {
     watcher = watch(dirname(dbFile), { persistent: false }, (_event, file) => {
-      if (file !== wal || pending) return;
-      pending = true;
-      setImmediate(check);
+      if (file === wal) onWalWrite();
     });
     watcher.on('error', () => watcher?.close());
   } catch {
     watcher = undefined;
   }
-  return () => watcher?.close();
+  return () => {
+    closed = true;
+    if (trailing) clearTimeout(trailing);
+    watcher?.close();
+  };
 }
