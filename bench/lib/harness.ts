@@ -1,13 +1,13 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { Redis } from 'ioredis';
 import { openContext, type Context } from '../../supervisor/context.js';
-import { Daemon } from '../../supervisor/daemon.js';
+import { runningDaemon } from '../../supervisor/pidfile.js';
 import { readRegistry, type RegisteredAgent } from '../../supervisor/registry.js';
-import { ProcessRuntime } from '../../supervisor/runtimes/process.js';
-import { openDatabase, type Db } from '../../supervisor/store/db.js';
-import { IssueStore } from '../../supervisor/store/issues.js';
-import { deletePrefix, REDIS_URL } from './redis.js';
+import { DESIRED_KEY } from '../../supervisor/scaler.js';
+import { setSetting } from '../../supervisor/store/db.js';
+import { connect, deletePrefix, REDIS_URL } from './redis.js';
 
 export type Log = (msg: string) => void;
 
@@ -34,37 +34,68 @@ export function supervisorEnv(prefix: string, agentCommand: string, extra: Recor
   };
 }
 
+/** The `supervisor` CLI, and the node flags its shebang line gives it when run as the installed bin. */
+export const CLI = fileURLToPath(new URL('../../supervisor/cli/main.js', import.meta.url));
+
+export function shebangFlags(file: string): string[] {
+  const first = readFileSync(file, 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^#!\S*?(?:env\s+(?:-S\s+)?)?node\b(.*)$/.exec(first);
+  return m?.[1]?.trim() ? m[1].trim().split(/\s+/) : [];
+}
+
 /**
- * Our control plane in this process (as `supervisor start` runs it, without per-slot dev
- * environments), plus a second SQLite connection that adds issues the way the CLI does.
+ * A real `supervisor start` (its own process, the bin's node flags, dashboard on a free port)
+ * on a repository; the benchmark talks to it as other processes do: issues and the agent count
+ * through SQLite (like `supervisor issue add` and `supervisor scale`), runners through Redis.
  */
-export class OursHandle {
+export class BinSupervisor {
+  private output = '';
+  readonly exited: Promise<void>;
+
   private constructor(
     readonly ctx: Context,
-    readonly daemon: Daemon,
-    readonly writerDb: Db,
-    readonly writer: IssueStore,
+    readonly child: ChildProcess,
+    readonly redis: Redis,
     readonly prefix: string,
-    readonly log: string[],
-  ) {}
+  ) {
+    child.stderr?.on('data', (d: Buffer) => (this.output = (this.output + d.toString()).slice(-8000)));
+    this.exited = new Promise((r) => child.once('exit', () => r()));
+  }
 
-  static async start(repoDir: string, prefix: string, agentCommand: string, opts: { agents?: number; env?: Record<string, string>; runnerScript?: string } = {}): Promise<OursHandle> {
-    const ctx = await openContext({ repo: repoDir, init: true, env: supervisorEnv(prefix, agentCommand, opts.env) });
-    const log: string[] = [];
-    const runtime = opts.runnerScript ? new ProcessRuntime({ logDir: ctx.paths.logDir, runDir: ctx.paths.runDir, runnerScript: opts.runnerScript }) : undefined;
-    const daemon = await Daemon.start(ctx, { agents: opts.agents ?? 0, log: (m, f) => log.push(`${m}${f ? ` ${JSON.stringify(f)}` : ''}`), ...(runtime ? { runtime } : {}) });
-    const writerDb = openDatabase(ctx.paths.dbFile);
-    return new OursHandle(ctx, daemon, writerDb, new IssueStore(writerDb), prefix, log);
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  static async start(repoDir: string, prefix: string, agentCommand: string, opts: { agents?: number; env?: Record<string, string> } = {}): Promise<BinSupervisor> {
+    const env = { ...supervisorEnv(prefix, agentCommand, opts.env), SUPERVISOR_DASHBOARD_PORT: '0' };
+    const ctx = await openContext({ repo: repoDir, init: true, env });
+    const child = spawn(process.execPath, [...shebangFlags(CLI), CLI, 'start', '--agents', String(opts.agents ?? 0)], {
+      cwd: repoDir,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const sup = new BinSupervisor(ctx, child, connect(), prefix);
+    await waitUntil(
+      () => {
+        if (child.exitCode !== null) throw new Error(`supervisor exited during start:\n${sup.output}`);
+        const info = runningDaemon(ctx.paths.pidFile);
+        return info !== undefined && info.pid === child.pid && info.ready === true;
+      },
+      'the supervisor to be ready',
+      { timeoutMs: 60_000, intervalMs: 20 },
+    );
+    return sup;
   }
 
   registry(): Promise<Map<string, RegisteredAgent>> {
-    return readRegistry(this.daemon.redis, this.prefix, this.ctx.queueName, 10_000);
+    return readRegistry(this.redis, this.prefix, this.ctx.queueName, 10_000);
   }
 
   /** Resolves once exactly `n` runners report themselves idle. */
   async idle(n: number, timeoutMs = 120_000): Promise<void> {
     await waitUntil(
       async () => {
+        if (this.child.exitCode !== null) throw new Error(`supervisor exited:\n${this.output}`);
         const reg = await this.registry();
         return reg.size === n && [...reg.values()].every((a) => a.state === 'idle');
       },
@@ -73,18 +104,36 @@ export class OursHandle {
     );
   }
 
-  /** Adds issues in one transaction from the second connection (like `supervisor issue add`). */
+  /** As `supervisor scale n` sets it (the supervisor notices the write at once). */
+  scale(n: number): void {
+    setSetting(this.ctx.db, DESIRED_KEY, String(n));
+  }
+
+  /** Adds issues in one transaction, as `supervisor issue add` (another process) does. */
   addIssues(titles: readonly string[], body = ''): number[] {
     const ids: number[] = [];
-    this.writerDb.transaction(() => {
-      for (const title of titles) ids.push(this.writer.add({ title, body }).id);
+    this.ctx.db.transaction(() => {
+      for (const title of titles) ids.push(this.ctx.issues.add({ title, body }).id);
     })();
     return ids;
   }
 
+  /** Polls SQLite until `fn` holds. */
+  until<T>(fn: () => T, what: string, intervalMs = 5, timeoutMs = 300_000): Promise<NonNullable<T>> {
+    return waitUntil(
+      () => {
+        if (this.child.exitCode !== null) throw new Error(`supervisor exited:\n${this.output}`);
+        return fn();
+      },
+      what,
+      { intervalMs, timeoutMs },
+    );
+  }
+
   async stop(): Promise<void> {
-    await this.daemon.stop();
-    this.writerDb.close();
+    if (this.child.exitCode === null) this.child.kill('SIGTERM');
+    await this.exited;
+    this.redis.disconnect();
     this.ctx.close();
     await deletePrefix(this.prefix);
   }

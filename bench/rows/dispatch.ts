@@ -2,7 +2,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, watch } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
-import { OursHandle, RawWorkerProcess } from '../lib/harness.js';
+import { BinSupervisor, RawWorkerProcess } from '../lib/harness.js';
 import { git, makeRepo } from '../lib/git.js';
 import { connect, deletePrefix, freshPrefix, REDIS_URL } from '../lib/redis.js';
 import type { BenchOptions, RowResult } from '../lib/row.js';
@@ -72,28 +72,19 @@ export async function dispatchRow(o: BenchOptions): Promise<RowResult> {
   const agentCommand = `printf '%s %s\\n' "$ISSUE_ID" "$(date +%s%N)" >> '${starts.file}'`;
   const prefix = freshPrefix();
   try {
-    // Ours.
+    // Ours: the real `supervisor start`, one agent.
     o.log(`dispatch: ours, ${n} issues one at a time on 1 agent`);
-    const ours = await OursHandle.start(repo.dir, prefix, agentCommand, { agents: 1 });
+    const ours = await BinSupervisor.start(repo.dir, prefix, agentCommand, { agents: 1 });
     const oursMs: number[] = [];
     const pickupMs: number[] = [];
     const runnerMs: number[] = [];
     try {
       await ours.idle(1);
-      const done = new Set<number>();
-      let onDone: (() => void) | undefined;
-      ours.daemon.recorder.on('result', ({ issue }) => {
-        done.add(issue.id);
-        onDone?.();
-      });
       for (let i = 0; i < n + WARMUP; i++) {
         const t0 = nowMs();
         const [id] = ours.addIssues([`dispatch ${i}`]);
         const started = await starts.started(String(id));
-        await new Promise<void>((r) => {
-          onDone = () => done.has(id!) && r();
-          onDone();
-        });
+        await ours.until(() => ours.ctx.issues.get(id!)?.status === 'done', `#${id} done`, 2);
         if (i < WARMUP) continue;
         oursMs.push(started - t0);
         const run = ours.ctx.runs.forIssue(id!)[0];

@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
 import { BULL_PRIORITY, PRIORITIES } from '../../contract/job.js';
-import { OursHandle, waitUntil } from '../lib/harness.js';
+import { BinSupervisor } from '../lib/harness.js';
 import { makeRepo } from '../lib/git.js';
 import { connect, deletePrefix, freshPrefix } from '../lib/redis.js';
 import type { BenchOptions, RowResult } from '../lib/row.js';
@@ -21,7 +21,7 @@ export async function feedRow(o: BenchOptions): Promise<RowResult> {
   const raw: number[] = [];
   const inserts: number[] = [];
   try {
-    const sup = await OursHandle.start(repo.dir, prefix, 'true', { agents: 0 });
+    const sup = await BinSupervisor.start(repo.dir, prefix, 'true', { agents: 0 });
     const conn = connect();
     try {
       for (let r = 0; r < repeats; r++) {
@@ -41,14 +41,14 @@ export async function feedRow(o: BenchOptions): Promise<RowResult> {
         await queue.close();
 
         o.log(`feed: ours, ${N} open issues into the queue (${r + 1}/${repeats})`);
-        const before = await sup.daemon.queue.count();
         t0 = nowMs();
-        sup.writerDb.transaction(() => {
-          for (let i = 0; i < N; i++) sup.writer.add({ title: `feed ${i + 1}`, body: body(i + 1), priority: PRIORITIES[i % 4]! });
+        sup.ctx.db.transaction(() => {
+          for (let i = 0; i < N; i++) sup.ctx.issues.add({ title: `feed ${i + 1}`, body: body(i + 1), priority: PRIORITIES[i % 4]! });
         })();
         const t1 = nowMs();
         inserts.push(t1 - t0);
-        await waitUntil(async () => sup.writer.counts().open === 0 && (await sup.daemon.queue.count()) - before === N, 'all issues queued', { intervalMs: 5 });
+        // Marked queued only after their jobs are in Redis.
+        await sup.until(() => sup.ctx.issues.counts().open === 0, 'all issues queued', 5);
         ours.push(nowMs() - t1);
       }
     } finally {

@@ -1,4 +1,4 @@
-import { OursHandle, waitUntil } from '../lib/harness.js';
+import { BinSupervisor, waitUntil } from '../lib/harness.js';
 import { makeRepo } from '../lib/git.js';
 import { deletePrefix, freshPrefix } from '../lib/redis.js';
 import type { BenchOptions, RowResult } from '../lib/row.js';
@@ -19,7 +19,7 @@ export async function recoveryRow(o: BenchOptions): Promise<RowResult> {
   const seconds: number[] = [];
   try {
     // The agent works (with output, so it shows progress) until it is killed.
-    const ours = await OursHandle.start(repo.dir, prefix, 'while true; do echo working; sleep 1; done', { agents: kills });
+    const ours = await BinSupervisor.start(repo.dir, prefix, 'while true; do echo working; sleep 1; done', { agents: kills });
     try {
       await ours.idle(kills);
       const ids = ours.addIssues(Array.from({ length: kills }, (_, i) => `recovery ${i + 1}`));

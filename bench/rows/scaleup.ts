@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { slotId } from '../../contract/job.js';
 import { removeWorktree } from '../../supervisor/worktrees.js';
-import { OursHandle, rssOf, waitUntil } from '../lib/harness.js';
+import { BinSupervisor, rssOf, waitUntil } from '../lib/harness.js';
 import { git, makeRepo } from '../lib/git.js';
 import { deletePrefix, freshPrefix } from '../lib/redis.js';
 import type { BenchOptions, RowResult } from '../lib/row.js';
@@ -13,7 +13,7 @@ import { fmtMb, fmtMs, median, nowMs, round } from '../lib/stats.js';
  * (worktrees kept from before, as after a restart). Idle runner RSS is sampled here.
  */
 export async function scaleRows(o: BenchOptions): Promise<RowResult[]> {
-  const files = o.quick ? 2000 : 5000;
+  const files = 5000;
   const slots = o.quick ? 5 : 10;
   const repeats = o.quick ? 1 : 3;
   o.log(`scale: making a ${files}-file repository`);
@@ -25,7 +25,7 @@ export async function scaleRows(o: BenchOptions): Promise<RowResult[]> {
   const base: number[] = [];
   const runnerRss: number[] = [];
   try {
-    const ours = await OursHandle.start(repo.dir, prefix, 'true', { agents: 0 });
+    const ours = await BinSupervisor.start(repo.dir, prefix, 'true', { agents: 0 });
     try {
       for (let r = 0; r < repeats; r++) {
         o.log(`scale: baseline, ${slots} sequential git worktree add (${r + 1}/${repeats})`);
@@ -37,7 +37,7 @@ export async function scaleRows(o: BenchOptions): Promise<RowResult[]> {
 
         o.log(`scale: ours, scale ${slots} from 0 (${r + 1}/${repeats})`);
         t0 = nowMs();
-        ours.daemon.scaler.setDesired(slots);
+        ours.scale(slots);
         await ours.idle(slots);
         cold.push(nowMs() - t0);
         if (r === 0) {
@@ -46,15 +46,15 @@ export async function scaleRows(o: BenchOptions): Promise<RowResult[]> {
         }
 
         t0 = nowMs();
-        ours.daemon.scaler.setDesired(0);
+        ours.scale(0);
         await stopped(ours, slots);
         down.push(nowMs() - t0);
 
         t0 = nowMs();
-        ours.daemon.scaler.setDesired(slots);
+        ours.scale(slots);
         await ours.idle(slots);
         warm.push(nowMs() - t0);
-        ours.daemon.scaler.setDesired(0);
+        ours.scale(0);
         await stopped(ours, slots);
         for (let k = 1; k <= slots; k++) await removeWorktree(ours.ctx.paths, slotId(k));
       }
@@ -95,7 +95,7 @@ export async function scaleRows(o: BenchOptions): Promise<RowResult[]> {
   return rows;
 }
 
-async function stopped(ours: OursHandle, slots: number): Promise<void> {
+async function stopped(ours: BinSupervisor, slots: number): Promise<void> {
   await waitUntil(
     async () => {
       const states = ours.ctx.slots.list().map((s) => s.state);

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
-import { OursHandle, RawWorkerProcess } from '../lib/harness.js';
+import { BinSupervisor, RawWorkerProcess } from '../lib/harness.js';
 import { git, makeRepo } from '../lib/git.js';
 import { connect, deletePrefix, freshPrefix, REDIS_URL } from '../lib/redis.js';
 import type { BenchOptions, RowResult } from '../lib/row.js';
@@ -62,21 +62,17 @@ export async function throughputRow(o: BenchOptions): Promise<RowResult> {
     for (const wt of worktrees) await git(repo.dir, ['worktree', 'remove', '--force', wt.path]);
 
     o.log(`throughput: ours, ${AGENTS} agents, ${n} issues`);
-    const ours = await OursHandle.start(repo.dir, prefix, AGENT_COMMAND, { agents: AGENTS });
+    const ours = await BinSupervisor.start(repo.dir, prefix, AGENT_COMMAND, { agents: AGENTS });
     let oursS: number;
     let committed = 0;
     try {
       await ours.idle(AGENTS);
-      let finished = 0;
-      const all = new Promise<void>((resolve) =>
-        ours.daemon.recorder.on('result', () => {
-          finished += 1;
-          if (finished === n) resolve();
-        }),
-      );
       const t0 = nowMs();
       ours.addIssues(Array.from({ length: n }, (_, i) => `throughput ${i + 1}`));
-      await all;
+      await ours.until(() => {
+        const c = ours.ctx.issues.counts();
+        return c.done + c.failed === n;
+      }, `${n} issues finished`, 20);
       oursS = (nowMs() - t0) / 1000;
       const counts = ours.ctx.issues.counts();
       if (counts.done !== n) throw new Error(`only ${counts.done} of ${n} issues done (${JSON.stringify(counts)})`);
