@@ -143,7 +143,7 @@ export class IssueStore {
   }
 
   byJobId(jobId: string): Issue | undefined {
-    const r = this.db.prepare('SELECT * FROM issues WHERE job_id = ?').get(jobId) as IssueRow | undefined;
+    const r = this.sql('SELECT * FROM issues WHERE job_id = ?').get(jobId) as IssueRow | undefined;
     return r ? toIssue(r) : undefined;
   }
 
@@ -204,12 +204,12 @@ export class IssueStore {
     if (cols.length === 0) return;
     cols.push('updated_at = ?');
     vals.push(this.now(), id);
-    this.db.prepare(`UPDATE issues SET ${cols.join(', ')} WHERE id = ?`).run(...vals);
+    this.sql(`UPDATE issues SET ${cols.join(', ')} WHERE id = ?`).run(...vals);
   }
 
   counts(): Record<IssueStatus, number> {
     const out = Object.fromEntries(ISSUE_STATUSES.map((s) => [s, 0])) as Record<IssueStatus, number>;
-    for (const r of this.db.prepare('SELECT status, COUNT(*) AS n FROM issues GROUP BY status').all() as Array<{ status: IssueStatus; n: number }>) {
+    for (const r of this.sql('SELECT status, COUNT(*) AS n FROM issues GROUP BY status').all() as Array<{ status: IssueStatus; n: number }>) {
       out[r.status] = r.n;
     }
     return out;

@@ -1,3 +1,4 @@
+import type { Statement } from 'better-sqlite3';
 import type { Db } from './db.js';
 
 export const RUN_OUTCOMES = ['running', 'succeeded', 'failed', 'lost', 'released'] as const;
@@ -63,8 +64,19 @@ const SELECT = `SELECT id, issue_id AS issueId, job_id AS jobId, attempt, agent,
 export class RunStore {
   constructor(private readonly db: Db) {}
 
+  /** Statements compiled once per store: the recorder writes a few per job. */
+  private readonly statements = new Map<string, Statement>();
+  private sql(text: string): Statement {
+    let st = this.statements.get(text);
+    if (!st) {
+      st = this.db.prepare(text);
+      this.statements.set(text, st);
+    }
+    return st;
+  }
+
   get(jobId: string, attempt: number): Run | undefined {
-    return this.db.prepare(`${SELECT} WHERE job_id = ? AND attempt = ?`).get(jobId, attempt) as Run | undefined;
+    return this.sql(`${SELECT} WHERE job_id = ? AND attempt = ?`).get(jobId, attempt) as Run | undefined;
   }
 
   /**
@@ -77,7 +89,7 @@ export class RunStore {
       const keys = Object.keys(fields).filter((k) => fields[k as keyof RunFields] !== undefined) as Array<keyof RunFields>;
       const cols = ['issue_id', 'job_id', 'attempt', ...keys.map((k) => COLUMNS[k])];
       const vals = [issueId, jobId, attempt, ...keys.map((k) => fields[k])];
-      this.db.prepare(`INSERT INTO runs (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`).run(...vals);
+      this.sql(`INSERT INTO runs (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`).run(...vals);
       return { changed: true };
     }
     if (existing.outcome !== 'running' && fields.outcome !== undefined && fields.outcome !== existing.outcome) {
@@ -94,13 +106,13 @@ export class RunStore {
       vals.push(v);
     }
     if (sets.length === 0) return { changed: false };
-    this.db.prepare(`UPDATE runs SET ${sets.join(', ')} WHERE id = ?`).run(...vals, existing.id);
+    this.sql(`UPDATE runs SET ${sets.join(', ')} WHERE id = ?`).run(...vals, existing.id);
     return { changed: true };
   }
 
   /** The highest attempt number recorded for an issue (0 when it never ran). */
   maxAttempt(issueId: number): number {
-    const row = this.db.prepare('SELECT MAX(attempt) AS m FROM runs WHERE issue_id = ?').get(issueId) as { m: number | null };
+    const row = this.sql('SELECT MAX(attempt) AS m FROM runs WHERE issue_id = ?').get(issueId) as { m: number | null };
     return row.m ?? 0;
   }
 
@@ -113,18 +125,18 @@ export class RunStore {
   }
 
   forIssue(issueId: number): Run[] {
-    return this.db.prepare(`${SELECT} WHERE issue_id = ? ORDER BY attempt, id`).all(issueId) as Run[];
+    return this.sql(`${SELECT} WHERE issue_id = ? ORDER BY attempt, id`).all(issueId) as Run[];
   }
 
   running(jobId?: string): Run[] {
     return (jobId
-      ? this.db.prepare(`${SELECT} WHERE outcome = 'running' AND job_id = ?`).all(jobId)
-      : this.db.prepare(`${SELECT} WHERE outcome = 'running'`).all()) as Run[];
+      ? this.sql(`${SELECT} WHERE outcome = 'running' AND job_id = ?`).all(jobId)
+      : this.sql(`${SELECT} WHERE outcome = 'running'`).all()) as Run[];
   }
 
   countByOutcome(): Record<RunOutcome, number> {
     const out = Object.fromEntries(RUN_OUTCOMES.map((o) => [o, 0])) as Record<RunOutcome, number>;
-    for (const r of this.db.prepare('SELECT outcome, COUNT(*) AS n FROM runs GROUP BY outcome').all() as Array<{ outcome: RunOutcome; n: number }>) {
+    for (const r of this.sql('SELECT outcome, COUNT(*) AS n FROM runs GROUP BY outcome').all() as Array<{ outcome: RunOutcome; n: number }>) {
       out[r.outcome] = r.n;
     }
     return out;
