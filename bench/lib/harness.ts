@@ -69,7 +69,8 @@ export class BinSupervisor {
   static async start(repoDir: string, prefix: string, agentCommand: string, opts: { agents?: number; env?: Record<string, string> } = {}): Promise<BinSupervisor> {
     const env = { ...supervisorEnv(prefix, agentCommand, opts.env), SUPERVISOR_DASHBOARD_PORT: '0' };
     const ctx = await openContext({ repo: repoDir, init: true, env });
-    const child = spawn(process.execPath, [...shebangFlags(CLI), CLI, 'start', '--agents', String(opts.agents ?? 0)], {
+    const extraFlags = process.env.BENCH_SUPERVISOR_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
+    const child = spawn(process.execPath, [...shebangFlags(CLI), ...extraFlags, CLI, 'start', '--agents', String(opts.agents ?? 0)], {
       cwd: repoDir,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
