@@ -3,6 +3,13 @@ import { BULL_PRIORITY, jobIdForIssue, type JobDataInput } from '../contract/job
 import type { IssueStore, Issue } from './store/issues.js';
 import type { RunStore } from './store/runs.js';
 
+/**
+ * Issues per addBulk. Small enough that a big import does not balloon the heap (a batch's job
+ * objects live until Redis answers) and the first jobs reach the agents early; with the next
+ * batch sent while Redis runs the last, 10,000 issues feed as fast as with batches of 1,000.
+ */
+export const FEED_BATCH = 250;
+
 export interface FeederOptions {
   attempts: number;
   backoffMs: number;
@@ -48,7 +55,7 @@ export class Feeder {
 
   /** Feeds one batch; returns how many issues were queued. */
   async tick(): Promise<number> {
-    const batch = this.issues.openBatch(this.opts.batchSize ?? 1000);
+    const batch = this.issues.openBatch(this.opts.batchSize ?? FEED_BATCH);
     if (batch.length === 0) return 0;
     await this.add(batch);
     return batch.length;
@@ -66,7 +73,7 @@ export class Feeder {
    * batch is read and sent while Redis still runs the last one, so SQLite and Redis work overlap.
    */
   async feedAll(): Promise<number> {
-    const size = this.opts.batchSize ?? 1000;
+    const size = this.opts.batchSize ?? FEED_BATCH;
     let total = 0;
     let after = 0;
     let previous: Promise<void> | undefined;

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --optimize-for-size
+#!/usr/bin/env -S node --max-semi-space-size=2
 import { Command, CommanderError } from 'commander';
 import { SupervisorError, coerceError, redactSecrets } from '../errors.js';
 import { registerComposeConfigCommand, registerImageCommand } from './image.js';
