@@ -39,7 +39,7 @@ interface Git {
  * git in `cwd`, run directly (simple-git waits 50 ms more after every command that prints
  * nothing, and a job runs several). Fails on a non-zero exit with git's stderr as the message.
  */
-function gitIn(cwd: string, env: Record<string, string> = cleanEnv()): Git {
+function gitIn(cwd: string, env: Record<string, string>): Git {
   return {
     raw: (args) =>
       new Promise((resolvePromise, reject) => {
@@ -101,12 +101,15 @@ export function parseShortstat(s: string): Omit<CommitOutcome, 'commitSha'> {
 /** A slot's worktree `<repo>/.worktrees/agent-00N` on branch `agent/00N`, reused across jobs. */
 export class LocalWorktree implements Workspace {
   private readonly repo: Git;
+  /** The runner's environment without GIT_* (computed once: it does not change). */
+  private readonly env: Record<string, string>;
 
   constructor(readonly repoPath: string, readonly path: string, readonly branch: string) {
-    this.repo = gitIn(repoPath);
+    this.env = cleanEnv();
+    this.repo = gitIn(repoPath, this.env);
   }
 
-  private tree(env?: Record<string, string>): Git {
+  private tree(env: Record<string, string> = this.env): Git {
     return gitIn(this.path, env);
   }
 
@@ -179,7 +182,7 @@ export class LocalWorktree implements Workspace {
     if (!(await this.healthy())) {
       throw new Error('the agent damaged its worktree (.git is missing or points elsewhere); nothing was committed, and the worktree is recreated for the next job');
     }
-    const git = this.tree({ ...cleanEnv(), GIT_AUTHOR_NAME: author.name, GIT_AUTHOR_EMAIL: author.email, GIT_COMMITTER_NAME: author.name, GIT_COMMITTER_EMAIL: author.email });
+    const git = this.tree({ ...this.env, GIT_AUTHOR_NAME: author.name, GIT_AUTHOR_EMAIL: author.email, GIT_COMMITTER_NAME: author.name, GIT_COMMITTER_EMAIL: author.email });
     const before = await this.head(git);
     await git.raw(['add', '-A']);
     let summary: string | undefined;
