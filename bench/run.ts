@@ -3,7 +3,7 @@
  * baseline in this same process run; prints a table and writes bench/results.json.
  */
 import { writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { dispatchRow } from './rows/dispatch.js';
@@ -53,6 +53,7 @@ function parseArgs(argv: string[]): { quick: boolean; only: string[] | undefined
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const started = Date.now();
+  const loadBefore = loadavg().map((l) => Math.round(l * 100) / 100);
   const log = (msg: string) => process.stderr.write(`[bench +${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
   const opts: BenchOptions = { quick: args.quick, log };
   const results: RowResult[] = [];
@@ -68,19 +69,23 @@ async function main(): Promise<void> {
       failures.push({ row: name, error: e.message });
     }
   }
-  const table = renderTable(results);
-  process.stdout.write(`\n${table}\n`);
-  for (const f of failures) process.stdout.write(`${f.row}: FAILED (${f.error})\n`);
   const machine = {
     node: process.version,
     cpus: cpus().length,
     cpuModel: cpus()[0]?.model ?? 'unknown',
     memoryGiB: Math.round(totalmem() / 1024 ** 3),
     git: execFileSync('git', ['--version'], { encoding: 'utf8' }).trim(),
+    // Other work on the machine during the run (1, 5, 15 min load averages before and after).
+    loadBefore,
+    loadAfter: loadavg().map((l) => Math.round(l * 100) / 100),
   };
+  const table = renderTable(results);
+  process.stdout.write(`\n${table}\n`);
+  for (const f of failures) process.stdout.write(`${f.row}: FAILED (${f.error})\n`);
+  process.stdout.write(`${machine.cpus} CPUs, node ${machine.node}, ${machine.git}; load average ${machine.loadBefore.join(' ')} before, ${machine.loadAfter.join(' ')} after\n`);
   writeFileSync(RESULTS, JSON.stringify({ at: new Date().toISOString(), quick: args.quick, durationS: Math.round((Date.now() - started) / 1000), machine, rows: results, failures }, null, 2) + '\n');
   log(`wrote ${RESULTS}`);
-  // An in-process control plane may leave a Redis socket behind after stop(); the run is over.
+  // The run is over: a stray socket or timer must not keep the process alive.
   process.exit(failures.length ? 1 : 0);
 }
 
