@@ -390,6 +390,9 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     const live = issues.liveJobIds();
     for (let i = 0; i < live.length; i += 1000) {
       const chunk = live.slice(i, i + 1000);
+      // One EXISTS counts a whole chunk: only a chunk with a missing job is looked at key by key
+      // (10,000 queued issues every reconcile were 10,000 commands and replies).
+      if ((await redis.exists(...chunk.map((l) => `${base}:${l.jobId}`))) === chunk.length) continue;
       const pipe = redis.pipeline();
       for (const l of chunk) pipe.exists(`${base}:${l.jobId}`);
       const res = (await pipe.exec()) ?? [];
