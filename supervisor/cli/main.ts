@@ -1,4 +1,5 @@
 #!/usr/bin/env -S node --max-semi-space-size=2
+import './heap-policy.js';
 import { Command, CommanderError } from 'commander';
 import { SupervisorError, coerceError, redactSecrets } from '../errors.js';
 import { registerComposeConfigCommand, registerImageCommand } from './image.js';
