@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=2
+#!/usr/bin/env node
 import './heap-policy.js';
 import { Command, CommanderError } from 'commander';
 import { SupervisorError, coerceError, redactSecrets } from '../errors.js';
