@@ -14,7 +14,8 @@ const body = (i: number) => `Issue ${i}: the login redirect drops the query stri
  * feeder), vs one BullMQ addBulk of the same 10,000 jobs (same data, ids and options).
  */
 export async function feedRow(o: BenchOptions): Promise<RowResult> {
-  const repeats = o.quick ? 1 : 3;
+  // Cheap (a second or two each): three in quick mode too, the median is far steadier.
+  const repeats = 3;
   const repo = await makeRepo(1);
   const prefix = freshPrefix();
   const ours: number[] = [];
