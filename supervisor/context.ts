@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { linkSync, rmSync } from 'node:fs';
 import { loadConfig, type Config } from './config.js';
 import { SupervisorError } from './errors.js';
 import { detectPlatform, type Platform } from './platform.js';
@@ -32,11 +34,32 @@ export interface OpenOptions {
 }
 
 export async function initRepo(paths: RepoPaths): Promise<{ created: boolean; baseBranch: string }> {
-  const created = !isInitialised(paths);
   initStateDir(paths);
+  let created = false;
+  if (!isInitialised(paths)) {
+    // Built aside and linked into place: a second command starting at the same moment never
+    // sees a half-made (0-byte) database, which would be refused as truncated.
+    const tmp = `${paths.dbFile}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    try {
+      const fresh = openDatabase(tmp);
+      try {
+        await markNewDatabase(fresh, new IssueStore(fresh), paths.root);
+        setSetting(fresh, 'base_branch', await currentBranch(paths.root));
+      } finally {
+        fresh.close();
+      }
+      try {
+        linkSync(tmp, paths.dbFile);
+        created = true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+    } finally {
+      for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`]) rmSync(f, { force: true });
+    }
+  }
   const db = openDatabase(paths.dbFile);
   try {
-    if (created) await markNewDatabase(db, new IssueStore(db), paths.root);
     let base = getSetting(db, 'base_branch');
     if (!base) {
       base = await currentBranch(paths.root);
