@@ -54,6 +54,7 @@ const RECONCILE_MARGIN_MS = 60_000;
 export class Recorder extends EventEmitter<RecorderEvents> {
   private queueEvents: QueueEvents | undefined;
   private streamConn: Redis | undefined;
+  private eventsConn: Redis | undefined;
   private closed = false;
   private chain: Promise<void> = Promise.resolve();
   private reconcileTimer: NodeJS.Timeout | undefined;
@@ -71,7 +72,9 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   async start(): Promise<void> {
     await this.o.results?.ensure();
     await this.reconcile();
-    this.queueEvents = new QueueEvents(this.o.queue.name, { connection: this.o.redis.duplicate(), prefix: this.o.prefix });
+    // BullMQ does not close a connection it was given: ours to disconnect in close().
+    this.eventsConn = this.o.redis.duplicate();
+    this.queueEvents = new QueueEvents(this.o.queue.name, { connection: this.eventsConn, prefix: this.o.prefix });
     this.queueEvents.on('error', (err) => this.o.log('queue events error', { error: err.message }));
     this.queueEvents.on('completed', ({ jobId }) => this.serial(() => this.onFinished(jobId)));
     this.queueEvents.on('failed', ({ jobId }) => this.serial(() => this.onFinished(jobId)));
@@ -96,6 +99,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     this.closed = true;
     if (this.reconcileTimer) clearTimeout(this.reconcileTimer);
     await this.queueEvents?.close().catch(() => undefined);
+    this.eventsConn?.disconnect();
     this.streamConn?.disconnect();
     await this.chain;
   }
