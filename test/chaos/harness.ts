@@ -12,6 +12,7 @@ import { openSupervisor, type Supervisor } from '../../index.js';
 import { startSupervisor, testEnv, type RunningSupervisor } from '../helpers/cli.js';
 import { PrivateRedis } from '../helpers/redis-server.js';
 import { git, tempDir, tempRepo } from '../helpers/repo.js';
+import { seededRandom } from '../helpers/random.js';
 
 export type FaultKind = 'kill-runner' | 'freeze-runner' | 'kill-supervisor' | 'restart-redis';
 
@@ -71,17 +72,6 @@ export interface ChaosSummary {
   wallMs: number;
 }
 
-/** Small deterministic PRNG so a failing run can be replayed with its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -125,7 +115,7 @@ export function intervals(lines: RecordLine[], deaths: Map<number, number>, now:
 
 export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
   const log = o.log ?? (() => undefined);
-  const rand = mulberry32(o.seed);
+  const rand = seededRandom(o.seed);
   const between = ([a, b]: [number, number]) => Math.round(a + rand() * (b - a));
   const repo = tempRepo();
   const recordFile = join(tempDir('sup-chaos-'), 'record.log');

@@ -67,8 +67,8 @@ export async function cliJson<T = any>(args: string[], opts: { cwd: string; env?
   return JSON.parse(r.stdout) as T;
 }
 
-/** A foreground `supervisor start` in the background of the test. */
-export class RunningSupervisor {
+/** A child process whose output the test collects and whose exit it can await. */
+export class WatchedProcess {
   output = '';
   readonly exited: Promise<number | null>;
 
@@ -81,7 +81,10 @@ export class RunningSupervisor {
   get pid(): number {
     return this.child.pid!;
   }
+}
 
+/** A foreground `supervisor start` in the background of the test. */
+export class RunningSupervisor extends WatchedProcess {
   async stop(): Promise<number | null> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
     return this.exited;

@@ -1,6 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { ROOT, AGENT_COMMAND } from '../helpers/cli.js';
+import { ROOT, AGENT_COMMAND, WatchedProcess } from '../helpers/cli.js';
 
 export const RUNNER = join(ROOT, 'dist/agent-runner/main.js');
 
@@ -43,20 +43,7 @@ export function plainRunnerConfig(o: PlainRunnerOptions): Record<string, unknown
 }
 
 /** A runner process started the way a user starts one on another host. */
-export class RunnerProcess {
-  output = '';
-  readonly exited: Promise<number | null>;
-
-  constructor(readonly child: ChildProcess) {
-    child.stdout?.on('data', (d: Buffer) => (this.output += d.toString()));
-    child.stderr?.on('data', (d: Buffer) => (this.output += d.toString()));
-    this.exited = new Promise((r) => child.once('exit', (code) => r(code)));
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
-
+export class RunnerProcess extends WatchedProcess {
   get running(): boolean {
     return this.child.exitCode === null && this.child.signalCode === null;
   }

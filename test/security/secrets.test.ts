@@ -19,6 +19,7 @@ import { Redis } from 'ioredis';
 import { cliJson, runCli, startSupervisor, testEnv, waitFor, type RunningSupervisor } from '../helpers/cli.js';
 import { freePort } from '../helpers/redis-server.js';
 import { git, tempDir, tempRepo } from '../helpers/repo.js';
+import { ping } from '../../supervisor/redis.js';
 
 const PG_ADMIN = 'postgres://postgres@127.0.0.1:5432/postgres';
 const id = randomBytes(4).toString('hex');
@@ -46,18 +47,10 @@ async function pgAdmin(sql: string): Promise<void> {
 beforeAll(async () => {
   redisPort = await freePort();
   redisServer = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--requirepass', REDIS_PW, '--save', '', '--appendonly', 'no', '--dir', tempDir('sup-sec-redis-')], { stdio: 'ignore' });
-  await waitFor(async () => {
-    const r = new Redis({ port: redisPort, password: REDIS_PW, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-    r.on('error', () => undefined);
-    try {
-      await r.connect();
-      return (await r.ping()) === 'PONG';
-    } catch {
-      return false;
-    } finally {
-      r.disconnect();
-    }
-  }, { timeoutMs: 10_000, what: 'private redis-server with a password' });
+  await waitFor(() => ping(`redis://:${REDIS_PW}@127.0.0.1:${redisPort}`), {
+    timeoutMs: 10_000,
+    what: 'private redis-server with a password',
+  });
   await pgAdmin(`CREATE ROLE ${ROLE} LOGIN CREATEDB PASSWORD '${PG_PW}'`);
 });
 

@@ -15,23 +15,13 @@ import { queueNameFor } from '../../contract/job.js';
 import { resolveRepo } from '../../supervisor/repo.js';
 import { ROOT, cliJson, runCli, startSupervisor, testEnv, waitFor } from '../helpers/cli.js';
 import { git, tempDir, tempRepo } from '../helpers/repo.js';
+import { seededRandom } from '../helpers/random.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-/** mulberry32: a seeded generator, so a failing run can be replayed with SECURITY_FUZZ_SEED. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const META = ['$', '(', ')', '`', ';', '|', '&', '>', '<', "'", '"', '\\', '*', '?', '[', ']', '{', '}', '~', '!', '#', '\n', '\t', ' ', '=', '%', '^', '-', '--', 'a', 'Z', '9', 'é', '日'];
 
@@ -101,7 +91,7 @@ describe('shell metacharacters in issue content', () => {
     const canary = join(out, canaryName);
     const echo = join(out, 'echo');
     const env = testEnv({ AGENT_ECHO_FILE: echo });
-    const cases = fuzz(rng(seed), canary, 50);
+    const cases = fuzz(seededRandom(seed), canary, 50);
     const viaCli = cases.slice(0, 25);
     const viaQueue = cases.slice(25);
     // Titles that read like git options or hold newlines: the commit message must stay a message.
