@@ -10,8 +10,18 @@
  * ```
  */
 export { openSupervisor, Supervisor } from './supervisor/api.js';
-export type { IssueDetail, IssueSummary, OpenSupervisorOptions, ResultEvent } from './supervisor/api.js';
-export type { AgentState, AgentStatus, QueueCounts, Status } from './supervisor/status.js';
+export type {
+  IssueDetail,
+  IssueSummary,
+  OpenSupervisorOptions,
+  ResultEvent,
+} from './supervisor/api.js';
+export type {
+  AgentState,
+  AgentStatus,
+  QueueCounts,
+  Status,
+} from './supervisor/status.js';
 export type { IssueStatus, NewIssue } from './supervisor/store/issues.js';
 export type { Run, RunOutcome } from './supervisor/store/runs.js';
 export type { ConfigInput } from './supervisor/config.js';
@@ -27,4 +37,9 @@ export {
   jobIdForIssue,
   queueNameFor,
 } from './contract/job.js';
-export type { JobData, JobDataInput, JobResult, Priority } from './contract/job.js';
+export type {
+  JobData,
+  JobDataInput,
+  JobResult,
+  Priority,
+} from './contract/job.js';

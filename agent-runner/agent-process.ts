@@ -2,7 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { WriteStream } from 'node:fs';
 import { changedSince } from './progress-scan.js';
 
-export type KillReason = 'lease-lost' | 'shutdown' | 'no-progress' | 'superseded';
+export type KillReason =
+  'lease-lost' | 'shutdown' | 'no-progress' | 'superseded';
 
 export interface AgentExit {
   exitCode: number | null;
@@ -78,11 +79,17 @@ export class AgentProcess {
     };
     this.child.stdout?.on('data', onData);
     this.child.stderr?.on('data', onData);
-    const tick = Math.max(50, Math.min(1000, Math.floor(opts.progressTimeoutMs / 4)));
+    const tick = Math.max(
+      50,
+      Math.min(1000, Math.floor(opts.progressTimeoutMs / 4)),
+    );
     this.progressTimer = setInterval(() => void this.checkProgress(), tick);
 
     this.exited = new Promise<AgentExit>((resolve) => {
-      const finish = (exitCode: number | null, signal: NodeJS.Signals | null) => {
+      const finish = (
+        exitCode: number | null,
+        signal: NodeJS.Signals | null,
+      ) => {
         this.stopWatching();
         // The agent's stragglers (background children) never outlive it.
         this.signalGroup('SIGKILL');
@@ -101,12 +108,29 @@ export class AgentProcess {
    */
   private async checkProgress(): Promise<void> {
     const timeout = this.opts.progressTimeoutMs;
-    if (this.checkingFiles || this.killedFor !== undefined || Date.now() - this.lastProgress <= timeout) return;
+    if (
+      this.checkingFiles ||
+      this.killedFor !== undefined ||
+      Date.now() - this.lastProgress <= timeout
+    )
+      return;
     this.checkingFiles = true;
     try {
-      const changed = await changedSince(this.opts.cwd, this.lastProgress).catch(() => undefined);
-      if (changed !== undefined) this.lastProgress = Math.max(this.lastProgress, Math.min(changed, Date.now()));
-      if (Date.now() - this.lastProgress > timeout && this.child.exitCode === null && this.child.signalCode === null) this.kill('no-progress');
+      const changed = await changedSince(
+        this.opts.cwd,
+        this.lastProgress,
+      ).catch(() => undefined);
+      if (changed !== undefined)
+        this.lastProgress = Math.max(
+          this.lastProgress,
+          Math.min(changed, Date.now()),
+        );
+      if (
+        Date.now() - this.lastProgress > timeout &&
+        this.child.exitCode === null &&
+        this.child.signalCode === null
+      )
+        this.kill('no-progress');
     } finally {
       this.checkingFiles = false;
     }

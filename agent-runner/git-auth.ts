@@ -13,31 +13,48 @@ export interface GitCredentials {
   readonly secrets: readonly string[];
 }
 
-export const NO_CREDENTIALS: GitCredentials = Object.freeze({ header: undefined, secrets: [] });
+export const NO_CREDENTIALS: GitCredentials = Object.freeze({
+  header: undefined,
+  secrets: [],
+});
 
 export class GitCredentialsError extends Error {}
 
-export function loadGitCredentials(file: string | undefined, env: NodeJS.ProcessEnv = process.env): GitCredentials {
+export function loadGitCredentials(
+  file: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): GitCredentials {
   let raw: string | undefined;
   if (file) {
     try {
       raw = readFileSync(file, 'utf8');
     } catch (err) {
-      throw new GitCredentialsError(`cannot read the git credentials file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new GitCredentialsError(
+        `cannot read the git credentials file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
     }
   } else {
     raw = env.SUPERVISOR_GIT_TOKEN;
   }
   const value = raw?.trim();
   if (!value) {
-    if (file) throw new GitCredentialsError(`the git credentials file ${file} is empty`);
+    if (file)
+      throw new GitCredentialsError(
+        `the git credentials file ${file} is empty`,
+      );
     return NO_CREDENTIALS;
   }
-  if (/[\r\n]/.test(value)) throw new GitCredentialsError('git credentials must be one line (a token, or user:password)');
+  if (/[\r\n]/.test(value))
+    throw new GitCredentialsError(
+      'git credentials must be one line (a token, or user:password)',
+    );
   const colon = value.indexOf(':');
   if (colon > 0) {
     const basic = Buffer.from(value, 'utf8').toString('base64');
-    return { header: `Authorization: Basic ${basic}`, secrets: [value, value.slice(colon + 1), basic] };
+    return {
+      header: `Authorization: Basic ${basic}`,
+      secrets: [value, value.slice(colon + 1), basic],
+    };
   }
   return { header: `Authorization: Bearer ${value}`, secrets: [value] };
 }
@@ -46,10 +63,14 @@ export function loadGitCredentials(file: string | undefined, env: NodeJS.Process
  * Environment for a git process: never prompts, ignores the user's credential helpers, and
  * carries the header in git's environment-only configuration.
  */
-export function gitEnv(creds: GitCredentials, base: NodeJS.ProcessEnv = process.env): Record<string, string> {
+export function gitEnv(
+  creds: GitCredentials,
+  base: NodeJS.ProcessEnv = process.env,
+): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(base)) {
-    if (v === undefined || k.startsWith('GIT_') || k.startsWith('SUPERVISOR_')) continue;
+    if (v === undefined || k.startsWith('GIT_') || k.startsWith('SUPERVISOR_'))
+      continue;
     env[k] = v;
   }
   const config: Array<[string, string]> = [['credential.helper', '']];
@@ -68,5 +89,8 @@ export function gitEnv(creds: GitCredentials, base: NodeJS.ProcessEnv = process.
 export function redact(text: string, secrets: readonly string[]): string {
   let out = text;
   for (const s of secrets) if (s.length >= 4) out = out.split(s).join('***');
-  return out.replace(/\b([a-z][a-z0-9+.-]{0,30}:\/\/)([^/\s:@]{0,256}):([^@\s/]{1,1024})@/gi, '$1$2:***@');
+  return out.replace(
+    /\b([a-z][a-z0-9+.-]{0,30}:\/\/)([^/\s:@]{0,256}):([^@\s/]{1,1024})@/gi,
+    '$1$2:***@',
+  );
 }

@@ -26,22 +26,45 @@ async function main(): Promise<void> {
   if (!parsed.success) done(1, 'unhealthy: invalid SUPERVISOR_RUNNER_CONFIG');
   const cfg = parsed.data;
   const staleAfter = Math.max(3 * cfg.heartbeatMs, 3000);
-  const redis = new Redis(cfg.redisUrl, { lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+  const redis = new Redis(cfg.redisUrl, {
+    lazyConnect: true,
+    connectTimeout: 3000,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+  });
   redis.on('error', () => undefined);
   try {
     await redis.connect();
   } catch (err) {
     done(1, `unhealthy: Redis does not answer (${(err as Error).message})`);
   }
-  const [heartbeat, host, state] = await redis.hmget(supervisorKeys(cfg.prefix, cfg.queueName).agent(cfg.agentId), 'heartbeat', 'host', 'state');
+  const [heartbeat, host, state] = await redis.hmget(
+    supervisorKeys(cfg.prefix, cfg.queueName).agent(cfg.agentId),
+    'heartbeat',
+    'host',
+    'state',
+  );
   redis.disconnect();
-  if (!heartbeat) done(1, `unhealthy: ${cfg.agentId} has no heartbeat in Redis`);
+  if (!heartbeat)
+    done(1, `unhealthy: ${cfg.agentId} has no heartbeat in Redis`);
   const age = Date.now() - Number(heartbeat);
-  if (age > staleAfter) done(1, `unhealthy: the heartbeat of ${cfg.agentId} is ${age} ms old (stale after ${staleAfter} ms)`);
-  if (host && host !== cfg.host) done(1, `unhealthy: ${cfg.agentId} is held by a runner on ${host}, not this one (${cfg.host})`);
+  if (age > staleAfter)
+    done(
+      1,
+      `unhealthy: the heartbeat of ${cfg.agentId} is ${age} ms old (stale after ${staleAfter} ms)`,
+    );
+  if (host && host !== cfg.host)
+    done(
+      1,
+      `unhealthy: ${cfg.agentId} is held by a runner on ${host}, not this one (${cfg.host})`,
+    );
   done(0, `healthy: ${cfg.agentId} ${state ?? ''}, heartbeat ${age} ms ago`);
 }
 
-const timer = setTimeout(() => done(1, 'unhealthy: the health check timed out'), 8000);
+const timer = setTimeout(
+  () => done(1, 'unhealthy: the health check timed out'),
+  8000,
+);
 timer.unref();
 main().catch((err: Error) => done(1, `unhealthy: ${err.message}`));

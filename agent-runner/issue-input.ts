@@ -11,8 +11,15 @@ export interface IssueFiles {
 }
 
 /** Writes the issue body (byte-exact) and the prompt (title + body + instructions) for the agent. */
-export function writeIssueFiles(cfg: RunnerConfig, data: JobData, issueId: string): IssueFiles {
-  const body = data.bodyEncoding === 'base64' ? Buffer.from(data.body, 'base64') : Buffer.from(data.body, 'utf8');
+export function writeIssueFiles(
+  cfg: RunnerConfig,
+  data: JobData,
+  issueId: string,
+): IssueFiles {
+  const body =
+    data.bodyEncoding === 'base64'
+      ? Buffer.from(data.body, 'base64')
+      : Buffer.from(data.body, 'utf8');
   const bodyFile = join(cfg.runDir, 'issue-body');
   const promptFile = join(cfg.runDir, 'prompt.md');
   writeFileSync(bodyFile, body);
@@ -31,17 +38,35 @@ export function writeIssueFiles(cfg: RunnerConfig, data: JobData, issueId: strin
  * The agent's environment: the runner's own minus the supervisor's settings, plus the slot's
  * environment and the issue. Issue content travels here and in files, never in a command string.
  */
-export function agentEnvironment(cfg: RunnerConfig, data: JobData, issueId: string, baseSha: string, files: IssueFiles, marker: string): Record<string, string> {
+export function agentEnvironment(
+  cfg: RunnerConfig,
+  data: JobData,
+  issueId: string,
+  baseSha: string,
+  files: IssueFiles,
+  marker: string,
+): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
     // The supervisor's own settings, credentials included (REDIS_URL of the queue, POSTGRES_URL of the
     // admin role), are not the agent's: it gets its slot's REDIS_URL / POSTGRES_URL from agentEnv.
-    if (v === undefined || k.startsWith('GIT_') || k.startsWith('SUPERVISOR_') || k === 'REDIS_URL' || k === 'POSTGRES_URL') continue;
+    if (
+      v === undefined ||
+      k.startsWith('GIT_') ||
+      k.startsWith('SUPERVISOR_') ||
+      k === 'REDIS_URL' ||
+      k === 'POSTGRES_URL'
+    )
+      continue;
     env[k] = v;
   }
-  const bodyText = data.bodyEncoding === 'base64' ? Buffer.from(data.body, 'base64').toString('utf8') : data.body;
+  const bodyText =
+    data.bodyEncoding === 'base64'
+      ? Buffer.from(data.body, 'base64').toString('utf8')
+      : data.body;
   // An environment variable cannot hold a NUL byte (spawn refuses it): such bodies come by file only.
-  const bodyFits = Buffer.byteLength(bodyText) <= MAX_ENV_VALUE && !bodyText.includes('\0');
+  const bodyFits =
+    Buffer.byteLength(bodyText) <= MAX_ENV_VALUE && !bodyText.includes('\0');
   Object.assign(env, cfg.agentEnv, {
     ISSUE_ID: issueId,
     ISSUE_TITLE: data.title,

@@ -9,7 +9,9 @@ import { readRunnerConfigInput } from './remote-config.js';
 import { AgentRunner } from './runner.js';
 
 function log(msg: string, fields: Record<string, unknown> = {}): void {
-  process.stderr.write(`${new Date().toISOString()} [runner] ${msg}${Object.keys(fields).length ? ' ' + JSON.stringify(fields) : ''}\n`);
+  process.stderr.write(
+    `${new Date().toISOString()} [runner] ${msg}${Object.keys(fields).length ? ' ' + JSON.stringify(fields) : ''}\n`,
+  );
 }
 
 /**
@@ -38,12 +40,14 @@ function teeOutput(file: string): void {
  * again: a crash loop holding the job). The job's own result records the failure instead.
  */
 function survivePrintErrors(): void {
-  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
+  for (const stream of [process.stdout, process.stderr])
+    stream.on('error', () => undefined);
 }
 
 async function main(): Promise<void> {
   survivePrintErrors();
-  if (process.env.SUPERVISOR_RUNNER_LOG_FILE) teeOutput(process.env.SUPERVISOR_RUNNER_LOG_FILE);
+  if (process.env.SUPERVISOR_RUNNER_LOG_FILE)
+    teeOutput(process.env.SUPERVISOR_RUNNER_LOG_FILE);
   // Runners started outside the supervisor (Swarm, Kubernetes, another host) derive their slot id and paths.
   let input: Record<string, unknown>;
   try {
@@ -54,11 +58,15 @@ async function main(): Promise<void> {
   }
   const parsed = RunnerConfigSchema.safeParse(input);
   if (!parsed.success) {
-    log(`invalid runner configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    log(
+      `invalid runner configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
     process.exit(2);
   }
   const cfg = parsed.data;
-  const runner = new AgentRunner(cfg, (m, f) => log(m, { agentId: cfg.agentId, ...f }));
+  const runner = new AgentRunner(cfg, (m, f) =>
+    log(m, { agentId: cfg.agentId, ...f }),
+  );
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
     signals += 1;
@@ -67,7 +75,9 @@ async function main(): Promise<void> {
       runner.forceKill();
       process.exit(1);
     }
-    log(`${sig}: handing back the current job and stopping`, { agentId: cfg.agentId });
+    log(`${sig}: handing back the current job and stopping`, {
+      agentId: cfg.agentId,
+    });
     const timer = setTimeout(() => {
       runner.forceKill();
       process.exit(1);

@@ -8,7 +8,9 @@ import { readFileSync } from 'node:fs';
 export function oomKillCount(): number | undefined {
   const read = (file: string, key: string): number | undefined => {
     try {
-      const m = new RegExp(`^${key} (\\d+)$`, 'm').exec(readFileSync(file, 'utf8'));
+      const m = new RegExp(`^${key} (\\d+)$`, 'm').exec(
+        readFileSync(file, 'utf8'),
+      );
       return m?.[1] === undefined ? undefined : Number(m[1]);
     } catch {
       return undefined;
@@ -19,16 +21,23 @@ export function oomKillCount(): number | undefined {
   if (v1 !== undefined) return v1;
   let own = '/';
   try {
-    own = /^0::(.*)$/m.exec(readFileSync('/proc/self/cgroup', 'utf8'))?.[1] ?? '/';
+    own =
+      /^0::(.*)$/m.exec(readFileSync('/proc/self/cgroup', 'utf8'))?.[1] ?? '/';
   } catch {
     /* not Linux */
   }
-  return read(`/sys/fs/cgroup${own === '/' ? '' : own}/memory.events`, 'oom_kill') ?? read('/sys/fs/cgroup/memory.events', 'oom_kill');
+  return (
+    read(`/sys/fs/cgroup${own === '/' ? '' : own}/memory.events`, 'oom_kill') ??
+    read('/sys/fs/cgroup/memory.events', 'oom_kill')
+  );
 }
 
 /** The memory limit of this process's cgroup in bytes, when there is one. */
 export function memoryLimitBytes(): number | undefined {
-  for (const file of ['/sys/fs/cgroup/memory/memory.limit_in_bytes', '/sys/fs/cgroup/memory.max']) {
+  for (const file of [
+    '/sys/fs/cgroup/memory/memory.limit_in_bytes',
+    '/sys/fs/cgroup/memory.max',
+  ]) {
     try {
       const v = readFileSync(file, 'utf8').trim();
       const n = Number(v);

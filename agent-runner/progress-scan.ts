@@ -10,7 +10,10 @@ import { join } from 'node:path';
  * cost a full walk, a stat and an inotify watch per file on every job (Node 20's recursive
  * fs.watch on Linux does exactly that, synchronously).
  */
-export async function changedSince(dir: string, since: number): Promise<number | undefined> {
+export async function changedSince(
+  dir: string,
+  since: number,
+): Promise<number | undefined> {
   const pending = [dir];
   while (pending.length > 0) {
     const current = pending.pop()!;

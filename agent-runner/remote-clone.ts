@@ -2,7 +2,11 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { gitEnv, redact, type GitCredentials } from './git-auth.js';
-import { LocalWorktree, type CommitOutcome, type Workspace } from './workspace.js';
+import {
+  LocalWorktree,
+  type CommitOutcome,
+  type Workspace,
+} from './workspace.js';
 
 /**
  * Why a remote git operation failed. `unreachable` and `auth` are the remote's fault: the
@@ -12,7 +16,10 @@ import { LocalWorktree, type CommitOutcome, type Workspace } from './workspace.j
 export type GitRemoteErrorKind = 'unreachable' | 'auth' | 'rejected';
 
 export class GitRemoteError extends Error {
-  constructor(readonly kind: GitRemoteErrorKind, message: string) {
+  constructor(
+    readonly kind: GitRemoteErrorKind,
+    message: string,
+  ) {
     super(message);
     this.name = 'GitRemoteError';
   }
@@ -38,8 +45,18 @@ interface GitRun {
 
 function classify(stderr: string, timedOut: boolean): GitRemoteErrorKind {
   if (timedOut) return 'unreachable';
-  if (/Authentication failed|returned error: 40[17]|could not read Username|terminal prompts disabled|Permission denied \(publickey/i.test(stderr)) return 'auth';
-  if (/\[rejected\]|\[remote rejected\]|returned error: 403|failed to push some refs/i.test(stderr)) return 'rejected';
+  if (
+    /Authentication failed|returned error: 40[17]|could not read Username|terminal prompts disabled|Permission denied \(publickey/i.test(
+      stderr,
+    )
+  )
+    return 'auth';
+  if (
+    /\[rejected\]|\[remote rejected\]|returned error: 403|failed to push some refs/i.test(
+      stderr,
+    )
+  )
+    return 'rejected';
   return 'unreachable';
 }
 
@@ -67,22 +84,51 @@ export class RemoteClone implements Workspace {
     return redact(this.o.url, this.o.credentials.secrets);
   }
 
-  private run(args: string[], opts: { cwd?: string; network?: boolean } = {}): Promise<GitRun> {
+  private run(
+    args: string[],
+    opts: { cwd?: string; network?: boolean } = {},
+  ): Promise<GitRun> {
     const env = gitEnv(this.o.credentials);
     return new Promise((resolve, reject) => {
       execFile(
         'git',
         args,
-        { cwd: opts.cwd ?? this.cache, env, timeout: opts.network ? this.o.timeoutMs : 0, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024, encoding: 'utf8' },
+        {
+          cwd: opts.cwd ?? this.cache,
+          env,
+          timeout: opts.network ? this.o.timeoutMs : 0,
+          killSignal: 'SIGKILL',
+          maxBuffer: 16 * 1024 * 1024,
+          encoding: 'utf8',
+        },
         (err, stdout, stderr) => {
           if (!err) return resolve({ stdout, stderr });
-          const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string };
+          const e = err as NodeJS.ErrnoException & {
+            killed?: boolean;
+            signal?: string;
+          };
           const timedOut = e.killed === true && e.signal === 'SIGKILL';
-          const detail = redact((stderr || e.message).trim().split('\n').filter(Boolean).slice(-3).join(' | '), this.o.credentials.secrets);
-          if (!opts.network) return reject(new Error(`git ${args[0]} failed: ${detail}`));
+          const detail = redact(
+            (stderr || e.message)
+              .trim()
+              .split('\n')
+              .filter(Boolean)
+              .slice(-3)
+              .join(' | '),
+            this.o.credentials.secrets,
+          );
+          if (!opts.network)
+            return reject(new Error(`git ${args[0]} failed: ${detail}`));
           const kind = classify(stderr, timedOut);
-          const what = timedOut ? `no answer within ${this.o.timeoutMs} ms` : detail;
-          reject(new GitRemoteError(kind, `git remote ${this.shownUrl} ${kind === 'auth' ? 'refused the credentials' : kind === 'rejected' ? 'refused the push' : 'is unreachable'} (git ${args[0]}): ${what}`));
+          const what = timedOut
+            ? `no answer within ${this.o.timeoutMs} ms`
+            : detail;
+          reject(
+            new GitRemoteError(
+              kind,
+              `git remote ${this.shownUrl} ${kind === 'auth' ? 'refused the credentials' : kind === 'rejected' ? 'refused the push' : 'is unreachable'} (git ${args[0]}): ${what}`,
+            ),
+          );
         },
       );
     });
@@ -93,7 +139,10 @@ export class RemoteClone implements Workspace {
     mkdirSync(this.o.cacheDir, { recursive: true });
     for (let i = 0; ; i++) {
       try {
-        if (!existsSync(join(this.cache, 'HEAD'))) await this.run(['init', '--quiet', '--bare', this.cache], { cwd: this.o.cacheDir });
+        if (!existsSync(join(this.cache, 'HEAD')))
+          await this.run(['init', '--quiet', '--bare', this.cache], {
+            cwd: this.o.cacheDir,
+          });
         // Slots share the cache: no automatic gc or ref packing under their feet.
         await this.run(['config', 'gc.auto', '0']);
         await this.run(['config', 'maintenance.auto', 'false']);
@@ -110,26 +159,63 @@ export class RemoteClone implements Workspace {
   /** Checks that the remote answers and the credentials work, without changing anything. */
   async probe(baseBranch: string): Promise<void> {
     await this.ensureCache();
-    const out = await this.run(['ls-remote', '--heads', this.o.url, `refs/heads/${baseBranch}`], { network: true });
-    if (!out.stdout.trim()) throw new GitRemoteError('unreachable', `git remote ${this.shownUrl} has no branch ${baseBranch}`);
+    const out = await this.run(
+      ['ls-remote', '--heads', this.o.url, `refs/heads/${baseBranch}`],
+      { network: true },
+    );
+    if (!out.stdout.trim())
+      throw new GitRemoteError(
+        'unreachable',
+        `git remote ${this.shownUrl} has no branch ${baseBranch}`,
+      );
   }
 
   async prepare(baseBranch: string): Promise<string> {
     await this.ensureCache();
-    await this.run(['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', this.o.url, `+refs/heads/${baseBranch}:${this.baseRef}`], { network: true }).catch((err: unknown) => {
-      if (err instanceof GitRemoteError && /couldn't find remote ref/i.test(err.message)) {
-        throw new GitRemoteError('unreachable', `git remote ${this.shownUrl} has no branch ${baseBranch}`);
+    await this.run(
+      [
+        'fetch',
+        '--quiet',
+        '--no-tags',
+        '--no-write-fetch-head',
+        this.o.url,
+        `+refs/heads/${baseBranch}:${this.baseRef}`,
+      ],
+      { network: true },
+    ).catch((err: unknown) => {
+      if (
+        err instanceof GitRemoteError &&
+        /couldn't find remote ref/i.test(err.message)
+      ) {
+        throw new GitRemoteError(
+          'unreachable',
+          `git remote ${this.shownUrl} has no branch ${baseBranch}`,
+        );
       }
       throw err;
     });
-    const baseSha = (await this.run(['rev-parse', '--verify', `${this.baseRef}^{commit}`])).stdout.trim();
+    const baseSha = (
+      await this.run(['rev-parse', '--verify', `${this.baseRef}^{commit}`])
+    ).stdout.trim();
     if (await this.healthy()) {
-      await this.run(['checkout', '--quiet', '--force', '-B', this.o.branch, baseSha], { cwd: this.path });
+      await this.run(
+        ['checkout', '--quiet', '--force', '-B', this.o.branch, baseSha],
+        { cwd: this.path },
+      );
       await this.run(['clean', '-fdq'], { cwd: this.path });
     } else {
       rmSync(this.path, { recursive: true, force: true });
       await this.run(['worktree', 'prune']);
-      await this.run(['worktree', 'add', '--quiet', '--force', '-B', this.o.branch, this.path, baseSha]);
+      await this.run([
+        'worktree',
+        'add',
+        '--quiet',
+        '--force',
+        '-B',
+        this.o.branch,
+        this.path,
+        baseSha,
+      ]);
     }
     return baseSha;
   }
@@ -137,13 +223,21 @@ export class RemoteClone implements Workspace {
   private async healthy(): Promise<boolean> {
     if (!existsSync(this.path)) return false;
     try {
-      return (await this.run(['rev-parse', '--show-toplevel'], { cwd: this.path })).stdout.trim() === this.path;
+      return (
+        (
+          await this.run(['rev-parse', '--show-toplevel'], { cwd: this.path })
+        ).stdout.trim() === this.path
+      );
     } catch {
       return false;
     }
   }
 
-  commit(baseSha: string, message: string, author: { name: string; email: string }): Promise<CommitOutcome> {
+  commit(
+    baseSha: string,
+    message: string,
+    author: { name: string; email: string },
+  ): Promise<CommitOutcome> {
     // Created late: simple-git insists that the cache exists.
     this.tree ??= new LocalWorktree(this.cache, this.o.path, this.o.branch);
     return this.tree.commit(baseSha, message, author);
@@ -151,7 +245,16 @@ export class RemoteClone implements Workspace {
 
   /** Pushes the result commit to its result ref; the remote accepts only new refs there. */
   async publish(commitSha: string, ref: string): Promise<string> {
-    await this.run(['push', '--quiet', '--no-verify', this.o.pushUrl ?? this.o.url, `${commitSha}:${ref}`], { network: true });
+    await this.run(
+      [
+        'push',
+        '--quiet',
+        '--no-verify',
+        this.o.pushUrl ?? this.o.url,
+        `${commitSha}:${ref}`,
+      ],
+      { network: true },
+    );
     return ref;
   }
 }

@@ -50,7 +50,9 @@ export class RemoteGate {
     this.errorText = err.message;
     if (!first || this.closed) return;
     this.delay = this.o.minDelayMs ?? 1000;
-    this.o.log('git remote unavailable: not taking jobs until it answers', { error: err.message });
+    this.o.log('git remote unavailable: not taking jobs until it answers', {
+      error: err.message,
+    });
     this.o.onBlocked(err.message);
     this.schedule();
   }

@@ -1,4 +1,12 @@
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { execFile } from 'node:child_process';
 
@@ -18,7 +26,11 @@ export interface Workspace {
   /** Resets the workspace to the tip of `baseBranch`; returns the base commit. */
   prepare(baseBranch: string): Promise<string>;
   /** Commits what the agent changed (unless it committed itself). */
-  commit(baseSha: string, message: string, author: { name: string; email: string }): Promise<CommitOutcome>;
+  commit(
+    baseSha: string,
+    message: string,
+    author: { name: string; email: string },
+  ): Promise<CommitOutcome>;
   /** Remote mode: makes the result commit reachable by the supervisor at `ref`; returns the ref. */
   publish?(commitSha: string, ref: string): Promise<string>;
   /** Remote mode: checks the remote answers and accepts the credentials (before taking jobs). */
@@ -27,7 +39,8 @@ export interface Workspace {
 
 function cleanEnv(): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('GIT_')) env[k] = v;
+  for (const [k, v] of Object.entries(process.env))
+    if (v !== undefined && !k.startsWith('GIT_')) env[k] = v;
   return env;
 }
 
@@ -43,10 +56,16 @@ function gitIn(cwd: string, env: Record<string, string>): Git {
   return {
     raw: (args) =>
       new Promise((resolvePromise, reject) => {
-        execFile('git', args, { cwd, env, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-          if (err) reject(new Error(stderr.trim() || err.message, { cause: err }));
-          else resolvePromise(stdout);
-        });
+        execFile(
+          'git',
+          args,
+          { cwd, env, maxBuffer: 64 * 1024 * 1024 },
+          (err, stdout, stderr) => {
+            if (err)
+              reject(new Error(stderr.trim() || err.message, { cause: err }));
+            else resolvePromise(stdout);
+          },
+        );
       }),
   };
 }
@@ -63,7 +82,11 @@ export function linkedWorktreeIntact(dir: string): boolean {
     if (!m?.[1]) return false;
     const admin = resolve(dir, m[1].trim());
     const back = readFileSync(join(admin, 'gitdir'), 'utf8').trim();
-    return resolve(admin, back) === dotGit && existsSync(join(admin, 'HEAD')) && existsSync(join(admin, 'commondir'));
+    return (
+      resolve(admin, back) === dotGit &&
+      existsSync(join(admin, 'HEAD')) &&
+      existsSync(join(admin, 'commondir'))
+    );
   } catch {
     return false;
   }
@@ -85,7 +108,10 @@ export function headFromFiles(dir: string): string | undefined {
     if (SHA.test(head)) return head;
     const ref = /^ref: (refs\/heads\/\S+)$/.exec(head)?.[1];
     if (!ref) return undefined;
-    const common = resolve(admin, readFileSync(join(admin, 'commondir'), 'utf8').trim());
+    const common = resolve(
+      admin,
+      readFileSync(join(admin, 'commondir'), 'utf8').trim(),
+    );
     const sha = readFileSync(join(common, ref), 'utf8').trim();
     return SHA.test(sha) ? sha : undefined;
   } catch {
@@ -95,7 +121,11 @@ export function headFromFiles(dir: string): string | undefined {
 
 export function parseShortstat(s: string): Omit<CommitOutcome, 'commitSha'> {
   const num = (re: RegExp) => Number(re.exec(s)?.[1] ?? 0);
-  return { filesChanged: num(/(\d+) files? changed/), insertions: num(/(\d+) insertions?\(\+\)/), deletions: num(/(\d+) deletions?\(-\)/) };
+  return {
+    filesChanged: num(/(\d+) files? changed/),
+    insertions: num(/(\d+) insertions?\(\+\)/),
+    deletions: num(/(\d+) deletions?\(-\)/),
+  };
 }
 
 /** A slot's worktree `<repo>/.worktrees/agent-00N` on branch `agent/00N`, reused across jobs. */
@@ -104,7 +134,11 @@ export class LocalWorktree implements Workspace {
   /** The runner's environment without GIT_* (computed once: it does not change). */
   private readonly env: Record<string, string>;
 
-  constructor(readonly repoPath: string, readonly path: string, readonly branch: string) {
+  constructor(
+    readonly repoPath: string,
+    readonly path: string,
+    readonly branch: string,
+  ) {
     this.env = cleanEnv();
     this.repo = gitIn(repoPath, this.env);
   }
@@ -119,7 +153,9 @@ export class LocalWorktree implements Workspace {
     // admin directory points back at it. Anything else is settled by git itself.
     if (linkedWorktreeIntact(this.path)) return true;
     try {
-      const top = (await this.tree().raw(['rev-parse', '--show-toplevel'])).trim();
+      const top = (
+        await this.tree().raw(['rev-parse', '--show-toplevel'])
+      ).trim();
       return top === this.path;
     } catch {
       return false;
@@ -129,7 +165,13 @@ export class LocalWorktree implements Workspace {
   /** The worktree's admin directory in the shared git directory, found by its back pointer. */
   private async adminDir(): Promise<string | undefined> {
     try {
-      const common = (await this.repo.raw(['rev-parse', '--path-format=absolute', '--git-common-dir'])).trim();
+      const common = (
+        await this.repo.raw([
+          'rev-parse',
+          '--path-format=absolute',
+          '--git-common-dir',
+        ])
+      ).trim();
       const dir = join(common, 'worktrees');
       for (const name of readdirSync(dir)) {
         const back = readFileSync(join(dir, name, 'gitdir'), 'utf8').trim();
@@ -150,39 +192,80 @@ export class LocalWorktree implements Workspace {
       mkdirSync(this.path, { recursive: true });
       rmSync(join(this.path, '.git'), { recursive: true, force: true });
       writeFileSync(join(this.path, '.git'), `gitdir: ${admin}\n`);
-      await this.tree().raw(['checkout', '--force', '-B', this.branch, baseSha]);
+      await this.tree().raw([
+        'checkout',
+        '--force',
+        '-B',
+        this.branch,
+        baseSha,
+      ]);
       await this.tree().raw(['clean', '-fd']);
       return;
     }
     rmSync(this.path, { recursive: true, force: true });
     await this.repo.raw(['worktree', 'prune']);
-    await this.repo.raw(['worktree', 'add', '--force', '-B', this.branch, this.path, baseSha]);
+    await this.repo.raw([
+      'worktree',
+      'add',
+      '--force',
+      '-B',
+      this.branch,
+      this.path,
+      baseSha,
+    ]);
   }
 
   async prepare(baseBranch: string): Promise<string> {
     if (!(await this.healthy())) {
-      const baseSha = (await this.repo.raw(['rev-parse', '--verify', `refs/heads/${baseBranch}^{commit}`])).trim();
+      const baseSha = (
+        await this.repo.raw([
+          'rev-parse',
+          '--verify',
+          `refs/heads/${baseBranch}^{commit}`,
+        ])
+      ).trim();
       await this.recreate(baseSha);
       return baseSha;
     }
     const git = this.tree();
     // The base is what was checked out: read back from HEAD.
-    await git.raw(['checkout', '--force', '-B', this.branch, `refs/heads/${baseBranch}`]);
+    await git.raw([
+      'checkout',
+      '--force',
+      '-B',
+      this.branch,
+      `refs/heads/${baseBranch}`,
+    ]);
     await git.raw(['clean', '-fd']);
     return this.head(git);
   }
 
   /** HEAD's commit: from the ref files when git keeps it there (no process), else from git. */
   private async head(git: Git): Promise<string> {
-    return headFromFiles(this.path) ?? (await git.raw(['rev-parse', '--verify', 'HEAD^{commit}'])).trim();
+    return (
+      headFromFiles(this.path) ??
+      (await git.raw(['rev-parse', '--verify', 'HEAD^{commit}'])).trim()
+    );
   }
 
-  async commit(baseSha: string, message: string, author: { name: string; email: string }): Promise<CommitOutcome> {
+  async commit(
+    baseSha: string,
+    message: string,
+    author: { name: string; email: string },
+  ): Promise<CommitOutcome> {
     // Without its .git file, git in the worktree would find the main repository above it.
     if (!(await this.healthy())) {
-      throw new Error('the agent damaged its worktree (.git is missing or points elsewhere); nothing was committed, and the worktree is recreated for the next job');
+      throw new Error(
+        'the agent damaged its worktree (.git is missing or points elsewhere); nothing was committed, and the worktree is recreated for the next job',
+      );
     }
-    const git = this.tree({ ...this.env, GIT_AUTHOR_NAME: author.name, GIT_AUTHOR_EMAIL: author.email, GIT_COMMITTER_NAME: author.name, GIT_COMMITTER_EMAIL: author.email });
+    const git = this.tree({
+      ...this.env,
+      GIT_AUTHOR_NAME: author.name,
+      GIT_AUTHOR_EMAIL: author.email,
+      GIT_COMMITTER_NAME: author.name,
+      GIT_COMMITTER_EMAIL: author.email,
+    });
     const before = await this.head(git);
     await git.raw(['add', '-A']);
     let summary: string | undefined;
@@ -191,12 +274,18 @@ export class LocalWorktree implements Workspace {
       summary = await git.raw(['commit', '--no-verify', '-m', message]);
     } catch (err) {
       // Nothing staged (the agent changed nothing, or committed by itself) is not an error.
-      const staged = await git.raw(['diff', '--cached', '--name-only']).catch(() => 'unknown');
+      const staged = await git
+        .raw(['diff', '--cached', '--name-only'])
+        .catch(() => 'unknown');
       if (staged.trim().length > 0) throw err;
     }
     const commitSha = await this.head(git);
-    if (commitSha === baseSha) return { commitSha: null, filesChanged: 0, insertions: 0, deletions: 0 };
-    const stat = summary !== undefined && before === baseSha ? summary : await git.raw(['diff', '--shortstat', baseSha, commitSha]);
+    if (commitSha === baseSha)
+      return { commitSha: null, filesChanged: 0, insertions: 0, deletions: 0 };
+    const stat =
+      summary !== undefined && before === baseSha
+        ? summary
+        : await git.raw(['diff', '--shortstat', baseSha, commitSha]);
     return { commitSha, ...parseShortstat(stat) };
   }
 }

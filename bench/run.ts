@@ -15,7 +15,10 @@ import { throughputRow } from './rows/throughput.js';
 import type { BenchOptions, RowResult } from './lib/row.js';
 import { renderTable } from './lib/table.js';
 
-const ROWS: Record<string, (o: BenchOptions) => Promise<RowResult | RowResult[]>> = {
+const ROWS: Record<
+  string,
+  (o: BenchOptions) => Promise<RowResult | RowResult[]>
+> = {
   dispatch: dispatchRow,
   throughput: throughputRow,
   scale: scaleRows,
@@ -24,9 +27,15 @@ const ROWS: Record<string, (o: BenchOptions) => Promise<RowResult | RowResult[]>
   footprint: footprintRows,
 };
 
-const RESULTS = fileURLToPath(new URL('../../bench/results.json', import.meta.url));
+const RESULTS = fileURLToPath(
+  new URL('../../bench/results.json', import.meta.url),
+);
 
-function parseArgs(argv: string[]): { quick: boolean; only: string[] | undefined; verbose: boolean } {
+function parseArgs(argv: string[]): {
+  quick: boolean;
+  only: string[] | undefined;
+  verbose: boolean;
+} {
   let quick = false;
   let verbose = false;
   let only: string[] | undefined;
@@ -34,16 +43,22 @@ function parseArgs(argv: string[]): { quick: boolean; only: string[] | undefined
     const a = argv[i]!;
     if (a === '--quick') quick = true;
     else if (a === '--verbose' || a === '-v') verbose = true;
-    else if (a === '--only') only = (argv[++i] ?? '').split(',').filter(Boolean);
-    else if (a.startsWith('--only=')) only = a.slice('--only='.length).split(',').filter(Boolean);
+    else if (a === '--only')
+      only = (argv[++i] ?? '').split(',').filter(Boolean);
+    else if (a.startsWith('--only='))
+      only = a.slice('--only='.length).split(',').filter(Boolean);
     else {
-      process.stderr.write(`unknown argument ${a}\nusage: npm run bench -- [--quick] [--only ${Object.keys(ROWS).join(',')}] [--verbose]\n`);
+      process.stderr.write(
+        `unknown argument ${a}\nusage: npm run bench -- [--quick] [--only ${Object.keys(ROWS).join(',')}] [--verbose]\n`,
+      );
       process.exit(2);
     }
   }
   for (const r of only ?? []) {
     if (!ROWS[r]) {
-      process.stderr.write(`unknown row "${r}"; rows: ${Object.keys(ROWS).join(', ')}\n`);
+      process.stderr.write(
+        `unknown row "${r}"; rows: ${Object.keys(ROWS).join(', ')}\n`,
+      );
       process.exit(2);
     }
   }
@@ -54,7 +69,10 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const started = Date.now();
   const loadBefore = loadavg().map((l) => Math.round(l * 100) / 100);
-  const log = (msg: string) => process.stderr.write(`[bench +${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
+  const log = (msg: string) =>
+    process.stderr.write(
+      `[bench +${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`,
+    );
   const opts: BenchOptions = { quick: args.quick, log };
   const results: RowResult[] = [];
   const failures: Array<{ row: string; error: string }> = [];
@@ -81,9 +99,26 @@ async function main(): Promise<void> {
   };
   const table = renderTable(results);
   process.stdout.write(`\n${table}\n`);
-  for (const f of failures) process.stdout.write(`${f.row}: FAILED (${f.error})\n`);
-  process.stdout.write(`${machine.cpus} CPUs, node ${machine.node}, ${machine.git}; load average ${machine.loadBefore.join(' ')} before, ${machine.loadAfter.join(' ')} after\n`);
-  writeFileSync(RESULTS, JSON.stringify({ at: new Date().toISOString(), quick: args.quick, durationS: Math.round((Date.now() - started) / 1000), machine, rows: results, failures }, null, 2) + '\n');
+  for (const f of failures)
+    process.stdout.write(`${f.row}: FAILED (${f.error})\n`);
+  process.stdout.write(
+    `${machine.cpus} CPUs, node ${machine.node}, ${machine.git}; load average ${machine.loadBefore.join(' ')} before, ${machine.loadAfter.join(' ')} after\n`,
+  );
+  writeFileSync(
+    RESULTS,
+    JSON.stringify(
+      {
+        at: new Date().toISOString(),
+        quick: args.quick,
+        durationS: Math.round((Date.now() - started) / 1000),
+        machine,
+        rows: results,
+        failures,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
   log(`wrote ${RESULTS}`);
   // The run is over: a stray socket or timer must not keep the process alive.
   process.exit(failures.length ? 1 : 0);

@@ -32,11 +32,17 @@ export function isOurAgent(rec: AgentRecord): boolean {
     return false;
   }
   try {
-    return readFileSync(`/proc/${rec.pid}/environ`).includes(`SUPERVISOR_RUN_MARKER=${rec.marker}`);
+    return readFileSync(`/proc/${rec.pid}/environ`).includes(
+      `SUPERVISOR_RUN_MARKER=${rec.marker}`,
+    );
   } catch {
     // No /proc (macOS): ask ps for the environment of the process.
     try {
-      return execFileSync('ps', ['eww', '-o', 'command=', '-p', String(rec.pid)], { encoding: 'utf8' }).includes(rec.marker);
+      return execFileSync(
+        'ps',
+        ['eww', '-o', 'command=', '-p', String(rec.pid)],
+        { encoding: 'utf8' },
+      ).includes(rec.marker);
     } catch {
       return false;
     }

@@ -37,7 +37,10 @@ export const JobDataSchema = z
       .max(MAX_TITLE_LENGTH)
       // The title reaches the agent as ISSUE_TITLE, and an environment variable cannot hold NUL.
       .refine((t) => !t.includes('\0'), 'title must not contain NUL bytes'),
-    body: z.string().max(Math.ceil((MAX_BODY_BYTES * 4) / 3) + 4).default(''),
+    body: z
+      .string()
+      .max(Math.ceil((MAX_BODY_BYTES * 4) / 3) + 4)
+      .default(''),
     bodyEncoding: z.enum(['utf8', 'base64']).default('utf8'),
     priority: z.enum(PRIORITIES).default('medium'),
     /**
@@ -124,7 +127,11 @@ export const LeaseSchema = z.object({
   /** @defaultValue 2 — stalls tolerated before a job fails. */
   maxStalledCount: z.number().int().min(2).default(2),
   /** @defaultValue 900000 — an agent with no output and no file change for this long is killed. */
-  progressTimeoutMs: z.number().int().min(100).default(15 * 60_000),
+  progressTimeoutMs: z
+    .number()
+    .int()
+    .min(100)
+    .default(15 * 60_000),
   /** @defaultValue 5000 — SIGTERM to the agent's group, then SIGKILL after this long. */
   killGraceMs: z.number().int().min(0).default(5_000),
 });
@@ -190,7 +197,8 @@ export type RunnerConfig = z.infer<typeof RunnerConfigSchema>;
 const SLOT_RE = /^agent-(\d{3})$/;
 
 export function slotId(n: number): string {
-  if (!Number.isInteger(n) || n < 1 || n > 999) throw new RangeError(`slot number out of range: ${n}`);
+  if (!Number.isInteger(n) || n < 1 || n > 999)
+    throw new RangeError(`slot number out of range: ${n}`);
   return `agent-${String(n).padStart(3, '0')}`;
 }
 
@@ -202,7 +210,8 @@ export function slotNumber(agentId: string): number {
 
 export const isSlotId = (s: string): boolean => SLOT_RE.test(s);
 
-export const agentBranch = (agentId: string): string => `agent/${agentId.slice('agent-'.length)}`;
+export const agentBranch = (agentId: string): string =>
+  `agent/${agentId.slice('agent-'.length)}`;
 export const issueBranch = (issueId: number): string => `issue/${issueId}`;
 export const jobIdForIssue = (issueId: number): string => `issue-${issueId}`;
 
@@ -213,7 +222,8 @@ export function issueIdFromJobId(jobId: string): number | undefined {
 
 /** Result refs of remote runners live here, never under refs/heads. */
 export const RESULT_REF_PREFIX = 'refs/supervisor/results/';
-const RESULT_REF_RE = /^refs\/supervisor\/results\/(\d+|job-[0-9a-f]{40})\/(\d+)$/;
+const RESULT_REF_RE =
+  /^refs\/supervisor\/results\/(\d+|job-[0-9a-f]{40})\/(\d+)$/;
 
 /**
  * The one ref a remote runner may push the result of (job, attempt) to:
@@ -221,12 +231,17 @@ const RESULT_REF_RE = /^refs\/supervisor\/results\/(\d+|job-[0-9a-f]{40})\/(\d+)
  */
 export function resultRefFor(jobId: string, attempt: number): string {
   const n = issueIdFromJobId(jobId);
-  const key = n !== undefined ? String(n) : `job-${createHash('sha1').update(jobId).digest('hex')}`;
+  const key =
+    n !== undefined
+      ? String(n)
+      : `job-${createHash('sha1').update(jobId).digest('hex')}`;
   return `${RESULT_REF_PREFIX}${key}/${attempt}`;
 }
 
 /** The parts of a well-formed result ref, or undefined for anything else. */
-export function parseResultRef(ref: string): { key: string; attempt: number } | undefined {
+export function parseResultRef(
+  ref: string,
+): { key: string; attempt: number } | undefined {
   const m = RESULT_REF_RE.exec(ref);
   return m?.[1] && m[2] ? { key: m[1], attempt: Number(m[2]) } : undefined;
 }

@@ -1,6 +1,18 @@
-import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import express, {
+  type NextFunction,
+  type Request,
+  type Response,
+  type Router,
+} from 'express';
 import type { DashboardDeps } from './deps.js';
-import { errorBody, errorResponse, formatSse, type DashRequest, type DashResponse, type Route } from './http.js';
+import {
+  errorBody,
+  errorResponse,
+  formatSse,
+  type DashRequest,
+  type DashResponse,
+  type Route,
+} from './http.js';
 import { gate } from './routes.js';
 
 const CONTENT_TYPES = {
@@ -16,10 +28,19 @@ const KEEPALIVE_MS = 15_000;
 
 function toDashRequest(req: Request): DashRequest {
   const headers: Record<string, string | undefined> = {};
-  for (const [k, v] of Object.entries(req.headers)) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+  for (const [k, v] of Object.entries(req.headers))
+    headers[k] = Array.isArray(v) ? v.join(', ') : v;
   const query: Record<string, string | undefined> = {};
-  for (const [k, v] of Object.entries(req.query ?? {})) if (typeof v === 'string') query[k] = v;
-  return { method: req.method === 'HEAD' ? 'GET' : req.method, path: req.path, params: { ...(req.params as Record<string, string>) }, query, headers, body: req.body };
+  for (const [k, v] of Object.entries(req.query ?? {}))
+    if (typeof v === 'string') query[k] = v;
+  return {
+    method: req.method === 'HEAD' ? 'GET' : req.method,
+    path: req.path,
+    params: { ...(req.params as Record<string, string>) },
+    query,
+    headers,
+    body: req.body,
+  };
 }
 
 /**
@@ -30,7 +51,11 @@ export class ExpressDashboard {
   readonly app = express();
   private readonly streams = new Set<() => void>();
 
-  constructor(private readonly d: DashboardDeps, routes: Route[], bullBoard: { basePath: string; router: Router } | undefined) {
+  constructor(
+    private readonly d: DashboardDeps,
+    routes: Route[],
+    bullBoard: { basePath: string; router: Router } | undefined,
+  ) {
     const app = this.app;
     app.disable('x-powered-by');
     app.set('etag', false);
@@ -43,7 +68,8 @@ export class ExpressDashboard {
       next();
     });
     const byPath = new Map<string, Route[]>();
-    for (const r of routes) byPath.set(r.path, [...(byPath.get(r.path) ?? []), r]);
+    for (const r of routes)
+      byPath.set(r.path, [...(byPath.get(r.path) ?? []), r]);
     const json = express.json({ limit: '16kb' });
     const form = express.urlencoded({ extended: false, limit: '4kb' });
     for (const [path, list] of byPath) {
@@ -52,14 +78,33 @@ export class ExpressDashboard {
         const route = list.find((r) => r.method === method);
         if (!route) {
           // The guard first: an unauthenticated caller learns nothing about the route.
-          const refused = gate(d, { ...toDashRequest(req), method: 'GET' }, list[0]!.kind === 'login' ? 'login' : 'api');
+          const refused = gate(
+            d,
+            { ...toDashRequest(req), method: 'GET' },
+            list[0]!.kind === 'login' ? 'login' : 'api',
+          );
           if (refused) return this.send(req, res, refused);
-          res.setHeader('Allow', [...new Set(list.map((r) => r.method))].join(', '));
-          return this.send(req, res, errorBody(405, `${req.method} is not allowed here; use ${list.map((r) => r.method).join(' or ')}`));
+          res.setHeader(
+            'Allow',
+            [...new Set(list.map((r) => r.method))].join(', '),
+          );
+          return this.send(
+            req,
+            res,
+            errorBody(
+              405,
+              `${req.method} is not allowed here; use ${list.map((r) => r.method).join(' or ')}`,
+            ),
+          );
         }
         const refused = gate(d, toDashRequest(req), route.kind);
         if (refused) return this.send(req, res, refused);
-        const parse = route.method === 'POST' ? (route.kind === 'login' ? form : json) : (_q: Request, _s: Response, n: NextFunction) => n();
+        const parse =
+          route.method === 'POST'
+            ? route.kind === 'login'
+              ? form
+              : json
+            : (_q: Request, _s: Response, n: NextFunction) => n();
         parse(req, res, (err?: unknown) => {
           if (err) return next(err);
           Promise.resolve()
@@ -72,7 +117,15 @@ export class ExpressDashboard {
       app.use(
         bullBoard.basePath,
         (req, res, next) => {
-          const refused = gate(d, { method: req.method, path: req.path, headers: toDashRequest(req).headers }, 'queues');
+          const refused = gate(
+            d,
+            {
+              method: req.method,
+              path: req.path,
+              headers: toDashRequest(req).headers,
+            },
+            'queues',
+          );
           if (refused) return this.send(req, res, refused);
           next();
         },
@@ -81,13 +134,23 @@ export class ExpressDashboard {
     }
     app.use((req, res) => {
       const refused = gate(d, toDashRequest(req), 'api');
-      this.send(req, res, refused ?? errorBody(404, `no such page: ${req.path}`));
+      this.send(
+        req,
+        res,
+        refused ?? errorBody(404, `no such page: ${req.path}`),
+      );
     });
-    app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-      const r = errorResponse(err);
-      if (r.status >= 500) d.log('dashboard: request failed', { path: req.path, error: err instanceof Error ? err.message : String(err) });
-      this.send(req, res, r);
-    });
+    app.use(
+      (err: unknown, req: Request, res: Response, _next: NextFunction) => {
+        const r = errorResponse(err);
+        if (r.status >= 500)
+          d.log('dashboard: request failed', {
+            path: req.path,
+            error: err instanceof Error ? err.message : String(err),
+          });
+        this.send(req, res, r);
+      },
+    );
   }
 
   private send(req: Request, res: Response, r: DashResponse): void {
@@ -95,11 +158,24 @@ export class ExpressDashboard {
     if ('stream' in r) return this.openStream(req, res, r.stream);
     for (const [k, v] of Object.entries(r.headers ?? {})) res.setHeader(k, v);
     const type = r.type ?? 'json';
-    if (!res.getHeader('Content-Type')) res.setHeader('Content-Type', CONTENT_TYPES[type]);
-    res.status(r.status).send(type === 'json' ? JSON.stringify(r.body) : String(r.body ?? ''));
+    if (!res.getHeader('Content-Type'))
+      res.setHeader('Content-Type', CONTENT_TYPES[type]);
+    res
+      .status(r.status)
+      .send(type === 'json' ? JSON.stringify(r.body) : String(r.body ?? ''));
   }
 
-  private openStream(req: Request, res: Response, stream: { retryMs: number; open: (sink: { send: (ev: { event?: string; id?: string; data: string }) => void; end: () => void }) => () => void }): void {
+  private openStream(
+    req: Request,
+    res: Response,
+    stream: {
+      retryMs: number;
+      open: (sink: {
+        send: (ev: { event?: string; id?: string; data: string }) => void;
+        end: () => void;
+      }) => () => void;
+    },
+  ): void {
     res.writeHead(200, {
       'Content-Type': 'text/event-stream; charset=utf-8',
       'Cache-Control': 'no-store, no-transform',
@@ -108,7 +184,10 @@ export class ExpressDashboard {
     });
     res.write(`retry: ${stream.retryMs}\n\n`);
     let closed = false;
-    const keepalive = setInterval(() => res.write(': keep-alive\n\n'), KEEPALIVE_MS);
+    const keepalive = setInterval(
+      () => res.write(': keep-alive\n\n'),
+      KEEPALIVE_MS,
+    );
     let stop: () => void = () => undefined;
     const close = () => {
       if (closed) return;
@@ -121,9 +200,14 @@ export class ExpressDashboard {
     this.streams.add(close);
     req.on('close', close);
     try {
-      stop = stream.open({ send: (ev) => void (closed || res.write(formatSse(ev))), end: close });
+      stop = stream.open({
+        send: (ev) => void (closed || res.write(formatSse(ev))),
+        end: close,
+      });
     } catch (err) {
-      res.write(formatSse({ event: 'error', data: JSON.stringify(errorResponse(err)) }));
+      res.write(
+        formatSse({ event: 'error', data: JSON.stringify(errorResponse(err)) }),
+      );
       close();
     }
   }

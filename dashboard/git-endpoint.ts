@@ -16,7 +16,10 @@ const safeEqual = (a: string, b: string): boolean => {
  * Whether an Authorization header carries one of the tokens: `Bearer <token>` (a runner's
  * http.extraHeader) or Basic with the token as password (credential helpers, `https://x:token@…`).
  */
-export function gitTokenAccepted(header: string | undefined, tokens: readonly string[]): boolean {
+export function gitTokenAccepted(
+  header: string | undefined,
+  tokens: readonly string[],
+): boolean {
   if (!header) return false;
   const m = /^(Bearer|Basic)\s+(\S+)$/i.exec(header.trim());
   if (!m?.[1] || !m[2]) return false;
@@ -36,23 +39,41 @@ export function gitTokenAccepted(header: string | undefined, tokens: readonly st
  * fetching the repository and pushing result refs — and none of the dashboard's controls.
  * Without any token the dashboard listens on loopback only, and so does this.
  */
-export async function gitEndpoint(source: DashboardSource, security: DashboardSecurity, dashboardToken: string | undefined, log: Logger): Promise<GitHttp> {
+export async function gitEndpoint(
+  source: DashboardSource,
+  security: DashboardSecurity,
+  dashboardToken: string | undefined,
+  log: Logger,
+): Promise<GitHttp> {
   const { paths, config } = source.ctx;
-  const results = new ResultRefs({ repoRoot: paths.root, gitCommonDir: paths.gitCommonDir, stateDir: paths.stateDir, log });
+  const results = new ResultRefs({
+    repoRoot: paths.root,
+    gitCommonDir: paths.gitCommonDir,
+    stateDir: paths.stateDir,
+    log,
+  });
   await results.ensure();
-  const tokens = [dashboardToken, config.git.token].filter((t): t is string => typeof t === 'string' && t.length > 0);
+  const tokens = [dashboardToken, config.git.token].filter(
+    (t): t is string => typeof t === 'string' && t.length > 0,
+  );
   return new GitHttp({
     gitDir: paths.gitCommonDir,
     resultsRepo: results.resultsRepo,
     log,
     authorize: (req: IncomingMessage) => {
       const host = req.headers.host;
-      if (!security.hostAllowed(host)) return { status: 403, message: 'this endpoint only answers on a loopback address (127.0.0.1 / localhost)' };
+      if (!security.hostAllowed(host))
+        return {
+          status: 403,
+          message:
+            'this endpoint only answers on a loopback address (127.0.0.1 / localhost)',
+        };
       if (tokens.length === 0) return undefined;
       if (gitTokenAccepted(req.headers.authorization, tokens)) return undefined;
       return {
         status: 401,
-        message: 'authentication required: send Authorization: Bearer <token> (the git or dashboard token)',
+        message:
+          'authentication required: send Authorization: Bearer <token> (the git or dashboard token)',
         headers: { 'WWW-Authenticate': 'Basic realm="agent-supervisor git"' },
       };
     },

@@ -29,11 +29,21 @@ export interface SseSink {
 export type BodyType = 'json' | 'html' | 'text' | 'css' | 'js' | 'prometheus';
 
 export type DashResponse =
-  | { status: number; body: unknown; type?: BodyType; headers?: Record<string, string> }
+  | {
+      status: number;
+      body: unknown;
+      type?: BodyType;
+      headers?: Record<string, string>;
+    }
   /** An event stream: `open` starts it and returns the function that stops it. */
-  | { status: 200; stream: { retryMs: number; open: (sink: SseSink) => () => void } };
+  | {
+      status: 200;
+      stream: { retryMs: number; open: (sink: SseSink) => () => void };
+    };
 
-export type Handler = (req: DashRequest) => DashResponse | Promise<DashResponse>;
+export type Handler = (
+  req: DashRequest,
+) => DashResponse | Promise<DashResponse>;
 
 /**
  * How a route is guarded: `page` and `api` need authentication, `write` also the CSRF token
@@ -49,10 +59,27 @@ export interface Route {
   handler: Handler;
 }
 
-export const json = (status: number, body: unknown, headers?: Record<string, string>): DashResponse => ({ status, body, type: 'json', ...(headers ? { headers } : {}) });
+export const json = (
+  status: number,
+  body: unknown,
+  headers?: Record<string, string>,
+): DashResponse => ({
+  status,
+  body,
+  type: 'json',
+  ...(headers ? { headers } : {}),
+});
 
-export const errorBody = (status: number, message: string, extra: { code?: string; hint?: string } = {}): DashResponse =>
-  json(status, { error: message, ...(extra.code ? { code: extra.code } : {}), ...(extra.hint ? { hint: extra.hint } : {}) });
+export const errorBody = (
+  status: number,
+  message: string,
+  extra: { code?: string; hint?: string } = {},
+): DashResponse =>
+  json(status, {
+    error: message,
+    ...(extra.code ? { code: extra.code } : {}),
+    ...(extra.hint ? { hint: extra.hint } : {}),
+  });
 
 /** Formats one event in the text/event-stream format (a `data:` line per line of data). */
 export function formatSse(ev: SseEvent): string {
@@ -77,9 +104,18 @@ export function errorResponse(err: unknown): DashResponse {
   const code = (e as { code?: unknown }).code;
   const hint = (e as { hint?: unknown }).hint;
   if (e.name === 'SupervisorError' && typeof code === 'string') {
-    return errorBody(STATUS_BY_CODE[code] ?? 500, e.message, { code, ...(typeof hint === 'string' ? { hint } : {}) });
+    return errorBody(STATUS_BY_CODE[code] ?? 500, e.message, {
+      code,
+      ...(typeof hint === 'string' ? { hint } : {}),
+    });
   }
   const status = (e as { status?: unknown }).status;
-  if (typeof status === 'number' && status >= 400 && status < 500) return errorBody(status, e.message);
-  return json(500, { error: 'internal error', ...(process.env.NODE_ENV === 'development' ? { message: e.message, stack: e.stack } : {}) });
+  if (typeof status === 'number' && status >= 400 && status < 500)
+    return errorBody(status, e.message);
+  return json(500, {
+    error: 'internal error',
+    ...(process.env.NODE_ENV === 'development'
+      ? { message: e.message, stack: e.stack }
+      : {}),
+  });
 }

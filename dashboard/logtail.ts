@@ -4,8 +4,9 @@ const MAX_LINE = 8 * 1024;
 
 /** Lines as the page shows them: no control characters but tabs, long ones cut. */
 export function cleanLine(line: string): string {
-  // eslint-disable-next-line no-control-regex
-  const s = line.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, '').replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '');
+  const s = line
+    .replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, '')
+    .replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '');
   return s.length > MAX_LINE ? `${s.slice(0, MAX_LINE)}…` : s;
 }
 
@@ -29,7 +30,10 @@ function readRange(file: string, from: number, to: number): Buffer {
  * The last `n` complete lines of a file and the byte offset after them (the resume point).
  * A partial last line is left for the follower.
  */
-export function lastLines(file: string, n: number): { lines: string[]; offset: number } {
+export function lastLines(
+  file: string,
+  n: number,
+): { lines: string[]; offset: number } {
   if (!existsSync(file)) return { lines: [], offset: 0 };
   const size = statSync(file).size;
   let start = size;
@@ -53,7 +57,12 @@ export function lastLines(file: string, n: number): { lines: string[]; offset: n
  * Follows a file from `offset` like `tail -f`, handing over complete lines in batches with the
  * offset after them. A file that shrank (truncated, replaced) is read again from its start.
  */
-export function followFile(file: string, offset: number, onLines: (lines: string[], offset: number) => void, intervalMs = 200): () => void {
+export function followFile(
+  file: string,
+  offset: number,
+  onLines: (lines: string[], offset: number) => void,
+  intervalMs = 200,
+): () => void {
   let pos = offset;
   const timer = setInterval(() => {
     if (!existsSync(file)) return;

@@ -1,13 +1,35 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import {
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+  collectDefaultMetrics,
+} from 'prom-client';
 import { RUN_OUTCOMES } from '../supervisor/store/runs.js';
 import { ISSUE_STATUSES } from '../supervisor/store/issues.js';
 import type { Snapshot } from './snapshot.js';
 import type { DashboardSource } from './source.js';
 
-const AGENT_STATES = ['starting', 'idle', 'working', 'stopping', 'crashed', 'blocked'] as const;
-const QUEUE_STATES = ['waiting', 'prioritized', 'active', 'delayed', 'completed', 'failed'] as const;
+const AGENT_STATES = [
+  'starting',
+  'idle',
+  'working',
+  'stopping',
+  'crashed',
+  'blocked',
+] as const;
+const QUEUE_STATES = [
+  'waiting',
+  'prioritized',
+  'active',
+  'delayed',
+  'completed',
+  'failed',
+] as const;
 /** Agent runs take seconds to hours. */
-const DURATION_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400];
+const DURATION_BUCKETS = [
+  1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400,
+];
 
 /**
  * Prometheus metrics, computed at scrape time from the same snapshot the page shows plus the
@@ -19,6 +41,8 @@ export class DashboardMetrics {
 
   constructor(private readonly source: DashboardSource) {
     const r = this.registry;
+    // prom-client calls collect() with `this` bound to the metric.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
     const self = this;
     new Gauge({
       name: 'supervisor_up',
@@ -42,7 +66,11 @@ export class DashboardMetrics {
       labelNames: ['state'],
       registers: [r],
       collect() {
-        for (const s of AGENT_STATES) this.set({ state: s }, self.snap?.agents.filter((a) => a.state === s).length ?? 0);
+        for (const s of AGENT_STATES)
+          this.set(
+            { state: s },
+            self.snap?.agents.filter((a) => a.state === s).length ?? 0,
+          );
       },
     });
     new Gauge({
@@ -78,7 +106,8 @@ export class DashboardMetrics {
       labelNames: ['status'],
       registers: [r],
       collect() {
-        for (const s of ISSUE_STATUSES) this.set({ status: s }, self.snap?.issues[s] ?? 0);
+        for (const s of ISSUE_STATUSES)
+          this.set({ status: s }, self.snap?.issues[s] ?? 0);
       },
     });
     new Counter({
@@ -100,7 +129,8 @@ export class DashboardMetrics {
       registers: [r],
       collect() {
         this.reset();
-        for (const row of self.finishedRunDurations()) this.observe({ outcome: row.outcome }, row.ms / 1000);
+        for (const row of self.finishedRunDurations())
+          this.observe({ outcome: row.outcome }, row.ms / 1000);
       },
     });
     const stat = (name: string, key: string, help: string) =>
@@ -114,16 +144,35 @@ export class DashboardMetrics {
           if (v !== undefined) this.inc(v);
         },
       });
-    stat('supervisor_lease_losses_total', 'Runs whose runner lost its lease (lock renewal failed) since the supervisor started.', 'leaseLosses');
-    stat('supervisor_runs_superseded_total', 'Attempts superseded by a newer claim of the same job since the supervisor started.', 'superseded');
-    stat('supervisor_issues_refed_total', 'Issues fed again because their job vanished from Redis, since the supervisor started.', 'refed');
-    stat('supervisor_jobs_adopted_total', 'Jobs added by other producers and adopted as issues, since the supervisor started.', 'adopted');
+    stat(
+      'supervisor_lease_losses_total',
+      'Runs whose runner lost its lease (lock renewal failed) since the supervisor started.',
+      'leaseLosses',
+    );
+    stat(
+      'supervisor_runs_superseded_total',
+      'Attempts superseded by a newer claim of the same job since the supervisor started.',
+      'superseded',
+    );
+    stat(
+      'supervisor_issues_refed_total',
+      'Issues fed again because their job vanished from Redis, since the supervisor started.',
+      'refed',
+    );
+    stat(
+      'supervisor_jobs_adopted_total',
+      'Jobs added by other producers and adopted as issues, since the supervisor started.',
+      'adopted',
+    );
     new Gauge({
       name: 'supervisor_env_allocations',
       help: 'Agent slots holding an environment allocation (ports, Redis DB, Postgres database).',
       registers: [r],
       collect() {
-        this.set(self.snap?.agents.filter((a) => a.env !== undefined && a.env !== null).length ?? 0);
+        this.set(
+          self.snap?.agents.filter((a) => a.env !== undefined && a.env !== null)
+            .length ?? 0,
+        );
       },
     });
     collectDefaultMetrics({ register: r });

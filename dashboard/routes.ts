@@ -1,7 +1,21 @@
 import type { DashboardDeps } from './deps.js';
-import { getIssues, getLogs, getSession, getStatus, postScale } from './handlers/api.js';
+import {
+  getIssues,
+  getLogs,
+  getSession,
+  getStatus,
+  postScale,
+} from './handlers/api.js';
 import { logEvents, statusEvents } from './handlers/events.js';
-import { getLogin, loginForm, page, postLogin, postLogout, script, stylesheet } from './handlers/pages.js';
+import {
+  getLogin,
+  loginForm,
+  page,
+  postLogin,
+  postLogout,
+  script,
+  stylesheet,
+} from './handlers/pages.js';
 import type { DashRequest, DashResponse, Route, RouteKind } from './http.js';
 
 /** GET /metrics — Prometheus exposition. */
@@ -16,18 +30,48 @@ const metrics = (d: DashboardDeps) => async (): Promise<DashResponse> => ({
 export function dashboardRoutes(d: DashboardDeps): Route[] {
   return [
     { method: 'GET', path: '/', kind: 'page', handler: page(d) },
-    { method: 'GET', path: '/assets/app.css', kind: 'page', handler: stylesheet },
+    {
+      method: 'GET',
+      path: '/assets/app.css',
+      kind: 'page',
+      handler: stylesheet,
+    },
     { method: 'GET', path: '/assets/app.js', kind: 'page', handler: script },
     { method: 'GET', path: '/login', kind: 'login', handler: getLogin(d) },
     { method: 'POST', path: '/login', kind: 'login', handler: postLogin(d) },
     { method: 'POST', path: '/logout', kind: 'login', handler: postLogout(d) },
     { method: 'GET', path: '/api/status', kind: 'api', handler: getStatus(d) },
     { method: 'GET', path: '/api/issues', kind: 'api', handler: getIssues(d) },
-    { method: 'GET', path: '/api/session', kind: 'api', handler: getSession(d) },
-    { method: 'POST', path: '/api/scale', kind: 'write', handler: postScale(d) },
-    { method: 'GET', path: '/api/events', kind: 'api', handler: statusEvents(d) },
-    { method: 'GET', path: '/api/agents/:id/logs', kind: 'api', handler: getLogs(d) },
-    { method: 'GET', path: '/api/agents/:id/logs/stream', kind: 'api', handler: logEvents(d) },
+    {
+      method: 'GET',
+      path: '/api/session',
+      kind: 'api',
+      handler: getSession(d),
+    },
+    {
+      method: 'POST',
+      path: '/api/scale',
+      kind: 'write',
+      handler: postScale(d),
+    },
+    {
+      method: 'GET',
+      path: '/api/events',
+      kind: 'api',
+      handler: statusEvents(d),
+    },
+    {
+      method: 'GET',
+      path: '/api/agents/:id/logs',
+      kind: 'api',
+      handler: getLogs(d),
+    },
+    {
+      method: 'GET',
+      path: '/api/agents/:id/logs/stream',
+      kind: 'api',
+      handler: logEvents(d),
+    },
     { method: 'GET', path: '/metrics', kind: 'api', handler: metrics(d) },
   ];
 }
@@ -36,9 +80,18 @@ export function dashboardRoutes(d: DashboardDeps): Route[] {
  * The guard in front of every request (Bull Board's too). A browser that is not logged in gets
  * the login form where it asked for a page, everything else a 401 JSON answer.
  */
-export function gate(d: DashboardDeps, req: Pick<DashRequest, 'method' | 'path' | 'headers'>, kind: RouteKind | 'queues'): DashResponse | undefined {
+export function gate(
+  d: DashboardDeps,
+  req: Pick<DashRequest, 'method' | 'path' | 'headers'>,
+  kind: RouteKind | 'queues',
+): DashResponse | undefined {
   const refused = d.security.guard(req, kind);
-  if (refused && refused.status === 401 && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html')) {
+  if (
+    refused &&
+    refused.status === 401 &&
+    req.method === 'GET' &&
+    (req.headers.accept ?? '').includes('text/html')
+  ) {
     return loginForm(401);
   }
   return refused;

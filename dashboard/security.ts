@@ -20,11 +20,18 @@ export function isLoopbackHost(host: string): boolean {
 }
 
 /** Refuses to serve on a non-loopback address without a token (checked before binding). */
-export function checkListenAddress(host: string, token: string | undefined): void {
+export function checkListenAddress(
+  host: string,
+  token: string | undefined,
+): void {
   if (isLoopbackHost(host) || token) return;
-  throw new SupervisorError('ERR_SUP_CONFIG', `the dashboard would listen on ${host}, which is reachable from other machines, and no token is set`, {
-    hint: 'set SUPERVISOR_DASHBOARD_TOKEN to a secret of 16+ characters (e.g. `openssl rand -hex 24`), or keep the dashboard on 127.0.0.1 (the default)',
-  });
+  throw new SupervisorError(
+    'ERR_SUP_CONFIG',
+    `the dashboard would listen on ${host}, which is reachable from other machines, and no token is set`,
+    {
+      hint: 'set SUPERVISOR_DASHBOARD_TOKEN to a secret of 16+ characters (e.g. `openssl rand -hex 24`), or keep the dashboard on 127.0.0.1 (the default)',
+    },
+  );
 }
 
 const safeEqual = (a: string, b: string): boolean => {
@@ -33,7 +40,9 @@ const safeEqual = (a: string, b: string): boolean => {
   return x.length === y.length && timingSafeEqual(x, y);
 };
 
-export function parseCookies(header: string | undefined): Record<string, string> {
+export function parseCookies(
+  header: string | undefined,
+): Record<string, string> {
   const out: Record<string, string> = {};
   for (const part of (header ?? '').split(';')) {
     const i = part.indexOf('=');
@@ -68,7 +77,11 @@ export class DashboardSecurity {
   private readonly sessionValue: string | undefined;
 
   constructor(private readonly o: SecurityOptions) {
-    this.sessionValue = o.token ? createHmac('sha256', o.token).update('agent-supervisor dashboard session v1').digest('base64url') : undefined;
+    this.sessionValue = o.token
+      ? createHmac('sha256', o.token)
+          .update('agent-supervisor dashboard session v1')
+          .digest('base64url')
+      : undefined;
   }
 
   get requiresToken(): boolean {
@@ -85,12 +98,17 @@ export class DashboardSecurity {
     const m = auth ? /^Bearer\s+(.+)$/i.exec(auth.trim()) : null;
     if (m?.[1] && safeEqual(m[1], this.o.token)) return 'bearer';
     const cookie = parseCookies(req.headers.cookie)[SESSION_COOKIE];
-    if (cookie && this.sessionValue && safeEqual(cookie, this.sessionValue)) return 'cookie';
+    if (cookie && this.sessionValue && safeEqual(cookie, this.sessionValue))
+      return 'cookie';
     return undefined;
   }
 
   checkLogin(token: unknown): boolean {
-    return typeof token === 'string' && this.o.token !== undefined && safeEqual(token, this.o.token);
+    return (
+      typeof token === 'string' &&
+      this.o.token !== undefined &&
+      safeEqual(token, this.o.token)
+    );
   }
 
   sessionCookie(): string {
@@ -106,20 +124,25 @@ export class DashboardSecurity {
     if (this.o.token) return true;
     if (!hostHeader) return false;
     const name = hostHeader.replace(/:\d+$/, '');
-    return isLoopbackHost(name) || name.toLowerCase() === this.o.host.toLowerCase();
+    return (
+      isLoopbackHost(name) || name.toLowerCase() === this.o.host.toLowerCase()
+    );
   }
 
   /** A request's Origin (or Referer) is ours, or the request is not from a page at all. */
   sameOrigin(req: Pick<DashRequest, 'headers'>): boolean {
     const host = req.headers.host;
-    const origin = req.headers.origin ?? (req.headers.referer ? safeOrigin(req.headers.referer) : undefined);
+    const origin =
+      req.headers.origin ??
+      (req.headers.referer ? safeOrigin(req.headers.referer) : undefined);
     if (origin === undefined) {
       // Browsers send Origin on every cross-site write; Sec-Fetch-Site confirms where one came from.
       const site = req.headers['sec-fetch-site'];
       return site === undefined || site === 'same-origin' || site === 'none';
     }
     // `Origin: null` (privacy settings, sandboxed frames): trust only the browser's own Sec-Fetch-Site.
-    if (origin === 'null') return req.headers['sec-fetch-site'] === 'same-origin';
+    if (origin === 'null')
+      return req.headers['sec-fetch-site'] === 'same-origin';
     if (!host) return false;
     try {
       return new URL(origin).host.toLowerCase() === host.toLowerCase();
@@ -132,21 +155,56 @@ export class DashboardSecurity {
    * Gatekeeping for every request; undefined lets it through. `kind` tells our API's writes
    * (CSRF token required) from Bull Board's (its UI sends none; Origin and SameSite cover it).
    */
-  guard(req: Pick<DashRequest, 'method' | 'path' | 'headers'>, kind: 'page' | 'api' | 'write' | 'queues' | 'login'): DashResponse | undefined {
+  guard(
+    req: Pick<DashRequest, 'method' | 'path' | 'headers'>,
+    kind: 'page' | 'api' | 'write' | 'queues' | 'login',
+  ): DashResponse | undefined {
     if (!this.hostAllowed(req.headers.host)) {
-      return errorBody(403, 'this dashboard only answers on a loopback address (127.0.0.1 / localhost)', { code: 'ERR_DASHBOARD_HOST' });
+      return errorBody(
+        403,
+        'this dashboard only answers on a loopback address (127.0.0.1 / localhost)',
+        { code: 'ERR_DASHBOARD_HOST' },
+      );
     }
-    const write = req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS';
-    if (kind === 'login') return write && !this.sameOrigin(req) ? errorBody(403, 'cross-site login refused', { code: 'ERR_DASHBOARD_CSRF' }) : undefined;
+    const write =
+      req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS';
+    if (kind === 'login')
+      return write && !this.sameOrigin(req)
+        ? errorBody(403, 'cross-site login refused', {
+            code: 'ERR_DASHBOARD_CSRF',
+          })
+        : undefined;
     const auth = this.authenticate(req);
-    if (!auth) return { status: 401, body: { error: 'authentication required: send Authorization: Bearer <token>, or log in at /login', code: 'ERR_DASHBOARD_AUTH' }, type: 'json', headers: { 'WWW-Authenticate': 'Bearer realm="agent-supervisor"' } };
+    if (!auth)
+      return {
+        status: 401,
+        body: {
+          error:
+            'authentication required: send Authorization: Bearer <token>, or log in at /login',
+          code: 'ERR_DASHBOARD_AUTH',
+        },
+        type: 'json',
+        headers: { 'WWW-Authenticate': 'Bearer realm="agent-supervisor"' },
+      };
     if (!write) return undefined;
-    if (this.o.readOnly) return errorBody(403, 'the dashboard is read-only (--read-only)', { code: 'ERR_DASHBOARD_READ_ONLY' });
-    if (!this.sameOrigin(req)) return errorBody(403, 'cross-site request refused (Origin does not match)', { code: 'ERR_DASHBOARD_CSRF' });
+    if (this.o.readOnly)
+      return errorBody(403, 'the dashboard is read-only (--read-only)', {
+        code: 'ERR_DASHBOARD_READ_ONLY',
+      });
+    if (!this.sameOrigin(req))
+      return errorBody(
+        403,
+        'cross-site request refused (Origin does not match)',
+        { code: 'ERR_DASHBOARD_CSRF' },
+      );
     if (kind === 'write' && auth !== 'bearer') {
       const sent = req.headers[CSRF_HEADER];
       if (!sent || !safeEqual(sent, this.csrfToken)) {
-        return errorBody(403, `missing or wrong CSRF token (send the ${CSRF_HEADER} header from GET /api/session)`, { code: 'ERR_DASHBOARD_CSRF' });
+        return errorBody(
+          403,
+          `missing or wrong CSRF token (send the ${CSRF_HEADER} header from GET /api/session)`,
+          { code: 'ERR_DASHBOARD_CSRF' },
+        );
       }
     }
     return undefined;

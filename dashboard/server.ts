@@ -34,7 +34,11 @@ export interface RunningDashboard {
 const AVOID = new Set([3000, 5173, 8000, 8080]);
 const PORT_ATTEMPTS = 20;
 
-function listenOnce(server: Server, port: number, host: string): Promise<number> {
+function listenOnce(
+  server: Server,
+  port: number,
+  host: string,
+): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => {
       server.off('listening', onListening);
@@ -52,7 +56,11 @@ function listenOnce(server: Server, port: number, host: string): Promise<number>
 }
 
 /** Listens on `port`, or the next free one when it is taken (port 0: any free port). */
-async function listen(server: Server, port: number, host: string): Promise<number> {
+async function listen(
+  server: Server,
+  port: number,
+  host: string,
+): Promise<number> {
   if (port === 0) return listenOnce(server, 0, host);
   let lastError: Error | undefined;
   for (let p = port, tries = 0; tries < PORT_ATTEMPTS && p <= 65535; p++) {
@@ -66,10 +74,14 @@ async function listen(server: Server, port: number, host: string): Promise<numbe
       if (code !== 'EADDRINUSE' && code !== 'EACCES') break;
     }
   }
-  throw new SupervisorError('ERR_SUP_CONFIG', `the dashboard cannot listen on ${host}:${port}${port === 0 ? '' : ` or the ${PORT_ATTEMPTS - 1} ports after it`}: ${lastError?.message ?? 'unknown error'}`, {
-    hint: 'pick another port with --dashboard-port (SUPERVISOR_DASHBOARD_PORT), or --no-dashboard',
-    cause: lastError,
-  });
+  throw new SupervisorError(
+    'ERR_SUP_CONFIG',
+    `the dashboard cannot listen on ${host}:${port}${port === 0 ? '' : ` or the ${PORT_ATTEMPTS - 1} ports after it`}: ${lastError?.message ?? 'unknown error'}`,
+    {
+      hint: 'pick another port with --dashboard-port (SUPERVISOR_DASHBOARD_PORT), or --no-dashboard',
+      cause: lastError,
+    },
+  );
 }
 
 export function dashboardUrl(host: string, port: number): string {
@@ -78,18 +90,37 @@ export function dashboardUrl(host: string, port: number): string {
 }
 
 /** Serves the dashboard for a source (the in-process control plane, or a repository's state). */
-export async function startDashboard(source: DashboardSource, o: DashboardOptions): Promise<RunningDashboard> {
+export async function startDashboard(
+  source: DashboardSource,
+  o: DashboardOptions,
+): Promise<RunningDashboard> {
   checkListenAddress(o.host, o.token);
-  const security = new DashboardSecurity({ token: o.token, readOnly: o.readOnly, host: o.host });
+  const security = new DashboardSecurity({
+    token: o.token,
+    readOnly: o.readOnly,
+    host: o.host,
+  });
   const hub = new StatusHub(source, { readOnly: o.readOnly, log: o.log });
-  const deps: DashboardDeps = { source, hub, security, metrics: new DashboardMetrics(source), log: o.log };
+  const deps: DashboardDeps = {
+    source,
+    hub,
+    security,
+    metrics: new DashboardMetrics(source),
+    log: o.log,
+  };
   const web = new ExpressDashboard(deps, dashboardRoutes(deps), {
     basePath: '/queues',
-    router: bullBoardRouter(source.queue, { basePath: '/queues', readOnly: o.readOnly, repoName: basename(source.ctx.paths.root) }),
+    router: bullBoardRouter(source.queue, {
+      basePath: '/queues',
+      readOnly: o.readOnly,
+      repoName: basename(source.ctx.paths.root),
+    }),
   });
   // Runners on other hosts fetch the repository and push result refs here (`/git/repo.git`).
   const git = await gitEndpoint(source, security, o.token, o.log);
-  const server = createServer((req, res) => (git.handles(req) ? git.handle(req, res) : web.app(req, res)));
+  const server = createServer((req, res) =>
+    git.handles(req) ? git.handle(req, res) : web.app(req, res),
+  );
   server.keepAliveTimeout = 5_000;
   let port: number;
   try {
@@ -115,7 +146,10 @@ export async function startDashboard(source: DashboardSource, o: DashboardOption
 }
 
 /** Refuses a dashboard configuration that must not start (a non-loopback address without a token), before anything runs. */
-export function checkDashboardConfig(dashboard: { host: string; token?: string | undefined }): void {
+export function checkDashboardConfig(dashboard: {
+  host: string;
+  token?: string | undefined;
+}): void {
   checkListenAddress(dashboard.host, dashboard.token);
 }
 
@@ -123,12 +157,21 @@ export function checkDashboardConfig(dashboard: { host: string; token?: string |
  * Starts the dashboard of `supervisor start` on the running control plane, logs its URL and
  * records it in the pid file (so `supervisor status` and tests find it); stops with the daemon.
  */
-export async function attachDashboard(daemon: Daemon, log: Logger): Promise<void> {
+export async function attachDashboard(
+  daemon: Daemon,
+  log: Logger,
+): Promise<void> {
   const { dashboard } = daemon.ctx.config;
   const source = await daemonSource(daemon);
   let running: RunningDashboard;
   try {
-    running = await startDashboard(source, { host: dashboard.host, port: dashboard.port, token: dashboard.token, readOnly: dashboard.readOnly, log });
+    running = await startDashboard(source, {
+      host: dashboard.host,
+      port: dashboard.port,
+      token: dashboard.token,
+      readOnly: dashboard.readOnly,
+      log,
+    });
   } catch (err) {
     // The CLI exits on this error: hand the agents' jobs back first rather than orphan them.
     await source.close();
@@ -138,6 +181,8 @@ export async function attachDashboard(daemon: Daemon, log: Logger): Promise<void
   daemon.once('stopped', () => {
     void running.close().then(() => source.close());
   });
-  log(`dashboard: ${running.url}${dashboard.token ? ' (token required)' : ''}${dashboard.readOnly ? ' (read-only)' : ''}`);
+  log(
+    `dashboard: ${running.url}${dashboard.token ? ' (token required)' : ''}${dashboard.readOnly ? ' (read-only)' : ''}`,
+  );
   daemon.setDashboardUrl(running.url);
 }

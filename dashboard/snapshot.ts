@@ -1,7 +1,12 @@
 import os from 'node:os';
 import type { Priority } from '../contract/job.js';
 import { coerceError } from '../supervisor/errors.js';
-import { buildStatus, type AgentStatus, type QueueCounts, type Status } from '../supervisor/status.js';
+import {
+  buildStatus,
+  type AgentStatus,
+  type QueueCounts,
+  type Status,
+} from '../supervisor/status.js';
 import type { Activity, DashboardSource } from './source.js';
 
 export interface PendingIssue {
@@ -50,7 +55,10 @@ const FIRST_CONNECT_WAIT_MS = 1000;
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms);
+    timer = setTimeout(
+      () => reject(new Error(`${what} did not answer within ${ms} ms`)),
+      ms,
+    );
   });
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
@@ -68,37 +76,64 @@ function waitReady(redis: DashboardSource['redis'], ms: number): Promise<void> {
   });
 }
 
-export async function buildSnapshot(source: DashboardSource, opts: { readOnly: boolean; activity: Activity[] }): Promise<Snapshot> {
+export async function buildSnapshot(
+  source: DashboardSource,
+  opts: { readOnly: boolean; activity: Activity[] },
+): Promise<Snapshot> {
   const { ctx } = source;
   // A Redis that is down must not stall the page: without it the status says so and shows SQLite's view.
-  if (['wait', 'connecting', 'connect'].includes(source.redis.status)) await waitReady(source.redis, FIRST_CONNECT_WAIT_MS);
+  if (['wait', 'connecting', 'connect'].includes(source.redis.status))
+    await waitReady(source.redis, FIRST_CONNECT_WAIT_MS);
   const redisReady = source.redis.status === 'ready';
   let status: Status;
   try {
-    status = await withTimeout(buildStatus(ctx, redisReady ? source.redis : undefined, { queue: source.queue, envFor: (id) => source.envFor(id) }), REDIS_TIMEOUT_MS, 'Redis');
+    status = await withTimeout(
+      buildStatus(ctx, redisReady ? source.redis : undefined, {
+        queue: source.queue,
+        envFor: (id) => source.envFor(id),
+      }),
+      REDIS_TIMEOUT_MS,
+      'Redis',
+    );
   } catch (err) {
-    status = await buildStatus(ctx, undefined, { envFor: (id) => source.envFor(id) });
+    status = await buildStatus(ctx, undefined, {
+      envFor: (id) => source.envFor(id),
+    });
     status.warnings.unshift(coerceError(err).message);
   }
   const pendingTotal = (status.issues.open ?? 0) + (status.issues.queued ?? 0);
-  const pending = ctx.issues.pending(PENDING_SHOWN).map((i) => ({ id: i.id, title: i.title, priority: i.priority, status: i.status }));
-  const recent: RecentResult[] = ctx.issues.recentlyFinished(RECENT_SHOWN).map((i) => {
-    const runs = ctx.runs.forIssue(i.id);
-    const want = i.status === 'done' ? 'succeeded' : 'failed';
-    const run = [...runs].reverse().find((r) => r.outcome === want) ?? runs[runs.length - 1];
-    const durationMs = run ? (run.durationMs ?? (run.startedAt && run.finishedAt ? run.finishedAt - run.startedAt : null)) : null;
-    return {
-      id: i.id,
-      title: i.title,
-      status: i.status as 'done' | 'failed',
-      agent: i.agent,
-      branch: i.branch,
-      commit: i.commit,
-      durationMs,
-      finishedAt: run?.finishedAt ?? i.updatedAt,
-      error: i.error,
-    };
-  });
+  const pending = ctx.issues.pending(PENDING_SHOWN).map((i) => ({
+    id: i.id,
+    title: i.title,
+    priority: i.priority,
+    status: i.status,
+  }));
+  const recent: RecentResult[] = ctx.issues
+    .recentlyFinished(RECENT_SHOWN)
+    .map((i) => {
+      const runs = ctx.runs.forIssue(i.id);
+      const want = i.status === 'done' ? 'succeeded' : 'failed';
+      const run =
+        [...runs].reverse().find((r) => r.outcome === want) ??
+        runs[runs.length - 1];
+      const durationMs = run
+        ? (run.durationMs ??
+          (run.startedAt && run.finishedAt
+            ? run.finishedAt - run.startedAt
+            : null))
+        : null;
+      return {
+        id: i.id,
+        title: i.title,
+        status: i.status as 'done' | 'failed',
+        agent: i.agent,
+        branch: i.branch,
+        commit: i.commit,
+        durationMs,
+        finishedAt: run?.finishedAt ?? i.updatedAt,
+        error: i.error,
+      };
+    });
   const free = os.freemem();
   return {
     at: Date.now(),
@@ -112,7 +147,11 @@ export async function buildSnapshot(source: DashboardSource, opts: { readOnly: b
     issues: status.issues,
     pending: { total: pendingTotal, items: pending },
     recent,
-    platform: { ...status.platform, freeMemoryBytes: free, usedMemoryBytes: status.platform.memoryBytes - free },
+    platform: {
+      ...status.platform,
+      freeMemoryBytes: free,
+      usedMemoryBytes: status.platform.memoryBytes - free,
+    },
     activity: [...opts.activity],
     warnings: status.warnings,
   };
@@ -120,7 +159,17 @@ export async function buildSnapshot(source: DashboardSource, opts: { readOnly: b
 
 /** The part of a snapshot that changes when something happens (not the clock, not free memory). */
 function fingerprint(s: Snapshot): string {
-  return JSON.stringify([s.supervisor, s.desiredAgents, s.agents, s.queue, s.issues, s.pending, s.recent, s.activity, s.warnings]);
+  return JSON.stringify([
+    s.supervisor,
+    s.desiredAgents,
+    s.agents,
+    s.queue,
+    s.issues,
+    s.pending,
+    s.recent,
+    s.activity,
+    s.warnings,
+  ]);
 }
 
 export type Subscriber = (snapshot: Snapshot, seq: number) => void;
@@ -135,14 +184,21 @@ export class StatusHub {
   private readonly activity: Activity[] = [];
   private timer: NodeJS.Timeout | undefined;
   private building: Promise<Snapshot> | undefined;
-  private last: { snapshot: Snapshot; seq: number; print: string; pushedAt: number } | undefined;
+  private last:
+    | { snapshot: Snapshot; seq: number; print: string; pushedAt: number }
+    | undefined;
   private seq = 0;
   private closed = false;
   private readonly unsubscribe: () => void;
 
   constructor(
     private readonly source: DashboardSource,
-    private readonly opts: { readOnly: boolean; pollMs?: number; heartbeatMs?: number; log?: (msg: string, fields?: Record<string, unknown>) => void },
+    private readonly opts: {
+      readOnly: boolean;
+      pollMs?: number;
+      heartbeatMs?: number;
+      log?: (msg: string, fields?: Record<string, unknown>) => void;
+    },
   ) {
     this.unsubscribe = source.onChange((a) => {
       if (a) {
@@ -155,7 +211,10 @@ export class StatusHub {
 
   /** A fresh snapshot (for the JSON API and the first page render). */
   snapshot(): Promise<Snapshot> {
-    this.building ??= buildSnapshot(this.source, { readOnly: this.opts.readOnly, activity: this.activity }).finally(() => {
+    this.building ??= buildSnapshot(this.source, {
+      readOnly: this.opts.readOnly,
+      activity: this.activity,
+    }).finally(() => {
       this.building = undefined;
     });
     return this.building;
@@ -191,15 +250,23 @@ export class StatusHub {
       const snapshot = await this.snapshot();
       const print = fingerprint(snapshot);
       const now = Date.now();
-      if (!this.last || print !== this.last.print || now - this.last.pushedAt >= (this.opts.heartbeatMs ?? 1000) - 50) {
+      if (
+        !this.last ||
+        print !== this.last.print ||
+        now - this.last.pushedAt >= (this.opts.heartbeatMs ?? 1000) - 50
+      ) {
         this.seq += 1;
         this.last = { snapshot, seq: this.seq, print, pushedAt: now };
         for (const s of this.subscribers) s(snapshot, this.seq);
       }
     } catch (err) {
-      if (!this.closed) this.opts.log?.('dashboard: status failed', { error: coerceError(err).message });
+      if (!this.closed)
+        this.opts.log?.('dashboard: status failed', {
+          error: coerceError(err).message,
+        });
     }
-    if (!this.closed && this.subscribers.size > 0 && !this.timer) this.timer = setTimeout(() => this.kick(), this.opts.pollMs ?? 500);
+    if (!this.closed && this.subscribers.size > 0 && !this.timer)
+      this.timer = setTimeout(() => this.kick(), this.opts.pollMs ?? 500);
   }
 
   close(): void {

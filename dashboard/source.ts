@@ -7,7 +7,12 @@ import type { Daemon } from '../supervisor/daemon.js';
 import { SupervisorError } from '../supervisor/errors.js';
 import { statusExtras } from '../supervisor/extensions.js';
 import { runningDaemon } from '../supervisor/pidfile.js';
-import { DEFAULT_REDIS_URL, connectForever, ping, resolveRedisUrl } from '../supervisor/redis.js';
+import {
+  DEFAULT_REDIS_URL,
+  connectForever,
+  ping,
+  resolveRedisUrl,
+} from '../supervisor/redis.js';
 import { DESIRED_KEY, validateAgentCount } from '../supervisor/scaler.js';
 import { getSetting, setSetting } from '../supervisor/store/db.js';
 
@@ -43,7 +48,12 @@ export interface DashboardSource {
 }
 
 export function checkAgentId(agentId: string): void {
-  if (!isSlotId(agentId)) throw new SupervisorError('ERR_SUP_USAGE', `"${agentId}" is not an agent id`, { hint: 'agent ids look like agent-001' });
+  if (!isSlotId(agentId))
+    throw new SupervisorError(
+      'ERR_SUP_USAGE',
+      `"${agentId}" is not an agent id`,
+      { hint: 'agent ids look like agent-001' },
+    );
 }
 
 /** The dashboard of `supervisor start`: the Daemon's own scaler, recorder and runtime. */
@@ -54,16 +64,43 @@ export async function daemonSource(daemon: Daemon): Promise<DashboardSource> {
     for (const l of listeners) l(a);
   };
   const onProgress = (p: { agentId: string; state: string; message: string }) =>
-    emit({ at: Date.now(), agentId: p.agentId, message: p.message, level: p.state === 'crashed' ? 'error' : 'info' });
-  const onResult = ({ issue }: { issue: { id: number; status: string; agent: string | null; branch: string | null; commit: string | null; error: string | null } }) =>
+    emit({
+      at: Date.now(),
+      agentId: p.agentId,
+      message: p.message,
+      level: p.state === 'crashed' ? 'error' : 'info',
+    });
+  const onResult = ({
+    issue,
+  }: {
+    issue: {
+      id: number;
+      status: string;
+      agent: string | null;
+      branch: string | null;
+      commit: string | null;
+      error: string | null;
+    };
+  }) =>
     emit({
       at: Date.now(),
       ...(issue.agent ? { agentId: issue.agent } : {}),
       message: `issue #${issue.id} ${issue.status}${issue.commit && issue.branch ? ` (${issue.branch} @ ${issue.commit.slice(0, 8)})` : ''}${issue.error ? `: ${issue.error}` : ''}`,
       level: issue.status === 'failed' ? 'error' : 'info',
     });
-  const onLost = ({ run, reason }: { run: { issueId: number; agent: string | null }; reason: string }) =>
-    emit({ at: Date.now(), ...(run.agent ? { agentId: run.agent } : {}), message: `attempt on issue #${run.issueId} lost: ${reason}`, level: 'error' });
+  const onLost = ({
+    run,
+    reason,
+  }: {
+    run: { issueId: number; agent: string | null };
+    reason: string;
+  }) =>
+    emit({
+      at: Date.now(),
+      ...(run.agent ? { agentId: run.agent } : {}),
+      message: `attempt on issue #${run.issueId} lost: ${reason}`,
+      level: 'error',
+    });
   daemon.scaler.on('progress', onProgress);
   daemon.recorder.on('result', onResult);
   daemon.recorder.on('lost', onLost);
@@ -79,7 +116,10 @@ export async function daemonSource(daemon: Daemon): Promise<DashboardSource> {
     },
     logFile: (agentId) => {
       checkAgentId(agentId);
-      return daemon.runtime.logFile(agentId) ?? join(daemon.ctx.paths.logDir, `${agentId}.log`);
+      return (
+        daemon.runtime.logFile(agentId) ??
+        join(daemon.ctx.paths.logDir, `${agentId}.log`)
+      );
     },
     recorderStats: () => ({ ...daemon.recorder.stats }),
     envFor: (agentId) => envFor?.(agentId),
@@ -102,7 +142,9 @@ async function redisUrlFor(ctx: Context): Promise<string> {
   const recorded = getSetting(ctx.db, 'redis_url');
   if (recorded && (await ping(recorded))) return recorded;
   try {
-    return (await resolveRedisUrl(ctx.paths, undefined, { startPrivate: false })).url;
+    return (
+      await resolveRedisUrl(ctx.paths, undefined, { startPrivate: false })
+    ).url;
   } catch {
     return recorded ?? DEFAULT_REDIS_URL;
   }
@@ -116,7 +158,10 @@ async function redisUrlFor(ctx: Context): Promise<string> {
 export async function stateSource(ctx: Context): Promise<DashboardSource> {
   const { envFor } = await statusExtras(ctx);
   const redis = connectForever(await redisUrlFor(ctx));
-  const queue = new Queue(ctx.queueName, { connection: redis, prefix: ctx.config.prefix });
+  const queue = new Queue(ctx.queueName, {
+    connection: redis,
+    prefix: ctx.config.prefix,
+  });
   queue.on('error', () => undefined);
   return {
     ctx,
@@ -126,7 +171,11 @@ export async function stateSource(ctx: Context): Promise<DashboardSource> {
     setDesired: (count) => {
       const v = validateAgentCount(count, ctx.platform.maxAgents);
       if (!runningDaemon(ctx.paths.pidFile)) {
-        throw new SupervisorError('ERR_SUP_NOT_RUNNING', 'the supervisor is not running for this repository', { hint: `start it with \`supervisor start --agents ${v}\`` });
+        throw new SupervisorError(
+          'ERR_SUP_NOT_RUNNING',
+          'the supervisor is not running for this repository',
+          { hint: `start it with \`supervisor start --agents ${v}\`` },
+        );
       }
       setSetting(ctx.db, DESIRED_KEY, String(v));
       return v;

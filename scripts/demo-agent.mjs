@@ -3,15 +3,23 @@
 // (environment + prompt file), "works" for a moment, and writes a small change.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 
-const { ISSUE_ID, ISSUE_TITLE, ISSUE_PROMPT_FILE, AGENT_ID, AGENT_BRANCH } = process.env;
+const { ISSUE_ID, ISSUE_TITLE, ISSUE_PROMPT_FILE, AGENT_ID, AGENT_BRANCH } =
+  process.env;
 const prompt = readFileSync(ISSUE_PROMPT_FILE, 'utf8');
-console.log(`${AGENT_ID} on ${AGENT_BRANCH}: reading issue #${ISSUE_ID} (${prompt.length} bytes of prompt)`);
+console.log(
+  `${AGENT_ID} on ${AGENT_BRANCH}: reading issue #${ISSUE_ID} (${prompt.length} bytes of prompt)`,
+);
 const steps = 3 + (Number(ISSUE_ID) % 3);
 for (let i = 1; i <= steps; i++) {
   await new Promise((r) => setTimeout(r, 300));
   console.log(`${AGENT_ID}: step ${i}/${steps}`);
 }
-const slug = ISSUE_TITLE.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+const slug = ISSUE_TITLE.toLowerCase()
+  .replace(/[^a-z0-9]+/g, '-')
+  .replace(/^-|-$/g, '');
 mkdirSync('changes', { recursive: true });
-writeFileSync(`changes/${ISSUE_ID}-${slug}.md`, `# ${ISSUE_TITLE}\n\nResolved by ${AGENT_ID}.\n`);
+writeFileSync(
+  `changes/${ISSUE_ID}-${slug}.md`,
+  `# ${ISSUE_TITLE}\n\nResolved by ${AGENT_ID}.\n`,
+);
 console.log(`${AGENT_ID}: wrote changes/${ISSUE_ID}-${slug}.md`);

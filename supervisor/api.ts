@@ -46,7 +46,16 @@ export interface ResultEvent {
   issue: IssueSummary;
 }
 
-const summary = (i: Issue): IssueSummary => ({ id: i.id, title: i.title, priority: i.priority, status: i.status, agent: i.agent, branch: i.branch, commit: i.commit, attempts: i.attempts });
+const summary = (i: Issue): IssueSummary => ({
+  id: i.id,
+  title: i.title,
+  priority: i.priority,
+  status: i.status,
+  agent: i.agent,
+  branch: i.branch,
+  commit: i.commit,
+  attempts: i.attempts,
+});
 
 /**
  * The programmatic API: one repository's supervisor. Reads and issue writes work whether the
@@ -57,10 +66,18 @@ export class Supervisor {
   private redis: Redis | undefined;
   private readonly pollers = new Set<NodeJS.Timeout>();
 
-  private constructor(readonly ctx: Context, private readonly log: Logger) {}
+  private constructor(
+    readonly ctx: Context,
+    private readonly log: Logger,
+  ) {}
 
   static async open(opts: OpenSupervisorOptions = {}): Promise<Supervisor> {
-    const ctx = await openContext({ repo: opts.repo ?? process.cwd(), init: true, flags: opts.config ?? {}, ...(opts.env ? { env: opts.env } : {}) });
+    const ctx = await openContext({
+      repo: opts.repo ?? process.cwd(),
+      init: true,
+      flags: opts.config ?? {},
+      ...(opts.env ? { env: opts.env } : {}),
+    });
     return new Supervisor(ctx, opts.log ?? (() => undefined));
   }
 
@@ -83,34 +100,71 @@ export class Supervisor {
 
   getIssue(id: number): IssueDetail {
     const i = this.ctx.issues.require(id);
-    return { ...summary(i), body: i.body, error: i.error, createdAt: i.createdAt, updatedAt: i.updatedAt, runs: this.ctx.runs.forIssue(id) };
+    return {
+      ...summary(i),
+      body: i.body,
+      error: i.error,
+      createdAt: i.createdAt,
+      updatedAt: i.updatedAt,
+      runs: this.ctx.runs.forIssue(id),
+    };
   }
 
   /** Runs the control plane (feeder, recorder, agents) in this process. */
   async start(opts: { agents?: number } = {}): Promise<void> {
     if (this.daemon) return;
-    this.daemon = await Daemon.start(this.ctx, { ...(opts.agents !== undefined ? { agents: opts.agents } : {}), log: this.log, setup: (d) => attachExtensions(d, this.log) });
+    this.daemon = await Daemon.start(this.ctx, {
+      ...(opts.agents !== undefined ? { agents: opts.agents } : {}),
+      log: this.log,
+      setup: (d) => attachExtensions(d, this.log),
+    });
   }
 
   /** Sets the agent count and resolves once the supervisor (here or elsewhere) has converged. */
-  async scale(n: number, opts: { timeoutMs?: number; onProgress?: (agent: AgentStatus) => void } = {}): Promise<AgentStatus[]> {
+  async scale(
+    n: number,
+    opts: {
+      timeoutMs?: number;
+      onProgress?: (agent: AgentStatus) => void;
+    } = {},
+  ): Promise<AgentStatus[]> {
     const count = validateAgentCount(n, this.ctx.platform.maxAgents);
     if (this.daemon) this.daemon.scaler.setDesired(count);
-    else if (runningDaemon(this.ctx.paths.pidFile)) setSetting(this.ctx.db, DESIRED_KEY, String(count));
-    else throw new SupervisorError('ERR_SUP_NOT_RUNNING', 'the supervisor is not running for this repository', { hint: 'call start() first, or run `supervisor start`' });
-    return waitForAgents(this.ctx, await this.connection(), count, { timeoutMs: opts.timeoutMs ?? 180_000, ...(opts.onProgress ? { onChange: opts.onProgress } : {}) });
+    else if (runningDaemon(this.ctx.paths.pidFile))
+      setSetting(this.ctx.db, DESIRED_KEY, String(count));
+    else
+      throw new SupervisorError(
+        'ERR_SUP_NOT_RUNNING',
+        'the supervisor is not running for this repository',
+        { hint: 'call start() first, or run `supervisor start`' },
+      );
+    return waitForAgents(this.ctx, await this.connection(), count, {
+      timeoutMs: opts.timeoutMs ?? 180_000,
+      ...(opts.onProgress ? { onChange: opts.onProgress } : {}),
+    });
   }
 
   async status(): Promise<Status> {
-    return buildStatus(this.ctx, await this.connection().catch(() => undefined));
+    return buildStatus(
+      this.ctx,
+      await this.connection().catch(() => undefined),
+    );
   }
 
   /**
    * Calls `listener` once for every issue that reaches done or failed from now on.
    * Returns a function that unsubscribes.
    */
-  onResult(listener: (e: ResultEvent) => void, opts: { pollMs?: number } = {}): () => void {
-    const seen = new Set(this.ctx.issues.list().filter((i) => i.status === 'done' || i.status === 'failed').map((i) => i.id));
+  onResult(
+    listener: (e: ResultEvent) => void,
+    opts: { pollMs?: number } = {},
+  ): () => void {
+    const seen = new Set(
+      this.ctx.issues
+        .list()
+        .filter((i) => i.status === 'done' || i.status === 'failed')
+        .map((i) => i.id),
+    );
     const timer = setInterval(() => {
       for (const i of this.ctx.issues.recentlyFinished(200)) {
         if (seen.has(i.id)) continue;
@@ -128,7 +182,14 @@ export class Supervisor {
   private async connection(): Promise<Redis | undefined> {
     if (this.daemon) return this.daemon.redis;
     if (!this.redis) {
-      const url = this.ctx.config.redisUrl ?? getSetting(this.ctx.db, 'redis_url') ?? (await resolveRedisUrl(this.ctx.paths, undefined, { startPrivate: false })).url;
+      const url =
+        this.ctx.config.redisUrl ??
+        getSetting(this.ctx.db, 'redis_url') ??
+        (
+          await resolveRedisUrl(this.ctx.paths, undefined, {
+            startPrivate: false,
+          })
+        ).url;
       this.redis = connectOnce(url);
     }
     return this.redis;
@@ -149,6 +210,8 @@ export class Supervisor {
 }
 
 /** Opens the supervisor of a repository (initialising it if needed). */
-export function openSupervisor(opts: OpenSupervisorOptions = {}): Promise<Supervisor> {
+export function openSupervisor(
+  opts: OpenSupervisorOptions = {},
+): Promise<Supervisor> {
   return Supervisor.open(opts);
 }

@@ -7,29 +7,40 @@ import { SupervisorError } from './errors.js';
 export const AGENT_PRESETS = {
   claude: 'claude -p --permission-mode acceptEdits < "$ISSUE_PROMPT_FILE"',
   codex: 'codex exec --full-auto - < "$ISSUE_PROMPT_FILE"',
-  aider: 'aider --yes-always --no-auto-commits --no-check-update --message-file "$ISSUE_PROMPT_FILE"',
+  aider:
+    'aider --yes-always --no-auto-commits --no-check-update --message-file "$ISSUE_PROMPT_FILE"',
 } as const;
 export type AgentPreset = keyof typeof AGENT_PRESETS;
 
 export const DEFAULT_DASHBOARD_PORT = 7420;
 
-const duration = z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx) => {
-  const ms = typeof v === 'number' ? v : parseDuration(v);
-  if (ms === undefined) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a duration: "${String(v)}" (use e.g. 500ms, 30s, 15m, 2h)` });
-    return z.NEVER;
-  }
-  return ms;
-});
+const duration = z
+  .union([z.number().int().nonnegative(), z.string()])
+  .transform((v, ctx) => {
+    const ms = typeof v === 'number' ? v : parseDuration(v);
+    if (ms === undefined) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        message: `not a duration: "${String(v)}" (use e.g. 500ms, 30s, 15m, 2h)`,
+      });
+      return z.NEVER;
+    }
+    return ms;
+  });
 
-const bytes = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
-  const n = typeof v === 'number' ? v : parseBytes(v);
-  if (n === undefined) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a size: "${String(v)}" (use e.g. 512m, 12g)` });
-    return z.NEVER;
-  }
-  return n;
-});
+const bytes = z
+  .union([z.number().int().positive(), z.string()])
+  .transform((v, ctx) => {
+    const n = typeof v === 'number' ? v : parseBytes(v);
+    if (n === undefined) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        message: `not a size: "${String(v)}" (use e.g. 512m, 12g)`,
+      });
+      return z.NEVER;
+    }
+    return n;
+  });
 
 export const PortsSchema = z
   .object({
@@ -45,7 +56,15 @@ export const PortsSchema = z
      * @defaultValue `{ APP_PORT: 0, VITE_PORT: 1 }`
      */
     names: z
-      .record(z.string().regex(/^[A-Z][A-Z0-9_]*$/, 'port names are upper-case env names'), z.union([z.number().int().min(0), z.object({ base: z.number().int().min(1).max(65535) })]))
+      .record(
+        z
+          .string()
+          .regex(/^[A-Z][A-Z0-9_]*$/, 'port names are upper-case env names'),
+        z.union([
+          z.number().int().min(0),
+          z.object({ base: z.number().int().min(1).max(65535) }),
+        ]),
+      )
       .default({ APP_PORT: 0, VITE_PORT: 1 }),
   })
   .strict();
@@ -59,7 +78,9 @@ export const EnvSchema = z
       .object({
         enabled: z.boolean().default(true),
         /** @defaultValue [1, 15] — DB 0 stays with the queue. */
-        dbRange: z.tuple([z.number().int().min(0), z.number().int().min(0)]).default([1, 15]),
+        dbRange: z
+          .tuple([z.number().int().min(0), z.number().int().min(0)])
+          .default([1, 15]),
         /** Server the apps use; defaults to the supervisor's Redis. */
         url: z.string().optional(),
       })
@@ -70,8 +91,20 @@ export const EnvSchema = z
         /** Admin URL of the shared server (POSTGRES_URL); no databases are allocated without it. */
         url: z.string().optional(),
         /** @defaultValue "app_" */
-        prefix: z.string().regex(/^[a-z_][a-z0-9_]{0,30}$/, 'prefix must be a lower-case SQL identifier start (a-z, 0-9, _)').default('app_'),
-        template: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'template must be a plain database name').optional(),
+        prefix: z
+          .string()
+          .regex(
+            /^[a-z_][a-z0-9_]{0,30}$/,
+            'prefix must be a lower-case SQL identifier start (a-z, 0-9, _)',
+          )
+          .default('app_'),
+        template: z
+          .string()
+          .regex(
+            /^[A-Za-z_][A-Za-z0-9_]{0,62}$/,
+            'template must be a plain database name',
+          )
+          .optional(),
         resetPerIssue: z.boolean().default(false),
       })
       .strict()
@@ -83,7 +116,10 @@ export const ConfigSchema = z
   .object({
     redisUrl: z.string().optional(),
     /** @defaultValue "sup" — Redis key prefix for the queue and our own keys. */
-    prefix: z.string().regex(/^[A-Za-z0-9_.-]{1,40}$/, 'prefix may hold letters, digits, _ . -').default('sup'),
+    prefix: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,40}$/, 'prefix may hold letters, digits, _ . -')
+      .default('sup'),
     agentCommand: z.string().min(1).optional(),
     agentPreset: z.enum(['claude', 'codex', 'aider']).optional(),
     /** @defaultValue 0 — agents started by `supervisor start` when no count was set before. */
@@ -99,7 +135,10 @@ export const ConfigSchema = z
     baseBranch: z
       .string()
       .min(1)
-      .refine(isBranchName, 'not a valid branch name (no leading "-", "..", spaces, control characters or any of ~^:?*[\\)')
+      .refine(
+        isBranchName,
+        'not a valid branch name (no leading "-", "..", spaces, control characters or any of ~^:?*[\\)',
+      )
       .optional(),
     /** @defaultValue 2 — attempts per issue. */
     attempts: z.number().int().min(1).max(100).default(2),
@@ -129,8 +168,16 @@ export const ConfigSchema = z
       .object({
         enabled: z.boolean().default(true),
         host: z.string().default('127.0.0.1'),
-        port: z.number().int().min(0).max(65535).default(DEFAULT_DASHBOARD_PORT),
-        token: z.string().min(16, 'the dashboard token must be at least 16 characters').optional(),
+        port: z
+          .number()
+          .int()
+          .min(0)
+          .max(65535)
+          .default(DEFAULT_DASHBOARD_PORT),
+        token: z
+          .string()
+          .min(16, 'the dashboard token must be at least 16 characters')
+          .optional(),
         readOnly: z.boolean().default(false),
       })
       .strict()
@@ -154,7 +201,10 @@ export const ConfigSchema = z
          * Token remote runners present to the dashboard's git endpoint (SUPERVISOR_GIT_TOKEN); it
          * allows fetching and pushing result refs, nothing else. The dashboard token works too.
          */
-        token: z.string().min(16, 'the git token must be at least 16 characters').optional(),
+        token: z
+          .string()
+          .min(16, 'the git token must be at least 16 characters')
+          .optional(),
         /** @defaultValue 10m — a runner's fetch or push that takes longer counts as unreachable. */
         timeout: duration.default(600_000),
       })
@@ -193,11 +243,37 @@ export const ConfigSchema = z
          * `uid:gid` the runners run as (never root). Default: yours; when the supervisor runs as
          * root, the repository owner's, or 1000:1000 when root owns the repository too.
          */
-        user: z.string().regex(/^[1-9]\d*:\d+$/, 'user must be "uid:gid" with a uid other than 0').optional(),
+        user: z
+          .string()
+          .regex(
+            /^[1-9]\d*:\d+$/,
+            'user must be "uid:gid" with a uid other than 0',
+          )
+          .optional(),
         /** Host environment variables passed into the containers when set (API keys, proxies). */
         passEnv: z
-          .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'passEnv holds variable names'))
-          .default(['ANTHROPIC_API_KEY', 'ANTHROPIC_AUTH_TOKEN', 'ANTHROPIC_BASE_URL', 'CLAUDE_CODE_OAUTH_TOKEN', 'OPENAI_API_KEY', 'OPENAI_BASE_URL', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy']),
+          .array(
+            z
+              .string()
+              .regex(
+                /^[A-Za-z_][A-Za-z0-9_]*$/,
+                'passEnv holds variable names',
+              ),
+          )
+          .default([
+            'ANTHROPIC_API_KEY',
+            'ANTHROPIC_AUTH_TOKEN',
+            'ANTHROPIC_BASE_URL',
+            'CLAUDE_CODE_OAUTH_TOKEN',
+            'OPENAI_API_KEY',
+            'OPENAI_BASE_URL',
+            'HTTP_PROXY',
+            'HTTPS_PROXY',
+            'NO_PROXY',
+            'http_proxy',
+            'https_proxy',
+            'no_proxy',
+          ]),
         /** Extra bind mounts: `/host/path[:/container/path][:ro]`. @defaultValue [] */
         mounts: z.array(z.string()).default([]),
         /** @defaultValue true — mount ~/.claude, ~/.codex, ~/.gitconfig and ~/.ssh (or the SSH agent socket) read-only when present. */
@@ -213,16 +289,33 @@ export const ConfigSchema = z
   .strict();
 
 export type ConfigInput = z.input<typeof ConfigSchema>;
-export type Config = z.output<typeof ConfigSchema> & { agentCommandResolved: string | undefined; leaseResolved: z.output<typeof LeaseSchema> };
+export type Config = z.output<typeof ConfigSchema> & {
+  agentCommandResolved: string | undefined;
+  leaseResolved: z.output<typeof LeaseSchema>;
+};
 
 /**
  * What `git check-ref-format --branch` accepts, checked without running git: the name ends up
  * in git argv (`refs/heads/<name>`), so nothing that reads as an option or climbs out of refs/.
  */
 export function isBranchName(name: string): boolean {
-  if (name.startsWith('-') || name.startsWith('/') || name.endsWith('/') || name.endsWith('.') || name.endsWith('.lock')) return false;
-  if (name === '@' || name.includes('..') || name.includes('//') || name.includes('@{') || name.includes('/.')) return false;
-  // eslint-disable-next-line no-control-regex
+  if (
+    name.startsWith('-') ||
+    name.startsWith('/') ||
+    name.endsWith('/') ||
+    name.endsWith('.') ||
+    name.endsWith('.lock')
+  )
+    return false;
+  if (
+    name === '@' ||
+    name.includes('..') ||
+    name.includes('//') ||
+    name.includes('@{') ||
+    name.includes('/.')
+  )
+    return false;
+
   return !/[\u0000-\u0020\u007f~^:?*[\\]/.test(name) && !name.startsWith('.');
 }
 
@@ -231,14 +324,22 @@ export function parseDuration(s: string): number | undefined {
   if (!m?.[1]) return undefined;
   const n = Number(m[1]);
   const unit = m[2] ?? 'ms';
-  return Math.round(n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit as 'ms' | 's' | 'm' | 'h']);
+  return Math.round(
+    n *
+      { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[
+        unit as 'ms' | 's' | 'm' | 'h'
+      ],
+  );
 }
 
 export function parseBytes(s: string): number | undefined {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$/i.exec(s);
   if (!m?.[1]) return undefined;
   const unit = (m[2] ?? 'b').toLowerCase()[0] as 'b' | 'k' | 'm' | 'g' | 't';
-  return Math.round(Number(m[1]) * { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[unit]);
+  return Math.round(
+    Number(m[1]) *
+      { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[unit],
+  );
 }
 
 /** Environment variables that configure the supervisor. */
@@ -299,40 +400,71 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 }
 
 /** Deep merge of plain objects; later layers win. */
-export function mergeLayers(...layers: Array<Record<string, unknown> | undefined>): Record<string, unknown> {
+export function mergeLayers(
+  ...layers: Array<Record<string, unknown> | undefined>
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const layer of layers) {
     if (!layer) continue;
     for (const [k, v] of Object.entries(layer)) {
       if (v === undefined) continue;
-      out[k] = isPlainObject(v) && isPlainObject(out[k]) ? mergeLayers(out[k] as Record<string, unknown>, v) : v;
+      out[k] =
+        isPlainObject(v) && isPlainObject(out[k])
+          ? mergeLayers(out[k] as Record<string, unknown>, v)
+          : v;
     }
   }
   return out;
 }
 
-export function readConfigFile(file: string): Record<string, unknown> | undefined {
+export function readConfigFile(
+  file: string,
+): Record<string, unknown> | undefined {
   if (!existsSync(file)) return undefined;
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(file, 'utf8'));
   } catch (cause) {
-    throw new SupervisorError('ERR_SUP_CONFIG', `${file} is not valid JSON: ${(cause as Error).message}`, { hint: 'fix the file or remove it', cause });
+    throw new SupervisorError(
+      'ERR_SUP_CONFIG',
+      `${file} is not valid JSON: ${(cause as Error).message}`,
+      { hint: 'fix the file or remove it', cause },
+    );
   }
-  if (!isPlainObject(parsed)) throw new SupervisorError('ERR_SUP_CONFIG', `${file} must hold a JSON object`);
+  if (!isPlainObject(parsed))
+    throw new SupervisorError(
+      'ERR_SUP_CONFIG',
+      `${file} must hold a JSON object`,
+    );
   return parsed;
 }
 
 /** Defaults < supervisor.config.json < environment < flags; validated once, frozen. */
-export function loadConfig(opts: { configFile?: string; env?: NodeJS.ProcessEnv; flags?: Record<string, unknown> } = {}): Readonly<Config> {
+export function loadConfig(
+  opts: {
+    configFile?: string;
+    env?: NodeJS.ProcessEnv;
+    flags?: Record<string, unknown>;
+  } = {},
+): Readonly<Config> {
   const env = opts.env ?? process.env;
-  const merged = mergeLayers(opts.configFile ? readConfigFile(opts.configFile) : undefined, fromEnv(env), opts.flags);
+  const merged = mergeLayers(
+    opts.configFile ? readConfigFile(opts.configFile) : undefined,
+    fromEnv(env),
+    opts.flags,
+  );
   const result = ConfigSchema.safeParse(merged);
   if (!result.success) {
-    const lines = result.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new SupervisorError('ERR_SUP_CONFIG', `invalid configuration:\n${lines.join('\n')}`, {
-      hint: 'check flags, SUPERVISOR_* environment variables and supervisor.config.json',
-    });
+    const lines = result.error.issues.map(
+      (i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`,
+    );
+    throw new SupervisorError(
+      'ERR_SUP_CONFIG',
+      `invalid configuration:\n${lines.join('\n')}`,
+      {
+        hint: 'check flags, SUPERVISOR_* environment variables and supervisor.config.json',
+      },
+    );
   }
   const c = result.data;
   const lease = LeaseSchema.parse({
@@ -342,6 +474,8 @@ export function loadConfig(opts: { configFile?: string; env?: NodeJS.ProcessEnv;
     progressTimeoutMs: c.lease.progressTimeout,
     killGraceMs: c.lease.killGrace,
   });
-  const agentCommandResolved = c.agentCommand ?? (c.agentPreset ? AGENT_PRESETS[c.agentPreset] : undefined);
+  const agentCommandResolved =
+    c.agentCommand ??
+    (c.agentPreset ? AGENT_PRESETS[c.agentPreset] : undefined);
   return Object.freeze({ ...c, agentCommandResolved, leaseResolved: lease });
 }

@@ -3,7 +3,13 @@ import { linkSync, rmSync } from 'node:fs';
 import { loadConfig, type Config } from './config.js';
 import { SupervisorError } from './errors.js';
 import { detectPlatform, type Platform } from './platform.js';
-import { currentBranch, initStateDir, isInitialised, resolveRepo, type RepoPaths } from './repo.js';
+import {
+  currentBranch,
+  initStateDir,
+  isInitialised,
+  resolveRepo,
+  type RepoPaths,
+} from './repo.js';
 import { getSetting, openDatabase, setSetting, type Db } from './store/db.js';
 import { IssueStore } from './store/issues.js';
 import { RunStore } from './store/runs.js';
@@ -33,7 +39,9 @@ export interface OpenOptions {
   init?: boolean;
 }
 
-export async function initRepo(paths: RepoPaths): Promise<{ created: boolean; baseBranch: string }> {
+export async function initRepo(
+  paths: RepoPaths,
+): Promise<{ created: boolean; baseBranch: string }> {
   initStateDir(paths);
   let created = false;
   if (!isInitialised(paths)) {
@@ -55,7 +63,8 @@ export async function initRepo(paths: RepoPaths): Promise<{ created: boolean; ba
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
     } finally {
-      for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`]) rmSync(f, { force: true });
+      for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`])
+        rmSync(f, { force: true });
     }
   }
   const db = openDatabase(paths.dbFile);
@@ -73,16 +82,31 @@ export async function initRepo(paths: RepoPaths): Promise<{ created: boolean; ba
 
 export async function openContext(opts: OpenOptions = {}): Promise<Context> {
   const paths = await resolveRepo(opts.repo ?? process.cwd());
-  const config = loadConfig({ configFile: paths.configFile, env: opts.env ?? process.env, flags: opts.flags ?? {} });
+  const config = loadConfig({
+    configFile: paths.configFile,
+    env: opts.env ?? process.env,
+    flags: opts.flags ?? {},
+  });
   if (!isInitialised(paths)) {
     if (!opts.init) {
-      throw new SupervisorError('ERR_SUP_NOT_INITIALISED', `${paths.root} has no supervisor state yet`, { hint: 'run `supervisor init` in the repository first' });
+      throw new SupervisorError(
+        'ERR_SUP_NOT_INITIALISED',
+        `${paths.root} has no supervisor state yet`,
+        { hint: 'run `supervisor init` in the repository first' },
+      );
     }
     await initRepo(paths);
   }
   const db = openDatabase(paths.dbFile);
-  const platform = detectPlatform({ memoryPerAgent: config.memoryPerAgent, cpusPerAgent: config.cpusPerAgent, maxAgents: config.maxAgents });
-  const baseBranch = config.baseBranch ?? getSetting(db, 'base_branch') ?? (await currentBranch(paths.root));
+  const platform = detectPlatform({
+    memoryPerAgent: config.memoryPerAgent,
+    cpusPerAgent: config.cpusPerAgent,
+    maxAgents: config.maxAgents,
+  });
+  const baseBranch =
+    config.baseBranch ??
+    getSetting(db, 'base_branch') ??
+    (await currentBranch(paths.root));
   return {
     paths,
     config,

@@ -15,7 +15,12 @@ export interface ConvergeOptions {
  * Waits until exactly `n` agents are up (idle or working) and no others run. Fails early on
  * a crash loop or when the supervisor goes away; times out with what it saw.
  */
-export async function waitForAgents(ctx: Context, redis: Redis | undefined, n: number, opts: ConvergeOptions): Promise<AgentStatus[]> {
+export async function waitForAgents(
+  ctx: Context,
+  redis: Redis | undefined,
+  n: number,
+  opts: ConvergeOptions,
+): Promise<AgentStatus[]> {
   const deadline = Date.now() + opts.timeoutMs;
   const lastSeen = new Map<string, string>();
   for (;;) {
@@ -28,15 +33,31 @@ export async function waitForAgents(ctx: Context, redis: Redis | undefined, n: n
         opts.onChange?.(a);
       }
     }
-    const up = s.agents.filter((a) => a.state === 'idle' || a.state === 'working');
-    const looping = s.agents.filter((a) => a.state === 'crashed' && /crash loop/.test(a.lastError ?? ''));
+    const up = s.agents.filter(
+      (a) => a.state === 'idle' || a.state === 'working',
+    );
+    const looping = s.agents.filter(
+      (a) => a.state === 'crashed' && /crash loop/.test(a.lastError ?? ''),
+    );
     if (looping.length) {
-      throw new SupervisorError('ERR_SUP_NOT_RUNNING', `${looping.map((a) => a.id).join(', ')} keep crashing: ${looping[0]!.lastError}`, { hint: 'see `supervisor logs <agent>`' });
+      throw new SupervisorError(
+        'ERR_SUP_NOT_RUNNING',
+        `${looping.map((a) => a.id).join(', ')} keep crashing: ${looping[0]!.lastError}`,
+        { hint: 'see `supervisor logs <agent>`' },
+      );
     }
     if (up.length === n && s.agents.length === n) return s.agents;
-    if (!runningDaemon(ctx.paths.pidFile)) throw new SupervisorError('ERR_SUP_NOT_RUNNING', 'the supervisor stopped while scaling');
+    if (!runningDaemon(ctx.paths.pidFile))
+      throw new SupervisorError(
+        'ERR_SUP_NOT_RUNNING',
+        'the supervisor stopped while scaling',
+      );
     if (Date.now() > deadline) {
-      throw new SupervisorError('ERR_SUP_TIMEOUT', `not converged after ${Math.round(opts.timeoutMs / 1000)}s: ${up.length}/${n} agents up`, { hint: 'see `supervisor status` and `supervisor logs`' });
+      throw new SupervisorError(
+        'ERR_SUP_TIMEOUT',
+        `not converged after ${Math.round(opts.timeoutMs / 1000)}s: ${up.length}/${n} agents up`,
+        { hint: 'see `supervisor status` and `supervisor logs`' },
+      );
     }
     await new Promise((r) => setTimeout(r, opts.pollMs ?? 200));
   }

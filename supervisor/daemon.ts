@@ -2,12 +2,22 @@ import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { BeforeJobStepSchema, agentBranch, type BeforeJobStep, type RunnerConfig } from '../contract/job.js';
+import {
+  BeforeJobStepSchema,
+  agentBranch,
+  type BeforeJobStep,
+  type RunnerConfig,
+} from '../contract/job.js';
 import type { Context } from './context.js';
 import { SupervisorError, coerceError, redactSecrets } from './errors.js';
 import { forgetEarlierDatabase } from './earlier-database.js';
 import { Feeder } from './feeder.js';
-import { acquirePidFile, releasePidFile, runningDaemon, updatePidFile } from './pidfile.js';
+import {
+  acquirePidFile,
+  releasePidFile,
+  runningDaemon,
+  updatePidFile,
+} from './pidfile.js';
 import { Recorder } from './recorder.js';
 import { localRunnerGit } from './remote.js';
 import { ResultRefs } from './results.js';
@@ -37,7 +47,10 @@ export interface DaemonOptions {
 /** Hooks other parts (environments, dashboard) attach to a running control plane. */
 export interface SlotHook {
   /** Extra environment for a slot's agent; may allocate resources. */
-  prepare(agentId: string, worktreePath: string): Promise<Record<string, string>>;
+  prepare(
+    agentId: string,
+    worktreePath: string,
+  ): Promise<Record<string, string>>;
   /** Commands the slot's runner runs before each job (after `prepare`). */
   beforeJob?(agentId: string): BeforeJobStep[];
 }
@@ -61,16 +74,33 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
   private stopping: Promise<void> | undefined;
   private readonly slotHooks: SlotHook[] = [];
 
-  private constructor(readonly ctx: Context, redisUrl: string, readonly log: Logger, runtime: AgentRuntime) {
+  private constructor(
+    readonly ctx: Context,
+    redisUrl: string,
+    readonly log: Logger,
+    runtime: AgentRuntime,
+  ) {
     super();
     const { config, paths } = ctx;
     this.redisUrl = redisUrl;
     this.redis = connectForever(redisUrl);
-    this.queue = new Queue(ctx.queueName, { connection: this.redis, prefix: config.prefix });
+    this.queue = new Queue(ctx.queueName, {
+      connection: this.redis,
+      prefix: config.prefix,
+    });
     this.queue.on('error', () => undefined);
     this.runtime = runtime;
-    this.feeder = new Feeder(ctx.issues, ctx.runs, this.queue, { attempts: config.attempts, backoffMs: config.backoff });
-    this.results = new ResultRefs({ repoRoot: paths.root, gitCommonDir: paths.gitCommonDir, stateDir: paths.stateDir, remoteUrl: config.git.remoteUrl, log });
+    this.feeder = new Feeder(ctx.issues, ctx.runs, this.queue, {
+      attempts: config.attempts,
+      backoffMs: config.backoff,
+    });
+    this.results = new ResultRefs({
+      repoRoot: paths.root,
+      gitCommonDir: paths.gitCommonDir,
+      stateDir: paths.stateDir,
+      remoteUrl: config.git.remoteUrl,
+      log,
+    });
     this.recorder = new Recorder({
       results: this.results,
       db: ctx.db,
@@ -93,7 +123,13 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       restartBackoffMs: config.restartBackoff,
       stopGraceMs: config.stopGrace,
       prepareSlot: (agentId) => this.prepareSlot(agentId),
-      registry: () => readRegistry(this.redis, config.prefix, ctx.queueName, Math.max(3 * config.heartbeat, 3000)),
+      registry: () =>
+        readRegistry(
+          this.redis,
+          config.prefix,
+          ctx.queueName,
+          Math.max(3 * config.heartbeat, 3000),
+        ),
       log,
     });
   }
@@ -103,16 +139,30 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     const log = opts.log ?? (() => undefined);
     const { config, paths } = ctx;
     if (!config.agentCommandResolved) {
-      throw new SupervisorError('ERR_SUP_CONFIG', 'no agent command is configured', {
-        hint: 'pass --agent claude|codex|aider or --agent-command "<command>" (or set SUPERVISOR_AGENT_COMMAND / "agentCommand" in supervisor.config.json)',
-      });
+      throw new SupervisorError(
+        'ERR_SUP_CONFIG',
+        'no agent command is configured',
+        {
+          hint: 'pass --agent claude|codex|aider or --agent-command "<command>" (or set SUPERVISOR_AGENT_COMMAND / "agentCommand" in supervisor.config.json)',
+        },
+      );
     }
     const agents = opts.agents ?? config.agents;
-    if (agents !== undefined) validateAgentCount(agents, ctx.platform.maxAgents);
+    if (agents !== undefined)
+      validateAgentCount(agents, ctx.platform.maxAgents);
     // The SQLite write lock serialises two starts racing for the pid file.
-    ctx.db.transaction(() => acquirePidFile(paths.pidFile, { pid: process.pid, startedAt: Date.now() })).immediate();
+    ctx.db
+      .transaction(() =>
+        acquirePidFile(paths.pidFile, {
+          pid: process.pid,
+          startedAt: Date.now(),
+        }),
+      )
+      .immediate();
     try {
-      const { url, source } = await resolveRedisUrl(paths, config.redisUrl, { startPrivate: true });
+      const { url, source } = await resolveRedisUrl(paths, config.redisUrl, {
+        startPrivate: true,
+      });
       log(`redis: ${redactSecrets(url)} (${source})`);
       setSetting(ctx.db, 'redis_url', url);
       const runtime = opts.runtime ?? (await createRuntime(ctx, url, log));
@@ -129,19 +179,33 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
 
   private async boot(agents: number | undefined): Promise<void> {
     if (this.redis.status !== 'ready') {
-      const ready = new Promise<void>((r) => this.redis.once('ready', () => r()));
-      const slow = setTimeout(() => this.log('waiting for Redis (retrying until it answers)'), 1500);
+      const ready = new Promise<void>((r) =>
+        this.redis.once('ready', () => r()),
+      );
+      const slow = setTimeout(
+        () => this.log('waiting for Redis (retrying until it answers)'),
+        1500,
+      );
       // A server that answers but refuses the credentials will not change its mind: say so, rather
       // than wait for ever for a Redis that is "not there".
       let onError: (err: Error) => void = () => undefined;
       const refused = new Promise<never>((_, reject) => {
         onError = (err) => {
-          if (!/NOAUTH|WRONGPASS|invalid password|invalid username-password|AUTH <password> called without any password/i.test(err.message)) return;
+          if (
+            !/NOAUTH|WRONGPASS|invalid password|invalid username-password|AUTH <password> called without any password/i.test(
+              err.message,
+            )
+          )
+            return;
           this.redis.disconnect();
           reject(
-            new SupervisorError('ERR_SUP_REDIS_UNREACHABLE', `Redis at ${redactSecrets(this.redisUrl)} refused the credentials: ${err.message}`, {
-              hint: 'check the user name and password in REDIS_URL, or "redisUrl" in supervisor.config.json',
-            }),
+            new SupervisorError(
+              'ERR_SUP_REDIS_UNREACHABLE',
+              `Redis at ${redactSecrets(this.redisUrl)} refused the credentials: ${err.message}`,
+              {
+                hint: 'check the user name and password in REDIS_URL, or "redisUrl" in supervisor.config.json',
+              },
+            ),
           );
         };
         this.redis.on('error', onError);
@@ -155,11 +219,19 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     }
     const warn = await evictionWarning(this.redis);
     if (warn) this.log(`warning: ${warn}`);
-    const earlier = await forgetEarlierDatabase({ db: this.ctx.db, issues: this.ctx.issues, queue: this.queue, redis: this.redis, prefix: this.ctx.config.prefix });
+    const earlier = await forgetEarlierDatabase({
+      db: this.ctx.db,
+      issues: this.ctx.issues,
+      queue: this.queue,
+      redis: this.redis,
+      prefix: this.ctx.config.prefix,
+    });
     if (earlier && (earlier.skippedThrough > 0 || earlier.removed.length > 0)) {
       this.log(
         `the queue holds jobs of an earlier supervisor database: issue ids continue after #${earlier.skippedThrough}` +
-          (earlier.removed.length ? `; removed ${earlier.removed.length} of them (finished, or their ids taken by issues of this database): ${earlier.removed.slice(0, 10).join(', ')}${earlier.removed.length > 10 ? ', …' : ''}` : ''),
+          (earlier.removed.length
+            ? `; removed ${earlier.removed.length} of them (finished, or their ids taken by issues of this database): ${earlier.removed.slice(0, 10).join(', ')}${earlier.removed.length > 10 ? ', …' : ''}`
+            : ''),
       );
     }
     await this.recorder.start();
@@ -182,7 +254,12 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
 
   /** Tells `supervisor start --detach` and other commands that the control plane is up. */
   markReady(): void {
-    updatePidFile(this.ctx.paths.pidFile, { pid: process.pid, startedAt: this.startedAt, ready: true, ...(this.dashboardUrl ? { dashboardUrl: this.dashboardUrl } : {}) });
+    updatePidFile(this.ctx.paths.pidFile, {
+      pid: process.pid,
+      startedAt: this.startedAt,
+      ready: true,
+      ...(this.dashboardUrl ? { dashboardUrl: this.dashboardUrl } : {}),
+    });
   }
 
   private feedLoop(): void {
@@ -203,25 +280,41 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       }
       feeding = false;
       if (this.stopping) return;
-      this.feedTimer = setTimeout(run, again ? 0 : this.ctx.config.feedInterval);
+      this.feedTimer = setTimeout(
+        run,
+        again ? 0 : this.ctx.config.feedInterval,
+      );
       again = false;
     };
     // Issues added and counts set by other processes (CLI, API) act at once, not at the next interval.
-    this.stopFeedWake = watchExternalWrites(this.ctx.db, this.ctx.paths.dbFile, () => {
-      void run();
-      this.scaler.kick();
-    });
+    this.stopFeedWake = watchExternalWrites(
+      this.ctx.db,
+      this.ctx.paths.dbFile,
+      () => {
+        void run();
+        this.scaler.kick();
+      },
+    );
     this.feedTimer = setTimeout(run, 0);
   }
 
   private async prepareSlot(agentId: string): Promise<RunnerConfig> {
     const { paths, config } = this.ctx;
     const remote = localRunnerGit(this.ctx, agentId, this.results);
-    const wt = remote ? { path: remote.worktreePath, branch: agentBranch(agentId) } : await ensureWorktree(paths, agentId, this.ctx.baseBranch);
-    this.ctx.slots.ensure(Number(agentId.slice('agent-'.length)), wt.path, wt.branch);
+    const wt = remote
+      ? { path: remote.worktreePath, branch: agentBranch(agentId) }
+      : await ensureWorktree(paths, agentId, this.ctx.baseBranch);
+    this.ctx.slots.ensure(
+      Number(agentId.slice('agent-'.length)),
+      wt.path,
+      wt.branch,
+    );
     const agentEnv: Record<string, string> = {};
-    for (const h of this.slotHooks) Object.assign(agentEnv, await h.prepare(agentId, wt.path));
-    const beforeJob = this.slotHooks.flatMap((h) => h.beforeJob?.(agentId) ?? []).map((s) => BeforeJobStepSchema.parse(s));
+    for (const h of this.slotHooks)
+      Object.assign(agentEnv, await h.prepare(agentId, wt.path));
+    const beforeJob = this.slotHooks
+      .flatMap((h) => h.beforeJob?.(agentId) ?? [])
+      .map((s) => BeforeJobStepSchema.parse(s));
     return {
       agentId,
       host: 'local',
@@ -275,7 +368,11 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
   }
 }
 
-async function createRuntime(ctx: Context, redisUrl: string, log: Logger): Promise<AgentRuntime> {
+async function createRuntime(
+  ctx: Context,
+  redisUrl: string,
+  log: Logger,
+): Promise<AgentRuntime> {
   if (ctx.config.runtime === 'docker') {
     return createDockerRuntime(ctx, redisUrl, {
       log,
@@ -285,8 +382,12 @@ async function createRuntime(ctx: Context, redisUrl: string, log: Logger): Promi
       },
     });
   }
-  if (ctx.config.runtime === 'swarm') return createSwarmRuntime(ctx, redisUrl, { log });
-  return new ProcessRuntime({ logDir: ctx.paths.logDir, runDir: ctx.paths.runDir });
+  if (ctx.config.runtime === 'swarm')
+    return createSwarmRuntime(ctx, redisUrl, { log });
+  return new ProcessRuntime({
+    logDir: ctx.paths.logDir,
+    runDir: ctx.paths.runDir,
+  });
 }
 
 export { runningDaemon };

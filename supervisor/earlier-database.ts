@@ -17,7 +17,11 @@ const CREATED_KEY = 'created_at';
 const CHECKED_KEY = 'earlier_database_checked';
 
 /** At database creation: remember when, and start issue ids above the `issue/<id>` branches in git. */
-export async function markNewDatabase(db: Db, issues: IssueStore, repoRoot: string): Promise<void> {
+export async function markNewDatabase(
+  db: Db,
+  issues: IssueStore,
+  repoRoot: string,
+): Promise<void> {
   setSetting(db, CREATED_KEY, String(Date.now()));
   const refs = await gitAt(repoRoot)
     .raw(['for-each-ref', '--format=%(refname)', 'refs/heads/issue/'])
@@ -44,16 +48,33 @@ export interface EarlierJobs {
  * ones whose id an issue of this database already has (refused while one still runs); the rest is
  * adopted like a foreign producer's jobs. The runners' old events are not replayed.
  */
-export async function forgetEarlierDatabase(o: { db: Db; issues: IssueStore; queue: Queue; redis: Redis; prefix: string }): Promise<EarlierJobs | undefined> {
+export async function forgetEarlierDatabase(o: {
+  db: Db;
+  issues: IssueStore;
+  queue: Queue;
+  redis: Redis;
+  prefix: string;
+}): Promise<EarlierJobs | undefined> {
   const { db, issues, queue, redis, prefix } = o;
   const createdAt = Number(getSetting(db, CREATED_KEY) ?? '0');
   if (!createdAt || getSetting(db, CHECKED_KEY) === '1') return undefined;
   const base = `${prefix}:${queue.name}:`;
   // The queue's own sets, not a SCAN of the keyspace: bounded by this queue, whatever else the server holds.
   const lists = ['wait', 'active', 'paused'];
-  const zsets = ['prioritized', 'delayed', 'completed', 'failed', 'waiting-children'];
-  const listed = await Promise.all([...lists.map((l) => redis.lrange(`${base}${l}`, 0, -1)), ...zsets.map((z) => redis.zrange(`${base}${z}`, '0', '-1'))]);
-  const ids = [...new Set(listed.flat())].filter((id) => issueIdFromJobId(id) !== undefined);
+  const zsets = [
+    'prioritized',
+    'delayed',
+    'completed',
+    'failed',
+    'waiting-children',
+  ];
+  const listed = await Promise.all([
+    ...lists.map((l) => redis.lrange(`${base}${l}`, 0, -1)),
+    ...zsets.map((z) => redis.zrange(`${base}${z}`, '0', '-1')),
+  ]);
+  const ids = [...new Set(listed.flat())].filter(
+    (id) => issueIdFromJobId(id) !== undefined,
+  );
   const pipe = redis.pipeline();
   for (const id of ids) pipe.hget(`${base}${id}`, 'timestamp');
   const stamps = (await pipe.exec()) ?? [];
@@ -62,7 +83,11 @@ export async function forgetEarlierDatabase(o: { db: Db; issues: IssueStore; que
     return Number.isFinite(t) && t < createdAt;
   });
   const result: EarlierJobs = { removed: [], skippedThrough: 0 };
-  for (const id of stale) result.skippedThrough = Math.max(result.skippedThrough, issueIdFromJobId(id)!);
+  for (const id of stale)
+    result.skippedThrough = Math.max(
+      result.skippedThrough,
+      issueIdFromJobId(id)!,
+    );
   if (result.skippedThrough > 0) issues.skipIdsThrough(result.skippedThrough);
   for (const id of stale) {
     const job = await Job.fromId(queue, id);
@@ -72,19 +97,33 @@ export async function forgetEarlierDatabase(o: { db: Db; issues: IssueStore; que
     // Unfinished work of the earlier database whose id is free is adopted like a foreign job.
     if (!finished && !issues.get(issueIdFromJobId(id)!)) continue;
     if (state === 'active') {
-      throw new SupervisorError('ERR_SUP_DATABASE', `job ${id} in the queue belongs to an earlier supervisor database, is still running, and its id is taken by issue #${issueIdFromJobId(id)} of this one`, {
-        hint: 'stop the runners the earlier supervisor left (see `ps` for agent-runner processes) or wait for the job to finish, then start again',
-      });
+      throw new SupervisorError(
+        'ERR_SUP_DATABASE',
+        `job ${id} in the queue belongs to an earlier supervisor database, is still running, and its id is taken by issue #${issueIdFromJobId(id)} of this one`,
+        {
+          hint: 'stop the runners the earlier supervisor left (see `ps` for agent-runner processes) or wait for the job to finish, then start again',
+        },
+      );
     }
     await job.remove();
     result.removed.push(id);
   }
   // What finished before this database existed is not its history; old runner events neither.
-  const last = (await redis.xrevrange(supervisorKeys(prefix, queue.name).events, '+', '-', 'COUNT', 1))[0]?.[0];
+  const last = (
+    await redis.xrevrange(
+      supervisorKeys(prefix, queue.name).events,
+      '+',
+      '-',
+      'COUNT',
+      1,
+    )
+  )[0]?.[0];
   db.transaction(() => {
-    if (last && !getSetting(db, 'events_last_id')) setSetting(db, 'events_last_id', last);
+    if (last && !getSetting(db, 'events_last_id'))
+      setSetting(db, 'events_last_id', last);
     // The recorder looks back 60 s before this mark: finished jobs of the earlier database stay out.
-    if (!getSetting(db, 'reconciled_until')) setSetting(db, 'reconciled_until', String(Date.now() + 60_000));
+    if (!getSetting(db, 'reconciled_until'))
+      setSetting(db, 'reconciled_until', String(Date.now() + 60_000));
     setSetting(db, CHECKED_KEY, '1');
   })();
   return result;

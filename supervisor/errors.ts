@@ -22,8 +22,15 @@ export class SupervisorError extends Error {
   readonly code: ErrorCode;
   readonly hint: string | undefined;
 
-  constructor(code: ErrorCode, message: string, opts: { hint?: string; cause?: unknown } = {}) {
-    super(redactSecrets(message), opts.cause === undefined ? undefined : { cause: opts.cause });
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { hint?: string; cause?: unknown } = {},
+  ) {
+    super(
+      redactSecrets(message),
+      opts.cause === undefined ? undefined : { cause: opts.cause },
+    );
     this.name = 'SupervisorError';
     this.code = code;
     this.hint = opts.hint === undefined ? undefined : redactSecrets(opts.hint);
@@ -39,5 +46,8 @@ export function coerceError(err: unknown): Error {
 /** Strips passwords from every URL in a text: `redis://:secret@h` → `redis://:***@h`. */
 export function redactSecrets(text: string): string {
   // Bounded scheme length: unbounded, the pattern backtracks quadratically on long tokens.
-  return text.replace(/\b([a-z][a-z0-9+.-]{0,30}:\/\/)([^/\s:@]{0,256}):([^@\s/]{1,1024})@/gi, '$1$2:***@');
+  return text.replace(
+    /\b([a-z][a-z0-9+.-]{0,30}:\/\/)([^/\s:@]{0,256}):([^@\s/]{1,1024})@/gi,
+    '$1$2:***@',
+  );
 }

@@ -1,21 +1,34 @@
 import type { Context } from './context.js';
 import type { Daemon, Logger } from './daemon.js';
-import { attachEnvironments, envStatus, releaseEnvironment } from './env/index.js';
+import {
+  attachEnvironments,
+  envStatus,
+  releaseEnvironment,
+} from './env/index.js';
 
 /**
  * The optional parts a running control plane gets: per-slot environments and (wired by the
  * CLI, which may depend on the dashboard) the web dashboard.
  */
-export async function attachExtensions(daemon: Daemon, log: Logger): Promise<void> {
+export async function attachExtensions(
+  daemon: Daemon,
+  log: Logger,
+): Promise<void> {
   await attachEnvironments(daemon, log);
 }
 
 /** Extra per-agent fields for `supervisor status`. */
-export async function statusExtras(ctx: Context): Promise<{ envFor?: (agentId: string) => unknown }> {
+export async function statusExtras(
+  ctx: Context,
+): Promise<{ envFor?: (agentId: string) => unknown }> {
   return { envFor: await envStatus(ctx) };
 }
 
 /** Releases what a slot was allocated (ports, Redis DB, databases with `dropDatabases`). */
-export async function releaseSlotEnv(ctx: Context, agentId: string, opts: { dropDatabases: boolean }): Promise<void> {
+export async function releaseSlotEnv(
+  ctx: Context,
+  agentId: string,
+  opts: { dropDatabases: boolean },
+): Promise<void> {
   await releaseEnvironment(ctx, agentId, opts);
 }

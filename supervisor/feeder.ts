@@ -1,5 +1,9 @@
 import type { Queue } from 'bullmq';
-import { BULL_PRIORITY, jobIdForIssue, type JobDataInput } from '../contract/job.js';
+import {
+  BULL_PRIORITY,
+  jobIdForIssue,
+  type JobDataInput,
+} from '../contract/job.js';
 import type { IssueStore, Issue } from './store/issues.js';
 import type { RunStore } from './store/runs.js';
 
@@ -64,8 +68,16 @@ export class Feeder {
   /** Adds a batch's jobs, then marks its issues queued (a crash between is healed by the job ids). */
   private async add(batch: readonly Issue[]): Promise<void> {
     const spent = this.runs.maxAttempts(batch.map((i) => i.id));
-    await this.queue.addBulk(batch.map((issue) => ({ name: 'issue', data: jobDataFor(issue, spent.get(issue.id) ?? 0), opts: this.jobOptions(issue) })));
-    this.issues.markQueued(batch.map((i) => ({ id: i.id, jobId: jobIdForIssue(i.id) })));
+    await this.queue.addBulk(
+      batch.map((issue) => ({
+        name: 'issue',
+        data: jobDataFor(issue, spent.get(issue.id) ?? 0),
+        opts: this.jobOptions(issue),
+      })),
+    );
+    this.issues.markQueued(
+      batch.map((i) => ({ id: i.id, jobId: jobIdForIssue(i.id) })),
+    );
   }
 
   /**

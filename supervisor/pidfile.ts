@@ -10,7 +10,6 @@ export interface DaemonInfo {
   ready?: boolean;
 }
 
-
 /** The running supervisor of a repository, if any (a stale pid file is ignored). */
 export function runningDaemon(pidFile: string): DaemonInfo | undefined {
   let info: DaemonInfo;
@@ -33,16 +32,24 @@ export function runningDaemon(pidFile: string): DaemonInfo | undefined {
 export function acquirePidFile(pidFile: string, info: DaemonInfo): void {
   const other = runningDaemon(pidFile);
   if (other && other.pid !== info.pid) {
-    throw new SupervisorError('ERR_SUP_ALREADY_RUNNING', `a supervisor is already running for this repository (pid ${other.pid})`, {
-      hint: 'use `supervisor status`, or stop it first with `supervisor stop`',
-    });
+    throw new SupervisorError(
+      'ERR_SUP_ALREADY_RUNNING',
+      `a supervisor is already running for this repository (pid ${other.pid})`,
+      {
+        hint: 'use `supervisor status`, or stop it first with `supervisor stop`',
+      },
+    );
   }
   rmSync(pidFile, { force: true });
   try {
     writeFileSync(pidFile, JSON.stringify(info), { flag: 'wx' });
   } catch (cause) {
     const again = runningDaemon(pidFile);
-    throw new SupervisorError('ERR_SUP_ALREADY_RUNNING', `a supervisor is already running for this repository${again ? ` (pid ${again.pid})` : ''}`, { cause });
+    throw new SupervisorError(
+      'ERR_SUP_ALREADY_RUNNING',
+      `a supervisor is already running for this repository${again ? ` (pid ${again.pid})` : ''}`,
+      { cause },
+    );
   }
 }
 

@@ -38,7 +38,10 @@ export interface RecorderOptions {
   repoRoot: string;
   reconcileIntervalMs: number;
   /** Kills the agent of a superseded attempt if it still runs (frozen runner). */
-  killAgent: (agentId: string, match: { jobId: string; attempt: number }) => Promise<boolean>;
+  killAgent: (
+    agentId: string,
+    match: { jobId: string; attempt: number },
+  ) => Promise<boolean>;
   log: (msg: string, fields?: Record<string, unknown>) => void;
   /** Result refs of remote runners (fetched, checked, published as issue branches, deleted). */
   results?: ResultRefs;
@@ -61,7 +64,13 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   private readonly keys;
   private readonly invalidSeen = new Set<string>();
   /** Counters for metrics. */
-  readonly stats = { leaseLosses: 0, superseded: 0, refed: 0, adopted: 0, refusedResults: 0 };
+  readonly stats = {
+    leaseLosses: 0,
+    superseded: 0,
+    refed: 0,
+    adopted: 0,
+    refusedResults: 0,
+  };
   private refsCollectedAt = 0;
 
   constructor(private readonly o: RecorderOptions) {
@@ -74,17 +83,28 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     await this.reconcile();
     // BullMQ does not close a connection it was given: ours to disconnect in close().
     this.eventsConn = this.o.redis.duplicate();
-    this.queueEvents = new QueueEvents(this.o.queue.name, { connection: this.eventsConn, prefix: this.o.prefix });
-    this.queueEvents.on('error', (err) => this.o.log('queue events error', { error: err.message }));
-    this.queueEvents.on('completed', ({ jobId }) => this.serial(() => this.onFinished(jobId)));
-    this.queueEvents.on('failed', ({ jobId }) => this.serial(() => this.onFinished(jobId)));
+    this.queueEvents = new QueueEvents(this.o.queue.name, {
+      connection: this.eventsConn,
+      prefix: this.o.prefix,
+    });
+    this.queueEvents.on('error', (err) =>
+      this.o.log('queue events error', { error: err.message }),
+    );
+    this.queueEvents.on('completed', ({ jobId }) =>
+      this.serial(() => this.onFinished(jobId)),
+    );
+    this.queueEvents.on('failed', ({ jobId }) =>
+      this.serial(() => this.onFinished(jobId)),
+    );
     this.queueEvents.on('added', ({ jobId }) => {
       // The feeder's own jobs need nothing here; only foreign ones are adopted.
       const own = issueIdFromJobId(jobId);
       if (own !== undefined && this.o.issues.exists(own)) return;
       void this.serial(async () => void (await this.issueForJob(jobId, true)));
     });
-    this.queueEvents.on('stalled', ({ jobId }) => this.serial(() => this.onStalled(jobId)));
+    this.queueEvents.on('stalled', ({ jobId }) =>
+      this.serial(() => this.onStalled(jobId)),
+    );
     this.streamConn = this.o.redis.duplicate();
     void this.readStream();
     const loop = async () => {
@@ -106,7 +126,11 @@ export class Recorder extends EventEmitter<RecorderEvents> {
 
   /** Runs handlers one at a time, so the writes of one job never interleave. */
   private serial(fn: () => Promise<void>): Promise<void> {
-    this.chain = this.chain.then(fn).catch((err: Error) => this.o.log('recorder error', { error: err.message }));
+    this.chain = this.chain
+      .then(fn)
+      .catch((err: Error) =>
+        this.o.log('recorder error', { error: err.message }),
+      );
     return this.chain;
   }
 
@@ -115,7 +139,15 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     while (!this.closed) {
       let res: Array<[string, Array<[string, string[]]>]> | null;
       try {
-        res = (await this.streamConn!.xread('COUNT', 500, 'BLOCK', 1000, 'STREAMS', this.keys.events, lastId)) as typeof res;
+        res = (await this.streamConn!.xread(
+          'COUNT',
+          500,
+          'BLOCK',
+          1000,
+          'STREAMS',
+          this.keys.events,
+          lastId,
+        )) as typeof res;
       } catch (err) {
         if (this.closed) return;
         await new Promise((r) => setTimeout(r, 500));
@@ -138,7 +170,10 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   }
 
   /** The issue row of a job: ours by id, a foreign producer's adopted on first sight. */
-  private async issueForJob(jobId: string, adopt: boolean): Promise<Issue | undefined> {
+  private async issueForJob(
+    jobId: string,
+    adopt: boolean,
+  ): Promise<Issue | undefined> {
     const n = issueIdFromJobId(jobId);
     if (n !== undefined) {
       const own = this.o.issues.get(n);
@@ -152,15 +187,27 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     if (!parsed.success) {
       if (!this.invalidSeen.has(jobId)) {
         this.invalidSeen.add(jobId);
-        this.emit('warning', `job ${jobId} has data that does not match the job contract; it is not adopted (runners fail it)`);
+        this.emit(
+          'warning',
+          `job ${jobId} has data that does not match the job contract; it is not adopted (runners fail it)`,
+        );
       }
       return undefined;
     }
     const d = parsed.data;
-    const body = d.bodyEncoding === 'base64' ? Buffer.from(d.body, 'base64') : Buffer.from(d.body, 'utf8');
+    const body =
+      d.bodyEncoding === 'base64'
+        ? Buffer.from(d.body, 'base64')
+        : Buffer.from(d.body, 'utf8');
     this.stats.adopted += 1;
-    const issue = this.o.issues.add({ title: d.title, body, priority: d.priority }, { status: 'queued', jobId });
-    this.o.log('adopted a job added by another producer', { jobId, issueId: issue.id });
+    const issue = this.o.issues.add(
+      { title: d.title, body, priority: d.priority },
+      { status: 'queued', jobId },
+    );
+    this.o.log('adopted a job added by another producer', {
+      jobId,
+      issueId: issue.id,
+    });
     return issue;
   }
 
@@ -173,21 +220,43 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       case 'claim': {
         const superseded: Run[] = [];
         db.transaction(() => {
-          runs.upsert(issue.id, ev.jobId, ev.attempt, { agent: ev.agentId, startedAt: ev.at, outcome: 'running', logPath: ev.logPath, baseSha: ev.baseSha ?? null });
+          runs.upsert(issue.id, ev.jobId, ev.attempt, {
+            agent: ev.agentId,
+            startedAt: ev.at,
+            outcome: 'running',
+            logPath: ev.logPath,
+            baseSha: ev.baseSha ?? null,
+          });
           for (const r of runs.running(ev.jobId)) {
             if (r.attempt === ev.attempt) continue;
-            runs.upsert(issue.id, r.jobId, r.attempt, { outcome: 'lost', finishedAt: ev.at, error: `superseded: re-claimed by ${ev.agentId} (attempt ${ev.attempt})` });
+            runs.upsert(issue.id, r.jobId, r.attempt, {
+              outcome: 'lost',
+              finishedAt: ev.at,
+              error: `superseded: re-claimed by ${ev.agentId} (attempt ${ev.attempt})`,
+            });
             superseded.push(r);
           }
-          if (!terminal) issues.update(issue.id, { status: 'in_progress', agent: ev.agentId, attempts: Math.max(issue.attempts, ev.attempt) });
+          if (!terminal)
+            issues.update(issue.id, {
+              status: 'in_progress',
+              agent: ev.agentId,
+              attempts: Math.max(issue.attempts, ev.attempt),
+            });
         })();
-        for (const r of superseded) await this.supersede(r, `re-claimed by ${ev.agentId}`);
+        for (const r of superseded)
+          await this.supersede(r, `re-claimed by ${ev.agentId}`);
         break;
       }
       case 'release':
         db.transaction(() => {
-          runs.upsert(issue.id, ev.jobId, ev.attempt, { agent: ev.agentId, outcome: 'released', finishedAt: ev.at, error: ev.reason });
-          if (issue.status === 'in_progress' && issue.agent === ev.agentId) issues.update(issue.id, { status: 'queued' });
+          runs.upsert(issue.id, ev.jobId, ev.attempt, {
+            agent: ev.agentId,
+            outcome: 'released',
+            finishedAt: ev.at,
+            error: ev.reason,
+          });
+          if (issue.status === 'in_progress' && issue.agent === ev.agentId)
+            issues.update(issue.id, { status: 'queued' });
         })();
         break;
       case 'attempt-failed':
@@ -201,12 +270,22 @@ export class Recorder extends EventEmitter<RecorderEvents> {
             baseSha: ev.baseSha ?? null,
             logPath: ev.logPath ?? null,
           });
-          if (!terminal) issues.update(issue.id, { error: ev.error, ...(issue.agent === ev.agentId && issue.status === 'in_progress' ? { status: 'queued' as const } : {}) });
+          if (!terminal)
+            issues.update(issue.id, {
+              error: ev.error,
+              ...(issue.agent === ev.agentId && issue.status === 'in_progress'
+                ? { status: 'queued' as const }
+                : {}),
+            });
         })();
         break;
       case 'lease-lost': {
         this.stats.leaseLosses += 1;
-        runs.upsert(issue.id, ev.jobId, ev.attempt, { outcome: 'lost', finishedAt: ev.at, error: 'lease lost: the runner could not renew its lock' });
+        runs.upsert(issue.id, ev.jobId, ev.attempt, {
+          outcome: 'lost',
+          finishedAt: ev.at,
+          error: 'lease lost: the runner could not renew its lock',
+        });
         break;
       }
     }
@@ -215,8 +294,15 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   private async supersede(run: Run, reason: string): Promise<void> {
     this.stats.superseded += 1;
     if (run.agent) {
-      const killed = await this.o.killAgent(run.agent, { jobId: run.jobId, attempt: run.attempt }).catch(() => false);
-      this.o.log('superseded attempt', { jobId: run.jobId, attempt: run.attempt, agentId: run.agent, agentKilled: killed });
+      const killed = await this.o
+        .killAgent(run.agent, { jobId: run.jobId, attempt: run.attempt })
+        .catch(() => false);
+      this.o.log('superseded attempt', {
+        jobId: run.jobId,
+        attempt: run.attempt,
+        agentId: run.agent,
+        agentKilled: killed,
+      });
     }
     this.emit('lost', { run, reason });
   }
@@ -225,10 +311,15 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     const issue = await this.issueForJob(jobId, false);
     if (!issue) return;
     for (const r of this.o.runs.running(jobId)) {
-      this.o.runs.upsert(issue.id, jobId, r.attempt, { outcome: 'lost', finishedAt: Date.now(), error: 'stalled: the runner stopped renewing its lease' });
+      this.o.runs.upsert(issue.id, jobId, r.attempt, {
+        outcome: 'lost',
+        finishedAt: Date.now(),
+        error: 'stalled: the runner stopped renewing its lease',
+      });
       await this.supersede(r, 'stalled');
     }
-    if (issue.status === 'in_progress') this.o.issues.update(issue.id, { status: 'queued' });
+    if (issue.status === 'in_progress')
+      this.o.issues.update(issue.id, { status: 'queued' });
   }
 
   private async onFinished(jobId: string): Promise<void> {
@@ -244,8 +335,14 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     if (!issue || issue.status === 'done') return;
     const parsed = JobResultSchema.safeParse(job.returnvalue);
     if (!parsed.success) {
-      this.emit('warning', `job ${job.id} completed with a result that does not match the contract`);
-      this.o.issues.update(issue.id, { status: 'failed', error: 'completed with an invalid result' });
+      this.emit(
+        'warning',
+        `job ${job.id} completed with a result that does not match the contract`,
+      );
+      this.o.issues.update(issue.id, {
+        status: 'failed',
+        error: 'completed with an invalid result',
+      });
       return;
     }
     const res: JobResult = parsed.data;
@@ -254,21 +351,41 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     let branchDone = false;
     try {
       if (res.resultRef !== undefined) {
-        if (!this.o.results) throw new ResultRefError(`the result came as ref ${res.resultRef}, but this supervisor takes no result refs`);
+        if (!this.o.results)
+          throw new ResultRefError(
+            `the result came as ref ${res.resultRef}, but this supervisor takes no result refs`,
+          );
         incoming = await this.o.results.take(job.id!, res);
       } else if (res.commitSha) {
         // One git process per result: update-ref itself refuses a branch at anything but a
         // commit we have; only when it refuses do we ask what the object was.
         const git = gitAt(this.o.repoRoot);
         // Only an object id reaches git's argv (a result is the runner's word, and `-d` is an option).
-        const branched = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/.test(res.commitSha) && (await git.raw(['update-ref', `refs/heads/${issueBranch(issue.id)}`, res.commitSha]).then(
-          () => true,
-          async (err: unknown) => {
-            if (await git.raw(['cat-file', '-t', res.commitSha!]).then((t) => t.trim() === 'commit', () => false)) throw err;
-            return false;
-          },
-        ));
-        if (!branched) throw new ResultRefError(`commit ${res.commitSha.slice(0, 12)} is not in this repository and no result ref was pushed (a runner on another host must run in remote git mode)`);
+        const branched =
+          /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/.test(res.commitSha) &&
+          (await git
+            .raw([
+              'update-ref',
+              `refs/heads/${issueBranch(issue.id)}`,
+              res.commitSha,
+            ])
+            .then(
+              () => true,
+              async (err: unknown) => {
+                if (
+                  await git.raw(['cat-file', '-t', res.commitSha!]).then(
+                    (t) => t.trim() === 'commit',
+                    () => false,
+                  )
+                )
+                  throw err;
+                return false;
+              },
+            ));
+        if (!branched)
+          throw new ResultRefError(
+            `commit ${res.commitSha.slice(0, 12)} is not in this repository and no result ref was pushed (a runner on another host must run in remote git mode)`,
+          );
         branchDone = true;
       }
     } catch (err) {
@@ -278,7 +395,11 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     const branch = res.commitSha ? issueBranch(issue.id) : null;
     // The branch first: a crash after it is repaired by the next reconcile, never the reverse.
     if (branch && res.commitSha && !branchDone) {
-      await gitAt(this.o.repoRoot).raw(['update-ref', `refs/heads/${branch}`, res.commitSha]);
+      await gitAt(this.o.repoRoot).raw([
+        'update-ref',
+        `refs/heads/${branch}`,
+        res.commitSha,
+      ]);
     }
     const superseded: Run[] = [];
     this.o.db.transaction(() => {
@@ -299,39 +420,94 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       });
       for (const r of this.o.runs.running(job.id!)) {
         if (r.attempt === res.attempt) continue;
-        this.o.runs.upsert(issue.id, r.jobId, r.attempt, { outcome: 'lost', finishedAt: res.finishedAt, error: 'superseded: another attempt completed' });
+        this.o.runs.upsert(issue.id, r.jobId, r.attempt, {
+          outcome: 'lost',
+          finishedAt: res.finishedAt,
+          error: 'superseded: another attempt completed',
+        });
         superseded.push(r);
       }
-      this.o.issues.update(issue.id, { status: 'done', agent: res.agentId, branch, commit: res.commitSha, attempts: Math.max(issue.attempts, res.attempt), error: res.logError ?? null });
+      this.o.issues.update(issue.id, {
+        status: 'done',
+        agent: res.agentId,
+        branch,
+        commit: res.commitSha,
+        attempts: Math.max(issue.attempts, res.attempt),
+        error: res.logError ?? null,
+      });
     })();
-    for (const r of superseded) await this.supersede(r, 'another attempt completed');
+    for (const r of superseded)
+      await this.supersede(r, 'another attempt completed');
     if (incoming && res.resultRef) {
       await this.o.results!.dropIncoming(incoming);
-      await this.o.results!.drop(res.resultRef).catch((err: Error) => this.o.log('could not delete a published result ref (collected later)', { ref: res.resultRef, error: err.message }));
+      await this.o
+        .results!.drop(res.resultRef)
+        .catch((err: Error) =>
+          this.o.log(
+            'could not delete a published result ref (collected later)',
+            { ref: res.resultRef, error: err.message },
+          ),
+        );
     }
-    this.emit('result', { issue: this.o.issues.require(issue.id), run: this.o.runs.get(job.id!, res.attempt) });
+    this.emit('result', {
+      issue: this.o.issues.require(issue.id),
+      run: this.o.runs.get(job.id!, res.attempt),
+    });
   }
 
   /**
    * A completed job whose result cannot be published (ref missing, wrong commit): its attempt
    * fails with the reason, and the issue is fed again while it has attempts left.
    */
-  private async refuseResult(job: Job, issue: Issue, res: JobResult, error: string): Promise<void> {
+  private async refuseResult(
+    job: Job,
+    issue: Issue,
+    res: JobResult,
+    error: string,
+  ): Promise<void> {
     this.stats.refusedResults += 1;
-    this.o.log('result refused', { jobId: job.id, attempt: res.attempt, error });
-    if (res.resultRef && parseResultRef(res.resultRef)) await this.o.results?.drop(res.resultRef).catch(() => undefined);
+    this.o.log('result refused', {
+      jobId: job.id,
+      attempt: res.attempt,
+      error,
+    });
+    if (res.resultRef && parseResultRef(res.resultRef))
+      await this.o.results?.drop(res.resultRef).catch(() => undefined);
     const own = issueIdFromJobId(job.id!) === issue.id;
     this.o.db.transaction(() => {
-      this.o.runs.upsert(issue.id, job.id!, res.attempt, { agent: res.agentId, outcome: 'failed', startedAt: res.startedAt, finishedAt: res.finishedAt, exitCode: res.exitCode, baseSha: res.baseSha, commitSha: res.commitSha, logPath: res.logPath, error });
+      this.o.runs.upsert(issue.id, job.id!, res.attempt, {
+        agent: res.agentId,
+        outcome: 'failed',
+        startedAt: res.startedAt,
+        finishedAt: res.finishedAt,
+        exitCode: res.exitCode,
+        baseSha: res.baseSha,
+        commitSha: res.commitSha,
+        logPath: res.logPath,
+        error,
+      });
     })();
-    const failures = this.o.runs.forIssue(issue.id).filter((r) => r.outcome === 'failed').length;
+    const failures = this.o.runs
+      .forIssue(issue.id)
+      .filter((r) => r.outcome === 'failed').length;
     if (own && failures < (job.opts.attempts ?? 1)) {
       await job.remove();
-      this.o.issues.update(issue.id, { status: 'open', error, attempts: Math.max(issue.attempts, res.attempt) });
+      this.o.issues.update(issue.id, {
+        status: 'open',
+        error,
+        attempts: Math.max(issue.attempts, res.attempt),
+      });
       return;
     }
-    this.o.issues.update(issue.id, { status: 'failed', error, attempts: Math.max(issue.attempts, res.attempt) });
-    this.emit('result', { issue: this.o.issues.require(issue.id), run: this.o.runs.get(job.id!, res.attempt) });
+    this.o.issues.update(issue.id, {
+      status: 'failed',
+      error,
+      attempts: Math.max(issue.attempts, res.attempt),
+    });
+    this.emit('result', {
+      issue: this.o.issues.require(issue.id),
+      run: this.o.runs.get(job.id!, res.attempt),
+    });
   }
 
   /**
@@ -340,10 +516,18 @@ export class Recorder extends EventEmitter<RecorderEvents> {
    */
   private async collectResultRefs(): Promise<void> {
     const results = this.o.results;
-    if (!results || Date.now() - this.refsCollectedAt < (results.local ? 0 : 60_000)) return;
+    if (
+      !results ||
+      Date.now() - this.refsCollectedAt < (results.local ? 0 : 60_000)
+    )
+      return;
     this.refsCollectedAt = Date.now();
     // Live issues (queued, in progress) by the key of their result refs (foreign jobs' too).
-    const live = new Map(this.o.issues.liveJobIds().map((l) => [parseResultRef(resultRefFor(l.jobId, 1))!.key, l]));
+    const live = new Map(
+      this.o.issues
+        .liveJobIds()
+        .map((l) => [parseResultRef(resultRefFor(l.jobId, 1))!.key, l]),
+    );
     for (const { ref } of await results.list()) {
       const p = parseResultRef(ref)!;
       const l = live.get(p.key);
@@ -368,10 +552,22 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     const attempt = job.attemptsStarted > 0 ? offset + job.attemptsStarted : 0;
     const reason = job.failedReason || 'failed';
     this.o.db.transaction(() => {
-      if (attempt > 0) this.o.runs.upsert(issue.id, job.id!, attempt, { outcome: 'failed', finishedAt: job.finishedOn ?? Date.now(), error: reason });
-      this.o.issues.update(issue.id, { status: 'failed', error: reason, attempts: Math.max(issue.attempts, attempt) });
+      if (attempt > 0)
+        this.o.runs.upsert(issue.id, job.id!, attempt, {
+          outcome: 'failed',
+          finishedAt: job.finishedOn ?? Date.now(),
+          error: reason,
+        });
+      this.o.issues.update(issue.id, {
+        status: 'failed',
+        error: reason,
+        attempts: Math.max(issue.attempts, attempt),
+      });
     })();
-    this.emit('result', { issue: this.o.issues.require(issue.id), run: attempt > 0 ? this.o.runs.get(job.id!, attempt) : undefined });
+    this.emit('result', {
+      issue: this.o.issues.require(issue.id),
+      run: attempt > 0 ? this.o.runs.get(job.id!, attempt) : undefined,
+    });
   }
 
   /**
@@ -381,13 +577,19 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   async reconcile(): Promise<void> {
     const { queue, redis, issues, runs, db } = this.o;
     const now = Date.now();
-    const since = Number(getSetting(db, 'reconciled_until') ?? '0') - RECONCILE_MARGIN_MS;
+    const since =
+      Number(getSetting(db, 'reconciled_until') ?? '0') - RECONCILE_MARGIN_MS;
     const base = `${this.o.prefix}:${queue.name}`;
     for (const set of ['completed', 'failed'] as const) {
-      const ids = await redis.zrangebyscore(`${base}:${set}`, Math.max(0, since), '+inf');
+      const ids = await redis.zrangebyscore(
+        `${base}:${set}`,
+        Math.max(0, since),
+        '+inf',
+      );
       for (const id of ids) {
         const issue = await this.issueForJob(id, set === 'completed');
-        if (issue && issue.status !== 'done' && issue.status !== 'failed') await this.onFinished(id);
+        if (issue && issue.status !== 'done' && issue.status !== 'failed')
+          await this.onFinished(id);
       }
     }
     // Jobs that should exist but do not: Redis restarted without persistence.
@@ -396,14 +598,23 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       const chunk = live.slice(i, i + 1000);
       // One EXISTS counts a whole chunk: only a chunk with a missing job is looked at key by key
       // (10,000 queued issues every reconcile were 10,000 commands and replies).
-      if ((await redis.exists(...chunk.map((l) => `${base}:${l.jobId}`))) === chunk.length) continue;
+      if (
+        (await redis.exists(...chunk.map((l) => `${base}:${l.jobId}`))) ===
+        chunk.length
+      )
+        continue;
       const pipe = redis.pipeline();
       for (const l of chunk) pipe.exists(`${base}:${l.jobId}`);
       const res = (await pipe.exec()) ?? [];
       db.transaction(() => {
         chunk.forEach((l, k) => {
           if (res[k]?.[1] !== 0) return;
-          for (const r of runs.running(l.jobId)) runs.upsert(l.id, l.jobId, r.attempt, { outcome: 'lost', finishedAt: now, error: 'the job vanished from Redis' });
+          for (const r of runs.running(l.jobId))
+            runs.upsert(l.id, l.jobId, r.attempt, {
+              outcome: 'lost',
+              finishedAt: now,
+              error: 'the job vanished from Redis',
+            });
           if (issueIdFromJobId(l.jobId) === l.id) {
             issues.update(l.id, { status: 'open' });
             this.stats.refed += 1;
@@ -419,9 +630,16 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       ...(await redis.zrange(`${base}:delayed`, '0', '-1')),
     ];
     for (const id of waiting) {
-      if (issueIdFromJobId(id) === undefined && !issues.byJobId(id) && !this.invalidSeen.has(id)) await this.issueForJob(id, true);
+      if (
+        issueIdFromJobId(id) === undefined &&
+        !issues.byJobId(id) &&
+        !this.invalidSeen.has(id)
+      )
+        await this.issueForJob(id, true);
     }
-    await this.collectResultRefs().catch((err: Error) => this.o.log('result refs: collection failed', { error: err.message }));
+    await this.collectResultRefs().catch((err: Error) =>
+      this.o.log('result refs: collection failed', { error: err.message }),
+    );
     setSetting(db, 'reconciled_until', String(now));
   }
 }

@@ -19,10 +19,19 @@ export interface RegisteredAgent {
 }
 
 /** Runners registered in Redis with a live heartbeat, whoever started them. */
-export async function readRegistry(redis: Redis, prefix: string, queueName: string, staleAfterMs: number): Promise<Map<string, RegisteredAgent>> {
+export async function readRegistry(
+  redis: Redis,
+  prefix: string,
+  queueName: string,
+  staleAfterMs: number,
+): Promise<Map<string, RegisteredAgent>> {
   const keys = supervisorKeys(prefix, queueName);
   const now = Date.now();
-  await redis.zremrangebyscore(keys.agents, '-inf', String(now - Math.max(staleAfterMs, 1000) * 10));
+  await redis.zremrangebyscore(
+    keys.agents,
+    '-inf',
+    String(now - Math.max(staleAfterMs, 1000) * 10),
+  );
   const ids = await redis.zrange(keys.agents, '0', '-1');
   const out = new Map<string, RegisteredAgent>();
   if (ids.length === 0) return out;

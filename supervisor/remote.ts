@@ -18,7 +18,11 @@ export function servedGitUrl(dashboardUrl: string): string {
  * exactly as on another host, fetching from `git.remoteUrl` or this repository's path and
  * pushing result refs to `git.remoteUrl` or the results repository.
  */
-export function localRunnerGit(ctx: Context, agentId: string, results: ResultRefs): { git: RunnerGit; worktreePath: string } | undefined {
+export function localRunnerGit(
+  ctx: Context,
+  agentId: string,
+  results: ResultRefs,
+): { git: RunnerGit; worktreePath: string } | undefined {
   const g = ctx.config.git;
   if (g.runners !== 'remote') return undefined;
   const cacheDir = join(ctx.paths.stateDir, 'runner-cache');

@@ -1,6 +1,15 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  realpathSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { SupervisorError } from './errors.js';
 
@@ -27,7 +36,10 @@ export interface RepoPaths {
  * otherwise make the supervisor run an agent's program, outside its container, on the next
  * `worktree add`, `update-ref` or `branch -D` (reference-transaction and post-checkout hooks).
  */
-export const SAFE_GIT_CONFIG = ['core.hooksPath=/dev/null', 'core.fsmonitor=false'] as const;
+export const SAFE_GIT_CONFIG = [
+  'core.hooksPath=/dev/null',
+  'core.fsmonitor=false',
+] as const;
 
 export interface GitClient {
   /** Runs `git <args>` in the client's directory; resolves with its output. */
@@ -50,11 +62,20 @@ export function gitAt(dir: string): GitClient {
   return {
     raw: (args) =>
       new Promise((resolvePromise, reject) => {
-        execFile('git', [...config, ...args], { cwd: dir, env, maxBuffer: 256 * 1024 * 1024 }, (err, stdout, stderr) => {
-          const spawnFailed = err && (typeof (err as NodeJS.ErrnoException).code === 'string' || (err as { signal?: string | null }).signal);
-          if (spawnFailed || (err && stderr.trim().length > 0)) reject(new Error(stderr.trim() || err!.message, { cause: err }));
-          else resolvePromise(stdout);
-        });
+        execFile(
+          'git',
+          [...config, ...args],
+          { cwd: dir, env, maxBuffer: 256 * 1024 * 1024 },
+          (err, stdout, stderr) => {
+            const spawnFailed =
+              err &&
+              (typeof (err as NodeJS.ErrnoException).code === 'string' ||
+                (err as { signal?: string | null }).signal);
+            if (spawnFailed || (err && stderr.trim().length > 0))
+              reject(new Error(stderr.trim() || err!.message, { cause: err }));
+            else resolvePromise(stdout);
+          },
+        );
       }),
   };
 }
@@ -64,7 +85,10 @@ export function pathsFor(root: string, gitCommonDir: string): RepoPaths {
   return {
     root,
     gitCommonDir,
-    repoId: createHash('sha256').update(gitCommonDir).digest('hex').slice(0, 12),
+    repoId: createHash('sha256')
+      .update(gitCommonDir)
+      .digest('hex')
+      .slice(0, 12),
     stateDir,
     dbFile: join(stateDir, 'supervisor.db'),
     logDir: join(stateDir, 'logs'),
@@ -86,47 +110,67 @@ export async function resolveRepo(dir: string): Promise<RepoPaths> {
     /* reported below */
   }
   if (!isDir) {
-    throw new SupervisorError('ERR_SUP_NOT_A_REPO', `${abs} is not a directory`, { hint: 'pass --repo with the path of a git repository' });
+    throw new SupervisorError(
+      'ERR_SUP_NOT_A_REPO',
+      `${abs} is not a directory`,
+      { hint: 'pass --repo with the path of a git repository' },
+    );
   }
   try {
     accessSync(abs, constants.R_OK | constants.X_OK);
   } catch (cause) {
-    throw new SupervisorError('ERR_SUP_NOT_A_REPO', `${abs} cannot be read by this user (${(cause as NodeJS.ErrnoException).code ?? 'permission denied'})`, {
-      hint: `fix its permissions (ls -ld ${abs}) or run the supervisor as the repository's owner`,
-      cause,
-    });
+    throw new SupervisorError(
+      'ERR_SUP_NOT_A_REPO',
+      `${abs} cannot be read by this user (${(cause as NodeJS.ErrnoException).code ?? 'permission denied'})`,
+      {
+        hint: `fix its permissions (ls -ld ${abs}) or run the supervisor as the repository's owner`,
+        cause,
+      },
+    );
   }
   const git = gitAt(abs);
   let commonDir: string;
   let top: string;
   try {
-    commonDir = (await git.raw(['rev-parse', '--path-format=absolute', '--git-common-dir'])).trim();
+    commonDir = (
+      await git.raw(['rev-parse', '--path-format=absolute', '--git-common-dir'])
+    ).trim();
     top = (await git.raw(['rev-parse', '--show-toplevel'])).trim();
   } catch (cause) {
     // git's own words tell "no repository" from "cannot read it" and "owned by someone else".
     const why = /fatal: (.*)/.exec((cause as Error).message)?.[1]?.trim();
     const dubious = /dubious ownership/.test(why ?? '');
     const denied = /permission denied/i.test(why ?? '');
-    throw new SupervisorError('ERR_SUP_NOT_A_REPO', `${abs} is not inside a git repository (or it cannot be read)${why ? `: git says "${why}"` : ''}`, {
-      hint: dubious
-        ? `the repository belongs to another user; run the supervisor as its owner, or trust it: git config --global --add safe.directory ${abs}`
-        : denied
-          ? `this user may not read ${abs}; fix its permissions or run the supervisor as the repository's owner`
-          : 'run `git init` there first, or pass --repo with the path of a git repository',
-      cause,
-    });
+    throw new SupervisorError(
+      'ERR_SUP_NOT_A_REPO',
+      `${abs} is not inside a git repository (or it cannot be read)${why ? `: git says "${why}"` : ''}`,
+      {
+        hint: dubious
+          ? `the repository belongs to another user; run the supervisor as its owner, or trust it: git config --global --add safe.directory ${abs}`
+          : denied
+            ? `this user may not read ${abs}; fix its permissions or run the supervisor as the repository's owner`
+            : 'run `git init` there first, or pass --repo with the path of a git repository',
+        cause,
+      },
+    );
   }
   try {
     await git.raw(['rev-parse', '--verify', 'HEAD^{commit}']);
   } catch (cause) {
-    throw new SupervisorError('ERR_SUP_EMPTY_REPO', `the repository at ${top} has no commit yet`, {
-      hint: 'make a first commit (agents branch off it): git commit --allow-empty -m "initial commit"',
-      cause,
-    });
+    throw new SupervisorError(
+      'ERR_SUP_EMPTY_REPO',
+      `the repository at ${top} has no commit yet`,
+      {
+        hint: 'make a first commit (agents branch off it): git commit --allow-empty -m "initial commit"',
+        cause,
+      },
+    );
   }
   const realCommon = realpathSync(commonDir);
   // Inside an agent worktree, the main worktree is the common dir's parent.
-  const root = realCommon.endsWith('/.git') ? realCommon.slice(0, -'/.git'.length) : realpathSync(top);
+  const root = realCommon.endsWith('/.git')
+    ? realCommon.slice(0, -'/.git'.length)
+    : realpathSync(top);
   return pathsFor(root, realCommon);
 }
 
@@ -138,22 +182,29 @@ export function isInitialised(paths: RepoPaths): boolean {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return false;
     // Not "not initialised" (which would send the user to `init` over their state): unreadable.
-    throw new SupervisorError('ERR_SUP_DATABASE', `cannot read the supervisor state in ${paths.stateDir}: ${(err as Error).message}`, {
-      hint: `check that ${paths.stateDir} is readable and writable by this user (ls -ld ${paths.stateDir}), or run the supervisor as its owner`,
-      cause: err,
-    });
+    throw new SupervisorError(
+      'ERR_SUP_DATABASE',
+      `cannot read the supervisor state in ${paths.stateDir}: ${(err as Error).message}`,
+      {
+        hint: `check that ${paths.stateDir} is readable and writable by this user (ls -ld ${paths.stateDir}), or run the supervisor as its owner`,
+        cause: err,
+      },
+    );
   }
 }
 
 /** Creates `.supervisor/` and keeps it and `.worktrees/` out of git (idempotent). */
 export function initStateDir(paths: RepoPaths): void {
-  for (const d of [paths.stateDir, paths.logDir, paths.runDir]) mkdirSync(d, { recursive: true });
+  for (const d of [paths.stateDir, paths.logDir, paths.runDir])
+    mkdirSync(d, { recursive: true });
   const infoDir = join(paths.gitCommonDir, 'info');
   mkdirSync(infoDir, { recursive: true });
   const exclude = join(infoDir, 'exclude');
   const current = existsSync(exclude) ? readFileSync(exclude, 'utf8') : '';
   const lines = current.split('\n').map((l) => l.trim());
-  const wanted = ['/.supervisor/', '/.worktrees/', '.env.worktree'].filter((p) => !lines.includes(p));
+  const wanted = ['/.supervisor/', '/.worktrees/', '.env.worktree'].filter(
+    (p) => !lines.includes(p),
+  );
   if (wanted.length > 0) {
     const sep = current.length === 0 || current.endsWith('\n') ? '' : '\n';
     writeFileSync(exclude, `${current}${sep}${wanted.join('\n')}\n`);
@@ -165,9 +216,13 @@ export async function currentBranch(root: string): Promise<string> {
   try {
     return (await gitAt(root).raw(['symbolic-ref', '--short', 'HEAD'])).trim();
   } catch (cause) {
-    throw new SupervisorError('ERR_SUP_GIT', `the main worktree at ${root} is on a detached HEAD`, {
-      hint: 'check out the branch agents should start from, or set "baseBranch" in supervisor.config.json',
-      cause,
-    });
+    throw new SupervisorError(
+      'ERR_SUP_GIT',
+      `the main worktree at ${root} is on a detached HEAD`,
+      {
+        hint: 'check out the branch agents should start from, or set "baseBranch" in supervisor.config.json',
+        cause,
+      },
+    );
   }
 }

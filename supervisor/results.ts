@@ -1,7 +1,12 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { RESULT_REF_PREFIX, parseResultRef, resultRefFor, type JobResult } from '../contract/job.js';
+import {
+  RESULT_REF_PREFIX,
+  parseResultRef,
+  resultRefFor,
+  type JobResult,
+} from '../contract/job.js';
 import { redactSecrets } from './errors.js';
 
 /**
@@ -29,14 +34,42 @@ export class ResultRefError extends Error {}
 
 const INCOMING = 'refs/supervisor/incoming/';
 
-function git(cwd: string, args: string[], timeoutMs = 120_000): Promise<string> {
+function git(
+  cwd: string,
+  args: string[],
+  timeoutMs = 120_000,
+): Promise<string> {
   const env: Record<string, string> = { GIT_TERMINAL_PROMPT: '0' };
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('GIT_')) env[k] = v;
+  for (const [k, v] of Object.entries(process.env))
+    if (v !== undefined && !k.startsWith('GIT_')) env[k] = v;
   return new Promise((resolve, reject) => {
-    execFile('git', args, { cwd, env, timeout: timeoutMs, killSignal: 'SIGKILL', encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(redactSecrets((stderr || err.message).trim().split('\n').slice(-3).join(' | '))));
-      else resolve(stdout.trim());
-    });
+    execFile(
+      'git',
+      args,
+      {
+        cwd,
+        env,
+        timeout: timeoutMs,
+        killSignal: 'SIGKILL',
+        encoding: 'utf8',
+        maxBuffer: 64 * 1024 * 1024,
+      },
+      (err, stdout, stderr) => {
+        if (err)
+          reject(
+            new Error(
+              redactSecrets(
+                (stderr || err.message)
+                  .trim()
+                  .split('\n')
+                  .slice(-3)
+                  .join(' | '),
+              ),
+            ),
+          );
+        else resolve(stdout.trim());
+      },
+    );
   });
 }
 
@@ -61,10 +94,18 @@ export class ResultRefs {
     if (!this.local) return;
     if (!existsSync(join(this.resultsRepo, 'HEAD'))) {
       mkdirSync(this.resultsRepo, { recursive: true });
-      await git(this.resultsRepo, ['init', '--quiet', '--bare', this.resultsRepo]);
+      await git(this.resultsRepo, [
+        'init',
+        '--quiet',
+        '--bare',
+        this.resultsRepo,
+      ]);
     }
     mkdirSync(join(this.resultsRepo, 'objects', 'info'), { recursive: true });
-    writeFileSync(join(this.resultsRepo, 'objects', 'info', 'alternates'), `${join(this.o.gitCommonDir, 'objects')}\n`);
+    writeFileSync(
+      join(this.resultsRepo, 'objects', 'info', 'alternates'),
+      `${join(this.o.gitCommonDir, 'objects')}\n`,
+    );
     for (const [k, v] of [
       ['http.receivepack', 'true'],
       ['http.uploadpack', 'false'],
@@ -88,54 +129,102 @@ export class ResultRefs {
   async take(jobId: string, res: JobResult): Promise<string> {
     const ref = res.resultRef!;
     const expected = resultRefFor(jobId, res.attempt);
-    if (ref !== expected) throw new ResultRefError(`result ref ${JSON.stringify(ref)} is not the ref of ${jobId} attempt ${res.attempt} (${expected}); the result is refused`);
-    if (!res.commitSha) throw new ResultRefError(`result ref ${ref} was reported without a commit`);
+    if (ref !== expected)
+      throw new ResultRefError(
+        `result ref ${JSON.stringify(ref)} is not the ref of ${jobId} attempt ${res.attempt} (${expected}); the result is refused`,
+      );
+    if (!res.commitSha)
+      throw new ResultRefError(
+        `result ref ${ref} was reported without a commit`,
+      );
     const incoming = INCOMING + ref.slice(RESULT_REF_PREFIX.length);
     let lastError: Error | undefined;
     for (let i = 0; i < 3; i++) {
       try {
-        await git(this.o.repoRoot, ['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', this.source, `+${ref}:${incoming}`]);
+        await git(this.o.repoRoot, [
+          'fetch',
+          '--quiet',
+          '--no-tags',
+          '--no-write-fetch-head',
+          this.source,
+          `+${ref}:${incoming}`,
+        ]);
         lastError = undefined;
         break;
       } catch (err) {
         lastError = err as Error;
         if (/couldn't find remote ref/i.test(lastError.message)) {
-          throw new ResultRefError(`result ref ${ref} is missing from ${this.shownSource}: the runner reported commit ${res.commitSha.slice(0, 12)} but never pushed it`);
+          throw new ResultRefError(
+            `result ref ${ref} is missing from ${this.shownSource}: the runner reported commit ${res.commitSha.slice(0, 12)} but never pushed it`,
+          );
         }
         await new Promise((r) => setTimeout(r, 500 * 2 ** i));
       }
     }
-    if (lastError) throw new ResultRefError(`result ref ${ref} could not be fetched from ${this.shownSource}: ${lastError.message}`);
-    const got = await git(this.o.repoRoot, ['rev-parse', '--verify', `${incoming}^{commit}`]);
+    if (lastError)
+      throw new ResultRefError(
+        `result ref ${ref} could not be fetched from ${this.shownSource}: ${lastError.message}`,
+      );
+    const got = await git(this.o.repoRoot, [
+      'rev-parse',
+      '--verify',
+      `${incoming}^{commit}`,
+    ]);
     if (got !== res.commitSha) {
       await this.dropIncoming(incoming);
-      throw new ResultRefError(`result ref ${ref} points to ${got.slice(0, 12)}, not to the reported commit ${res.commitSha.slice(0, 12)}; the result is refused`);
+      throw new ResultRefError(
+        `result ref ${ref} points to ${got.slice(0, 12)}, not to the reported commit ${res.commitSha.slice(0, 12)}; the result is refused`,
+      );
     }
     try {
-      await git(this.o.repoRoot, ['merge-base', '--is-ancestor', res.baseSha, got]);
+      await git(this.o.repoRoot, [
+        'merge-base',
+        '--is-ancestor',
+        res.baseSha,
+        got,
+      ]);
     } catch {
       await this.dropIncoming(incoming);
-      throw new ResultRefError(`result commit ${got.slice(0, 12)} does not descend from its base ${res.baseSha.slice(0, 12)}; the result is refused`);
+      throw new ResultRefError(
+        `result commit ${got.slice(0, 12)} does not descend from its base ${res.baseSha.slice(0, 12)}; the result is refused`,
+      );
     }
     return incoming;
   }
 
   async dropIncoming(incoming: string): Promise<void> {
-    await git(this.o.repoRoot, ['update-ref', '-d', incoming]).catch(() => undefined);
+    await git(this.o.repoRoot, ['update-ref', '-d', incoming]).catch(
+      () => undefined,
+    );
   }
 
   /** Deletes a result ref where runners pushed it (after publishing, or to refuse it). */
   async drop(ref: string): Promise<void> {
     if (!parseResultRef(ref)) return;
     if (this.local) await git(this.resultsRepo, ['update-ref', '-d', ref]);
-    else await git(this.o.repoRoot, ['push', '--quiet', '--no-verify', this.source, `:${ref}`]);
+    else
+      await git(this.o.repoRoot, [
+        'push',
+        '--quiet',
+        '--no-verify',
+        this.source,
+        `:${ref}`,
+      ]);
   }
 
   /** Result refs waiting where runners push: `{ ref, sha }`. */
   async list(): Promise<Array<{ ref: string; sha: string }>> {
     const out = this.local
-      ? await git(this.resultsRepo, ['for-each-ref', '--format=%(refname) %(objectname)', RESULT_REF_PREFIX])
-      : await git(this.o.repoRoot, ['ls-remote', this.source, `${RESULT_REF_PREFIX}*`]);
+      ? await git(this.resultsRepo, [
+          'for-each-ref',
+          '--format=%(refname) %(objectname)',
+          RESULT_REF_PREFIX,
+        ])
+      : await git(this.o.repoRoot, [
+          'ls-remote',
+          this.source,
+          `${RESULT_REF_PREFIX}*`,
+        ]);
     return out
       .split('\n')
       .filter(Boolean)

@@ -1,9 +1,18 @@
 import { EventEmitter } from 'node:events';
-import { agentBranch, slotId, slotNumber, type RunnerConfig } from '../contract/job.js';
+import {
+  agentBranch,
+  slotId,
+  slotNumber,
+  type RunnerConfig,
+} from '../contract/job.js';
 import { SupervisorError, coerceError } from './errors.js';
 import { getSetting, setSetting, type Db } from './store/db.js';
 import type { SlotStore } from './store/slots.js';
-import type { AgentRuntime, RunnerExit, RuntimeAgent } from './runtimes/runtime.js';
+import type {
+  AgentRuntime,
+  RunnerExit,
+  RuntimeAgent,
+} from './runtimes/runtime.js';
 import type { RegisteredAgent } from './registry.js';
 
 export interface ScalerOptions {
@@ -36,16 +45,27 @@ export function readDesired(db: Db): number {
 }
 
 /** Checks a requested agent count; usage errors carry ERR_SUP_USAGE or ERR_SUP_SCALE_LIMIT. */
-export function validateAgentCount(raw: string | number, maxAgents: number): number {
+export function validateAgentCount(
+  raw: string | number,
+  maxAgents: number,
+): number {
   const s = String(raw).trim();
   if (!/^\d+$/.test(s)) {
-    throw new SupervisorError('ERR_SUP_USAGE', `agent count must be a whole number ≥ 0, got "${s}"`, { hint: 'e.g. supervisor scale 3' });
+    throw new SupervisorError(
+      'ERR_SUP_USAGE',
+      `agent count must be a whole number ≥ 0, got "${s}"`,
+      { hint: 'e.g. supervisor scale 3' },
+    );
   }
   const n = Number(s);
   if (n > maxAgents) {
-    throw new SupervisorError('ERR_SUP_SCALE_LIMIT', `${n} agents is above the maximum of ${maxAgents} for this machine`, {
-      hint: 'the maximum is total memory ÷ memory per agent; raise it with --max-agents / SUPERVISOR_MAX_AGENTS or lower memoryPerAgent in supervisor.config.json',
-    });
+    throw new SupervisorError(
+      'ERR_SUP_SCALE_LIMIT',
+      `${n} agents is above the maximum of ${maxAgents} for this machine`,
+      {
+        hint: 'the maximum is total memory ÷ memory per agent; raise it with --max-agents / SUPERVISOR_MAX_AGENTS or lower memoryPerAgent in supervisor.config.json',
+      },
+    );
   }
   return n;
 }
@@ -91,7 +111,14 @@ export class Scaler extends EventEmitter<ScalerEvents> {
   private st(agentId: string): SlotRuntimeState {
     let s = this.state.get(agentId);
     if (!s) {
-      s = { busy: false, quickCrashes: 0, restartAt: 0, gaveUp: false, startedAt: 0, takeover: false };
+      s = {
+        busy: false,
+        quickCrashes: 0,
+        restartAt: 0,
+        gaveUp: false,
+        startedAt: 0,
+        takeover: false,
+      };
       this.state.set(agentId, s);
     }
     return s;
@@ -102,9 +129,15 @@ export class Scaler extends EventEmitter<ScalerEvents> {
     const adopted = await this.o.runtime.adopt(known.map((s) => s.id));
     const adoptedIds = new Set(adopted.map((a) => a.agentId));
     for (const a of adopted) {
-      this.o.slots.setState(a.agentId, 'running', { pid: a.pid ?? null, containerId: a.containerId ?? null });
+      this.o.slots.setState(a.agentId, 'running', {
+        pid: a.pid ?? null,
+        containerId: a.containerId ?? null,
+      });
       this.st(a.agentId).startedAt = a.startedAt;
-      this.o.log('adopted a runner that outlived the previous supervisor', { agentId: a.agentId, pid: a.pid });
+      this.o.log('adopted a runner that outlived the previous supervisor', {
+        agentId: a.agentId,
+        pid: a.pid,
+      });
     }
     for (const s of known) {
       if (!adoptedIds.has(s.id) && s.state !== 'stopped') {
@@ -118,7 +151,9 @@ export class Scaler extends EventEmitter<ScalerEvents> {
   private loop(): void {
     if (this.closed) return;
     this.passing = this.converge()
-      .catch((err) => this.o.log('scaler error', { error: coerceError(err).message }))
+      .catch((err) =>
+        this.o.log('scaler error', { error: coerceError(err).message }),
+      )
       .finally(() => {
         this.passing = undefined;
         // A kick during the pass (a new count, a runner exit) gets its own pass at once.
@@ -150,12 +185,19 @@ export class Scaler extends EventEmitter<ScalerEvents> {
         s.restartAt = 0;
       }
     }
-    if (this.o.runtime.scaleTo) return this.syncSlots(await this.o.runtime.scaleTo(desired));
+    if (this.o.runtime.scaleTo)
+      return this.syncSlots(await this.o.runtime.scaleTo(desired));
     const now = Date.now();
-    const registry = await this.o.registry().catch(() => new Map<string, RegisteredAgent>());
+    const registry = await this.o
+      .registry()
+      .catch(() => new Map<string, RegisteredAgent>());
     const slots = new Map(this.o.slots.list().map((s) => [s.id, s]));
     const work: Promise<void>[] = [];
-    for (let n = 1; n <= Math.max(desired, ...[...slots.values()].map((s) => s.number)); n++) {
+    for (
+      let n = 1;
+      n <= Math.max(desired, ...[...slots.values()].map((s) => s.number));
+      n++
+    ) {
       const id = slotId(n);
       const slot = slots.get(id);
       const s = this.st(id);
@@ -165,7 +207,11 @@ export class Scaler extends EventEmitter<ScalerEvents> {
       if (want) {
         if (state === 'starting') {
           const reg = registry.get(id);
-          const ours = reg && (this.o.runtime.owns ? this.o.runtime.owns(id, reg) : reg.pid === slot?.pid);
+          const ours =
+            reg &&
+            (this.o.runtime.owns
+              ? this.o.runtime.owns(id, reg)
+              : reg.pid === slot?.pid);
           if (ours) this.o.slots.setState(id, 'running');
           continue;
         }
@@ -186,20 +232,45 @@ export class Scaler extends EventEmitter<ScalerEvents> {
     const s = this.st(id);
     s.busy = true;
     try {
-      this.emit('progress', { agentId: id, state: 'starting', message: 'preparing worktree and environment' });
+      this.emit('progress', {
+        agentId: id,
+        state: 'starting',
+        message: 'preparing worktree and environment',
+      });
       const config = await this.o.prepareSlot(id);
-      const started = await this.o.runtime.start({ agentId: id, config, takeover: s.takeover });
+      const started = await this.o.runtime.start({
+        agentId: id,
+        config,
+        takeover: s.takeover,
+      });
       s.startedAt = started.startedAt;
       s.takeover = false;
-      this.o.slots.setState(id, 'starting', { pid: started.pid ?? null, containerId: started.containerId ?? null, lastError: null });
-      this.emit('progress', { agentId: id, state: 'starting', message: `runner started${started.pid ? ` (pid ${started.pid})` : ''}` });
+      this.o.slots.setState(id, 'starting', {
+        pid: started.pid ?? null,
+        containerId: started.containerId ?? null,
+        lastError: null,
+      });
+      this.emit('progress', {
+        agentId: id,
+        state: 'starting',
+        message: `runner started${started.pid ? ` (pid ${started.pid})` : ''}`,
+      });
     } catch (err) {
       const e = coerceError(err);
       s.quickCrashes += 1;
-      s.restartAt = Date.now() + Math.min(this.o.restartBackoffMs * 2 ** (s.quickCrashes - 1), MAX_BACKOFF_MS);
+      s.restartAt =
+        Date.now() +
+        Math.min(
+          this.o.restartBackoffMs * 2 ** (s.quickCrashes - 1),
+          MAX_BACKOFF_MS,
+        );
       if (s.quickCrashes >= MAX_QUICK_CRASHES) s.gaveUp = true;
       this.o.slots.setState(id, 'crashed', { pid: null, lastError: e.message });
-      this.emit('progress', { agentId: id, state: 'crashed', message: e.message });
+      this.emit('progress', {
+        agentId: id,
+        state: 'crashed',
+        message: e.message,
+      });
       this.o.log('could not start a runner', { agentId: id, error: e.message });
     } finally {
       s.busy = false;
@@ -211,10 +282,18 @@ export class Scaler extends EventEmitter<ScalerEvents> {
     s.busy = true;
     try {
       this.o.slots.setState(id, 'stopping');
-      this.emit('progress', { agentId: id, state: 'stopping', message: 'handing back its job and stopping' });
+      this.emit('progress', {
+        agentId: id,
+        state: 'stopping',
+        message: 'handing back its job and stopping',
+      });
       await this.o.runtime.stop(id, this.o.stopGraceMs);
       this.o.slots.setState(id, 'stopped', { pid: null, containerId: null });
-      this.emit('progress', { agentId: id, state: 'stopped', message: 'stopped' });
+      this.emit('progress', {
+        agentId: id,
+        state: 'stopped',
+        message: 'stopped',
+      });
     } finally {
       s.busy = false;
     }
@@ -224,13 +303,24 @@ export class Scaler extends EventEmitter<ScalerEvents> {
     const s = this.st(e.agentId);
     const ranFor = Date.now() - s.startedAt;
     s.quickCrashes = ranFor < QUICK_CRASH_MS ? s.quickCrashes + 1 : 1;
-    s.restartAt = Date.now() + Math.min(this.o.restartBackoffMs * 2 ** (s.quickCrashes - 1), MAX_BACKOFF_MS);
+    s.restartAt =
+      Date.now() +
+      Math.min(
+        this.o.restartBackoffMs * 2 ** (s.quickCrashes - 1),
+        MAX_BACKOFF_MS,
+      );
     s.takeover = true;
     if (s.quickCrashes >= MAX_QUICK_CRASHES) s.gaveUp = true;
-    const msg = s.gaveUp ? `${e.reason}; crash loop (${s.quickCrashes} quick exits): not restarting until the next scale` : `${e.reason}; restarting`;
+    const msg = s.gaveUp
+      ? `${e.reason}; crash loop (${s.quickCrashes} quick exits): not restarting until the next scale`
+      : `${e.reason}; restarting`;
     this.o.slots.incrementRestarts(e.agentId);
     this.o.slots.setState(e.agentId, 'crashed', { pid: null, lastError: msg });
-    this.emit('progress', { agentId: e.agentId, state: 'crashed', message: msg });
+    this.emit('progress', {
+      agentId: e.agentId,
+      state: 'crashed',
+      message: msg,
+    });
     this.o.log('runner exited', { agentId: e.agentId, reason: msg });
     this.kick();
   }
@@ -240,14 +330,35 @@ export class Scaler extends EventEmitter<ScalerEvents> {
     const seen = new Set<string>();
     for (const a of agents) {
       seen.add(a.agentId);
-      const slot = this.o.slots.ensure(slotNumber(a.agentId), '', agentBranch(a.agentId));
+      const slot = this.o.slots.ensure(
+        slotNumber(a.agentId),
+        '',
+        agentBranch(a.agentId),
+      );
       const state = a.state ?? 'running';
-      if (slot.state !== state || slot.containerId !== (a.containerId ?? null) || slot.lastError !== (a.lastError ?? null)) {
-        this.o.slots.setState(a.agentId, state, { pid: null, containerId: a.containerId ?? null, lastError: a.lastError ?? null });
-        this.emit('progress', { agentId: a.agentId, state, message: a.lastError ?? `task ${state}` });
+      if (
+        slot.state !== state ||
+        slot.containerId !== (a.containerId ?? null) ||
+        slot.lastError !== (a.lastError ?? null)
+      ) {
+        this.o.slots.setState(a.agentId, state, {
+          pid: null,
+          containerId: a.containerId ?? null,
+          lastError: a.lastError ?? null,
+        });
+        this.emit('progress', {
+          agentId: a.agentId,
+          state,
+          message: a.lastError ?? `task ${state}`,
+        });
       }
     }
-    for (const s of this.o.slots.list()) if (!seen.has(s.id) && s.state !== 'stopped') this.o.slots.setState(s.id, 'stopped', { pid: null, containerId: null });
+    for (const s of this.o.slots.list())
+      if (!seen.has(s.id) && s.state !== 'stopped')
+        this.o.slots.setState(s.id, 'stopped', {
+          pid: null,
+          containerId: null,
+        });
   }
 
   /** Stops every runner (graceful), for supervisor shutdown. */
@@ -255,8 +366,11 @@ export class Scaler extends EventEmitter<ScalerEvents> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     await this.passing;
-    if (this.o.runtime.scaleTo) return this.syncSlots(await this.o.runtime.scaleTo(0));
-    const running = this.o.slots.list().filter((s) => s.state === 'running' || s.state === 'starting');
+    if (this.o.runtime.scaleTo)
+      return this.syncSlots(await this.o.runtime.scaleTo(0));
+    const running = this.o.slots
+      .list()
+      .filter((s) => s.state === 'running' || s.state === 'starting');
     await Promise.all(running.map((s) => this.stopSlot(s.id)));
   }
 

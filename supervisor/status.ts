@@ -5,7 +5,8 @@ import { runningDaemon } from './pidfile.js';
 import { readRegistry, type RegisteredAgent } from './registry.js';
 import { readDesired } from './scaler.js';
 
-export type AgentState = 'starting' | 'idle' | 'working' | 'stopping' | 'crashed' | 'blocked';
+export type AgentState =
+  'starting' | 'idle' | 'working' | 'stopping' | 'crashed' | 'blocked';
 
 export interface AgentStatus {
   id: string;
@@ -35,12 +36,26 @@ export interface QueueCounts {
 }
 
 export interface Status {
-  supervisor: { running: boolean; pid: number | null; dashboardUrl: string | null; repo: string; queueName: string; prefix: string };
+  supervisor: {
+    running: boolean;
+    pid: number | null;
+    dashboardUrl: string | null;
+    repo: string;
+    queueName: string;
+    prefix: string;
+  };
   desiredAgents: number;
   agents: AgentStatus[];
   queue: QueueCounts | null;
   issues: Record<string, number>;
-  platform: { os: string; arch: string; cpus: number; memoryBytes: number; freeMemoryBytes: number; maxAgents: number };
+  platform: {
+    os: string;
+    arch: string;
+    cpus: number;
+    memoryBytes: number;
+    freeMemoryBytes: number;
+    maxAgents: number;
+  };
   warnings: string[];
 }
 
@@ -48,24 +63,56 @@ export interface Status {
  * One view of the agents: the control plane's slots merged with what runners report in Redis.
  * Long-lived callers (the dashboard) pass `extra.queue` so that no Queue is created per call.
  */
-export async function buildStatus(ctx: Context, redis: Redis | undefined, extra: { envFor?: (agentId: string) => unknown; queue?: Queue } = {}): Promise<Status> {
+export async function buildStatus(
+  ctx: Context,
+  redis: Redis | undefined,
+  extra: { envFor?: (agentId: string) => unknown; queue?: Queue } = {},
+): Promise<Status> {
   const warnings: string[] = [];
   const daemon = runningDaemon(ctx.paths.pidFile);
   let registry = new Map<string, RegisteredAgent>();
   let queue: QueueCounts | null = null;
   if (redis) {
     try {
-      registry = await readRegistry(redis, ctx.config.prefix, ctx.queueName, Math.max(3 * ctx.config.heartbeat, 3000));
-      const own = extra.queue ? undefined : new Queue(ctx.queueName, { connection: redis, prefix: ctx.config.prefix });
+      registry = await readRegistry(
+        redis,
+        ctx.config.prefix,
+        ctx.queueName,
+        Math.max(3 * ctx.config.heartbeat, 3000),
+      );
+      const own = extra.queue
+        ? undefined
+        : new Queue(ctx.queueName, {
+            connection: redis,
+            prefix: ctx.config.prefix,
+          });
       own?.on('error', () => undefined);
       const q = extra.queue ?? own!;
-      const c = await q.getJobCounts('waiting', 'active', 'completed', 'failed', 'delayed', 'prioritized').finally(() => own?.close().catch(() => undefined));
-      queue = { waiting: c.waiting ?? 0, active: c.active ?? 0, completed: c.completed ?? 0, failed: c.failed ?? 0, delayed: c.delayed ?? 0, prioritized: c.prioritized ?? 0 };
+      const c = await q
+        .getJobCounts(
+          'waiting',
+          'active',
+          'completed',
+          'failed',
+          'delayed',
+          'prioritized',
+        )
+        .finally(() => own?.close().catch(() => undefined));
+      queue = {
+        waiting: c.waiting ?? 0,
+        active: c.active ?? 0,
+        completed: c.completed ?? 0,
+        failed: c.failed ?? 0,
+        delayed: c.delayed ?? 0,
+        prioritized: c.prioritized ?? 0,
+      };
     } catch (err) {
       warnings.push(`Redis did not answer: ${(err as Error).message}`);
     }
   } else {
-    warnings.push('Redis is not reachable: queue counts and live agent states are unavailable');
+    warnings.push(
+      'Redis is not reachable: queue counts and live agent states are unavailable',
+    );
   }
   const agents: AgentStatus[] = [];
   const seen = new Set<string>();
@@ -74,11 +121,17 @@ export async function buildStatus(ctx: Context, redis: Redis | undefined, extra:
     seen.add(slot.id);
     let state: AgentState | undefined;
     let since = slot.stateSince;
-    if (slot.state === 'starting' || slot.state === 'stopping' || slot.state === 'crashed') state = slot.state;
+    if (
+      slot.state === 'starting' ||
+      slot.state === 'stopping' ||
+      slot.state === 'crashed'
+    )
+      state = slot.state;
     else if (reg) {
       state = reg.state;
       since = reg.since;
-    } else if (slot.state === 'running') state = daemon ? 'starting' : undefined;
+    } else if (slot.state === 'running')
+      state = daemon ? 'starting' : undefined;
     if (!state) continue;
     agents.push({
       id: slot.id,
@@ -118,12 +171,26 @@ export async function buildStatus(ctx: Context, redis: Redis | undefined, extra:
   }
   const p = ctx.platform;
   return {
-    supervisor: { running: Boolean(daemon), pid: daemon?.pid ?? null, dashboardUrl: daemon?.dashboardUrl ?? null, repo: ctx.paths.root, queueName: ctx.queueName, prefix: ctx.config.prefix },
+    supervisor: {
+      running: Boolean(daemon),
+      pid: daemon?.pid ?? null,
+      dashboardUrl: daemon?.dashboardUrl ?? null,
+      repo: ctx.paths.root,
+      queueName: ctx.queueName,
+      prefix: ctx.config.prefix,
+    },
     desiredAgents: readDesired(ctx.db),
     agents,
     queue,
     issues: ctx.issues.counts(),
-    platform: { os: p.os, arch: p.arch, cpus: p.cpus, memoryBytes: p.memoryBytes, freeMemoryBytes: p.freeMemoryBytes, maxAgents: p.maxAgents },
+    platform: {
+      os: p.os,
+      arch: p.arch,
+      cpus: p.cpus,
+      memoryBytes: p.memoryBytes,
+      freeMemoryBytes: p.freeMemoryBytes,
+      maxAgents: p.maxAgents,
+    },
     warnings,
   };
 }

@@ -10,16 +10,25 @@ export interface SlotWorktree {
 }
 
 export function worktreeFor(paths: RepoPaths, agentId: string): SlotWorktree {
-  return { path: join(paths.worktreesDir, agentId), branch: agentBranch(agentId) };
+  return {
+    path: join(paths.worktreesDir, agentId),
+    branch: agentBranch(agentId),
+  };
 }
 
 /** Creates the slot's worktree on its branch, once; a healthy existing one is reused as is. */
-export async function ensureWorktree(paths: RepoPaths, agentId: string, baseBranch: string): Promise<SlotWorktree> {
+export async function ensureWorktree(
+  paths: RepoPaths,
+  agentId: string,
+  baseBranch: string,
+): Promise<SlotWorktree> {
   const wt = worktreeFor(paths, agentId);
   const repo = gitAt(paths.root);
   if (existsSync(join(wt.path, '.git'))) {
     try {
-      const top = (await gitAt(wt.path).raw(['rev-parse', '--show-toplevel'])).trim();
+      const top = (
+        await gitAt(wt.path).raw(['rev-parse', '--show-toplevel'])
+      ).trim();
       if (top === wt.path) return wt;
     } catch {
       /* broken: recreated below */
@@ -28,21 +37,39 @@ export async function ensureWorktree(paths: RepoPaths, agentId: string, baseBran
   try {
     rmSync(wt.path, { recursive: true, force: true });
     await repo.raw(['worktree', 'prune']);
-    await repo.raw(['worktree', 'add', '--force', '--quiet', '-B', wt.branch, wt.path, `refs/heads/${baseBranch}`]);
+    await repo.raw([
+      'worktree',
+      'add',
+      '--force',
+      '--quiet',
+      '-B',
+      wt.branch,
+      wt.path,
+      `refs/heads/${baseBranch}`,
+    ]);
   } catch (cause) {
-    throw new SupervisorError('ERR_SUP_GIT', `could not create the worktree of ${agentId} at ${wt.path}: ${(cause as Error).message.trim()}`, {
-      hint: `check that branch "${baseBranch}" exists and the disk is not full`,
-      cause,
-    });
+    throw new SupervisorError(
+      'ERR_SUP_GIT',
+      `could not create the worktree of ${agentId} at ${wt.path}: ${(cause as Error).message.trim()}`,
+      {
+        hint: `check that branch "${baseBranch}" exists and the disk is not full`,
+        cause,
+      },
+    );
   }
   return wt;
 }
 
 /** Removes a slot's worktree and its `agent/*` branch; `issue/*` branches are never touched. */
-export async function removeWorktree(paths: RepoPaths, agentId: string): Promise<void> {
+export async function removeWorktree(
+  paths: RepoPaths,
+  agentId: string,
+): Promise<void> {
   const wt = worktreeFor(paths, agentId);
   const repo = gitAt(paths.root);
-  await repo.raw(['worktree', 'remove', '--force', wt.path]).catch(() => undefined);
+  await repo
+    .raw(['worktree', 'remove', '--force', wt.path])
+    .catch(() => undefined);
   rmSync(wt.path, { recursive: true, force: true });
   await repo.raw(['worktree', 'prune']).catch(() => undefined);
   if (!wt.branch.startsWith('agent/')) return;

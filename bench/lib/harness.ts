@@ -4,7 +4,10 @@ import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { openContext, type Context } from '../../supervisor/context.js';
 import { runningDaemon } from '../../supervisor/pidfile.js';
-import { readRegistry, type RegisteredAgent } from '../../supervisor/registry.js';
+import {
+  readRegistry,
+  type RegisteredAgent,
+} from '../../supervisor/registry.js';
 import { DESIRED_KEY } from '../../supervisor/scaler.js';
 import { setSetting } from '../../supervisor/store/db.js';
 import { connect, deletePrefix, REDIS_URL } from './redis.js';
@@ -12,18 +15,27 @@ import { connect, deletePrefix, REDIS_URL } from './redis.js';
 export type Log = (msg: string) => void;
 
 /** Polls `fn` until it returns something truthy. */
-export async function waitUntil<T>(fn: () => T | Promise<T>, what: string, opts: { timeoutMs?: number; intervalMs?: number } = {}): Promise<NonNullable<T>> {
+export async function waitUntil<T>(
+  fn: () => T | Promise<T>,
+  what: string,
+  opts: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + (opts.timeoutMs ?? 120_000);
   for (;;) {
     const v = await fn();
     if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`benchmark timed out waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`benchmark timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 10));
   }
 }
 
 /** Environment for our supervisor: the given prefix, defaults everywhere else (what users run). */
-export function supervisorEnv(prefix: string, agentCommand: string, extra: Record<string, string> = {}): Record<string, string> {
+export function supervisorEnv(
+  prefix: string,
+  agentCommand: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
   return {
     REDIS_URL,
     SUPERVISOR_PREFIX: prefix,
@@ -35,7 +47,9 @@ export function supervisorEnv(prefix: string, agentCommand: string, extra: Recor
 }
 
 /** The `supervisor` CLI, and the node flags its shebang line gives it when run as the installed bin. */
-export const CLI = fileURLToPath(new URL('../../supervisor/cli/main.js', import.meta.url));
+export const CLI = fileURLToPath(
+  new URL('../../supervisor/cli/main.js', import.meta.url),
+);
 
 export function shebangFlags(file: string): string[] {
   const first = readFileSync(file, 'utf8').split('\n', 1)[0] ?? '';
@@ -58,7 +72,10 @@ export class BinSupervisor {
     readonly redis: Redis,
     readonly prefix: string,
   ) {
-    child.stderr?.on('data', (d: Buffer) => (this.output = (this.output + d.toString()).slice(-8000)));
+    child.stderr?.on(
+      'data',
+      (d: Buffer) => (this.output = (this.output + d.toString()).slice(-8000)),
+    );
     this.exited = new Promise((r) => child.once('exit', () => r()));
   }
 
@@ -66,21 +83,44 @@ export class BinSupervisor {
     return this.child.pid!;
   }
 
-  static async start(repoDir: string, prefix: string, agentCommand: string, opts: { agents?: number; env?: Record<string, string> } = {}): Promise<BinSupervisor> {
-    const env = { ...supervisorEnv(prefix, agentCommand, opts.env), SUPERVISOR_DASHBOARD_PORT: '0' };
+  static async start(
+    repoDir: string,
+    prefix: string,
+    agentCommand: string,
+    opts: { agents?: number; env?: Record<string, string> } = {},
+  ): Promise<BinSupervisor> {
+    const env = {
+      ...supervisorEnv(prefix, agentCommand, opts.env),
+      SUPERVISOR_DASHBOARD_PORT: '0',
+    };
     const ctx = await openContext({ repo: repoDir, init: true, env });
-    const extraFlags = process.env.BENCH_SUPERVISOR_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
-    const child = spawn(process.execPath, [...shebangFlags(CLI), ...extraFlags, CLI, 'start', '--agents', String(opts.agents ?? 0)], {
-      cwd: repoDir,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const extraFlags =
+      process.env.BENCH_SUPERVISOR_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
+    const child = spawn(
+      process.execPath,
+      [
+        ...shebangFlags(CLI),
+        ...extraFlags,
+        CLI,
+        'start',
+        '--agents',
+        String(opts.agents ?? 0),
+      ],
+      {
+        cwd: repoDir,
+        env: { ...process.env, ...env },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
     const sup = new BinSupervisor(ctx, child, connect(), prefix);
     await waitUntil(
       () => {
-        if (child.exitCode !== null) throw new Error(`supervisor exited during start:\n${sup.output}`);
+        if (child.exitCode !== null)
+          throw new Error(`supervisor exited during start:\n${sup.output}`);
         const info = runningDaemon(ctx.paths.pidFile);
-        return info !== undefined && info.pid === child.pid && info.ready === true;
+        return (
+          info !== undefined && info.pid === child.pid && info.ready === true
+        );
       },
       'the supervisor to be ready',
       { timeoutMs: 60_000, intervalMs: 20 },
@@ -96,9 +136,12 @@ export class BinSupervisor {
   async idle(n: number, timeoutMs = 120_000): Promise<void> {
     await waitUntil(
       async () => {
-        if (this.child.exitCode !== null) throw new Error(`supervisor exited:\n${this.output}`);
+        if (this.child.exitCode !== null)
+          throw new Error(`supervisor exited:\n${this.output}`);
         const reg = await this.registry();
-        return reg.size === n && [...reg.values()].every((a) => a.state === 'idle');
+        return (
+          reg.size === n && [...reg.values()].every((a) => a.state === 'idle')
+        );
       },
       `${n} idle runners`,
       { timeoutMs, intervalMs: 10 },
@@ -114,16 +157,23 @@ export class BinSupervisor {
   addIssues(titles: readonly string[], body = ''): number[] {
     const ids: number[] = [];
     this.ctx.db.transaction(() => {
-      for (const title of titles) ids.push(this.ctx.issues.add({ title, body }).id);
+      for (const title of titles)
+        ids.push(this.ctx.issues.add({ title, body }).id);
     })();
     return ids;
   }
 
   /** Polls SQLite until `fn` holds. */
-  until<T>(fn: () => T, what: string, intervalMs = 5, timeoutMs = 300_000): Promise<NonNullable<T>> {
+  until<T>(
+    fn: () => T,
+    what: string,
+    intervalMs = 5,
+    timeoutMs = 300_000,
+  ): Promise<NonNullable<T>> {
     return waitUntil(
       () => {
-        if (this.child.exitCode !== null) throw new Error(`supervisor exited:\n${this.output}`);
+        if (this.child.exitCode !== null)
+          throw new Error(`supervisor exited:\n${this.output}`);
         return fn();
       },
       what,
@@ -140,12 +190,18 @@ export class BinSupervisor {
   }
 }
 
-export const RAW_WORKER = fileURLToPath(new URL('../raw/worker.js', import.meta.url));
+export const RAW_WORKER = fileURLToPath(
+  new URL('../raw/worker.js', import.meta.url),
+);
+
+/** A message from the raw worker over IPC: `type` plus row-specific fields. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type RawMessage = any;
 
 /** A raw BullMQ worker process (bench/raw/worker.ts) that talks back over IPC. */
 export class RawWorkerProcess {
   readonly exited: Promise<void>;
-  private readonly listeners = new Set<(m: any) => void>();
+  private readonly listeners = new Set<(m: RawMessage) => void>();
 
   constructor(readonly child: ChildProcess) {
     child.on('message', (m) => {
@@ -154,19 +210,27 @@ export class RawWorkerProcess {
     this.exited = new Promise((r) => child.once('exit', () => r()));
   }
 
-  static async start(config: Record<string, unknown>): Promise<RawWorkerProcess> {
-    const child = fork(RAW_WORKER, [], { env: { ...process.env, BENCH_RAW_CONFIG: JSON.stringify(config) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  static async start(
+    config: Record<string, unknown>,
+  ): Promise<RawWorkerProcess> {
+    const child = fork(RAW_WORKER, [], {
+      env: { ...process.env, BENCH_RAW_CONFIG: JSON.stringify(config) },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     const w = new RawWorkerProcess(child);
     await w.next((m) => m.type === 'ready');
     return w;
   }
 
-  on(listener: (m: any) => void): () => void {
+  on(listener: (m: RawMessage) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
 
-  next(match: (m: any) => boolean, timeoutMs = 120_000): Promise<any> {
+  next(
+    match: (m: RawMessage) => boolean,
+    timeoutMs = 120_000,
+  ): Promise<RawMessage> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         off();
@@ -191,7 +255,11 @@ export class RawWorkerProcess {
 export function rssOf(pid: number): { rss: number; hwm: number } {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN) * 1024;
+    const kb = (name: string) =>
+      Number(
+        new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ??
+          Number.NaN,
+      ) * 1024;
     return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
   } catch {
     return { rss: Number.NaN, hwm: Number.NaN };

@@ -19,7 +19,13 @@ export async function deletePrefix(prefix: string): Promise<number> {
   try {
     let cursor = '0';
     do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      const [next, keys] = await r.scan(
+        cursor,
+        'MATCH',
+        `${prefix}:*`,
+        'COUNT',
+        1000,
+      );
       cursor = next;
       if (keys.length) deleted += await r.unlink(...keys);
     } while (cursor !== '0');

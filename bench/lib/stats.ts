@@ -4,14 +4,20 @@ export function percentile(samples: readonly number[], p: number): number {
   if (samples.length === 0) return Number.NaN;
   const sorted = [...samples].sort((a, b) => a - b);
   // Nearest-rank: p99 of 200 samples is the 198th value, never an interpolation.
-  const rank = Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length)));
+  const rank = Math.min(
+    sorted.length,
+    Math.max(1, Math.ceil((p / 100) * sorted.length)),
+  );
   return sorted[rank - 1]!;
 }
 
-export const median = (samples: readonly number[]): number => percentile(samples, 50);
+export const median = (samples: readonly number[]): number =>
+  percentile(samples, 50);
 
 export function mean(samples: readonly number[]): number {
-  return samples.length === 0 ? Number.NaN : samples.reduce((a, b) => a + b, 0) / samples.length;
+  return samples.length === 0
+    ? Number.NaN
+    : samples.reduce((a, b) => a + b, 0) / samples.length;
 }
 
 export interface Summary {
@@ -24,7 +30,14 @@ export interface Summary {
 }
 
 export function summarize(samples: readonly number[]): Summary {
-  return { n: samples.length, p50: percentile(samples, 50), p90: percentile(samples, 90), p99: percentile(samples, 99), max: percentile(samples, 100), mean: mean(samples) };
+  return {
+    n: samples.length,
+    p50: percentile(samples, 50),
+    p90: percentile(samples, 90),
+    p99: percentile(samples, 99),
+    max: percentile(samples, 100),
+    mean: mean(samples),
+  };
 }
 
 /** Wall-clock milliseconds with sub-millisecond resolution, comparable across processes. */

@@ -46,15 +46,33 @@ async function main(): Promise<void> {
   } else {
     for (const wt of cfg.worktrees ?? []) {
       const w = worker(async (job) => {
-        await git(wt.path, ['checkout', '--force', '-q', '-B', wt.branch, cfg.base!]);
+        await git(wt.path, [
+          'checkout',
+          '--force',
+          '-q',
+          '-B',
+          wt.branch,
+          cfg.base!,
+        ]);
         await git(wt.path, ['clean', '-fdq']);
-        await sh(wt.path, cfg.agentCommand!, { ...gitEnv(), ISSUE_ID: String(job.data.issueId) });
+        await sh(wt.path, cfg.agentCommand!, {
+          ...gitEnv(),
+          ISSUE_ID: String(job.data.issueId),
+        });
         await git(wt.path, ['add', '-A']);
-        await git(wt.path, ['commit', '-q', '--no-verify', '-m', `issue #${job.data.issueId}`]);
+        await git(wt.path, [
+          'commit',
+          '-q',
+          '--no-verify',
+          '-m',
+          `issue #${job.data.issueId}`,
+        ]);
         return null;
       });
       w.on('completed', (job) => send({ type: 'completed', id: job.id }));
-      w.on('failed', (job, err) => send({ type: 'failed', id: job?.id, error: err.message }));
+      w.on('failed', (job, err) =>
+        send({ type: 'failed', id: job?.id, error: err.message }),
+      );
     }
   }
   await Promise.all(workers.map((w) => w.waitUntilReady()));
@@ -63,7 +81,9 @@ async function main(): Promise<void> {
 
 process.on('message', (m: { type: string }) => {
   if (m.type !== 'stop') return;
-  void Promise.all(workers.map((w) => w.close())).finally(() => process.exit(0));
+  void Promise.all(workers.map((w) => w.close())).finally(() =>
+    process.exit(0),
+  );
 });
 
 main().catch((err: Error) => {

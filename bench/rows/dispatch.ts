@@ -1,4 +1,11 @@
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, watch } from 'node:fs';
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  watch,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
@@ -46,7 +53,15 @@ class StartLog {
     const at = this.seen.get(id);
     if (at !== undefined) return Promise.resolve(at);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`agent for issue ${id} did not start within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `agent for issue ${id} did not start within ${timeoutMs} ms`,
+            ),
+          ),
+        timeoutMs,
+      );
       this.waiters.set(id, (t) => {
         clearTimeout(timer);
         resolve(t);
@@ -74,7 +89,9 @@ export async function dispatchRow(o: BenchOptions): Promise<RowResult> {
   try {
     // Ours: the real `supervisor start`, one agent.
     o.log(`dispatch: ours, ${n} issues one at a time on 1 agent`);
-    const ours = await BinSupervisor.start(repo.dir, prefix, agentCommand, { agents: 1 });
+    const ours = await BinSupervisor.start(repo.dir, prefix, agentCommand, {
+      agents: 1,
+    });
     const oursMs: number[] = [];
     const pickupMs: number[] = [];
     const runnerMs: number[] = [];
@@ -84,7 +101,11 @@ export async function dispatchRow(o: BenchOptions): Promise<RowResult> {
         const t0 = nowMs();
         const [id] = ours.addIssues([`dispatch ${i}`]);
         const started = await starts.started(String(id));
-        await ours.until(() => ours.ctx.issues.get(id!)?.status === 'done', `#${id} done`, 2);
+        await ours.until(
+          () => ours.ctx.issues.get(id!)?.status === 'done',
+          `#${id} done`,
+          2,
+        );
         if (i < WARMUP) continue;
         oursMs.push(started - t0);
         const run = ours.ctx.runs.forIssue(id!)[0];
@@ -103,15 +124,29 @@ export async function dispatchRow(o: BenchOptions): Promise<RowResult> {
     const rawPrefix = freshPrefix();
     const rawMs: number[] = [];
     const conn = connect();
-    const queue = new Queue('raw-dispatch', { connection: conn, prefix: rawPrefix });
-    const worker = await RawWorkerProcess.start({ mode: 'dispatch', redisUrl: REDIS_URL, prefix: rawPrefix, queueName: 'raw-dispatch' });
+    const queue = new Queue('raw-dispatch', {
+      connection: conn,
+      prefix: rawPrefix,
+    });
+    const worker = await RawWorkerProcess.start({
+      mode: 'dispatch',
+      redisUrl: REDIS_URL,
+      prefix: rawPrefix,
+      queueName: 'raw-dispatch',
+    });
     try {
       for (let i = 0; i < n + WARMUP; i++) {
         const id = `job-${i}`;
         const called = worker.next((m) => m.type === 'called' && m.id === id);
-        const completed = worker.next((m) => m.type === 'completed' && m.id === id);
+        const completed = worker.next(
+          (m) => m.type === 'completed' && m.id === id,
+        );
         const t0 = nowMs();
-        await queue.add('issue', { title: `dispatch ${i}`, body: '', priority: 'medium' }, { jobId: id, priority: 3 });
+        await queue.add(
+          'issue',
+          { title: `dispatch ${i}`, body: '', priority: 'medium' },
+          { jobId: id, priority: 3 },
+        );
         const { at } = (await called) as { at: number };
         await completed;
         if (i >= WARMUP) rawMs.push(at - t0);
@@ -127,7 +162,15 @@ export async function dispatchRow(o: BenchOptions): Promise<RowResult> {
     // The worktree reset alone, as the runner does it: checkout -B the base, clean.
     o.log(`dispatch: worktree reset alone, ${n} times`);
     const wt = join(repo.dir, '.worktrees', 'reset-probe');
-    await git(repo.dir, ['worktree', 'add', '-q', '-b', 'bench/reset', wt, 'main']);
+    await git(repo.dir, [
+      'worktree',
+      'add',
+      '-q',
+      '-b',
+      'bench/reset',
+      wt,
+      'main',
+    ]);
     const resetMs: number[] = [];
     for (let i = 0; i < n; i++) {
       const t0 = nowMs();
@@ -157,7 +200,10 @@ export async function dispatchRow(o: BenchOptions): Promise<RowResult> {
         resetMs: roundAll(z),
         overheadP50Ms: round(over50),
         overheadP99Ms: round(over99),
-        breakdown: { issueAddedToRunnerPickupMs: roundAll(summarize(pickupMs)), runnerPickupToAgentStartMs: roundAll(summarize(runnerMs)) },
+        breakdown: {
+          issueAddedToRunnerPickupMs: roundAll(summarize(pickupMs)),
+          runnerPickupToAgentStartMs: roundAll(summarize(runnerMs)),
+        },
       },
     };
   } finally {
@@ -168,8 +214,14 @@ export async function dispatchRow(o: BenchOptions): Promise<RowResult> {
   }
 }
 
-const signed = (ms: number): string => (ms < 0 ? `−${fmtMs(-ms)}` : `+${fmtMs(ms)}`);
+const signed = (ms: number): string =>
+  ms < 0 ? `−${fmtMs(-ms)}` : `+${fmtMs(ms)}`;
 
 export function roundAll<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, typeof v === 'number' ? round(v) : v])) as T;
+  return Object.fromEntries(
+    Object.entries(o).map(([k, v]) => [
+      k,
+      typeof v === 'number' ? round(v) : v,
+    ]),
+  ) as T;
 }

@@ -7,7 +7,8 @@ import type { BenchOptions, RowResult } from '../lib/row.js';
 import { fmtMs, median, nowMs, round } from '../lib/stats.js';
 
 const N = 10_000;
-const body = (i: number) => `Issue ${i}: the login redirect drops the query string.\nSteps: open /login?next=/a, sign in.\n`;
+const body = (i: number) =>
+  `Issue ${i}: the login redirect drops the query string.\nSteps: open /login?next=/a, sign in.\n`;
 
 /**
  * 10,000 open issues in SQLite until all are jobs in the queue (the running supervisor's
@@ -22,7 +23,9 @@ export async function feedRow(o: BenchOptions): Promise<RowResult> {
   const raw: number[] = [];
   const inserts: number[] = [];
   try {
-    const sup = await BinSupervisor.start(repo.dir, prefix, 'true', { agents: 0 });
+    const sup = await BinSupervisor.start(repo.dir, prefix, 'true', {
+      agents: 0,
+    });
     const conn = connect();
     try {
       for (let r = 0; r < repeats; r++) {
@@ -32,8 +35,21 @@ export async function feedRow(o: BenchOptions): Promise<RowResult> {
           const priority = PRIORITIES[i % 4]!;
           return {
             name: 'issue',
-            data: { issueId: i + 1, title: `feed ${i + 1}`, body: body(i + 1), bodyEncoding: 'utf8', priority },
-            opts: { jobId: `issue-${i + 1}`, priority: BULL_PRIORITY[priority], attempts: 2, backoff: { type: 'exponential', delay: 10_000 }, removeOnComplete: { age: 14 * 24 * 3600 }, removeOnFail: { age: 30 * 24 * 3600 } },
+            data: {
+              issueId: i + 1,
+              title: `feed ${i + 1}`,
+              body: body(i + 1),
+              bodyEncoding: 'utf8',
+              priority,
+            },
+            opts: {
+              jobId: `issue-${i + 1}`,
+              priority: BULL_PRIORITY[priority],
+              attempts: 2,
+              backoff: { type: 'exponential', delay: 10_000 },
+              removeOnComplete: { age: 14 * 24 * 3600 },
+              removeOnFail: { age: 30 * 24 * 3600 },
+            },
           };
         });
         let t0 = nowMs();
@@ -41,15 +57,26 @@ export async function feedRow(o: BenchOptions): Promise<RowResult> {
         raw.push(nowMs() - t0);
         await queue.close();
 
-        o.log(`feed: ours, ${N} open issues into the queue (${r + 1}/${repeats})`);
+        o.log(
+          `feed: ours, ${N} open issues into the queue (${r + 1}/${repeats})`,
+        );
         t0 = nowMs();
         sup.ctx.db.transaction(() => {
-          for (let i = 0; i < N; i++) sup.ctx.issues.add({ title: `feed ${i + 1}`, body: body(i + 1), priority: PRIORITIES[i % 4]! });
+          for (let i = 0; i < N; i++)
+            sup.ctx.issues.add({
+              title: `feed ${i + 1}`,
+              body: body(i + 1),
+              priority: PRIORITIES[i % 4]!,
+            });
         })();
         const t1 = nowMs();
         inserts.push(t1 - t0);
         // Marked queued only after their jobs are in Redis.
-        await sup.until(() => sup.ctx.issues.counts().open === 0, 'all issues queued', 5);
+        await sup.until(
+          () => sup.ctx.issues.counts().open === 0,
+          'all issues queued',
+          5,
+        );
         ours.push(nowMs() - t1);
       }
     } finally {
@@ -71,6 +98,12 @@ export async function feedRow(o: BenchOptions): Promise<RowResult> {
     comparison: `${ratio.toFixed(2)}×`,
     target: '≥ 0.7×',
     met: ratio >= 0.7,
-    data: { issues: N, oursMs: ours.map((v) => round(v)), rawMs: raw.map((v) => round(v)), sqliteInsertMs: inserts.map((v) => round(v)), ratio: round(ratio, 3) },
+    data: {
+      issues: N,
+      oursMs: ours.map((v) => round(v)),
+      rawMs: raw.map((v) => round(v)),
+      sqliteInsertMs: inserts.map((v) => round(v)),
+      ratio: round(ratio, 3),
+    },
   };
 }

@@ -24,15 +24,27 @@ export async function footprintRows(o: BenchOptions): Promise<RowResult[]> {
   let done = 0;
   try {
     o.log(`footprint: supervisor start --agents ${AGENTS}`);
-    const sup = await BinSupervisor.start(repo.dir, prefix, `printf '%s\\n' "$ISSUE_ID" > bench-change.txt`, { agents: AGENTS });
+    const sup = await BinSupervisor.start(
+      repo.dir,
+      prefix,
+      `printf '%s\\n' "$ISSUE_ID" > bench-change.txt`,
+      { agents: AGENTS },
+    );
     try {
       await sup.idle(AGENTS);
       await new Promise((r) => setTimeout(r, 1000));
-      const pids = [...(await sup.registry()).values()].map((a) => a.pid!).filter(Boolean);
+      const pids = [...(await sup.registry()).values()]
+        .map((a) => a.pid!)
+        .filter(Boolean);
       idleRunners = pids.map((p) => rssOf(p).rss);
 
-      o.log(`footprint: ${ISSUES.toLocaleString('en')} issues, sampling RSS for ${windowMs / 1000} s`);
-      sup.addIssues(Array.from({ length: ISSUES }, (_, i) => `footprint ${i + 1}`), 'Make the change.\n');
+      o.log(
+        `footprint: ${ISSUES.toLocaleString('en')} issues, sampling RSS for ${windowMs / 1000} s`,
+      );
+      sup.addIssues(
+        Array.from({ length: ISSUES }, (_, i) => `footprint ${i + 1}`),
+        'Make the change.\n',
+      );
       const until = Date.now() + windowMs;
       while (Date.now() < until) {
         supRss.push(rssOf(sup.pid).rss);
@@ -46,7 +58,12 @@ export async function footprintRows(o: BenchOptions): Promise<RowResult[]> {
       await sup.stop();
     }
 
-    const raw = await RawWorkerProcess.start({ mode: 'idle', redisUrl: REDIS_URL, prefix, queueName: 'raw-idle' });
+    const raw = await RawWorkerProcess.start({
+      mode: 'idle',
+      redisUrl: REDIS_URL,
+      prefix,
+      queueName: 'raw-idle',
+    });
     await new Promise((r) => setTimeout(r, 1000));
     rawIdle = rssOf(raw.child.pid!).rss;
     await raw.stop();
@@ -67,7 +84,15 @@ export async function footprintRows(o: BenchOptions): Promise<RowResult[]> {
       comparison: `median ${fmtMb(median(supRss))}, VmHWM ${fmtMb(hwm)}`,
       target: '≤ 150 MB',
       met: supMax <= 150 * MB,
-      data: { agents: AGENTS, issues: ISSUES, windowS: windowMs / 1000, issuesDoneInWindow: done, maxBytes: supMax, medianBytes: median(supRss), hwmBytes: hwm },
+      data: {
+        agents: AGENTS,
+        issues: ISSUES,
+        windowS: windowMs / 1000,
+        issuesDoneInWindow: done,
+        maxBytes: supMax,
+        medianBytes: median(supRss),
+        hwmBytes: hwm,
+      },
     },
     {
       id: 'footprint-runner',
@@ -77,7 +102,11 @@ export async function footprintRows(o: BenchOptions): Promise<RowResult[]> {
       comparison: `${diff < 0 ? '−' : '+'}${fmtMb(Math.abs(diff))}`,
       target: '≤ 80 MB',
       met: idleMax <= 80 * MB,
-      data: { idleBytes: idleRunners, rawIdleWorkerBytes: rawIdle, busyRunnerMaxBytes: Math.max(...busyRunnerRss) },
+      data: {
+        idleBytes: idleRunners,
+        rawIdleWorkerBytes: rawIdle,
+        busyRunnerMaxBytes: Math.max(...busyRunnerRss),
+      },
     },
   ];
 }

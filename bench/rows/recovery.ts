@@ -19,20 +19,38 @@ export async function recoveryRow(o: BenchOptions): Promise<RowResult> {
   const seconds: number[] = [];
   try {
     // The agent works (with output, so it shows progress) until it is killed.
-    const ours = await BinSupervisor.start(repo.dir, prefix, 'while true; do echo working; sleep 1; done', { agents: kills });
+    const ours = await BinSupervisor.start(
+      repo.dir,
+      prefix,
+      'while true; do echo working; sleep 1; done',
+      { agents: kills },
+    );
     try {
       await ours.idle(kills);
-      const ids = ours.addIssues(Array.from({ length: kills }, (_, i) => `recovery ${i + 1}`));
-      const running = (id: number) => ours.ctx.runs.forIssue(id).filter((r) => r.outcome === 'running');
-      await waitUntil(() => ids.every((id) => running(id).length === 1), 'every issue claimed', { timeoutMs: 60_000 });
+      const ids = ours.addIssues(
+        Array.from({ length: kills }, (_, i) => `recovery ${i + 1}`),
+      );
+      const running = (id: number) =>
+        ours.ctx.runs.forIssue(id).filter((r) => r.outcome === 'running');
+      await waitUntil(
+        () => ids.every((id) => running(id).length === 1),
+        'every issue claimed',
+        { timeoutMs: 60_000 },
+      );
       for (const [k, id] of ids.entries()) {
-        o.log(`recovery: kill -9 of the runner working on #${id} (${k + 1}/${kills})`);
+        o.log(
+          `recovery: kill -9 of the runner working on #${id} (${k + 1}/${kills})`,
+        );
         const first = running(id)[0]!;
         const slot = ours.ctx.slots.list().find((s) => s.id === first.agent);
         if (!slot?.pid) throw new Error(`no runner pid for ${first.agent}`);
         const t0 = nowMs();
         process.kill(slot.pid, 'SIGKILL');
-        await waitUntil(() => running(id).some((r) => r.attempt > first.attempt), `#${id} claimed again`, { timeoutMs: 200_000, intervalMs: 5 });
+        await waitUntil(
+          () => running(id).some((r) => r.attempt > first.attempt),
+          `#${id} claimed again`,
+          { timeoutMs: 200_000, intervalMs: 5 },
+        );
         seconds.push((nowMs() - t0) / 1000);
       }
     } finally {
@@ -51,6 +69,10 @@ export async function recoveryRow(o: BenchOptions): Promise<RowResult> {
     comparison: `${Math.round(CLAIM_EXPIRY_S / s)}× sooner`,
     target: '',
     met: undefined,
-    data: { kills, seconds: seconds.map((v) => round(v, 3)), claimExpirySeconds: CLAIM_EXPIRY_S },
+    data: {
+      kills,
+      seconds: seconds.map((v) => round(v, 3)),
+      claimExpirySeconds: CLAIM_EXPIRY_S,
+    },
   };
 }

@@ -26,16 +26,34 @@ export async function scaleRows(o: BenchOptions): Promise<RowResult[]> {
   const base: number[] = [];
   const runnerRss: number[] = [];
   try {
-    const ours = await BinSupervisor.start(repo.dir, prefix, 'true', { agents: 0 });
+    const ours = await BinSupervisor.start(repo.dir, prefix, 'true', {
+      agents: 0,
+    });
     try {
       const baseline = async (r: number) => {
-        o.log(r < 0 ? 'scale: warm-up (every measurement then follows the removal of 10 worktrees)' : `scale: baseline, ${slots} sequential git worktree add (${r + 1}/${repeats})`);
-        const paths = Array.from({ length: slots }, (_, k) => join(repo.dir, '.worktrees', `plain-${k + 1}`));
+        o.log(
+          r < 0
+            ? 'scale: warm-up (every measurement then follows the removal of 10 worktrees)'
+            : `scale: baseline, ${slots} sequential git worktree add (${r + 1}/${repeats})`,
+        );
+        const paths = Array.from({ length: slots }, (_, k) =>
+          join(repo.dir, '.worktrees', `plain-${k + 1}`),
+        );
         await settle();
         const t0 = nowMs();
-        for (const [k, p] of paths.entries()) await git(repo.dir, ['worktree', 'add', '-q', '-b', `plain/${r + 1}-${k + 1}`, p, 'main']);
+        for (const [k, p] of paths.entries())
+          await git(repo.dir, [
+            'worktree',
+            'add',
+            '-q',
+            '-b',
+            `plain/${r + 1}-${k + 1}`,
+            p,
+            'main',
+          ]);
         if (r >= 0) base[r] = nowMs() - t0;
-        for (const p of paths) await git(repo.dir, ['worktree', 'remove', '--force', p]);
+        for (const p of paths)
+          await git(repo.dir, ['worktree', 'remove', '--force', p]);
       };
       const oursCycle = async (r: number) => {
         o.log(`scale: ours, scale ${slots} from 0 (${r + 1}/${repeats})`);
@@ -46,7 +64,8 @@ export async function scaleRows(o: BenchOptions): Promise<RowResult[]> {
         cold[r] = nowMs() - t0;
         if (r === 0) {
           await new Promise((res) => setTimeout(res, 1000));
-          for (const a of (await ours.registry()).values()) if (a.pid) runnerRss.push(rssOf(a.pid).rss);
+          for (const a of (await ours.registry()).values())
+            if (a.pid) runnerRss.push(rssOf(a.pid).rss);
         }
         t0 = nowMs();
         ours.scale(0);
@@ -59,7 +78,8 @@ export async function scaleRows(o: BenchOptions): Promise<RowResult[]> {
         warm[r] = nowMs() - t0;
         ours.scale(0);
         await stopped(ours, slots);
-        for (let k = 1; k <= slots; k++) await removeWorktree(ours.ctx.paths, slotId(k));
+        for (let k = 1; k <= slots; k++)
+          await removeWorktree(ours.ctx.paths, slotId(k));
       };
       // Alternating order, so neither side always follows the other's clean-up.
       await baseline(-1);
@@ -92,7 +112,16 @@ export async function scaleRows(o: BenchOptions): Promise<RowResult[]> {
       comparison: `${ratio.toFixed(2)}×`,
       target: '≤ 1.2×',
       met: ratio <= 1.2,
-      data: { files, slots, repeats, oursColdMs: cold.map((v) => round(v)), baselineMs: base.map((v) => round(v)), ratio: round(ratio, 3), ratioPerRepeat: cold.map((c, i) => round(c / base[i]!, 3)), oursWarmMs: warm.map((v) => round(v)) },
+      data: {
+        files,
+        slots,
+        repeats,
+        oursColdMs: cold.map((v) => round(v)),
+        baselineMs: base.map((v) => round(v)),
+        ratio: round(ratio, 3),
+        ratioPerRepeat: cold.map((c, i) => round(c / base[i]!, 3)),
+        oursWarmMs: warm.map((v) => round(v)),
+      },
     },
     {
       id: 'scale-down',
@@ -102,11 +131,17 @@ export async function scaleRows(o: BenchOptions): Promise<RowResult[]> {
       comparison: '',
       target: '',
       met: undefined,
-      data: { slots, oursMs: down.map((v) => round(v)), warmScaleUpMs: warm.map((v) => round(v)) },
+      data: {
+        slots,
+        oursMs: down.map((v) => round(v)),
+        warmScaleUpMs: warm.map((v) => round(v)),
+      },
     },
   ];
   (rows[0]!.data as Record<string, unknown>).idleRunnerRssBytes = runnerRss;
-  (rows[0]!.data as Record<string, unknown>).idleRunnerRss = fmtMb(median(runnerRss));
+  (rows[0]!.data as Record<string, unknown>).idleRunnerRss = fmtMb(
+    median(runnerRss),
+  );
   return rows;
 }
 
@@ -120,7 +155,11 @@ async function stopped(ours: BinSupervisor, slots: number): Promise<void> {
   await waitUntil(
     async () => {
       const states = ours.ctx.slots.list().map((s) => s.state);
-      return states.length >= slots && states.every((s) => s === 'stopped') && (await ours.registry()).size === 0;
+      return (
+        states.length >= slots &&
+        states.every((s) => s === 'stopped') &&
+        (await ours.registry()).size === 0
+      );
     },
     'all runners stopped',
     { intervalMs: 10 },

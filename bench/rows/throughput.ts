@@ -25,15 +25,39 @@ export async function throughputRow(o: BenchOptions): Promise<RowResult> {
     o.log(`throughput: raw BullMQ pool, ${AGENTS} workers, ${n} jobs`);
     const worktrees = [];
     for (let k = 1; k <= AGENTS; k++) {
-      const wt = { path: join(repo.dir, '.worktrees', `raw-${k}`), branch: `raw/${k}` };
-      await git(repo.dir, ['worktree', 'add', '-q', '-b', wt.branch, wt.path, 'main']);
+      const wt = {
+        path: join(repo.dir, '.worktrees', `raw-${k}`),
+        branch: `raw/${k}`,
+      };
+      await git(repo.dir, [
+        'worktree',
+        'add',
+        '-q',
+        '-b',
+        wt.branch,
+        wt.path,
+        'main',
+      ]);
       worktrees.push(wt);
     }
     const conn = connect();
-    const queue = new Queue('raw-throughput', { connection: conn, prefix: rawPrefix });
+    const queue = new Queue('raw-throughput', {
+      connection: conn,
+      prefix: rawPrefix,
+    });
     // One worker process per worktree, as our runners are: the strongest hand-written pool.
     const pool = await Promise.all(
-      worktrees.map((wt) => RawWorkerProcess.start({ mode: 'pool', redisUrl: REDIS_URL, prefix: rawPrefix, queueName: 'raw-throughput', worktrees: [wt], base: 'main', agentCommand: AGENT_COMMAND })),
+      worktrees.map((wt) =>
+        RawWorkerProcess.start({
+          mode: 'pool',
+          redisUrl: REDIS_URL,
+          prefix: rawPrefix,
+          queueName: 'raw-throughput',
+          worktrees: [wt],
+          base: 'main',
+          agentCommand: AGENT_COMMAND,
+        }),
+      ),
     );
     let rawS: number;
     try {
@@ -49,7 +73,17 @@ export async function throughputRow(o: BenchOptions): Promise<RowResult> {
         }
       });
       const t0 = nowMs();
-      await queue.addBulk(Array.from({ length: n }, (_, i) => ({ name: 'issue', data: { issueId: i + 1, title: `throughput ${i + 1}` }, opts: { jobId: `issue-${i + 1}`, priority: 3, removeOnComplete: { age: 3600 } } })));
+      await queue.addBulk(
+        Array.from({ length: n }, (_, i) => ({
+          name: 'issue',
+          data: { issueId: i + 1, title: `throughput ${i + 1}` },
+          opts: {
+            jobId: `issue-${i + 1}`,
+            priority: 3,
+            removeOnComplete: { age: 3600 },
+          },
+        })),
+      );
       await all;
       rawS = (nowMs() - t0) / 1000;
       if (failed) throw new Error(`${failed} raw jobs failed`);
@@ -59,24 +93,38 @@ export async function throughputRow(o: BenchOptions): Promise<RowResult> {
       conn.disconnect();
       await deletePrefix(rawPrefix);
     }
-    for (const wt of worktrees) await git(repo.dir, ['worktree', 'remove', '--force', wt.path]);
+    for (const wt of worktrees)
+      await git(repo.dir, ['worktree', 'remove', '--force', wt.path]);
 
     o.log(`throughput: ours, ${AGENTS} agents, ${n} issues`);
-    const ours = await BinSupervisor.start(repo.dir, prefix, AGENT_COMMAND, { agents: AGENTS });
+    const ours = await BinSupervisor.start(repo.dir, prefix, AGENT_COMMAND, {
+      agents: AGENTS,
+    });
     let oursS: number;
     let committed = 0;
     try {
       await ours.idle(AGENTS);
       const t0 = nowMs();
-      ours.addIssues(Array.from({ length: n }, (_, i) => `throughput ${i + 1}`));
-      await ours.until(() => {
-        const c = ours.ctx.issues.counts();
-        return c.done + c.failed === n;
-      }, `${n} issues finished`, 20);
+      ours.addIssues(
+        Array.from({ length: n }, (_, i) => `throughput ${i + 1}`),
+      );
+      await ours.until(
+        () => {
+          const c = ours.ctx.issues.counts();
+          return c.done + c.failed === n;
+        },
+        `${n} issues finished`,
+        20,
+      );
       oursS = (nowMs() - t0) / 1000;
       const counts = ours.ctx.issues.counts();
-      if (counts.done !== n) throw new Error(`only ${counts.done} of ${n} issues done (${JSON.stringify(counts)})`);
-      committed = ours.ctx.issues.list({ status: 'done' }).filter((i) => i.commit).length;
+      if (counts.done !== n)
+        throw new Error(
+          `only ${counts.done} of ${n} issues done (${JSON.stringify(counts)})`,
+        );
+      committed = ours.ctx.issues
+        .list({ status: 'done' })
+        .filter((i) => i.commit).length;
     } finally {
       await ours.stop();
     }
@@ -91,7 +139,17 @@ export async function throughputRow(o: BenchOptions): Promise<RowResult> {
       comparison: `${ratio.toFixed(2)}×`,
       target: '≥ 0.8×',
       met: ratio >= 0.8,
-      data: { issues: n, agents: AGENTS, repoFiles: REPO_FILES, oursSeconds: round(oursS), rawSeconds: round(rawS), oursPerS: round(oursRate), rawPerS: round(rawRate), ratio: round(ratio, 3), issuesWithCommit: committed },
+      data: {
+        issues: n,
+        agents: AGENTS,
+        repoFiles: REPO_FILES,
+        oursSeconds: round(oursS),
+        rawSeconds: round(rawS),
+        oursPerS: round(oursRate),
+        rawPerS: round(rawRate),
+        ratio: round(ratio, 3),
+        issuesWithCommit: committed,
+      },
     };
   } finally {
     repo.cleanup();

@@ -30,10 +30,12 @@ export const statusEvents = (d: DashboardDeps) => (): DashResponse => ({
   stream: {
     retryMs: RETRY_MS,
     open: (sink: SseSink) => {
-      const send = (s: Snapshot, seq: number) => sink.send({ event: 'status', id: String(seq), data: payloadOf(s) });
+      const send = (s: Snapshot, seq: number) =>
+        sink.send({ event: 'status', id: String(seq), data: payloadOf(s) });
       // The last push, if recent; a stale one (nobody listened for a while) waits for the fresh build.
       const latest = d.hub.latest();
-      if (latest && Date.now() - latest.snapshot.at < STALE_MS) send(latest.snapshot, latest.seq);
+      if (latest && Date.now() - latest.snapshot.at < STALE_MS)
+        send(latest.snapshot, latest.seq);
       return d.hub.subscribe(send);
     },
   },
@@ -44,27 +46,52 @@ export const statusEvents = (d: DashboardDeps) => (): DashResponse => ({
  * first, then new lines as they are written, in `lines` events (a JSON array) whose id is the byte
  * offset after them, so a reconnect (Last-Event-ID) resumes exactly where it stopped.
  */
-export const logEvents = (d: DashboardDeps) => (req: DashRequest): DashResponse => {
-  const file = d.source.logFile(req.params.id ?? '');
-  const n = intParam(req.query.lines, 200, 5000);
-  const resumeFrom = /^\d+$/.test(req.headers['last-event-id'] ?? '') ? Number(req.headers['last-event-id']) : undefined;
-  return {
-    status: 200,
-    stream: {
-      retryMs: RETRY_MS,
-      open: (sink: SseSink) => {
-        let offset: number;
-        if (resumeFrom !== undefined && existsSync(file) && statSync(file).size >= resumeFrom) {
-          offset = resumeFrom;
-        } else {
-          if (resumeFrom !== undefined) sink.send({ event: 'reset', data: '{}' });
-          const tail = lastLines(file, n);
-          offset = tail.offset;
-          if (!existsSync(file)) sink.send({ event: 'nolog', data: JSON.stringify({ message: `${req.params.id} has no log yet; waiting for it` }) });
-          sink.send({ event: 'lines', id: String(offset), data: JSON.stringify(tail.lines) });
-        }
-        return followFile(file, offset, (lines, next) => sink.send({ event: 'lines', id: String(next), data: JSON.stringify(lines) }));
+export const logEvents =
+  (d: DashboardDeps) =>
+  (req: DashRequest): DashResponse => {
+    const file = d.source.logFile(req.params.id ?? '');
+    const n = intParam(req.query.lines, 200, 5000);
+    const resumeFrom = /^\d+$/.test(req.headers['last-event-id'] ?? '')
+      ? Number(req.headers['last-event-id'])
+      : undefined;
+    return {
+      status: 200,
+      stream: {
+        retryMs: RETRY_MS,
+        open: (sink: SseSink) => {
+          let offset: number;
+          if (
+            resumeFrom !== undefined &&
+            existsSync(file) &&
+            statSync(file).size >= resumeFrom
+          ) {
+            offset = resumeFrom;
+          } else {
+            if (resumeFrom !== undefined)
+              sink.send({ event: 'reset', data: '{}' });
+            const tail = lastLines(file, n);
+            offset = tail.offset;
+            if (!existsSync(file))
+              sink.send({
+                event: 'nolog',
+                data: JSON.stringify({
+                  message: `${req.params.id} has no log yet; waiting for it`,
+                }),
+              });
+            sink.send({
+              event: 'lines',
+              id: String(offset),
+              data: JSON.stringify(tail.lines),
+            });
+          }
+          return followFile(file, offset, (lines, next) =>
+            sink.send({
+              event: 'lines',
+              id: String(next),
+              data: JSON.stringify(lines),
+            }),
+          );
+        },
       },
-    },
+    };
   };
-};

@@ -8,11 +8,15 @@ export interface PageOptions {
   loggedIn: boolean;
 }
 
-const FAVICON = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Cpath d='M8 1l7 7-7 7-7-7z' fill='%232563eb'/%3E%3C/svg%3E";
+const FAVICON =
+  "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Cpath d='M8 1l7 7-7 7-7-7z' fill='%232563eb'/%3E%3C/svg%3E";
 
 function countOptions(max: number, selected: number): string {
   const out: string[] = [];
-  for (let n = 1; n <= max; n++) out.push(`<option value="${n}"${n === selected ? ' selected' : ''}>${n}</option>`);
+  for (let n = 1; n <= max; n++)
+    out.push(
+      `<option value="${n}"${n === selected ? ' selected' : ''}>${n}</option>`,
+    );
   return out.join('');
 }
 
@@ -21,7 +25,10 @@ export function renderPage(s: Snapshot, o: PageOptions): string {
   const sec = renderSections(s, s.at);
   const repo = basename(s.repo.root);
   const disabled = s.readOnly ? ' disabled' : '';
-  const selected = Math.min(Math.max(s.desiredAgents || Math.min(3, s.maxAgents), 1), s.maxAgents);
+  const selected = Math.min(
+    Math.max(s.desiredAgents || Math.min(3, s.maxAgents), 1),
+    s.maxAgents,
+  );
   return `<!doctype html>
 <html lang="en">
 <head>

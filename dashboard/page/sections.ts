@@ -3,7 +3,13 @@ import type { Snapshot } from '../snapshot.js';
 
 /** Everything user-controlled (titles, errors, log lines) goes through here before it meets HTML. */
 export function escapeHtml(value: unknown): string {
-  return String(value ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  return String(value ?? '').replace(
+    /[&<>"']/g,
+    (c) =>
+      ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[
+        c
+      ]!,
+  );
 }
 
 const e = escapeHtml;
@@ -38,39 +44,71 @@ const firstLine = (s: string, max = 140): string => {
 const elapsed = (since: number, now: number | undefined, suffix = ''): string =>
   `<span class="mono since" data-since="${since}"${suffix ? ` data-suffix="${e(suffix)}"` : ''}>${now === undefined ? '' : e(formatDuration(now - since) + suffix)}</span>`;
 
-const STATE_LABEL: Record<AgentStatus['state'], string> = { working: 'working', idle: 'idle', starting: 'starting', stopping: 'stopping', crashed: 'crashed', blocked: 'blocked' };
+const STATE_LABEL: Record<AgentStatus['state'], string> = {
+  working: 'working',
+  idle: 'idle',
+  starting: 'starting',
+  stopping: 'stopping',
+  crashed: 'crashed',
+  blocked: 'blocked',
+};
 
 function activityOf(a: AgentStatus, pendingTotal: number): string {
   if (a.state === 'working' && a.issue) {
     return `Working on <span class="num">#${e(a.issue.id)}</span> <span class="title">${e(firstLine(a.issue.title ?? ''))}</span>`;
   }
-  if (a.state === 'idle') return pendingTotal > 0 ? '<span class="muted">Idle (taking the next issue)</span>' : '<span class="muted">Idle (no issues)</span>';
+  if (a.state === 'idle')
+    return pendingTotal > 0
+      ? '<span class="muted">Idle (taking the next issue)</span>'
+      : '<span class="muted">Idle (no issues)</span>';
   if (a.state === 'starting') return '<span class="muted">Starting…</span>';
-  if (a.state === 'stopping') return '<span class="muted">Stopping (handing back its job)…</span>';
-  if (a.state === 'blocked') return `<span class="error">Waiting for its git remote${a.lastError ? `: ${e(firstLine(a.lastError, 200))}` : ''}</span>`;
+  if (a.state === 'stopping')
+    return '<span class="muted">Stopping (handing back its job)…</span>';
+  if (a.state === 'blocked')
+    return `<span class="error">Waiting for its git remote${a.lastError ? `: ${e(firstLine(a.lastError, 200))}` : ''}</span>`;
   return `<span class="error">Crashed${a.lastError ? `: ${e(firstLine(a.lastError, 200))}` : ''}</span>`;
 }
 
 /** The slot's dev environment in a few words (ports, Redis DB, database), read defensively. */
 function envSummary(env: unknown): string {
   if (!env || typeof env !== 'object') return '';
-  const v = env as { portBlock?: { start?: unknown; end?: unknown }; redisDb?: unknown; postgresDb?: unknown };
+  const v = env as {
+    portBlock?: { start?: unknown; end?: unknown };
+    redisDb?: unknown;
+    postgresDb?: unknown;
+  };
   const out: string[] = [];
-  if (typeof v.portBlock?.start === 'number' && typeof v.portBlock.end === 'number') out.push(`ports <span class="mono">${v.portBlock.start}–${v.portBlock.end}</span>`);
-  if (typeof v.redisDb === 'number') out.push(`redis db <span class="mono">${v.redisDb}</span>`);
-  if (typeof v.postgresDb === 'string' && v.postgresDb) out.push(`db <span class="mono">${e(v.postgresDb)}</span>`);
+  if (
+    typeof v.portBlock?.start === 'number' &&
+    typeof v.portBlock.end === 'number'
+  )
+    out.push(
+      `ports <span class="mono">${v.portBlock.start}–${v.portBlock.end}</span>`,
+    );
+  if (typeof v.redisDb === 'number')
+    out.push(`redis db <span class="mono">${v.redisDb}</span>`);
+  if (typeof v.postgresDb === 'string' && v.postgresDb)
+    out.push(`db <span class="mono">${e(v.postgresDb)}</span>`);
   return out.join(' · ');
 }
 
 function runtimeOf(a: AgentStatus): string {
   const parts: string[] = [];
-  if (a.containerId) parts.push(`container <span class="mono">${e(a.containerId.slice(0, 12))}</span>`);
-  if (a.health) parts.push(`health <span class="health health-${e(a.health)}">${e(a.health)}</span>`);
-  if (!a.containerId && a.pid) parts.push(`pid <span class="mono">${e(a.pid)}</span>`);
+  if (a.containerId)
+    parts.push(
+      `container <span class="mono">${e(a.containerId.slice(0, 12))}</span>`,
+    );
+  if (a.health)
+    parts.push(
+      `health <span class="health health-${e(a.health)}">${e(a.health)}</span>`,
+    );
+  if (!a.containerId && a.pid)
+    parts.push(`pid <span class="mono">${e(a.pid)}</span>`);
   if (a.host && a.host !== 'local') parts.push(`on ${e(a.host)}`);
   const env = envSummary(a.env);
   if (env) parts.push(env);
-  if (a.restarts > 0) parts.push(`${e(a.restarts)} restart${a.restarts === 1 ? '' : 's'}`);
+  if (a.restarts > 0)
+    parts.push(`${e(a.restarts)} restart${a.restarts === 1 ? '' : 's'}`);
   return parts.join(' · ');
 }
 
@@ -94,18 +132,24 @@ export function renderAgents(s: Snapshot, now?: number): string {
 }
 
 export function renderQueue(s: Snapshot): string {
-  if (s.pending.items.length === 0) return '<p class="empty">No open issues. Add one with <code>supervisor issue add "…"</code>.</p>';
+  if (s.pending.items.length === 0)
+    return '<p class="empty">No open issues. Add one with <code>supervisor issue add "…"</code>.</p>';
   const items = s.pending.items
     .map(
-      (i, k) => `<li data-issue="${e(i.id)}"><span class="pos">${k + 1}</span><span class="num">#${e(i.id)}</span><span class="badge p-${e(i.priority)}">${e(i.priority)}</span><span class="title">${e(firstLine(i.title))}</span></li>`,
+      (i, k) =>
+        `<li data-issue="${e(i.id)}"><span class="pos">${k + 1}</span><span class="num">#${e(i.id)}</span><span class="badge p-${e(i.priority)}">${e(i.priority)}</span><span class="title">${e(firstLine(i.title))}</span></li>`,
     )
     .join('\n');
-  const more = s.pending.total > s.pending.items.length ? `<p class="muted more">and ${s.pending.total - s.pending.items.length} more</p>` : '';
+  const more =
+    s.pending.total > s.pending.items.length
+      ? `<p class="muted more">and ${s.pending.total - s.pending.items.length} more</p>`
+      : '';
   return `<ol class="queue">${items}</ol>${more}`;
 }
 
 export function renderResults(s: Snapshot, now?: number): string {
-  if (s.recent.length === 0) return '<p class="empty">No finished issues yet.</p>';
+  if (s.recent.length === 0)
+    return '<p class="empty">No finished issues yet.</p>';
   const rows = s.recent
     .map(
       (r) => `<tr data-result="${e(r.id)}" data-status="${e(r.status)}">
@@ -126,7 +170,9 @@ export function renderResources(s: Snapshot): string {
   const p = s.platform;
   const os = p.os === 'darwin' ? 'macOS' : p.os === 'linux' ? 'Linux' : p.os;
   const q = s.queue;
-  const queue = q ? `${q.waiting + q.prioritized} waiting · ${q.active} active · ${q.delayed} delayed · ${q.completed} completed · ${q.failed} failed` : '<span class="error">Redis unreachable</span>';
+  const queue = q
+    ? `${q.waiting + q.prioritized} waiting · ${q.active} active · ${q.delayed} delayed · ${q.completed} completed · ${q.failed} failed`
+    : '<span class="error">Redis unreachable</span>';
   return `<dl class="resources">
 <div><dt>Platform</dt><dd>${e(os)} ${e(p.arch)}</dd></div>
 <div><dt>Memory</dt><dd><span class="mono">${e(formatBytes(p.usedMemoryBytes))} / ${e(formatBytes(p.memoryBytes))}</span> <meter min="0" max="${p.memoryBytes}" value="${p.usedMemoryBytes}" high="${Math.round(p.memoryBytes * 0.85)}"></meter></dd></div>
@@ -138,7 +184,9 @@ export function renderResources(s: Snapshot): string {
 
 /** The line under the controls: desired vs running, the supervisor, and recent activity. */
 export function renderSummary(s: Snapshot): string {
-  const up = s.agents.filter((a) => a.state === 'idle' || a.state === 'working').length;
+  const up = s.agents.filter(
+    (a) => a.state === 'idle' || a.state === 'working',
+  ).length;
   const sup = s.supervisor.running
     ? `<span class="ok">supervisor running</span> <span class="muted">(pid ${e(s.supervisor.pid)})</span>`
     : '<span class="error">supervisor not running</span> <span class="muted">— start it with <code>supervisor start</code></span>';
@@ -146,15 +194,30 @@ export function renderSummary(s: Snapshot): string {
     ? `<ul class="activity-log">${s.activity
         .slice(-4)
         .reverse()
-        .map((a) => `<li class="${a.level === 'error' ? 'error' : ''}">${a.agentId ? `<span class="mono">${e(a.agentId)}</span>: ` : ''}${e(firstLine(a.message, 200))}</li>`)
+        .map(
+          (a) =>
+            `<li class="${a.level === 'error' ? 'error' : ''}">${a.agentId ? `<span class="mono">${e(a.agentId)}</span>: ` : ''}${e(firstLine(a.message, 200))}</li>`,
+        )
         .join('')}</ul>`
     : '';
-  const warnings = s.warnings.map((w) => `<p class="warning">${e(w)}</p>`).join('');
+  const warnings = s.warnings
+    .map((w) => `<p class="warning">${e(w)}</p>`)
+    .join('');
   return `<p><strong class="mono">${up}</strong> of <strong class="mono">${e(s.desiredAgents)}</strong> desired agents up · ${sup}</p>${activity}${warnings}`;
 }
 
-export type SectionId = 'summary' | 'agents' | 'queue' | 'results' | 'resources';
+export type SectionId =
+  'summary' | 'agents' | 'queue' | 'results' | 'resources';
 
-export function renderSections(s: Snapshot, now?: number): Record<SectionId, string> {
-  return { summary: renderSummary(s), agents: renderAgents(s, now), queue: renderQueue(s), results: renderResults(s, now), resources: renderResources(s) };
+export function renderSections(
+  s: Snapshot,
+  now?: number,
+): Record<SectionId, string> {
+  return {
+    summary: renderSummary(s),
+    agents: renderAgents(s, now),
+    queue: renderQueue(s),
+    results: renderResults(s, now),
+    resources: renderResources(s),
+  };
 }

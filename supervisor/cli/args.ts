@@ -4,7 +4,10 @@ import { SupervisorError } from '../errors.js';
 export function wholeNumberFlag(flag: string, raw: string): number {
   const s = raw.trim();
   if (!/^\d+$/.test(s) || !Number.isSafeInteger(Number(s))) {
-    throw new SupervisorError('ERR_SUP_USAGE', `${flag} must be a whole number, got "${raw}"`);
+    throw new SupervisorError(
+      'ERR_SUP_USAGE',
+      `${flag} must be a whole number, got "${raw}"`,
+    );
   }
   return Number(s);
 }
@@ -13,7 +16,11 @@ export function wholeNumberFlag(flag: string, raw: string): number {
 export function secondsFlag(flag: string, raw: string): number {
   const s = raw.trim();
   if (!/^\d+(\.\d+)?$/.test(s) || !Number.isFinite(Number(s))) {
-    throw new SupervisorError('ERR_SUP_USAGE', `${flag} must be a number of seconds, got "${raw}"`, { hint: `e.g. ${flag} 60` });
+    throw new SupervisorError(
+      'ERR_SUP_USAGE',
+      `${flag} must be a number of seconds, got "${raw}"`,
+      { hint: `e.g. ${flag} 60` },
+    );
   }
   return Number(s);
 }

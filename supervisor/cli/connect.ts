@@ -11,7 +11,9 @@ export async function redisFor(ctx: Context): Promise<Redis | undefined> {
   else if (recorded && (await ping(recorded))) url = recorded;
   else {
     try {
-      url = (await resolveRedisUrl(ctx.paths, undefined, { startPrivate: false })).url;
+      url = (
+        await resolveRedisUrl(ctx.paths, undefined, { startPrivate: false })
+      ).url;
     } catch {
       return undefined;
     }

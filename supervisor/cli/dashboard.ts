@@ -14,39 +14,67 @@ interface DashboardOpts {
 }
 
 function logLine(msg: string, fields?: Record<string, unknown>): void {
-  const extra = fields && Object.keys(fields).length ? ` ${JSON.stringify(fields)}` : '';
-  process.stderr.write(redactSecrets(`${new Date().toISOString()} ${msg}${extra}\n`));
+  const extra =
+    fields && Object.keys(fields).length ? ` ${JSON.stringify(fields)}` : '';
+  process.stderr.write(
+    redactSecrets(`${new Date().toISOString()} ${msg}${extra}\n`),
+  );
 }
 
 /**
  * `supervisor dashboard`: the dashboard alone, on a repository's state (SQLite and Redis). It
  * scales like `supervisor scale`, by writing the desired count the running supervisor converges to.
  */
-export function registerDashboardCommand(program: Command, globals: () => GlobalOpts): void {
+export function registerDashboardCommand(
+  program: Command,
+  globals: () => GlobalOpts,
+): void {
   program
     .command('dashboard')
-    .description('serve the dashboard for this repository without running the supervisor in this process')
-    .option('--port <port>', 'port (default 7420; the next free one if taken; 0 for any)')
-    .option('--host <host>', 'address (default 127.0.0.1; others need SUPERVISOR_DASHBOARD_TOKEN)')
+    .description(
+      'serve the dashboard for this repository without running the supervisor in this process',
+    )
+    .option(
+      '--port <port>',
+      'port (default 7420; the next free one if taken; 0 for any)',
+    )
+    .option(
+      '--host <host>',
+      'address (default 127.0.0.1; others need SUPERVISOR_DASHBOARD_TOKEN)',
+    )
     .option('--read-only', 'no controls; Bull Board read-only')
     .action(async (o: DashboardOpts) => {
       const dash: Record<string, unknown> = {};
       if (o.port !== undefined) dash.port = wholeNumberFlag('--port', o.port);
       if (o.host !== undefined) dash.host = o.host;
       if (o.readOnly) dash.readOnly = true;
-      const ctx = await openContext({ repo: globals().repo, flags: Object.keys(dash).length ? { dashboard: dash } : {} });
+      const ctx = await openContext({
+        repo: globals().repo,
+        flags: Object.keys(dash).length ? { dashboard: dash } : {},
+      });
       const { dashboard } = ctx.config;
       const source = await stateSource(ctx);
       let running;
       try {
-        running = await startDashboard(source, { host: dashboard.host, port: dashboard.port, token: dashboard.token, readOnly: dashboard.readOnly, log: logLine });
+        running = await startDashboard(source, {
+          host: dashboard.host,
+          port: dashboard.port,
+          token: dashboard.token,
+          readOnly: dashboard.readOnly,
+          log: logLine,
+        });
       } catch (err) {
         await source.close();
         ctx.close();
         throw err;
       }
-      say(`dashboard: ${running.url}${dashboard.token ? ' (token required)' : ''}${dashboard.readOnly ? ' (read-only)' : ''}`);
-      if (!runningDaemon(ctx.paths.pidFile)) progress('note: the supervisor is not running for this repository; start it with `supervisor start` to run agents');
+      say(
+        `dashboard: ${running.url}${dashboard.token ? ' (token required)' : ''}${dashboard.readOnly ? ' (read-only)' : ''}`,
+      );
+      if (!runningDaemon(ctx.paths.pidFile))
+        progress(
+          'note: the supervisor is not running for this repository; start it with `supervisor start` to run agents',
+        );
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);

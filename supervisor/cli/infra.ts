@@ -12,17 +12,23 @@ import { resolveRepo } from '../repo.js';
 import { printJson, progress, say, type GlobalOpts } from './output.js';
 
 /** The URL the infra compose file publishes Postgres on (trust auth, 127.0.0.1 only). */
-export const DEFAULT_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+export const DEFAULT_POSTGRES_URL =
+  'postgres://postgres@127.0.0.1:5432/postgres';
 
 /** The package's `infra/docker-compose.yml` (found from this file, in dist/ or the sources). */
 export function composeFile(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
     const candidate = join(dir, 'infra', 'docker-compose.yml');
-    if (existsSync(candidate) && existsSync(join(dir, 'package.json'))) return candidate;
+    if (existsSync(candidate) && existsSync(join(dir, 'package.json')))
+      return candidate;
     dir = dirname(dir);
   }
-  throw new SupervisorError('ERR_SUP_DOCKER', 'infra/docker-compose.yml is missing from this installation of agent-supervisor', { hint: 'reinstall the package' });
+  throw new SupervisorError(
+    'ERR_SUP_DOCKER',
+    'infra/docker-compose.yml is missing from this installation of agent-supervisor',
+    { hint: 'reinstall the package' },
+  );
 }
 
 const dockerBin = (): string => process.env.SUPERVISOR_DOCKER || 'docker';
@@ -35,14 +41,21 @@ interface Ran {
 }
 
 /** Runs docker with an argv (never a shell string); `stream` sends its output to our stderr. */
-function docker(args: string[], opts: { stream?: boolean; timeoutMs?: number } = {}): Promise<Ran> {
+function docker(
+  args: string[],
+  opts: { stream?: boolean; timeoutMs?: number } = {},
+): Promise<Ran> {
   return new Promise((resolve) => {
-    const child = spawn(dockerBin(), args, { stdio: ['ignore', opts.stream ? 2 : 'pipe', opts.stream ? 2 : 'pipe'] });
+    const child = spawn(dockerBin(), args, {
+      stdio: ['ignore', opts.stream ? 2 : 'pipe', opts.stream ? 2 : 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = opts.timeoutMs ? setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs) : undefined;
+    const timer = opts.timeoutMs
+      ? setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs)
+      : undefined;
     child.once('error', (error: NodeJS.ErrnoException) => {
       if (timer) clearTimeout(timer);
       resolve({ code: null, stdout, stderr, error });
@@ -63,11 +76,29 @@ export interface DockerState {
 /** Docker is usable when its CLI, the compose plugin and an engine all answer. */
 export async function dockerState(): Promise<DockerState> {
   const compose = await docker(['compose', 'version'], { timeoutMs: 10_000 });
-  if (compose.error?.code === 'ENOENT') return { available: false, reason: `the docker command (${dockerBin()}) is not installed` };
-  if (compose.error) return { available: false, reason: `docker cannot be run: ${compose.error.message}` };
-  if (compose.code !== 0) return { available: false, reason: `the docker compose plugin is missing (${(compose.stderr || compose.stdout).trim().split('\n')[0]})` };
-  const info = await docker(['info', '--format', '{{.ServerVersion}}'], { timeoutMs: 15_000 });
-  if (info.code !== 0) return { available: false, reason: `no Docker engine answers (${(info.stderr || info.stdout).trim().split('\n').slice(-1)[0]})` };
+  if (compose.error?.code === 'ENOENT')
+    return {
+      available: false,
+      reason: `the docker command (${dockerBin()}) is not installed`,
+    };
+  if (compose.error)
+    return {
+      available: false,
+      reason: `docker cannot be run: ${compose.error.message}`,
+    };
+  if (compose.code !== 0)
+    return {
+      available: false,
+      reason: `the docker compose plugin is missing (${(compose.stderr || compose.stdout).trim().split('\n')[0]})`,
+    };
+  const info = await docker(['info', '--format', '{{.ServerVersion}}'], {
+    timeoutMs: 15_000,
+  });
+  if (info.code !== 0)
+    return {
+      available: false,
+      reason: `no Docker engine answers (${(info.stderr || info.stdout).trim().split('\n').slice(-1)[0]})`,
+    };
   return { available: true };
 }
 
@@ -78,7 +109,12 @@ const NO_DOCKER_HINT =
 
 async function requireDocker(): Promise<void> {
   const st = await dockerState();
-  if (!st.available) throw new SupervisorError('ERR_SUP_DOCKER', `Docker is not available: ${st.reason}`, { hint: NO_DOCKER_HINT });
+  if (!st.available)
+    throw new SupervisorError(
+      'ERR_SUP_DOCKER',
+      `Docker is not available: ${st.reason}`,
+      { hint: NO_DOCKER_HINT },
+    );
 }
 
 export interface RedisProbe {
@@ -91,14 +127,24 @@ export interface RedisProbe {
 }
 
 export async function probeRedis(url: string): Promise<RedisProbe> {
-  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 2000, retryStrategy: () => null, enableOfflineQueue: false });
+  const r = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    connectTimeout: 2000,
+    retryStrategy: () => null,
+    enableOfflineQueue: false,
+  });
   r.on('error', () => undefined);
   try {
     await r.connect();
     const info = await r.info('server');
-    const out: RedisProbe = { reachable: true, version: /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown' };
+    const out: RedisProbe = {
+      reachable: true,
+      version: /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown',
+    };
     try {
-      const get = async (k: string) => ((await r.config('GET', k)) as unknown as string[])[1];
+      const get = async (k: string) =>
+        ((await r.config('GET', k)) as unknown as string[])[1];
       out.databases = Number(await get('databases'));
       out.maxmemoryPolicy = await get('maxmemory-policy');
       out.appendonly = await get('appendonly');
@@ -125,17 +171,29 @@ function parseComposePs(out: string): ComposeService[] {
   const items: Array<Record<string, unknown>> = text.startsWith('[')
     ? (JSON.parse(text) as Array<Record<string, unknown>>)
     : text.split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-  return items.map((i) => ({ service: String(i.Service ?? i.Name ?? ''), state: String(i.State ?? ''), health: String(i.Health ?? '') }));
+  return items.map((i) => ({
+    service: String(i.Service ?? i.Name ?? ''),
+    state: String(i.State ?? ''),
+    health: String(i.Health ?? ''),
+  }));
 }
 
-async function infraConfig(repo: string | undefined): Promise<{ redisUrl: string; redisConfigured: boolean; postgresUrl: string; postgresConfigured: boolean }> {
+async function infraConfig(repo: string | undefined): Promise<{
+  redisUrl: string;
+  redisConfigured: boolean;
+  postgresUrl: string;
+  postgresConfigured: boolean;
+}> {
   let configFile: string | undefined;
   try {
     configFile = (await resolveRepo(repo ?? process.cwd())).configFile;
   } catch {
     // Outside a repository: the environment alone says where things are.
   }
-  const cfg = loadConfig({ ...(configFile ? { configFile } : {}), env: process.env });
+  const cfg = loadConfig({
+    ...(configFile ? { configFile } : {}),
+    env: process.env,
+  });
   return {
     redisUrl: cfg.redisUrl ?? DEFAULT_REDIS_URL,
     redisConfigured: cfg.redisUrl !== undefined,
@@ -152,44 +210,86 @@ export interface InfraStatus {
   postgres: PostgresProbe & { url: string; configured: boolean };
 }
 
-export function registerInfraCommand(program: Command, globals: () => GlobalOpts): void {
-  const infra = program.command('infra').description('the shared infrastructure (Redis, Postgres, network app_local) from infra/docker-compose.yml');
+export function registerInfraCommand(
+  program: Command,
+  globals: () => GlobalOpts,
+): void {
+  const infra = program
+    .command('infra')
+    .description(
+      'the shared infrastructure (Redis, Postgres, network app_local) from infra/docker-compose.yml',
+    );
 
   infra
     .command('up')
-    .description('start the shared Redis and Postgres with Docker (one instance per machine)')
+    .description(
+      'start the shared Redis and Postgres with Docker (one instance per machine)',
+    )
     .action(async () => {
       const file = composeFile();
       await requireDocker();
       progress(`starting the shared infrastructure (${file})`);
-      const r = await docker(['compose', '-f', file, 'up', '-d', '--wait'], { stream: true });
-      if (r.code !== 0) throw new SupervisorError('ERR_SUP_DOCKER', `docker compose up failed (exit ${r.code ?? r.error?.message})`, { hint: 'see the output above; `supervisor infra status` shows what answers' });
-      say('infrastructure up: REDIS_URL=redis://127.0.0.1:6379  POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres');
+      const r = await docker(['compose', '-f', file, 'up', '-d', '--wait'], {
+        stream: true,
+      });
+      if (r.code !== 0)
+        throw new SupervisorError(
+          'ERR_SUP_DOCKER',
+          `docker compose up failed (exit ${r.code ?? r.error?.message})`,
+          {
+            hint: 'see the output above; `supervisor infra status` shows what answers',
+          },
+        );
+      say(
+        'infrastructure up: REDIS_URL=redis://127.0.0.1:6379  POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres',
+      );
     });
 
   infra
     .command('down')
     .description('stop the shared infrastructure (data volumes are kept)')
-    .option('--volumes', 'also delete the data volumes (all agent databases and Redis data)')
+    .option(
+      '--volumes',
+      'also delete the data volumes (all agent databases and Redis data)',
+    )
     .action(async (o: { volumes?: boolean }) => {
       const file = composeFile();
       await requireDocker();
-      const r = await docker(['compose', '-f', file, 'down', ...(o.volumes ? ['--volumes'] : [])], { stream: true });
-      if (r.code !== 0) throw new SupervisorError('ERR_SUP_DOCKER', `docker compose down failed (exit ${r.code ?? r.error?.message})`, { hint: 'see the output above' });
-      say(`infrastructure stopped${o.volumes ? ' and its data deleted' : ' (data kept)'}`);
+      const r = await docker(
+        ['compose', '-f', file, 'down', ...(o.volumes ? ['--volumes'] : [])],
+        { stream: true },
+      );
+      if (r.code !== 0)
+        throw new SupervisorError(
+          'ERR_SUP_DOCKER',
+          `docker compose down failed (exit ${r.code ?? r.error?.message})`,
+          { hint: 'see the output above' },
+        );
+      say(
+        `infrastructure stopped${o.volumes ? ' and its data deleted' : ' (data kept)'}`,
+      );
     });
 
   infra
     .command('status')
-    .description('what runs (with Docker) and what answers on the configured Redis and Postgres URLs')
+    .description(
+      'what runs (with Docker) and what answers on the configured Redis and Postgres URLs',
+    )
     .option('--json', 'print JSON')
     .action(async (o: { json?: boolean }) => {
       const file = composeFile();
       const urls = await infraConfig(globals().repo);
-      const [dockerSt, redis, postgres] = await Promise.all([dockerState(), probeRedis(urls.redisUrl), probePostgres(urls.postgresUrl)]);
+      const [dockerSt, redis, postgres] = await Promise.all([
+        dockerState(),
+        probeRedis(urls.redisUrl),
+        probePostgres(urls.postgresUrl),
+      ]);
       let services: ComposeService[] | null = null;
       if (dockerSt.available) {
-        const ps = await docker(['compose', '-f', file, 'ps', '--all', '--format', 'json'], { timeoutMs: 15_000 });
+        const ps = await docker(
+          ['compose', '-f', file, 'ps', '--all', '--format', 'json'],
+          { timeoutMs: 15_000 },
+        );
         if (ps.code === 0) {
           try {
             services = parseComposePs(ps.stdout);
@@ -202,23 +302,39 @@ export function registerInfraCommand(program: Command, globals: () => GlobalOpts
         composeFile: file,
         docker: dockerSt,
         services,
-        redis: { url: redactSecrets(urls.redisUrl), configured: urls.redisConfigured, ...redis },
-        postgres: { url: redactSecrets(urls.postgresUrl), configured: urls.postgresConfigured, ...postgres },
+        redis: {
+          url: redactSecrets(urls.redisUrl),
+          configured: urls.redisConfigured,
+          ...redis,
+        },
+        postgres: {
+          url: redactSecrets(urls.postgresUrl),
+          configured: urls.postgresConfigured,
+          ...postgres,
+        },
       };
       if (o.json) {
         printJson(status);
         return;
       }
-      say(dockerSt.available ? `docker: available; compose services: ${services?.length ? services.map((s) => `${s.service} ${s.state}${s.health ? ` (${s.health})` : ''}`).join(', ') : 'none running'}` : `docker: not available (${dockerSt.reason})`);
+      say(
+        dockerSt.available
+          ? `docker: available; compose services: ${services?.length ? services.map((s) => `${s.service} ${s.state}${s.health ? ` (${s.health})` : ''}`).join(', ') : 'none running'}`
+          : `docker: not available (${dockerSt.reason})`,
+      );
       say(
         `redis:    ${status.redis.url}${urls.redisConfigured ? '' : ' (default)'} — ` +
-          (redis.reachable ? `answers, Redis ${redis.version}${redis.databases ? `, ${redis.databases} databases` : ''}${redis.maxmemoryPolicy ? `, maxmemory-policy ${redis.maxmemoryPolicy}` : ''}` : `no answer (${redis.error})`),
+          (redis.reachable
+            ? `answers, Redis ${redis.version}${redis.databases ? `, ${redis.databases} databases` : ''}${redis.maxmemoryPolicy ? `, maxmemory-policy ${redis.maxmemoryPolicy}` : ''}`
+            : `no answer (${redis.error})`),
       );
       say(
         `postgres: ${status.postgres.url}${urls.postgresConfigured ? '' : ' (default; POSTGRES_URL not set: agents get no databases)'} — ` +
-          (postgres.reachable ? `answers, PostgreSQL ${postgres.version} as ${postgres.user}${postgres.canCreateDb ? '' : ' (no CREATEDB right!)'}` : `no answer (${postgres.error})`),
+          (postgres.reachable
+            ? `answers, PostgreSQL ${postgres.version} as ${postgres.user}${postgres.canCreateDb ? '' : ' (no CREATEDB right!)'}`
+            : `no answer (${postgres.error})`),
       );
-      if (!dockerSt.available && (!redis.reachable || !postgres.reachable)) progress(`hint: ${NO_DOCKER_HINT}`);
+      if (!dockerSt.available && (!redis.reachable || !postgres.reachable))
+        progress(`hint: ${NO_DOCKER_HINT}`);
     });
 }
-

@@ -10,16 +10,30 @@ import { buildStatus, type Status } from '../status.js';
 import { waitForAgents } from '../convergence.js';
 import { setSetting } from '../store/db.js';
 import { attachExtensions, statusExtras } from '../extensions.js';
-import { attachDashboard, checkDashboardConfig } from '../../dashboard/server.js';
+import {
+  attachDashboard,
+  checkDashboardConfig,
+} from '../../dashboard/server.js';
 import { secondsFlag, wholeNumberFlag } from './args.js';
 import { redisFor } from './connect.js';
-import { ago, oneLine, printJson, progress, say, table, type GlobalOpts } from './output.js';
+import {
+  ago,
+  oneLine,
+  printJson,
+  progress,
+  say,
+  table,
+  type GlobalOpts,
+} from './output.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function logLine(msg: string, fields?: Record<string, unknown>): void {
-  const extra = fields && Object.keys(fields).length ? ` ${JSON.stringify(fields)}` : '';
-  process.stderr.write(redactSecrets(`${new Date().toISOString()} ${msg}${extra}\n`));
+  const extra =
+    fields && Object.keys(fields).length ? ` ${JSON.stringify(fields)}` : '';
+  process.stderr.write(
+    redactSecrets(`${new Date().toISOString()} ${msg}${extra}\n`),
+  );
 }
 
 interface StartOpts {
@@ -41,11 +55,13 @@ function startFlags(o: StartOpts): Record<string, unknown> {
   if (o.runtime) flags.runtime = o.runtime;
   if (o.agentCommand) flags.agentCommand = o.agentCommand;
   if (o.agent) flags.agentPreset = o.agent;
-  if (o.maxAgents !== undefined) flags.maxAgents = wholeNumberFlag('--max-agents', o.maxAgents);
+  if (o.maxAgents !== undefined)
+    flags.maxAgents = wholeNumberFlag('--max-agents', o.maxAgents);
   if (o.progressTimeout) flags.lease = { progressTimeout: o.progressTimeout };
   const dash: Record<string, unknown> = {};
   if (o.dashboard === false) dash.enabled = false;
-  if (o.dashboardPort !== undefined) dash.port = wholeNumberFlag('--dashboard-port', o.dashboardPort);
+  if (o.dashboardPort !== undefined)
+    dash.port = wholeNumberFlag('--dashboard-port', o.dashboardPort);
   if (o.dashboardHost !== undefined) dash.host = o.dashboardHost;
   if (o.readOnly) dash.readOnly = true;
   if (Object.keys(dash).length) flags.dashboard = dash;
@@ -55,38 +71,85 @@ function startFlags(o: StartOpts): Record<string, unknown> {
 async function startDetached(ctx: Context): Promise<void> {
   const running = runningDaemon(ctx.paths.pidFile);
   if (running) {
-    throw new SupervisorError('ERR_SUP_ALREADY_RUNNING', `a supervisor is already running for this repository (pid ${running.pid})`, { hint: 'use `supervisor status`, or `supervisor stop` first' });
+    throw new SupervisorError(
+      'ERR_SUP_ALREADY_RUNNING',
+      `a supervisor is already running for this repository (pid ${running.pid})`,
+      { hint: 'use `supervisor status`, or `supervisor stop` first' },
+    );
   }
-  const args = process.argv.slice(2).filter((a) => a !== '--detach' && a !== '-d');
+  const args = process.argv
+    .slice(2)
+    .filter((a) => a !== '--detach' && a !== '-d');
   const fd = openSync(ctx.paths.daemonLog, 'a');
-  const child = spawn(process.execPath, [...process.execArgv.filter((f) => !f.startsWith('--inspect')), process.argv[1]!, ...args], { detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, SUPERVISOR_DETACHED: '1' } });
+  const child = spawn(
+    process.execPath,
+    [
+      ...process.execArgv.filter((f) => !f.startsWith('--inspect')),
+      process.argv[1]!,
+      ...args,
+    ],
+    {
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      env: { ...process.env, SUPERVISOR_DETACHED: '1' },
+    },
+  );
   closeSync(fd);
   child.unref();
   let exited: number | null | undefined;
   child.once('exit', (code) => (exited = code));
-  progress(`starting the supervisor in the background (pid ${child.pid}, log ${ctx.paths.daemonLog})`);
+  progress(
+    `starting the supervisor in the background (pid ${child.pid}, log ${ctx.paths.daemonLog})`,
+  );
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     const info = runningDaemon(ctx.paths.pidFile);
     if (info && info.pid === child.pid && info.ready) {
-      say(`supervisor running (pid ${child.pid})${info.dashboardUrl ? `; dashboard ${info.dashboardUrl}` : ''}`);
+      say(
+        `supervisor running (pid ${child.pid})${info.dashboardUrl ? `; dashboard ${info.dashboardUrl}` : ''}`,
+      );
       return;
     }
     if (exited !== undefined) {
-      const tail = readFileSync(ctx.paths.daemonLog, 'utf8').trim().split('\n').slice(-5).join('\n');
-      throw new SupervisorError('ERR_SUP_NOT_RUNNING', `the supervisor exited during start (code ${exited}):\n${tail}`, { hint: `see ${ctx.paths.daemonLog}` });
+      const tail = readFileSync(ctx.paths.daemonLog, 'utf8')
+        .trim()
+        .split('\n')
+        .slice(-5)
+        .join('\n');
+      throw new SupervisorError(
+        'ERR_SUP_NOT_RUNNING',
+        `the supervisor exited during start (code ${exited}):\n${tail}`,
+        { hint: `see ${ctx.paths.daemonLog}` },
+      );
     }
     await sleep(100);
   }
-  throw new SupervisorError('ERR_SUP_TIMEOUT', 'the supervisor did not become ready within 60 s', { hint: `see ${ctx.paths.daemonLog}` });
+  throw new SupervisorError(
+    'ERR_SUP_TIMEOUT',
+    'the supervisor did not become ready within 60 s',
+    { hint: `see ${ctx.paths.daemonLog}` },
+  );
 }
 
-async function runForeground(ctx: Context, agents: number | undefined): Promise<void> {
-  const daemon = await Daemon.start(ctx, { ...(agents !== undefined ? { agents } : {}), log: logLine, setup: (d) => attachExtensions(d, logLine) });
+async function runForeground(
+  ctx: Context,
+  agents: number | undefined,
+): Promise<void> {
+  const daemon = await Daemon.start(ctx, {
+    ...(agents !== undefined ? { agents } : {}),
+    log: logLine,
+    setup: (d) => attachExtensions(d, logLine),
+  });
   daemon.scaler.on('progress', (p) => logLine(`${p.agentId}: ${p.message}`));
-  daemon.recorder.on('result', ({ issue }) => logLine(`issue #${issue.id} ${issue.status}${issue.commit ? ` (${issue.branch} @ ${issue.commit.slice(0, 8)})` : ''}${issue.error ? `: ${issue.error}` : ''}`));
+  daemon.recorder.on('result', ({ issue }) =>
+    logLine(
+      `issue #${issue.id} ${issue.status}${issue.commit ? ` (${issue.branch} @ ${issue.commit.slice(0, 8)})` : ''}${issue.error ? `: ${issue.error}` : ''}`,
+    ),
+  );
   if (ctx.config.dashboard.enabled) await attachDashboard(daemon, logLine);
-  logLine(`supervisor running for ${ctx.paths.root} (pid ${process.pid}, queue ${ctx.queueName}, ${readDesired(ctx.db)} agents)`);
+  logLine(
+    `supervisor running for ${ctx.paths.root} (pid ${process.pid}, queue ${ctx.queueName}, ${readDesired(ctx.db)} agents)`,
+  );
   await new Promise<void>((resolve) => {
     let signals = 0;
     const onSignal = (sig: NodeJS.Signals) => {
@@ -98,7 +161,9 @@ async function runForeground(ctx: Context, agents: number | undefined): Promise<
           resolve();
         });
       } else {
-        logLine(`${sig} again: forcing exit; runners left running are adopted by the next start`);
+        logLine(
+          `${sig} again: forcing exit; runners left running are adopted by the next start`,
+        );
         process.exit(1);
       }
     };
@@ -110,55 +175,129 @@ async function runForeground(ctx: Context, agents: number | undefined): Promise<
 }
 
 function printStatus(s: Status): void {
-  const sup = s.supervisor.running ? `running (pid ${s.supervisor.pid})` : 'not running';
-  say(`supervisor: ${sup}; agents ${s.agents.length}/${s.desiredAgents} desired${s.supervisor.dashboardUrl ? `; dashboard ${s.supervisor.dashboardUrl}` : ''}`);
+  const sup = s.supervisor.running
+    ? `running (pid ${s.supervisor.pid})`
+    : 'not running';
+  say(
+    `supervisor: ${sup}; agents ${s.agents.length}/${s.desiredAgents} desired${s.supervisor.dashboardUrl ? `; dashboard ${s.supervisor.dashboardUrl}` : ''}`,
+  );
   if (s.agents.length) {
     const now = Date.now();
     say(
       table(
-        s.agents.map((a) => [a.id, a.state, a.issue ? `#${a.issue.id} ${oneLine(a.issue.title ?? '', 40)}` : a.state === 'idle' ? 'Idle (no issues)' : '', ago(now - a.since), a.containerId ? `${a.containerId.slice(0, 12)}${a.health ? ` (${a.health})` : ''}` : a.pid ? `pid ${a.pid}` : '', a.lastError && (a.state === 'crashed' || a.state === 'blocked') ? oneLine(a.lastError, 50) : a.external && a.host ? `on ${a.host}` : '']),
+        s.agents.map((a) => [
+          a.id,
+          a.state,
+          a.issue
+            ? `#${a.issue.id} ${oneLine(a.issue.title ?? '', 40)}`
+            : a.state === 'idle'
+              ? 'Idle (no issues)'
+              : '',
+          ago(now - a.since),
+          a.containerId
+            ? `${a.containerId.slice(0, 12)}${a.health ? ` (${a.health})` : ''}`
+            : a.pid
+              ? `pid ${a.pid}`
+              : '',
+          a.lastError && (a.state === 'crashed' || a.state === 'blocked')
+            ? oneLine(a.lastError, 50)
+            : a.external && a.host
+              ? `on ${a.host}`
+              : '',
+        ]),
         ['AGENT', 'STATE', 'ISSUE', 'FOR', 'RUNNER', 'NOTE'],
       ),
     );
   }
   for (const a of s.agents) {
-    const env = a.env as { ports?: Record<string, number>; portBlock?: { start: number; end: number } | null; redisDb?: number | null; postgresDb?: string | null } | undefined;
+    const env = a.env as
+      | {
+          ports?: Record<string, number>;
+          portBlock?: { start: number; end: number } | null;
+          redisDb?: number | null;
+          postgresDb?: string | null;
+        }
+      | undefined;
     if (!env) continue;
     const parts = [
-      env.portBlock ? `ports ${env.portBlock.start}-${env.portBlock.end} (${Object.entries(env.ports ?? {}).map(([k, v]) => `${k} ${v}`).join(', ')})` : '',
-      env.redisDb !== null && env.redisDb !== undefined ? `redis db ${env.redisDb}` : '',
+      env.portBlock
+        ? `ports ${env.portBlock.start}-${env.portBlock.end} (${Object.entries(
+            env.ports ?? {},
+          )
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')})`
+        : '',
+      env.redisDb !== null && env.redisDb !== undefined
+        ? `redis db ${env.redisDb}`
+        : '',
       env.postgresDb ? `postgres ${env.postgresDb}` : '',
     ].filter(Boolean);
     if (parts.length) say(`  ${a.id} env: ${parts.join(' · ')}`);
   }
   const q = s.queue;
-  if (q) say(`queue: ${q.waiting + q.prioritized} waiting, ${q.active} active, ${q.delayed} delayed, ${q.completed} completed, ${q.failed} failed`);
+  if (q)
+    say(
+      `queue: ${q.waiting + q.prioritized} waiting, ${q.active} active, ${q.delayed} delayed, ${q.completed} completed, ${q.failed} failed`,
+    );
   const i = s.issues;
-  say(`issues: ${i.open ?? 0} open, ${i.queued ?? 0} queued, ${i.in_progress ?? 0} in progress, ${i.done ?? 0} done, ${i.failed ?? 0} failed`);
+  say(
+    `issues: ${i.open ?? 0} open, ${i.queued ?? 0} queued, ${i.in_progress ?? 0} in progress, ${i.done ?? 0} done, ${i.failed ?? 0} failed`,
+  );
   const p = s.platform;
-  say(`platform: ${p.os} ${p.arch}, ${p.cpus} CPUs, ${(p.memoryBytes / 1024 ** 3).toFixed(1)} GiB, max ${p.maxAgents} agents`);
+  say(
+    `platform: ${p.os} ${p.arch}, ${p.cpus} CPUs, ${(p.memoryBytes / 1024 ** 3).toFixed(1)} GiB, max ${p.maxAgents} agents`,
+  );
   for (const w of s.warnings) progress(`warning: ${w}`);
 }
 
-export function registerLifecycleCommands(program: Command, globals: () => GlobalOpts): void {
+export function registerLifecycleCommands(
+  program: Command,
+  globals: () => GlobalOpts,
+): void {
   program
     .command('start')
     .description('run the supervisor (feeder, recorder, agents, dashboard)')
-    .option('--agents <n>', 'number of agents to run (default: the last count set, or 0)')
+    .option(
+      '--agents <n>',
+      'number of agents to run (default: the last count set, or 0)',
+    )
     .option('--runtime <kind>', 'process | docker | swarm')
-    .option('--agent-command <cmd>', 'agent command, run with /bin/sh -c in the worktree')
+    .option(
+      '--agent-command <cmd>',
+      'agent command, run with /bin/sh -c in the worktree',
+    )
     .option('--agent <preset>', 'claude | codex | aider')
-    .option('--max-agents <n>', 'upper bound for scale (default: memory ÷ per-agent budget)')
-    .option('--progress-timeout <duration>', 'kill an agent with no output or file change for this long (default 15m)')
+    .option(
+      '--max-agents <n>',
+      'upper bound for scale (default: memory ÷ per-agent budget)',
+    )
+    .option(
+      '--progress-timeout <duration>',
+      'kill an agent with no output or file change for this long (default 15m)',
+    )
     .option('--no-dashboard', 'do not serve the dashboard')
-    .option('--dashboard-port <port>', 'dashboard port (default 7420; the next free one if taken)')
-    .option('--dashboard-host <host>', 'dashboard address (default 127.0.0.1; others need SUPERVISOR_DASHBOARD_TOKEN)')
+    .option(
+      '--dashboard-port <port>',
+      'dashboard port (default 7420; the next free one if taken)',
+    )
+    .option(
+      '--dashboard-host <host>',
+      'dashboard address (default 127.0.0.1; others need SUPERVISOR_DASHBOARD_TOKEN)',
+    )
     .option('--read-only', 'dashboard without controls')
     .option('-d, --detach', 'run in the background')
     .action(async (o: StartOpts) => {
-      const ctx = await openContext({ repo: globals().repo, init: true, flags: startFlags(o) });
-      const agents = o.agents === undefined ? undefined : validateAgentCount(o.agents, ctx.platform.maxAgents);
-      if (ctx.config.dashboard.enabled) checkDashboardConfig(ctx.config.dashboard);
+      const ctx = await openContext({
+        repo: globals().repo,
+        init: true,
+        flags: startFlags(o),
+      });
+      const agents =
+        o.agents === undefined
+          ? undefined
+          : validateAgentCount(o.agents, ctx.platform.maxAgents);
+      if (ctx.config.dashboard.enabled)
+        checkDashboardConfig(ctx.config.dashboard);
       if (o.detach) {
         try {
           await startDetached(ctx);
@@ -172,43 +311,58 @@ export function registerLifecycleCommands(program: Command, globals: () => Globa
 
   program
     .command('scale')
-    .description('set the number of agents; returns once the supervisor has converged')
+    .description(
+      'set the number of agents; returns once the supervisor has converged',
+    )
     .argument('<n>', 'agent count (0 stops all agents)')
     .option('--timeout <seconds>', 'give up waiting after this long', '180')
     .option('--no-wait', 'return at once')
     .option('--json', 'print the resulting agents as JSON')
-    .action(async (raw: string, o: { timeout: string; wait: boolean; json?: boolean }) => {
-      const timeoutS = secondsFlag('--timeout', o.timeout);
-      const ctx = await openContext({ repo: globals().repo, init: true });
-      try {
-        const n = validateAgentCount(raw, ctx.platform.maxAgents);
-        const daemon = runningDaemon(ctx.paths.pidFile);
-        if (!daemon) {
-          throw new SupervisorError('ERR_SUP_NOT_RUNNING', 'the supervisor is not running for this repository', { hint: `start it with \`supervisor start --agents ${n}\`` });
-        }
-        setSetting(ctx.db, DESIRED_KEY, String(n));
-        if (!o.wait) {
-          if (o.json) printJson({ desiredAgents: n, converged: false });
-          else say(`asked for ${n} agents`);
-          return;
-        }
-        const redis = await redisFor(ctx);
+    .action(
+      async (
+        raw: string,
+        o: { timeout: string; wait: boolean; json?: boolean },
+      ) => {
+        const timeoutS = secondsFlag('--timeout', o.timeout);
+        const ctx = await openContext({ repo: globals().repo, init: true });
         try {
-          const agents = await waitForAgents(ctx, redis, n, {
-            timeoutMs: timeoutS * 1000,
-            onChange: (a) => {
-              if (!o.json) progress(`  ${a.id}: ${a.state}${a.state === 'crashed' && a.lastError ? ` (${a.lastError})` : ''}`);
-            },
-          });
-          if (o.json) printJson({ desiredAgents: n, converged: true, agents });
-          else say(`${n} agent${n === 1 ? '' : 's'} running`);
+          const n = validateAgentCount(raw, ctx.platform.maxAgents);
+          const daemon = runningDaemon(ctx.paths.pidFile);
+          if (!daemon) {
+            throw new SupervisorError(
+              'ERR_SUP_NOT_RUNNING',
+              'the supervisor is not running for this repository',
+              { hint: `start it with \`supervisor start --agents ${n}\`` },
+            );
+          }
+          setSetting(ctx.db, DESIRED_KEY, String(n));
+          if (!o.wait) {
+            if (o.json) printJson({ desiredAgents: n, converged: false });
+            else say(`asked for ${n} agents`);
+            return;
+          }
+          const redis = await redisFor(ctx);
+          try {
+            const agents = await waitForAgents(ctx, redis, n, {
+              timeoutMs: timeoutS * 1000,
+              onChange: (a) => {
+                if (!o.json)
+                  progress(
+                    `  ${a.id}: ${a.state}${a.state === 'crashed' && a.lastError ? ` (${a.lastError})` : ''}`,
+                  );
+              },
+            });
+            if (o.json)
+              printJson({ desiredAgents: n, converged: true, agents });
+            else say(`${n} agent${n === 1 ? '' : 's'} running`);
+          } finally {
+            redis?.disconnect();
+          }
         } finally {
-          redis?.disconnect();
+          ctx.close();
         }
-      } finally {
-        ctx.close();
-      }
-    });
+      },
+    );
 
   program
     .command('status')
@@ -230,7 +384,9 @@ export function registerLifecycleCommands(program: Command, globals: () => Globa
 
   program
     .command('stop')
-    .description('stop the supervisor gracefully (runners hand back or finish their jobs)')
+    .description(
+      'stop the supervisor gracefully (runners hand back or finish their jobs)',
+    )
     .option('--timeout <seconds>', 'wait this long before giving up', '120')
     .option('--json', 'print JSON')
     .action(async (o: { timeout: string; json?: boolean }) => {
@@ -248,7 +404,13 @@ export function registerLifecycleCommands(program: Command, globals: () => Globa
         const deadline = Date.now() + timeoutS * 1000;
         while (runningDaemon(ctx.paths.pidFile)?.pid === info.pid) {
           if (Date.now() > deadline) {
-            throw new SupervisorError('ERR_SUP_TIMEOUT', `the supervisor (pid ${info.pid}) did not stop within ${o.timeout}s`, { hint: `run \`supervisor stop\` again to force, or kill ${info.pid}` });
+            throw new SupervisorError(
+              'ERR_SUP_TIMEOUT',
+              `the supervisor (pid ${info.pid}) did not stop within ${o.timeout}s`,
+              {
+                hint: `run \`supervisor stop\` again to force, or kill ${info.pid}`,
+              },
+            );
           }
           await sleep(100);
         }

@@ -1,4 +1,11 @@
-import { closeSync, existsSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readSync,
+  readdirSync,
+  statSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { isSlotId } from '../../contract/job.js';
@@ -9,7 +16,10 @@ import type { GlobalOpts } from './output.js';
 import { swarmLogs } from './swarm-logs.js';
 
 /** The last `n` lines of a file, read from its end (logs can be large). */
-export function tailLines(file: string, n: number): { lines: string[]; size: number } {
+export function tailLines(
+  file: string,
+  n: number,
+): { lines: string[]; size: number } {
   if (!existsSync(file)) return { lines: [], size: 0 };
   const size = statSync(file).size;
   // slice(-0) would be the whole file.
@@ -34,7 +44,10 @@ export function tailLines(file: string, n: number): { lines: string[]; size: num
 }
 
 /** Follows files like `tail -f`, calling `onLine` for each new complete line. */
-export function follow(files: Array<{ file: string; from: number }>, onLine: (file: string, line: string) => void): () => void {
+export function follow(
+  files: Array<{ file: string; from: number }>,
+  onLine: (file: string, line: string) => void,
+): () => void {
   const state = files.map((f) => ({ ...f, rest: '' }));
   const timer = setInterval(() => {
     for (const s of state) {
@@ -55,49 +68,76 @@ export function follow(files: Array<{ file: string; from: number }>, onLine: (fi
   return () => clearInterval(timer);
 }
 
-export function registerLogsCommand(program: Command, globals: () => GlobalOpts): void {
+export function registerLogsCommand(
+  program: Command,
+  globals: () => GlobalOpts,
+): void {
   program
     .command('logs')
-    .description("show an agent's log, or all agents' logs interleaved (agent-00N | …)")
+    .description(
+      "show an agent's log, or all agents' logs interleaved (agent-00N | …)",
+    )
     .argument('[agent]', 'slot id, e.g. agent-001')
     .option('-f, --follow', 'keep printing new lines')
     .option('-n, --lines <n>', 'lines of history per agent', '100')
-    .action(async (agent: string | undefined, o: { follow?: boolean; lines: string }) => {
-      if (agent !== undefined && !isSlotId(agent)) {
-        throw new SupervisorError('ERR_SUP_USAGE', `"${agent}" is not an agent id`, { hint: 'agent ids look like agent-001; see `supervisor status`' });
-      }
-      const lines = wholeNumberFlag('--lines', o.lines);
-      const ctx = await openContext({ repo: globals().repo });
-      const { logDir } = ctx.paths;
-      ctx.close();
-      // Swarm runners keep no log on this machine: the service's logs come from the engine.
-      if (ctx.config.runtime === 'swarm') return swarmLogs(ctx.paths.repoId, ctx.paths.root, { agentId: agent, follow: o.follow === true, tail: lines });
-      const ids = agent
-        ? [agent]
-        : existsSync(logDir)
-          ? readdirSync(logDir).filter((f) => /^agent-\d{3}\.log$/.test(f)).map((f) => f.slice(0, -4)).sort()
-          : [];
-      if (agent && !existsSync(join(logDir, `${agent}.log`))) {
-        throw new SupervisorError('ERR_SUP_USAGE', `${agent} has no log yet`, { hint: 'it has not run; see `supervisor status`' });
-      }
-      const prefix = (id: string) => (agent ? '' : `${id} | `);
-      const starts: Array<{ file: string; from: number }> = [];
-      for (const id of ids) {
-        const file = join(logDir, `${id}.log`);
-        const tail = tailLines(file, lines);
-        const size = tail.size;
-        for (const l of tail.lines) process.stdout.write(`${prefix(id)}${l}\n`);
-        starts.push({ file, from: size });
-      }
-      if (!o.follow) return;
-      const stop = follow(starts, (file, line) => {
-        const id = file.slice(logDir.length + 1, -4);
-        process.stdout.write(`${prefix(id)}${line}\n`);
-      });
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', resolve);
-        process.once('SIGTERM', resolve);
-      });
-      stop();
-    });
+    .action(
+      async (
+        agent: string | undefined,
+        o: { follow?: boolean; lines: string },
+      ) => {
+        if (agent !== undefined && !isSlotId(agent)) {
+          throw new SupervisorError(
+            'ERR_SUP_USAGE',
+            `"${agent}" is not an agent id`,
+            { hint: 'agent ids look like agent-001; see `supervisor status`' },
+          );
+        }
+        const lines = wholeNumberFlag('--lines', o.lines);
+        const ctx = await openContext({ repo: globals().repo });
+        const { logDir } = ctx.paths;
+        ctx.close();
+        // Swarm runners keep no log on this machine: the service's logs come from the engine.
+        if (ctx.config.runtime === 'swarm')
+          return swarmLogs(ctx.paths.repoId, ctx.paths.root, {
+            agentId: agent,
+            follow: o.follow === true,
+            tail: lines,
+          });
+        const ids = agent
+          ? [agent]
+          : existsSync(logDir)
+            ? readdirSync(logDir)
+                .filter((f) => /^agent-\d{3}\.log$/.test(f))
+                .map((f) => f.slice(0, -4))
+                .sort()
+            : [];
+        if (agent && !existsSync(join(logDir, `${agent}.log`))) {
+          throw new SupervisorError(
+            'ERR_SUP_USAGE',
+            `${agent} has no log yet`,
+            { hint: 'it has not run; see `supervisor status`' },
+          );
+        }
+        const prefix = (id: string) => (agent ? '' : `${id} | `);
+        const starts: Array<{ file: string; from: number }> = [];
+        for (const id of ids) {
+          const file = join(logDir, `${id}.log`);
+          const tail = tailLines(file, lines);
+          const size = tail.size;
+          for (const l of tail.lines)
+            process.stdout.write(`${prefix(id)}${l}\n`);
+          starts.push({ file, from: size });
+        }
+        if (!o.follow) return;
+        const stop = follow(starts, (file, line) => {
+          const id = file.slice(logDir.length + 1, -4);
+          process.stdout.write(`${prefix(id)}${line}\n`);
+        });
+        await new Promise<void>((resolve) => {
+          process.once('SIGINT', resolve);
+          process.once('SIGTERM', resolve);
+        });
+        stop();
+      },
+    );
 }

@@ -12,13 +12,22 @@ import { registerMaintenanceCommands } from './maintenance.js';
 import { registerRemoteCommands } from './remote.js';
 import type { GlobalOpts } from './output.js';
 
-const USAGE_CODES = new Set(['ERR_SUP_USAGE', 'ERR_SUP_SCALE_LIMIT', 'ERR_SUP_INVALID_ISSUE']);
+const USAGE_CODES = new Set([
+  'ERR_SUP_USAGE',
+  'ERR_SUP_SCALE_LIMIT',
+  'ERR_SUP_INVALID_ISSUE',
+]);
 
 function build(): Command {
   const program = new Command('supervisor')
-    .description('Run many AI coding agents in parallel on one repository, each in its own git worktree.')
+    .description(
+      'Run many AI coding agents in parallel on one repository, each in its own git worktree.',
+    )
     .version('0.1.0')
-    .option('--repo <dir>', 'the git repository to work on (default: current directory)')
+    .option(
+      '--repo <dir>',
+      'the git repository to work on (default: current directory)',
+    )
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -42,21 +51,32 @@ function build(): Command {
 /** What to do about an SQLite failure that surfaced past the store (a write to .supervisor/supervisor.db). */
 function sqliteHint(code: unknown): string | undefined {
   if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return undefined;
-  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_PERM') || code.startsWith('SQLITE_CANTOPEN')) {
+  if (
+    code.startsWith('SQLITE_READONLY') ||
+    code.startsWith('SQLITE_PERM') ||
+    code.startsWith('SQLITE_CANTOPEN')
+  ) {
     return 'the supervisor database .supervisor/supervisor.db (or its directory) is not writable by this user: fix the permissions, or run as its owner';
   }
-  if (code.startsWith('SQLITE_FULL') || code === 'SQLITE_IOERR_WRITE') return 'the disk holding .supervisor/ is full: free some space and run the command again';
+  if (code.startsWith('SQLITE_FULL') || code === 'SQLITE_IOERR_WRITE')
+    return 'the disk holding .supervisor/ is full: free some space and run the command again';
   if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') {
     return 'the supervisor database .supervisor/supervisor.db is damaged: restore it from a backup, or move it aside and run `supervisor init` again';
   }
-  if (code.startsWith('SQLITE_BUSY')) return 'another process holds the supervisor database locked; try again';
+  if (code.startsWith('SQLITE_BUSY'))
+    return 'another process holds the supervisor database locked; try again';
   return undefined;
 }
 
 /** Exits once stdout and stderr are flushed (a pipe would otherwise lose a large --json). */
 function exit(code: number): void {
-  const flushed = (s: NodeJS.WriteStream) => new Promise<void>((r) => (s.writableLength === 0 ? r() : s.once('drain', () => r())));
-  void Promise.all([flushed(process.stdout), flushed(process.stderr)]).then(() => process.exit(code));
+  const flushed = (s: NodeJS.WriteStream) =>
+    new Promise<void>((r) =>
+      s.writableLength === 0 ? r() : s.once('drain', () => r()),
+    );
+  void Promise.all([flushed(process.stdout), flushed(process.stderr)]).then(
+    () => process.exit(code),
+  );
 }
 
 /** The only place that ends the process: 0 ok, 1 failure, 2 usage error. */
@@ -66,7 +86,13 @@ async function main(argv: string[]): Promise<void> {
     process.exitCode = 0;
   } catch (raw) {
     if (raw instanceof CommanderError) {
-      return exit(raw.code === 'commander.helpDisplayed' || raw.code === 'commander.version' || raw.code === 'commander.help' ? 0 : 2);
+      return exit(
+        raw.code === 'commander.helpDisplayed' ||
+          raw.code === 'commander.version' ||
+          raw.code === 'commander.help'
+          ? 0
+          : 2,
+      );
     }
     const err = coerceError(raw);
     if (err instanceof SupervisorError) {
@@ -77,7 +103,8 @@ async function main(argv: string[]): Promise<void> {
     process.stderr.write(`error: ${redactSecrets(err.message)}\n`);
     const hint = sqliteHint((err as { code?: unknown }).code);
     if (hint) process.stderr.write(`hint: ${hint}\n`);
-    if (process.env.SUPERVISOR_DEBUG) process.stderr.write(`${err.stack ?? ''}\n`);
+    if (process.env.SUPERVISOR_DEBUG)
+      process.stderr.write(`${err.stack ?? ''}\n`);
     exit(1);
   }
 }

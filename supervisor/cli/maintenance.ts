@@ -1,4 +1,10 @@
-import { existsSync, readFileSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
+import {
+  existsSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  rmdirSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { initRepo, openContext } from '../context.js';
@@ -13,7 +19,9 @@ import { printJson, progress, say, type GlobalOpts } from './output.js';
 
 function runnerAlive(runDir: string, agentId: string): boolean {
   try {
-    const rec = JSON.parse(readFileSync(join(runDir, agentId, 'runner.json'), 'utf8')) as { pid: number };
+    const rec = JSON.parse(
+      readFileSync(join(runDir, agentId, 'runner.json'), 'utf8'),
+    ) as { pid: number };
     process.kill(rec.pid, 0);
     return true;
   } catch {
@@ -21,62 +29,125 @@ function runnerAlive(runDir: string, agentId: string): boolean {
   }
 }
 
-export function registerMaintenanceCommands(program: Command, globals: () => GlobalOpts): void {
+export function registerMaintenanceCommands(
+  program: Command,
+  globals: () => GlobalOpts,
+): void {
   program
     .command('init')
-    .description('prepare a repository: .supervisor/ state, and git excludes for .supervisor/ and .worktrees/')
+    .description(
+      'prepare a repository: .supervisor/ state, and git excludes for .supervisor/ and .worktrees/',
+    )
     .option('--json', 'print JSON')
     .action(async (o: { json?: boolean }) => {
       const paths = await resolveRepo(globals().repo ?? process.cwd());
       const { created, baseBranch } = await initRepo(paths);
-      if (o.json) printJson({ repo: paths.root, stateDir: paths.stateDir, created, baseBranch });
-      else say(`${created ? 'initialised' : 'already initialised'}: ${paths.stateDir} (agents branch off ${baseBranch})`);
+      if (o.json)
+        printJson({
+          repo: paths.root,
+          stateDir: paths.stateDir,
+          created,
+          baseBranch,
+        });
+      else
+        say(
+          `${created ? 'initialised' : 'already initialised'}: ${paths.stateDir} (agents branch off ${baseBranch})`,
+        );
     });
 
   program
     .command('cleanup')
-    .description('remove worktrees and agent/* branches of stopped slots (issue/* branches are kept)')
-    .option('--force', 'run even while the supervisor runs (stopped slots only)')
+    .description(
+      'remove worktrees and agent/* branches of stopped slots (issue/* branches are kept)',
+    )
+    .option(
+      '--force',
+      'run even while the supervisor runs (stopped slots only)',
+    )
     .option('--drop-databases', "also drop the slots' Postgres databases")
     .option('--json', 'print JSON')
-    .action(async (o: { force?: boolean; dropDatabases?: boolean; json?: boolean }) => {
-      const ctx = await openContext({ repo: globals().repo });
-      try {
-        const daemon = runningDaemon(ctx.paths.pidFile);
-        if (daemon && !o.force) {
-          throw new SupervisorError('ERR_SUP_ALREADY_RUNNING', `the supervisor is running (pid ${daemon.pid}); cleanup would pull worktrees from under its agents`, {
-            hint: 'stop it first (`supervisor stop`), or pass --force to clean only stopped slots',
-          });
-        }
-        const removed: string[] = [];
-        const skipped: string[] = [];
-        // Stopped runner containers go (found by label); a slot whose container runs is kept.
-        const containers = await removeStoppedContainers(ctx.paths.repoId);
-        // The swarm service goes too, unless a supervisor runs (it would create it again).
-        const swarmServiceRemoved = daemon ? false : await removeSwarmService(ctx.paths.repoId, ctx.paths.root);
-        for (const slot of ctx.slots.list()) {
-          const stopped = daemon ? slot.state === 'stopped' : true;
-          if (!stopped || runnerAlive(ctx.paths.runDir, slot.id) || containers?.running.has(slot.id)) {
-            skipped.push(slot.id);
-            continue;
+    .action(
+      async (o: {
+        force?: boolean;
+        dropDatabases?: boolean;
+        json?: boolean;
+      }) => {
+        const ctx = await openContext({ repo: globals().repo });
+        try {
+          const daemon = runningDaemon(ctx.paths.pidFile);
+          if (daemon && !o.force) {
+            throw new SupervisorError(
+              'ERR_SUP_ALREADY_RUNNING',
+              `the supervisor is running (pid ${daemon.pid}); cleanup would pull worktrees from under its agents`,
+              {
+                hint: 'stop it first (`supervisor stop`), or pass --force to clean only stopped slots',
+              },
+            );
           }
-          if (!o.json) progress(`removing ${slot.id}: worktree ${slot.worktree}, branch ${slot.branch}`);
-          await removeWorktree(ctx.paths, slot.id);
-          rmSync(join(ctx.paths.runDir, slot.id), { recursive: true, force: true });
-          await releaseSlotEnv(ctx, slot.id, { dropDatabases: o.dropDatabases === true });
-          ctx.slots.remove(slot.id);
-          removed.push(slot.id);
+          const removed: string[] = [];
+          const skipped: string[] = [];
+          // Stopped runner containers go (found by label); a slot whose container runs is kept.
+          const containers = await removeStoppedContainers(ctx.paths.repoId);
+          // The swarm service goes too, unless a supervisor runs (it would create it again).
+          const swarmServiceRemoved = daemon
+            ? false
+            : await removeSwarmService(ctx.paths.repoId, ctx.paths.root);
+          for (const slot of ctx.slots.list()) {
+            const stopped = daemon ? slot.state === 'stopped' : true;
+            if (
+              !stopped ||
+              runnerAlive(ctx.paths.runDir, slot.id) ||
+              containers?.running.has(slot.id)
+            ) {
+              skipped.push(slot.id);
+              continue;
+            }
+            if (!o.json)
+              progress(
+                `removing ${slot.id}: worktree ${slot.worktree}, branch ${slot.branch}`,
+              );
+            await removeWorktree(ctx.paths, slot.id);
+            rmSync(join(ctx.paths.runDir, slot.id), {
+              recursive: true,
+              force: true,
+            });
+            await releaseSlotEnv(ctx, slot.id, {
+              dropDatabases: o.dropDatabases === true,
+            });
+            ctx.slots.remove(slot.id);
+            removed.push(slot.id);
+          }
+          if (
+            existsSync(ctx.paths.worktreesDir) &&
+            readdirSync(ctx.paths.worktreesDir).length === 0
+          )
+            rmdirSync(ctx.paths.worktreesDir);
+          const containersRemoved = containers?.removed ?? [];
+          if (o.json)
+            printJson({
+              removed,
+              skipped,
+              containersRemoved,
+              swarmServiceRemoved,
+            });
+          else {
+            if (swarmServiceRemoved)
+              say(
+                'removed the swarm service of this repository and its secrets',
+              );
+            if (containersRemoved.length)
+              say(
+                `removed ${containersRemoved.length} stopped container${containersRemoved.length === 1 ? '' : 's'}: ${containersRemoved.join(', ')}`,
+              );
+            say(
+              removed.length
+                ? `removed ${removed.length} slot${removed.length === 1 ? '' : 's'}: ${removed.join(', ')}`
+                : 'nothing to clean up',
+            );
+          }
+        } finally {
+          ctx.close();
         }
-        if (existsSync(ctx.paths.worktreesDir) && readdirSync(ctx.paths.worktreesDir).length === 0) rmdirSync(ctx.paths.worktreesDir);
-        const containersRemoved = containers?.removed ?? [];
-        if (o.json) printJson({ removed, skipped, containersRemoved, swarmServiceRemoved });
-        else {
-          if (swarmServiceRemoved) say('removed the swarm service of this repository and its secrets');
-          if (containersRemoved.length) say(`removed ${containersRemoved.length} stopped container${containersRemoved.length === 1 ? '' : 's'}: ${containersRemoved.join(', ')}`);
-          say(removed.length ? `removed ${removed.length} slot${removed.length === 1 ? '' : 's'}: ${removed.join(', ')}` : 'nothing to clean up');
-        }
-      } finally {
-        ctx.close();
-      }
-    });
+      },
+    );
 }

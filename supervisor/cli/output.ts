@@ -21,8 +21,16 @@ export function progress(text: string): void {
 
 export function table(rows: string[][], header: string[]): string {
   const all = [header, ...rows];
-  const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
-  return all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
+  const widths = header.map((_, i) =>
+    Math.max(...all.map((r) => (r[i] ?? '').length)),
+  );
+  return all
+    .map((r) =>
+      r
+        .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!)))
+        .join('  '),
+    )
+    .join('\n');
 }
 
 export function ago(ms: number): string {
@@ -33,6 +41,8 @@ export function ago(ms: number): string {
 }
 
 export function oneLine(s: string, max = 60): string {
-  const line = s.replace(/[\r\n\t]+/g, ' ').replace(/[\u0000-\u001f\u007f]/g, '');
+  const line = s
+    .replace(/[\r\n\t]+/g, ' ')
+    .replace(/[\u0000-\u001f\u007f]/g, '');
   return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 }

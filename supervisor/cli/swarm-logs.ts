@@ -2,7 +2,11 @@ import { dockerClient } from '../runtimes/docker/client.js';
 import { SwarmRuntime } from '../runtimes/swarm.js';
 
 /** `supervisor logs` for `--runtime swarm`: the service's logs, `agent-00N | …` by task slot. */
-export async function swarmLogs(repoId: string, repoPath: string, o: { agentId: string | undefined; follow: boolean; tail: number }): Promise<void> {
+export async function swarmLogs(
+  repoId: string,
+  repoPath: string,
+  o: { agentId: string | undefined; follow: boolean; tail: number },
+): Promise<void> {
   const runtime = new SwarmRuntime(dockerClient(), {
     repoId,
     repoPath,
@@ -14,9 +18,17 @@ export async function swarmLogs(repoId: string, repoPath: string, o: { agentId: 
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   try {
-    await runtime.logs({ agentId: o.agentId, follow: o.follow, tail: o.tail, signal: abort.signal }, (id, line) => {
-      process.stdout.write(`${o.agentId ? '' : `${id} | `}${line}\n`);
-    });
+    await runtime.logs(
+      {
+        agentId: o.agentId,
+        follow: o.follow,
+        tail: o.tail,
+        signal: abort.signal,
+      },
+      (id, line) => {
+        process.stdout.write(`${o.agentId ? '' : `${id} | `}${line}\n`);
+      },
+    );
   } finally {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);

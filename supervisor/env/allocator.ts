@@ -3,10 +3,33 @@ import type { EnvSchema } from '../config.js';
 import { SupervisorError, coerceError } from '../errors.js';
 import type { Db } from '../store/db.js';
 import { composeProjectName } from './env-file.js';
-import { busyPorts, namedPorts, pickBlock, portsExhausted, portsOfBlock, validatePortsConfig } from './ports.js';
-import { databaseNameFor, databaseUrl, dropDatabase, ensureDatabase } from './postgres.js';
-import { dbOfUrl, pickRedisDb, redisUrlWithDb, sameServer, serverDatabases, type RedisRange } from './redis-db.js';
-import { EnvAllocationStore, isUniqueViolation, type EnvAllocation } from './store.js';
+import {
+  busyPorts,
+  namedPorts,
+  pickBlock,
+  portsExhausted,
+  portsOfBlock,
+  validatePortsConfig,
+} from './ports.js';
+import {
+  databaseNameFor,
+  databaseUrl,
+  dropDatabase,
+  ensureDatabase,
+} from './postgres.js';
+import {
+  dbOfUrl,
+  pickRedisDb,
+  redisUrlWithDb,
+  sameServer,
+  serverDatabases,
+  type RedisRange,
+} from './redis-db.js';
+import {
+  EnvAllocationStore,
+  isUniqueViolation,
+  type EnvAllocation,
+} from './store.js';
 
 export type EnvConfig = z.output<typeof EnvSchema>;
 
@@ -31,7 +54,11 @@ export function validateEnvConfig(cfg: EnvConfig): void {
   validatePortsConfig(cfg.ports);
   const [lo, hi] = cfg.redis.dbRange;
   if (lo > hi) {
-    throw new SupervisorError('ERR_SUP_CONFIG', `env.redis.dbRange [${lo}, ${hi}] is empty (the first index is above the last)`, { hint: 'e.g. "dbRange": [1, 15]' });
+    throw new SupervisorError(
+      'ERR_SUP_CONFIG',
+      `env.redis.dbRange [${lo}, ${hi}] is empty (the first index is above the last)`,
+      { hint: 'e.g. "dbRange": [1, 15]' },
+    );
   }
   if (cfg.postgres.url) databaseNameFor(cfg.postgres.prefix, 'agent-001');
 }
@@ -62,7 +89,10 @@ export class EnvAllocator {
    * whatever is missing. `finish` runs before the allocation counts as made (write files
    * there); if it or any step fails, nothing this call reserved remains.
    */
-  async prepare(slot: string, finish?: (env: SlotEnvironment) => Promise<void> | void): Promise<SlotEnvironment> {
+  async prepare(
+    slot: string,
+    finish?: (env: SlotEnvironment) => Promise<void> | void,
+  ): Promise<SlotEnvironment> {
     const cfg = this.o.config;
     const range = cfg.redis.enabled ? await this.redisRange() : undefined;
     const before = this.store.get(slot);
@@ -70,17 +100,37 @@ export class EnvAllocator {
     let createdDb = false;
     let alloc = this.reserve(slot, range, fresh);
     try {
-      if (fresh.ports || alloc.state === 'pending') alloc = await this.verifyPorts(slot, alloc);
+      if (fresh.ports || alloc.state === 'pending')
+        alloc = await this.verifyPorts(slot, alloc);
       if (cfg.postgres.url && alloc.postgresDb) {
-        createdDb = await ensureDatabase(cfg.postgres.url, alloc.postgresDb, cfg.postgres.template);
-        if (createdDb) this.o.log?.(`created database ${alloc.postgresDb}${cfg.postgres.template ? ` from template ${cfg.postgres.template}` : ''}`, { agentId: slot });
+        createdDb = await ensureDatabase(
+          cfg.postgres.url,
+          alloc.postgresDb,
+          cfg.postgres.template,
+        );
+        if (createdDb)
+          this.o.log?.(
+            `created database ${alloc.postgresDb}${cfg.postgres.template ? ` from template ${cfg.postgres.template}` : ''}`,
+            { agentId: slot },
+          );
       }
       const env = { allocation: alloc, vars: this.varsFor(slot, alloc) };
       await finish?.(env);
-      alloc = this.store.update(slot, { state: 'ready', ports: alloc.portStart === null ? null : namedPorts(cfg.ports, alloc.portStart) });
+      alloc = this.store.update(slot, {
+        state: 'ready',
+        ports:
+          alloc.portStart === null
+            ? null
+            : namedPorts(cfg.ports, alloc.portStart),
+      });
       return { allocation: alloc, vars: env.vars };
     } catch (err) {
-      await this.rollback(slot, before, fresh, createdDb ? alloc.postgresDb : null);
+      await this.rollback(
+        slot,
+        before,
+        fresh,
+        createdDb ? alloc.postgresDb : null,
+      );
       throw err;
     }
   }
@@ -90,30 +140,47 @@ export class EnvAllocator {
     return {
       lo,
       hi,
-      reserved: sameServer(this.appRedisUrl, this.o.queueRedisUrl) ? dbOfUrl(this.o.queueRedisUrl) : undefined,
+      reserved: sameServer(this.appRedisUrl, this.o.queueRedisUrl)
+        ? dbOfUrl(this.o.queueRedisUrl)
+        : undefined,
       serverDatabases: await serverDatabases(this.appRedisUrl),
     };
   }
 
   /** One transaction: the slot's row, with a block, a DB index and a database name where missing. */
-  private reserve(slot: string, range: RedisRange | undefined, fresh: { ports: boolean; redis: boolean; postgres: boolean }): EnvAllocation {
+  private reserve(
+    slot: string,
+    range: RedisRange | undefined,
+    fresh: { ports: boolean; redis: boolean; postgres: boolean },
+  ): EnvAllocation {
     const cfg = this.o.config;
     for (let attempt = 0; ; attempt++) {
       try {
         return this.store.transaction(() => {
           let row = this.store.get(slot) ?? this.store.insert(slot);
           if (row.portStart === null) {
-            const start = pickBlock(cfg.ports, this.store.portRanges(slot), new Set());
+            const start = pickBlock(
+              cfg.ports,
+              this.store.portRanges(slot),
+              new Set(),
+            );
             if (start === undefined) throw portsExhausted(cfg.ports, new Map());
-            row = this.store.update(slot, { portStart: start, portCount: cfg.ports.blockSize });
+            row = this.store.update(slot, {
+              portStart: start,
+              portCount: cfg.ports.blockSize,
+            });
             fresh.ports = true;
           }
           if (range && row.redisDb === null) {
-            row = this.store.update(slot, { redisDb: pickRedisDb(range, this.store.redisDbs(slot)) });
+            row = this.store.update(slot, {
+              redisDb: pickRedisDb(range, this.store.redisDbs(slot)),
+            });
             fresh.redis = true;
           }
           if (cfg.postgres.url && row.postgresDb === null) {
-            row = this.store.update(slot, { postgresDb: databaseNameFor(cfg.postgres.prefix, slot) });
+            row = this.store.update(slot, {
+              postgresDb: databaseNameFor(cfg.postgres.prefix, slot),
+            });
             fresh.postgres = true;
           }
           return row;
@@ -128,7 +195,10 @@ export class EnvAllocator {
   }
 
   /** Test-binds every port of the block; a busy port moves the slot to the next free block. */
-  private async verifyPorts(slot: string, alloc: EnvAllocation): Promise<EnvAllocation> {
+  private async verifyPorts(
+    slot: string,
+    alloc: EnvAllocation,
+  ): Promise<EnvAllocation> {
     const cfg = this.o.config.ports;
     const skip = new Set<number>();
     const busyBlocks = new Map<number, number[]>();
@@ -138,21 +208,35 @@ export class EnvAllocator {
       if (start === null) return current;
       const busy = await busyPorts(portsOfBlock(cfg, start));
       if (busy.length === 0) return current;
-      this.o.log?.(`port block ${start} is in use by another program (port ${busy.join(', ')}); trying the next one`, { agentId: slot });
+      this.o.log?.(
+        `port block ${start} is in use by another program (port ${busy.join(', ')}); trying the next one`,
+        { agentId: slot },
+      );
       skip.add(start);
       busyBlocks.set(start, busy);
       current = this.store.transaction(() => {
         const next = pickBlock(cfg, this.store.portRanges(slot), skip);
         if (next === undefined) throw portsExhausted(cfg, busyBlocks);
-        return this.store.update(slot, { portStart: next, portCount: cfg.blockSize });
+        return this.store.update(slot, {
+          portStart: next,
+          portCount: cfg.blockSize,
+        });
       });
     }
   }
 
-  private async rollback(slot: string, before: EnvAllocation | undefined, fresh: { ports: boolean; redis: boolean; postgres: boolean }, createdDb: string | null): Promise<void> {
+  private async rollback(
+    slot: string,
+    before: EnvAllocation | undefined,
+    fresh: { ports: boolean; redis: boolean; postgres: boolean },
+    createdDb: string | null,
+  ): Promise<void> {
     if (createdDb && this.o.config.postgres.url) {
       await dropDatabase(this.o.config.postgres.url, createdDb).catch((err) =>
-        this.o.log?.(`could not drop ${createdDb} after a failed allocation`, { agentId: slot, error: coerceError(err).message }),
+        this.o.log?.(`could not drop ${createdDb} after a failed allocation`, {
+          agentId: slot,
+          error: coerceError(err).message,
+        }),
       );
     }
     if (!before || before.state === 'pending') {
@@ -171,9 +255,14 @@ export class EnvAllocator {
     const cfg = this.o.config;
     const vars: Record<string, string> = {};
     if (alloc.portStart !== null) {
-      for (const [k, v] of Object.entries(namedPorts(cfg.ports, alloc.portStart))) vars[k] = String(v);
+      for (const [k, v] of Object.entries(
+        namedPorts(cfg.ports, alloc.portStart),
+      ))
+        vars[k] = String(v);
       vars.PORT_BLOCK_START = String(alloc.portStart);
-      vars.PORT_BLOCK_END = String(alloc.portStart + (alloc.portCount ?? cfg.ports.blockSize) - 1);
+      vars.PORT_BLOCK_END = String(
+        alloc.portStart + (alloc.portCount ?? cfg.ports.blockSize) - 1,
+      );
     }
     if (cfg.redis.enabled && alloc.redisDb !== null) {
       vars.REDIS_URL = redisUrlWithDb(this.appRedisUrl, alloc.redisDb);
@@ -185,7 +274,11 @@ export class EnvAllocator {
       // Apps that read POSTGRES_URL must not get the supervisor's admin URL (the `postgres` database).
       vars.POSTGRES_URL = vars.DATABASE_URL;
     }
-    vars.COMPOSE_PROJECT_NAME = composeProjectName(this.o.repoRoot, this.o.repoId, slot);
+    vars.COMPOSE_PROJECT_NAME = composeProjectName(
+      this.o.repoRoot,
+      this.o.repoId,
+      slot,
+    );
     return vars;
   }
 }

@@ -8,8 +8,17 @@ export const ENV_FILE = '.env.worktree';
  * `COMPOSE_PROJECT_NAME` for a slot: unique per repository and slot, valid for Compose
  * (lower-case letters, digits, `-`, `_`, starting with a letter or digit).
  */
-export function composeProjectName(repoRoot: string, repoId: string, slot: string): string {
-  const name = basename(repoRoot).toLowerCase().replace(/[^a-z0-9_-]+/g, '-').replace(/^[-_]+/, '').slice(0, 30) || 'repo';
+export function composeProjectName(
+  repoRoot: string,
+  repoId: string,
+  slot: string,
+): string {
+  const name =
+    basename(repoRoot)
+      .toLowerCase()
+      .replace(/[^a-z0-9_-]+/g, '-')
+      .replace(/^[-_]+/, '')
+      .slice(0, 30) || 'repo';
   const id = repoId || createHash('sha256').update(repoRoot).digest('hex');
   return `${name}-${id.slice(0, 8)}-${slot}`;
 }
@@ -20,7 +29,10 @@ function quote(v: string): string {
   return `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n').replace(/\$/g, '\\$')}"`;
 }
 
-export function renderEnvFile(slot: string, vars: Record<string, string>): string {
+export function renderEnvFile(
+  slot: string,
+  vars: Record<string, string>,
+): string {
   const lines = [
     `# Written by agent-supervisor for ${slot}: this worktree's share of the dev infrastructure.`,
     '# Regenerated at every start of the slot; edits are lost. Not committed (.git/info/exclude).',
@@ -30,7 +42,11 @@ export function renderEnvFile(slot: string, vars: Record<string, string>): strin
 }
 
 /** Writes `.env.worktree` atomically (a reader never sees half a file). */
-export function writeEnvFile(worktree: string, slot: string, vars: Record<string, string>): string {
+export function writeEnvFile(
+  worktree: string,
+  slot: string,
+  vars: Record<string, string>,
+): string {
   const file = join(worktree, ENV_FILE);
   const tmp = `${file}.${process.pid}.tmp`;
   writeFileSync(tmp, renderEnvFile(slot, vars));

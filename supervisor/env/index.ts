@@ -23,18 +23,43 @@ export interface EnvStatus {
  * `.worktreeinclude` files into its worktree, allocate (or find) its port block, Redis DB and
  * Postgres database, write `.env.worktree`, and hand the same variables to the agent.
  */
-export async function attachEnvironments(daemon: Daemon, log: Logger): Promise<void> {
+export async function attachEnvironments(
+  daemon: Daemon,
+  log: Logger,
+): Promise<void> {
   const { config, paths, db } = daemon.ctx;
   const cfg = config.env;
   if (!cfg.enabled) return;
-  const allocator = new EnvAllocator({ db, config: cfg, queueRedisUrl: daemon.redisUrl, repoRoot: paths.root, repoId: paths.repoId, log });
+  const allocator = new EnvAllocator({
+    db,
+    config: cfg,
+    queueRedisUrl: daemon.redisUrl,
+    repoRoot: paths.root,
+    repoId: paths.repoId,
+    log,
+  });
   daemon.addSlotHook({
     prepare: async (agentId, worktreePath) => {
       const copied = await copyIncludedFiles(paths.root, worktreePath);
-      if (copied.length) log(`copied ${copied.length} file${copied.length === 1 ? '' : 's'} listed in .worktreeinclude`, { agentId, files: copied });
-      const env = await allocator.prepare(agentId, ({ vars }) => void writeEnvFile(worktreePath, agentId, vars));
+      if (copied.length)
+        log(
+          `copied ${copied.length} file${copied.length === 1 ? '' : 's'} listed in .worktreeinclude`,
+          { agentId, files: copied },
+        );
+      const env = await allocator.prepare(
+        agentId,
+        ({ vars }) => void writeEnvFile(worktreePath, agentId, vars),
+      );
       const a = env.allocation;
-      log(`environment ready`, { agentId, ports: a.portStart === null ? null : `${a.portStart}-${a.portStart + (a.portCount ?? 1) - 1}`, redisDb: a.redisDb, postgresDb: a.postgresDb });
+      log(`environment ready`, {
+        agentId,
+        ports:
+          a.portStart === null
+            ? null
+            : `${a.portStart}-${a.portStart + (a.portCount ?? 1) - 1}`,
+        redisDb: a.redisDb,
+        postgresDb: a.postgresDb,
+      });
       return env.vars;
     },
     // resetPerIssue: the runner recreates the database after it claimed a job and before the
@@ -47,7 +72,11 @@ export async function attachEnvironments(daemon: Daemon, log: Logger): Promise<v
         {
           name: `reset database ${dbName}`,
           command: [process.execPath, RESET_SCRIPT],
-          env: { SUPERVISOR_RESET_PG_URL: pg.url, SUPERVISOR_RESET_PG_DB: dbName, SUPERVISOR_RESET_PG_TEMPLATE: pg.template ?? '' },
+          env: {
+            SUPERVISOR_RESET_PG_URL: pg.url,
+            SUPERVISOR_RESET_PG_DB: dbName,
+            SUPERVISOR_RESET_PG_TEMPLATE: pg.template ?? '',
+          },
         },
       ];
     },
@@ -55,19 +84,33 @@ export async function attachEnvironments(daemon: Daemon, log: Logger): Promise<v
   const [lo, hi] = cfg.redis.dbRange;
   log(
     `environments: port blocks of ${cfg.ports.blockSize} from ${cfg.ports.base}` +
-      (cfg.redis.enabled ? `, Redis DBs ${lo}..${hi}` : ', Redis isolation off') +
-      (cfg.postgres.url ? `, databases ${cfg.postgres.prefix}agent_NNN${cfg.postgres.template ? ` from ${cfg.postgres.template}` : ''}${cfg.postgres.resetPerIssue ? ' (reset per issue)' : ''}` : ', no POSTGRES_URL: no databases'),
+      (cfg.redis.enabled
+        ? `, Redis DBs ${lo}..${hi}`
+        : ', Redis isolation off') +
+      (cfg.postgres.url
+        ? `, databases ${cfg.postgres.prefix}agent_NNN${cfg.postgres.template ? ` from ${cfg.postgres.template}` : ''}${cfg.postgres.resetPerIssue ? ' (reset per issue)' : ''}`
+        : ', no POSTGRES_URL: no databases'),
   );
 }
 
-export async function envStatus(ctx: Context): Promise<(agentId: string) => EnvStatus | undefined> {
-  const rows = new Map(new EnvAllocationStore(ctx.db).list().filter((a) => a.state === 'ready').map((a) => [a.slot, a]));
+export async function envStatus(
+  ctx: Context,
+): Promise<(agentId: string) => EnvStatus | undefined> {
+  const rows = new Map(
+    new EnvAllocationStore(ctx.db)
+      .list()
+      .filter((a) => a.state === 'ready')
+      .map((a) => [a.slot, a]),
+  );
   return (agentId) => {
     const a = rows.get(agentId);
     if (!a) return undefined;
     return {
       ports: a.ports ?? {},
-      portBlock: a.portStart === null ? null : { start: a.portStart, end: a.portStart + (a.portCount ?? 1) - 1 },
+      portBlock:
+        a.portStart === null
+          ? null
+          : { start: a.portStart, end: a.portStart + (a.portCount ?? 1) - 1 },
       redisDb: a.redisDb,
       postgresDb: a.postgresDb,
     };
@@ -75,16 +118,24 @@ export async function envStatus(ctx: Context): Promise<(agentId: string) => EnvS
 }
 
 /** Frees a slot's allocation; its database is dropped only with `dropDatabases`, else kept for reuse. */
-export async function releaseEnvironment(ctx: Context, agentId: string, opts: { dropDatabases: boolean }): Promise<void> {
+export async function releaseEnvironment(
+  ctx: Context,
+  agentId: string,
+  opts: { dropDatabases: boolean },
+): Promise<void> {
   const store = new EnvAllocationStore(ctx.db);
   const a = store.get(agentId);
   if (!a) return;
   if (opts.dropDatabases && a.postgresDb) {
     const url = ctx.config.env.postgres.url;
     if (!url) {
-      throw new SupervisorError('ERR_SUP_POSTGRES', `cannot drop ${a.postgresDb} of ${agentId}: POSTGRES_URL is not set`, {
-        hint: 'set POSTGRES_URL (or env.postgres.url) to the server the database lives on, or run cleanup without --drop-databases to keep it',
-      });
+      throw new SupervisorError(
+        'ERR_SUP_POSTGRES',
+        `cannot drop ${a.postgresDb} of ${agentId}: POSTGRES_URL is not set`,
+        {
+          hint: 'set POSTGRES_URL (or env.postgres.url) to the server the database lives on, or run cleanup without --drop-databases to keep it',
+        },
+      );
     }
     await dropDatabase(url, a.postgresDb);
   }

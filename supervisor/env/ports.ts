@@ -12,14 +12,26 @@ export function validatePortsConfig(cfg: PortsConfig): void {
   const problems: string[] = [];
   for (const [name, rule] of Object.entries(cfg.names)) {
     if (typeof rule === 'number') {
-      if (rule >= cfg.blockSize) problems.push(`env.ports.names.${name}: offset ${rule} is outside a block of ${cfg.blockSize} ports (0..${cfg.blockSize - 1})`);
+      if (rule >= cfg.blockSize)
+        problems.push(
+          `env.ports.names.${name}: offset ${rule} is outside a block of ${cfg.blockSize} ports (0..${cfg.blockSize - 1})`,
+        );
     } else if (rule.base + (lastBlockStart(cfg) - cfg.base) > MAX_PORT) {
-      problems.push(`env.ports.names.${name}: ${rule.base} + (block start − ${cfg.base}) goes past port ${MAX_PORT} for the last of ${cfg.maxBlocks} blocks`);
+      problems.push(
+        `env.ports.names.${name}: ${rule.base} + (block start − ${cfg.base}) goes past port ${MAX_PORT} for the last of ${cfg.maxBlocks} blocks`,
+      );
     }
   }
-  if (cfg.base + cfg.blockSize - 1 > MAX_PORT) problems.push(`env.ports: the first block ${cfg.base}..${cfg.base + cfg.blockSize - 1} goes past port ${MAX_PORT}`);
+  if (cfg.base + cfg.blockSize - 1 > MAX_PORT)
+    problems.push(
+      `env.ports: the first block ${cfg.base}..${cfg.base + cfg.blockSize - 1} goes past port ${MAX_PORT}`,
+    );
   if (problems.length) {
-    throw new SupervisorError('ERR_SUP_CONFIG', `invalid port configuration:\n  ${problems.join('\n  ')}`, { hint: 'fix "env.ports" in supervisor.config.json' });
+    throw new SupervisorError(
+      'ERR_SUP_CONFIG',
+      `invalid port configuration:\n  ${problems.join('\n  ')}`,
+      { hint: 'fix "env.ports" in supervisor.config.json' },
+    );
   }
 }
 
@@ -43,10 +55,19 @@ function lastBlockStart(cfg: PortsConfig): number {
  * otherwise), and every configured name — an offset inside the block, or a rule
  * `{ base: B }` giving `B + (blockStart − ports.base)` (the article's VITE_PORT pattern).
  */
-export function namedPorts(cfg: PortsConfig, blockStart: number): Record<string, number> {
-  const out: Record<string, number> = { PORT: blockStart, APP_PORT: blockStart };
+export function namedPorts(
+  cfg: PortsConfig,
+  blockStart: number,
+): Record<string, number> {
+  const out: Record<string, number> = {
+    PORT: blockStart,
+    APP_PORT: blockStart,
+  };
   for (const [name, rule] of Object.entries(cfg.names)) {
-    out[name] = typeof rule === 'number' ? blockStart + rule : rule.base + (blockStart - cfg.base);
+    out[name] =
+      typeof rule === 'number'
+        ? blockStart + rule
+        : rule.base + (blockStart - cfg.base);
   }
   return out;
 }
@@ -68,7 +89,9 @@ export function canBind(port: number, host: string): Promise<boolean> {
     const srv = createServer();
     srv.unref();
     srv.once('error', () => resolve(false));
-    srv.listen({ port, host, exclusive: true }, () => srv.close(() => resolve(true)));
+    srv.listen({ port, host, exclusive: true }, () =>
+      srv.close(() => resolve(true)),
+    );
   });
 }
 
@@ -90,7 +113,11 @@ export async function busyPorts(ports: readonly number[]): Promise<number[]> {
  * The lowest block start not overlapping `held` and not in `skip`; undefined when none is left.
  * Pure: the caller runs it inside the allocation transaction.
  */
-export function pickBlock(cfg: PortsConfig, held: ReadonlyArray<readonly [number, number]>, skip: ReadonlySet<number>): number | undefined {
+export function pickBlock(
+  cfg: PortsConfig,
+  held: ReadonlyArray<readonly [number, number]>,
+  skip: ReadonlySet<number>,
+): number | undefined {
   for (const start of blockStarts(cfg)) {
     if (skip.has(start)) continue;
     const end = start + cfg.blockSize;
@@ -100,10 +127,16 @@ export function pickBlock(cfg: PortsConfig, held: ReadonlyArray<readonly [number
   return undefined;
 }
 
-export function portsExhausted(cfg: PortsConfig, busyBlocks: ReadonlyMap<number, number[]>): SupervisorError {
+export function portsExhausted(
+  cfg: PortsConfig,
+  busyBlocks: ReadonlyMap<number, number[]>,
+): SupervisorError {
   const starts = blockStarts(cfg);
   const last = (starts.at(-1) ?? cfg.base) + cfg.blockSize - 1;
-  const busy = [...busyBlocks.entries()].map(([s, ports]) => `${s} (port ${ports.slice(0, 3).join(', ')}${ports.length > 3 ? ', …' : ''} in use)`);
+  const busy = [...busyBlocks.entries()].map(
+    ([s, ports]) =>
+      `${s} (port ${ports.slice(0, 3).join(', ')}${ports.length > 3 ? ', …' : ''} in use)`,
+  );
   return new SupervisorError(
     'ERR_SUP_ENV_EXHAUSTED',
     `no free port block: all ${starts.length} blocks of ${cfg.blockSize} ports in ${cfg.base}..${last} are allocated to other slots` +

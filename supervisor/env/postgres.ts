@@ -8,7 +8,11 @@ const PREFIX = /^[a-z_][a-z0-9_]{0,30}$/;
 
 /** `"name"` with inner quotes doubled: safe whatever `name` is (we validate names anyway). */
 export function quoteIdent(name: string): string {
-  if (name.length === 0 || name.includes('\0')) throw new SupervisorError('ERR_SUP_CONFIG', 'an empty identifier or one with a NUL byte cannot be quoted');
+  if (name.length === 0 || name.includes('\0'))
+    throw new SupervisorError(
+      'ERR_SUP_CONFIG',
+      'an empty identifier or one with a NUL byte cannot be quoted',
+    );
   return `"${name.replace(/"/g, '""')}"`;
 }
 
@@ -19,23 +23,40 @@ export function quoteIdent(name: string): string {
  */
 export function databaseNameFor(prefix: string, slot: string): string {
   if (!PREFIX.test(prefix)) {
-    throw new SupervisorError('ERR_SUP_CONFIG', `env.postgres.prefix "${prefix}" is not a safe database name prefix`, {
-      hint: 'use lower-case letters, digits and _ (starting with a letter or _), at most 31 characters, e.g. "app_"',
-    });
+    throw new SupervisorError(
+      'ERR_SUP_CONFIG',
+      `env.postgres.prefix "${prefix}" is not a safe database name prefix`,
+      {
+        hint: 'use lower-case letters, digits and _ (starting with a letter or _), at most 31 characters, e.g. "app_"',
+      },
+    );
   }
-  if (!/^agent-\d{3}$/.test(slot)) throw new SupervisorError('ERR_SUP_CONFIG', `"${slot}" is not a slot id (agent-NNN)`);
+  if (!/^agent-\d{3}$/.test(slot))
+    throw new SupervisorError(
+      'ERR_SUP_CONFIG',
+      `"${slot}" is not a slot id (agent-NNN)`,
+    );
   const name = `${prefix}${slot}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
   assertIdent(name);
   return name;
 }
 
 export function assertIdent(name: string): void {
-  if (!IDENT.test(name)) throw new SupervisorError('ERR_SUP_CONFIG', `"${name}" is not a plain lower-case database name`, { hint: 'names may hold a-z, 0-9 and _' });
+  if (!IDENT.test(name))
+    throw new SupervisorError(
+      'ERR_SUP_CONFIG',
+      `"${name}" is not a plain lower-case database name`,
+      { hint: 'names may hold a-z, 0-9 and _' },
+    );
 }
 
 export function assertTemplate(name: string): void {
   if (!TEMPLATE.test(name)) {
-    throw new SupervisorError('ERR_SUP_CONFIG', `env.postgres.template "${name}" is not a plain database name`, { hint: 'letters, digits and _ only, at most 63 characters' });
+    throw new SupervisorError(
+      'ERR_SUP_CONFIG',
+      `env.postgres.template "${name}" is not a plain database name`,
+      { hint: 'letters, digits and _ only, at most 63 characters' },
+    );
   }
 }
 
@@ -53,40 +74,85 @@ interface PgError extends Error {
 const safe = (url: string) => redactSecrets(url);
 
 /** A Postgres failure as a SupervisorError that says what to do. */
-export function postgresError(err: unknown, adminUrl: string, doing: string): SupervisorError {
+export function postgresError(
+  err: unknown,
+  adminUrl: string,
+  doing: string,
+): SupervisorError {
   const e = coerceError(err) as PgError;
   const code = e.code ?? '';
   let user = 'postgres';
   try {
-    user = decodeURIComponent(new URL(adminUrl).username) || process.env.PGUSER || process.env.USER || 'postgres';
+    user =
+      decodeURIComponent(new URL(adminUrl).username) ||
+      process.env.PGUSER ||
+      process.env.USER ||
+      'postgres';
   } catch {
     /* keep the default */
   }
-  if (['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ETIMEDOUT', 'ECONNRESET', 'EAI_AGAIN'].includes(code) || /timeout|terminated unexpectedly/i.test(e.message)) {
-    return new SupervisorError('ERR_SUP_POSTGRES', `Postgres at ${safe(adminUrl)} is unreachable (${code || e.message}) while trying to ${doing}`, {
-      hint: 'start it (`supervisor infra up`, or your local install), fix POSTGRES_URL / env.postgres.url, or unset POSTGRES_URL to run without per-agent databases',
-      cause: err,
-    });
+  if (
+    [
+      'ECONNREFUSED',
+      'ENOTFOUND',
+      'EHOSTUNREACH',
+      'ETIMEDOUT',
+      'ECONNRESET',
+      'EAI_AGAIN',
+    ].includes(code) ||
+    /timeout|terminated unexpectedly/i.test(e.message)
+  ) {
+    return new SupervisorError(
+      'ERR_SUP_POSTGRES',
+      `Postgres at ${safe(adminUrl)} is unreachable (${code || e.message}) while trying to ${doing}`,
+      {
+        hint: 'start it (`supervisor infra up`, or your local install), fix POSTGRES_URL / env.postgres.url, or unset POSTGRES_URL to run without per-agent databases',
+        cause: err,
+      },
+    );
   }
   if (code === '42501') {
-    return new SupervisorError('ERR_SUP_POSTGRES', `the Postgres role "${user}" may not create databases (${e.message}) while trying to ${doing}`, {
-      hint: `grant it: ALTER ROLE ${quoteIdent(user)} CREATEDB; or point POSTGRES_URL at a role that has CREATEDB`,
-      cause: err,
-    });
+    return new SupervisorError(
+      'ERR_SUP_POSTGRES',
+      `the Postgres role "${user}" may not create databases (${e.message}) while trying to ${doing}`,
+      {
+        hint: `grant it: ALTER ROLE ${quoteIdent(user)} CREATEDB; or point POSTGRES_URL at a role that has CREATEDB`,
+        cause: err,
+      },
+    );
   }
   if (code === '3D000' || code === '28000' || code === '28P01') {
-    return new SupervisorError('ERR_SUP_POSTGRES', `Postgres refused to ${doing}: ${e.message}`, {
-      hint: code === '3D000' ? 'create that database (the template, or the one named in POSTGRES_URL) or fix the name' : 'check the user and password in POSTGRES_URL',
-      cause: err,
-    });
+    return new SupervisorError(
+      'ERR_SUP_POSTGRES',
+      `Postgres refused to ${doing}: ${e.message}`,
+      {
+        hint:
+          code === '3D000'
+            ? 'create that database (the template, or the one named in POSTGRES_URL) or fix the name'
+            : 'check the user and password in POSTGRES_URL',
+        cause: err,
+      },
+    );
   }
-  return new SupervisorError('ERR_SUP_POSTGRES', `Postgres failed to ${doing}: ${e.message}${code ? ` (${code})` : ''}`, { cause: err });
+  return new SupervisorError(
+    'ERR_SUP_POSTGRES',
+    `Postgres failed to ${doing}: ${e.message}${code ? ` (${code})` : ''}`,
+    { cause: err },
+  );
 }
 
-async function withClient<T>(adminUrl: string, doing: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+async function withClient<T>(
+  adminUrl: string,
+  doing: string,
+  fn: (c: pg.Client) => Promise<T>,
+): Promise<T> {
   // Loaded on first use (~15 MB resident): only supervisors with a POSTGRES_URL need it.
   const { default: postgres } = await import('pg');
-  const client = new postgres.Client({ connectionString: adminUrl, connectionTimeoutMillis: 3000, application_name: 'agent-supervisor' });
+  const client = new postgres.Client({
+    connectionString: adminUrl,
+    connectionTimeoutMillis: 3000,
+    application_name: 'agent-supervisor',
+  });
   client.on('error', () => undefined);
   try {
     await client.connect();
@@ -97,19 +163,34 @@ async function withClient<T>(adminUrl: string, doing: string, fn: (c: pg.Client)
   try {
     return await fn(client);
   } catch (err) {
-    throw err instanceof SupervisorError ? err : postgresError(err, adminUrl, doing);
+    throw err instanceof SupervisorError
+      ? err
+      : postgresError(err, adminUrl, doing);
   } finally {
     await client.end().catch(() => undefined);
   }
 }
 
-export async function databaseExists(adminUrl: string, db: string): Promise<boolean> {
-  return withClient(adminUrl, `look up database ${db}`, async (c) => (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [db])).rowCount === 1);
+export async function databaseExists(
+  adminUrl: string,
+  db: string,
+): Promise<boolean> {
+  return withClient(
+    adminUrl,
+    `look up database ${db}`,
+    async (c) =>
+      (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [db]))
+        .rowCount === 1,
+  );
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function create(c: pg.Client, db: string, template: string | undefined): Promise<void> {
+async function create(
+  c: pg.Client,
+  db: string,
+  template: string | undefined,
+): Promise<void> {
   const sql = `CREATE DATABASE ${quoteIdent(db)}${template ? ` TEMPLATE ${quoteIdent(template)}` : ''}`;
   // A template with open sessions cannot be copied (55006): wait a little for them to go.
   for (let i = 0; ; i++) {
@@ -124,10 +205,14 @@ async function create(c: pg.Client, db: string, template: string | undefined): P
         continue;
       }
       if (code === '55006') {
-        throw new SupervisorError('ERR_SUP_POSTGRES', `cannot clone template "${template}" into ${db}: other sessions are connected to the template`, {
-          hint: 'close connections to the template database (apps should never connect to it)',
-          cause: err,
-        });
+        throw new SupervisorError(
+          'ERR_SUP_POSTGRES',
+          `cannot clone template "${template}" into ${db}: other sessions are connected to the template`,
+          {
+            hint: 'close connections to the template database (apps should never connect to it)',
+            cause: err,
+          },
+        );
       }
       throw err;
     }
@@ -138,18 +223,33 @@ async function create(c: pg.Client, db: string, template: string | undefined): P
  * Makes sure the slot's database exists: created (from `template` when set) if missing,
  * reused untouched if there. Returns whether it was created by this call.
  */
-export async function ensureDatabase(adminUrl: string, db: string, template?: string): Promise<boolean> {
+export async function ensureDatabase(
+  adminUrl: string,
+  db: string,
+  template?: string,
+): Promise<boolean> {
   assertIdent(db);
   if (template) assertTemplate(template);
-  return withClient(adminUrl, `create database ${db}${template ? ` from template ${template}` : ''}`, async (c) => {
-    if ((await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [db])).rowCount === 1) return false;
-    await create(c, db, template);
-    return true;
-  });
+  return withClient(
+    adminUrl,
+    `create database ${db}${template ? ` from template ${template}` : ''}`,
+    async (c) => {
+      if (
+        (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [db]))
+          .rowCount === 1
+      )
+        return false;
+      await create(c, db, template);
+      return true;
+    },
+  );
 }
 
 /** Drops a slot's database, disconnecting its sessions (Postgres 13+). */
-export async function dropDatabase(adminUrl: string, db: string): Promise<void> {
+export async function dropDatabase(
+  adminUrl: string,
+  db: string,
+): Promise<void> {
   assertIdent(db);
   await withClient(adminUrl, `drop database ${db}`, async (c) => {
     await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE)`);
@@ -157,7 +257,11 @@ export async function dropDatabase(adminUrl: string, db: string): Promise<void> 
 }
 
 /** Drop and create again (from the template when set): a clean database for the next issue. */
-export async function recreateDatabase(adminUrl: string, db: string, template?: string): Promise<void> {
+export async function recreateDatabase(
+  adminUrl: string,
+  db: string,
+  template?: string,
+): Promise<void> {
   assertIdent(db);
   if (template) assertTemplate(template);
   await withClient(adminUrl, `recreate database ${db}`, async (c) => {
@@ -182,7 +286,12 @@ export async function probePostgres(adminUrl: string): Promise<PostgresProbe> {
         "SELECT current_setting('server_version') AS v, current_user AS u, (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user) AS cdb",
       );
       const row = r.rows[0]!;
-      return { reachable: true, version: row.v, user: row.u, canCreateDb: row.cdb };
+      return {
+        reachable: true,
+        version: row.v,
+        user: row.u,
+        canCreateDb: row.cdb,
+      };
     });
   } catch (err) {
     return { reachable: false, error: coerceError(err).message };

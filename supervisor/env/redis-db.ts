@@ -24,7 +24,8 @@ export function sameServer(a: string, b: string): boolean {
     const ua = new URL(a);
     const ub = new URL(b);
     const port = (u: URL) => u.port || '6379';
-    const host = (u: URL) => (u.hostname === 'localhost' ? '127.0.0.1' : u.hostname);
+    const host = (u: URL) =>
+      u.hostname === 'localhost' ? '127.0.0.1' : u.hostname;
     return host(ua) === host(ub) && port(ua) === port(ub);
   } catch {
     return a === b;
@@ -35,17 +36,29 @@ export function sameServer(a: string, b: string): boolean {
  * How many databases the server really has (`CONFIG GET databases`). Undefined when the
  * server refuses CONFIG (managed Redis): the configured range is then taken on trust.
  */
-export async function serverDatabases(url: string): Promise<number | undefined> {
-  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 3000, retryStrategy: () => null, enableOfflineQueue: false });
+export async function serverDatabases(
+  url: string,
+): Promise<number | undefined> {
+  const r = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 3000,
+    retryStrategy: () => null,
+    enableOfflineQueue: false,
+  });
   r.on('error', () => undefined);
   try {
     await r.connect();
   } catch (cause) {
     r.disconnect();
-    throw new SupervisorError('ERR_SUP_REDIS_UNREACHABLE', `the Redis server for agent environments at ${redactSecrets(url)} does not answer: ${coerceError(cause).message}`, {
-      hint: 'start it (`supervisor infra up`), fix env.redis.url in supervisor.config.json, or turn Redis isolation off with "env": {"redis": {"enabled": false}}',
-      cause,
-    });
+    throw new SupervisorError(
+      'ERR_SUP_REDIS_UNREACHABLE',
+      `the Redis server for agent environments at ${redactSecrets(url)} does not answer: ${coerceError(cause).message}`,
+      {
+        hint: 'start it (`supervisor infra up`), fix env.redis.url in supervisor.config.json, or turn Redis isolation off with "env": {"redis": {"enabled": false}}',
+        cause,
+      },
+    );
   }
   try {
     const res = (await r.config('GET', 'databases')) as unknown as string[];
@@ -72,7 +85,10 @@ const RAISE_HINT =
 
 /** The usable indices of the range, checked against the server; errors say which limit bites. */
 export function usableDbs(range: RedisRange): number[] {
-  const top = range.serverDatabases === undefined ? range.hi : Math.min(range.hi, range.serverDatabases - 1);
+  const top =
+    range.serverDatabases === undefined
+      ? range.hi
+      : Math.min(range.hi, range.serverDatabases - 1);
   if (range.lo > top) {
     throw new SupervisorError(
       'ERR_SUP_ENV_EXHAUSTED',
@@ -86,16 +102,26 @@ export function usableDbs(range: RedisRange): number[] {
 }
 
 /** The lowest usable index not in `used`; a clear error naming the limit when none is left. */
-export function pickRedisDb(range: RedisRange, used: ReadonlySet<number>): number {
+export function pickRedisDb(
+  range: RedisRange,
+  used: ReadonlySet<number>,
+): number {
   const usable = usableDbs(range);
   const free = usable.find((i) => !used.has(i));
   if (free !== undefined) return free;
-  const cut = range.serverDatabases !== undefined && range.hi > range.serverDatabases - 1;
+  const cut =
+    range.serverDatabases !== undefined && range.hi > range.serverDatabases - 1;
   throw new SupervisorError(
     'ERR_SUP_ENV_EXHAUSTED',
     `no free Redis DB index: all ${usable.length} usable indices of env.redis.dbRange ${range.lo}..${range.hi} are allocated` +
-      (cut ? ` (the range goes beyond the server's ${range.serverDatabases} databases, so only ${range.lo}..${range.serverDatabases! - 1} count)` : '') +
-      (range.reserved !== undefined && range.reserved >= range.lo && range.reserved <= range.hi ? ` (DB ${range.reserved} stays with the queue)` : ''),
+      (cut
+        ? ` (the range goes beyond the server's ${range.serverDatabases} databases, so only ${range.lo}..${range.serverDatabases! - 1} count)`
+        : '') +
+      (range.reserved !== undefined &&
+      range.reserved >= range.lo &&
+      range.reserved <= range.hi
+        ? ` (DB ${range.reserved} stays with the queue)`
+        : ''),
     { hint: RAISE_HINT },
   );
 }

@@ -14,11 +14,19 @@ async function main(): Promise<void> {
   const url = process.env.SUPERVISOR_RESET_PG_URL;
   const db = process.env.SUPERVISOR_RESET_PG_DB;
   const template = process.env.SUPERVISOR_RESET_PG_TEMPLATE || undefined;
-  if (!url || !db) throw new Error('SUPERVISOR_RESET_PG_URL and SUPERVISOR_RESET_PG_DB must be set');
+  if (!url || !db)
+    throw new Error(
+      'SUPERVISOR_RESET_PG_URL and SUPERVISOR_RESET_PG_DB must be set',
+    );
   // Only a slot's own database is ever dropped here.
-  if (!/agent_\d{3}$/.test(db)) throw new Error(`refusing to reset "${db}": not a slot database (<prefix>agent_NNN)`);
+  if (!/agent_\d{3}$/.test(db))
+    throw new Error(
+      `refusing to reset "${db}": not a slot database (<prefix>agent_NNN)`,
+    );
   await recreateDatabase(url, db, template);
-  process.stdout.write(`database ${db} recreated${template ? ` from ${template}` : ''}\n`);
+  process.stdout.write(
+    `database ${db} recreated${template ? ` from ${template}` : ''}\n`,
+  );
 }
 
 main().catch((err) => {

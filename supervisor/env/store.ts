@@ -41,7 +41,12 @@ function fromRow(r: Row): EnvAllocation {
   };
 }
 
-export type AllocationPatch = Partial<Pick<EnvAllocation, 'state' | 'portStart' | 'portCount' | 'ports' | 'redisDb' | 'postgresDb'>>;
+export type AllocationPatch = Partial<
+  Pick<
+    EnvAllocation,
+    'state' | 'portStart' | 'portCount' | 'ports' | 'redisDb' | 'postgresDb'
+  >
+>;
 
 /**
  * The `env_allocations` table. Every write that picks a resource runs inside
@@ -50,15 +55,24 @@ export type AllocationPatch = Partial<Pick<EnvAllocation, 'state' | 'portStart' 
  * are the backstop.
  */
 export class EnvAllocationStore {
-  constructor(private readonly db: Db, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly db: Db,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   get(slot: string): EnvAllocation | undefined {
-    const r = this.db.prepare('SELECT * FROM env_allocations WHERE slot = ?').get(slot) as Row | undefined;
+    const r = this.db
+      .prepare('SELECT * FROM env_allocations WHERE slot = ?')
+      .get(slot) as Row | undefined;
     return r ? fromRow(r) : undefined;
   }
 
   list(): EnvAllocation[] {
-    return (this.db.prepare('SELECT * FROM env_allocations ORDER BY slot').all() as Row[]).map(fromRow);
+    return (
+      this.db
+        .prepare('SELECT * FROM env_allocations ORDER BY slot')
+        .all() as Row[]
+    ).map(fromRow);
   }
 
   /** Runs `fn` under SQLite's write lock (BEGIN IMMEDIATE). */
@@ -68,7 +82,11 @@ export class EnvAllocationStore {
 
   insert(slot: string): EnvAllocation {
     const t = this.now();
-    this.db.prepare(`INSERT INTO env_allocations (slot, state, created_at, updated_at) VALUES (?, 'pending', ?, ?)`).run(slot, t, t);
+    this.db
+      .prepare(
+        `INSERT INTO env_allocations (slot, state, created_at, updated_at) VALUES (?, 'pending', ?, ?)`,
+      )
+      .run(slot, t, t);
     return this.get(slot)!;
   }
 
@@ -82,11 +100,14 @@ export class EnvAllocationStore {
     if (patch.state !== undefined) set('state', patch.state);
     if (patch.portStart !== undefined) set('port_start', patch.portStart);
     if (patch.portCount !== undefined) set('port_count', patch.portCount);
-    if (patch.ports !== undefined) set('ports', patch.ports === null ? null : JSON.stringify(patch.ports));
+    if (patch.ports !== undefined)
+      set('ports', patch.ports === null ? null : JSON.stringify(patch.ports));
     if (patch.redisDb !== undefined) set('redis_db', patch.redisDb);
     if (patch.postgresDb !== undefined) set('postgres_db', patch.postgresDb);
     set('updated_at', this.now());
-    this.db.prepare(`UPDATE env_allocations SET ${cols.join(', ')} WHERE slot = ?`).run(...vals, slot);
+    this.db
+      .prepare(`UPDATE env_allocations SET ${cols.join(', ')} WHERE slot = ?`)
+      .run(...vals, slot);
     return this.get(slot)!;
   }
 
@@ -96,17 +117,29 @@ export class EnvAllocationStore {
 
   /** Port ranges held by other slots: `[start, start + count)`. */
   portRanges(exceptSlot: string): Array<[number, number]> {
-    const rows = this.db.prepare('SELECT port_start, port_count FROM env_allocations WHERE port_start IS NOT NULL AND slot <> ?').all(exceptSlot) as Array<{ port_start: number; port_count: number }>;
+    const rows = this.db
+      .prepare(
+        'SELECT port_start, port_count FROM env_allocations WHERE port_start IS NOT NULL AND slot <> ?',
+      )
+      .all(exceptSlot) as Array<{ port_start: number; port_count: number }>;
     return rows.map((r) => [r.port_start, r.port_start + r.port_count]);
   }
 
   redisDbs(exceptSlot: string): Set<number> {
-    const rows = this.db.prepare('SELECT redis_db FROM env_allocations WHERE redis_db IS NOT NULL AND slot <> ?').all(exceptSlot) as Array<{ redis_db: number }>;
+    const rows = this.db
+      .prepare(
+        'SELECT redis_db FROM env_allocations WHERE redis_db IS NOT NULL AND slot <> ?',
+      )
+      .all(exceptSlot) as Array<{ redis_db: number }>;
     return new Set(rows.map((r) => r.redis_db));
   }
 }
 
 /** True for SQLite's UNIQUE-constraint failure (a lost race the transaction should have prevented). */
 export function isUniqueViolation(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && (err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE';
+  return (
+    typeof err === 'object' &&
+    err !== null &&
+    (err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE'
+  );
 }

@@ -1,5 +1,14 @@
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, realpathSync, symlinkSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  symlinkSync,
+} from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { SupervisorError } from '../errors.js';
 import { SAFE_GIT_CONFIG } from '../repo.js';
@@ -28,16 +37,27 @@ export function checkPatterns(root: string, text: string): Refusal[] {
     const what = `line ${i + 1} "${line}"`;
     const pattern = line.startsWith('!') ? line.slice(1) : line;
     const segments = pattern.replace(/\\/g, '/').split('/');
-    if (segments.includes('..')) out.push({ what, why: 'climbs out of the repository with ..' });
-    else if (pattern.startsWith('~')) out.push({ what, why: 'names a home directory' });
-    else if (/^[A-Za-z]:[\\/]/.test(pattern) || pattern.startsWith('\\\\')) out.push({ what, why: 'is an absolute path' });
+    if (segments.includes('..'))
+      out.push({ what, why: 'climbs out of the repository with ..' });
+    else if (pattern.startsWith('~'))
+      out.push({ what, why: 'names a home directory' });
+    else if (/^[A-Za-z]:[\\/]/.test(pattern) || pattern.startsWith('\\\\'))
+      out.push({ what, why: 'is an absolute path' });
     else if (pattern.startsWith('/')) {
       // "/config/local.py" anchors at the repository root; "/etc/hosts" or "/home/me/.env"
       // is someone writing an absolute path: its first part is not in the repository but is
       // on the file system root.
       const first = segments[1] ?? '';
-      if (first && !/[*?[]/.test(first) && !existsSync(join(root, first)) && existsSync(`/${first}`)) {
-        out.push({ what, why: `is an absolute path (/${first} is outside the repository)` });
+      if (
+        first &&
+        !/[*?[]/.test(first) &&
+        !existsSync(join(root, first)) &&
+        existsSync(`/${first}`)
+      ) {
+        out.push({
+          what,
+          why: `is an absolute path (/${first} is outside the repository)`,
+        });
       }
     }
   });
@@ -62,11 +82,24 @@ function nulList(out: string): string[] {
 }
 
 /** Runs git in `cwd` (GIT_* variables of a hook or outer repository ignored), feeding `input`. */
-function git(cwd: string, args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function git(
+  cwd: string,
+  args: string[],
+  input?: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('GIT_')) env[k] = v;
+  for (const [k, v] of Object.entries(process.env))
+    if (!k.startsWith('GIT_')) env[k] = v;
   return new Promise((resolve, reject) => {
-    const child = spawn('git', [...SAFE_GIT_CONFIG.flatMap((c) => ['-c', c]), ...args], { cwd, env, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    const child = spawn(
+      'git',
+      [...SAFE_GIT_CONFIG.flatMap((c) => ['-c', c]), ...args],
+      {
+        cwd,
+        env,
+        stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -87,16 +120,35 @@ export async function includedFiles(root: string): Promise<string[]> {
   const refusals = checkPatterns(root, readFileSync(file, 'utf8'));
   if (refusals.length) throw refuse(refusals);
   // Untracked files matching the patterns (only the patterns, not the standard ignores)…
-  const listed = await git(root, ['ls-files', '-z', '--others', '--ignored', `--exclude-from=${file}`]);
+  const listed = await git(root, [
+    'ls-files',
+    '-z',
+    '--others',
+    '--ignored',
+    `--exclude-from=${file}`,
+  ]);
   if (listed.code !== 0) {
-    throw new SupervisorError('ERR_SUP_GIT', `cannot list the files ${INCLUDE_FILE} selects: ${listed.stderr.trim()}`, { hint: `check ${file}` });
+    throw new SupervisorError(
+      'ERR_SUP_GIT',
+      `cannot list the files ${INCLUDE_FILE} selects: ${listed.stderr.trim()}`,
+      { hint: `check ${file}` },
+    );
   }
-  const matching = nulList(listed.stdout).filter((p) => !NEVER.some((n) => p.startsWith(n)));
+  const matching = nulList(listed.stdout).filter(
+    (p) => !NEVER.some((n) => p.startsWith(n)),
+  );
   if (matching.length === 0) return [];
   // …that git itself ignores: tracked and plain untracked files are not ours to copy.
-  const checked = await git(root, ['check-ignore', '-z', '--stdin'], `${matching.join('\0')}\0`);
+  const checked = await git(
+    root,
+    ['check-ignore', '-z', '--stdin'],
+    `${matching.join('\0')}\0`,
+  );
   if (checked.code !== 0 && checked.code !== 1) {
-    throw new SupervisorError('ERR_SUP_GIT', `git check-ignore failed: ${checked.stderr.trim()}`);
+    throw new SupervisorError(
+      'ERR_SUP_GIT',
+      `git check-ignore failed: ${checked.stderr.trim()}`,
+    );
   }
   return nulList(checked.stdout);
 }
@@ -106,15 +158,22 @@ export async function includedFiles(root: string): Promise<string[]> {
  * (the agent may have changed them); called at every slot start, so a worktree recreated
  * after damage gets them again. Anything resolving outside the repository is refused.
  */
-export async function copyIncludedFiles(root: string, worktree: string): Promise<string[]> {
+export async function copyIncludedFiles(
+  root: string,
+  worktree: string,
+): Promise<string[]> {
   const realRoot = realpathSync(root);
   const files = await includedFiles(root);
   const refusals: Refusal[] = [];
-  const plan: Array<{ rel: string; src: string; link: string | undefined }> = [];
+  const plan: Array<{ rel: string; src: string; link: string | undefined }> =
+    [];
   for (const rel of files) {
     const src = resolve(root, rel);
     if (!inside(root, src)) {
-      refusals.push({ what: `"${rel}"`, why: 'resolves outside the repository' });
+      refusals.push({
+        what: `"${rel}"`,
+        why: 'resolves outside the repository',
+      });
       continue;
     }
     let st;
@@ -131,11 +190,18 @@ export async function copyIncludedFiles(root: string, worktree: string): Promise
       continue;
     }
     if (!inside(realRoot, real)) {
-      refusals.push({ what: `"${rel}"`, why: `is a symbolic link to ${real}, outside the repository` });
+      refusals.push({
+        what: `"${rel}"`,
+        why: `is a symbolic link to ${real}, outside the repository`,
+      });
       continue;
     }
     if (!st.isFile() && !st.isSymbolicLink()) continue;
-    plan.push({ rel, src, link: st.isSymbolicLink() ? readlinkSync(src) : undefined });
+    plan.push({
+      rel,
+      src,
+      link: st.isSymbolicLink() ? readlinkSync(src) : undefined,
+    });
   }
   if (refusals.length) throw refuse(refusals);
   const copied: string[] = [];
@@ -152,7 +218,12 @@ export async function copyIncludedFiles(root: string, worktree: string): Promise
     mkdirSync(dirname(dest), { recursive: true });
     if (link !== undefined) {
       // A link inside the repository: relative links keep pointing at the worktree's copy.
-      symlinkSync(isAbsolute(link) ? join(worktree, relative(realRoot, realpathSync(src))) : link, dest);
+      symlinkSync(
+        isAbsolute(link)
+          ? join(worktree, relative(realRoot, realpathSync(src)))
+          : link,
+        dest,
+      );
     } else {
       copyFileSync(src, dest);
     }

@@ -7,9 +7,21 @@ import { SupervisorError, coerceError } from '../errors.js';
 import type { DockerEngine } from './docker/engine.js';
 import { failHeldJob, type QueueAddress } from './docker/held-job.js';
 import { LABELS, containerName, runnerSelector } from './docker/labels.js';
-import { ensureMountSources, prepareOwnership, slotMounts, worktreeAdminDir, type ContainerUser, type SlotPaths } from './docker/mounts.js';
+import {
+  ensureMountSources,
+  prepareOwnership,
+  slotMounts,
+  worktreeAdminDir,
+  type ContainerUser,
+  type SlotPaths,
+} from './docker/mounts.js';
 import type { BindMount, ContainerEnd } from './docker/engine.js';
-import type { AgentRuntime, RunnerExit, RunnerSpec, RuntimeAgent } from './runtime.js';
+import type {
+  AgentRuntime,
+  RunnerExit,
+  RunnerSpec,
+  RuntimeAgent,
+} from './runtime.js';
 
 export interface DockerRuntimeOptions {
   engine: DockerEngine;
@@ -51,7 +63,8 @@ interface Tracked {
 }
 
 const HEALTHCHECK = ['node', '/app/dist/agent-runner/healthcheck.js'];
-const LOOPBACK_RE = /(\/\/(?:[^@/\s]*@)?)(127\.0\.0\.1|localhost|\[::1\])(?=[:/]|$)/g;
+const LOOPBACK_RE =
+  /(\/\/(?:[^@/\s]*@)?)(127\.0\.0\.1|localhost|\[::1\])(?=[:/]|$)/g;
 
 /** Loopback URLs as a container off the host network reaches them (Docker Desktop, host-gateway). */
 export function rewriteLoopback(value: string): string {
@@ -61,11 +74,16 @@ export function rewriteLoopback(value: string): string {
 const MiB = 1024 * 1024;
 
 /** Why a container ended, for `supervisor status` and the scaler's crash-loop accounting. */
-export function exitReason(end: ContainerEnd | undefined, lastLine: string, memoryBytes: number): string {
+export function exitReason(
+  end: ContainerEnd | undefined,
+  lastLine: string,
+  memoryBytes: number,
+): string {
   if (!end) return 'container removed';
   // Docker sets OOMKilled when any process in the container was killed for memory; exit 137
   // means that process was the runner itself (the container's main process).
-  if (end.oomKilled && end.exitCode === 137) return `out of memory: the container was killed at its ${Math.round(memoryBytes / MiB)} MiB memory limit`;
+  if (end.oomKilled && end.exitCode === 137)
+    return `out of memory: the container was killed at its ${Math.round(memoryBytes / MiB)} MiB memory limit`;
   if (end.error) return `container failed: ${end.error}`;
   if (end.exitCode === 137) return 'container killed (SIGKILL, exit code 137)';
   if (end.exitCode === 143) return 'container stopped (SIGTERM, exit code 143)';
@@ -74,7 +92,9 @@ export function exitReason(end: ContainerEnd | undefined, lastLine: string, memo
 
 /** The instance name an adopted container's runner registers with (from its configuration). */
 function instanceOf(env: string[]): string {
-  const raw = env.find((e) => e.startsWith('SUPERVISOR_RUNNER_CONFIG='))?.slice('SUPERVISOR_RUNNER_CONFIG='.length);
+  const raw = env
+    .find((e) => e.startsWith('SUPERVISOR_RUNNER_CONFIG='))
+    ?.slice('SUPERVISOR_RUNNER_CONFIG='.length);
   try {
     return String((JSON.parse(raw ?? '{}') as { host?: string }).host ?? '');
   } catch {
@@ -83,7 +103,10 @@ function instanceOf(env: string[]): string {
 }
 
 function lastLineOf(text: string): string {
-  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   return (lines[lines.length - 1] ?? '').slice(0, 300);
 }
 
@@ -126,27 +149,45 @@ export class DockerRuntime implements AgentRuntime {
   async adopt(agentIds: readonly string[]): Promise<RuntimeAgent[]> {
     const wanted = new Set(agentIds);
     const found: RuntimeAgent[] = [];
-    const all = (await this.containersOf()).sort((a, b) => b.createdAt - a.createdAt);
+    const all = (await this.containersOf()).sort(
+      (a, b) => b.createdAt - a.createdAt,
+    );
     for (const c of all) {
       const agentId = c.labels[LABELS.slot];
       if (!agentId || !wanted.has(agentId)) continue;
       if (c.state !== 'running') {
         // It ended while no supervisor watched: a runner killed for memory still fails its attempt.
         const end = await this.o.engine.inspect(c.id);
-        if (end?.oomKilled && end.exitCode === 137) await this.failForMemory(agentId);
+        if (end?.oomKilled && end.exitCode === 137)
+          await this.failForMemory(agentId);
         continue;
       }
       if (this.tracked.has(agentId)) {
-        this.log('a second container runs for one slot: stopping the older one', { agentId, containerId: c.id });
+        this.log(
+          'a second container runs for one slot: stopping the older one',
+          { agentId, containerId: c.id },
+        );
         await this.o.engine.stop(c.id, 10);
         await this.o.engine.remove(c.id);
         continue;
       }
       const end = await this.o.engine.inspect(c.id);
-      const t: Tracked = { agentId, containerId: c.id, instance: instanceOf(end?.env ?? []), startedAt: end?.startedAt ?? c.createdAt, stopping: false, health: c.health };
+      const t: Tracked = {
+        agentId,
+        containerId: c.id,
+        instance: instanceOf(end?.env ?? []),
+        startedAt: end?.startedAt ?? c.createdAt,
+        stopping: false,
+        health: c.health,
+      };
       this.tracked.set(agentId, t);
       this.o.onHealth?.(agentId, c.health ?? null);
-      found.push({ agentId, containerId: c.id, startedAt: t.startedAt, ...(c.health ? { health: c.health } : {}) });
+      found.push({
+        agentId,
+        containerId: c.id,
+        startedAt: t.startedAt,
+        ...(c.health ? { health: c.health } : {}),
+      });
     }
     return found;
   }
@@ -166,8 +207,14 @@ export class DockerRuntime implements AgentRuntime {
   /** The runner configuration as the container sees it. */
   private containerConfig(cfg: RunnerConfig, instance: string): RunnerConfig {
     const offHost = this.o.network !== 'host';
-    const agentEnv = offHost ? Object.fromEntries(Object.entries(cfg.agentEnv).map(([k, v]) => [k, rewriteLoopback(v)])) : cfg.agentEnv;
-    const redisUrl = this.o.containerRedisUrl ?? (offHost ? rewriteLoopback(cfg.redisUrl) : cfg.redisUrl);
+    const agentEnv = offHost
+      ? Object.fromEntries(
+          Object.entries(cfg.agentEnv).map(([k, v]) => [k, rewriteLoopback(v)]),
+        )
+      : cfg.agentEnv;
+    const redisUrl =
+      this.o.containerRedisUrl ??
+      (offHost ? rewriteLoopback(cfg.redisUrl) : cfg.redisUrl);
     return { ...cfg, host: instance, redisUrl, agentEnv };
   }
 
@@ -190,13 +237,19 @@ export class DockerRuntime implements AgentRuntime {
       `SUPERVISOR_RUNNER_LOG_FILE=${paths.logFile}`,
       ...this.o.env,
     ];
-    const graceSeconds = Math.max(1, Math.ceil((config.lease.killGraceMs + 15_000) / 1000));
+    const graceSeconds = Math.max(
+      1,
+      Math.ceil((config.lease.killGraceMs + 15_000) / 1000),
+    );
     let id: string;
     try {
       id = await engine.run({
         name: containerName(this.o.repoId, agentId),
         image: this.o.image,
-        labels: { ...runnerSelector(this.o.repoId, agentId), [LABELS.repoPath]: this.o.repoRoot },
+        labels: {
+          ...runnerSelector(this.o.repoId, agentId),
+          [LABELS.repoPath]: this.o.repoRoot,
+        },
         env,
         user: `${this.o.user.uid}:${this.o.user.gid}`,
         mounts: [...slotMounts(paths), ...this.o.mounts],
@@ -204,7 +257,10 @@ export class DockerRuntime implements AgentRuntime {
         nanoCpus: Math.round(this.o.cpus * 1e9),
         pidsLimit: this.o.pidsLimit,
         network: this.o.network,
-        extraHosts: this.o.network === 'host' ? [] : ['host.docker.internal:host-gateway'],
+        extraHosts:
+          this.o.network === 'host'
+            ? []
+            : ['host.docker.internal:host-gateway'],
         stopTimeoutSeconds: graceSeconds,
         healthcheck: {
           test: HEALTHCHECK,
@@ -215,13 +271,24 @@ export class DockerRuntime implements AgentRuntime {
         },
       });
     } catch (err) {
-      throw new SupervisorError('ERR_SUP_DOCKER', `could not start the container of ${agentId}: ${coerceError(err).message}`, {
-        hint: 'see `docker info`, and docs/docker.md',
-        cause: err,
-      });
+      throw new SupervisorError(
+        'ERR_SUP_DOCKER',
+        `could not start the container of ${agentId}: ${coerceError(err).message}`,
+        {
+          hint: 'see `docker info`, and docs/docker.md',
+          cause: err,
+        },
+      );
     }
     const startedAt = Date.now();
-    this.tracked.set(agentId, { agentId, containerId: id, instance, startedAt, stopping: false, health: 'starting' });
+    this.tracked.set(agentId, {
+      agentId,
+      containerId: id,
+      instance,
+      startedAt,
+      stopping: false,
+      health: 'starting',
+    });
     this.o.onHealth?.(agentId, 'starting');
     this.log('container started', { agentId, containerId: id.slice(0, 12) });
     return { agentId, containerId: id, startedAt, health: 'starting' };
@@ -234,7 +301,9 @@ export class DockerRuntime implements AgentRuntime {
   async stop(agentId: string, graceMs: number): Promise<void> {
     const t = this.tracked.get(agentId);
     if (t) t.stopping = true;
-    const ids = t ? [t.containerId] : (await this.containersOf(agentId)).map((c) => c.id);
+    const ids = t
+      ? [t.containerId]
+      : (await this.containersOf(agentId)).map((c) => c.id);
     // Docker sends SIGTERM (the runner hands its job back) and SIGKILL after the grace period.
     await Promise.all(
       ids.map(async (id) => {
@@ -246,16 +315,28 @@ export class DockerRuntime implements AgentRuntime {
     this.o.onHealth?.(agentId, null);
   }
 
-  async killAgent(agentId: string, match?: { jobId: string; attempt: number }): Promise<boolean> {
+  async killAgent(
+    agentId: string,
+    match?: { jobId: string; attempt: number },
+  ): Promise<boolean> {
     const rec = readAgentRecord(join(this.o.runDir, agentId, 'agent.json'));
     if (!rec) return false;
-    if (match && (rec.jobId !== match.jobId || rec.attempt !== match.attempt)) return false;
+    if (match && (rec.jobId !== match.jobId || rec.attempt !== match.attempt))
+      return false;
     const t = this.tracked.get(agentId);
     if (!t) return false;
     // The pid is the container's; the marker in its environment proves it is still that agent.
-    const script = 'tr "\\0" "\\n" < /proc/"$2"/environ | grep -qx "SUPERVISOR_RUN_MARKER=$1" && kill -KILL -- -"$2"';
+    const script =
+      'tr "\\0" "\\n" < /proc/"$2"/environ | grep -qx "SUPERVISOR_RUN_MARKER=$1" && kill -KILL -- -"$2"';
     try {
-      const r = await this.o.engine.exec(t.containerId, ['sh', '-c', script, 'kill-agent', rec.marker, String(rec.pid)]);
+      const r = await this.o.engine.exec(t.containerId, [
+        'sh',
+        '-c',
+        script,
+        'kill-agent',
+        rec.marker,
+        String(rec.pid),
+      ]);
       return r.exitCode === 0;
     } catch {
       return false;
@@ -265,7 +346,11 @@ export class DockerRuntime implements AgentRuntime {
   /** One pass over the repository's containers: exits, removals and health changes. */
   private poll(): Promise<void> {
     this.polling ??= this.pollOnce()
-      .catch((err) => this.log('docker: could not list containers', { error: coerceError(err).message }))
+      .catch((err) =>
+        this.log('docker: could not list containers', {
+          error: coerceError(err).message,
+        }),
+      )
       .finally(() => (this.polling = undefined));
     return this.polling;
   }
@@ -290,13 +375,28 @@ export class DockerRuntime implements AgentRuntime {
   private async ended(t: Tracked): Promise<void> {
     if (this.tracked.get(t.agentId) !== t || t.stopping) return;
     this.tracked.delete(t.agentId);
-    const end = await this.o.engine.inspect(t.containerId).catch(() => undefined);
-    const last = end && end.exitCode !== 0 ? lastLineOf(await this.o.engine.tail(t.containerId, 5).catch(() => '')) : '';
+    const end = await this.o.engine
+      .inspect(t.containerId)
+      .catch(() => undefined);
+    const last =
+      end && end.exitCode !== 0
+        ? lastLineOf(await this.o.engine.tail(t.containerId, 5).catch(() => ''))
+        : '';
     const reason = exitReason(end, last, this.o.memoryBytes);
-    if (end?.oomKilled && end.exitCode === 137) await this.failForMemory(t.agentId);
+    if (end?.oomKilled && end.exitCode === 137)
+      await this.failForMemory(t.agentId);
     this.o.onHealth?.(t.agentId, null);
-    this.log('container ended', { agentId: t.agentId, containerId: t.containerId.slice(0, 12), reason });
-    const exit: RunnerExit = { agentId: t.agentId, code: end?.exitCode ?? null, signal: end?.exitCode === 137 ? 'SIGKILL' : null, reason };
+    this.log('container ended', {
+      agentId: t.agentId,
+      containerId: t.containerId.slice(0, 12),
+      reason,
+    });
+    const exit: RunnerExit = {
+      agentId: t.agentId,
+      code: end?.exitCode ?? null,
+      signal: end?.exitCode === 137 ? 'SIGKILL' : null,
+      reason,
+    };
     for (const l of this.listeners) l(exit);
   }
 
@@ -304,9 +404,16 @@ export class DockerRuntime implements AgentRuntime {
     const error = `out of memory: ${agentId}'s container was killed at its ${Math.round(this.o.memoryBytes / MiB)} MiB memory limit`;
     try {
       const jobId = await failHeldJob(this.o.queue, agentId, error);
-      if (jobId) this.log('failed the attempt of a runner killed for memory', { agentId, jobId });
+      if (jobId)
+        this.log('failed the attempt of a runner killed for memory', {
+          agentId,
+          jobId,
+        });
     } catch (err) {
-      this.log('could not fail the attempt of a runner killed for memory', { agentId, error: coerceError(err).message });
+      this.log('could not fail the attempt of a runner killed for memory', {
+        agentId,
+        error: coerceError(err).message,
+      });
     }
   }
 

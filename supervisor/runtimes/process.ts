@@ -1,16 +1,35 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isOurAgent, readAgentRecord } from '../../contract/agent-record.js';
-import type { AgentRuntime, RunnerExit, RunnerSpec, RuntimeAgent } from './runtime.js';
+import type {
+  AgentRuntime,
+  RunnerExit,
+  RunnerSpec,
+  RuntimeAgent,
+} from './runtime.js';
 import { processExists as alive } from '../processes.js';
 
 function defaultRunnerScript(): string {
-  const compiled = fileURLToPath(new URL('../../agent-runner/main.js', import.meta.url));
+  const compiled = fileURLToPath(
+    new URL('../../agent-runner/main.js', import.meta.url),
+  );
   // Loaded from the TypeScript sources (tests): run the compiled runner.
-  return existsSync(compiled) ? compiled : fileURLToPath(new URL('../../dist/agent-runner/main.js', import.meta.url));
+  return existsSync(compiled)
+    ? compiled
+    : fileURLToPath(
+        new URL('../../dist/agent-runner/main.js', import.meta.url),
+      );
 }
 const RUNNER_SCRIPT = defaultRunnerScript();
 /**
@@ -37,11 +56,12 @@ interface RunnerRecord {
   startedAt: number;
 }
 
-
 function isOurRunner(rec: RunnerRecord): boolean {
   if (!alive(rec.pid)) return false;
   try {
-    return readFileSync(`/proc/${rec.pid}/environ`).includes(`SUPERVISOR_RUNNER_MARKER=${rec.marker}`);
+    return readFileSync(`/proc/${rec.pid}/environ`).includes(
+      `SUPERVISOR_RUNNER_MARKER=${rec.marker}`,
+    );
   } catch {
     return true; // No /proc: trust the pid file (macOS).
   }
@@ -56,7 +76,13 @@ export class ProcessRuntime implements AgentRuntime {
   private readonly tracked = new Map<string, Tracked>();
   private readonly listeners: Array<(e: RunnerExit) => void> = [];
 
-  constructor(private readonly opts: { logDir: string; runDir: string; runnerScript?: string }) {}
+  constructor(
+    private readonly opts: {
+      logDir: string;
+      runDir: string;
+      runnerScript?: string;
+    },
+  ) {}
 
   private runnerFile(agentId: string): string {
     return join(this.opts.runDir, agentId, 'runner.json');
@@ -75,7 +101,9 @@ export class ProcessRuntime implements AgentRuntime {
     for (const agentId of agentIds) {
       let rec: RunnerRecord | undefined;
       try {
-        rec = JSON.parse(readFileSync(this.runnerFile(agentId), 'utf8')) as RunnerRecord;
+        rec = JSON.parse(
+          readFileSync(this.runnerFile(agentId), 'utf8'),
+        ) as RunnerRecord;
       } catch {
         continue;
       }
@@ -99,16 +127,20 @@ export class ProcessRuntime implements AgentRuntime {
     const marker = randomUUID();
     let child: ChildProcess;
     try {
-      child = spawn(process.execPath, [...RUNNER_NODE_FLAGS, this.opts.runnerScript ?? RUNNER_SCRIPT], {
-        detached: true,
-        stdio: ['ignore', fd, fd],
-        env: {
-          ...process.env,
-          SUPERVISOR_RUNNER_CONFIG: JSON.stringify(spec.config),
-          SUPERVISOR_RUNNER_MARKER: marker,
-          SUPERVISOR_TAKEOVER: spec.takeover ? '1' : '0',
+      child = spawn(
+        process.execPath,
+        [...RUNNER_NODE_FLAGS, this.opts.runnerScript ?? RUNNER_SCRIPT],
+        {
+          detached: true,
+          stdio: ['ignore', fd, fd],
+          env: {
+            ...process.env,
+            SUPERVISOR_RUNNER_CONFIG: JSON.stringify(spec.config),
+            SUPERVISOR_RUNNER_MARKER: marker,
+            SUPERVISOR_TAKEOVER: spec.takeover ? '1' : '0',
+          },
         },
-      });
+      );
     } finally {
       closeSync(fd);
     }
@@ -118,15 +150,38 @@ export class ProcessRuntime implements AgentRuntime {
     }
     child.unref();
     const startedAt = Date.now();
-    writeFileSync(this.runnerFile(agentId), JSON.stringify({ pid: child.pid, marker, startedAt } satisfies RunnerRecord));
+    writeFileSync(
+      this.runnerFile(agentId),
+      JSON.stringify({
+        pid: child.pid,
+        marker,
+        startedAt,
+      } satisfies RunnerRecord),
+    );
     this.track(agentId, child.pid, marker, startedAt, child);
     return { agentId, pid: child.pid, startedAt };
   }
 
-  private track(agentId: string, pid: number, marker: string, startedAt: number, child: ChildProcess | undefined): void {
+  private track(
+    agentId: string,
+    pid: number,
+    marker: string,
+    startedAt: number,
+    child: ChildProcess | undefined,
+  ): void {
     let markExited!: () => void;
     const exited = new Promise<void>((r) => (markExited = r));
-    const t: Tracked = { agentId, pid, marker, startedAt, child, stopping: false, exited, markExited, poll: undefined };
+    const t: Tracked = {
+      agentId,
+      pid,
+      marker,
+      startedAt,
+      child,
+      stopping: false,
+      exited,
+      markExited,
+      poll: undefined,
+    };
     this.tracked.set(agentId, t);
     const onGone = (code: number | null, signal: string | null) => {
       if (t.poll) clearInterval(t.poll);
@@ -136,7 +191,9 @@ export class ProcessRuntime implements AgentRuntime {
         rmSync(this.runnerFile(agentId), { force: true });
         t.markExited();
         if (!t.stopping) {
-          const reason = signal ? `killed by ${signal}` : `exited with code ${code}`;
+          const reason = signal
+            ? `killed by ${signal}`
+            : `exited with code ${code}`;
           for (const l of this.listeners) l({ agentId, code, signal, reason });
         }
       });
@@ -171,10 +228,14 @@ export class ProcessRuntime implements AgentRuntime {
     clearTimeout(timer);
   }
 
-  async killAgent(agentId: string, match?: { jobId: string; attempt: number }): Promise<boolean> {
+  async killAgent(
+    agentId: string,
+    match?: { jobId: string; attempt: number },
+  ): Promise<boolean> {
     const rec = readAgentRecord(join(this.opts.runDir, agentId, 'agent.json'));
     if (!rec) return false;
-    if (match && (rec.jobId !== match.jobId || rec.attempt !== match.attempt)) return false;
+    if (match && (rec.jobId !== match.jobId || rec.attempt !== match.attempt))
+      return false;
     if (!isOurAgent(rec)) return false;
     try {
       process.kill(-rec.pid, 'SIGKILL');

@@ -43,14 +43,20 @@ export interface AgentRuntime {
   /** Graceful stop: SIGTERM (the runner hands its job back), SIGKILL after `graceMs`. */
   stop(agentId: string, graceMs: number): Promise<void>;
   /** Kills the agent process of a slot, only if it still runs the given attempt. */
-  killAgent(agentId: string, match?: { jobId: string; attempt: number }): Promise<boolean>;
+  killAgent(
+    agentId: string,
+    match?: { jobId: string; attempt: number },
+  ): Promise<boolean>;
   /** Called once per runner that ends without being asked to. */
   onExit(listener: (exit: RunnerExit) => void): void;
   /**
    * Whether a runner that registered itself in Redis is the one this runtime started for the
    * slot (default: same pid). Containers have pids of their own, so they tell by another mark.
    */
-  owns?(agentId: string, registered: { host: string; pid: number | null }): boolean;
+  owns?(
+    agentId: string,
+    registered: { host: string; pid: number | null },
+  ): boolean;
   /** Returns the last lines of a slot's runner log. */
   logFile(agentId: string): string | undefined;
   close(): Promise<void>;

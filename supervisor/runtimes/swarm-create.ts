@@ -6,27 +6,56 @@ import type { Context } from '../context.js';
 import { SupervisorError } from '../errors.js';
 import { runningDaemon } from '../pidfile.js';
 import { servedGitUrl } from '../remote.js';
-import { SWARM_CACHE_DIR, SwarmRuntime, checkSwarm, type SwarmTemplate } from './swarm.js';
+import {
+  SWARM_CACHE_DIR,
+  SwarmRuntime,
+  checkSwarm,
+  type SwarmTemplate,
+} from './swarm.js';
 
 /**
  * The swarm runtime of a repository, after checking that this engine is a swarm manager. The
  * tasks' git remote is `swarm.gitUrl`, else `git.remoteUrl`, else this supervisor's dashboard
  * (`/git/repo.git`), known once the dashboard listens: until then the scaler waits.
  */
-export async function createSwarmRuntime(ctx: Context, redisUrl: string, o: { log: (msg: string, fields?: Record<string, unknown>) => void; docker?: Docker }): Promise<SwarmRuntime> {
+export async function createSwarmRuntime(
+  ctx: Context,
+  redisUrl: string,
+  o: {
+    log: (msg: string, fields?: Record<string, unknown>) => void;
+    docker?: Docker;
+  },
+): Promise<SwarmRuntime> {
   const docker = o.docker ?? dockerClient();
   await checkSwarm(docker);
   const c = ctx.config;
-  if (!(await docker.getImage(c.docker.image).inspect().then(() => true, () => false))) {
-    o.log(`warning: the image ${c.docker.image} is not on this node; every node of the swarm must have it or pull it from a registry (supervisor image build / docker push)`);
+  if (
+    !(await docker
+      .getImage(c.docker.image)
+      .inspect()
+      .then(
+        () => true,
+        () => false,
+      ))
+  ) {
+    o.log(
+      `warning: the image ${c.docker.image} is not on this node; every node of the swarm must have it or pull it from a registry (supervisor image build / docker push)`,
+    );
   }
   const template = async (): Promise<SwarmTemplate> => {
     const dashboardUrl = runningDaemon(ctx.paths.pidFile)?.dashboardUrl;
-    const gitUrl = c.swarm.gitUrl ?? c.git.remoteUrl ?? (dashboardUrl ? servedGitUrl(dashboardUrl) : undefined);
+    const gitUrl =
+      c.swarm.gitUrl ??
+      c.git.remoteUrl ??
+      (dashboardUrl ? servedGitUrl(dashboardUrl) : undefined);
     if (!gitUrl) {
-      throw new SupervisorError('ERR_SUP_CONFIG', 'swarm runners need a git remote they can reach, and there is none yet (no dashboard, no git.remoteUrl)', {
-        hint: 'run the dashboard where the nodes reach it (--dashboard-host <address> with SUPERVISOR_DASHBOARD_TOKEN), or set git.remoteUrl / swarm.gitUrl in supervisor.config.json',
-      });
+      throw new SupervisorError(
+        'ERR_SUP_CONFIG',
+        'swarm runners need a git remote they can reach, and there is none yet (no dashboard, no git.remoteUrl)',
+        {
+          hint: 'run the dashboard where the nodes reach it (--dashboard-host <address> with SUPERVISOR_DASHBOARD_TOKEN), or set git.remoteUrl / swarm.gitUrl in supervisor.config.json',
+        },
+      );
     }
     const gitToken = c.git.token ?? c.dashboard.token;
     const agentId = 'agent-001';
@@ -46,13 +75,24 @@ export async function createSwarmRuntime(ctx: Context, redisUrl: string, o: { lo
       runDir: join(slotDir, 'run'),
       lease: c.leaseResolved,
       heartbeatMs: c.heartbeat,
-      git: { mode: 'remote', url: gitUrl, cacheDir: SWARM_CACHE_DIR, timeoutMs: c.git.timeout, ...(gitToken ? { credentialsFile: '/run/secrets/git-token' } : {}) },
+      git: {
+        mode: 'remote',
+        url: gitUrl,
+        cacheDir: SWARM_CACHE_DIR,
+        timeoutMs: c.git.timeout,
+        ...(gitToken ? { credentialsFile: '/run/secrets/git-token' } : {}),
+      },
     });
-    const env = c.docker.passEnv.filter((k) => process.env[k]).map((k) => `${k}=${process.env[k]}`);
+    const env = c.docker.passEnv
+      .filter((k) => process.env[k])
+      .map((k) => `${k}=${process.env[k]}`);
     const imageId = await docker
       .getImage(c.docker.image)
       .inspect()
-      .then((i) => i.Id, () => undefined);
+      .then(
+        (i) => i.Id,
+        () => undefined,
+      );
     return {
       image: c.docker.image,
       imageId,
@@ -67,5 +107,10 @@ export async function createSwarmRuntime(ctx: Context, redisUrl: string, o: { lo
       healthIntervalMs: c.docker.healthInterval,
     };
   };
-  return new SwarmRuntime(docker, { repoId: ctx.paths.repoId, repoPath: ctx.paths.root, template, log: o.log });
+  return new SwarmRuntime(docker, {
+    repoId: ctx.paths.repoId,
+    repoPath: ctx.paths.root,
+    template,
+    log: o.log,
+  });
 }

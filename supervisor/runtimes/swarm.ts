@@ -19,7 +19,6 @@ export const SWARM_ROLE = 'swarm-runners';
 const SPEC_HASH = 'dev.agent-supervisor.spec-hash';
 const IMAGE_ID = 'dev.agent-supervisor.image-id';
 const CONFIG_FILE = '/run/secrets/runner-config.json';
-const TOKEN_FILE = '/run/secrets/git-token';
 /** Where runners keep their clone inside a task (the image's home is writable). */
 export const SWARM_CACHE_DIR = '/home/agent/.cache/agent-supervisor';
 
@@ -45,7 +44,11 @@ export interface SwarmTemplate {
 interface ServiceInfo {
   ID: string;
   Version: { Index: number };
-  Spec: { Name: string; Labels?: Record<string, string>; Mode?: { Replicated?: { Replicas?: number } } };
+  Spec: {
+    Name: string;
+    Labels?: Record<string, string>;
+    Mode?: { Replicated?: { Replicas?: number } };
+  };
   UpdateStatus?: { State?: string; Message?: string };
 }
 
@@ -55,61 +58,116 @@ interface TaskInfo {
   DesiredState: string;
   CreatedAt: string;
   NodeID?: string;
-  Status: { State: string; Err?: string; Message?: string; Timestamp?: string; ContainerStatus?: { ContainerID?: string } };
+  Status: {
+    State: string;
+    Err?: string;
+    Message?: string;
+    Timestamp?: string;
+    ContainerStatus?: { ContainerID?: string };
+  };
   Spec?: { ContainerSpec?: { Image?: string } };
 }
 
-export const serviceName = (repoId: string): string => `agent-supervisor-${repoId}`;
+export const serviceName = (repoId: string): string =>
+  `agent-supervisor-${repoId}`;
 
-export function serviceLabels(repoId: string, repoPath: string): Record<string, string> {
-  return { [LABELS.project]: PROJECT, [LABELS.role]: SWARM_ROLE, [LABELS.repo]: repoId, [LABELS.repoPath]: repoPath };
+export function serviceLabels(
+  repoId: string,
+  repoPath: string,
+): Record<string, string> {
+  return {
+    [LABELS.project]: PROJECT,
+    [LABELS.role]: SWARM_ROLE,
+    [LABELS.repo]: repoId,
+    [LABELS.repoPath]: repoPath,
+  };
 }
 
-const filterLabels = (repoId: string) => ({ label: [`${LABELS.project}=${PROJECT}`, `${LABELS.role}=${SWARM_ROLE}`, `${LABELS.repo}=${repoId}`] });
+const filterLabels = (repoId: string) => ({
+  label: [
+    `${LABELS.project}=${PROJECT}`,
+    `${LABELS.role}=${SWARM_ROLE}`,
+    `${LABELS.repo}=${repoId}`,
+  ],
+});
 
 /**
  * `supervisor cleanup`: removes the repository's swarm service and secrets, if there are any and
  * this engine is a swarm manager. Returns whether a service was removed.
  */
-export async function removeSwarmService(repoId: string, repoPath: string, docker = dockerClient()): Promise<boolean> {
-  const info = (await docker.info().catch(() => undefined)) as { Swarm?: { LocalNodeState?: string; ControlAvailable?: boolean } } | undefined;
-  if (info?.Swarm?.LocalNodeState !== 'active' || !info.Swarm.ControlAvailable) return false;
-  const runtime = new SwarmRuntime(docker, { repoId, repoPath, log: () => undefined, template: () => Promise.reject(new Error('cleanup only')) });
+export async function removeSwarmService(
+  repoId: string,
+  repoPath: string,
+  docker = dockerClient(),
+): Promise<boolean> {
+  const info = (await docker.info().catch(() => undefined)) as
+    | { Swarm?: { LocalNodeState?: string; ControlAvailable?: boolean } }
+    | undefined;
+  if (info?.Swarm?.LocalNodeState !== 'active' || !info.Swarm.ControlAvailable)
+    return false;
+  const runtime = new SwarmRuntime(docker, {
+    repoId,
+    repoPath,
+    log: () => undefined,
+    template: () => Promise.reject(new Error('cleanup only')),
+  });
   return runtime.remove();
 }
 
 /** Refuses, with the command to run, when this engine is not a swarm manager. */
 export async function checkSwarm(docker: Docker): Promise<void> {
-  let info: { Swarm?: { LocalNodeState?: string; ControlAvailable?: boolean; NodeAddr?: string } };
+  let info: {
+    Swarm?: {
+      LocalNodeState?: string;
+      ControlAvailable?: boolean;
+      NodeAddr?: string;
+    };
+  };
   try {
     info = (await docker.info()) as typeof info;
   } catch (err) {
-    throw new SupervisorError('ERR_SUP_DOCKER', `cannot use the swarm runtime: the Docker engine does not answer (${coerceError(err).message})`, {
-      hint: 'start Docker, or set DOCKER_HOST to a swarm manager',
-      cause: err,
-    });
+    throw new SupervisorError(
+      'ERR_SUP_DOCKER',
+      `cannot use the swarm runtime: the Docker engine does not answer (${coerceError(err).message})`,
+      {
+        hint: 'start Docker, or set DOCKER_HOST to a swarm manager',
+        cause: err,
+      },
+    );
   }
   const state = info.Swarm?.LocalNodeState || 'inactive';
   if (state !== 'active') {
-    throw new SupervisorError('ERR_SUP_DOCKER', `Docker is not in swarm mode on this machine (swarm state: ${state}), so --runtime swarm has nowhere to create its service`, {
-      hint: "make this machine a swarm manager: docker swarm init --advertise-addr <this machine's address> (other machines join with the `docker swarm join …` line it prints), or use --runtime docker or process",
-    });
+    throw new SupervisorError(
+      'ERR_SUP_DOCKER',
+      `Docker is not in swarm mode on this machine (swarm state: ${state}), so --runtime swarm has nowhere to create its service`,
+      {
+        hint: "make this machine a swarm manager: docker swarm init --advertise-addr <this machine's address> (other machines join with the `docker swarm join …` line it prints), or use --runtime docker or process",
+      },
+    );
   }
   if (!info.Swarm?.ControlAvailable) {
-    throw new SupervisorError('ERR_SUP_DOCKER', 'this machine is a swarm worker, not a manager: services can only be created on a manager', {
-      hint: 'run the supervisor on a manager node (`docker node ls` on one lists them), or promote this one: docker node promote <node>',
-    });
+    throw new SupervisorError(
+      'ERR_SUP_DOCKER',
+      'this machine is a swarm worker, not a manager: services can only be created on a manager',
+      {
+        hint: 'run the supervisor on a manager node (`docker node ls` on one lists them), or promote this one: docker node promote <node>',
+      },
+    );
   }
 }
 
-const sha = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, 12);
-const isNotFound = (err: unknown) => (err as { statusCode?: number }).statusCode === 404;
+const sha = (s: string) =>
+  createHash('sha256').update(s).digest('hex').slice(0, 12);
+const isNotFound = (err: unknown) =>
+  (err as { statusCode?: number }).statusCode === 404;
 
 /** Maps a task's state to a slot state. */
 function slotState(t: TaskInfo): RuntimeAgent['state'] {
   if (t.Status.State === 'running') return 'running';
-  if (['failed', 'rejected', 'orphaned'].includes(t.Status.State)) return 'crashed';
-  if (['shutdown', 'complete', 'remove'].includes(t.Status.State)) return undefined;
+  if (['failed', 'rejected', 'orphaned'].includes(t.Status.State))
+    return 'crashed';
+  if (['shutdown', 'complete', 'remove'].includes(t.Status.State))
+    return undefined;
   return 'starting';
 }
 
@@ -137,7 +195,11 @@ export class SwarmRuntime implements AgentRuntime {
   }
 
   start(spec: RunnerSpec): Promise<RuntimeAgent> {
-    return Promise.reject(new Error(`the swarm runtime scales its service as a whole; ${spec.agentId} is a task slot of it`));
+    return Promise.reject(
+      new Error(
+        `the swarm runtime scales its service as a whole; ${spec.agentId} is a task slot of it`,
+      ),
+    );
   }
 
   async stop(): Promise<void> {
@@ -163,7 +225,9 @@ export class SwarmRuntime implements AgentRuntime {
 
   /** The service of this repository, if any. */
   async find(): Promise<ServiceInfo | undefined> {
-    const list = (await this.docker.listServices({ filters: filterLabels(this.o.repoId) } as Docker.ServiceListOptions)) as unknown as ServiceInfo[];
+    const list = (await this.docker.listServices({
+      filters: filterLabels(this.o.repoId),
+    } as Docker.ServiceListOptions)) as unknown as ServiceInfo[];
     return list[0];
   }
 
@@ -177,14 +241,30 @@ export class SwarmRuntime implements AgentRuntime {
     }
     const tpl = await this.o.template();
     const hash = sha(JSON.stringify({ tpl, desired }));
-    if (!current || current.Spec.Labels?.[SPEC_HASH] !== hash || this.lastHash !== hash) {
+    if (
+      !current ||
+      current.Spec.Labels?.[SPEC_HASH] !== hash ||
+      this.lastHash !== hash
+    ) {
       const spec = await this.spec(tpl, desired, hash);
       if (!current) {
-        await this.docker.createService(spec as unknown as Docker.CreateServiceOptions);
-        this.o.log('swarm service created', { service: this.name, replicas: desired, image: tpl.image });
+        await this.docker.createService(
+          spec as unknown as Docker.CreateServiceOptions,
+        );
+        this.o.log('swarm service created', {
+          service: this.name,
+          replicas: desired,
+          image: tpl.image,
+        });
       } else if (current.Spec.Labels?.[SPEC_HASH] !== hash) {
-        await this.docker.getService(current.ID).update({ ...spec, version: current.Version.Index } as never);
-        this.o.log('swarm service updated', { service: this.name, replicas: desired, image: tpl.image });
+        await this.docker
+          .getService(current.ID)
+          .update({ ...spec, version: current.Version.Index } as never);
+        this.o.log('swarm service updated', {
+          service: this.name,
+          replicas: desired,
+          image: tpl.image,
+        });
       }
       this.lastHash = hash;
       await this.removeUnusedSecrets(spec).catch(() => undefined);
@@ -192,27 +272,52 @@ export class SwarmRuntime implements AgentRuntime {
     return this.tasks(desired);
   }
 
-  private async secret(kind: 'runner' | 'git', data: string): Promise<{ SecretID: string; SecretName: string }> {
+  private async secret(
+    kind: 'runner' | 'git',
+    data: string,
+  ): Promise<{ SecretID: string; SecretName: string }> {
     const name = `${this.name}-${kind}-${sha(data)}`;
-    const found = (await this.docker.listSecrets({ filters: { name: [name] } })) as unknown as Array<{ ID: string; Spec: { Name: string } }>;
+    const found = (await this.docker.listSecrets({
+      filters: { name: [name] },
+    })) as unknown as Array<{ ID: string; Spec: { Name: string } }>;
     const exact = found.find((s) => s.Spec.Name === name);
     if (exact) return { SecretID: exact.ID, SecretName: name };
-    const created = (await this.docker.createSecret({ Name: name, Labels: serviceLabels(this.o.repoId, this.o.repoPath), Data: Buffer.from(data).toString('base64') })) as { id?: string; ID?: string };
+    const created = (await this.docker.createSecret({
+      Name: name,
+      Labels: serviceLabels(this.o.repoId, this.o.repoPath),
+      Data: Buffer.from(data).toString('base64'),
+    })) as { id?: string; ID?: string };
     return { SecretID: created.id ?? created.ID ?? '', SecretName: name };
   }
 
-  private async spec(tpl: SwarmTemplate, replicas: number, hash: string): Promise<Record<string, unknown>> {
+  private async spec(
+    tpl: SwarmTemplate,
+    replicas: number,
+    hash: string,
+  ): Promise<Record<string, unknown>> {
     const labels = serviceLabels(this.o.repoId, this.o.repoPath);
     const config = await this.secret('runner', JSON.stringify(tpl.runner));
-    const secrets = [{ ...config, File: { Name: 'runner-config.json', UID: '0', GID: '0', Mode: 0o444 } }];
-    if (tpl.gitToken) secrets.push({ ...(await this.secret('git', tpl.gitToken)), File: { Name: 'git-token', UID: '0', GID: '0', Mode: 0o444 } });
+    const secrets = [
+      {
+        ...config,
+        File: { Name: 'runner-config.json', UID: '0', GID: '0', Mode: 0o444 },
+      },
+    ];
+    if (tpl.gitToken)
+      secrets.push({
+        ...(await this.secret('git', tpl.gitToken)),
+        File: { Name: 'git-token', UID: '0', GID: '0', Mode: 0o444 },
+      });
     return {
       Name: this.name,
       Labels: { ...labels, [SPEC_HASH]: hash },
       TaskTemplate: {
         ContainerSpec: {
           Image: tpl.image,
-          Labels: { ...labels, ...(tpl.imageId ? { [IMAGE_ID]: tpl.imageId } : {}) },
+          Labels: {
+            ...labels,
+            ...(tpl.imageId ? { [IMAGE_ID]: tpl.imageId } : {}),
+          },
           Env: [
             `SUPERVISOR_RUNNER_CONFIG_FILE=${CONFIG_FILE}`,
             // Swarm fills these in per task: the slot is the slot id, the node the host shown in status.
@@ -225,39 +330,71 @@ export class SwarmRuntime implements AgentRuntime {
           StopSignal: 'SIGTERM',
           // The image's test (a fresh heartbeat in Redis), at our interval: swarm holds a task in
           // `starting` until it passes once.
-          HealthCheck: { Interval: tpl.healthIntervalMs * 1_000_000, Timeout: 10_000_000_000, StartPeriod: 60_000_000_000, Retries: 3 },
+          HealthCheck: {
+            Interval: tpl.healthIntervalMs * 1_000_000,
+            Timeout: 10_000_000_000,
+            StartPeriod: 60_000_000_000,
+            Retries: 3,
+          },
         },
-        Resources: { Limits: { MemoryBytes: tpl.memoryBytes, NanoCPUs: tpl.nanoCpus } },
-        RestartPolicy: { Condition: 'any', Delay: 1_000_000_000, MaxAttempts: 0 },
+        Resources: {
+          Limits: { MemoryBytes: tpl.memoryBytes, NanoCPUs: tpl.nanoCpus },
+        },
+        RestartPolicy: {
+          Condition: 'any',
+          Delay: 1_000_000_000,
+          MaxAttempts: 0,
+        },
         Placement: { Constraints: tpl.constraints },
         Networks: [{ Target: tpl.network }],
       },
       Mode: { Replicated: { Replicas: replicas } },
       // A new image or configuration replaces one task at a time; each runner hands its job back first.
-      UpdateConfig: { Parallelism: 1, Delay: 0, Order: 'stop-first', FailureAction: 'pause', Monitor: 5_000_000_000 },
+      UpdateConfig: {
+        Parallelism: 1,
+        Delay: 0,
+        Order: 'stop-first',
+        FailureAction: 'pause',
+        Monitor: 5_000_000_000,
+      },
       RollbackConfig: { Parallelism: 1, Order: 'stop-first' },
     };
   }
 
   /** The tasks of the service, one per slot (the newest), as the scaler's slots. */
   async tasks(desired?: number): Promise<RuntimeAgent[]> {
-    const all = (await this.docker.listTasks({ filters: { service: [this.name] } })) as TaskInfo[];
+    const all = (await this.docker.listTasks({
+      filters: { service: [this.name] },
+    })) as TaskInfo[];
     const newest = new Map<number, TaskInfo>();
     for (const t of all) {
       if (t.Slot === undefined) continue;
       const prev = newest.get(t.Slot);
-      if (!prev || Date.parse(t.CreatedAt) > Date.parse(prev.CreatedAt)) newest.set(t.Slot, t);
+      if (!prev || Date.parse(t.CreatedAt) > Date.parse(prev.CreatedAt))
+        newest.set(t.Slot, t);
     }
     const out: RuntimeAgent[] = [];
     for (const [slot, t] of [...newest].sort((a, b) => a[0] - b[0])) {
       const state = slotState(t);
-      if (!state || (t.DesiredState !== 'running' && desired !== undefined && slot > desired)) continue;
+      if (
+        !state ||
+        (t.DesiredState !== 'running' &&
+          desired !== undefined &&
+          slot > desired)
+      )
+        continue;
       out.push({
         agentId: slotId(slot),
         startedAt: Date.parse(t.Status.Timestamp ?? t.CreatedAt),
         state,
-        ...(t.Status.ContainerStatus?.ContainerID ? { containerId: t.Status.ContainerStatus.ContainerID } : {}),
-        ...(state === 'crashed' ? { lastError: `task ${t.Status.State}: ${t.Status.Err ?? t.Status.Message ?? 'no reason given'}` } : {}),
+        ...(t.Status.ContainerStatus?.ContainerID
+          ? { containerId: t.Status.ContainerStatus.ContainerID }
+          : {}),
+        ...(state === 'crashed'
+          ? {
+              lastError: `task ${t.Status.State}: ${t.Status.Err ?? t.Status.Message ?? 'no reason given'}`,
+            }
+          : {}),
       });
     }
     return out;
@@ -272,7 +409,13 @@ export class SwarmRuntime implements AgentRuntime {
     // Secrets stay in use until the tasks' containers are gone.
     const deadline = Date.now() + 60_000;
     while (Date.now() < deadline) {
-      const left = await this.docker.listContainers({ all: true, filters: { label: [`com.docker.swarm.service.id=${s.ID}`], status: ['running', 'restarting', 'removing', 'created'] } });
+      const left = await this.docker.listContainers({
+        all: true,
+        filters: {
+          label: [`com.docker.swarm.service.id=${s.ID}`],
+          status: ['running', 'restarting', 'removing', 'created'],
+        },
+      });
       if (left.length === 0) break;
       await new Promise((r) => setTimeout(r, 250));
     }
@@ -280,9 +423,17 @@ export class SwarmRuntime implements AgentRuntime {
     return true;
   }
 
-  private async removeUnusedSecrets(spec: Record<string, unknown> | undefined): Promise<void> {
-    const keep = new Set(JSON.stringify(spec ?? {}).match(/"SecretName":"([^"]+)"/g)?.map((m) => m.slice(14, -1)) ?? []);
-    const secrets = (await this.docker.listSecrets({ filters: filterLabels(this.o.repoId) })) as unknown as Array<{ ID: string; Spec: { Name: string } }>;
+  private async removeUnusedSecrets(
+    spec: Record<string, unknown> | undefined,
+  ): Promise<void> {
+    const keep = new Set(
+      JSON.stringify(spec ?? {})
+        .match(/"SecretName":"([^"]+)"/g)
+        ?.map((m) => m.slice(14, -1)) ?? [],
+    );
+    const secrets = (await this.docker.listSecrets({
+      filters: filterLabels(this.o.repoId),
+    })) as unknown as Array<{ ID: string; Spec: { Name: string } }>;
     for (const s of secrets) {
       if (keep.has(s.Spec.Name)) continue;
       await this.docker
@@ -298,15 +449,39 @@ export class SwarmRuntime implements AgentRuntime {
    * Streams the service's logs as `agent-00N | line` (the task's slot), optionally one slot's;
    * resolves when the stream ends (never with `follow`, until `signal` aborts).
    */
-  async logs(opts: { agentId?: string; follow: boolean; tail: number; signal?: AbortSignal }, onLine: (agentId: string, line: string) => void): Promise<void> {
+  async logs(
+    opts: {
+      agentId?: string;
+      follow: boolean;
+      tail: number;
+      signal?: AbortSignal;
+    },
+    onLine: (agentId: string, line: string) => void,
+  ): Promise<void> {
     const svc = await this.find();
-    if (!svc) throw new SupervisorError('ERR_SUP_NOT_RUNNING', `no swarm service of this repository (${this.name})`, { hint: 'start runners with `supervisor start --runtime swarm` / `supervisor scale N`' });
+    if (!svc)
+      throw new SupervisorError(
+        'ERR_SUP_NOT_RUNNING',
+        `no swarm service of this repository (${this.name})`,
+        {
+          hint: 'start runners with `supervisor start --runtime swarm` / `supervisor scale N`',
+        },
+      );
     const slots = new Map<string, number>();
     const refresh = async () => {
-      for (const t of (await this.docker.listTasks({ filters: { service: [this.name] } })) as TaskInfo[]) if (t.Slot !== undefined) slots.set(t.ID, t.Slot);
+      for (const t of (await this.docker.listTasks({
+        filters: { service: [this.name] },
+      })) as TaskInfo[])
+        if (t.Slot !== undefined) slots.set(t.ID, t.Slot);
     };
     await refresh();
-    const raw = (await this.docker.getService(svc.ID).logs({ stdout: true, stderr: true, follow: opts.follow, tail: opts.tail, details: true } as never)) as unknown;
+    const raw = (await this.docker.getService(svc.ID).logs({
+      stdout: true,
+      stderr: true,
+      follow: opts.follow,
+      tail: opts.tail,
+      details: true,
+    } as never)) as unknown;
     const out = new PassThrough();
     if (Buffer.isBuffer(raw)) {
       // Without follow, dockerode hands over the whole (multiplexed) body at once.
@@ -324,7 +499,9 @@ export class SwarmRuntime implements AgentRuntime {
     }
     let rest = '';
     const emit = async (line: string) => {
-      const m = /^(\S*com\.docker\.swarm\.task\.id=([a-z0-9]+)\S*) (.*)$/.exec(line);
+      const m = /^(\S*com\.docker\.swarm\.task\.id=([a-z0-9]+)\S*) (.*)$/.exec(
+        line,
+      );
       const taskId = m?.[2];
       if (taskId && !slots.has(taskId)) await refresh();
       const slot = taskId ? slots.get(taskId) : undefined;

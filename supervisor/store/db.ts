@@ -87,19 +87,34 @@ const MIGRATIONS: readonly string[] = [
 ];
 
 /** Why a database file cannot be used, with what to do about it. */
-function databaseError(file: string, what: string, cause?: unknown): SupervisorError {
+function databaseError(
+  file: string,
+  what: string,
+  cause?: unknown,
+): SupervisorError {
   const code = (cause as { code?: string } | undefined)?.code ?? '';
-  const permission = code === 'SQLITE_CANTOPEN' || code === 'SQLITE_READONLY' || code === 'SQLITE_PERM' || code === 'SQLITE_AUTH';
-  return new SupervisorError('ERR_SUP_DATABASE', `cannot open the supervisor database ${file}: ${what}`, {
-    hint: permission
-      ? `check that ${file} and its directory exist and are readable and writable by this user (ls -l ${file})`
-      : 'the file is damaged or not an SQLite database: restore it from a backup, or move it aside (mv it to a backup name) and run `supervisor init` again ' +
-        '(its issues are then forgotten; their issue/<id> branches stay in git)',
-    ...(cause === undefined ? {} : { cause }),
-  });
+  const permission =
+    code === 'SQLITE_CANTOPEN' ||
+    code === 'SQLITE_READONLY' ||
+    code === 'SQLITE_PERM' ||
+    code === 'SQLITE_AUTH';
+  return new SupervisorError(
+    'ERR_SUP_DATABASE',
+    `cannot open the supervisor database ${file}: ${what}`,
+    {
+      hint: permission
+        ? `check that ${file} and its directory exist and are readable and writable by this user (ls -l ${file})`
+        : 'the file is damaged or not an SQLite database: restore it from a backup, or move it aside (mv it to a backup name) and run `supervisor init` again ' +
+          '(its issues are then forgotten; their issue/<id> branches stay in git)',
+      ...(cause === undefined ? {} : { cause }),
+    },
+  );
 }
 
-export function openDatabase(file: string, opts: { readonly?: boolean } = {}): Db {
+export function openDatabase(
+  file: string,
+  opts: { readonly?: boolean } = {},
+): Db {
   // An existing file of 0 bytes is a database that was truncated (init never leaves one empty):
   // SQLite would silently take it for a new, empty database and the issues would be forgotten.
   let size: number | undefined;
@@ -108,10 +123,14 @@ export function openDatabase(file: string, opts: { readonly?: boolean } = {}): D
   } catch {
     /* a new database, or not readable: reported by the open below */
   }
-  if (size === 0) throw databaseError(file, 'the file is empty (0 bytes): it was truncated');
+  if (size === 0)
+    throw databaseError(file, 'the file is empty (0 bytes): it was truncated');
   let db: Db;
   try {
-    db = new Database(file, { fileMustExist: opts.readonly === true, readonly: opts.readonly === true });
+    db = new Database(file, {
+      fileMustExist: opts.readonly === true,
+      readonly: opts.readonly === true,
+    });
     db.pragma('journal_mode = WAL');
     db.pragma('busy_timeout = 5000');
     db.pragma('foreign_keys = ON');
@@ -139,7 +158,10 @@ export function openDatabase(file: string, opts: { readonly?: boolean } = {}): D
   }
   if (check !== 'ok') {
     db.close();
-    throw databaseError(file, `the database is damaged (${check.replace(/\s+/g, ' ').trim().slice(0, 200)})`);
+    throw databaseError(
+      file,
+      `the database is damaged (${check.replace(/\s+/g, ' ').trim().slice(0, 200)})`,
+    );
   }
   if (!opts.readonly) migrate(db);
   return db;
@@ -148,9 +170,13 @@ export function openDatabase(file: string, opts: { readonly?: boolean } = {}): D
 function migrate(db: Db): void {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > MIGRATIONS.length) {
-    throw new SupervisorError('ERR_SUP_DATABASE', `database schema version ${current} is newer than this supervisor (${MIGRATIONS.length})`, {
-      hint: 'upgrade agent-supervisor',
-    });
+    throw new SupervisorError(
+      'ERR_SUP_DATABASE',
+      `database schema version ${current} is newer than this supervisor (${MIGRATIONS.length})`,
+      {
+        hint: 'upgrade agent-supervisor',
+      },
+    );
   }
   for (let v = current; v < MIGRATIONS.length; v++) {
     db.transaction(() => {
@@ -161,10 +187,14 @@ function migrate(db: Db): void {
 }
 
 export function getSetting(db: Db, key: string): string | undefined {
-  const row = db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined;
+  const row = db
+    .prepare('SELECT value FROM settings WHERE key = ?')
+    .get(key) as { value: string } | undefined;
   return row?.value;
 }
 
 export function setSetting(db: Db, key: string, value: string): void {
-  db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
+  db.prepare(
+    'INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+  ).run(key, value);
 }

@@ -10,7 +10,11 @@ import type { Db } from './db.js';
  * Returns a function that stops watching; where the directory cannot be watched it does
  * nothing (the caller's interval still runs).
  */
-export function watchExternalWrites(db: Db, dbFile: string, onChange: () => void): () => void {
+export function watchExternalWrites(
+  db: Db,
+  dbFile: string,
+  onChange: () => void,
+): () => void {
   const version = db.prepare('PRAGMA data_version').pluck();
   let last = version.get() as number;
   let closed = false;

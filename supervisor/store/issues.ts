@@ -1,9 +1,20 @@
-import { PRIORITIES, MAX_BODY_BYTES, MAX_TITLE_LENGTH, type Priority } from '../../contract/job.js';
+import {
+  PRIORITIES,
+  MAX_BODY_BYTES,
+  MAX_TITLE_LENGTH,
+  type Priority,
+} from '../../contract/job.js';
 import { SupervisorError } from '../errors.js';
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './db.js';
 
-export const ISSUE_STATUSES = ['open', 'queued', 'in_progress', 'done', 'failed'] as const;
+export const ISSUE_STATUSES = [
+  'open',
+  'queued',
+  'in_progress',
+  'done',
+  'failed',
+] as const;
 export type IssueStatus = (typeof ISSUE_STATUSES)[number];
 
 export interface Issue {
@@ -65,54 +76,106 @@ const PRIORITY_RANK = `CASE priority WHEN 'urgent' THEN 1 WHEN 'high' THEN 2 WHE
 export function validatePriority(p: string | undefined): Priority {
   const value = p ?? 'medium';
   if (!(PRIORITIES as readonly string[]).includes(value)) {
-    throw new SupervisorError('ERR_SUP_INVALID_ISSUE', `unknown priority "${value}"`, {
-      hint: `use one of: ${PRIORITIES.join(', ')}`,
-    });
+    throw new SupervisorError(
+      'ERR_SUP_INVALID_ISSUE',
+      `unknown priority "${value}"`,
+      {
+        hint: `use one of: ${PRIORITIES.join(', ')}`,
+      },
+    );
   }
   return value as Priority;
 }
 
-export function validateNewIssue(input: NewIssue): { title: string; body: Buffer; priority: Priority } {
+export function validateNewIssue(input: NewIssue): {
+  title: string;
+  body: Buffer;
+  priority: Priority;
+} {
   const title = (input.title ?? '').trim();
   if (title.length === 0) {
-    throw new SupervisorError('ERR_SUP_INVALID_ISSUE', 'the issue title is empty', { hint: 'give a title, e.g. supervisor issue add "Fix login redirect"' });
+    throw new SupervisorError(
+      'ERR_SUP_INVALID_ISSUE',
+      'the issue title is empty',
+      { hint: 'give a title, e.g. supervisor issue add "Fix login redirect"' },
+    );
   }
   if (title.includes('\0')) {
-    throw new SupervisorError('ERR_SUP_INVALID_ISSUE', 'the issue title contains a NUL byte', { hint: 'remove it; put binary material in the body (--body-file)' });
+    throw new SupervisorError(
+      'ERR_SUP_INVALID_ISSUE',
+      'the issue title contains a NUL byte',
+      { hint: 'remove it; put binary material in the body (--body-file)' },
+    );
   }
   if (title.length > MAX_TITLE_LENGTH) {
-    throw new SupervisorError('ERR_SUP_INVALID_ISSUE', `the issue title is ${title.length} characters long (at most ${MAX_TITLE_LENGTH})`, {
-      hint: 'put the details in the body (--body or --body-file)',
-    });
+    throw new SupervisorError(
+      'ERR_SUP_INVALID_ISSUE',
+      `the issue title is ${title.length} characters long (at most ${MAX_TITLE_LENGTH})`,
+      {
+        hint: 'put the details in the body (--body or --body-file)',
+      },
+    );
   }
-  const body = Buffer.isBuffer(input.body) ? input.body : Buffer.from(input.body ?? '', 'utf8');
+  const body = Buffer.isBuffer(input.body)
+    ? input.body
+    : Buffer.from(input.body ?? '', 'utf8');
   if (body.length > MAX_BODY_BYTES) {
-    throw new SupervisorError('ERR_SUP_INVALID_ISSUE', `the issue body is ${body.length} bytes (at most ${MAX_BODY_BYTES})`, {
-      hint: 'link to large material instead of pasting it into the issue',
-    });
+    throw new SupervisorError(
+      'ERR_SUP_INVALID_ISSUE',
+      `the issue body is ${body.length} bytes (at most ${MAX_BODY_BYTES})`,
+      {
+        hint: 'link to large material instead of pasting it into the issue',
+      },
+    );
   }
   return { title, body, priority: validatePriority(input.priority) };
 }
 
 /** Issues in SQLite. Only the supervisor side opens this store. */
 export class IssueStore {
-  constructor(private readonly db: Db, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly db: Db,
+    private readonly now: () => number = Date.now,
+  ) {}
 
-  add(input: NewIssue, opts: { status?: IssueStatus; jobId?: string } = {}): Issue {
+  add(
+    input: NewIssue,
+    opts: { status?: IssueStatus; jobId?: string } = {},
+  ): Issue {
     const v = validateNewIssue(input);
     const t = this.now();
     const info = this.db
-      .prepare('INSERT INTO issues (title, body, priority, status, job_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
-      .run(v.title, v.body, v.priority, opts.status ?? 'open', opts.jobId ?? null, t, t);
+      .prepare(
+        'INSERT INTO issues (title, body, priority, status, job_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      )
+      .run(
+        v.title,
+        v.body,
+        v.priority,
+        opts.status ?? 'open',
+        opts.jobId ?? null,
+        t,
+        t,
+      );
     return this.get(Number(info.lastInsertRowid))!;
   }
 
   /** Later issues get ids above `n` (a new database in a repository whose earlier issues still have jobs and branches). */
   skipIdsThrough(n: number): void {
     this.db.transaction(() => {
-      const row = this.db.prepare(`SELECT seq FROM sqlite_sequence WHERE name = 'issues'`).get() as { seq: number } | undefined;
-      if (!row) this.db.prepare(`INSERT INTO sqlite_sequence (name, seq) VALUES ('issues', ?)`).run(n);
-      else if (row.seq < n) this.db.prepare(`UPDATE sqlite_sequence SET seq = ? WHERE name = 'issues'`).run(n);
+      const row = this.db
+        .prepare(`SELECT seq FROM sqlite_sequence WHERE name = 'issues'`)
+        .get() as { seq: number } | undefined;
+      if (!row)
+        this.db
+          .prepare(
+            `INSERT INTO sqlite_sequence (name, seq) VALUES ('issues', ?)`,
+          )
+          .run(n);
+      else if (row.seq < n)
+        this.db
+          .prepare(`UPDATE sqlite_sequence SET seq = ? WHERE name = 'issues'`)
+          .run(n);
     })();
   }
 
@@ -128,7 +191,8 @@ export class IssueStore {
   }
 
   get(id: number): Issue | undefined {
-    const r = this.sql('SELECT * FROM issues WHERE id = ?').get(id) as IssueRow | undefined;
+    const r = this.sql('SELECT * FROM issues WHERE id = ?').get(id) as
+      IssueRow | undefined;
     return r ? toIssue(r) : undefined;
   }
 
@@ -138,19 +202,27 @@ export class IssueStore {
 
   require(id: number): Issue {
     const issue = this.get(id);
-    if (!issue) throw new SupervisorError('ERR_SUP_ISSUE_NOT_FOUND', `issue #${id} does not exist`, { hint: 'list issues with `supervisor issue list`' });
+    if (!issue)
+      throw new SupervisorError(
+        'ERR_SUP_ISSUE_NOT_FOUND',
+        `issue #${id} does not exist`,
+        { hint: 'list issues with `supervisor issue list`' },
+      );
     return issue;
   }
 
   byJobId(jobId: string): Issue | undefined {
-    const r = this.sql('SELECT * FROM issues WHERE job_id = ?').get(jobId) as IssueRow | undefined;
+    const r = this.sql('SELECT * FROM issues WHERE job_id = ?').get(jobId) as
+      IssueRow | undefined;
     return r ? toIssue(r) : undefined;
   }
 
   list(filter: { status?: IssueStatus; limit?: number } = {}): Issue[] {
     const limit = filter.limit ?? -1;
     const rows = filter.status
-      ? this.db.prepare(`SELECT * FROM issues WHERE status = ? ORDER BY id LIMIT ?`).all(filter.status, limit)
+      ? this.db
+          .prepare(`SELECT * FROM issues WHERE status = ? ORDER BY id LIMIT ?`)
+          .all(filter.status, limit)
       : this.db.prepare(`SELECT * FROM issues ORDER BY id LIMIT ?`).all(limit);
     return (rows as IssueRow[]).map(toIssue);
   }
@@ -158,27 +230,35 @@ export class IssueStore {
   /** Issues waiting for an agent, in the order the queue will hand them out. */
   pending(limit = 100): Issue[] {
     const rows = this.db
-      .prepare(`SELECT * FROM issues WHERE status IN ('open','queued') ORDER BY ${PRIORITY_RANK}, id LIMIT ?`)
+      .prepare(
+        `SELECT * FROM issues WHERE status IN ('open','queued') ORDER BY ${PRIORITY_RANK}, id LIMIT ?`,
+      )
       .all(limit) as IssueRow[];
     return rows.map(toIssue);
   }
 
   recentlyFinished(limit = 20): Issue[] {
     const rows = this.db
-      .prepare(`SELECT * FROM issues WHERE status IN ('done','failed') ORDER BY updated_at DESC, id DESC LIMIT ?`)
+      .prepare(
+        `SELECT * FROM issues WHERE status IN ('done','failed') ORDER BY updated_at DESC, id DESC LIMIT ?`,
+      )
       .all(limit) as IssueRow[];
     return rows.map(toIssue);
   }
 
   /** Open issues in id order, after `afterId` (a feeder walking batches while the last is in flight). */
   openBatch(limit: number, afterId = 0): Issue[] {
-    const rows = this.sql(`SELECT * FROM issues WHERE status = 'open' AND id > ? ORDER BY id LIMIT ?`).all(afterId, limit) as IssueRow[];
+    const rows = this.sql(
+      `SELECT * FROM issues WHERE status = 'open' AND id > ? ORDER BY id LIMIT ?`,
+    ).all(afterId, limit) as IssueRow[];
     return rows.map(toIssue);
   }
 
   /** Marks issues as fed into the queue under their job ids; only those still open. */
   markQueued(entries: ReadonlyArray<{ id: number; jobId: string }>): void {
-    const stmt = this.db.prepare(`UPDATE issues SET status = 'queued', job_id = ?, updated_at = ? WHERE id = ? AND status = 'open'`);
+    const stmt = this.db.prepare(
+      `UPDATE issues SET status = 'queued', job_id = ?, updated_at = ? WHERE id = ? AND status = 'open'`,
+    );
     const t = this.now();
     this.db.transaction(() => {
       for (const e of entries) stmt.run(e.jobId, t, e.id);
@@ -188,14 +268,31 @@ export class IssueStore {
   /** Issues that should have a live job in the queue. */
   liveJobIds(): Array<{ id: number; jobId: string }> {
     return this.db
-      .prepare(`SELECT id, job_id AS jobId FROM issues WHERE status IN ('queued','in_progress') AND job_id IS NOT NULL`)
+      .prepare(
+        `SELECT id, job_id AS jobId FROM issues WHERE status IN ('queued','in_progress') AND job_id IS NOT NULL`,
+      )
       .all() as Array<{ id: number; jobId: string }>;
   }
 
-  update(id: number, fields: Partial<Pick<Issue, 'status' | 'agent' | 'branch' | 'commit' | 'attempts' | 'error'>>): void {
+  update(
+    id: number,
+    fields: Partial<
+      Pick<
+        Issue,
+        'status' | 'agent' | 'branch' | 'commit' | 'attempts' | 'error'
+      >
+    >,
+  ): void {
     const cols: string[] = [];
     const vals: unknown[] = [];
-    const map: Record<string, string> = { status: 'status', agent: 'agent', branch: 'branch', commit: 'commit_sha', attempts: 'attempts', error: 'error' };
+    const map: Record<string, string> = {
+      status: 'status',
+      agent: 'agent',
+      branch: 'branch',
+      commit: 'commit_sha',
+      attempts: 'attempts',
+      error: 'error',
+    };
     for (const [k, v] of Object.entries(fields)) {
       if (v === undefined) continue;
       cols.push(`${map[k]} = ?`);
@@ -208,8 +305,13 @@ export class IssueStore {
   }
 
   counts(): Record<IssueStatus, number> {
-    const out = Object.fromEntries(ISSUE_STATUSES.map((s) => [s, 0])) as Record<IssueStatus, number>;
-    for (const r of this.sql('SELECT status, COUNT(*) AS n FROM issues GROUP BY status').all() as Array<{ status: IssueStatus; n: number }>) {
+    const out = Object.fromEntries(ISSUE_STATUSES.map((s) => [s, 0])) as Record<
+      IssueStatus,
+      number
+    >;
+    for (const r of this.sql(
+      'SELECT status, COUNT(*) AS n FROM issues GROUP BY status',
+    ).all() as Array<{ status: IssueStatus; n: number }>) {
       out[r.status] = r.n;
     }
     return out;

@@ -1,7 +1,13 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './db.js';
 
-export const RUN_OUTCOMES = ['running', 'succeeded', 'failed', 'lost', 'released'] as const;
+export const RUN_OUTCOMES = [
+  'running',
+  'succeeded',
+  'failed',
+  'lost',
+  'released',
+] as const;
 export type RunOutcome = (typeof RUN_OUTCOMES)[number];
 
 export interface Run {
@@ -76,23 +82,44 @@ export class RunStore {
   }
 
   get(jobId: string, attempt: number): Run | undefined {
-    return this.sql(`${SELECT} WHERE job_id = ? AND attempt = ?`).get(jobId, attempt) as Run | undefined;
+    return this.sql(`${SELECT} WHERE job_id = ? AND attempt = ?`).get(
+      jobId,
+      attempt,
+    ) as Run | undefined;
   }
 
   /**
    * Creates or updates the run of (jobId, attempt). A run that reached a final outcome is
    * never moved to another one: a late report cannot rewrite history.
    */
-  upsert(issueId: number, jobId: string, attempt: number, fields: RunFields): { changed: boolean } {
+  upsert(
+    issueId: number,
+    jobId: string,
+    attempt: number,
+    fields: RunFields,
+  ): { changed: boolean } {
     const existing = this.get(jobId, attempt);
     if (!existing) {
-      const keys = Object.keys(fields).filter((k) => fields[k as keyof RunFields] !== undefined) as Array<keyof RunFields>;
-      const cols = ['issue_id', 'job_id', 'attempt', ...keys.map((k) => COLUMNS[k])];
+      const keys = Object.keys(fields).filter(
+        (k) => fields[k as keyof RunFields] !== undefined,
+      ) as Array<keyof RunFields>;
+      const cols = [
+        'issue_id',
+        'job_id',
+        'attempt',
+        ...keys.map((k) => COLUMNS[k]),
+      ];
       const vals = [issueId, jobId, attempt, ...keys.map((k) => fields[k])];
-      this.sql(`INSERT INTO runs (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`).run(...vals);
+      this.sql(
+        `INSERT INTO runs (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`,
+      ).run(...vals);
       return { changed: true };
     }
-    if (existing.outcome !== 'running' && fields.outcome !== undefined && fields.outcome !== existing.outcome) {
+    if (
+      existing.outcome !== 'running' &&
+      fields.outcome !== undefined &&
+      fields.outcome !== existing.outcome
+    ) {
       return { changed: false };
     }
     const sets: string[] = [];
@@ -106,37 +133,55 @@ export class RunStore {
       vals.push(v);
     }
     if (sets.length === 0) return { changed: false };
-    this.sql(`UPDATE runs SET ${sets.join(', ')} WHERE id = ?`).run(...vals, existing.id);
+    this.sql(`UPDATE runs SET ${sets.join(', ')} WHERE id = ?`).run(
+      ...vals,
+      existing.id,
+    );
     return { changed: true };
   }
 
   /** The highest attempt number recorded for an issue (0 when it never ran). */
   maxAttempt(issueId: number): number {
-    const row = this.sql('SELECT MAX(attempt) AS m FROM runs WHERE issue_id = ?').get(issueId) as { m: number | null };
+    const row = this.sql(
+      'SELECT MAX(attempt) AS m FROM runs WHERE issue_id = ?',
+    ).get(issueId) as { m: number | null };
     return row.m ?? 0;
   }
 
   /** `maxAttempt` of many issues in one query; issues that never ran are left out. */
   maxAttempts(issueIds: readonly number[]): Map<number, number> {
     const rows = this.db
-      .prepare('SELECT issue_id AS id, MAX(attempt) AS m FROM runs WHERE issue_id IN (SELECT value FROM json_each(?)) GROUP BY issue_id')
+      .prepare(
+        'SELECT issue_id AS id, MAX(attempt) AS m FROM runs WHERE issue_id IN (SELECT value FROM json_each(?)) GROUP BY issue_id',
+      )
       .all(JSON.stringify(issueIds)) as Array<{ id: number; m: number }>;
     return new Map(rows.map((r) => [r.id, r.m]));
   }
 
   forIssue(issueId: number): Run[] {
-    return this.sql(`${SELECT} WHERE issue_id = ? ORDER BY attempt, id`).all(issueId) as Run[];
+    return this.sql(`${SELECT} WHERE issue_id = ? ORDER BY attempt, id`).all(
+      issueId,
+    ) as Run[];
   }
 
   running(jobId?: string): Run[] {
-    return (jobId
-      ? this.sql(`${SELECT} WHERE outcome = 'running' AND job_id = ?`).all(jobId)
-      : this.sql(`${SELECT} WHERE outcome = 'running'`).all()) as Run[];
+    return (
+      jobId
+        ? this.sql(`${SELECT} WHERE outcome = 'running' AND job_id = ?`).all(
+            jobId,
+          )
+        : this.sql(`${SELECT} WHERE outcome = 'running'`).all()
+    ) as Run[];
   }
 
   countByOutcome(): Record<RunOutcome, number> {
-    const out = Object.fromEntries(RUN_OUTCOMES.map((o) => [o, 0])) as Record<RunOutcome, number>;
-    for (const r of this.sql('SELECT outcome, COUNT(*) AS n FROM runs GROUP BY outcome').all() as Array<{ outcome: RunOutcome; n: number }>) {
+    const out = Object.fromEntries(RUN_OUTCOMES.map((o) => [o, 0])) as Record<
+      RunOutcome,
+      number
+    >;
+    for (const r of this.sql(
+      'SELECT outcome, COUNT(*) AS n FROM runs GROUP BY outcome',
+    ).all() as Array<{ outcome: RunOutcome; n: number }>) {
       out[r.outcome] = r.n;
     }
     return out;

@@ -2,7 +2,13 @@ import { slotId } from '../../contract/job.js';
 import type { Db } from './db.js';
 
 /** What the control plane knows about a slot's runner (its runtime's view, not the runner's). */
-export const SLOT_STATES = ['stopped', 'starting', 'running', 'stopping', 'crashed'] as const;
+export const SLOT_STATES = [
+  'stopped',
+  'starting',
+  'running',
+  'stopping',
+  'crashed',
+] as const;
 export type SlotState = (typeof SLOT_STATES)[number];
 
 export interface Slot {
@@ -24,14 +30,18 @@ const SELECT = `SELECT id, number, worktree, branch, state, pid, container_id AS
   last_error AS lastError, state_since AS stateSince, created_at AS createdAt FROM slots`;
 
 export class SlotStore {
-  constructor(private readonly db: Db, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly db: Db,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   list(): Slot[] {
     return this.db.prepare(`${SELECT} ORDER BY number`).all() as Slot[];
   }
 
   get(id: string): Slot | undefined {
-    return this.db.prepare(`${SELECT} WHERE id = ?`).get(id) as Slot | undefined;
+    return this.db.prepare(`${SELECT} WHERE id = ?`).get(id) as
+      Slot | undefined;
   }
 
   /** Registers slot N (idempotent). */
@@ -39,22 +49,37 @@ export class SlotStore {
     const id = slotId(n);
     const t = this.now();
     this.db
-      .prepare(`INSERT INTO slots (id, number, worktree, branch, state, state_since, created_at) VALUES (?, ?, ?, ?, 'stopped', ?, ?) ON CONFLICT (id) DO NOTHING`)
+      .prepare(
+        `INSERT INTO slots (id, number, worktree, branch, state, state_since, created_at) VALUES (?, ?, ?, ?, 'stopped', ?, ?) ON CONFLICT (id) DO NOTHING`,
+      )
       .run(id, n, worktree, branch, t, t);
     return this.get(id)!;
   }
 
-  setState(id: string, state: SlotState, fields: { pid?: number | null; containerId?: string | null; lastError?: string | null; health?: string | null } = {}): void {
+  setState(
+    id: string,
+    state: SlotState,
+    fields: {
+      pid?: number | null;
+      containerId?: string | null;
+      lastError?: string | null;
+      health?: string | null;
+    } = {},
+  ): void {
     const current = this.get(id);
     if (!current) return;
     const since = current.state === state ? current.stateSince : this.now();
     this.db
-      .prepare(`UPDATE slots SET state = ?, state_since = ?, pid = ?, container_id = ?, last_error = ?, health = ? WHERE id = ?`)
+      .prepare(
+        `UPDATE slots SET state = ?, state_since = ?, pid = ?, container_id = ?, last_error = ?, health = ? WHERE id = ?`,
+      )
       .run(
         state,
         since,
         fields.pid === undefined ? current.pid : fields.pid,
-        fields.containerId === undefined ? current.containerId : fields.containerId,
+        fields.containerId === undefined
+          ? current.containerId
+          : fields.containerId,
         fields.lastError === undefined ? current.lastError : fields.lastError,
         fields.health === undefined ? current.health : fields.health,
         id,
@@ -62,7 +87,9 @@ export class SlotStore {
   }
 
   incrementRestarts(id: string): void {
-    this.db.prepare('UPDATE slots SET restarts = restarts + 1 WHERE id = ?').run(id);
+    this.db
+      .prepare('UPDATE slots SET restarts = restarts + 1 WHERE id = ?')
+      .run(id);
   }
 
   remove(id: string): void {

@@ -2,7 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { useCleanups } from '../helpers/cleanup.js';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { openSupervisor, SupervisorError, jobIdForIssue, type ResultEvent } from '../../index.js';
+import {
+  openSupervisor,
+  SupervisorError,
+  jobIdForIssue,
+  type ResultEvent,
+} from '../../index.js';
 import { AGENT_COMMAND, testEnv } from '../helpers/cli.js';
 import { git, tempRepo } from '../helpers/repo.js';
 
@@ -13,23 +18,45 @@ describe('programmatic API', () => {
     const repo = tempRepo();
     cleanups.push(repo.cleanup);
     const env = testEnv();
-    const sup = await openSupervisor({ repo: repo.dir, env: { ...process.env, ...env }, config: { agentCommand: AGENT_COMMAND, dashboard: { enabled: false } } });
+    const sup = await openSupervisor({
+      repo: repo.dir,
+      env: { ...process.env, ...env },
+      config: { agentCommand: AGENT_COMMAND, dashboard: { enabled: false } },
+    });
     cleanups.push(() => sup.close());
     expect(sup.queueName).toMatch(/^issues-[0-9a-f]{12}$/);
-    const a = sup.addIssue({ title: 'API issue', body: 'sleep: 200', priority: 'high' });
+    const a = sup.addIssue({
+      title: 'API issue',
+      body: 'sleep: 200',
+      priority: 'high',
+    });
     expect(a).toMatchObject({ id: 1, status: 'open', priority: 'high' });
     expect(() => sup.addIssue({ title: '' })).toThrow(SupervisorError);
     await expect(sup.scale(1)).rejects.toThrow(/not running/);
     const results: ResultEvent[] = [];
-    const got = new Promise<void>((resolve) => sup.onResult((e) => (results.push(e), results.length === 2 && resolve()), { pollMs: 50 }));
+    const got = new Promise<void>((resolve) =>
+      sup.onResult(
+        (e) => (results.push(e), results.length === 2 && resolve()),
+        { pollMs: 50 },
+      ),
+    );
     await sup.start({ agents: 1 });
     const agents = await sup.scale(2);
     expect(agents.map((x) => x.id)).toEqual(['agent-001', 'agent-002']);
     await expect(sup.scale(11)).rejects.toThrow(/above the maximum/);
     // A producer using plain BullMQ with the exported contract.
-    const redis = new Redis('redis://127.0.0.1:6379', { maxRetriesPerRequest: null });
-    const q = new Queue(sup.queueName, { connection: redis, prefix: sup.prefix });
-    await q.add('issue', { title: 'From BullMQ', body: 'hi', priority: 'low' }, { jobId: 'producer-1' });
+    const redis = new Redis('redis://127.0.0.1:6379', {
+      maxRetriesPerRequest: null,
+    });
+    const q = new Queue(sup.queueName, {
+      connection: redis,
+      prefix: sup.prefix,
+    });
+    await q.add(
+      'issue',
+      { title: 'From BullMQ', body: 'hi', priority: 'low' },
+      { jobId: 'producer-1' },
+    );
     await got;
     await q.close();
     redis.disconnect();
@@ -38,7 +65,10 @@ describe('programmatic API', () => {
     expect(detail.runs).toHaveLength(1);
     expect(detail.branch).toBe('issue/1');
     expect(git(repo.dir, 'rev-parse', 'issue/1')).toBe(detail.commit);
-    expect(sup.listIssues().map((i) => i.title)).toEqual(['API issue', 'From BullMQ']);
+    expect(sup.listIssues().map((i) => i.title)).toEqual([
+      'API issue',
+      'From BullMQ',
+    ]);
     const status = await sup.status();
     expect(status.agents).toHaveLength(2);
     expect(status.supervisor.running).toBe(true);

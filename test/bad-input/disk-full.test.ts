@@ -21,27 +21,49 @@ const LOUD_AGENT = `node -e 'const kb = Number(process.env.ISSUE_BODY || 0); con
 
 describe.skipIf(!isRoot)('disk full while writing logs', () => {
   it('records the log error, keeps the runner and loses nothing; after space is freed the next issue completes', async () => {
-    const { dir, env } = isolatedRepo(cleanups, { SUPERVISOR_AGENT_COMMAND: LOUD_AGENT });
+    const { dir, env } = isolatedRepo(cleanups, {
+      SUPERVISOR_AGENT_COMMAND: LOUD_AGENT,
+    });
     await cliJson(['init'], { cwd: dir, env });
     const logs = join(dir, '.supervisor', 'logs');
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', logs]);
     // Lazy: the runner holds its log open until the supervisor has stopped it (cleanups run in reverse).
     cleanups.add(() => void execFileSync('umount', ['-l', logs]));
-    await cliJson(['issue', 'add', 'Loud one', '--body', '4096'], { cwd: dir, env });
-    await cliJson(['issue', 'add', 'Loud two', '--body', '1024'], { cwd: dir, env });
+    await cliJson(['issue', 'add', 'Loud one', '--body', '4096'], {
+      cwd: dir,
+      env,
+    });
+    await cliJson(['issue', 'add', 'Loud two', '--body', '1024'], {
+      cwd: dir,
+      env,
+    });
     await start(cleanups, dir, env);
-    const finished = await waitFor(async () => {
-      const l = await cliJson<any[]>(['issue', 'list'], { cwd: dir, env });
-      return l.length === 2 && l.every((i) => i.status === 'done' || i.status === 'failed') ? l : false;
-    }, { timeoutMs: 60_000, what: 'both loud issues finished' });
+    const finished = await waitFor(
+      async () => {
+        const l = await cliJson<any[]>(['issue', 'list'], { cwd: dir, env });
+        return l.length === 2 &&
+          l.every((i) => i.status === 'done' || i.status === 'failed')
+          ? l
+          : false;
+      },
+      { timeoutMs: 60_000, what: 'both loud issues finished' },
+    );
     const before = await cliJson<any>(['status'], { cwd: dir, env });
     for (const i of finished) {
-      const shown = await cliJson<any>(['issue', 'show', String(i.id)], { cwd: dir, env });
+      const shown = await cliJson<any>(['issue', 'show', String(i.id)], {
+        cwd: dir,
+        env,
+      });
       // The agent's work is kept (its commit is published), and the lost log is on record.
       expect(shown.status, JSON.stringify(shown)).toBe('done');
-      expect(shown.error).toMatch(/the run log .* could not be written: ENOSPC/);
+      expect(shown.error).toMatch(
+        /the run log .* could not be written: ENOSPC/,
+      );
       expect(shown.runs).toHaveLength(1);
-      expect(shown.runs[0]).toMatchObject({ outcome: 'succeeded', error: shown.error });
+      expect(shown.runs[0]).toMatchObject({
+        outcome: 'succeeded',
+        error: shown.error,
+      });
       expect(git(dir, 'show', `${shown.commit}:out-${i.id}.txt`)).toBe(i.title);
     }
     // The runner never died: one agent, no restart.
@@ -49,19 +71,39 @@ describe.skipIf(!isRoot)('disk full while writing logs', () => {
     expect(before.agents[0]).toMatchObject({ state: 'idle', restarts: 0 });
 
     // Free the space: the runner keeps its own log open, so truncate rather than delete it.
-    for (const f of readdirSync(join(logs, 'agent-001'))) rmSync(join(logs, 'agent-001', f));
+    for (const f of readdirSync(join(logs, 'agent-001')))
+      rmSync(join(logs, 'agent-001', f));
     truncateSync(join(logs, 'agent-001.log'), 0);
-    await cliJson(['issue', 'add', 'Quiet one', '--body', '2'], { cwd: dir, env });
-    const quiet = await waitFor(async () => {
-      const s = await cliJson<any>(['issue', 'show', '3'], { cwd: dir, env });
-      return s.status === 'done' || s.status === 'failed' ? s : false;
-    }, { what: 'the issue after space was freed' });
+    await cliJson(['issue', 'add', 'Quiet one', '--body', '2'], {
+      cwd: dir,
+      env,
+    });
+    const quiet = await waitFor(
+      async () => {
+        const s = await cliJson<any>(['issue', 'show', '3'], { cwd: dir, env });
+        return s.status === 'done' || s.status === 'failed' ? s : false;
+      },
+      { what: 'the issue after space was freed' },
+    );
     expect(quiet).toMatchObject({ status: 'done', error: null });
-    expect(readFileSync(quiet.runs[0].logPath, 'utf8')).toBe(`${'x'.repeat(1023)}\n`.repeat(2));
+    expect(readFileSync(quiet.runs[0].logPath, 'utf8')).toBe(
+      `${'x'.repeat(1023)}\n`.repeat(2),
+    );
     const after = await cliJson<any>(['status'], { cwd: dir, env });
-    expect(after.agents[0]).toMatchObject({ pid: before.agents[0].pid, restarts: 0 });
-    expect(after.issues).toMatchObject({ in_progress: 0, queued: 0, open: 0, done: 3 });
-    const tail = await runCli(['logs', 'agent-001', '--lines', '5'], { cwd: dir, env });
+    expect(after.agents[0]).toMatchObject({
+      pid: before.agents[0].pid,
+      restarts: 0,
+    });
+    expect(after.issues).toMatchObject({
+      in_progress: 0,
+      queued: 0,
+      open: 0,
+      done: 3,
+    });
+    const tail = await runCli(['logs', 'agent-001', '--lines', '5'], {
+      cwd: dir,
+      env,
+    });
     expect(tail.code).toBe(0);
   });
 });

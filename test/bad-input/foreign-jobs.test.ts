@@ -7,7 +7,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { queueNameFor, MAX_TITLE_LENGTH, MAX_BODY_BYTES } from '../../contract/job.js';
+import {
+  queueNameFor,
+  MAX_TITLE_LENGTH,
+  MAX_BODY_BYTES,
+} from '../../contract/job.js';
 import { resolveRepo } from '../../supervisor/repo.js';
 import { cliJson, runCli, waitFor } from '../helpers/cli.js';
 import { cleanupList, isolatedRepo, issues, start } from './util.js';
@@ -19,17 +23,53 @@ const BAD: Array<[id: string, data: unknown, reason: RegExp]> = [
   ['no-title', { body: 'only a body' }, /title: Required/],
   ['title-number', { title: 42 }, /title: Expected string, received number/],
   ['title-blank', { title: ' \n\t ' }, /title: title must not be empty/],
-  ['title-huge', { title: 't'.repeat(MAX_TITLE_LENGTH + 1) }, /title: String must contain at most 1000/],
-  ['title-nul', { title: 'a\u0000b' }, /title: title must not contain NUL bytes/],
-  ['body-object', { title: 'ok', body: { text: 'nested' } }, /body: Expected string, received object/],
-  ['body-huge', { title: 'ok', body: 'b'.repeat(Math.ceil((MAX_BODY_BYTES * 4) / 3) + 5) }, /body: String must contain at most/],
-  ['unknown-key', { title: 'ok', assignee: 'someone' }, /Unrecognized key\(s\) in object: 'assignee'/],
-  ['priority', { title: 'ok', priority: 'critical' }, /priority: Invalid enum value/],
-  ['encoding', { title: 'ok', bodyEncoding: 'rot13' }, /bodyEncoding: Invalid enum value/],
-  ['issue-id', { title: 'ok', issueId: -3 }, /issueId: Number must be greater than 0/],
+  [
+    'title-huge',
+    { title: 't'.repeat(MAX_TITLE_LENGTH + 1) },
+    /title: String must contain at most 1000/,
+  ],
+  [
+    'title-nul',
+    { title: 'a\u0000b' },
+    /title: title must not contain NUL bytes/,
+  ],
+  [
+    'body-object',
+    { title: 'ok', body: { text: 'nested' } },
+    /body: Expected string, received object/,
+  ],
+  [
+    'body-huge',
+    { title: 'ok', body: 'b'.repeat(Math.ceil((MAX_BODY_BYTES * 4) / 3) + 5) },
+    /body: String must contain at most/,
+  ],
+  [
+    'unknown-key',
+    { title: 'ok', assignee: 'someone' },
+    /Unrecognized key\(s\) in object: 'assignee'/,
+  ],
+  [
+    'priority',
+    { title: 'ok', priority: 'critical' },
+    /priority: Invalid enum value/,
+  ],
+  [
+    'encoding',
+    { title: 'ok', bodyEncoding: 'rot13' },
+    /bodyEncoding: Invalid enum value/,
+  ],
+  [
+    'issue-id',
+    { title: 'ok', issueId: -3 },
+    /issueId: Number must be greater than 0/,
+  ],
   ['data-null', null, /data: Expected object, received null/],
   ['data-string', 'just a string', /data: Expected object, received string/],
-  ['data-array', [{ title: 'in an array' }], /data: Expected object, received array/],
+  [
+    'data-array',
+    [{ title: 'in an array' }],
+    /data: Expected object, received array/,
+  ],
 ];
 
 describe('foreign producer job data', () => {
@@ -37,38 +77,78 @@ describe('foreign producer job data', () => {
     const { dir, env } = isolatedRepo(cleanups, { SUPERVISOR_ATTEMPTS: '3' });
     await start(cleanups, dir, env);
     const paths = await resolveRepo(dir);
-    const redis = new Redis('redis://127.0.0.1:6379', { maxRetriesPerRequest: null });
-    const queue = new Queue(queueNameFor(paths.repoId), { connection: redis, prefix: env.SUPERVISOR_PREFIX });
+    const redis = new Redis('redis://127.0.0.1:6379', {
+      maxRetriesPerRequest: null,
+    });
+    const queue = new Queue(queueNameFor(paths.repoId), {
+      connection: redis,
+      prefix: env.SUPERVISOR_PREFIX,
+    });
     cleanups.add(async () => {
       await queue.obliterate({ force: true }).catch(() => undefined);
       await queue.close();
       redis.disconnect();
     });
-    const runnerPid = (await waitFor(async () => (await cliJson<any>(['status'], { cwd: dir, env })).agents.find((a: any) => a.state === 'idle')?.pid, { what: 'idle runner' })) as number;
+    const runnerPid = (await waitFor(
+      async () =>
+        (await cliJson<any>(['status'], { cwd: dir, env })).agents.find(
+          (a: any) => a.state === 'idle',
+        )?.pid,
+      { what: 'idle runner' },
+    )) as number;
     // Bad jobs between good ones, with retries allowed: a contract breach must not be retried.
     await queue.add('issue', { title: 'good before' }, { jobId: 'ext-good-1' });
-    for (const [id, data] of BAD) await queue.add('issue', data as never, { jobId: `ext-${id}`, attempts: 3 });
-    await queue.add('issue', { title: 'good after', body: 'still works' }, { jobId: 'ext-good-2' });
+    for (const [id, data] of BAD)
+      await queue.add('issue', data as never, {
+        jobId: `ext-${id}`,
+        attempts: 3,
+      });
+    await queue.add(
+      'issue',
+      { title: 'good after', body: 'still works' },
+      { jobId: 'ext-good-2' },
+    );
 
     for (const [id, , reason] of BAD) {
-      await waitFor(async () => (await queue.getJobState(`ext-${id}`)) === 'failed', { what: `job ext-${id} failed` });
+      await waitFor(
+        async () => (await queue.getJobState(`ext-${id}`)) === 'failed',
+        { what: `job ext-${id} failed` },
+      );
       // Read after it failed (a job read while active has no failedReason yet).
       const job = (await queue.getJob(`ext-${id}`))!;
       expect(job.failedReason, id).toMatch(/^invalid job data \(/);
       expect(job.failedReason, id).toMatch(reason);
-      expect(job.failedReason, id).toMatch(/see the job contract in the README/);
+      expect(job.failedReason, id).toMatch(
+        /see the job contract in the README/,
+      );
       expect(job.attemptsMade, `${id} is not retried`).toBe(1);
     }
-    await runCli(['issue', 'add', 'from the CLI afterwards'], { cwd: dir, env });
-    const list = await waitFor(async () => {
-      const l = await issues(dir, env);
-      return l.length === 3 && l.every((i) => i.status === 'done') ? l : false;
-    }, { what: 'the valid issues done' });
+    await runCli(['issue', 'add', 'from the CLI afterwards'], {
+      cwd: dir,
+      env,
+    });
+    const list = await waitFor(
+      async () => {
+        const l = await issues(dir, env);
+        return l.length === 3 && l.every((i) => i.status === 'done')
+          ? l
+          : false;
+      },
+      { what: 'the valid issues done' },
+    );
     // Only the valid jobs became issues: nothing adopted for invalid data.
-    expect(list.map((i) => i.title).sort()).toEqual(['from the CLI afterwards', 'good after', 'good before']);
+    expect(list.map((i) => i.title).sort()).toEqual([
+      'from the CLI afterwards',
+      'good after',
+      'good before',
+    ]);
     const status = await cliJson<any>(['status'], { cwd: dir, env });
     expect(status.agents).toHaveLength(1);
-    expect(status.agents[0]).toMatchObject({ id: 'agent-001', pid: runnerPid, restarts: 0 });
+    expect(status.agents[0]).toMatchObject({
+      id: 'agent-001',
+      pid: runnerPid,
+      restarts: 0,
+    });
     expect(status.queue.failed).toBe(BAD.length);
   });
 });

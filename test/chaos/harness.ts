@@ -7,14 +7,23 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { processAlive, readRecord, type RecordLine } from '../helpers/agents.js';
+import {
+  processAlive,
+  readRecord,
+  type RecordLine,
+} from '../helpers/agents.js';
 import { openSupervisor, type Supervisor } from '../../index.js';
-import { startSupervisor, testEnv, type RunningSupervisor } from '../helpers/cli.js';
+import {
+  startSupervisor,
+  testEnv,
+  type RunningSupervisor,
+} from '../helpers/cli.js';
 import { PrivateRedis } from '../helpers/redis-server.js';
 import { git, tempDir, tempRepo } from '../helpers/repo.js';
 import { seededRandom } from '../helpers/random.js';
 
-export type FaultKind = 'kill-runner' | 'freeze-runner' | 'kill-supervisor' | 'restart-redis';
+export type FaultKind =
+  'kill-runner' | 'freeze-runner' | 'kill-supervisor' | 'restart-redis';
 
 export interface ChaosOptions {
   agents: number;
@@ -72,7 +81,6 @@ export interface ChaosSummary {
   wallMs: number;
 }
 
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Script {
@@ -89,9 +97,12 @@ class DeathWatch {
   }
   private poll(): void {
     const lines = readRecord(this.recordFile);
-    const ended = new Set(lines.filter((l) => l.what !== 'start').map((l) => l.pid));
+    const ended = new Set(
+      lines.filter((l) => l.what !== 'start').map((l) => l.pid),
+    );
     for (const l of lines) {
-      if (l.what !== 'start' || ended.has(l.pid) || this.deaths.has(l.pid)) continue;
+      if (l.what !== 'start' || ended.has(l.pid) || this.deaths.has(l.pid))
+        continue;
       if (!processAlive(l.pid)) this.deaths.set(l.pid, Date.now());
     }
   }
@@ -101,10 +112,16 @@ class DeathWatch {
   }
 }
 
-export function intervals(lines: RecordLine[], deaths: Map<number, number>, now: number): Interval[] {
+export function intervals(
+  lines: RecordLine[],
+  deaths: Map<number, number>,
+  now: number,
+): Interval[] {
   const out: Interval[] = [];
   const endOf = new Map<number, number>();
-  for (const l of lines) if (l.what !== 'start') endOf.set(l.pid, Math.min(endOf.get(l.pid) ?? Infinity, l.at));
+  for (const l of lines)
+    if (l.what !== 'start')
+      endOf.set(l.pid, Math.min(endOf.get(l.pid) ?? Infinity, l.at));
   for (const l of lines) {
     if (l.what !== 'start') continue;
     const end = endOf.get(l.pid) ?? deaths.get(l.pid) ?? now;
@@ -116,7 +133,8 @@ export function intervals(lines: RecordLine[], deaths: Map<number, number>, now:
 export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
   const log = o.log ?? (() => undefined);
   const rand = seededRandom(o.seed);
-  const between = ([a, b]: [number, number]) => Math.round(a + rand() * (b - a));
+  const between = ([a, b]: [number, number]) =>
+    Math.round(a + rand() * (b - a));
   const repo = tempRepo();
   const recordFile = join(tempDir('sup-chaos-'), 'record.log');
   const redis = await PrivateRedis.create(o.redisPersistence);
@@ -150,34 +168,54 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     // Issues go in through the programmatic API (the CLI is tested elsewhere; 200 spawns are slow).
     api = await openSupervisor({ repo: dir, env: { ...process.env, ...env } });
     for (const [id, s] of scripts) {
-      const added = api.addIssue({ title: `chaos issue ${id} (${s.kind})`, body: s.body });
-      if (String(added.id) !== id) throw new Error(`unexpected issue id ${added.id}`);
+      const added = api.addIssue({
+        title: `chaos issue ${id} (${s.kind})`,
+        body: s.body,
+      });
+      if (String(added.id) !== id)
+        throw new Error(`unexpected issue id ${added.id}`);
     }
-    sup = await startSupervisor(dir, env, ['--agents', String(o.agents), '--no-dashboard']);
-    log(`chaos: ${o.issues} issues, ${o.agents} agents, faults ${o.faults.join(', ')}, redis ${o.redisPersistence}, seed ${o.seed}`);
+    sup = await startSupervisor(dir, env, [
+      '--agents',
+      String(o.agents),
+      '--no-dashboard',
+    ]);
+    log(
+      `chaos: ${o.issues} issues, ${o.agents} agents, faults ${o.faults.join(', ')}, redis ${o.redisPersistence}, seed ${o.seed}`,
+    );
 
-    const finished = () => api!.listIssues().every((i) => i.status === 'done' || i.status === 'failed');
+    const finished = () =>
+      api!
+        .listIssues()
+        .every((i) => i.status === 'done' || i.status === 'failed');
     const deadline = started + o.timeoutMs;
     let nextFault = Date.now() + between(o.faultGapMs);
     let k = 0;
     for (;;) {
       if (await finished()) break;
-      if (Date.now() > deadline) throw new Error(`chaos run did not finish within ${o.timeoutMs} ms`);
+      if (Date.now() > deadline)
+        throw new Error(`chaos run did not finish within ${o.timeoutMs} ms`);
       if (o.faults.length && Date.now() >= nextFault) {
         const kind = o.faults[k++ % o.faults.length]!;
         const f = await inject(kind);
         if (f) {
           faults.push(f);
-          log(`fault ${faults.length}: ${kind}${f.agentId ? ` ${f.agentId}` : ''}${f.issueId ? ` (#${f.issueId})` : ''}`);
+          log(
+            `fault ${faults.length}: ${kind}${f.agentId ? ` ${f.agentId}` : ''}${f.issueId ? ` (#${f.issueId})` : ''}`,
+          );
         }
         nextFault = Date.now() + between(o.faultGapMs);
       }
       await sleep(250);
     }
 
-    async function working(): Promise<Array<{ id: string; pid: number; issue: string }>> {
+    async function working(): Promise<
+      Array<{ id: string; pid: number; issue: string }>
+    > {
       const s = await api!.status();
-      return s.agents.filter((a) => a.state === 'working' && a.pid && a.issue).map((a) => ({ id: a.id, pid: a.pid!, issue: a.issue!.id }));
+      return s.agents
+        .filter((a) => a.state === 'working' && a.pid && a.issue)
+        .map((a) => ({ id: a.id, pid: a.pid!, issue: a.issue!.id }));
     }
 
     async function inject(kind: FaultKind): Promise<FaultRecord | undefined> {
@@ -192,7 +230,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
           } catch {
             return undefined;
           }
-          return { kind, at: Date.now(), agentId: victim.id, issueId: victim.issue };
+          return {
+            kind,
+            at: Date.now(),
+            agentId: victim.id,
+            issueId: victim.issue,
+          };
         }
         case 'freeze-runner': {
           const busy = await working();
@@ -203,7 +246,13 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
           // Past its lock (2 s) and a stalled check (1 s), then some.
           await sleep(4500);
           process.kill(victim.pid, 'SIGCONT');
-          return { kind, at: stopAt, agentId: victim.id, issueId: victim.issue, frozenUntil: Date.now() };
+          return {
+            kind,
+            at: stopAt,
+            agentId: victim.id,
+            issueId: victim.issue,
+            frozenUntil: Date.now(),
+          };
         }
         case 'kill-supervisor': {
           sup!.child.kill('SIGKILL');
@@ -232,7 +281,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     // Re-claim times: the next start of the faulted issue after the fault.
     for (const f of faults) {
       if (!f.issueId) continue;
-      const next = ivs.filter((iv) => iv.issue === f.issueId && iv.start > f.at).sort((a, b) => a.start - b.start)[0];
+      const next = ivs
+        .filter((iv) => iv.issue === f.issueId && iv.start > f.at)
+        .sort((a, b) => a.start - b.start)[0];
       if (next) f.reclaimMs = next.start - f.at;
     }
 
@@ -240,7 +291,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     const overlaps: ChaosSummary['overlaps'] = [];
     const frozenOverlaps: ChaosSummary['frozenOverlaps'] = [];
     const byIssue = new Map<string, Interval[]>();
-    for (const iv of ivs) byIssue.set(iv.issue, [...(byIssue.get(iv.issue) ?? []), iv]);
+    for (const iv of ivs)
+      byIssue.set(iv.issue, [...(byIssue.get(iv.issue) ?? []), iv]);
     for (const [issue, list] of byIssue) {
       list.sort((a, b) => a.start - b.start);
       for (let i = 0; i < list.length; i++) {
@@ -249,7 +301,13 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
           const b = list[j]!;
           if (b.start >= a.end) continue;
           const ms = a.end - b.start;
-          const frozen = faults.some((f) => f.kind === 'freeze-runner' && f.agentId === a.agent && f.at <= b.start && (f.frozenUntil ?? 0) >= b.start);
+          const frozen = faults.some(
+            (f) =>
+              f.kind === 'freeze-runner' &&
+              f.agentId === a.agent &&
+              f.at <= b.start &&
+              (f.frozenUntil ?? 0) >= b.start,
+          );
           if (frozen) frozenOverlaps.push({ issue, ms });
           else overlaps.push({ issue, a, b, ms });
         }
@@ -266,39 +324,61 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       const id = String(issue.id);
       const script = scripts.get(id)!;
       const want = script.kind === 'ok' ? 'done' : 'failed';
-      if (issue.status !== want) unexpected.push(`#${id} ${script.kind}: ${issue.status}`);
-      if (issue.status !== 'done' && issue.status !== 'failed') lost.push(`#${id}`);
+      if (issue.status !== want)
+        unexpected.push(`#${id} ${script.kind}: ${issue.status}`);
+      if (issue.status !== 'done' && issue.status !== 'failed')
+        lost.push(`#${id}`);
       const shown = api.getIssue(issue.id);
       const succeeded = shown.runs.filter((r) => r.outcome === 'succeeded');
-      if (succeeded.length > 1 || (issue.status === 'done' && succeeded.length !== 1)) duplicatedResults.push(`#${id}: ${succeeded.length} succeeded runs`);
-      const starts = lines.filter((l) => l.what === 'start' && l.issue === id).length;
-      if (starts > shown.runs.length) unrecordedStarts.push(`#${id}: ${starts} agent starts, ${shown.runs.length} runs`);
+      if (
+        succeeded.length > 1 ||
+        (issue.status === 'done' && succeeded.length !== 1)
+      )
+        duplicatedResults.push(`#${id}: ${succeeded.length} succeeded runs`);
+      const starts = lines.filter(
+        (l) => l.what === 'start' && l.issue === id,
+      ).length;
+      if (starts > shown.runs.length)
+        unrecordedStarts.push(
+          `#${id}: ${starts} agent starts, ${shown.runs.length} runs`,
+        );
       if (issue.status === 'done' && issue.commit) {
         const branch = git(dir, 'rev-parse', `refs/heads/issue/${id}`);
-        if (branch !== issue.commit || succeeded[0]?.commitSha !== issue.commit) branchMismatches.push(`#${id}`);
+        if (branch !== issue.commit || succeeded[0]?.commitSha !== issue.commit)
+          branchMismatches.push(`#${id}`);
       }
     }
 
     // Orphans: agents or runners still alive, worktrees git does not know.
     const orphans: string[] = [];
-    for (const l of lines) if (l.what === 'start' && processAlive(l.pid)) orphans.push(`agent pid ${l.pid} (#${l.issue})`);
+    for (const l of lines)
+      if (l.what === 'start' && processAlive(l.pid))
+        orphans.push(`agent pid ${l.pid} (#${l.issue})`);
     const runDir = join(dir, '.supervisor/run');
     if (existsSync(runDir)) {
       for (const slot of readdirSync(runDir)) {
         const f = join(runDir, slot, 'runner.json');
         if (!existsSync(f)) continue;
-        const pid = (JSON.parse(readFileSync(f, 'utf8')) as { pid: number }).pid;
+        const pid = (JSON.parse(readFileSync(f, 'utf8')) as { pid: number })
+          .pid;
         if (processAlive(pid)) orphans.push(`runner ${slot} pid ${pid}`);
       }
     }
-    const worktrees = execFileSync('git', ['worktree', 'list', '--porcelain'], { cwd: dir, encoding: 'utf8' });
+    const worktrees = execFileSync('git', ['worktree', 'list', '--porcelain'], {
+      cwd: dir,
+      encoding: 'utf8',
+    });
     if (/^prunable/m.test(worktrees)) orphans.push('prunable worktree');
     for (const m of worktrees.matchAll(/^worktree (.+)$/gm)) {
       const p = m[1]!;
-      if (p !== dir && !/\/\.worktrees\/agent-\d{3}$/.test(p)) orphans.push(`worktree ${p}`);
+      if (p !== dir && !/\/\.worktrees\/agent-\d{3}$/.test(p))
+        orphans.push(`worktree ${p}`);
     }
 
-    const reclaims = faults.filter((f) => f.reclaimMs !== undefined).map((f) => f.reclaimMs!).sort((a, b) => a - b);
+    const reclaims = faults
+      .filter((f) => f.reclaimMs !== undefined)
+      .map((f) => f.reclaimMs!)
+      .sort((a, b) => a - b);
     return {
       issues: list.length,
       done: list.filter((i) => i.status === 'done').length,
@@ -306,7 +386,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       unexpected,
       faults,
       reclaims: reclaims.length,
-      reclaimMedianMs: reclaims.length ? reclaims[Math.floor(reclaims.length / 2)]! : null,
+      reclaimMedianMs: reclaims.length
+        ? reclaims[Math.floor(reclaims.length / 2)]!
+        : null,
       reclaimMaxMs: reclaims.length ? reclaims[reclaims.length - 1]! : null,
       overlaps,
       frozenOverlaps,
@@ -335,9 +417,15 @@ export function formatSummary(s: ChaosSummary): string {
     ['faults: kill -9 supervisor + restart', String(count('kill-supervisor'))],
     ['faults: Redis restart', String(count('restart-redis'))],
     ['re-claims measured', String(s.reclaims)],
-    ['fault → re-claim, median / max', s.reclaims ? `${s.reclaimMedianMs} ms / ${s.reclaimMaxMs} ms` : '-'],
+    [
+      'fault → re-claim, median / max',
+      s.reclaims ? `${s.reclaimMedianMs} ms / ${s.reclaimMaxMs} ms` : '-',
+    ],
     ['overlapping attempts', String(s.overlaps.length)],
-    ['frozen-runner overlaps (max)', `${s.frozenOverlaps.length}${s.frozenOverlaps.length ? ` (${Math.max(...s.frozenOverlaps.map((f) => f.ms))} ms)` : ''}`],
+    [
+      'frozen-runner overlaps (max)',
+      `${s.frozenOverlaps.length}${s.frozenOverlaps.length ? ` (${Math.max(...s.frozenOverlaps.map((f) => f.ms))} ms)` : ''}`,
+    ],
     ['unexpected outcomes', String(s.unexpected.length)],
     ['lost issues', String(s.lost.length)],
     ['duplicated results', String(s.duplicatedResults.length)],
@@ -351,11 +439,18 @@ export function formatSummary(s: ChaosSummary): string {
 }
 
 /** The guarantees every chaos run must show. */
-export function checkGuarantees(summary: ChaosSummary, expect: (v: unknown) => { toEqual(x: unknown): void; toBeLessThanOrEqual(n: number): void }): void {
+export function checkGuarantees(
+  summary: ChaosSummary,
+  expect: (v: unknown) => {
+    toEqual(x: unknown): void;
+    toBeLessThanOrEqual(n: number): void;
+  },
+): void {
   expect(summary.unexpected).toEqual([]);
   expect(summary.lost).toEqual([]);
   expect(summary.overlaps).toEqual([]);
-  for (const f of summary.frozenOverlaps) expect(f.ms).toBeLessThanOrEqual(2000);
+  for (const f of summary.frozenOverlaps)
+    expect(f.ms).toBeLessThanOrEqual(2000);
   expect(summary.duplicatedResults).toEqual([]);
   expect(summary.unrecordedStarts).toEqual([]);
   expect(summary.branchMismatches).toEqual([]);

@@ -11,7 +11,12 @@ describe('chaos (short profile)', () => {
       durationMs: [300, 2500],
       failingShare: 0.1,
       hangingShare: 0.05,
-      faults: ['kill-runner', 'freeze-runner', 'kill-supervisor', 'restart-redis'],
+      faults: [
+        'kill-runner',
+        'freeze-runner',
+        'kill-supervisor',
+        'restart-redis',
+      ],
       faultGapMs: [1500, 3000],
       redisPersistence: 'aof',
       seed,

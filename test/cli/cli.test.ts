@@ -2,7 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { useCleanups } from '../helpers/cleanup.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliJson, runCli, startSupervisor, testEnv, waitFor, type RunningSupervisor } from '../helpers/cli.js';
+import {
+  cliJson,
+  runCli,
+  startSupervisor,
+  testEnv,
+  waitFor,
+  type RunningSupervisor,
+} from '../helpers/cli.js';
 import { git, tempDir, tempRepo } from '../helpers/repo.js';
 
 const cleanups = useCleanups();
@@ -13,22 +20,45 @@ function repo() {
   return r.dir;
 }
 
-async function start(dir: string, env: Record<string, string>, args: string[]): Promise<RunningSupervisor> {
+async function start(
+  dir: string,
+  env: Record<string, string>,
+  args: string[],
+): Promise<RunningSupervisor> {
   const sup = await startSupervisor(dir, env, args);
   cleanups.push(async () => void (await sup.stop()));
   return sup;
 }
 
 const allDone = (dir: string, env: Record<string, string>, n: number) =>
-  waitFor(async () => {
-    const l = await cliJson<any[]>(['issue', 'list'], { cwd: dir, env });
-    return l.length === n && l.every((i) => i.status === 'done' || i.status === 'failed') ? l : false;
-  }, { timeoutMs: 60_000, what: `${n} issues finished` });
+  waitFor(
+    async () => {
+      const l = await cliJson<any[]>(['issue', 'list'], { cwd: dir, env });
+      return l.length === n &&
+        l.every((i) => i.status === 'done' || i.status === 'failed')
+        ? l
+        : false;
+    },
+    { timeoutMs: 60_000, what: `${n} issues finished` },
+  );
 
 describe('supervisor CLI', () => {
   it('prints --help for every command and exits 0', async () => {
     const dir = repo();
-    for (const args of [[], ['init'], ['issue'], ['issue', 'add'], ['issue', 'list'], ['issue', 'show'], ['start'], ['scale'], ['status'], ['logs'], ['stop'], ['cleanup']]) {
+    for (const args of [
+      [],
+      ['init'],
+      ['issue'],
+      ['issue', 'add'],
+      ['issue', 'list'],
+      ['issue', 'show'],
+      ['start'],
+      ['scale'],
+      ['status'],
+      ['logs'],
+      ['stop'],
+      ['cleanup'],
+    ]) {
       const r = await runCli([...args, '--help'], { cwd: dir });
       expect(r.code, args.join(' ')).toBe(0);
       expect(r.stdout).toMatch(/Usage: supervisor/);
@@ -47,7 +77,9 @@ describe('supervisor CLI', () => {
     const e = await runCli(['init'], { cwd: empty.dir });
     expect(e.code).toBe(1);
     expect(e.stderr).toMatch(/no commit yet/);
-    const missing = await runCli(['--repo', join(plain, 'nope'), 'status'], { cwd: plain });
+    const missing = await runCli(['--repo', join(plain, 'nope'), 'status'], {
+      cwd: plain,
+    });
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/is not a directory/);
   });
@@ -68,13 +100,38 @@ describe('supervisor CLI', () => {
   it('adds, lists and shows issues; refuses bad input without storing anything', async () => {
     const dir = repo();
     const env = testEnv();
-    const added = await cliJson<any>(['issue', 'add', 'Fix the login', '--body', 'details', '--priority', 'high'], { cwd: dir, env });
-    expect(added).toEqual({ id: 1, title: 'Fix the login', priority: 'high', status: 'open' });
+    const added = await cliJson<any>(
+      [
+        'issue',
+        'add',
+        'Fix the login',
+        '--body',
+        'details',
+        '--priority',
+        'high',
+      ],
+      { cwd: dir, env },
+    );
+    expect(added).toEqual({
+      id: 1,
+      title: 'Fix the login',
+      priority: 'high',
+      status: 'open',
+    });
     const bad = [
-      [['issue', 'add', 'x', '--priority', 'critical'], /unknown priority "critical"/],
+      [
+        ['issue', 'add', 'x', '--priority', 'critical'],
+        /unknown priority "critical"/,
+      ],
       [['issue', 'add', '   '], /title is empty/],
-      [['issue', 'add', 'x', '--body', 'a', '--body-file', 'b'], /mutually exclusive/],
-      [['issue', 'add', 'x', '--body-file', '/nonexistent/file'], /cannot read --body-file/],
+      [
+        ['issue', 'add', 'x', '--body', 'a', '--body-file', 'b'],
+        /mutually exclusive/,
+      ],
+      [
+        ['issue', 'add', 'x', '--body-file', '/nonexistent/file'],
+        /cannot read --body-file/,
+      ],
       [['issue', 'add', 'x'.repeat(1001)], /at most 1000/],
       [['issue', 'show', 'abc'], /positive whole number/],
       [['issue', 'list', '--status', 'weird'], /unknown status/],
@@ -86,14 +143,28 @@ describe('supervisor CLI', () => {
     }
     const big = join(tempDir(), 'big');
     writeFileSync(big, Buffer.alloc(5 * 1024 * 1024, 'a'));
-    const tooBig = await runCli(['issue', 'add', 'x', '--body-file', big], { cwd: dir, env });
+    const tooBig = await runCli(['issue', 'add', 'x', '--body-file', big], {
+      cwd: dir,
+      env,
+    });
     expect(tooBig.code).toBe(2);
     expect(tooBig.stderr).toMatch(/at most/);
     const notFound = await runCli(['issue', 'show', '99'], { cwd: dir, env });
     expect(notFound.code).toBe(1);
     expect(notFound.stderr).toMatch(/#99 does not exist/);
     const list = await cliJson<any[]>(['issue', 'list'], { cwd: dir, env });
-    expect(list).toEqual([{ id: 1, title: 'Fix the login', priority: 'high', status: 'open', agent: null, branch: null, commit: null, attempts: 0 }]);
+    expect(list).toEqual([
+      {
+        id: 1,
+        title: 'Fix the login',
+        priority: 'high',
+        status: 'open',
+        agent: null,
+        branch: null,
+        commit: null,
+        attempts: 0,
+      },
+    ]);
     const shown = await cliJson<any>(['issue', 'show', '1'], { cwd: dir, env });
     expect(shown).toMatchObject({ id: 1, body: 'details', runs: [] });
     const text = await runCli(['issue', 'list'], { cwd: dir, env });
@@ -107,29 +178,56 @@ describe('supervisor CLI', () => {
     const echo = join(out, 'echo');
     const env = testEnv({ AGENT_ECHO_FILE: echo });
     const hostile = `it's "quoted" $(touch ${canary}) \`touch ${canary}\` ; touch ${canary} | & > <`;
-    const body = Buffer.concat([Buffer.from(`line1\n$(touch ${canary})\n\`touch ${canary}\`\n`), Buffer.from([0xff, 0xfe, 0x00, 0x80]), Buffer.alloc(2 * 1024 * 1024, 0x41)]);
+    const body = Buffer.concat([
+      Buffer.from(`line1\n$(touch ${canary})\n\`touch ${canary}\`\n`),
+      Buffer.from([0xff, 0xfe, 0x00, 0x80]),
+      Buffer.alloc(2 * 1024 * 1024, 0x41),
+    ]);
     const bodyFile = join(out, 'body.bin');
     writeFileSync(bodyFile, body);
-    await cliJson(['issue', 'add', hostile, '--body-file', bodyFile], { cwd: dir, env });
-    await cliJson(['issue', 'add', `multi\nline ${hostile}`, '--body', `echo $(touch ${canary}) "$HOME" 'x'`], { cwd: dir, env });
+    await cliJson(['issue', 'add', hostile, '--body-file', bodyFile], {
+      cwd: dir,
+      env,
+    });
+    await cliJson(
+      [
+        'issue',
+        'add',
+        `multi\nline ${hostile}`,
+        '--body',
+        `echo $(touch ${canary}) "$HOME" 'x'`,
+      ],
+      { cwd: dir, env },
+    );
     await start(dir, env, ['--agents', '1', '--no-dashboard']);
     const list = await allDone(dir, env, 2);
     expect(list.map((i) => i.status)).toEqual(['done', 'done']);
     expect(readFileSync(`${echo}.1.title`, 'utf8')).toBe(hostile);
     expect(readFileSync(`${echo}.1.body`).equals(body)).toBe(true);
-    expect(readFileSync(`${echo}.2.title`, 'utf8')).toBe(`multi\nline ${hostile}`);
-    expect(readFileSync(`${echo}.2.envbody`, 'utf8')).toBe(`echo $(touch ${canary}) "$HOME" 'x'`);
+    expect(readFileSync(`${echo}.2.title`, 'utf8')).toBe(
+      `multi\nline ${hostile}`,
+    );
+    expect(readFileSync(`${echo}.2.envbody`, 'utf8')).toBe(
+      `echo $(touch ${canary}) "$HOME" 'x'`,
+    );
     const env1 = JSON.parse(readFileSync(`${echo}.1.env`, 'utf8'));
     expect(env1.ISSUE_BODY_TRUNCATED).toBe('1');
     expect(existsSync(canary)).toBe(false);
     const shown = await cliJson<any>(['issue', 'show', '1'], { cwd: dir, env });
-    expect(Buffer.from(shown.body.replace(/^base64:/, ''), 'base64').equals(body)).toBe(true);
+    expect(
+      Buffer.from(shown.body.replace(/^base64:/, ''), 'base64').equals(body),
+    ).toBe(true);
   });
 
   it('validates agent counts (usage errors exit 2) and refuses to scale a supervisor that is not running', async () => {
     const dir = repo();
     const env = testEnv({ SUPERVISOR_MAX_AGENTS: '4' });
-    for (const [arg, msg] of [['abc', /whole number/], ['-1', /unknown option|whole number/], ['1.5', /whole number/], ['5', /above the maximum of 4/]] as const) {
+    for (const [arg, msg] of [
+      ['abc', /whole number/],
+      ['-1', /unknown option|whole number/],
+      ['1.5', /whole number/],
+      ['5', /above the maximum of 4/],
+    ] as const) {
       const r = await runCli(['scale', arg], { cwd: dir, env });
       expect(r.code, arg).toBe(2);
       expect(r.stderr).toMatch(msg);
@@ -158,8 +256,13 @@ describe('supervisor CLI', () => {
     const sup = await start(dir, env, ['--agents', '0', '--no-dashboard']);
     const r = await runCli(['start', '--no-dashboard'], { cwd: dir, env });
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`already running for this repository (pid ${sup.pid})`);
-    const d = await runCli(['start', '--detach', '--no-dashboard'], { cwd: dir, env });
+    expect(r.stderr).toContain(
+      `already running for this repository (pid ${sup.pid})`,
+    );
+    const d = await runCli(['start', '--detach', '--no-dashboard'], {
+      cwd: dir,
+      env,
+    });
     expect(d.code).toBe(1);
     expect(d.stderr).toContain(`pid ${sup.pid}`);
   });
@@ -176,7 +279,9 @@ describe('supervisor CLI', () => {
     const [issue] = await allDone(dir, env, 1);
     expect(issue.status).toBe('done');
     expect(git(dir, 'status', '--porcelain')).toBe(before);
-    expect(readFileSync(join(dir, 'README.md'), 'utf8')).toBe('local edit, not committed\n');
+    expect(readFileSync(join(dir, 'README.md'), 'utf8')).toBe(
+      'local edit, not committed\n',
+    );
     expect(git(dir, 'rev-parse', 'HEAD')).toBe(head);
     // The agent's commit is based on the committed tip, without the local edit.
     expect(git(dir, 'show', `${issue.commit}:README.md`)).toBe('# test repo');
@@ -185,8 +290,14 @@ describe('supervisor CLI', () => {
   it('runs detached, scales with progress, shows logs, stops, and cleans up without touching issue branches', async () => {
     const dir = repo();
     const env = testEnv();
-    await runCli(['issue', 'add', 'One', '--body', 'sleep: 300'], { cwd: dir, env });
-    const d = await runCli(['start', '--detach', '--agents', '1', '--no-dashboard'], { cwd: dir, env });
+    await runCli(['issue', 'add', 'One', '--body', 'sleep: 300'], {
+      cwd: dir,
+      env,
+    });
+    const d = await runCli(
+      ['start', '--detach', '--agents', '1', '--no-dashboard'],
+      { cwd: dir, env },
+    );
     expect(d.code).toBe(0);
     expect(d.stdout).toMatch(/supervisor running \(pid \d+\)/);
     cleanups.push(async () => void (await runCli(['stop'], { cwd: dir, env })));
@@ -196,19 +307,28 @@ describe('supervisor CLI', () => {
     expect(scaled.stdout).toMatch(/3 agents running/);
     const json = await cliJson<any>(['scale', '2'], { cwd: dir, env });
     expect(json.converged).toBe(true);
-    expect(json.agents.map((a: any) => a.id)).toEqual(['agent-001', 'agent-002']);
+    expect(json.agents.map((a: any) => a.id)).toEqual([
+      'agent-001',
+      'agent-002',
+    ]);
     await allDone(dir, env, 1);
     const logs = await runCli(['logs'], { cwd: dir, env });
     expect(logs.stdout).toMatch(/^agent-001 \| /m);
     expect(logs.stdout).toMatch(/scripted agent agent-00\d on issue 1/);
-    const one = await runCli(['logs', 'agent-001', '--lines', '5'], { cwd: dir, env });
+    const one = await runCli(['logs', 'agent-001', '--lines', '5'], {
+      cwd: dir,
+      env,
+    });
     expect(one.code).toBe(0);
     expect(one.stdout.trim().split('\n').length).toBeLessThanOrEqual(5);
     expect((await runCli(['logs', 'agent-x'], { cwd: dir, env })).code).toBe(2);
     const refused = await runCli(['cleanup'], { cwd: dir, env });
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/is running/);
-    const forced = await cliJson<any>(['cleanup', '--force'], { cwd: dir, env });
+    const forced = await cliJson<any>(['cleanup', '--force'], {
+      cwd: dir,
+      env,
+    });
     expect(forced.removed).toEqual(['agent-003']);
     expect(existsSync(join(dir, '.worktrees/agent-003'))).toBe(false);
     expect(existsSync(join(dir, '.worktrees/agent-001'))).toBe(true);

@@ -6,20 +6,30 @@ import { SupervisorError } from '../../supervisor/errors.js';
 import { getSetting } from '../../supervisor/store/db.js';
 import { startDashboard } from '../../dashboard/server.js';
 import { stateSource } from '../../dashboard/source.js';
-import { http, readSse, startTestDashboard, type TestDashboard } from './helpers.js';
+import {
+  http,
+  readSse,
+  startTestDashboard,
+  type TestDashboard,
+} from './helpers.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function dashboard(o: Parameters<typeof startTestDashboard>[0] = {}): Promise<TestDashboard> {
+async function dashboard(
+  o: Parameters<typeof startTestDashboard>[0] = {},
+): Promise<TestDashboard> {
   const t = await startTestDashboard(o);
   cleanups.push(() => t.close());
   return t;
 }
 
-async function csrfOf(t: TestDashboard, headers: Record<string, string> = {}): Promise<string> {
+async function csrfOf(
+  t: TestDashboard,
+  headers: Record<string, string> = {},
+): Promise<string> {
   const r = await http('GET', `${t.url}/api/session`, { headers });
   expect(r.status).toBe(200);
   return r.json().csrfToken as string;
@@ -29,14 +39,24 @@ describe('dashboard API on loopback without a token', () => {
   it('serves the status, the issues in queue order, and the page with titles escaped', async () => {
     const t = await dashboard();
     t.ctx.issues.add({ title: 'low one', priority: 'low' });
-    t.ctx.issues.add({ title: '<script>window.__pwned = 1</script>', priority: 'high' });
-    t.ctx.issues.add({ title: '<img src=x onerror="window.__pwned = 2">', priority: 'urgent' });
+    t.ctx.issues.add({
+      title: '<script>window.__pwned = 1</script>',
+      priority: 'high',
+    });
+    t.ctx.issues.add({
+      title: '<img src=x onerror="window.__pwned = 2">',
+      priority: 'urgent',
+    });
 
     const status = await http('GET', `${t.url}/api/status`);
     expect(status.status).toBe(200);
     expect(status.headers['content-type']).toMatch(/application\/json/);
     const s = status.json();
-    expect(s.pending.items.map((i: any) => i.priority)).toEqual(['urgent', 'high', 'low']);
+    expect(s.pending.items.map((i: any) => i.priority)).toEqual([
+      'urgent',
+      'high',
+      'low',
+    ]);
     expect(s.platform).toMatchObject({ maxAgents: 10 });
     expect(s.supervisor.running).toBe(false);
 
@@ -45,10 +65,16 @@ describe('dashboard API on loopback without a token', () => {
 
     const page = await http('GET', `${t.url}/`);
     expect(page.status).toBe(200);
-    expect(page.headers['content-security-policy']).toMatch(/script-src 'self'/);
+    expect(page.headers['content-security-policy']).toMatch(
+      /script-src 'self'/,
+    );
     expect(page.headers['x-frame-options']).toBe('DENY');
-    expect(page.text).toContain('&lt;script&gt;window.__pwned = 1&lt;/script&gt;');
-    expect(page.text).toContain('&lt;img src=x onerror=&quot;window.__pwned = 2&quot;&gt;');
+    expect(page.text).toContain(
+      '&lt;script&gt;window.__pwned = 1&lt;/script&gt;',
+    );
+    expect(page.text).toContain(
+      '&lt;img src=x onerror=&quot;window.__pwned = 2&quot;&gt;',
+    );
     expect(page.text).not.toContain('<script>window.__pwned');
     expect(page.text).not.toContain('<img src=x');
     expect(page.text).toContain('Open Issues Queue');
@@ -58,27 +84,53 @@ describe('dashboard API on loopback without a token', () => {
     const t = await dashboard();
     const csrf = await csrfOf(t);
     const origin = t.url;
-    const post = (body: object, headers: Record<string, string>) => http('POST', `${t.url}/api/scale`, { body, headers });
+    const post = (body: object, headers: Record<string, string>) =>
+      http('POST', `${t.url}/api/scale`, { body, headers });
 
     // No supervisor running: the dashboard says so instead of writing a count nobody reads.
-    const notRunning = await post({ count: 2 }, { 'x-supervisor-csrf': csrf, origin });
+    const notRunning = await post(
+      { count: 2 },
+      { 'x-supervisor-csrf': csrf, origin },
+    );
     expect(notRunning.status).toBe(409);
-    expect(notRunning.json()).toMatchObject({ code: 'ERR_SUP_NOT_RUNNING', hint: expect.stringContaining('supervisor start') });
+    expect(notRunning.json()).toMatchObject({
+      code: 'ERR_SUP_NOT_RUNNING',
+      hint: expect.stringContaining('supervisor start'),
+    });
 
     t.fakeRunning();
     const noToken = await post({ count: 2 }, { origin });
     expect(noToken.status).toBe(403);
     expect(noToken.json().code).toBe('ERR_DASHBOARD_CSRF');
-    const wrongToken = await post({ count: 2 }, { origin, 'x-supervisor-csrf': 'nope' });
+    const wrongToken = await post(
+      { count: 2 },
+      { origin, 'x-supervisor-csrf': 'nope' },
+    );
     expect(wrongToken.status).toBe(403);
-    const crossSite = await post({ count: 2 }, { origin: 'https://evil.example', 'x-supervisor-csrf': csrf });
+    const crossSite = await post(
+      { count: 2 },
+      { origin: 'https://evil.example', 'x-supervisor-csrf': csrf },
+    );
     expect(crossSite.status).toBe(403);
-    const crossSiteFetch = await post({ count: 2 }, { 'sec-fetch-site': 'cross-site', 'x-supervisor-csrf': csrf });
+    const crossSiteFetch = await post(
+      { count: 2 },
+      { 'sec-fetch-site': 'cross-site', 'x-supervisor-csrf': csrf },
+    );
     expect(crossSiteFetch.status).toBe(403);
-    expect((await post({ count: 2 }, { origin: 'null', 'x-supervisor-csrf': csrf })).status).toBe(403);
+    expect(
+      (await post({ count: 2 }, { origin: 'null', 'x-supervisor-csrf': csrf }))
+        .status,
+    ).toBe(403);
     expect(getSetting(t.ctx.db, 'desired_agents')).toBeUndefined();
 
-    const nullOrigin = await post({ count: 1 }, { origin: 'null', 'sec-fetch-site': 'same-origin', 'x-supervisor-csrf': csrf });
+    const nullOrigin = await post(
+      { count: 1 },
+      {
+        origin: 'null',
+        'sec-fetch-site': 'same-origin',
+        'x-supervisor-csrf': csrf,
+      },
+    );
     expect(nullOrigin.status).toBe(200);
     const ok = await post({ count: 2 }, { origin, 'x-supervisor-csrf': csrf });
     expect(ok.status).toBe(200);
@@ -88,26 +140,55 @@ describe('dashboard API on loopback without a token', () => {
     const viaGet = await http('GET', `${t.url}/api/scale?count=3`);
     expect(viaGet.status).toBe(405);
     expect(viaGet.headers.allow).toBe('POST');
-    expect((await post({ count: 'three' }, { origin, 'x-supervisor-csrf': csrf })).status).toBe(400);
-    const tooMany = await post({ count: 11 }, { origin, 'x-supervisor-csrf': csrf });
+    expect(
+      (await post({ count: 'three' }, { origin, 'x-supervisor-csrf': csrf }))
+        .status,
+    ).toBe(400);
+    const tooMany = await post(
+      { count: 11 },
+      { origin, 'x-supervisor-csrf': csrf },
+    );
     expect(tooMany.status).toBe(400);
     expect(tooMany.json().code).toBe('ERR_SUP_SCALE_LIMIT');
-    expect((await post({}, { origin, 'x-supervisor-csrf': csrf })).status).toBe(400);
-    expect((await http('POST', `${t.url}/api/scale`, { body: '{not json', headers: { 'content-type': 'application/json', origin, 'x-supervisor-csrf': csrf } })).status).toBe(400);
+    expect((await post({}, { origin, 'x-supervisor-csrf': csrf })).status).toBe(
+      400,
+    );
+    expect(
+      (
+        await http('POST', `${t.url}/api/scale`, {
+          body: '{not json',
+          headers: {
+            'content-type': 'application/json',
+            origin,
+            'x-supervisor-csrf': csrf,
+          },
+        })
+      ).status,
+    ).toBe(400);
     expect(getSetting(t.ctx.db, 'desired_agents')).toBe('2');
   });
 
   it('answers only to loopback host names (no DNS rebinding)', async () => {
     const t = await dashboard();
-    const r = await http('GET', `${t.url}/api/status`, { headers: { host: `evil.example:${t.dash.port}` } });
+    const r = await http('GET', `${t.url}/api/status`, {
+      headers: { host: `evil.example:${t.dash.port}` },
+    });
     expect(r.status).toBe(403);
-    expect((await http('GET', `${t.url}/api/status`, { headers: { host: `localhost:${t.dash.port}` } })).status).toBe(200);
+    expect(
+      (
+        await http('GET', `${t.url}/api/status`, {
+          headers: { host: `localhost:${t.dash.port}` },
+        })
+      ).status,
+    ).toBe(200);
   });
 
   it('pushes status snapshots by SSE with retry and ids, at least every second', async () => {
     const t = await dashboard();
     const started = Date.now();
-    const { status, events, raw } = await readSse(`${t.url}/api/events`, { until: (ev) => ev.length >= 3 });
+    const { status, events, raw } = await readSse(`${t.url}/api/events`, {
+      until: (ev) => ev.length >= 3,
+    });
     expect(status).toBe(200);
     expect(raw.startsWith('retry: 2000\n\n')).toBe(true);
     expect(events.map((e) => e.event)).toEqual(['status', 'status', 'status']);
@@ -115,14 +196,21 @@ describe('dashboard API on loopback without a token', () => {
     expect(ids[1]).toBeGreaterThan(ids[0]!);
     const first = JSON.parse(events[0]!.data);
     expect(first.status.pending.total).toBe(0);
-    expect(Object.keys(first.html).sort()).toEqual(['agents', 'queue', 'resources', 'results', 'summary']);
+    expect(Object.keys(first.html).sort()).toEqual([
+      'agents',
+      'queue',
+      'resources',
+      'results',
+      'summary',
+    ]);
     expect(Date.now() - started).toBeLessThan(4000);
 
     // A change shows up in the next push.
     t.ctx.issues.add({ title: 'fresh <b>issue</b>' });
     const after = await readSse(`${t.url}/api/events`, {
       headers: { 'last-event-id': events[2]!.id! },
-      until: (ev) => ev.some((e) => JSON.parse(e.data).status.pending.total === 1),
+      until: (ev) =>
+        ev.some((e) => JSON.parse(e.data).status.pending.total === 1),
     });
     const last = JSON.parse(after.events[after.events.length - 1]!.data);
     expect(last.html.queue).toContain('fresh &lt;b&gt;issue&lt;/b&gt;');
@@ -133,28 +221,48 @@ describe('dashboard API on loopback without a token', () => {
     const file = join(t.ctx.paths.logDir, 'agent-001.log');
     mkdirSync(t.ctx.paths.logDir, { recursive: true });
     writeFileSync(file, 'one\ntwo\nthree <script>x</script>\n');
-    const first = await readSse(`${t.url}/api/agents/agent-001/logs/stream?lines=2`, {
-      until: (ev) => ev.some((e) => e.event === 'lines' && e.data.includes('four')),
-      timeoutMs: 5000,
-      onOpen: () => setTimeout(() => appendFileSync(file, 'four\n'), 300),
-    });
+    const first = await readSse(
+      `${t.url}/api/agents/agent-001/logs/stream?lines=2`,
+      {
+        until: (ev) =>
+          ev.some((e) => e.event === 'lines' && e.data.includes('four')),
+        timeoutMs: 5000,
+        onOpen: () => setTimeout(() => appendFileSync(file, 'four\n'), 300),
+      },
+    );
     const batches = first.events.filter((e) => e.event === 'lines');
-    expect(JSON.parse(batches[0]!.data)).toEqual(['two', 'three <script>x</script>']);
+    expect(JSON.parse(batches[0]!.data)).toEqual([
+      'two',
+      'three <script>x</script>',
+    ]);
     expect(JSON.parse(batches[batches.length - 1]!.data)).toEqual(['four']);
     const resumeAt = batches[0]!.id!;
-    expect(Number(resumeAt)).toBe('one\ntwo\nthree <script>x</script>\n'.length);
+    expect(Number(resumeAt)).toBe(
+      'one\ntwo\nthree <script>x</script>\n'.length,
+    );
 
     // Reconnecting with the first batch's id gets exactly what came after it.
-    const resumed = await readSse(`${t.url}/api/agents/agent-001/logs/stream?lines=2`, {
-      headers: { 'last-event-id': resumeAt },
-      until: (ev) => ev.some((e) => e.event === 'lines'),
-    });
-    expect(JSON.parse(resumed.events.find((e) => e.event === 'lines')!.data)).toEqual(['four']);
+    const resumed = await readSse(
+      `${t.url}/api/agents/agent-001/logs/stream?lines=2`,
+      {
+        headers: { 'last-event-id': resumeAt },
+        until: (ev) => ev.some((e) => e.event === 'lines'),
+      },
+    );
+    expect(
+      JSON.parse(resumed.events.find((e) => e.event === 'lines')!.data),
+    ).toEqual(['four']);
 
-    const json = (await http('GET', `${t.url}/api/agents/agent-001/logs?lines=1`)).json();
+    const json = (
+      await http('GET', `${t.url}/api/agents/agent-001/logs?lines=1`)
+    ).json();
     expect(json.lines).toEqual(['four']);
-    expect((await http('GET', `${t.url}/api/agents/..%2Fetc/logs`)).status).toBe(400);
-    expect((await http('GET', `${t.url}/api/agents/agent-001/logs?lines=-1`)).status).toBe(400);
+    expect(
+      (await http('GET', `${t.url}/api/agents/..%2Fetc/logs`)).status,
+    ).toBe(400);
+    expect(
+      (await http('GET', `${t.url}/api/agents/agent-001/logs?lines=-1`)).status,
+    ).toBe(400);
     rmSync(file);
   });
 
@@ -162,9 +270,24 @@ describe('dashboard API on loopback without a token', () => {
     const t = await dashboard();
     const a = t.ctx.issues.add({ title: 'a' });
     const b = t.ctx.issues.add({ title: 'b' });
-    t.ctx.runs.upsert(a.id, `issue-${a.id}`, 1, { agent: 'agent-001', startedAt: 1000, finishedAt: 4000, outcome: 'succeeded', durationMs: 3000 });
-    t.ctx.runs.upsert(b.id, `issue-${b.id}`, 1, { agent: 'agent-002', startedAt: 1000, finishedAt: 91_000, outcome: 'failed' });
-    t.ctx.runs.upsert(b.id, `issue-${b.id}`, 2, { agent: 'agent-002', startedAt: 1000, outcome: 'running' });
+    t.ctx.runs.upsert(a.id, `issue-${a.id}`, 1, {
+      agent: 'agent-001',
+      startedAt: 1000,
+      finishedAt: 4000,
+      outcome: 'succeeded',
+      durationMs: 3000,
+    });
+    t.ctx.runs.upsert(b.id, `issue-${b.id}`, 1, {
+      agent: 'agent-002',
+      startedAt: 1000,
+      finishedAt: 91_000,
+      outcome: 'failed',
+    });
+    t.ctx.runs.upsert(b.id, `issue-${b.id}`, 2, {
+      agent: 'agent-002',
+      startedAt: 1000,
+      outcome: 'running',
+    });
     const r = await http('GET', `${t.url}/metrics`);
     expect(r.status).toBe(200);
     expect(r.headers['content-type']).toMatch(/text\/plain; version=0.0.4/);
@@ -175,10 +298,18 @@ describe('dashboard API on loopback without a token', () => {
     expect(m).toContain('supervisor_runs_total{outcome="succeeded"} 1');
     expect(m).toContain('supervisor_runs_total{outcome="failed"} 1');
     expect(m).toContain('supervisor_runs_total{outcome="running"} 1');
-    expect(m).toContain('supervisor_run_duration_seconds_bucket{le="5",outcome="succeeded"} 1');
-    expect(m).toContain('supervisor_run_duration_seconds_bucket{le="60",outcome="failed"} 0');
-    expect(m).toContain('supervisor_run_duration_seconds_bucket{le="120",outcome="failed"} 1');
-    expect(m).toContain('supervisor_run_duration_seconds_sum{outcome="failed"} 90');
+    expect(m).toContain(
+      'supervisor_run_duration_seconds_bucket{le="5",outcome="succeeded"} 1',
+    );
+    expect(m).toContain(
+      'supervisor_run_duration_seconds_bucket{le="60",outcome="failed"} 0',
+    );
+    expect(m).toContain(
+      'supervisor_run_duration_seconds_bucket{le="120",outcome="failed"} 1',
+    );
+    expect(m).toContain(
+      'supervisor_run_duration_seconds_sum{outcome="failed"} 90',
+    );
     expect(m).toMatch(/# TYPE supervisor_lease_losses_total counter/);
     expect(m).toContain('supervisor_up 0');
     expect(m).toContain('supervisor_redis_up 1');
@@ -208,28 +339,51 @@ describe('dashboard API on loopback without a token', () => {
 
 describe('dashboard with a token', () => {
   const token = 'correct-horse-battery-staple-42';
-  const routes = ['/', '/assets/app.js', '/api/status', '/api/issues', '/api/session', '/api/agents/agent-001/logs', '/metrics', '/queues/', '/queues/api/queues', '/no-such-page'];
+  const routes = [
+    '/',
+    '/assets/app.js',
+    '/api/status',
+    '/api/issues',
+    '/api/session',
+    '/api/agents/agent-001/logs',
+    '/metrics',
+    '/queues/',
+    '/queues/api/queues',
+    '/no-such-page',
+  ];
 
   it('requires it on every route, including SSE and Bull Board', async () => {
     const t = await dashboard({ token });
     for (const path of routes) {
       const r = await http('GET', `${t.url}${path}`);
       expect(r.status, path).toBe(401);
-      const wrong = await http('GET', `${t.url}${path}`, { headers: { authorization: 'Bearer not-the-token-at-all' } });
+      const wrong = await http('GET', `${t.url}${path}`, {
+        headers: { authorization: 'Bearer not-the-token-at-all' },
+      });
       expect(wrong.status, path).toBe(401);
     }
     for (const path of ['/api/events', '/api/agents/agent-001/logs/stream']) {
-      const r = await readSse(`${t.url}${path}`, { until: () => false, timeoutMs: 3000 });
+      const r = await readSse(`${t.url}${path}`, {
+        until: () => false,
+        timeoutMs: 3000,
+      });
       expect(r.status, path).toBe(401);
     }
     for (const path of routes.filter((p) => p !== '/no-such-page')) {
-      const r = await http('GET', `${t.url}${path}`, { headers: { authorization: `Bearer ${token}` } });
+      const r = await http('GET', `${t.url}${path}`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
       expect(r.status, path).toBe(200);
     }
-    const sse = await readSse(`${t.url}/api/events`, { headers: { authorization: `Bearer ${token}` }, until: (ev) => ev.length >= 1 });
+    const sse = await readSse(`${t.url}/api/events`, {
+      headers: { authorization: `Bearer ${token}` },
+      until: (ev) => ev.length >= 1,
+    });
     expect(sse.status).toBe(200);
     // A browser that is not logged in gets the login form.
-    const page = await http('GET', `${t.url}/`, { headers: { accept: 'text/html' } });
+    const page = await http('GET', `${t.url}/`, {
+      headers: { accept: 'text/html' },
+    });
     expect(page.status).toBe(401);
     expect(page.text).toContain('name="token"');
   });
@@ -237,11 +391,24 @@ describe('dashboard with a token', () => {
   it('logs in with a form that sets an HttpOnly SameSite=Lax cookie; cookie writes still need the CSRF token', async () => {
     const t = await dashboard({ token });
     t.fakeRunning();
-    const form = (v: string) => http('POST', `${t.url}/login`, { body: `token=${encodeURIComponent(v)}`, headers: { 'content-type': 'application/x-www-form-urlencoded', origin: t.url } });
+    const form = (v: string) =>
+      http('POST', `${t.url}/login`, {
+        body: `token=${encodeURIComponent(v)}`,
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          origin: t.url,
+        },
+      });
     const bad = await form('wrong-token-wrong-token');
     expect(bad.status).toBe(401);
     expect(bad.headers['set-cookie']).toBeUndefined();
-    const crossSite = await http('POST', `${t.url}/login`, { body: `token=${token}`, headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'https://evil.example' } });
+    const crossSite = await http('POST', `${t.url}/login`, {
+      body: `token=${token}`,
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        origin: 'https://evil.example',
+      },
+    });
     expect(crossSite.status).toBe(403);
     const good = await form(token);
     expect(good.status).toBe(303);
@@ -251,20 +418,49 @@ describe('dashboard with a token', () => {
     expect(cookie).toMatch(/SameSite=Lax/);
     expect(cookie).not.toContain(token);
     const session = cookie.split(';')[0]!;
-    expect((await http('GET', `${t.url}/api/status`, { headers: { cookie: session } })).status).toBe(200);
-    expect((await http('GET', `${t.url}/queues/api/queues`, { headers: { cookie: session } })).status).toBe(200);
-    expect((await http('GET', `${t.url}/api/status`, { headers: { cookie: 'supervisor_session=forged' } })).status).toBe(401);
+    expect(
+      (
+        await http('GET', `${t.url}/api/status`, {
+          headers: { cookie: session },
+        })
+      ).status,
+    ).toBe(200);
+    expect(
+      (
+        await http('GET', `${t.url}/queues/api/queues`, {
+          headers: { cookie: session },
+        })
+      ).status,
+    ).toBe(200);
+    expect(
+      (
+        await http('GET', `${t.url}/api/status`, {
+          headers: { cookie: 'supervisor_session=forged' },
+        })
+      ).status,
+    ).toBe(401);
 
-    const noCsrf = await http('POST', `${t.url}/api/scale`, { body: { count: 1 }, headers: { cookie: session, origin: t.url } });
+    const noCsrf = await http('POST', `${t.url}/api/scale`, {
+      body: { count: 1 },
+      headers: { cookie: session, origin: t.url },
+    });
     expect(noCsrf.status).toBe(403);
     const csrf = await csrfOf(t, { cookie: session });
-    const withCsrf = await http('POST', `${t.url}/api/scale`, { body: { count: 1 }, headers: { cookie: session, origin: t.url, 'x-supervisor-csrf': csrf } });
+    const withCsrf = await http('POST', `${t.url}/api/scale`, {
+      body: { count: 1 },
+      headers: { cookie: session, origin: t.url, 'x-supervisor-csrf': csrf },
+    });
     expect(withCsrf.status).toBe(200);
     // A bearer header is never sent by a browser on its own: no CSRF token needed.
-    const bearer = await http('POST', `${t.url}/api/scale`, { body: { count: 3 }, headers: { authorization: `Bearer ${token}` } });
+    const bearer = await http('POST', `${t.url}/api/scale`, {
+      body: { count: 3 },
+      headers: { authorization: `Bearer ${token}` },
+    });
     expect(bearer.status).toBe(200);
     expect(getSetting(t.ctx.db, 'desired_agents')).toBe('3');
-    const out = await http('POST', `${t.url}/logout`, { headers: { cookie: session, origin: t.url } });
+    const out = await http('POST', `${t.url}/logout`, {
+      headers: { cookie: session, origin: t.url },
+    });
     expect(out.status).toBe(303);
     expect(String(out.headers['set-cookie'])).toMatch(/Max-Age=0/);
   });
@@ -272,7 +468,13 @@ describe('dashboard with a token', () => {
   it('binds a non-loopback address only with a token', async () => {
     const t = await dashboard({ token, host: '0.0.0.0' });
     expect(t.dash.host).toBe('0.0.0.0');
-    expect((await http('GET', `${t.url}/api/status`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+    expect(
+      (
+        await http('GET', `${t.url}/api/status`, {
+          headers: { authorization: `Bearer ${token}` },
+        })
+      ).status,
+    ).toBe(200);
   });
 });
 
@@ -281,18 +483,42 @@ describe('read-only dashboard', () => {
     const t = await dashboard({ readOnly: true });
     t.fakeRunning();
     const csrf = await csrfOf(t);
-    const scale = await http('POST', `${t.url}/api/scale`, { body: { count: 1 }, headers: { origin: t.url, 'x-supervisor-csrf': csrf } });
+    const scale = await http('POST', `${t.url}/api/scale`, {
+      body: { count: 1 },
+      headers: { origin: t.url, 'x-supervisor-csrf': csrf },
+    });
     expect(scale.status).toBe(403);
     expect(scale.json().code).toBe('ERR_DASHBOARD_READ_ONLY');
     expect((await http('GET', `${t.url}/api/scale`)).status).toBe(405);
-    expect((await http('PUT', `${t.url}/api/scale`, { body: { count: 1 } })).status).toBe(405);
+    expect(
+      (await http('PUT', `${t.url}/api/scale`, { body: { count: 1 } })).status,
+    ).toBe(405);
     expect(getSetting(t.ctx.db, 'desired_agents')).toBeUndefined();
-    expect((await http('PUT', `${t.url}/queues/api/queues/pause`, { headers: { origin: t.url } })).status).toBe(403);
-    expect((await http('PUT', `${t.url}/queues/api/queues/${t.ctx.queueName}/empty`, { headers: { origin: t.url } })).status).toBe(403);
+    expect(
+      (
+        await http('PUT', `${t.url}/queues/api/queues/pause`, {
+          headers: { origin: t.url },
+        })
+      ).status,
+    ).toBe(403);
+    expect(
+      (
+        await http(
+          'PUT',
+          `${t.url}/queues/api/queues/${t.ctx.queueName}/empty`,
+          { headers: { origin: t.url } },
+        )
+      ).status,
+    ).toBe(403);
     const board = (await http('GET', `${t.url}/queues/api/queues`)).json();
-    expect(board.queues[0]).toMatchObject({ readOnlyMode: true, allowRetries: false });
+    expect(board.queues[0]).toMatchObject({
+      readOnlyMode: true,
+      allowRetries: false,
+    });
     const page = await http('GET', `${t.url}/`);
-    expect(page.text).toMatch(/<button type="button" id="start" class="btn btn-primary" disabled>/);
+    expect(page.text).toMatch(
+      /<button type="button" id="start" class="btn btn-primary" disabled>/,
+    );
     expect(page.text).toContain('read-only');
   });
 });
@@ -300,11 +526,19 @@ describe('read-only dashboard', () => {
 describe('binding', () => {
   it('refuses a non-loopback address without a token, with a hint', async () => {
     const t = await dashboard();
-    const err = await startDashboard(t.source, { host: '0.0.0.0', port: 0, readOnly: false, log: () => undefined }).catch((e: unknown) => e);
+    const err = await startDashboard(t.source, {
+      host: '0.0.0.0',
+      port: 0,
+      readOnly: false,
+      log: () => undefined,
+    }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SupervisorError);
     expect((err as SupervisorError).code).toBe('ERR_SUP_CONFIG');
     expect((err as SupervisorError).hint).toMatch(/SUPERVISOR_DASHBOARD_TOKEN/);
-    const again = await startDashboard(await stateSource(t.ctx).then((s) => (cleanups.push(() => s.close()), s)), { host: '192.0.2.10', port: 0, readOnly: false, log: () => undefined }).catch((e: unknown) => e);
+    const again = await startDashboard(
+      await stateSource(t.ctx).then((s) => (cleanups.push(() => s.close()), s)),
+      { host: '192.0.2.10', port: 0, readOnly: false, log: () => undefined },
+    ).catch((e: unknown) => e);
     expect((again as SupervisorError).code).toBe('ERR_SUP_CONFIG');
   });
 });

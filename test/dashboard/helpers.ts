@@ -3,7 +3,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { openContext, type Context } from '../../supervisor/context.js';
-import { startDashboard, type RunningDashboard } from '../../dashboard/server.js';
+import {
+  startDashboard,
+  type RunningDashboard,
+} from '../../dashboard/server.js';
 import { stateSource, type DashboardSource } from '../../dashboard/source.js';
 import { tempRepo } from '../helpers/repo.js';
 
@@ -19,15 +22,29 @@ export interface TestDashboard {
 }
 
 /** A dashboard on a fresh repository and Redis prefix, in this process (`supervisor dashboard`'s code path). */
-export async function startTestDashboard(o: { token?: string; readOnly?: boolean; host?: string; port?: number } = {}): Promise<TestDashboard> {
+export async function startTestDashboard(
+  o: { token?: string; readOnly?: boolean; host?: string; port?: number } = {},
+): Promise<TestDashboard> {
   const repo = tempRepo();
   const prefix = `t${randomBytes(5).toString('hex')}`;
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, SUPERVISOR_PREFIX: prefix, SUPERVISOR_MAX_AGENTS: '10', SUPERVISOR_HEARTBEAT: '300' };
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    SUPERVISOR_PREFIX: prefix,
+    SUPERVISOR_MAX_AGENTS: '10',
+    SUPERVISOR_HEARTBEAT: '300',
+  };
   const ctx = await openContext({ repo: repo.dir, init: true, env });
   const source = await stateSource(ctx);
   let dash: RunningDashboard;
   try {
-    dash = await startDashboard(source, { host: o.host ?? '127.0.0.1', port: o.port ?? 0, token: o.token, readOnly: o.readOnly ?? false, log: () => undefined });
+    dash = await startDashboard(source, {
+      host: o.host ?? '127.0.0.1',
+      port: o.port ?? 0,
+      token: o.token,
+      readOnly: o.readOnly ?? false,
+      log: () => undefined,
+    });
   } catch (err) {
     await source.close();
     ctx.close();
@@ -41,7 +58,15 @@ export async function startTestDashboard(o: { token?: string; readOnly?: boolean
     dash,
     url,
     prefix,
-    fakeRunning: () => writeFileSync(ctx.paths.pidFile, JSON.stringify({ pid: process.pid, startedAt: Date.now(), ready: true })),
+    fakeRunning: () =>
+      writeFileSync(
+        ctx.paths.pidFile,
+        JSON.stringify({
+          pid: process.pid,
+          startedAt: Date.now(),
+          ready: true,
+        }),
+      ),
     close: async () => {
       await dash.close();
       const keys = await source.redis.keys(`${prefix}:*`);
@@ -61,15 +86,36 @@ export interface HttpResult {
 }
 
 /** A plain HTTP request (node:http, so that Host and Origin can be set freely). */
-export function http(method: string, url: string, o: { headers?: Record<string, string>; body?: string | object } = {}): Promise<HttpResult> {
+export function http(
+  method: string,
+  url: string,
+  o: { headers?: Record<string, string>; body?: string | object } = {},
+): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
-    const body = o.body === undefined ? undefined : typeof o.body === 'string' ? o.body : JSON.stringify(o.body);
-    const headers: Record<string, string> = { ...(typeof o.body === 'object' ? { 'content-type': 'application/json' } : {}), ...o.headers };
+    const body =
+      o.body === undefined
+        ? undefined
+        : typeof o.body === 'string'
+          ? o.body
+          : JSON.stringify(o.body);
+    const headers: Record<string, string> = {
+      ...(typeof o.body === 'object'
+        ? { 'content-type': 'application/json' }
+        : {}),
+      ...o.headers,
+    };
     const req = request(url, { method, headers }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (text += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json: () => JSON.parse(text) }));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          text,
+          json: () => JSON.parse(text),
+        }),
+      );
     });
     req.on('error', reject);
     req.end(body);
@@ -85,44 +131,66 @@ export interface SseEventRead {
 /** Opens an event stream and collects events until `until` says enough (or the timeout). */
 export function readSse(
   url: string,
-  o: { headers?: Record<string, string>; until: (events: SseEventRead[], raw: string) => boolean; timeoutMs?: number; onOpen?: (status: number) => void },
+  o: {
+    headers?: Record<string, string>;
+    until: (events: SseEventRead[], raw: string) => boolean;
+    timeoutMs?: number;
+    onOpen?: (status: number) => void;
+  },
 ): Promise<{ status: number; events: SseEventRead[]; raw: string }> {
   return new Promise((resolve, reject) => {
     const events: SseEventRead[] = [];
     let raw = '';
     let status = 0;
-    const req = request(url, { headers: { accept: 'text/event-stream', ...o.headers } }, (res) => {
-      status = res.statusCode ?? 0;
-      o.onOpen?.(status);
-      res.setEncoding('utf8');
-      let buf = '';
-      res.on('data', (chunk: string) => {
-        raw += chunk;
-        buf += chunk;
-        let i: number;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const block = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          const ev: SseEventRead = { event: 'message', id: undefined, data: '' };
-          const data: string[] = [];
-          let any = false;
-          for (const line of block.split('\n')) {
-            if (line.startsWith('event: ')) (ev.event = line.slice(7)), (any = true);
-            else if (line.startsWith('id: ')) ev.id = line.slice(4);
-            else if (line.startsWith('data: ')) data.push(line.slice(6)), (any = true);
+    const req = request(
+      url,
+      { headers: { accept: 'text/event-stream', ...o.headers } },
+      (res) => {
+        status = res.statusCode ?? 0;
+        o.onOpen?.(status);
+        res.setEncoding('utf8');
+        let buf = '';
+        res.on('data', (chunk: string) => {
+          raw += chunk;
+          buf += chunk;
+          let i: number;
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            const block = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            const ev: SseEventRead = {
+              event: 'message',
+              id: undefined,
+              data: '',
+            };
+            const data: string[] = [];
+            let any = false;
+            for (const line of block.split('\n')) {
+              if (line.startsWith('event: ')) {
+                ev.event = line.slice(7);
+                any = true;
+              } else if (line.startsWith('id: ')) ev.id = line.slice(4);
+              else if (line.startsWith('data: ')) {
+                data.push(line.slice(6));
+                any = true;
+              }
+            }
+            if (!any) continue;
+            ev.data = data.join('\n');
+            events.push(ev);
           }
-          if (!any) continue;
-          ev.data = data.join('\n');
-          events.push(ev);
-        }
-        if (o.until(events, raw)) finish();
-      });
-      res.on('end', finish);
-      if (status !== 200) res.resume();
-    });
+          if (o.until(events, raw)) finish();
+        });
+        res.on('end', finish);
+        if (status !== 200) res.resume();
+      },
+    );
     const timer = setTimeout(() => {
       req.destroy();
-      reject(new Error(`no matching events within ${o.timeoutMs ?? 10_000} ms; got ${events.length}: ${raw.slice(0, 500)}`));
+      reject(
+        new Error(
+          `no matching events within ${o.timeoutMs ?? 10_000} ms; got ${events.length}: ${raw.slice(0, 500)}`,
+        ),
+      );
     }, o.timeoutMs ?? 10_000);
     function finish() {
       clearTimeout(timer);
@@ -141,7 +209,11 @@ export function readSse(
 /** The dashboard URL a running supervisor recorded in its pid file. */
 export function dashboardUrlOf(dir: string): string | undefined {
   try {
-    return (JSON.parse(readFileSync(join(dir, '.supervisor', 'supervisor.pid'), 'utf8')) as { dashboardUrl?: string }).dashboardUrl;
+    return (
+      JSON.parse(
+        readFileSync(join(dir, '.supervisor', 'supervisor.pid'), 'utf8'),
+      ) as { dashboardUrl?: string }
+    ).dashboardUrl;
   } catch {
     return undefined;
   }

@@ -3,22 +3,50 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { useCleanups } from '../helpers/cleanup.js';
 import { cliJson, runCli, startSupervisor, waitFor } from '../helpers/cli.js';
 import { git } from '../helpers/repo.js';
-import { RUNNER_IMAGE, containers, describeDocker, docker, dockerRepo, ensureRunnerImage } from './helpers.js';
+import {
+  RUNNER_IMAGE,
+  containers,
+  describeDocker,
+  docker,
+  dockerRepo,
+  ensureRunnerImage,
+} from './helpers.js';
 
 const cleanups = useCleanups();
 const CRASH_IMAGE = 'agent-supervisor-test-crash:latest';
 
-type Run = { attempt: number; outcome: string; agent: string; error: string | null };
-type IssueJson = { id: number; status: string; commit: string | null; error?: string; runs: Run[] };
+type Run = {
+  attempt: number;
+  outcome: string;
+  agent: string;
+  error: string | null;
+};
+type IssueJson = {
+  id: number;
+  status: string;
+  commit: string | null;
+  error?: string;
+  runs: Run[];
+};
 
-const show = (dir: string, env: Record<string, string>, id: number) => cliJson<IssueJson>(['issue', 'show', String(id)], { cwd: dir, env });
-const status = (dir: string, env: Record<string, string>) => cliJson<any>(['status'], { cwd: dir, env });
+const show = (dir: string, env: Record<string, string>, id: number) =>
+  cliJson<IssueJson>(['issue', 'show', String(id)], { cwd: dir, env });
+const status = (dir: string, env: Record<string, string>) =>
+  cliJson<any>(['status'], { cwd: dir, env });
 
-async function finished(dir: string, env: Record<string, string>, id: number, timeoutMs = 60_000): Promise<IssueJson> {
-  return waitFor(async () => {
-    const i = await show(dir, env, id);
-    return i.status === 'done' || i.status === 'failed' ? i : false;
-  }, { timeoutMs, what: `issue #${id} finished` });
+async function finished(
+  dir: string,
+  env: Record<string, string>,
+  id: number,
+  timeoutMs = 60_000,
+): Promise<IssueJson> {
+  return waitFor(
+    async () => {
+      const i = await show(dir, env, id);
+      return i.status === 'done' || i.status === 'failed' ? i : false;
+    },
+    { timeoutMs, what: `issue #${id} finished` },
+  );
 }
 
 describeDocker('Docker runtime: faults', () => {
@@ -32,17 +60,33 @@ describeDocker('Docker runtime: faults', () => {
   }, 200_000);
 
   afterAll(async () => {
-    await docker.getImage(CRASH_IMAGE).remove().catch(() => undefined);
+    await docker
+      .getImage(CRASH_IMAGE)
+      .remove()
+      .catch(() => undefined);
   });
 
   it('a container killed mid-job is restarted and its issue re-claimed and finished, recorded once; a container removed by hand is recreated', async () => {
     const repo = await dockerRepo();
     cleanups.push(repo.cleanup);
     const { dir, env } = repo;
-    await runCli(['issue', 'add', 'Long job', '--body', 'sleep: 4000'], { cwd: dir, env });
-    const sup = await startSupervisor(dir, env, ['--agents', '1', '--no-dashboard']);
+    await runCli(['issue', 'add', 'Long job', '--body', 'sleep: 4000'], {
+      cwd: dir,
+      env,
+    });
+    const sup = await startSupervisor(dir, env, [
+      '--agents',
+      '1',
+      '--no-dashboard',
+    ]);
     cleanups.push(async () => void (await sup.stop()));
-    const before = await waitFor(async () => (await status(dir, env)).agents.find((a: any) => a.state === 'working' && a.issue?.id === '1'), { timeoutMs: 30_000, what: 'agent working on #1' });
+    const before = await waitFor(
+      async () =>
+        (await status(dir, env)).agents.find(
+          (a: any) => a.state === 'working' && a.issue?.id === '1',
+        ),
+      { timeoutMs: 30_000, what: 'agent working on #1' },
+    );
     await docker.getContainer(before.containerId).kill({ signal: 'SIGKILL' });
 
     const issue = await finished(dir, env, 1);
@@ -54,13 +98,22 @@ describeDocker('Docker runtime: faults', () => {
     expect(after.containerId).not.toBe(before.containerId);
     expect(after.restarts).toBe(1);
     // (A successful restart clears lastError; the supervisor's log keeps the reason.)
-    expect(sup.output).toMatch(/agent-001: container killed \(SIGKILL, exit code 137\); restarting/);
+    expect(sup.output).toMatch(
+      /agent-001: container killed \(SIGKILL, exit code 137\); restarting/,
+    );
 
     // Removed by hand (docker rm -f): the reconciler starts a new container for the slot.
-    const idle = await waitFor(async () => (await status(dir, env)).agents.find((a: any) => a.state === 'idle'), { what: 'agent idle' });
+    const idle = await waitFor(
+      async () =>
+        (await status(dir, env)).agents.find((a: any) => a.state === 'idle'),
+      { what: 'agent idle' },
+    );
     await docker.getContainer(idle.containerId).remove({ force: true });
     const recreated = await waitFor(
-      async () => (await status(dir, env)).agents.find((a: any) => a.state === 'idle' && a.containerId !== idle.containerId),
+      async () =>
+        (await status(dir, env)).agents.find(
+          (a: any) => a.state === 'idle' && a.containerId !== idle.containerId,
+        ),
       { timeoutMs: 30_000, what: 'a new container for agent-001' },
     );
     expect(recreated.restarts).toBe(2);
@@ -74,44 +127,80 @@ describeDocker('Docker runtime: faults', () => {
     const repo = await dockerRepo();
     cleanups.push(repo.cleanup);
     const { dir, env } = repo;
-    const first = await startSupervisor(dir, env, ['--agents', '2', '--no-dashboard']);
-    const idle = (s: any) => s.agents.length === 2 && s.agents.every((a: any) => a.state === 'idle');
-    const before = await waitFor(async () => {
-      const s = await status(dir, env);
-      return idle(s) ? s.agents.map((a: any) => a.containerId).sort() : false;
-    }, { timeoutMs: 30_000, what: 'two idle agents' });
+    const first = await startSupervisor(dir, env, [
+      '--agents',
+      '2',
+      '--no-dashboard',
+    ]);
+    const idle = (s: any) =>
+      s.agents.length === 2 && s.agents.every((a: any) => a.state === 'idle');
+    const before = await waitFor(
+      async () => {
+        const s = await status(dir, env);
+        return idle(s) ? s.agents.map((a: any) => a.containerId).sort() : false;
+      },
+      { timeoutMs: 30_000, what: 'two idle agents' },
+    );
     first.child.kill('SIGKILL');
     await first.exited;
     await runCli(['issue', 'add', 'While nobody watches'], { cwd: dir, env });
-    expect((await containers(repo.repoId, { running: true })).map((c) => c.Id).sort()).toEqual(before);
+    expect(
+      (await containers(repo.repoId, { running: true }))
+        .map((c) => c.Id)
+        .sort(),
+    ).toEqual(before);
     const second = await startSupervisor(dir, env, ['--no-dashboard']);
     cleanups.push(async () => void (await second.stop()));
     expect((await finished(dir, env, 1)).status).toBe('done');
-    const s = await waitFor(async () => {
-      const st = await status(dir, env);
-      return idle(st) ? st : false;
-    }, { what: 'adopted agents idle' });
+    const s = await waitFor(
+      async () => {
+        const st = await status(dir, env);
+        return idle(st) ? st : false;
+      },
+      { what: 'adopted agents idle' },
+    );
     expect(s.agents.map((a: any) => a.containerId).sort()).toEqual(before);
     expect(s.agents.map((a: any) => a.restarts)).toEqual([0, 0]);
-    expect(second.output).toMatch(/adopted a runner that outlived the previous supervisor/);
+    expect(second.output).toMatch(
+      /adopted a runner that outlived the previous supervisor/,
+    );
   });
 
   it('a container that exits at once is reported as a crash loop in status, not restarted forever; cleanup removes it', async () => {
-    const repo = await dockerRepo({ config: { docker: { image: CRASH_IMAGE } } });
+    const repo = await dockerRepo({
+      config: { docker: { image: CRASH_IMAGE } },
+    });
     cleanups.push(repo.cleanup);
     const { dir, env } = repo;
-    const sup = await startSupervisor(dir, env, ['--agents', '1', '--no-dashboard']);
+    const sup = await startSupervisor(dir, env, [
+      '--agents',
+      '1',
+      '--no-dashboard',
+    ]);
     cleanups.push(async () => void (await sup.stop()));
-    const agent = await waitFor(async () => (await status(dir, env)).agents.find((a: any) => a.state === 'crashed' && /crash loop/.test(a.lastError ?? '')), {
-      timeoutMs: 60_000,
-      what: 'crash loop reported',
-    });
-    expect(agent.lastError).toMatch(/container exited with code 3: runner: cannot start \(test image\)/);
+    const agent = await waitFor(
+      async () =>
+        (await status(dir, env)).agents.find(
+          (a: any) =>
+            a.state === 'crashed' && /crash loop/.test(a.lastError ?? ''),
+        ),
+      {
+        timeoutMs: 60_000,
+        what: 'crash loop reported',
+      },
+    );
+    expect(agent.lastError).toMatch(
+      /container exited with code 3: runner: cannot start \(test image\)/,
+    );
     const restarts = agent.restarts;
     await new Promise((r) => setTimeout(r, 2000));
     expect((await status(dir, env)).agents[0].restarts).toBe(restarts);
     // `scale` says so too, instead of waiting forever.
-    const scaled = await runCli(['scale', '1'], { cwd: dir, env, timeoutMs: 60_000 });
+    const scaled = await runCli(['scale', '1'], {
+      cwd: dir,
+      env,
+      timeoutMs: 60_000,
+    });
     expect(scaled.code).toBe(1);
     expect(scaled.stderr).toMatch(/keep crashing/);
     expect(await sup.stop()).toBe(0);
@@ -123,20 +212,30 @@ describeDocker('Docker runtime: faults', () => {
   });
 
   it('an agent that runs out of memory fails its attempt with "out of memory", and the issue is retried per policy', async () => {
-    const repo = await dockerRepo({ config: { memoryPerAgent: '256m', attempts: 2 } });
+    const repo = await dockerRepo({
+      config: { memoryPerAgent: '256m', attempts: 2 },
+    });
     cleanups.push(repo.cleanup);
     const { dir, env } = repo;
     await runCli(['issue', 'add', 'hog memory'], { cwd: dir, env });
-    const sup = await startSupervisor(dir, env, ['--agents', '1', '--no-dashboard']);
+    const sup = await startSupervisor(dir, env, [
+      '--agents',
+      '1',
+      '--no-dashboard',
+    ]);
     cleanups.push(async () => void (await sup.stop()));
     const issue = await finished(dir, env, 1);
     expect(issue.status).toBe('failed');
-    expect(issue.error).toMatch(/out of memory \(the container's memory limit is 256 MiB\)/);
+    expect(issue.error).toMatch(
+      /out of memory \(the container's memory limit is 256 MiB\)/,
+    );
     expect(issue.runs.map((r) => r.outcome)).toEqual(['failed', 'failed']);
     for (const r of issue.runs) expect(r.error).toMatch(/out of memory/);
     // The kernel killed the agent, not the runner: the container lives on and takes the next issue.
     const [c] = await containers(repo.repoId, { running: true });
-    expect((await docker.getContainer(c!.Id).inspect()).HostConfig.Memory).toBe(256 * 1024 * 1024);
+    expect((await docker.getContainer(c!.Id).inspect()).HostConfig.Memory).toBe(
+      256 * 1024 * 1024,
+    );
     await runCli(['issue', 'add', 'Fine after that'], { cwd: dir, env });
     expect((await finished(dir, env, 2)).status).toBe('done');
     expect((await status(dir, env)).agents[0].restarts).toBe(0);

@@ -15,26 +15,38 @@ async function heldJob(attempts: number) {
   const queueName = 'issues-heldtest';
   const redis = new Redis(URL, { maxRetriesPerRequest: null });
   const queue = new Queue(queueName, { connection: redis, prefix });
-  const worker = new Worker(queueName, null, { connection: redis.duplicate({ maxRetriesPerRequest: null }), prefix, lockDuration: 30_000 });
+  const worker = new Worker(queueName, null, {
+    connection: redis.duplicate({ maxRetriesPerRequest: null }),
+    prefix,
+    lockDuration: 30_000,
+  });
   cleanups.push(async () => {
     await worker.close(true);
     await queue.obliterate({ force: true });
     await queue.close();
     redis.disconnect();
   });
-  await queue.add('issue', { title: 'Eats memory' }, { jobId: 'issue-1', attempts, backoff: { type: 'fixed', delay: 50 } });
+  await queue.add(
+    'issue',
+    { title: 'Eats memory' },
+    { jobId: 'issue-1', attempts, backoff: { type: 'fixed', delay: 50 } },
+  );
   const token = 'lock-token-of-the-dead-runner';
   const job = await worker.getNextJob(token);
   expect(job?.id).toBe('issue-1');
   const keys = supervisorKeys(prefix, queueName);
-  await redis.set(keys.held('agent-001'), JSON.stringify({ jobId: 'issue-1', token, attempt: 1 }));
+  await redis.set(
+    keys.held('agent-001'),
+    JSON.stringify({ jobId: 'issue-1', token, attempt: 1 }),
+  );
   return { address: { redisUrl: URL, prefix, queueName }, queue, redis, keys };
 }
 
 describe('failing the attempt of a runner whose container ran out of memory', () => {
   it('fails the held attempt with its lock token (retried per policy) and records why', async () => {
     const { address, queue, redis, keys } = await heldJob(2);
-    const error = "out of memory: agent-001's container was killed at its 256 MiB memory limit";
+    const error =
+      "out of memory: agent-001's container was killed at its 256 MiB memory limit";
     expect(await failHeldJob(address, 'agent-001', error)).toBe('issue-1');
     const job = (await queue.getJob('issue-1'))!;
     expect(await job.getState()).toMatch(/delayed|waiting/);
@@ -42,7 +54,13 @@ describe('failing the attempt of a runner whose container ran out of memory', ()
     expect(job.failedReason).toBe(error);
     expect(await redis.get(keys.held('agent-001'))).toBeNull();
     const events = await redis.xrange(keys.events, '-', '+');
-    expect(JSON.parse(events[0]![1][1]!)).toMatchObject({ type: 'attempt-failed', jobId: 'issue-1', attempt: 1, agentId: 'agent-001', error });
+    expect(JSON.parse(events[0]![1][1]!)).toMatchObject({
+      type: 'attempt-failed',
+      jobId: 'issue-1',
+      attempt: 1,
+      agentId: 'agent-001',
+      error,
+    });
     // Nothing held any more: nothing to do.
     expect(await failHeldJob(address, 'agent-001', error)).toBeUndefined();
   });

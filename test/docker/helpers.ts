@@ -1,6 +1,14 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { describe, it } from 'vitest';
@@ -14,7 +22,12 @@ export const docker = new Docker();
 
 async function probeEngine(): Promise<string | undefined> {
   try {
-    await Promise.race([docker.ping(), new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 5 s')), 5000))]);
+    await Promise.race([
+      docker.ping(),
+      new Promise((_, reject) =>
+        setTimeout(() => reject(new Error('no answer within 5 s')), 5000),
+      ),
+    ]);
     return undefined;
   } catch (err) {
     return `no Docker engine answers (${(err as Error).message}); start one with test/docker/setup-engine.sh (as root)`;
@@ -46,15 +59,20 @@ export function describeDocker(name: string, fn: () => void): void {
 function sourcesHash(): string {
   const h = createHash('sha256');
   const walk = (dir: string): void => {
-    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) =>
+      a.name.localeCompare(b.name),
+    )) {
       const p = join(dir, e.name);
       if (e.isDirectory()) walk(p);
-      else if (!e.name.endsWith('.map') && !e.name.endsWith('.d.ts')) h.update(p).update(readFileSync(p));
+      else if (!e.name.endsWith('.map') && !e.name.endsWith('.d.ts'))
+        h.update(p).update(readFileSync(p));
     }
   };
   walk(join(ROOT, 'dist/agent-runner'));
   walk(join(ROOT, 'dist/contract'));
-  h.update(readFileSync(join(ROOT, 'docker/Dockerfile'))).update(readFileSync(join(ROOT, 'package-lock.json')));
+  h.update(readFileSync(join(ROOT, 'docker/Dockerfile'))).update(
+    readFileSync(join(ROOT, 'package-lock.json')),
+  );
   return h.digest('hex').slice(0, 16);
 }
 
@@ -75,7 +93,8 @@ export async function ensureRunnerImage(): Promise<void> {
       // A lock left by a killed run is stale after 3 minutes.
       const st = statSync(lock, { throwIfNoEntry: false });
       if (st && Date.now() - st.mtimeMs > 180_000) rmdirSync(lock);
-      if (Date.now() > deadline) throw new Error(`${lock} is held for too long`);
+      if (Date.now() > deadline)
+        throw new Error(`${lock} is held for too long`);
       await new Promise((r) => setTimeout(r, 500));
     }
   }
@@ -92,15 +111,41 @@ export async function ensureRunnerImage(): Promise<void> {
       .inspect()
       .then((i) => i.Id)
       .catch(() => undefined);
-    const base = spawnSync('docker', ['image', 'inspect', 'local/node20:bookworm'], { stdio: 'ignore' }).status === 0 ? ['--build-arg', 'BASE_IMAGE=local/node20:bookworm'] : [];
-    process.stderr.write(`[docker tests] building ${RUNNER_IMAGE} (its sources changed)\n`);
-    execFileSync('docker', ['build', '-q', '-f', 'docker/Dockerfile', ...base, '--label', `${HASH_LABEL}=${hash}`, '-t', RUNNER_IMAGE, '.'], {
-      cwd: ROOT,
-      stdio: ['ignore', 'ignore', 'pipe'],
-      timeout: 170_000,
-    });
+    const base =
+      spawnSync('docker', ['image', 'inspect', 'local/node20:bookworm'], {
+        stdio: 'ignore',
+      }).status === 0
+        ? ['--build-arg', 'BASE_IMAGE=local/node20:bookworm']
+        : [];
+    process.stderr.write(
+      `[docker tests] building ${RUNNER_IMAGE} (its sources changed)\n`,
+    );
+    execFileSync(
+      'docker',
+      [
+        'build',
+        '-q',
+        '-f',
+        'docker/Dockerfile',
+        ...base,
+        '--label',
+        `${HASH_LABEL}=${hash}`,
+        '-t',
+        RUNNER_IMAGE,
+        '.',
+      ],
+      {
+        cwd: ROOT,
+        stdio: ['ignore', 'ignore', 'pipe'],
+        timeout: 170_000,
+      },
+    );
     // The image it replaces would pile up untagged on every rebuild.
-    if (previous) await docker.getImage(previous).remove().catch(() => undefined);
+    if (previous)
+      await docker
+        .getImage(previous)
+        .remove()
+        .catch(() => undefined);
   } finally {
     rmdirSync(lock);
   }
@@ -147,18 +192,33 @@ export interface DockerRepo {
 }
 
 /** A temp repository with the scripted agent committed, a fresh prefix, and the Docker runtime. */
-export async function dockerRepo(opts: { config?: Record<string, unknown>; env?: Record<string, string> } = {}): Promise<DockerRepo> {
-  const repo = tempRepo({ files: { 'README.md': '# test repo\n', 'agent.sh': AGENT_SH } });
-  copyFileSync(join(ROOT, 'test/fixtures/agent.mjs'), join(repo.dir, 'agent.mjs'));
+export async function dockerRepo(
+  opts: { config?: Record<string, unknown>; env?: Record<string, string> } = {},
+): Promise<DockerRepo> {
+  const repo = tempRepo({
+    files: { 'README.md': '# test repo\n', 'agent.sh': AGENT_SH },
+  });
+  copyFileSync(
+    join(ROOT, 'test/fixtures/agent.mjs'),
+    join(repo.dir, 'agent.mjs'),
+  );
   git(repo.dir, 'add', 'agent.mjs');
   git(repo.dir, 'commit', '-qm', 'scripted agent');
   const config = {
     runtime: 'docker',
     env: { enabled: false },
     ...opts.config,
-    docker: { healthInterval: '1s', credentials: false, passEnv: [], ...(opts.config?.docker as object | undefined) },
+    docker: {
+      healthInterval: '1s',
+      credentials: false,
+      passEnv: [],
+      ...(opts.config?.docker as object | undefined),
+    },
   };
-  writeFileSync(join(repo.dir, 'supervisor.config.json'), JSON.stringify(config, null, 2));
+  writeFileSync(
+    join(repo.dir, 'supervisor.config.json'),
+    JSON.stringify(config, null, 2),
+  );
   const env = testEnv({ SUPERVISOR_AGENT_COMMAND: 'sh agent.sh', ...opts.env });
   const { repoId } = await resolveRepo(repo.dir);
   return {
@@ -173,12 +233,21 @@ export async function dockerRepo(opts: { config?: Record<string, unknown>; env?:
 }
 
 /** The repository's runner containers (by label). */
-export async function containers(repoId: string, opts: { running?: boolean } = {}): Promise<Docker.ContainerInfo[]> {
-  const filters: Record<string, string[]> = { label: Object.entries(runnerSelector(repoId)).map(([k, v]) => `${k}=${v}`) };
+export async function containers(
+  repoId: string,
+  opts: { running?: boolean } = {},
+): Promise<Docker.ContainerInfo[]> {
+  const filters: Record<string, string[]> = {
+    label: Object.entries(runnerSelector(repoId)).map(([k, v]) => `${k}=${v}`),
+  };
   if (opts.running) filters.status = ['running'];
   return docker.listContainers({ all: true, filters: JSON.stringify(filters) });
 }
 
 export async function removeContainers(repoId: string): Promise<void> {
-  for (const c of await containers(repoId)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+  for (const c of await containers(repoId))
+    await docker
+      .getContainer(c.Id)
+      .remove({ force: true })
+      .catch(() => undefined);
 }

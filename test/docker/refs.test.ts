@@ -8,51 +8,88 @@ import { describeDocker, dockerRepo, ensureRunnerImage } from './helpers.js';
 
 const cleanups = useCleanups();
 
-type IssueJson = { id: number; status: string; commit: string | null; agent: string | null };
+type IssueJson = {
+  id: number;
+  status: string;
+  commit: string | null;
+  agent: string | null;
+};
 
-async function done(dir: string, env: Record<string, string>, id: number): Promise<IssueJson> {
-  return waitFor(async () => {
-    const i = await cliJson<IssueJson>(['issue', 'show', String(id)], { cwd: dir, env });
-    return i.status === 'done' || i.status === 'failed' ? i : false;
-  }, { timeoutMs: 60_000, what: `issue #${id} finished` });
+async function done(
+  dir: string,
+  env: Record<string, string>,
+  id: number,
+): Promise<IssueJson> {
+  return waitFor(
+    async () => {
+      const i = await cliJson<IssueJson>(['issue', 'show', String(id)], {
+        cwd: dir,
+        env,
+      });
+      return i.status === 'done' || i.status === 'failed' ? i : false;
+    },
+    { timeoutMs: 60_000, what: `issue #${id} finished` },
+  );
 }
 
-describeDocker('Docker runtime: what an agent container may write in git', () => {
-  beforeAll(ensureRunnerImage, 200_000);
+describeDocker(
+  'Docker runtime: what an agent container may write in git',
+  () => {
+    beforeAll(ensureRunnerImage, 200_000);
 
-  it('commits land on the host agent branch; main, issue/*, tags, packed-refs and config are read-only; other worktrees and the Docker socket are not there', async () => {
-    const repo = await dockerRepo();
-    cleanups.push(repo.cleanup);
-    const { dir, env } = repo;
-    const sup = await startSupervisor(dir, env, ['--agents', '2', '--no-dashboard']);
-    cleanups.push(async () => void (await sup.stop()));
-    await runCli(['issue', 'add', 'First'], { cwd: dir, env });
-    const first = await done(dir, env, 1);
-    expect(first.status).toBe('done');
-    // issue/1 packed too: rewriting it then means rewriting packed-refs (in the git dir's root).
-    git(dir, 'pack-refs', '--all');
-    const packedBefore = readFileSync(join(dir, '.git/packed-refs'), 'utf8');
-    const mainBefore = git(dir, 'rev-parse', 'main');
-    const issue1Before = git(dir, 'rev-parse', 'issue/1');
+    it('commits land on the host agent branch; main, issue/*, tags, packed-refs and config are read-only; other worktrees and the Docker socket are not there', async () => {
+      const repo = await dockerRepo();
+      cleanups.push(repo.cleanup);
+      const { dir, env } = repo;
+      const sup = await startSupervisor(dir, env, [
+        '--agents',
+        '2',
+        '--no-dashboard',
+      ]);
+      cleanups.push(async () => void (await sup.stop()));
+      await runCli(['issue', 'add', 'First'], { cwd: dir, env });
+      const first = await done(dir, env, 1);
+      expect(first.status).toBe('done');
+      // issue/1 packed too: rewriting it then means rewriting packed-refs (in the git dir's root).
+      git(dir, 'pack-refs', '--all');
+      const packedBefore = readFileSync(join(dir, '.git/packed-refs'), 'utf8');
+      const mainBefore = git(dir, 'rev-parse', 'main');
+      const issue1Before = git(dir, 'rev-parse', 'issue/1');
 
-    await runCli(['issue', 'add', 'vandal'], { cwd: dir, env });
-    const vandal = await done(dir, env, 2);
-    expect(vandal, JSON.stringify(await cliJson(['issue', 'show', '2'], { cwd: dir, env }))).toMatchObject({ status: 'done' });
-    // The container's commit is the host's agent branch and was published as issue/2.
-    expect(git(dir, 'rev-parse', `agent/${vandal.agent!.slice('agent-'.length)}`)).toBe(vandal.commit);
-    expect(git(dir, 'rev-parse', 'issue/2')).toBe(vandal.commit);
-    const report = git(dir, 'show', `${vandal.commit}:vandal-2.txt`).split('\n');
-    const attempts = report.filter((l) => !l.startsWith('uid '));
-    expect(attempts).toHaveLength(10);
-    expect(attempts.filter((l) => !l.startsWith('refused: '))).toEqual([]);
-    expect(Number(report.find((l) => l.startsWith('uid '))!.slice(4))).toBeGreaterThan(0);
+      await runCli(['issue', 'add', 'vandal'], { cwd: dir, env });
+      const vandal = await done(dir, env, 2);
+      expect(
+        vandal,
+        JSON.stringify(
+          await cliJson(['issue', 'show', '2'], { cwd: dir, env }),
+        ),
+      ).toMatchObject({ status: 'done' });
+      // The container's commit is the host's agent branch and was published as issue/2.
+      expect(
+        git(dir, 'rev-parse', `agent/${vandal.agent!.slice('agent-'.length)}`),
+      ).toBe(vandal.commit);
+      expect(git(dir, 'rev-parse', 'issue/2')).toBe(vandal.commit);
+      const report = git(dir, 'show', `${vandal.commit}:vandal-2.txt`).split(
+        '\n',
+      );
+      const attempts = report.filter((l) => !l.startsWith('uid '));
+      expect(attempts).toHaveLength(10);
+      expect(attempts.filter((l) => !l.startsWith('refused: '))).toEqual([]);
+      expect(
+        Number(report.find((l) => l.startsWith('uid '))!.slice(4)),
+      ).toBeGreaterThan(0);
 
-    expect(git(dir, 'rev-parse', 'main')).toBe(mainBefore);
-    expect(git(dir, 'rev-parse', 'issue/1')).toBe(issue1Before);
-    expect(readFileSync(join(dir, '.git/packed-refs'), 'utf8')).toBe(packedBefore);
-    expect(git(dir, 'tag', '--list')).toBe('');
-    expect(git(dir, 'for-each-ref', '--format=%(refname)', 'refs/heads/evil')).toBe('');
-    expect(() => git(dir, 'config', '--get', 'core.hooksPath')).toThrow();
-    expect(git(dir, 'fsck', '--no-dangling')).toBe('');
-  });
-});
+      expect(git(dir, 'rev-parse', 'main')).toBe(mainBefore);
+      expect(git(dir, 'rev-parse', 'issue/1')).toBe(issue1Before);
+      expect(readFileSync(join(dir, '.git/packed-refs'), 'utf8')).toBe(
+        packedBefore,
+      );
+      expect(git(dir, 'tag', '--list')).toBe('');
+      expect(
+        git(dir, 'for-each-ref', '--format=%(refname)', 'refs/heads/evil'),
+      ).toBe('');
+      expect(() => git(dir, 'config', '--get', 'core.hooksPath')).toThrow();
+      expect(git(dir, 'fsck', '--no-dangling')).toBe('');
+    });
+  },
+);

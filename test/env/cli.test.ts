@@ -3,9 +3,26 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ROOT, cliJson, runCli, startSupervisor, testEnv, waitFor, type RunningSupervisor } from '../helpers/cli.js';
+import {
+  ROOT,
+  cliJson,
+  runCli,
+  startSupervisor,
+  testEnv,
+  waitFor,
+  type RunningSupervisor,
+} from '../helpers/cli.js';
 import { tempDir, tempRepo } from '../helpers/repo.js';
-import { PG_ADMIN, REDIS, databasesWithPrefix, dropDatabasesWithPrefix, holdPorts, pgQuery, randomPortBase, randomPrefix } from './helpers.js';
+import {
+  PG_ADMIN,
+  REDIS,
+  databasesWithPrefix,
+  dropDatabasesWithPrefix,
+  holdPorts,
+  pgQuery,
+  randomPortBase,
+  randomPrefix,
+} from './helpers.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -22,7 +39,13 @@ interface Setup {
 }
 
 /** A repo with a config whose ports, database names and probe keys are this test's own. */
-function setup(opts: { env?: Record<string, unknown>; vars?: Record<string, string>; postgres?: boolean } = {}): Setup {
+function setup(
+  opts: {
+    env?: Record<string, unknown>;
+    vars?: Record<string, string>;
+    postgres?: boolean;
+  } = {},
+): Setup {
   const repo = tempRepo();
   cleanups.push(repo.cleanup);
   const prefix = randomPrefix();
@@ -30,10 +53,21 @@ function setup(opts: { env?: Record<string, unknown>; vars?: Record<string, stri
   cleanups.push(() => dropDatabasesWithPrefix(prefix));
   cleanups.push(() => deleteProbeKeys(ns));
   const base = randomPortBase();
-  const envCfg = { ...opts.env, ports: { base, ...((opts.env?.ports as object) ?? {}) }, postgres: { prefix, ...((opts.env?.postgres as object) ?? {}) } };
-  writeFileSync(join(repo.dir, 'supervisor.config.json'), JSON.stringify({ env: envCfg }, null, 2));
+  const envCfg = {
+    ...opts.env,
+    ports: { base, ...((opts.env?.ports as object) ?? {}) },
+    postgres: { prefix, ...((opts.env?.postgres as object) ?? {}) },
+  };
+  writeFileSync(
+    join(repo.dir, 'supervisor.config.json'),
+    JSON.stringify({ env: envCfg }, null, 2),
+  );
   const echo = join(tempDir('sup-echo-'), 'echo');
-  const env = testEnv({ AGENT_ECHO_FILE: echo, ...(opts.postgres === false ? {} : { POSTGRES_URL: PG_ADMIN }), ...opts.vars });
+  const env = testEnv({
+    AGENT_ECHO_FILE: echo,
+    ...(opts.postgres === false ? {} : { POSTGRES_URL: PG_ADMIN }),
+    ...opts.vars,
+  });
   return { dir: repo.dir, env, prefix, base, echo, ns };
 }
 
@@ -56,10 +90,23 @@ async function start(s: Setup, args: string[]): Promise<RunningSupervisor> {
   return sup;
 }
 
-type Agent = { id: string; state: string; lastError: string | null; worktree: string; env?: { ports: Record<string, number>; portBlock: { start: number; end: number }; redisDb: number | null; postgresDb: string | null } };
+type Agent = {
+  id: string;
+  state: string;
+  lastError: string | null;
+  worktree: string;
+  env?: {
+    ports: Record<string, number>;
+    portBlock: { start: number; end: number };
+    redisDb: number | null;
+    postgresDb: string | null;
+  };
+};
 
 async function agents(s: Setup): Promise<Agent[]> {
-  return (await cliJson<{ agents: Agent[] }>(['status'], { cwd: s.dir, env: s.env })).agents;
+  return (
+    await cliJson<{ agents: Agent[] }>(['status'], { cwd: s.dir, env: s.env })
+  ).agents;
 }
 
 function readEnvFile(file: string): Record<string, string> {
@@ -71,17 +118,32 @@ function readEnvFile(file: string): Record<string, string> {
   return out;
 }
 
-async function issuesDone(s: Setup, n: number): Promise<Array<{ id: number; status: string; agent: string }> | false> {
-  const list = await cliJson<Array<{ id: number; status: string; agent: string }>>(['issue', 'list'], { cwd: s.dir, env: s.env });
-  return list.length === n && list.every((i) => i.status === 'done' || i.status === 'failed') ? list : false;
+async function issuesDone(
+  s: Setup,
+  n: number,
+): Promise<Array<{ id: number; status: string; agent: string }> | false> {
+  const list = await cliJson<
+    Array<{ id: number; status: string; agent: string }>
+  >(['issue', 'list'], { cwd: s.dir, env: s.env });
+  return list.length === n &&
+    list.every((i) => i.status === 'done' || i.status === 'failed')
+    ? list
+    : false;
 }
 
-const probe = (s: Setup, issue: number) => JSON.parse(readFileSync(`${s.echo}.${issue}.probe`, 'utf8'));
+const probe = (s: Setup, issue: number) =>
+  JSON.parse(readFileSync(`${s.echo}.${issue}.probe`, 'utf8'));
 
 function allocationRows(dir: string): string[] {
-  const db = new Database(join(dir, '.supervisor', 'supervisor.db'), { readonly: true });
+  const db = new Database(join(dir, '.supervisor', 'supervisor.db'), {
+    readonly: true,
+  });
   try {
-    return (db.prepare('SELECT slot FROM env_allocations ORDER BY slot').all() as Array<{ slot: string }>).map((r) => r.slot);
+    return (
+      db
+        .prepare('SELECT slot FROM env_allocations ORDER BY slot')
+        .all() as Array<{ slot: string }>
+    ).map((r) => r.slot);
   } finally {
     db.close();
   }
@@ -98,8 +160,12 @@ describe('environments through the CLI', () => {
     const envs = list.map((a) => a.env!);
     expect(new Set(envs.map((e) => e.portBlock.start)).size).toBe(5);
     expect(new Set(envs.map((e) => e.redisDb)).size).toBe(5);
-    expect(envs.map((e) => e.postgresDb).sort()).toEqual([1, 2, 3, 4, 5].map((n) => `${s.prefix}agent_00${n}`));
-    expect(await databasesWithPrefix(s.prefix)).toEqual([1, 2, 3, 4, 5].map((n) => `${s.prefix}agent_00${n}`));
+    expect(envs.map((e) => e.postgresDb).sort()).toEqual(
+      [1, 2, 3, 4, 5].map((n) => `${s.prefix}agent_00${n}`),
+    );
+    expect(await databasesWithPrefix(s.prefix)).toEqual(
+      [1, 2, 3, 4, 5].map((n) => `${s.prefix}agent_00${n}`),
+    );
     const composeNames = new Set<string>();
     for (const a of list) {
       const file = readEnvFile(join(a.worktree, '.env.worktree'));
@@ -119,72 +185,167 @@ describe('environments through the CLI', () => {
     expect(composeNames.size).toBe(5);
 
     // What the agent process really sees is its slot's allocation, and its ports bind.
-    for (let i = 1; i <= 5; i++) await runCli(['issue', 'add', `probe ${i}`, '--body', `env-probe: ${s.ns}\nsleep: 400`], { cwd: s.dir, env: s.env });
-    const done = await waitFor(() => issuesDone(s, 5), { timeoutMs: 60_000, what: 'probes done' });
+    for (let i = 1; i <= 5; i++)
+      await runCli(
+        [
+          'issue',
+          'add',
+          `probe ${i}`,
+          '--body',
+          `env-probe: ${s.ns}\nsleep: 400`,
+        ],
+        { cwd: s.dir, env: s.env },
+      );
+    const done = await waitFor(() => issuesDone(s, 5), {
+      timeoutMs: 60_000,
+      what: 'probes done',
+    });
     for (const issue of done) {
       expect(issue.status).toBe('done');
-      const seen = JSON.parse(readFileSync(`${s.echo}.${issue.id}.env`, 'utf8'));
-      const file = readEnvFile(join(s.dir, '.worktrees', issue.agent, '.env.worktree'));
-      for (const k of ['PORT', 'APP_PORT', 'VITE_PORT', 'REDIS_URL', 'REDIS_DB', 'DATABASE_URL', 'POSTGRES_DB', 'POSTGRES_URL', 'COMPOSE_PROJECT_NAME']) expect(seen[k], k).toBe(file[k]);
+      const seen = JSON.parse(
+        readFileSync(`${s.echo}.${issue.id}.env`, 'utf8'),
+      );
+      const file = readEnvFile(
+        join(s.dir, '.worktrees', issue.agent, '.env.worktree'),
+      );
+      for (const k of [
+        'PORT',
+        'APP_PORT',
+        'VITE_PORT',
+        'REDIS_URL',
+        'REDIS_DB',
+        'DATABASE_URL',
+        'POSTGRES_DB',
+        'POSTGRES_URL',
+        'COMPOSE_PROJECT_NAME',
+      ])
+        expect(seen[k], k).toBe(file[k]);
       expect(probe(s, issue.id).bound).toEqual({ PORT: true, VITE_PORT: true });
     }
 
     const stop = await runCli(['stop'], { cwd: s.dir, env: s.env });
     expect(stop.code).toBe(0);
-    const clean = await cliJson<{ removed: string[] }>(['cleanup'], { cwd: s.dir, env: s.env });
+    const clean = await cliJson<{ removed: string[] }>(['cleanup'], {
+      cwd: s.dir,
+      env: s.env,
+    });
     expect(clean.removed).toHaveLength(5);
     expect(allocationRows(s.dir)).toEqual([]);
     // Released, not dropped: the databases stay for the next allocation of those slots.
     expect(await databasesWithPrefix(s.prefix)).toHaveLength(5);
-    await pgQuery(`CREATE TABLE kept (x int)`, [], `postgres://postgres@127.0.0.1:5432/${s.prefix}agent_001`);
+    await pgQuery(
+      `CREATE TABLE kept (x int)`,
+      [],
+      `postgres://postgres@127.0.0.1:5432/${s.prefix}agent_001`,
+    );
 
     await start(s, ['--agents', '2']);
-    await waitFor(async () => (await agents(s)).filter((a) => a.state === 'idle').length === 2, { what: 'two agents idle' });
-    expect(await pgQuery(`SELECT to_regclass('kept') IS NOT NULL AS reused`, [], `postgres://postgres@127.0.0.1:5432/${s.prefix}agent_001`)).toEqual([{ reused: true }]);
+    await waitFor(
+      async () =>
+        (await agents(s)).filter((a) => a.state === 'idle').length === 2,
+      { what: 'two agents idle' },
+    );
+    expect(
+      await pgQuery(
+        `SELECT to_regclass('kept') IS NOT NULL AS reused`,
+        [],
+        `postgres://postgres@127.0.0.1:5432/${s.prefix}agent_001`,
+      ),
+    ).toEqual([{ reused: true }]);
     expect((await runCli(['stop'], { cwd: s.dir, env: s.env })).code).toBe(0);
-    const dropped = await runCli(['cleanup', '--drop-databases'], { cwd: s.dir, env: s.env });
+    const dropped = await runCli(['cleanup', '--drop-databases'], {
+      cwd: s.dir,
+      env: s.env,
+    });
     expect(dropped.code, dropped.stderr).toBe(0);
     expect(allocationRows(s.dir)).toEqual([]);
-    expect(await databasesWithPrefix(s.prefix)).toEqual([3, 4, 5].map((n) => `${s.prefix}agent_00${n}`));
+    expect(await databasesWithPrefix(s.prefix)).toEqual(
+      [3, 4, 5].map((n) => `${s.prefix}agent_00${n}`),
+    );
   });
 
   it("two agents writing to their Redis DB and database never see each other's data", async () => {
     const s = setup();
     await start(s, ['--agents', '2']);
-    await waitFor(async () => (await agents(s)).filter((a) => a.state === 'idle').length === 2, { what: 'two agents idle' });
-    for (let i = 1; i <= 4; i++) await runCli(['issue', 'add', `probe ${i}`, '--body', `env-probe: ${s.ns}\nsleep: 800`], { cwd: s.dir, env: s.env });
-    const done = await waitFor(() => issuesDone(s, 4), { timeoutMs: 60_000, what: 'probes done' });
+    await waitFor(
+      async () =>
+        (await agents(s)).filter((a) => a.state === 'idle').length === 2,
+      { what: 'two agents idle' },
+    );
+    for (let i = 1; i <= 4; i++)
+      await runCli(
+        [
+          'issue',
+          'add',
+          `probe ${i}`,
+          '--body',
+          `env-probe: ${s.ns}\nsleep: 800`,
+        ],
+        { cwd: s.dir, env: s.env },
+      );
+    const done = await waitFor(() => issuesDone(s, 4), {
+      timeoutMs: 60_000,
+      what: 'probes done',
+    });
     expect(new Set(done.map((i) => i.agent)).size).toBe(2);
     const byAgent = new Map<string, number[]>();
-    for (const i of done) byAgent.set(i.agent, [...(byAgent.get(i.agent) ?? []), i.id]);
+    for (const i of done)
+      byAgent.set(i.agent, [...(byAgent.get(i.agent) ?? []), i.id]);
     for (const i of done) {
       const seen = probe(s, i.id);
       const mine = byAgent.get(i.agent)!.map(String);
-      expect(seen.pgBefore.every((r: { agent: string }) => r.agent === i.agent)).toBe(true);
-      expect(seen.redisBefore.every((k: string) => mine.includes(k.split(':').pop()!))).toBe(true);
+      expect(
+        seen.pgBefore.every((r: { agent: string }) => r.agent === i.agent),
+      ).toBe(true);
+      expect(
+        seen.redisBefore.every((k: string) =>
+          mine.includes(k.split(':').pop()!),
+        ),
+      ).toBe(true);
     }
     const list = await agents(s);
     const r = new Redis(REDIS);
     cleanups.push(() => r.disconnect());
     for (const a of list) {
-      const rows = await pgQuery<{ issue: string; agent: string }>(`SELECT issue, agent FROM probe_${s.ns} ORDER BY issue`, [], `postgres://postgres@127.0.0.1:5432/${a.env!.postgresDb}`);
+      const rows = await pgQuery<{ issue: string; agent: string }>(
+        `SELECT issue, agent FROM probe_${s.ns} ORDER BY issue`,
+        [],
+        `postgres://postgres@127.0.0.1:5432/${a.env!.postgresDb}`,
+      );
       expect(rows.map((x) => x.issue)).toEqual(byAgent.get(a.id)!.map(String));
       await r.select(a.env!.redisDb!);
-      expect((await r.keys(`probe:${s.ns}:*`)).sort()).toEqual(byAgent.get(a.id)!.map((id) => `probe:${s.ns}:${id}`).sort());
+      expect((await r.keys(`probe:${s.ns}:*`)).sort()).toEqual(
+        byAgent
+          .get(a.id)!
+          .map((id) => `probe:${s.ns}:${id}`)
+          .sort(),
+      );
     }
   });
 
   it('resetPerIssue recreates the database from the template before every job of a slot', async () => {
     const prefix = randomPrefix();
     const template = `${prefix}tpl`;
-    const s = setup({ env: { postgres: { prefix, template, resetPerIssue: true } } });
+    const s = setup({
+      env: { postgres: { prefix, template, resetPerIssue: true } },
+    });
     cleanups.push(() => dropDatabasesWithPrefix(prefix));
     await pgQuery(`CREATE DATABASE "${template}"`);
-    await pgQuery('CREATE TABLE seeded (id int); INSERT INTO seeded VALUES (1), (2), (3)', [], `postgres://postgres@127.0.0.1:5432/${template}`);
+    await pgQuery(
+      'CREATE TABLE seeded (id int); INSERT INTO seeded VALUES (1), (2), (3)',
+      [],
+      `postgres://postgres@127.0.0.1:5432/${template}`,
+    );
     await start(s, ['--agents', '1']);
-    await runCli(['issue', 'add', 'first', '--body', `env-probe: ${s.ns}`], { cwd: s.dir, env: s.env });
+    await runCli(['issue', 'add', 'first', '--body', `env-probe: ${s.ns}`], {
+      cwd: s.dir,
+      env: s.env,
+    });
     await waitFor(() => issuesDone(s, 1), { what: 'first job' });
-    await runCli(['issue', 'add', 'second', '--body', `env-probe: ${s.ns}`], { cwd: s.dir, env: s.env });
+    await runCli(['issue', 'add', 'second', '--body', `env-probe: ${s.ns}`], {
+      cwd: s.dir,
+      env: s.env,
+    });
     const done = await waitFor(() => issuesDone(s, 2), { what: 'second job' });
     expect(done.map((i) => [i.status, i.agent])).toEqual([
       ['done', 'agent-001'],
@@ -193,8 +354,15 @@ describe('environments through the CLI', () => {
     // The second job finds the template's rows and none of the first job's.
     expect(probe(s, 1)).toMatchObject({ pgBefore: [], templateRows: 3 });
     expect(probe(s, 2)).toMatchObject({ pgBefore: [], templateRows: 3 });
-    const shown = await cliJson<{ runs: Array<{ logPath: string }> }>(['issue', 'show', '2'], { cwd: s.dir, env: s.env });
-    expect(readFileSync(shown.runs[0]!.logPath, 'utf8')).toMatch(new RegExp(`before job: reset database ${prefix}agent_001[\\s\\S]*recreated from ${template}`));
+    const shown = await cliJson<{ runs: Array<{ logPath: string }> }>(
+      ['issue', 'show', '2'],
+      { cwd: s.dir, env: s.env },
+    );
+    expect(readFileSync(shown.runs[0]!.logPath, 'utf8')).toMatch(
+      new RegExp(
+        `before job: reset database ${prefix}agent_001[\\s\\S]*recreated from ${template}`,
+      ),
+    );
   });
 
   it('a slot whose Postgres role may not create databases fails clearly; the other slot runs; nothing half-allocated remains', async () => {
@@ -209,38 +377,68 @@ describe('environments through the CLI', () => {
     const list = await waitFor(
       async () => {
         const l = await agents(s);
-        return l.find((a) => a.id === 'agent-001')?.state === 'idle' && l.find((a) => a.id === 'agent-002')?.state === 'crashed' ? l : false;
+        return l.find((a) => a.id === 'agent-001')?.state === 'idle' &&
+          l.find((a) => a.id === 'agent-002')?.state === 'crashed'
+          ? l
+          : false;
       },
       { what: 'agent-001 idle, agent-002 crashed' },
     );
     const bad = list.find((a) => a.id === 'agent-002')!;
-    expect(bad.lastError).toMatch(new RegExp(`role "${role}" may not create databases`));
+    expect(bad.lastError).toMatch(
+      new RegExp(`role "${role}" may not create databases`),
+    );
     expect(bad.env).toBeUndefined();
-    expect(list.find((a) => a.id === 'agent-001')!.env!.postgresDb).toBe(`${s.prefix}agent_001`);
+    expect(list.find((a) => a.id === 'agent-001')!.env!.postgresDb).toBe(
+      `${s.prefix}agent_001`,
+    );
     expect(allocationRows(s.dir)).toEqual(['agent-001']);
     expect(existsSync(join(bad.worktree, '.env.worktree'))).toBe(false);
   });
 
   it('a slot whose Postgres is unreachable fails with the reason; without POSTGRES_URL nothing is needed', async () => {
-    const s = setup({ vars: { POSTGRES_URL: 'postgres://postgres@127.0.0.1:1/postgres' } });
+    const s = setup({
+      vars: { POSTGRES_URL: 'postgres://postgres@127.0.0.1:1/postgres' },
+    });
     await start(s, ['--agents', '1']);
-    const [a] = await waitFor(async () => {
-      const l = await agents(s);
-      return l[0]?.state === 'crashed' && l[0].lastError ? l : false;
-    }, { what: 'agent-001 crashed' });
-    expect(a!.lastError).toMatch(/Postgres at postgres:\/\/postgres@127\.0\.0\.1:1\/postgres is unreachable/);
+    const [a] = await waitFor(
+      async () => {
+        const l = await agents(s);
+        return l[0]?.state === 'crashed' && l[0].lastError ? l : false;
+      },
+      { what: 'agent-001 crashed' },
+    );
+    expect(a!.lastError).toMatch(
+      /Postgres at postgres:\/\/postgres@127\.0\.0\.1:1\/postgres is unreachable/,
+    );
     expect(allocationRows(s.dir)).toEqual([]);
 
-    const plain = setup({ postgres: false, env: { redis: { enabled: false } } });
+    const plain = setup({
+      postgres: false,
+      env: { redis: { enabled: false } },
+    });
     await start(plain, ['--agents', '1']);
-    const [ok] = await waitFor(async () => ((await agents(plain))[0]?.state === 'idle' ? agents(plain) : false), { what: 'agent idle' });
-    expect(ok!.env).toMatchObject({ redisDb: null, postgresDb: null, portBlock: { start: plain.base } });
+    const [ok] = await waitFor(
+      async () =>
+        (await agents(plain))[0]?.state === 'idle' ? agents(plain) : false,
+      { what: 'agent idle' },
+    );
+    expect(ok!.env).toMatchObject({
+      redisDb: null,
+      postgresDb: null,
+      portBlock: { start: plain.base },
+    });
     const file = readEnvFile(join(ok!.worktree, '.env.worktree'));
-    expect(Object.keys(file).filter((k) => /REDIS|DATABASE|POSTGRES/.test(k))).toEqual([]);
+    expect(
+      Object.keys(file).filter((k) => /REDIS|DATABASE|POSTGRES/.test(k)),
+    ).toEqual([]);
   });
 
   it('moves past a block held by another program and reports an exhausted range', async () => {
-    const s = setup({ postgres: false, env: { ports: { blockSize: 3, maxBlocks: 2 } } });
+    const s = setup({
+      postgres: false,
+      env: { ports: { blockSize: 3, maxBlocks: 2 } },
+    });
     const holder = await holdPorts([s.base, s.base + 1, s.base + 2]);
     cleanups.push(holder.release);
     await start(s, ['--agents', '2']);
@@ -248,33 +446,55 @@ describe('environments through the CLI', () => {
     const list = await waitFor(
       async () => {
         const l = await agents(s);
-        return l.some((a) => a.state === 'idle') && l.some((a) => a.state === 'crashed' && a.lastError) ? l : false;
+        return l.some((a) => a.state === 'idle') &&
+          l.some((a) => a.state === 'crashed' && a.lastError)
+          ? l
+          : false;
       },
       { what: 'one slot up, one out of ports' },
     );
     const up = list.find((a) => a.state === 'idle')!;
     const out = list.find((a) => a.state === 'crashed')!;
     expect(up.env!.portBlock).toEqual({ start: s.base + 3, end: s.base + 5 });
-    expect(out.lastError).toMatch(new RegExp(`no free port block: all 2 blocks of 3 ports.*${s.base} \\(port ${s.base}, ${s.base + 1}, ${s.base + 2} in use\\)`));
+    expect(out.lastError).toMatch(
+      new RegExp(
+        `no free port block: all 2 blocks of 3 ports.*${s.base} \\(port ${s.base}, ${s.base + 1}, ${s.base + 2} in use\\)`,
+      ),
+    );
     expect(out.env).toBeUndefined();
     expect(allocationRows(s.dir)).toEqual([up.id]);
   });
 
   it('refuses an injectable database prefix at start and a .worktreeinclude naming files outside the repository', async () => {
     const s = setup();
-    writeFileSync(join(s.dir, 'supervisor.config.json'), JSON.stringify({ env: { postgres: { prefix: 'app"; DROP DATABASE postgres; --' } } }));
-    const r = await runCli(['start', '--agents', '1', '--no-dashboard'], { cwd: s.dir, env: s.env });
+    writeFileSync(
+      join(s.dir, 'supervisor.config.json'),
+      JSON.stringify({
+        env: { postgres: { prefix: 'app"; DROP DATABASE postgres; --' } },
+      }),
+    );
+    const r = await runCli(['start', '--agents', '1', '--no-dashboard'], {
+      cwd: s.dir,
+      env: s.env,
+    });
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/env\.postgres\.prefix: prefix must be a lower-case SQL identifier/);
+    expect(r.stderr).toMatch(
+      /env\.postgres\.prefix: prefix must be a lower-case SQL identifier/,
+    );
 
     const w = setup({ postgres: false });
     writeFileSync(join(w.dir, '.worktreeinclude'), '.env\n../../etc/shadow\n');
     await start(w, ['--agents', '1']);
-    const [a] = await waitFor(async () => {
-      const l = await agents(w);
-      return l[0]?.state === 'crashed' && l[0].lastError ? l : false;
-    }, { what: 'slot refused' });
-    expect(a!.lastError).toMatch(/\.worktreeinclude names files outside the repository, refused: line 2 "\.\.\/\.\.\/etc\/shadow" climbs out/);
+    const [a] = await waitFor(
+      async () => {
+        const l = await agents(w);
+        return l[0]?.state === 'crashed' && l[0].lastError ? l : false;
+      },
+      { what: 'slot refused' },
+    );
+    expect(a!.lastError).toMatch(
+      /\.worktreeinclude names files outside the repository, refused: line 2 "\.\.\/\.\.\/etc\/shadow" climbs out/,
+    );
     expect(allocationRows(w.dir)).toEqual([]);
   });
 });
@@ -282,18 +502,48 @@ describe('environments through the CLI', () => {
 describe('supervisor infra', () => {
   it('without Docker: status reports what answers on the configured URLs, up says Docker is missing', async () => {
     const dir = tempDir('sup-infra-');
-    const env = { SUPERVISOR_DOCKER: join(dir, 'no-docker-here'), POSTGRES_URL: PG_ADMIN, REDIS_URL: REDIS };
+    const env = {
+      SUPERVISOR_DOCKER: join(dir, 'no-docker-here'),
+      POSTGRES_URL: PG_ADMIN,
+      REDIS_URL: REDIS,
+    };
     const st = await cliJson<any>(['infra', 'status'], { cwd: dir, env });
-    expect(st.docker).toMatchObject({ available: false, reason: expect.stringMatching(/not installed/) });
+    expect(st.docker).toMatchObject({
+      available: false,
+      reason: expect.stringMatching(/not installed/),
+    });
     expect(st.composeFile).toBe(join(ROOT, 'infra', 'docker-compose.yml'));
-    expect(st.redis).toMatchObject({ url: REDIS, configured: true, reachable: true, databases: 16 });
-    expect(st.postgres).toMatchObject({ url: PG_ADMIN, configured: true, reachable: true, user: 'postgres', canCreateDb: true });
-    const down = await cliJson<any>(['infra', 'status'], { cwd: dir, env: { ...env, POSTGRES_URL: 'postgres://postgres@127.0.0.1:1/postgres', REDIS_URL: 'redis://127.0.0.1:1' } });
+    expect(st.redis).toMatchObject({
+      url: REDIS,
+      configured: true,
+      reachable: true,
+      databases: 16,
+    });
+    expect(st.postgres).toMatchObject({
+      url: PG_ADMIN,
+      configured: true,
+      reachable: true,
+      user: 'postgres',
+      canCreateDb: true,
+    });
+    const down = await cliJson<any>(['infra', 'status'], {
+      cwd: dir,
+      env: {
+        ...env,
+        POSTGRES_URL: 'postgres://postgres@127.0.0.1:1/postgres',
+        REDIS_URL: 'redis://127.0.0.1:1',
+      },
+    });
     expect(down.redis.reachable).toBe(false);
-    expect(down.postgres).toMatchObject({ reachable: false, error: expect.stringMatching(/unreachable/) });
+    expect(down.postgres).toMatchObject({
+      reachable: false,
+      error: expect.stringMatching(/unreachable/),
+    });
     const up = await runCli(['infra', 'up'], { cwd: dir, env });
     expect(up.code).toBe(1);
-    expect(up.stderr).toMatch(/error: Docker is not available: the docker command .* is not installed/);
+    expect(up.stderr).toMatch(
+      /error: Docker is not available: the docker command .* is not installed/,
+    );
     expect(up.stderr).toMatch(/hint: .*REDIS_URL and POSTGRES_URL/);
   });
 

@@ -15,32 +15,47 @@ export function randomPortBase(): number {
   return 20_000 + randomInt(0, 2_500) * 10;
 }
 
-export async function pgQuery<T extends pg.QueryResultRow = any>(sql: string, params: unknown[] = [], url = PG_ADMIN): Promise<T[]> {
+export async function pgQuery<T extends pg.QueryResultRow = any>(
+  sql: string,
+  params: unknown[] = [],
+  url = PG_ADMIN,
+): Promise<T[]> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
-    return (params.length ? await c.query<T>(sql, params) : await c.query<T>(sql)).rows;
+    return (
+      params.length ? await c.query<T>(sql, params) : await c.query<T>(sql)
+    ).rows;
   } finally {
     await c.end();
   }
 }
 
 export async function databasesWithPrefix(prefix: string): Promise<string[]> {
-  const rows = await pgQuery<{ datname: string }>("SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY datname", [prefix]);
+  const rows = await pgQuery<{ datname: string }>(
+    'SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY datname',
+    [prefix],
+  );
   return rows.map((r) => r.datname);
 }
 
 /** Drops every database a test created (its names all start with the test's prefix). */
 export async function dropDatabasesWithPrefix(prefix: string): Promise<void> {
-  if (!/^t[0-9a-f]{8}_$/.test(prefix)) throw new Error(`refusing to drop databases with prefix ${prefix}`);
+  if (!/^t[0-9a-f]{8}_$/.test(prefix))
+    throw new Error(`refusing to drop databases with prefix ${prefix}`);
   for (const name of await databasesWithPrefix(prefix)) {
-    await pgQuery(`ALTER DATABASE "${name}" IS_TEMPLATE false`).catch(() => undefined);
+    await pgQuery(`ALTER DATABASE "${name}" IS_TEMPLATE false`).catch(
+      () => undefined,
+    );
     await pgQuery(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
   }
 }
 
 /** Another program holding ports (on 0.0.0.0, as a dev server would). */
-export async function holdPorts(ports: number[], host = '0.0.0.0'): Promise<{ child: ChildProcess; release: () => Promise<void> }> {
+export async function holdPorts(
+  ports: number[],
+  host = '0.0.0.0',
+): Promise<{ child: ChildProcess; release: () => Promise<void> }> {
   const script = `
     const net = require('node:net');
     const ports = ${JSON.stringify(ports)};
@@ -48,10 +63,17 @@ export async function holdPorts(ports: number[], host = '0.0.0.0'): Promise<{ ch
     for (const p of ports) net.createServer().listen(p, ${JSON.stringify(host)}, () => { if (++n === ports.length) console.log('ready'); });
     setInterval(() => {}, 1000);
   `;
-  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['-e', script], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
-    child.once('exit', (code) => reject(new Error(`port holder exited ${code}`)));
+    child.stdout!.on(
+      'data',
+      (d: Buffer) => d.toString().includes('ready') && resolve(),
+    );
+    child.once('exit', (code) =>
+      reject(new Error(`port holder exited ${code}`)),
+    );
   });
   return {
     child,

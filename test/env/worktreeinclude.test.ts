@@ -1,4 +1,12 @@
-import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { copyIncludedFiles } from '../../supervisor/env/worktreeinclude.js';
@@ -11,7 +19,13 @@ afterEach(() => {
 });
 
 function repo(include: string): { dir: string; wt: string } {
-  const r = tempRepo({ files: { '.gitignore': '.env\n*.local.json\nsecrets/\nbuild/\nlink-*\n', 'README.md': '# r\n', 'tracked.local.txt': 'tracked\n' } });
+  const r = tempRepo({
+    files: {
+      '.gitignore': '.env\n*.local.json\nsecrets/\nbuild/\nlink-*\n',
+      'README.md': '# r\n',
+      'tracked.local.txt': 'tracked\n',
+    },
+  });
   cleanups.push(r.cleanup);
   writeFileSync(join(r.dir, '.worktreeinclude'), include);
   const wt = join(r.dir, '.worktrees', 'agent-001');
@@ -30,7 +44,9 @@ async function refusal(p: Promise<unknown>): Promise<SupervisorError> {
 
 describe('.worktreeinclude', () => {
   it('copies the ignored files it lists into a new worktree, and nothing else', async () => {
-    const { dir, wt } = repo('# local settings the app needs\n.env\nconfig/*.local.json\nsecrets/\nnot-ignored.txt\nbuild/\n');
+    const { dir, wt } = repo(
+      '# local settings the app needs\n.env\nconfig/*.local.json\nsecrets/\nnot-ignored.txt\nbuild/\n',
+    );
     writeFileSync(join(dir, '.env'), 'SECRET_KEY=dev\n');
     mkdirSync(join(dir, 'config'));
     writeFileSync(join(dir, 'config', 'app.local.json'), '{"debug":true}\n');
@@ -39,7 +55,11 @@ describe('.worktreeinclude', () => {
     writeFileSync(join(dir, 'not-ignored.txt'), 'untracked but not ignored\n');
     writeFileSync(join(dir, 'other.local.json'), 'ignored but not listed\n');
     const copied = await copyIncludedFiles(dir, wt);
-    expect(copied.sort()).toEqual(['.env', 'config/app.local.json', 'secrets/key.pem']);
+    expect(copied.sort()).toEqual([
+      '.env',
+      'config/app.local.json',
+      'secrets/key.pem',
+    ]);
     expect(readFileSync(join(wt, '.env'), 'utf8')).toBe('SECRET_KEY=dev\n');
     expect(readFileSync(join(wt, 'secrets', 'key.pem'), 'utf8')).toBe('pem\n');
     expect(existsSync(join(wt, 'not-ignored.txt'))).toBe(false);
@@ -62,12 +82,18 @@ describe('.worktreeinclude', () => {
   });
 
   it('refuses entries that climb out of the repository or are absolute paths', async () => {
-    const { dir, wt } = repo('.env\n../outside.env\n/etc/passwd\n~/.ssh/id_rsa\nconfig/../../x\n');
+    const { dir, wt } = repo(
+      '.env\n../outside.env\n/etc/passwd\n~/.ssh/id_rsa\nconfig/../../x\n',
+    );
     const err = await refusal(copyIncludedFiles(dir, wt));
     expect(err.code).toBe('ERR_SUP_CONFIG');
-    expect(err.message).toMatch(/line 2 "\.\.\/outside\.env" climbs out of the repository/);
+    expect(err.message).toMatch(
+      /line 2 "\.\.\/outside\.env" climbs out of the repository/,
+    );
     expect(err.message).toMatch(/line 3 "\/etc\/passwd" is an absolute path/);
-    expect(err.message).toMatch(/line 4 "~\/\.ssh\/id_rsa" names a home directory/);
+    expect(err.message).toMatch(
+      /line 4 "~\/\.ssh\/id_rsa" names a home directory/,
+    );
     expect(err.message).toMatch(/line 5 "config\/\.\.\/\.\.\/x" climbs out/);
     expect(err.hint).toMatch(/relative to its root/);
     expect(existsSync(join(wt, '.env'))).toBe(false);
@@ -86,7 +112,9 @@ describe('.worktreeinclude', () => {
     const { dir, wt } = repo('link-*\n');
     symlinkSync(join(outside, 'secret'), join(dir, 'link-secret'));
     const err = await refusal(copyIncludedFiles(dir, wt));
-    expect(err.message).toMatch(/"link-secret" is a symbolic link to .*secret, outside the repository/);
+    expect(err.message).toMatch(
+      /"link-secret" is a symbolic link to .*secret, outside the repository/,
+    );
     expect(existsSync(join(wt, 'link-secret'))).toBe(false);
   });
 });

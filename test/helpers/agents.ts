@@ -18,7 +18,13 @@ export function readRecord(file: string): RecordLine[] {
     .filter(Boolean)
     .map((l) => {
       const [what, issue, pid, agent, at] = l.split(' ');
-      return { what: what as RecordLine['what'], issue: issue!, pid: Number(pid), agent: agent!, at: Number(at) };
+      return {
+        what: what as RecordLine['what'],
+        issue: issue!,
+        pid: Number(pid),
+        agent: agent!,
+        at: Number(at),
+      };
     });
 }
 
@@ -37,14 +43,25 @@ export function processAlive(pid: number): boolean {
   }
 }
 
-export async function status(dir: string, env: Record<string, string>): Promise<any> {
+export async function status(
+  dir: string,
+  env: Record<string, string>,
+): Promise<any> {
   return cliJson(['status'], { cwd: dir, env });
 }
 
 /** Waits until an agent works on the given issue; returns its status entry. */
-export async function workingOn(dir: string, env: Record<string, string>, issueId: number | string, timeoutMs = 30_000): Promise<any> {
+export async function workingOn(
+  dir: string,
+  env: Record<string, string>,
+  issueId: number | string,
+  timeoutMs = 30_000,
+): Promise<any> {
   return waitFor(
-    async () => (await status(dir, env)).agents.find((a: any) => a.state === 'working' && a.issue?.id === String(issueId)),
+    async () =>
+      (await status(dir, env)).agents.find(
+        (a: any) => a.state === 'working' && a.issue?.id === String(issueId),
+      ),
     { timeoutMs, what: `an agent working on #${issueId}` },
   );
 }

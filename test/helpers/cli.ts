@@ -16,7 +16,9 @@ export interface CliResult {
 }
 
 /** A fresh Redis namespace per test, short leases, and a scripted agent. */
-export function testEnv(extra: Record<string, string> = {}): Record<string, string> {
+export function testEnv(
+  extra: Record<string, string> = {},
+): Record<string, string> {
   return {
     SUPERVISOR_PREFIX: `t${randomBytes(5).toString('hex')}`,
     SUPERVISOR_AGENT_COMMAND: AGENT_COMMAND,
@@ -37,20 +39,42 @@ export function testEnv(extra: Record<string, string> = {}): Record<string, stri
 
 function cleanParentEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
-  for (const k of Object.keys(env)) if (k.startsWith('SUPERVISOR_') || k === 'REDIS_URL' || k === 'POSTGRES_URL') delete env[k];
+  for (const k of Object.keys(env))
+    if (
+      k.startsWith('SUPERVISOR_') ||
+      k === 'REDIS_URL' ||
+      k === 'POSTGRES_URL'
+    )
+      delete env[k];
   return env;
 }
 
-export function runCli(args: string[], opts: { cwd: string; env?: Record<string, string>; input?: string | Buffer; timeoutMs?: number }): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  opts: {
+    cwd: string;
+    env?: Record<string, string>;
+    input?: string | Buffer;
+    timeoutMs?: number;
+  },
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: { ...cleanParentEnv(), ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: opts.cwd,
+      env: { ...cleanParentEnv(), ...opts.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`supervisor ${args.join(' ')} timed out\nstdout: ${stdout}\nstderr: ${stderr}`));
+      reject(
+        new Error(
+          `supervisor ${args.join(' ')} timed out\nstdout: ${stdout}\nstderr: ${stderr}`,
+        ),
+      );
     }, opts.timeoutMs ?? 60_000);
     child.on('error', reject);
     child.on('close', (code) => {
@@ -61,9 +85,15 @@ export function runCli(args: string[], opts: { cwd: string; env?: Record<string,
   });
 }
 
-export async function cliJson<T = any>(args: string[], opts: { cwd: string; env?: Record<string, string> }): Promise<T> {
+export async function cliJson<T = any>(
+  args: string[],
+  opts: { cwd: string; env?: Record<string, string> },
+): Promise<T> {
   const r = await runCli([...args, '--json'], opts);
-  if (r.code !== 0) throw new Error(`supervisor ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  if (r.code !== 0)
+    throw new Error(
+      `supervisor ${args.join(' ')} exited ${r.code}: ${r.stderr}`,
+    );
   return JSON.parse(r.stdout) as T;
 }
 
@@ -86,26 +116,45 @@ export class WatchedProcess {
 /** A foreground `supervisor start` in the background of the test. */
 export class RunningSupervisor extends WatchedProcess {
   async stop(): Promise<number | null> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
+    if (this.child.exitCode === null && this.child.signalCode === null)
+      this.child.kill('SIGTERM');
     return this.exited;
   }
 }
 
 /** Spawns `supervisor start` without waiting for it to become ready. */
-export function spawnSupervisor(dir: string, env: Record<string, string>, args: string[] = []): RunningSupervisor {
-  const child = spawn(process.execPath, [CLI, 'start', ...args], { cwd: dir, env: { ...cleanParentEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnSupervisor(
+  dir: string,
+  env: Record<string, string>,
+  args: string[] = [],
+): RunningSupervisor {
+  const child = spawn(process.execPath, [CLI, 'start', ...args], {
+    cwd: dir,
+    env: { ...cleanParentEnv(), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   return new RunningSupervisor(child);
 }
 
 /** Waits until a spawned supervisor reports its control plane up (its pid file says ready). */
-export async function waitReady(sup: RunningSupervisor, dir: string, timeoutMs = 30_000): Promise<RunningSupervisor> {
+export async function waitReady(
+  sup: RunningSupervisor,
+  dir: string,
+  timeoutMs = 30_000,
+): Promise<RunningSupervisor> {
   const pidFile = join(dir, '.supervisor', 'supervisor.pid');
   await waitFor(
     () => {
-      if (sup.child.exitCode !== null) throw new Error(`supervisor exited early (${sup.child.exitCode}):\n${sup.output}`);
+      if (sup.child.exitCode !== null)
+        throw new Error(
+          `supervisor exited early (${sup.child.exitCode}):\n${sup.output}`,
+        );
       if (!existsSync(pidFile)) return false;
       try {
-        const info = JSON.parse(readFileSync(pidFile, 'utf8')) as { pid: number; ready?: boolean };
+        const info = JSON.parse(readFileSync(pidFile, 'utf8')) as {
+          pid: number;
+          ready?: boolean;
+        };
         return info.pid === sup.child.pid && info.ready === true;
       } catch {
         return false;
@@ -116,14 +165,21 @@ export async function waitReady(sup: RunningSupervisor, dir: string, timeoutMs =
   return sup;
 }
 
-export async function startSupervisor(dir: string, env: Record<string, string>, args: string[] = []): Promise<RunningSupervisor> {
+export async function startSupervisor(
+  dir: string,
+  env: Record<string, string>,
+  args: string[] = [],
+): Promise<RunningSupervisor> {
   return waitReady(spawnSupervisor(dir, env, args), dir);
 }
 
 /** Polls a condition (an event wait for things that only expose state). */
 type Truthy<T> = Exclude<T, false | null | undefined | 0 | ''>;
 
-export async function waitFor<T>(fn: () => T | Promise<T>, opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {}): Promise<Truthy<T>> {
+export async function waitFor<T>(
+  fn: () => T | Promise<T>,
+  opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
+): Promise<Truthy<T>> {
   const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
   let last: unknown;
   for (;;) {
@@ -131,10 +187,14 @@ export async function waitFor<T>(fn: () => T | Promise<T>, opts: { timeoutMs?: n
       const v = await fn();
       if (v) return v as Truthy<T>;
     } catch (err) {
-      if ((err as Error).message.startsWith('supervisor exited early')) throw err;
+      if ((err as Error).message.startsWith('supervisor exited early'))
+        throw err;
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${opts.what ?? 'condition'}${last ? `: ${(last as Error).message}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out waiting for ${opts.what ?? 'condition'}${last ? `: ${(last as Error).message}` : ''}`,
+      );
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100));
   }
 }

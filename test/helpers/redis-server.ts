@@ -10,21 +10,29 @@ export async function freePort(): Promise<number> {
     srv.once('error', reject);
     srv.listen(0, '127.0.0.1', () => {
       const addr = srv.address();
-      srv.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
+      srv.close(() =>
+        resolve(typeof addr === 'object' && addr ? addr.port : 0),
+      );
     });
   });
 }
 
-const answers = (port: number): Promise<boolean> => ping(`redis://127.0.0.1:${port}`);
+const answers = (port: number): Promise<boolean> =>
+  ping(`redis://127.0.0.1:${port}`);
 
 /** A private redis-server for tests that stop or restart Redis (never the shared one). */
 export class PrivateRedis {
   private child: ChildProcess | undefined;
   readonly dir = tempDir('sup-redis-');
 
-  constructor(readonly port: number, private readonly persistence: 'aof' | 'none') {}
+  constructor(
+    readonly port: number,
+    private readonly persistence: 'aof' | 'none',
+  ) {}
 
-  static async create(persistence: 'aof' | 'none' = 'aof'): Promise<PrivateRedis> {
+  static async create(
+    persistence: 'aof' | 'none' = 'aof',
+  ): Promise<PrivateRedis> {
     return new PrivateRedis(await freePort(), persistence);
   }
 
@@ -33,9 +41,25 @@ export class PrivateRedis {
   }
 
   async start(): Promise<void> {
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--save', '', '--appendonly', this.persistence === 'aof' ? 'yes' : 'no', '--appendfsync', 'always'];
+    const args = [
+      '--port',
+      String(this.port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      this.dir,
+      '--save',
+      '',
+      '--appendonly',
+      this.persistence === 'aof' ? 'yes' : 'no',
+      '--appendfsync',
+      'always',
+    ];
     this.child = spawn('redis-server', args, { stdio: 'ignore' });
-    await waitFor(() => answers(this.port), { timeoutMs: 10_000, what: 'private redis-server' });
+    await waitFor(() => answers(this.port), {
+      timeoutMs: 10_000,
+      what: 'private redis-server',
+    });
   }
 
   async stop(): Promise<void> {

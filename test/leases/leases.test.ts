@@ -5,8 +5,20 @@ import { Redis } from 'ioredis';
 import { join } from 'node:path';
 import { queueNameFor } from '../../contract/job.js';
 import { resolveRepo } from '../../supervisor/repo.js';
-import { processAlive, readRecord, status, workingOn } from '../helpers/agents.js';
-import { cliJson, runCli, startSupervisor, testEnv, waitFor, type RunningSupervisor } from '../helpers/cli.js';
+import {
+  processAlive,
+  readRecord,
+  status,
+  workingOn,
+} from '../helpers/agents.js';
+import {
+  cliJson,
+  runCli,
+  startSupervisor,
+  testEnv,
+  waitFor,
+  type RunningSupervisor,
+} from '../helpers/cli.js';
 import { git, tempDir, tempRepo } from '../helpers/repo.js';
 
 const cleanups = useCleanups();
@@ -15,30 +27,54 @@ function setup(extra: Record<string, string> = {}) {
   const repo = tempRepo();
   cleanups.push(repo.cleanup);
   const record = join(tempDir(), 'record.log');
-  return { dir: repo.dir, env: testEnv({ AGENT_RECORD_FILE: record, ...extra }), record };
+  return {
+    dir: repo.dir,
+    env: testEnv({ AGENT_RECORD_FILE: record, ...extra }),
+    record,
+  };
 }
 
-async function start(dir: string, env: Record<string, string>, args: string[]): Promise<RunningSupervisor> {
+async function start(
+  dir: string,
+  env: Record<string, string>,
+  args: string[],
+): Promise<RunningSupervisor> {
   const sup = await startSupervisor(dir, env, args);
   cleanups.push(async () => void (await sup.stop()));
   return sup;
 }
 
-async function show(dir: string, env: Record<string, string>, id: number): Promise<any> {
+async function show(
+  dir: string,
+  env: Record<string, string>,
+  id: number,
+): Promise<any> {
   return cliJson(['issue', 'show', String(id)], { cwd: dir, env });
 }
 
-async function doneOrFailed(dir: string, env: Record<string, string>, id: number): Promise<any> {
-  return waitFor(async () => {
-    const i = await show(dir, env, id);
-    return i.status === 'done' || i.status === 'failed' ? i : false;
-  }, { timeoutMs: 60_000, what: `issue #${id} finished` });
+async function doneOrFailed(
+  dir: string,
+  env: Record<string, string>,
+  id: number,
+): Promise<any> {
+  return waitFor(
+    async () => {
+      const i = await show(dir, env, id);
+      return i.status === 'done' || i.status === 'failed' ? i : false;
+    },
+    { timeoutMs: 60_000, what: `issue #${id} finished` },
+  );
 }
 
 async function queueOf(dir: string, prefix: string) {
   const paths = await resolveRepo(dir);
-  const redis = new Redis('redis://127.0.0.1:6379', { maxRetriesPerRequest: null });
-  const queue = new Queue(queueNameFor(paths.repoId), { connection: redis, prefix });
+  const redis = new Redis('redis://127.0.0.1:6379', {
+    maxRetriesPerRequest: null,
+  });
+  const queue = new Queue(queueNameFor(paths.repoId), {
+    connection: redis,
+    prefix,
+  });
   cleanups.push(async () => {
     await queue.close();
     redis.disconnect();
@@ -49,15 +85,28 @@ async function queueOf(dir: string, prefix: string) {
 describe('leases', () => {
   it('kill -9 of a runner mid-job: its agent dies with it, the issue is re-claimed within seconds and recorded once', async () => {
     const { dir, env, record } = setup();
-    await runCli(['issue', 'add', 'Long job', '--body', 'sleep: 10000'], { cwd: dir, env });
+    await runCli(['issue', 'add', 'Long job', '--body', 'sleep: 10000'], {
+      cwd: dir,
+      env,
+    });
     await start(dir, env, ['--agents', '1', '--no-dashboard']);
     const agent = await workingOn(dir, env, 1);
-    const firstAgentPid = (await waitFor(() => readRecord(record).find((r) => r.what === 'start'), { what: 'agent started' })).pid;
+    const firstAgentPid = (
+      await waitFor(() => readRecord(record).find((r) => r.what === 'start'), {
+        what: 'agent started',
+      })
+    ).pid;
     const killedAt = Date.now();
     process.kill(agent.pid, 'SIGKILL');
     // The orphaned agent is killed before the job is offered again.
-    await waitFor(() => !processAlive(firstAgentPid), { timeoutMs: 5000, what: 'orphaned agent killed' });
-    await waitFor(() => readRecord(record).filter((r) => r.what === 'start').length === 2, { timeoutMs: 15_000, what: 're-claim' });
+    await waitFor(() => !processAlive(firstAgentPid), {
+      timeoutMs: 5000,
+      what: 'orphaned agent killed',
+    });
+    await waitFor(
+      () => readRecord(record).filter((r) => r.what === 'start').length === 2,
+      { timeoutMs: 15_000, what: 're-claim' },
+    );
     const reclaim = readRecord(record).filter((r) => r.what === 'start')[1]!;
     expect(reclaim.at - killedAt).toBeLessThan(10_000);
     const issue = await doneOrFailed(dir, env, 1);
@@ -70,19 +119,32 @@ describe('leases', () => {
 
   it('SIGSTOP of a runner past its lock: the issue is re-claimed, the frozen agent killed, its late result refused', async () => {
     const { dir, env, record } = setup();
-    await runCli(['issue', 'add', 'Freeze me', '--body', 'sleep: 5000'], { cwd: dir, env });
+    await runCli(['issue', 'add', 'Freeze me', '--body', 'sleep: 5000'], {
+      cwd: dir,
+      env,
+    });
     await start(dir, env, ['--agents', '2', '--no-dashboard']);
     const frozen = await workingOn(dir, env, 1);
-    const frozenAgentPid = (await waitFor(() => readRecord(record).find((r) => r.what === 'start'), { what: 'agent started' })).pid;
+    const frozenAgentPid = (
+      await waitFor(() => readRecord(record).find((r) => r.what === 'start'), {
+        what: 'agent started',
+      })
+    ).pid;
     process.kill(frozen.pid, 'SIGSTOP');
     let resumed = false;
     cleanups.push(() => {
       if (!resumed) process.kill(frozen.pid, 'SIGCONT');
     });
-    await waitFor(() => readRecord(record).filter((r) => r.what === 'start').length === 2, { timeoutMs: 20_000, what: 're-claim by the other runner' });
+    await waitFor(
+      () => readRecord(record).filter((r) => r.what === 'start').length === 2,
+      { timeoutMs: 20_000, what: 're-claim by the other runner' },
+    );
     const reclaim = readRecord(record).filter((r) => r.what === 'start')[1]!;
     expect(reclaim.agent).not.toBe(frozen.id);
-    await waitFor(() => !processAlive(frozenAgentPid), { timeoutMs: 5000, what: 'frozen agent killed' });
+    await waitFor(() => !processAlive(frozenAgentPid), {
+      timeoutMs: 5000,
+      what: 'frozen agent killed',
+    });
     const killedWithin = Date.now() - reclaim.at;
     expect(killedWithin).toBeLessThan(2000 + 500); // allowance for polling
     process.kill(frozen.pid, 'SIGCONT');
@@ -101,12 +163,20 @@ describe('leases', () => {
     expect(again.runs).toEqual(issue.runs);
     expect(git(dir, 'rev-parse', 'issue/1')).toBe(issue.commit);
     // The frozen runner is still a working slot after it resumes.
-    await waitFor(async () => (await status(dir, env)).agents.filter((a: any) => a.state === 'idle').length === 2, { what: 'both agents idle' });
+    await waitFor(
+      async () =>
+        (await status(dir, env)).agents.filter((a: any) => a.state === 'idle')
+          .length === 2,
+      { what: 'both agents idle' },
+    );
   });
 
   it('SIGTERM (scale 0) hands the job back to waiting without spending an attempt', async () => {
     const { dir, env } = setup();
-    await runCli(['issue', 'add', 'Interrupted', '--body', 'sleep: 20000'], { cwd: dir, env });
+    await runCli(['issue', 'add', 'Interrupted', '--body', 'sleep: 20000'], {
+      cwd: dir,
+      env,
+    });
     await start(dir, env, ['--agents', '1', '--no-dashboard']);
     await workingOn(dir, env, 1);
     const r = await runCli(['scale', '0'], { cwd: dir, env });
@@ -115,17 +185,39 @@ describe('leases', () => {
     const job = await queue.getJob('issue-1');
     expect(await job!.getState()).toMatch(/waiting|prioritized/);
     expect(job!.attemptsMade).toBe(0);
-    const issue = await waitFor(async () => {
-      const i = await show(dir, env, 1);
-      return i.status === 'queued' && i.runs[0]?.outcome === 'released' ? i : false;
-    }, { what: 'issue queued again' });
+    const issue = await waitFor(
+      async () => {
+        const i = await show(dir, env, 1);
+        return i.status === 'queued' && i.runs[0]?.outcome === 'released'
+          ? i
+          : false;
+      },
+      { what: 'issue queued again' },
+    );
     expect(issue.runs).toHaveLength(1);
   });
 
   it('an agent with no output and no file change past the progress timeout is killed and its attempt fails', async () => {
-    const { dir, env } = setup({ SUPERVISOR_PROGRESS_TIMEOUT: '800', SUPERVISOR_ATTEMPTS: '1' });
-    await runCli(['issue', 'add', 'Hangs', '--body', 'silent-sleep: 60000'], { cwd: dir, env });
-    await runCli(['issue', 'add', 'Busy but alive', '--body', 'sleep: 2500', '--priority', 'low'], { cwd: dir, env });
+    const { dir, env } = setup({
+      SUPERVISOR_PROGRESS_TIMEOUT: '800',
+      SUPERVISOR_ATTEMPTS: '1',
+    });
+    await runCli(['issue', 'add', 'Hangs', '--body', 'silent-sleep: 60000'], {
+      cwd: dir,
+      env,
+    });
+    await runCli(
+      [
+        'issue',
+        'add',
+        'Busy but alive',
+        '--body',
+        'sleep: 2500',
+        '--priority',
+        'low',
+      ],
+      { cwd: dir, env },
+    );
     await start(dir, env, ['--agents', '1', '--no-dashboard']);
     const hung = await doneOrFailed(dir, env, 1);
     expect(hung.status).toBe('failed');
@@ -137,34 +229,63 @@ describe('leases', () => {
 
   it('reconciles results that completed while the supervisor was down (kill -9 and restart)', async () => {
     const { dir, env } = setup();
-    for (let i = 1; i <= 3; i++) await runCli(['issue', 'add', `Job ${i}`, '--body', 'sleep: 6000'], { cwd: dir, env });
-    const sup = await startSupervisor(dir, env, ['--agents', '3', '--no-dashboard']);
-    const working = await waitFor(async () => {
-      const s = await status(dir, env);
-      return s.agents.filter((a: any) => a.state === 'working').length === 3 ? s : false;
-    }, { what: 'three agents working' });
+    for (let i = 1; i <= 3; i++)
+      await runCli(['issue', 'add', `Job ${i}`, '--body', 'sleep: 6000'], {
+        cwd: dir,
+        env,
+      });
+    const sup = await startSupervisor(dir, env, [
+      '--agents',
+      '3',
+      '--no-dashboard',
+    ]);
+    const working = await waitFor(
+      async () => {
+        const s = await status(dir, env);
+        return s.agents.filter((a: any) => a.state === 'working').length === 3
+          ? s
+          : false;
+      },
+      { what: 'three agents working' },
+    );
     const runnerPids = working.agents.map((a: any) => a.pid).sort();
     sup.child.kill('SIGKILL');
     await sup.exited;
     // Runners finish their jobs meanwhile; nobody records them yet.
     const queue = await queueOf(dir, env.SUPERVISOR_PREFIX!);
-    await waitFor(async () => (await queue.getJobCounts('completed')).completed === 3, { timeoutMs: 20_000, what: 'jobs completed' });
-    expect((await cliJson<any[]>(['issue', 'list'], { cwd: dir, env })).filter((i) => i.status === 'done')).toHaveLength(0);
+    await waitFor(
+      async () => (await queue.getJobCounts('completed')).completed === 3,
+      { timeoutMs: 20_000, what: 'jobs completed' },
+    );
+    expect(
+      (await cliJson<any[]>(['issue', 'list'], { cwd: dir, env })).filter(
+        (i) => i.status === 'done',
+      ),
+    ).toHaveLength(0);
     await start(dir, env, ['--no-dashboard']);
-    const list = await waitFor(async () => {
-      const l = await cliJson<any[]>(['issue', 'list'], { cwd: dir, env });
-      return l.every((i) => i.status === 'done') ? l : false;
-    }, { what: 'results reconciled' });
+    const list = await waitFor(
+      async () => {
+        const l = await cliJson<any[]>(['issue', 'list'], { cwd: dir, env });
+        return l.every((i) => i.status === 'done') ? l : false;
+      },
+      { what: 'results reconciled' },
+    );
     for (const i of list) {
       const s = await show(dir, env, i.id);
       expect(s.runs.map((r: any) => r.outcome)).toEqual(['succeeded']);
       expect(git(dir, 'rev-parse', `issue/${i.id}`)).toBe(i.commit);
     }
     // The runners that outlived the supervisor were adopted, not duplicated.
-    const after = await waitFor(async () => {
-      const s = await status(dir, env);
-      return s.agents.length === 3 && s.agents.every((a: any) => a.state === 'idle') ? s : false;
-    }, { what: 'agents idle' });
+    const after = await waitFor(
+      async () => {
+        const s = await status(dir, env);
+        return s.agents.length === 3 &&
+          s.agents.every((a: any) => a.state === 'idle')
+          ? s
+          : false;
+      },
+      { what: 'agents idle' },
+    );
     expect(after.agents.map((a: any) => a.pid).sort()).toEqual(runnerPids);
   });
 });

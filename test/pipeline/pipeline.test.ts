@@ -2,9 +2,16 @@ import { describe, expect, it } from 'vitest';
 import { useCleanups } from '../helpers/cleanup.js';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliJson, runCli, startSupervisor, testEnv, waitFor, type RunningSupervisor } from '../helpers/cli.js';
+import {
+  cliJson,
+  runCli,
+  startSupervisor,
+  testEnv,
+  waitFor,
+  type RunningSupervisor,
+} from '../helpers/cli.js';
 import { git, tempDir, tempRepo } from '../helpers/repo.js';
 
 const cleanups = useCleanups();
@@ -16,47 +23,93 @@ async function setup(extraEnv: Record<string, string> = {}) {
   return { dir: repo.dir, env };
 }
 
-async function start(dir: string, env: Record<string, string>, args: string[]): Promise<RunningSupervisor> {
+async function start(
+  dir: string,
+  env: Record<string, string>,
+  args: string[],
+): Promise<RunningSupervisor> {
   const sup = await startSupervisor(dir, env, args);
   cleanups.push(async () => void (await sup.stop()));
   return sup;
 }
 
-type IssueJson = { id: number; status: string; branch: string | null; commit: string | null; agent: string | null; attempts: number; runs?: any[]; error?: string };
+type IssueJson = {
+  id: number;
+  status: string;
+  branch: string | null;
+  commit: string | null;
+  agent: string | null;
+  attempts: number;
+  runs?: any[];
+  error?: string;
+};
 
-async function issues(dir: string, env: Record<string, string>): Promise<IssueJson[]> {
+async function issues(
+  dir: string,
+  env: Record<string, string>,
+): Promise<IssueJson[]> {
   return cliJson<IssueJson[]>(['issue', 'list'], { cwd: dir, env });
 }
 
-async function allFinished(dir: string, env: Record<string, string>, n: number): Promise<IssueJson[] | false> {
+async function allFinished(
+  dir: string,
+  env: Record<string, string>,
+  n: number,
+): Promise<IssueJson[] | false> {
   const list = await issues(dir, env);
-  return list.length === n && list.every((i) => i.status === 'done' || i.status === 'failed') ? list : false;
+  return list.length === n &&
+    list.every((i) => i.status === 'done' || i.status === 'failed')
+    ? list
+    : false;
 }
 
 describe('core pipeline', () => {
   it('takes 8 issues to done with 3 agents, each on its issue/<id> branch', async () => {
     const { dir, env } = await setup();
     for (let i = 1; i <= 8; i++) {
-      const r = await runCli(['issue', 'add', `Issue ${i}`, '--body', `sleep: ${200 + (i % 3) * 150}`], { cwd: dir, env });
+      const r = await runCli(
+        [
+          'issue',
+          'add',
+          `Issue ${i}`,
+          '--body',
+          `sleep: ${200 + (i % 3) * 150}`,
+        ],
+        { cwd: dir, env },
+      );
       expect(r.code).toBe(0);
     }
     const sup = await start(dir, env, ['--agents', '3', '--no-dashboard']);
-    const done = await waitFor(() => allFinished(dir, env, 8), { timeoutMs: 60_000, what: '8 issues finished' });
+    const done = await waitFor(() => allFinished(dir, env, 8), {
+      timeoutMs: 60_000,
+      what: '8 issues finished',
+    });
     expect(done.map((i) => i.status)).toEqual(Array(8).fill('done'));
     const agents = new Set(done.map((i) => i.agent));
     expect(agents.size).toBeGreaterThan(1);
     for (const i of done) {
       expect(i.branch).toBe(`issue/${i.id}`);
       expect(git(dir, 'rev-parse', `refs/heads/issue/${i.id}`)).toBe(i.commit);
-      expect(git(dir, 'show', `${i.commit}:issue-${i.id}.txt`)).toContain(`resolved ${i.id}`);
-      const shown = await cliJson<IssueJson>(['issue', 'show', String(i.id)], { cwd: dir, env });
-      expect(shown.runs!.filter((r) => r.outcome === 'succeeded')).toHaveLength(1);
+      expect(git(dir, 'show', `${i.commit}:issue-${i.id}.txt`)).toContain(
+        `resolved ${i.id}`,
+      );
+      const shown = await cliJson<IssueJson>(['issue', 'show', String(i.id)], {
+        cwd: dir,
+        env,
+      });
+      expect(shown.runs!.filter((r) => r.outcome === 'succeeded')).toHaveLength(
+        1,
+      );
       expect(shown.runs![0].filesChanged).toBe(1);
       expect(existsSync(shown.runs![0].logPath)).toBe(true);
     }
     const status = await cliJson<any>(['status'], { cwd: dir, env });
     expect(status.agents).toHaveLength(3);
-    expect(status.agents.map((a: any) => a.state).sort()).toEqual(['idle', 'idle', 'idle']);
+    expect(status.agents.map((a: any) => a.state).sort()).toEqual([
+      'idle',
+      'idle',
+      'idle',
+    ]);
     expect(status.queue.completed).toBe(8);
     expect(status.platform.maxAgents).toBe(10);
     expect(await sup.stop()).toBe(0);
@@ -66,11 +119,19 @@ describe('core pipeline', () => {
 
   it('fails an issue after its attempts when the agent keeps exiting non-zero, keeping the error', async () => {
     const { dir, env } = await setup({ SUPERVISOR_ATTEMPTS: '2' });
-    await runCli(['issue', 'add', 'Always fails', '--body', 'exit: 7'], { cwd: dir, env });
+    await runCli(['issue', 'add', 'Always fails', '--body', 'exit: 7'], {
+      cwd: dir,
+      env,
+    });
     await start(dir, env, ['--agents', '1', '--no-dashboard']);
-    const [issue] = await waitFor(() => allFinished(dir, env, 1), { what: 'issue failed' });
+    const [issue] = await waitFor(() => allFinished(dir, env, 1), {
+      what: 'issue failed',
+    });
     expect(issue!.status).toBe('failed');
-    const shown = await cliJson<IssueJson>(['issue', 'show', '1'], { cwd: dir, env });
+    const shown = await cliJson<IssueJson>(['issue', 'show', '1'], {
+      cwd: dir,
+      env,
+    });
     expect(shown.error).toMatch(/exited with code 7/);
     expect(shown.runs!.map((r) => r.outcome)).toEqual(['failed', 'failed']);
     expect(shown.runs!.map((r) => r.exitCode)).toEqual([7, 7]);
@@ -80,38 +141,66 @@ describe('core pipeline', () => {
   it('retries a failed attempt and succeeds on the next one', async () => {
     const state = tempDir();
     const { dir, env } = await setup({ AGENT_STATE_DIR: state });
-    await runCli(['issue', 'add', 'Flaky', '--body', 'fail-attempts: 1'], { cwd: dir, env });
+    await runCli(['issue', 'add', 'Flaky', '--body', 'fail-attempts: 1'], {
+      cwd: dir,
+      env,
+    });
     await start(dir, env, ['--agents', '1', '--no-dashboard']);
-    const [issue] = await waitFor(() => allFinished(dir, env, 1), { what: 'issue finished' });
+    const [issue] = await waitFor(() => allFinished(dir, env, 1), {
+      what: 'issue finished',
+    });
     expect(issue!.status).toBe('done');
-    const shown = await cliJson<IssueJson>(['issue', 'show', '1'], { cwd: dir, env });
+    const shown = await cliJson<IssueJson>(['issue', 'show', '1'], {
+      cwd: dir,
+      env,
+    });
     expect(shown.runs!.map((r) => r.outcome)).toEqual(['failed', 'succeeded']);
   });
 
   it('records an agent that changes nothing as done with no commit', async () => {
     const { dir, env } = await setup();
-    await runCli(['issue', 'add', 'Nothing to do', '--body', 'write: none'], { cwd: dir, env });
+    await runCli(['issue', 'add', 'Nothing to do', '--body', 'write: none'], {
+      cwd: dir,
+      env,
+    });
     await start(dir, env, ['--agents', '1', '--no-dashboard']);
-    const [issue] = await waitFor(() => allFinished(dir, env, 1), { what: 'issue finished' });
+    const [issue] = await waitFor(() => allFinished(dir, env, 1), {
+      what: 'issue finished',
+    });
     expect(issue).toMatchObject({ status: 'done', commit: null, branch: null });
-    expect(() => git(dir, 'rev-parse', '--verify', '--quiet', 'refs/heads/issue/1')).toThrow();
+    expect(() =>
+      git(dir, 'rev-parse', '--verify', '--quiet', 'refs/heads/issue/1'),
+    ).toThrow();
   });
 
   it('keeps commits an agent made itself', async () => {
     const { dir, env } = await setup();
-    await runCli(['issue', 'add', 'Self-committing', '--body', 'commit: yes'], { cwd: dir, env });
+    await runCli(['issue', 'add', 'Self-committing', '--body', 'commit: yes'], {
+      cwd: dir,
+      env,
+    });
     await start(dir, env, ['--agents', '1', '--no-dashboard']);
-    const [issue] = await waitFor(() => allFinished(dir, env, 1), { what: 'issue finished' });
+    const [issue] = await waitFor(() => allFinished(dir, env, 1), {
+      what: 'issue finished',
+    });
     expect(issue!.status).toBe('done');
-    expect(git(dir, 'log', '-1', '--format=%s', issue!.commit!)).toBe('agent commit 1');
+    expect(git(dir, 'log', '-1', '--format=%s', issue!.commit!)).toBe(
+      'agent commit 1',
+    );
   });
 
   it('fails clearly when the agent command does not exist', async () => {
-    const { dir, env } = await setup({ SUPERVISOR_AGENT_COMMAND: 'definitely-not-a-command-xyz', SUPERVISOR_ATTEMPTS: '1' });
+    const { dir, env } = await setup({
+      SUPERVISOR_AGENT_COMMAND: 'definitely-not-a-command-xyz',
+      SUPERVISOR_ATTEMPTS: '1',
+    });
     await runCli(['issue', 'add', 'Anything'], { cwd: dir, env });
     await start(dir, env, ['--agents', '1', '--no-dashboard']);
     await waitFor(() => allFinished(dir, env, 1), { what: 'issue failed' });
-    const shown = await cliJson<IssueJson>(['issue', 'show', '1'], { cwd: dir, env });
+    const shown = await cliJson<IssueJson>(['issue', 'show', '1'], {
+      cwd: dir,
+      env,
+    });
     expect(shown.status).toBe('failed');
     expect(shown.error).toMatch(/not found/);
   });
@@ -119,23 +208,37 @@ describe('core pipeline', () => {
   it('repairs a worktree whose .git file the agent deleted, and goes on', async () => {
     const { dir, env } = await setup({ SUPERVISOR_ATTEMPTS: '1' });
     const mainBefore = git(dir, 'rev-parse', 'main');
-    await runCli(['issue', 'add', 'Vandal', '--body', 'delete-git: yes'], { cwd: dir, env });
-    await runCli(['issue', 'add', 'Next one', '--priority', 'low'], { cwd: dir, env });
+    await runCli(['issue', 'add', 'Vandal', '--body', 'delete-git: yes'], {
+      cwd: dir,
+      env,
+    });
+    await runCli(['issue', 'add', 'Next one', '--priority', 'low'], {
+      cwd: dir,
+      env,
+    });
     await start(dir, env, ['--agents', '1', '--no-dashboard']);
-    const list = await waitFor(() => allFinished(dir, env, 2), { what: 'issues finished' });
+    const list = await waitFor(() => allFinished(dir, env, 2), {
+      what: 'issues finished',
+    });
     expect(list[0]!.status).toBe('failed');
-    const vandal = await cliJson<IssueJson>(['issue', 'show', '1'], { cwd: dir, env });
+    const vandal = await cliJson<IssueJson>(['issue', 'show', '1'], {
+      cwd: dir,
+      env,
+    });
     expect(vandal.error).toMatch(/damaged its worktree/);
     expect(list[1]!.status).toBe('done');
     expect(git(dir, 'rev-parse', 'main')).toBe(mainBefore);
-    expect(git(dir, 'show', `${list[1]!.commit}:issue-2.txt`)).toContain('resolved 2');
+    expect(git(dir, 'show', `${list[1]!.commit}:issue-2.txt`)).toContain(
+      'resolved 2',
+    );
     // The main worktree and its branch are untouched.
     expect(git(dir, 'status', '--porcelain')).toBe('');
   });
 
   it('takes issues in priority order with one agent', async () => {
     const { dir, env } = await setup();
-    const add = (t: string, p: string) => runCli(['issue', 'add', t, '--priority', p], { cwd: dir, env });
+    const add = (t: string, p: string) =>
+      runCli(['issue', 'add', t, '--priority', p], { cwd: dir, env });
     await add('low one', 'low');
     await add('medium one', 'medium');
     await add('urgent one', 'urgent');
@@ -143,12 +246,21 @@ describe('core pipeline', () => {
     await add('second urgent', 'urgent');
     // Queue everything first, then let one agent drain it.
     const sup = await start(dir, env, ['--agents', '0', '--no-dashboard']);
-    await waitFor(async () => (await issues(dir, env)).every((i) => i.status === 'queued'), { what: 'issues queued' });
+    await waitFor(
+      async () => (await issues(dir, env)).every((i) => i.status === 'queued'),
+      { what: 'issues queued' },
+    );
     const r = await runCli(['scale', '1'], { cwd: dir, env });
     expect(r.code).toBe(0);
     await waitFor(() => allFinished(dir, env, 5), { what: 'issues finished' });
-    const runs = await Promise.all([1, 2, 3, 4, 5].map((id) => cliJson<IssueJson>(['issue', 'show', String(id)], { cwd: dir, env })));
-    const order = runs.sort((a, b) => a.runs![0].startedAt - b.runs![0].startedAt).map((i) => i.id);
+    const runs = await Promise.all(
+      [1, 2, 3, 4, 5].map((id) =>
+        cliJson<IssueJson>(['issue', 'show', String(id)], { cwd: dir, env }),
+      ),
+    );
+    const order = runs
+      .sort((a, b) => a.runs![0].startedAt - b.runs![0].startedAt)
+      .map((i) => i.id);
     expect(order).toEqual([3, 5, 4, 2, 1]);
     await sup.stop();
   });
@@ -161,21 +273,42 @@ describe('core pipeline', () => {
     const { queueNameFor } = await import('../../contract/job.js');
     const { resolveRepo } = await import('../../supervisor/repo.js');
     const paths = await resolveRepo(dir);
-    const redis = new Redis('redis://127.0.0.1:6379', { maxRetriesPerRequest: null });
-    const queue = new Queue(queueNameFor(paths.repoId), { connection: redis, prefix: env.SUPERVISOR_PREFIX });
-    await queue.add('issue', { title: 'From a foreign producer', body: 'hello' }, { jobId: 'ext-1' });
-    const list = await waitFor(async () => {
-      const l = await issues(dir, env);
-      return l.length === 1 && l[0]!.status === 'done' ? l : false;
-    }, { what: 'foreign job done' });
+    const redis = new Redis('redis://127.0.0.1:6379', {
+      maxRetriesPerRequest: null,
+    });
+    const queue = new Queue(queueNameFor(paths.repoId), {
+      connection: redis,
+      prefix: env.SUPERVISOR_PREFIX,
+    });
+    await queue.add(
+      'issue',
+      { title: 'From a foreign producer', body: 'hello' },
+      { jobId: 'ext-1' },
+    );
+    const list = await waitFor(
+      async () => {
+        const l = await issues(dir, env);
+        return l.length === 1 && l[0]!.status === 'done' ? l : false;
+      },
+      { what: 'foreign job done' },
+    );
     expect(list[0]!.branch).toBe(`issue/${list[0]!.id}`);
     // A job that breaks the contract fails with a clear error and the runner keeps working.
-    const bad = await queue.add('issue', { nope: true } as never, { jobId: 'ext-bad' });
-    await waitFor(async () => (await bad.getState()) === 'failed', { what: 'bad job failed' });
+    const bad = await queue.add('issue', { nope: true } as never, {
+      jobId: 'ext-bad',
+    });
+    await waitFor(async () => (await bad.getState()) === 'failed', {
+      what: 'bad job failed',
+    });
     const failed = await queue.getJob('ext-bad');
     expect(failed!.failedReason).toMatch(/invalid job data/);
     await runCli(['issue', 'add', 'After the bad one'], { cwd: dir, env });
-    await waitFor(async () => (await issues(dir, env)).filter((i) => i.status === 'done').length === 2, { what: 'runner still works' });
+    await waitFor(
+      async () =>
+        (await issues(dir, env)).filter((i) => i.status === 'done').length ===
+        2,
+      { what: 'runner still works' },
+    );
     await queue.close();
     redis.disconnect();
     await sup.stop();

@@ -20,7 +20,9 @@ export interface PlainRunnerOptions {
 }
 
 /** The configuration a user writes for a runner on another host (paths derived from cacheDir). */
-export function plainRunnerConfig(o: PlainRunnerOptions): Record<string, unknown> {
+export function plainRunnerConfig(
+  o: PlainRunnerOptions,
+): Record<string, unknown> {
   return {
     agentId: o.agentId,
     host: o.host,
@@ -29,7 +31,13 @@ export function plainRunnerConfig(o: PlainRunnerOptions): Record<string, unknown
     queueName: o.queueName,
     baseBranch: o.baseBranch ?? 'main',
     agentCommand: AGENT_COMMAND,
-    lease: { lockDurationMs: 2000, stalledIntervalMs: 1000, maxStalledCount: 2, progressTimeoutMs: 60_000, killGraceMs: 1000 },
+    lease: {
+      lockDurationMs: 2000,
+      stalledIntervalMs: 1000,
+      maxStalledCount: 2,
+      progressTimeoutMs: 60_000,
+      killGraceMs: 1000,
+    },
     heartbeatMs: 300,
     git: {
       mode: 'remote',
@@ -54,22 +62,48 @@ export class RunnerProcess extends WatchedProcess {
   }
 }
 
-function runnerEnv(config: Record<string, unknown>, env: Record<string, string>): Record<string, string> {
+function runnerEnv(
+  config: Record<string, unknown>,
+  env: Record<string, string>,
+): Record<string, string> {
   const base: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (v === undefined || k.startsWith('SUPERVISOR_') || k === 'REDIS_URL' || k.startsWith('AGENT_')) continue;
+    if (
+      v === undefined ||
+      k.startsWith('SUPERVISOR_') ||
+      k === 'REDIS_URL' ||
+      k.startsWith('AGENT_')
+    )
+      continue;
     base[k] = v;
   }
   return { ...base, ...env, SUPERVISOR_RUNNER_CONFIG: JSON.stringify(config) };
 }
 
 /** Starts `node dist/agent-runner/main.js` on this host. */
-export function startPlainRunner(config: Record<string, unknown>, env: Record<string, string> = {}): RunnerProcess {
-  return new RunnerProcess(spawn(process.execPath, [RUNNER], { env: runnerEnv(config, env), stdio: ['ignore', 'pipe', 'pipe'] }));
+export function startPlainRunner(
+  config: Record<string, unknown>,
+  env: Record<string, string> = {},
+): RunnerProcess {
+  return new RunnerProcess(
+    spawn(process.execPath, [RUNNER], {
+      env: runnerEnv(config, env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
 }
 
 /** Starts a runner through a wrapper command (e.g. `ip netns exec … unshare -m …`). */
-export function startWrappedRunner(wrapper: string[], config: Record<string, unknown>, env: Record<string, string> = {}): RunnerProcess {
+export function startWrappedRunner(
+  wrapper: string[],
+  config: Record<string, unknown>,
+  env: Record<string, string> = {},
+): RunnerProcess {
   const [cmd, ...args] = wrapper;
-  return new RunnerProcess(spawn(cmd!, [...args, process.execPath, RUNNER], { env: runnerEnv(config, env), stdio: ['ignore', 'pipe', 'pipe'] }));
+  return new RunnerProcess(
+    spawn(cmd!, [...args, process.execPath, RUNNER], {
+      env: runnerEnv(config, env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
 }

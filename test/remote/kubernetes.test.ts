@@ -18,17 +18,31 @@ const DIR = join(ROOT, 'deploy/kubernetes');
 type Obj = Record<string, any>;
 
 function load(file: string): Obj[] {
-  const docs = parseAllDocuments(readFileSync(join(DIR, file), 'utf8'), { version: '1.1' });
+  const docs = parseAllDocuments(readFileSync(join(DIR, file), 'utf8'), {
+    version: '1.1',
+  });
   return docs.map((d) => {
-    expect(d.errors, `${file}: ${d.errors.map((e) => e.message).join('; ')}`).toEqual([]);
+    expect(
+      d.errors,
+      `${file}: ${d.errors.map((e) => e.message).join('; ')}`,
+    ).toEqual([]);
     return d.toJS() as Obj;
   });
 }
 
 /** A minimal schema: dotted paths that must exist, with the type they must have. */
-function check(obj: Obj, where: string, fields: Record<string, 'string' | 'number' | 'object' | 'array' | 'boolean'>): void {
+function check(
+  obj: Obj,
+  where: string,
+  fields: Record<string, 'string' | 'number' | 'object' | 'array' | 'boolean'>,
+): void {
   for (const [path, type] of Object.entries(fields)) {
-    const v = path.split('.').reduce<any>((o, k) => (o === undefined || o === null ? undefined : o[k]), obj);
+    const v = path
+      .split('.')
+      .reduce<any>(
+        (o, k) => (o === undefined || o === null ? undefined : o[k]),
+        obj,
+      );
     const actual = Array.isArray(v) ? 'array' : v === null ? 'null' : typeof v;
     expect(actual, `${where}: ${path} should be ${type}`).toBe(type);
   }
@@ -39,18 +53,36 @@ const QUANTITY = /^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$/;
 
 describe('deploy/kubernetes (offline validation)', () => {
   const kustomization = load('kustomization.yaml')[0]!;
-  const objects = (kustomization.resources as string[]).flatMap((f) => load(f).map((o) => ({ file: f, o })));
-  const byKind = (kind: string) => objects.filter((x) => x.o.kind === kind).map((x) => x.o);
+  const objects = (kustomization.resources as string[]).flatMap((f) =>
+    load(f).map((o) => ({ file: f, o })),
+  );
+  const byKind = (kind: string) =>
+    objects.filter((x) => x.o.kind === kind).map((x) => x.o);
 
   it('lists every manifest in the kustomization, each a well-formed object', () => {
-    check(kustomization, 'kustomization.yaml', { apiVersion: 'string', kind: 'string', resources: 'array' });
-    const files = readdirSync(DIR).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').sort();
+    check(kustomization, 'kustomization.yaml', {
+      apiVersion: 'string',
+      kind: 'string',
+      resources: 'array',
+    });
+    const files = readdirSync(DIR)
+      .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
+      .sort();
     expect([...kustomization.resources].sort()).toEqual(files);
     for (const { file, o } of objects) {
-      check(o, file, { apiVersion: 'string', kind: 'string', 'metadata.name': 'string' });
+      check(o, file, {
+        apiVersion: 'string',
+        kind: 'string',
+        'metadata.name': 'string',
+      });
       expect(o.metadata.name, file).toMatch(DNS_LABEL);
     }
-    expect(objects.map((x) => x.o.kind).sort()).toEqual(['ConfigMap', 'Secret', 'Service', 'StatefulSet']);
+    expect(objects.map((x) => x.o.kind).sort()).toEqual([
+      'ConfigMap',
+      'Secret',
+      'Service',
+      'StatefulSet',
+    ]);
   });
 
   it('the StatefulSet: stable slot ids from pod ordinals, config and credentials mounted where the runner looks', () => {
@@ -73,32 +105,61 @@ describe('deploy/kubernetes (offline validation)', () => {
       expect(sts.spec.template.metadata.labels[k]).toBe(v);
       expect(svc.spec.selector[k]).toBe(v);
     }
-    expect(sts.spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(30);
+    expect(
+      sts.spec.template.spec.terminationGracePeriodSeconds,
+    ).toBeGreaterThanOrEqual(30);
 
     const pod = sts.spec.template.spec;
     const c = pod.containers[0];
-    check(c, 'container', { name: 'string', image: 'string', env: 'array', volumeMounts: 'array', 'resources.limits.memory': 'string' });
-    for (const q of [...Object.values(c.resources.limits), ...Object.values(c.resources.requests)]) expect(String(q)).toMatch(QUANTITY);
+    check(c, 'container', {
+      name: 'string',
+      image: 'string',
+      env: 'array',
+      volumeMounts: 'array',
+      'resources.limits.memory': 'string',
+    });
+    for (const q of [
+      ...Object.values(c.resources.limits),
+      ...Object.values(c.resources.requests),
+    ])
+      expect(String(q)).toMatch(QUANTITY);
     const env = new Map<string, any>(c.env.map((e: any) => [e.name, e]));
-    expect(env.get('SUPERVISOR_POD_NAME').valueFrom.fieldRef.fieldPath).toBe('metadata.name');
+    expect(env.get('SUPERVISOR_POD_NAME').valueFrom.fieldRef.fieldPath).toBe(
+      'metadata.name',
+    );
     // Every key a pod reads exists (or is optional).
     for (const e of c.env) {
       const ref = e.valueFrom?.configMapKeyRef ?? e.valueFrom?.secretKeyRef;
       if (!ref || ref.optional) continue;
       const source = e.valueFrom.configMapKeyRef ? cm : secret;
       expect(ref.name).toBe(source.metadata.name);
-      expect(Object.keys(source.data ?? source.stringData), `${e.name} → ${ref.key}`).toContain(ref.key);
+      expect(
+        Object.keys(source.data ?? source.stringData),
+        `${e.name} → ${ref.key}`,
+      ).toContain(ref.key);
     }
     // Every mount has a volume (or a claim template), and mounted items exist.
-    const volumes = new Map<string, any>(pod.volumes.map((v: any) => [v.name, v]));
-    const claims = new Set((sts.spec.volumeClaimTemplates ?? []).map((t: any) => t.metadata.name));
-    for (const m of c.volumeMounts) expect(volumes.has(m.name) || claims.has(m.name), `volume ${m.name}`).toBe(true);
+    const volumes = new Map<string, any>(
+      pod.volumes.map((v: any) => [v.name, v]),
+    );
+    const claims = new Set(
+      (sts.spec.volumeClaimTemplates ?? []).map((t: any) => t.metadata.name),
+    );
+    for (const m of c.volumeMounts)
+      expect(
+        volumes.has(m.name) || claims.has(m.name),
+        `volume ${m.name}`,
+      ).toBe(true);
     const fileAt = (path: string): { volume: any; key: string } => {
-      const m = c.volumeMounts.find((x: any) => path.startsWith(`${x.mountPath}/`));
+      const m = c.volumeMounts.find((x: any) =>
+        path.startsWith(`${x.mountPath}/`),
+      );
       expect(m, `a mount holding ${path}`).toBeDefined();
       const v = volumes.get(m.name);
       const rel = path.slice(m.mountPath.length + 1);
-      const item = (v.configMap ?? v.secret).items.find((i: any) => i.path === rel);
+      const item = (v.configMap ?? v.secret).items.find(
+        (i: any) => i.path === rel,
+      );
       expect(item, `an item for ${path}`).toBeDefined();
       return { volume: v, key: item.key };
     };
@@ -107,8 +168,15 @@ describe('deploy/kubernetes (offline validation)', () => {
     expect(cm.data).toHaveProperty(configFile.key);
 
     // The runner configuration a pod reads is valid by the job contract, slot from the ordinal.
-    const runnerJson = JSON.parse(cm.data[configFile.key]) as Record<string, unknown>;
-    const completed = completeRunnerConfig(runnerJson, { SUPERVISOR_POD_NAME: 'agent-runner-2', SUPERVISOR_SLOT_OFFSET: env.get('SUPERVISOR_SLOT_OFFSET').value, SUPERVISOR_REDIS_URL: cm.data['redis-url'] });
+    const runnerJson = JSON.parse(cm.data[configFile.key]) as Record<
+      string,
+      unknown
+    >;
+    const completed = completeRunnerConfig(runnerJson, {
+      SUPERVISOR_POD_NAME: 'agent-runner-2',
+      SUPERVISOR_SLOT_OFFSET: env.get('SUPERVISOR_SLOT_OFFSET').value,
+      SUPERVISOR_REDIS_URL: cm.data['redis-url'],
+    });
     const cfg = RunnerConfigSchema.parse(completed);
     expect(cfg.agentId).toBe('agent-003');
     expect(cfg.branch).toBe('agent/003');
@@ -116,8 +184,14 @@ describe('deploy/kubernetes (offline validation)', () => {
     const git = cfg.git;
     expect(git.mode).toBe('remote');
     if (git.mode !== 'remote') return;
-    expect(cfg.worktreePath.startsWith(`${git.cacheDir}/agent-003/`)).toBe(true);
-    expect(c.volumeMounts.some((m: any) => git.cacheDir.startsWith(m.mountPath) && claims.has(m.name))).toBe(true);
+    expect(cfg.worktreePath.startsWith(`${git.cacheDir}/agent-003/`)).toBe(
+      true,
+    );
+    expect(
+      c.volumeMounts.some(
+        (m: any) => git.cacheDir.startsWith(m.mountPath) && claims.has(m.name),
+      ),
+    ).toBe(true);
     const token = fileAt(git.credentialsFile!);
     expect(token.volume.secret.secretName).toBe(secret.metadata.name);
     expect(secret.stringData).toHaveProperty(token.key);
@@ -127,6 +201,10 @@ describe('deploy/kubernetes (offline validation)', () => {
     // The liveness probe runs a file the image has.
     const probe = c.livenessProbe.exec.command as string[];
     const script = probe.find((a) => a.startsWith('/app/dist/'))!;
-    expect(existsSync(join(ROOT, script.replace('/app/dist/', '').replace(/\.js$/, '.ts')))).toBe(true);
+    expect(
+      existsSync(
+        join(ROOT, script.replace('/app/dist/', '').replace(/\.js$/, '.ts')),
+      ),
+    ).toBe(true);
   });
 });

@@ -9,7 +9,10 @@ import { ROOT, waitFor } from '../helpers/cli.js';
 export const CODE_UNDER_TMP = ROOT.startsWith('/tmp/');
 
 function ip(...args: string[]): string {
-  return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  return execFileSync('ip', args, {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }).trim();
 }
 
 function tryIp(...args: string[]): void {
@@ -32,20 +35,29 @@ export type Link = 'redis' | 'git';
 export class SecondHost {
   private constructor(
     readonly ns: string,
-    private readonly veths: Record<Link, { host: string; peer: string; subnet: number }>,
+    private readonly veths: Record<
+      Link,
+      { host: string; peer: string; subnet: number }
+    >,
   ) {}
 
   static create(): SecondHost {
-    if (process.getuid?.() !== 0) throw new Error('the two-host test needs root (network namespaces, veth links, mounts)');
+    if (process.getuid?.() !== 0)
+      throw new Error(
+        'the two-host test needs root (network namespaces, veth links, mounts)',
+      );
     try {
       ip('-V');
     } catch (err) {
-      throw new Error(`the two-host test needs iproute2 (\`ip\`): ${(err as Error).message}`);
+      throw new Error(
+        `the two-host test needs iproute2 (\`ip\`): ${(err as Error).message}`,
+      );
     }
     const id = randomBytes(3).toString('hex');
     const used = ip('-4', '-o', 'addr');
     let n = 1 + Math.floor(Math.random() * 250);
-    while (used.includes(`10.231.${n}.`) || used.includes(`10.232.${n}.`)) n = (n % 250) + 1;
+    while (used.includes(`10.231.${n}.`) || used.includes(`10.232.${n}.`))
+      n = (n % 250) + 1;
     const veths = {
       redis: { host: `sr${id}h`, peer: `sr${id}n`, subnet: 231 },
       git: { host: `sg${id}h`, peer: `sg${id}n`, subnet: 232 },
@@ -58,7 +70,9 @@ export class SecondHost {
     try {
       ip('netns', 'add', ns);
       ip('-n', ns, 'link', 'set', 'lo', 'up');
-      for (const [link, v] of Object.entries(veths) as Array<[Link, (typeof veths)[Link]]>) {
+      for (const [link, v] of Object.entries(veths) as Array<
+        [Link, (typeof veths)[Link]]
+      >) {
         const prefix = `10.${v.subnet}.${n}`;
         ip('link', 'add', v.host, 'type', 'veth', 'peer', 'name', v.peer);
         ip('link', 'set', v.peer, 'netns', ns);
@@ -70,7 +84,9 @@ export class SecondHost {
       }
     } catch (err) {
       host.destroy();
-      throw new Error(`could not build the second host: ${(err as Error).message}`);
+      throw new Error(
+        `could not build the second host: ${(err as Error).message}`,
+      );
     }
     return host;
   }
@@ -113,18 +129,39 @@ export class SecondHost {
       'if [ -n "$code" ]; then mkdir -p "$code"; mount --bind /run/second-host-code "$code"; fi',
       'exec "$@"',
     ].join('\n');
-    return ['ip', 'netns', 'exec', this.ns, 'unshare', '--mount', '--propagation', 'private', 'sh', '-c', script, 'second-host', code];
+    return [
+      'ip',
+      'netns',
+      'exec',
+      this.ns,
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      script,
+      'second-host',
+      code,
+    ];
   }
 
   /** Runs a command on the second host and returns its output (for checks). */
-  async run(cmd: string[], timeoutMs = 10_000): Promise<{ code: number | null; out: string }> {
+  async run(
+    cmd: string[],
+    timeoutMs = 10_000,
+  ): Promise<{ code: number | null; out: string }> {
     const [w, ...wargs] = this.wrapper();
-    const child = spawn(w!, [...wargs, ...cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(w!, [...wargs, ...cmd], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    const code = await new Promise<number | null>((r) => child.once('close', r));
+    const code = await new Promise<number | null>((r) =>
+      child.once('close', r),
+    );
     clearTimeout(timer);
     return { code, out };
   }
@@ -154,21 +191,46 @@ export class BoundRedis {
   private child: ReturnType<typeof spawn> | undefined;
   readonly dir = mkdtempSync(join(tmpdir(), 'sup-redis-'));
 
-  constructor(readonly host: string, readonly port: number) {}
+  constructor(
+    readonly host: string,
+    readonly port: number,
+  ) {}
 
   get url(): string {
     return `redis://${this.host}:${this.port}`;
   }
 
   async start(): Promise<void> {
-    const args = ['--port', String(this.port), '--bind', this.host, '--dir', this.dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--protected-mode', 'no'];
+    const args = [
+      '--port',
+      String(this.port),
+      '--bind',
+      this.host,
+      '--dir',
+      this.dir,
+      '--save',
+      '',
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'always',
+      '--protected-mode',
+      'no',
+    ];
     const child = spawn('redis-server', args, { stdio: 'ignore' });
     this.child = child;
     await waitFor(
       () => {
-        if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`);
+        if (child.exitCode !== null)
+          throw new Error(`redis-server exited with ${child.exitCode}`);
         try {
-          return execFileSync('redis-cli', ['-h', this.host, '-p', String(this.port), 'ping'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() === 'PONG';
+          return (
+            execFileSync(
+              'redis-cli',
+              ['-h', this.host, '-p', String(this.port), 'ping'],
+              { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+            ).trim() === 'PONG'
+          );
         } catch {
           return false;
         }

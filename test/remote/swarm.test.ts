@@ -8,12 +8,26 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { checkSwarm, serviceName } from '../../supervisor/runtimes/swarm.js';
 import { resolveRepo } from '../../supervisor/repo.js';
 import { SupervisorError } from '../../supervisor/errors.js';
-import { ROOT, cliJson, runCli, startSupervisor, testEnv, waitFor, type RunningSupervisor } from '../helpers/cli.js';
+import {
+  ROOT,
+  cliJson,
+  runCli,
+  startSupervisor,
+  testEnv,
+  waitFor,
+  type RunningSupervisor,
+} from '../helpers/cli.js';
 import { git, tempDir, tempRepo } from '../helpers/repo.js';
 
 const BASE_IMAGE = process.env.RUNNER_IMAGE ?? 'agent-supervisor-runner:latest';
@@ -45,21 +59,31 @@ async function lockSwarm(): Promise<() => void> {
       } catch {
         if (holder) rmSync(LOCK, { recursive: true, force: true }); // its holder is gone
       }
-      if (Date.now() > deadline) throw new Error(`another swarm test (pid ${holder}) holds ${LOCK} for over 5 minutes`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `another swarm test (pid ${holder}) holds ${LOCK} for over 5 minutes`,
+        );
       await new Promise((r) => setTimeout(r, 500));
     }
   }
 }
 
 function sh(cmd: string, args: string[], cwd?: string): string {
-  return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  return execFileSync(cmd, args, {
+    cwd,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }).trim();
 }
 
 /** The runner image with this build's dist/ (the base may predate it). */
 function buildImage(tag: string, marker: string): string {
   const ctxDir = tempDir('sup-image-');
   cpSync(join(ROOT, 'dist'), join(ctxDir, 'dist'), { recursive: true });
-  writeFileSync(join(ctxDir, 'Dockerfile'), `FROM ${BASE_IMAGE}\nCOPY dist /app/dist\nLABEL dev.agent-supervisor.test=${marker}\n`);
+  writeFileSync(
+    join(ctxDir, 'Dockerfile'),
+    `FROM ${BASE_IMAGE}\nCOPY dist /app/dist\nLABEL dev.agent-supervisor.test=${marker}\n`,
+  );
   sh('docker', ['build', '-q', '-t', tag, ctxDir]);
   return sh('docker', ['image', 'inspect', '-f', '{{.Id}}', tag]);
 }
@@ -68,7 +92,9 @@ beforeAll(async () => {
   try {
     await docker.ping();
   } catch (err) {
-    throw new Error(`the swarm test needs the Docker engine (test/docker/setup-engine.sh starts one): ${(err as Error).message}`);
+    throw new Error(
+      `the swarm test needs the Docker engine (test/docker/setup-engine.sh starts one): ${(err as Error).message}`,
+    );
   }
   const unlock = await lockSwarm();
   cleanups.push(unlock);
@@ -103,18 +129,34 @@ async function ensureSwarm(): Promise<void> {
 
 describe('--runtime swarm', () => {
   it('swarm not initialised: a clear error with the command to run', async () => {
-    const inactive = { info: async () => ({ Swarm: { LocalNodeState: 'inactive' } }) } as unknown as Docker;
+    const inactive = {
+      info: async () => ({ Swarm: { LocalNodeState: 'inactive' } }),
+    } as unknown as Docker;
     const err = await checkSwarm(inactive).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SupervisorError);
     expect((err as SupervisorError).message).toMatch(/not in swarm mode/);
-    expect((err as SupervisorError).hint).toMatch(/docker swarm init --advertise-addr/);
-    const worker = { info: async () => ({ Swarm: { LocalNodeState: 'active', ControlAvailable: false } }) } as unknown as Docker;
-    expect(((await checkSwarm(worker).catch((e: unknown) => e)) as Error).message).toMatch(/swarm worker, not a manager/);
+    expect((err as SupervisorError).hint).toMatch(
+      /docker swarm init --advertise-addr/,
+    );
+    const worker = {
+      info: async () => ({
+        Swarm: { LocalNodeState: 'active', ControlAvailable: false },
+      }),
+    } as unknown as Docker;
+    expect(
+      ((await checkSwarm(worker).catch((e: unknown) => e)) as Error).message,
+    ).toMatch(/swarm worker, not a manager/);
     if (swarmWasInactive) {
       // The real engine, before this test makes it a swarm: `start` refuses and says how.
       const repo = tempRepo();
       cleanups.push(repo.cleanup);
-      const r = await runCli(['start', '--runtime', 'swarm', '--agents', '1', '--no-dashboard'], { cwd: repo.dir, env: testEnv({ REDIS_URL: 'redis://127.0.0.1:6379' }) });
+      const r = await runCli(
+        ['start', '--runtime', 'swarm', '--agents', '1', '--no-dashboard'],
+        {
+          cwd: repo.dir,
+          env: testEnv({ REDIS_URL: 'redis://127.0.0.1:6379' }),
+        },
+      );
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/not in swarm mode/);
       expect(r.stderr).toMatch(/docker swarm init --advertise-addr/);
@@ -127,82 +169,182 @@ describe('--runtime swarm', () => {
     cleanups.push(repo.cleanup);
     const paths = await resolveRepo(repo.dir);
     const name = serviceName(paths.repoId);
-    writeFileSync(join(repo.dir, 'supervisor.config.json'), JSON.stringify({ docker: { healthInterval: '1s' } }));
+    writeFileSync(
+      join(repo.dir, 'supervisor.config.json'),
+      JSON.stringify({ docker: { healthInterval: '1s' } }),
+    );
     cleanups.push(() => sh('docker', ['service', 'rm', name]));
     const env = testEnv({
       REDIS_URL: 'redis://127.0.0.1:6379',
       SUPERVISOR_RUNTIME: 'swarm',
       SUPERVISOR_DOCKER_IMAGE: TAG,
-      SUPERVISOR_AGENT_COMMAND: 'echo "$AGENT_ID resolved $ISSUE_ID" > "issue-$ISSUE_ID.txt"',
+      SUPERVISOR_AGENT_COMMAND:
+        'echo "$AGENT_ID resolved $ISSUE_ID" > "issue-$ISSUE_ID.txt"',
       SUPERVISOR_MEMORY_PER_AGENT: '512m',
       SUPERVISOR_STOP_GRACE: '5000',
       SUPERVISOR_GIT_TOKEN: 'swarm-git-token-0123456789',
     });
-    let sup: RunningSupervisor | undefined = await startSupervisor(repo.dir, env, ['--agents', '0']);
+    let sup: RunningSupervisor | undefined = await startSupervisor(
+      repo.dir,
+      env,
+      ['--agents', '0'],
+    );
     cleanups.push(() => sup?.stop());
 
-    const scaled = await runCli(['scale', '2', '--timeout', '90'], { cwd: repo.dir, env, timeoutMs: 100_000 });
+    const scaled = await runCli(['scale', '2', '--timeout', '90'], {
+      cwd: repo.dir,
+      env,
+      timeoutMs: 100_000,
+    });
     expect(scaled.code, scaled.stderr + scaled.stdout).toBe(0);
     const svc = (await docker.getService(name).inspect()) as any;
-    expect(svc.Spec.Labels).toMatchObject({ 'dev.agent-supervisor.repo': paths.repoId, 'dev.agent-supervisor.role': 'swarm-runners' });
+    expect(svc.Spec.Labels).toMatchObject({
+      'dev.agent-supervisor.repo': paths.repoId,
+      'dev.agent-supervisor.role': 'swarm-runners',
+    });
     expect(svc.Spec.Mode.Replicated.Replicas).toBe(2);
-    expect(svc.Spec.TaskTemplate.Resources.Limits.MemoryBytes).toBe(512 * 1024 ** 2);
-    expect(svc.Spec.TaskTemplate.ContainerSpec.Env).toContain('SUPERVISOR_AGENT_ID=agent-{{.Task.Slot}}');
-    expect(svc.Spec.UpdateConfig).toMatchObject({ Parallelism: 1, Order: 'stop-first' });
-    expect(svc.Spec.TaskTemplate.ContainerSpec.Secrets.map((s: any) => s.File.Name).sort()).toEqual(['git-token', 'runner-config.json']);
-    expect(JSON.stringify(svc.Spec)).not.toContain('swarm-git-token-0123456789');
+    expect(svc.Spec.TaskTemplate.Resources.Limits.MemoryBytes).toBe(
+      512 * 1024 ** 2,
+    );
+    expect(svc.Spec.TaskTemplate.ContainerSpec.Env).toContain(
+      'SUPERVISOR_AGENT_ID=agent-{{.Task.Slot}}',
+    );
+    expect(svc.Spec.UpdateConfig).toMatchObject({
+      Parallelism: 1,
+      Order: 'stop-first',
+    });
+    expect(
+      svc.Spec.TaskTemplate.ContainerSpec.Secrets.map(
+        (s: any) => s.File.Name,
+      ).sort(),
+    ).toEqual(['git-token', 'runner-config.json']);
+    expect(JSON.stringify(svc.Spec)).not.toContain(
+      'swarm-git-token-0123456789',
+    );
 
     const status = await cliJson(['status'], { cwd: repo.dir, env });
-    const agents = status.agents.map((a: any) => [a.id, a.state, Boolean(a.containerId), a.external ?? false]);
+    const agents = status.agents.map((a: any) => [
+      a.id,
+      a.state,
+      Boolean(a.containerId),
+      a.external ?? false,
+    ]);
     expect(agents).toEqual([
       ['agent-001', 'idle', true, false],
       ['agent-002', 'idle', true, false],
     ]);
 
-    for (let i = 1; i <= 3; i++) await runCli(['issue', 'add', `Swarm ${i}`], { cwd: repo.dir, env });
-    const list = await waitFor(async () => {
-      const l = await cliJson<any[]>(['issue', 'list'], { cwd: repo.dir, env });
-      return l.length === 3 && l.every((x) => x.status === 'done') ? l : false;
-    }, { timeoutMs: 60_000, what: '3 issues done' });
+    for (let i = 1; i <= 3; i++)
+      await runCli(['issue', 'add', `Swarm ${i}`], { cwd: repo.dir, env });
+    const list = await waitFor(
+      async () => {
+        const l = await cliJson<any[]>(['issue', 'list'], {
+          cwd: repo.dir,
+          env,
+        });
+        return l.length === 3 && l.every((x) => x.status === 'done')
+          ? l
+          : false;
+      },
+      { timeoutMs: 60_000, what: '3 issues done' },
+    );
     for (const i of list) {
       expect(['agent-001', 'agent-002']).toContain(i.agent);
-      expect(git(repo.dir, 'show', `issue/${i.id}:issue-${i.id}.txt`)).toBe(`${i.agent} resolved ${i.id}`);
+      expect(git(repo.dir, 'show', `issue/${i.id}:issue-${i.id}.txt`)).toBe(
+        `${i.agent} resolved ${i.id}`,
+      );
     }
-    expect(git(join(paths.stateDir, 'results.git'), 'for-each-ref', 'refs/supervisor/')).toBe('');
+    expect(
+      git(
+        join(paths.stateDir, 'results.git'),
+        'for-each-ref',
+        'refs/supervisor/',
+      ),
+    ).toBe('');
 
-    const logs = await runCli(['logs', '--lines', '200'], { cwd: repo.dir, env });
+    const logs = await runCli(['logs', '--lines', '200'], {
+      cwd: repo.dir,
+      env,
+    });
     expect(logs.code, logs.stderr).toBe(0);
     expect(logs.stdout).toMatch(/^agent-00[12] \| .*ready/m);
 
     // A new image under the same tag rolls the service, one task at a time.
-    const before = (await docker.listTasks({ filters: { service: [name], 'desired-state': ['running'] } })).map((t: any) => t.ID).sort();
+    const before = (
+      await docker.listTasks({
+        filters: { service: [name], 'desired-state': ['running'] },
+      })
+    )
+      .map((t: any) => t.ID)
+      .sort();
     const imageB = buildImage(TAG_B, 'b');
     sh('docker', ['tag', TAG_B, TAG]);
-    await waitFor(async () => {
-      const s = (await docker.getService(name).inspect()) as any;
-      return s.Spec.TaskTemplate.ContainerSpec.Labels['dev.agent-supervisor.image-id'] === imageB && s.UpdateStatus?.State === 'completed';
-    }, { timeoutMs: 90_000, what: 'rolling update completed' });
-    const after = (await docker.listTasks({ filters: { service: [name], 'desired-state': ['running'] } })).map((t: any) => t.ID).sort();
+    await waitFor(
+      async () => {
+        const s = (await docker.getService(name).inspect()) as any;
+        return (
+          s.Spec.TaskTemplate.ContainerSpec.Labels[
+            'dev.agent-supervisor.image-id'
+          ] === imageB && s.UpdateStatus?.State === 'completed'
+        );
+      },
+      { timeoutMs: 90_000, what: 'rolling update completed' },
+    );
+    const after = (
+      await docker.listTasks({
+        filters: { service: [name], 'desired-state': ['running'] },
+      })
+    )
+      .map((t: any) => t.ID)
+      .sort();
     expect(after).toHaveLength(2);
     expect(after.filter((t: string) => before.includes(t))).toEqual([]);
-    const again = await runCli(['scale', '2', '--timeout', '90'], { cwd: repo.dir, env, timeoutMs: 100_000 });
+    const again = await runCli(['scale', '2', '--timeout', '90'], {
+      cwd: repo.dir,
+      env,
+      timeoutMs: 100_000,
+    });
     expect(again.code, again.stderr).toBe(0);
 
-    const zero = await runCli(['scale', '0', '--timeout', '60'], { cwd: repo.dir, env, timeoutMs: 70_000 });
+    const zero = await runCli(['scale', '0', '--timeout', '60'], {
+      cwd: repo.dir,
+      env,
+      timeoutMs: 70_000,
+    });
     expect(zero.code, zero.stderr).toBe(0);
-    expect(await docker.listServices({ filters: { name: [name] } })).toHaveLength(0);
-    await waitFor(async () => (await docker.listSecrets({ filters: { label: [`dev.agent-supervisor.repo=${paths.repoId}`] } })).length === 0, { timeoutMs: 30_000, what: 'secrets removed' });
+    expect(
+      await docker.listServices({ filters: { name: [name] } }),
+    ).toHaveLength(0);
+    await waitFor(
+      async () =>
+        (
+          await docker.listSecrets({
+            filters: { label: [`dev.agent-supervisor.repo=${paths.repoId}`] },
+          })
+        ).length === 0,
+      { timeoutMs: 30_000, what: 'secrets removed' },
+    );
 
     // A supervisor that dies leaves its service; cleanup removes it.
-    expect((await runCli(['scale', '1', '--timeout', '90'], { cwd: repo.dir, env, timeoutMs: 100_000 })).code).toBe(0);
+    expect(
+      (
+        await runCli(['scale', '1', '--timeout', '90'], {
+          cwd: repo.dir,
+          env,
+          timeoutMs: 100_000,
+        })
+      ).code,
+    ).toBe(0);
     sup.child.kill('SIGKILL');
     await sup.exited;
     sup = undefined;
-    expect(await docker.listServices({ filters: { name: [name] } })).toHaveLength(1);
+    expect(
+      await docker.listServices({ filters: { name: [name] } }),
+    ).toHaveLength(1);
     const cleaned = await cliJson(['cleanup'], { cwd: repo.dir, env });
     expect(cleaned.swarmServiceRemoved).toBe(true);
-    expect(await docker.listServices({ filters: { name: [name] } })).toHaveLength(0);
+    expect(
+      await docker.listServices({ filters: { name: [name] } }),
+    ).toHaveLength(0);
   });
 });
-
-

@@ -11,10 +11,22 @@ import { Redis } from 'ioredis';
 import { join } from 'node:path';
 import { queueNameFor } from '../../contract/job.js';
 import { resolveRepo } from '../../supervisor/repo.js';
-import { ROOT, cliJson, runCli, startSupervisor, testEnv, waitFor, type RunningSupervisor } from '../helpers/cli.js';
+import {
+  ROOT,
+  cliJson,
+  runCli,
+  startSupervisor,
+  testEnv,
+  waitFor,
+  type RunningSupervisor,
+} from '../helpers/cli.js';
 import { freePort } from '../helpers/redis-server.js';
 import { git, tempRepo } from '../helpers/repo.js';
-import { plainRunnerConfig, startWrappedRunner, type RunnerProcess } from './helpers.js';
+import {
+  plainRunnerConfig,
+  startWrappedRunner,
+  type RunnerProcess,
+} from './helpers.js';
 import { BoundRedis, CODE_UNDER_TMP, SecondHost } from './netns.js';
 
 const GIT_TOKEN = 'git-token-for-the-second-host-0123';
@@ -51,7 +63,10 @@ beforeAll(async () => {
   resultsRepo = join(paths.stateDir, 'results.git');
   queueConn = new Redis(redis.url, { maxRetriesPerRequest: null });
   queueConn.on('error', () => undefined);
-  queue = new Queue(queueName, { connection: queueConn, prefix: env.SUPERVISOR_PREFIX! });
+  queue = new Queue(queueName, {
+    connection: queueConn,
+    prefix: env.SUPERVISOR_PREFIX!,
+  });
   queue.on('error', () => undefined);
 }, 60_000);
 
@@ -69,8 +84,19 @@ afterAll(async () => {
 }, 60_000);
 
 function startRemote(agentId = 'agent-101', token = GIT_TOKEN): RunnerProcess {
-  const config = plainRunnerConfig({ agentId, host: 'second-host', redisUrl: redis!.url, prefix: env.SUPERVISOR_PREFIX!, queueName, gitUrl, cacheDir: '/tmp/runner-cache', gitTimeoutMs: 3000 });
-  const r = startWrappedRunner(host!.wrapper(), config, { SUPERVISOR_GIT_TOKEN: token });
+  const config = plainRunnerConfig({
+    agentId,
+    host: 'second-host',
+    redisUrl: redis!.url,
+    prefix: env.SUPERVISOR_PREFIX!,
+    queueName,
+    gitUrl,
+    cacheDir: '/tmp/runner-cache',
+    gitTimeoutMs: 3000,
+  });
+  const r = startWrappedRunner(host!.wrapper(), config, {
+    SUPERVISOR_GIT_TOKEN: token,
+  });
   runners.push(r);
   return r;
 }
@@ -83,48 +109,98 @@ const status = () => cliJson(['status'], { cwd: repo!.dir, env });
 const remoteWorkingOn = async (issue: number) => {
   const r = runners.at(-1)!;
   try {
-    return await waitFor(() => r.output.includes(`scripted agent agent-101 on issue ${issue}:`), { timeoutMs: 30_000, what: `agent-101 working on #${issue}` });
+    return await waitFor(
+      () => r.output.includes(`scripted agent agent-101 on issue ${issue}:`),
+      { timeoutMs: 30_000, what: `agent-101 working on #${issue}` },
+    );
   } catch (err) {
-    throw new Error(`${(err as Error).message}\n--- remote runner output (last 4000 chars):\n${r.output.slice(-4000)}\n--- status: ${JSON.stringify((await status()).agents)}`);
+    throw new Error(
+      `${(err as Error).message}\n--- remote runner output (last 4000 chars):\n${r.output.slice(-4000)}\n--- status: ${JSON.stringify((await status()).agents)}`,
+    );
   }
 };
-const agent = async (id: string) => ((await status()).agents as any[]).find((a) => a.id === id);
-const show = (id: number) => cliJson(['issue', 'show', String(id)], { cwd: repo!.dir, env });
+const agent = async (id: string) =>
+  ((await status()).agents as any[]).find((a) => a.id === id);
+const show = (id: number) =>
+  cliJson(['issue', 'show', String(id)], { cwd: repo!.dir, env });
 const add = async (title: string, body: string) => {
-  const r = await runCli(['issue', 'add', title, '--body', body], { cwd: repo!.dir, env });
+  const r = await runCli(['issue', 'add', title, '--body', body], {
+    cwd: repo!.dir,
+    env,
+  });
   expect(r.code, r.stderr).toBe(0);
 };
 const done = (id: number, timeoutMs = 30_000) =>
-  waitFor(async () => {
-    const i = await show(id);
-    return i.status === 'done' || i.status === 'failed' ? i : false;
-  }, { timeoutMs, what: `issue #${id} finished` });
+  waitFor(
+    async () => {
+      const i = await show(id);
+      return i.status === 'done' || i.status === 'failed' ? i : false;
+    },
+    { timeoutMs, what: `issue #${id} finished` },
+  );
 const scale = async (n: number) => {
   const r = await runCli(['scale', String(n)], { cwd: repo!.dir, env });
   expect(r.code, r.stderr).toBe(0);
 };
-const resultRefs = () => git(resultsRepo, 'for-each-ref', '--format=%(refname)', 'refs/supervisor/results/').split('\n').filter(Boolean);
-const idle = (id: string, timeoutMs = 20_000) => waitFor(async () => (await agent(id))?.state === 'idle', { timeoutMs, what: `${id} idle` });
+const resultRefs = () =>
+  git(
+    resultsRepo,
+    'for-each-ref',
+    '--format=%(refname)',
+    'refs/supervisor/results/',
+  )
+    .split('\n')
+    .filter(Boolean);
+const idle = (id: string, timeoutMs = 20_000) =>
+  waitFor(async () => (await agent(id))?.state === 'idle', {
+    timeoutMs,
+    what: `${id} idle`,
+  });
 
 describe('two hosts: a remote-mode runner in a network namespace', () => {
   it('the second host cannot see the repository and reaches Redis only over its link', async () => {
     expect((await host!.run(['test', '-e', repo!.dir])).code).toBe(1);
     // Nothing of the host's /tmp is there, but for the project's own code when it lives in /tmp.
-    expect((await host!.run(['ls', '-A', '/tmp'])).out.trim()).toBe(CODE_UNDER_TMP ? ROOT.split('/')[2] : '');
-    expect((await host!.run(['redis-cli', '-h', '127.0.0.1', '-p', '6379', 'ping'])).out).not.toContain('PONG');
-    expect((await host!.run(['redis-cli', '-h', redis!.host, '-p', String(redis!.port), 'ping'])).out).toContain('PONG');
+    expect((await host!.run(['ls', '-A', '/tmp'])).out.trim()).toBe(
+      CODE_UNDER_TMP ? ROOT.split('/')[2] : '',
+    );
+    expect(
+      (await host!.run(['redis-cli', '-h', '127.0.0.1', '-p', '6379', 'ping']))
+        .out,
+    ).not.toContain('PONG');
+    expect(
+      (
+        await host!.run([
+          'redis-cli',
+          '-h',
+          redis!.host,
+          '-p',
+          String(redis!.port),
+          'ping',
+        ])
+      ).out,
+    ).toContain('PONG');
   });
 
   it('issues flow to done, with issue/<id> branches on the supervisor side', async () => {
     startRemote();
     await idle('agent-101');
-    expect(await agent('agent-101')).toMatchObject({ host: 'second-host', external: true });
+    expect(await agent('agent-101')).toMatchObject({
+      host: 'second-host',
+      external: true,
+    });
     for (let i = 1; i <= 3; i++) await add(`Remote ${i}`, 'sleep: 200');
     for (let i = 1; i <= 3; i++) {
       const issue = await done(i);
-      expect(issue).toMatchObject({ status: 'done', agent: 'agent-101', branch: `issue/${i}` });
+      expect(issue).toMatchObject({
+        status: 'done',
+        agent: 'agent-101',
+        branch: `issue/${i}`,
+      });
       expect(git(repo!.dir, 'rev-parse', `issue/${i}`)).toBe(issue.commit);
-      expect(git(repo!.dir, 'show', `issue/${i}:issue-${i}.txt`)).toContain(`agent-101 resolved ${i}`);
+      expect(git(repo!.dir, 'show', `issue/${i}:issue-${i}.txt`)).toContain(
+        `agent-101 resolved ${i}`,
+      );
     }
     expect(resultRefs()).toEqual([]);
     expect(git(repo!.dir, 'for-each-ref', 'refs/supervisor/')).toBe('');
@@ -138,7 +214,9 @@ describe('two hosts: a remote-mode runner in a network namespace', () => {
     const issue = await done(4).finally(() => scale(0));
     expect(issue).toMatchObject({ status: 'done', agent: 'agent-001' });
     const outcomes = issue.runs.map((r: any) => `${r.agent}:${r.outcome}`);
-    expect(outcomes.filter((o: string) => o.endsWith(':succeeded'))).toEqual(['agent-001:succeeded']);
+    expect(outcomes.filter((o: string) => o.endsWith(':succeeded'))).toEqual([
+      'agent-001:succeeded',
+    ]);
     expect(outcomes[0]).toMatch(/^agent-101:(lost|released)$/);
     expect(git(repo!.dir, 'rev-parse', 'issue/4')).toBe(issue.commit);
   });
@@ -162,12 +240,27 @@ describe('two hosts: a remote-mode runner in a network namespace', () => {
       host!.up('git');
       await scale(0);
     }
-    await waitFor(() => /lease lost|no longer holds|Missing lock|could not renew lock/i.test(runners.at(-1)!.output), { timeoutMs: 30_000, what: 'the remote runner learns it lost the lease' });
+    await waitFor(
+      () =>
+        /lease lost|no longer holds|Missing lock|could not renew lock/i.test(
+          runners.at(-1)!.output,
+        ),
+      { timeoutMs: 30_000, what: 'the remote runner learns it lost the lease' },
+    );
     await idle('agent-101', 30_000);
-    await waitFor(() => resultRefs().length === 0, { timeoutMs: 10_000, what: 'no result ref left' });
+    await waitFor(() => resultRefs().length === 0, {
+      timeoutMs: 10_000,
+      what: 'no result ref left',
+    });
     const issue = await show(5);
-    expect(issue.runs.filter((r: any) => r.outcome === 'succeeded').map((r: any) => r.agent)).toEqual(['agent-001']);
-    expect(issue.runs.find((r: any) => r.agent === 'agent-101').outcome).toBe('lost');
+    expect(
+      issue.runs
+        .filter((r: any) => r.outcome === 'succeeded')
+        .map((r: any) => r.agent),
+    ).toEqual(['agent-001']);
+    expect(issue.runs.find((r: any) => r.agent === 'agent-101').outcome).toBe(
+      'lost',
+    );
     expect(git(repo!.dir, 'rev-parse', 'issue/5')).toBe(issue.commit);
   });
 
@@ -178,7 +271,11 @@ describe('two hosts: a remote-mode runner in a network namespace', () => {
     let pushed: string | undefined;
     try {
       // The agent finishes, its runner commits and pushes over the git link, then cannot complete.
-      pushed = await waitFor(() => resultRefs().find((r) => r.startsWith('refs/supervisor/results/6/')), { timeoutMs: 15_000, what: 'the remote result ref pushed' });
+      pushed = await waitFor(
+        () =>
+          resultRefs().find((r) => r.startsWith('refs/supervisor/results/6/')),
+        { timeoutMs: 15_000, what: 'the remote result ref pushed' },
+      );
       await scale(1);
       const issue = await done(6);
       expect(issue).toMatchObject({ status: 'done', agent: 'agent-001' });
@@ -186,12 +283,23 @@ describe('two hosts: a remote-mode runner in a network namespace', () => {
       host!.up('redis');
       await scale(0);
     }
-    await waitFor(() => !resultRefs().includes(pushed!), { timeoutMs: 15_000, what: 'the late ref refused' });
-    expect(sup!.output).toMatch(new RegExp(`refused a result ref nobody will publish.*${pushed}`));
+    await waitFor(() => !resultRefs().includes(pushed!), {
+      timeoutMs: 15_000,
+      what: 'the late ref refused',
+    });
+    expect(sup!.output).toMatch(
+      new RegExp(`refused a result ref nobody will publish.*${pushed}`),
+    );
     const issue = await show(6);
-    expect(issue.runs.filter((r: any) => r.outcome === 'succeeded').map((r: any) => r.agent)).toEqual(['agent-001']);
+    expect(
+      issue.runs
+        .filter((r: any) => r.outcome === 'succeeded')
+        .map((r: any) => r.agent),
+    ).toEqual(['agent-001']);
     expect(git(repo!.dir, 'rev-parse', 'issue/6')).toBe(issue.commit);
-    expect(git(repo!.dir, 'show', 'issue/6:issue-6.txt')).toContain('agent-001 resolved 6');
+    expect(git(repo!.dir, 'show', 'issue/6:issue-6.txt')).toContain(
+      'agent-001 resolved 6',
+    );
     await idle('agent-101', 30_000);
   });
 
@@ -199,15 +307,23 @@ describe('two hosts: a remote-mode runner in a network namespace', () => {
     host!.down('git');
     try {
       await add('No git', 'sleep: 200');
-      const blocked = await waitFor(async () => {
-        const a = await agent('agent-101');
-        return a?.state === 'blocked' ? a : false;
-      }, { timeoutMs: 20_000, what: 'agent-101 blocked' });
-      expect(blocked.lastError).toMatch(/git remote http:\/\/.* is unreachable/);
-      const job = await waitFor(async () => {
-        const j = await queue.getJob('issue-7');
-        return j && (await j.getState()) !== 'active' ? j : false;
-      }, { what: 'job handed back' });
+      const blocked = await waitFor(
+        async () => {
+          const a = await agent('agent-101');
+          return a?.state === 'blocked' ? a : false;
+        },
+        { timeoutMs: 20_000, what: 'agent-101 blocked' },
+      );
+      expect(blocked.lastError).toMatch(
+        /git remote http:\/\/.* is unreachable/,
+      );
+      const job = await waitFor(
+        async () => {
+          const j = await queue.getJob('issue-7');
+          return j && (await j.getState()) !== 'active' ? j : false;
+        },
+        { what: 'job handed back' },
+      );
       expect(job.attemptsMade).toBe(0);
       expect(['waiting', 'prioritized']).toContain(await job.getState());
     } finally {
@@ -215,17 +331,23 @@ describe('two hosts: a remote-mode runner in a network namespace', () => {
     }
     const issue = await done(7, 60_000);
     expect(issue).toMatchObject({ status: 'done', agent: 'agent-101' });
-    expect(issue.runs.map((r: any) => r.outcome)).toEqual(['released', 'succeeded']);
+    expect(issue.runs.map((r: any) => r.outcome)).toEqual([
+      'released',
+      'succeeded',
+    ]);
     expect(issue.runs[0].error).toMatch(/unreachable/);
   });
 
   it('credentials refused: the runner reports it in status and takes no job; the token never shows', async () => {
     const wrong = 'wrong-token-must-never-be-shown-4242';
     const r = startRemote('agent-102', wrong);
-    const a = await waitFor(async () => {
-      const x = await agent('agent-102');
-      return x?.state === 'blocked' ? x : false;
-    }, { timeoutMs: 20_000, what: 'agent-102 blocked' });
+    const a = await waitFor(
+      async () => {
+        const x = await agent('agent-102');
+        return x?.state === 'blocked' ? x : false;
+      },
+      { timeoutMs: 20_000, what: 'agent-102 blocked' },
+    );
     expect(a.lastError).toMatch(/refused the credentials/);
     expect(JSON.stringify(await status())).not.toContain(wrong);
     expect(r.output).not.toContain(wrong);

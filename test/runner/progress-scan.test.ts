@@ -28,20 +28,36 @@ describe('changedSince (the progress timeout looks for file changes only when an
 
   it('finds a file modified deep in the tree', async () => {
     const { dir, since } = tree();
-    utimesSync(join(dir, 'src/deep/er/a.ts'), new Date(since + 5000), new Date(since + 5000));
+    utimesSync(
+      join(dir, 'src/deep/er/a.ts'),
+      new Date(since + 5000),
+      new Date(since + 5000),
+    );
     expect(await changedSince(dir, since)).toBeGreaterThan(since + 4000);
   });
 
   it('finds a deletion or a new file through the directory that held it', async () => {
     const { dir, since } = tree();
-    utimesSync(join(dir, 'src/deep'), new Date(since + 5000), new Date(since + 5000));
+    utimesSync(
+      join(dir, 'src/deep'),
+      new Date(since + 5000),
+      new Date(since + 5000),
+    );
     expect(await changedSince(dir, since)).toBeGreaterThan(since + 4000);
   });
 
   it('does not look into .git', async () => {
     const { dir, since } = tree();
-    utimesSync(join(dir, '.git/objects/x'), new Date(since + 5000), new Date(since + 5000));
-    utimesSync(join(dir, '.git/objects'), new Date(since + 5000), new Date(since + 5000));
+    utimesSync(
+      join(dir, '.git/objects/x'),
+      new Date(since + 5000),
+      new Date(since + 5000),
+    );
+    utimesSync(
+      join(dir, '.git/objects'),
+      new Date(since + 5000),
+      new Date(since + 5000),
+    );
     expect(await changedSince(dir, since)).toBeUndefined();
   });
 

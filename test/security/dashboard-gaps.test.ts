@@ -9,10 +9,16 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRequire } from 'node:module';
 import { Queue } from 'bullmq';
-import { http, startTestDashboard, type TestDashboard } from '../dashboard/helpers.js';
+import {
+  http,
+  startTestDashboard,
+  type TestDashboard,
+} from '../dashboard/helpers.js';
 
 const require = createRequire(import.meta.url);
-const { appRoutes } = require('@bull-board/api/dist/routes.js') as { appRoutes: { api: Array<{ method: string; route: string | string[] }> } };
+const { appRoutes } = require('@bull-board/api/dist/routes.js') as {
+  appRoutes: { api: Array<{ method: string; route: string | string[] }> };
+};
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -21,7 +27,9 @@ afterEach(async () => {
 
 const TOKEN = 'gap-test-token-0123456789abcdef';
 
-function writeRoutes(queueName: string): Array<{ method: string; path: string }> {
+function writeRoutes(
+  queueName: string,
+): Array<{ method: string; path: string }> {
   const out: Array<{ method: string; path: string }> = [];
   for (const r of appRoutes.api) {
     if (r.method.toLowerCase() === 'get') continue;
@@ -37,13 +45,28 @@ function writeRoutes(queueName: string): Array<{ method: string; path: string }>
   return out;
 }
 
-async function withJob(t: TestDashboard): Promise<{ queue: Queue; snapshot: () => Promise<string> }> {
-  const queue = new Queue(t.ctx.queueName, { connection: t.source.redis, prefix: t.prefix });
+async function withJob(
+  t: TestDashboard,
+): Promise<{ queue: Queue; snapshot: () => Promise<string> }> {
+  const queue = new Queue(t.ctx.queueName, {
+    connection: t.source.redis,
+    prefix: t.prefix,
+  });
   cleanups.push(() => queue.close());
-  await queue.add('issue', { title: 'keep me', body: 'unchanged' }, { jobId: 'issue-1', delay: 60_000 });
+  await queue.add(
+    'issue',
+    { title: 'keep me', body: 'unchanged' },
+    { jobId: 'issue-1', delay: 60_000 },
+  );
   const snapshot = async () => {
     const job = await queue.getJob('issue-1');
-    return JSON.stringify({ state: await job?.getState(), data: job?.data, opts: job?.opts.priority, paused: await queue.isPaused(), counts: await queue.getJobCounts() });
+    return JSON.stringify({
+      state: await job?.getState(),
+      data: job?.data,
+      opts: job?.opts.priority,
+      paused: await queue.isPaused(),
+      counts: await queue.getJobCounts(),
+    });
   };
   return { queue, snapshot };
 }
@@ -57,9 +80,14 @@ describe("Bull Board's write API", () => {
     const routes = writeRoutes(t.ctx.queueName);
     expect(routes.length).toBeGreaterThanOrEqual(20);
     for (const { method, path } of routes) {
-      const r = await http(method, `${t.url}${path}`, { headers: { origin: t.url }, body: { data: { title: 'x' }, name: 'x', concurrency: 1 } });
+      const r = await http(method, `${t.url}${path}`, {
+        headers: { origin: t.url },
+        body: { data: { title: 'x' }, name: 'x', concurrency: 1 },
+      });
       expect(r.status, `${method} ${path}`).toBe(403);
-      expect(r.json().code, `${method} ${path}`).toBe('ERR_DASHBOARD_READ_ONLY');
+      expect(r.json().code, `${method} ${path}`).toBe(
+        'ERR_DASHBOARD_READ_ONLY',
+      );
     }
     expect(await snapshot()).toBe(before);
   });
@@ -70,9 +98,18 @@ describe("Bull Board's write API", () => {
     const { snapshot } = await withJob(t);
     const before = await snapshot();
     for (const { method, path } of writeRoutes(t.ctx.queueName)) {
-      const anonymous = await http(method, `${t.url}${path}`, { headers: { origin: t.url }, body: {} });
+      const anonymous = await http(method, `${t.url}${path}`, {
+        headers: { origin: t.url },
+        body: {},
+      });
       expect(anonymous.status, `${method} ${path}`).toBe(401);
-      const crossSite = await http(method, `${t.url}${path}`, { headers: { authorization: `Bearer ${TOKEN}`, origin: 'https://evil.example' }, body: {} });
+      const crossSite = await http(method, `${t.url}${path}`, {
+        headers: {
+          authorization: `Bearer ${TOKEN}`,
+          origin: 'https://evil.example',
+        },
+        body: {},
+      });
       expect(crossSite.status, `${method} ${path}`).toBe(403);
       expect(crossSite.json().code).toBe('ERR_DASHBOARD_CSRF');
     }

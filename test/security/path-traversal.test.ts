@@ -22,11 +22,23 @@ function plantSecret(stateDir: string): string {
   const secret = `SECRET-${Math.random().toString(36).slice(2)}`;
   mkdirSync(join(stateDir, 'logs'), { recursive: true });
   writeFileSync(join(stateDir, 'secret.log'), `${secret}\n`);
-  writeFileSync(join(stateDir, 'logs', 'agent-001.log'), 'an ordinary log line\n');
+  writeFileSync(
+    join(stateDir, 'logs', 'agent-001.log'),
+    'an ordinary log line\n',
+  );
   return secret;
 }
 
-const HOSTILE_IDS = ['../secret', 'agent-001/../../secret', 'agent-001/../../../etc/passwd', '/etc/passwd', '..', 'agent-0001', 'agent-001\n', '-agent-001'];
+const HOSTILE_IDS = [
+  '../secret',
+  'agent-001/../../secret',
+  'agent-001/../../../etc/passwd',
+  '/etc/passwd',
+  '..',
+  'agent-0001',
+  'agent-001\n',
+  '-agent-001',
+];
 
 describe('path traversal', () => {
   it('the CLI refuses slot ids that are not agent-NNN before reading any file', async () => {
@@ -35,7 +47,11 @@ describe('path traversal', () => {
     const env = testEnv();
     expect((await runCli(['init'], { cwd: repo.dir, env })).code).toBe(0);
     const secret = plantSecret(join(repo.dir, '.supervisor'));
-    const results = await Promise.all(HOSTILE_IDS.map((id) => runCli(['logs', '--', id], { cwd: repo.dir, env })));
+    const results = await Promise.all(
+      HOSTILE_IDS.map((id) =>
+        runCli(['logs', '--', id], { cwd: repo.dir, env }),
+      ),
+    );
     for (const [i, id] of HOSTILE_IDS.entries()) {
       const r = results[i]!;
       expect(r.code, JSON.stringify(id)).toBe(2);
@@ -52,13 +68,22 @@ describe('path traversal', () => {
     cleanups.push(() => t.close());
     const secret = plantSecret(t.ctx.paths.stateDir);
     const encoded = HOSTILE_IDS.map(encodeURIComponent);
-    const raw = ['..%2fsecret', '%2e%2e%2fsecret', '..%252fsecret', 'agent-001%00', '%2e%2e'];
+    const raw = [
+      '..%2fsecret',
+      '%2e%2e%2fsecret',
+      '..%252fsecret',
+      'agent-001%00',
+      '%2e%2e',
+    ];
     for (const id of [...encoded, ...raw]) {
       const r = await http('GET', `${t.url}/api/agents/${id}/logs?lines=100`);
       expect([400, 404], `${id}: ${r.status} ${r.text}`).toContain(r.status);
       expect(r.text).not.toContain(secret);
       expect(r.text).not.toMatch(/root:x:0:0/);
-      const s = await readSse(`${t.url}/api/agents/${id}/logs/stream?lines=100`, { until: () => false, timeoutMs: 1500 });
+      const s = await readSse(
+        `${t.url}/api/agents/${id}/logs/stream?lines=100`,
+        { until: () => false, timeoutMs: 1500 },
+      );
       expect([400, 404], `${id} stream: ${s.status}`).toContain(s.status);
       expect(JSON.stringify(s)).not.toContain(secret);
     }
@@ -73,29 +98,67 @@ describe('path traversal', () => {
     const out = tempDir('sup-sec-');
     const canary = join(out, 'CANARY');
     const cases: Array<[Record<string, string>, RegExp]> = [
-      [{ SUPERVISOR_PREFIX: '../../x' }, /prefix: prefix may hold letters, digits, _ \. -/],
-      [{ SUPERVISOR_PREFIX: 'a:b*' }, /prefix: prefix may hold letters, digits, _ \. -/],
-      [{ SUPERVISOR_BASE_BRANCH: '../../etc' }, /baseBranch: not a valid branch name/],
+      [
+        { SUPERVISOR_PREFIX: '../../x' },
+        /prefix: prefix may hold letters, digits, _ \. -/,
+      ],
+      [
+        { SUPERVISOR_PREFIX: 'a:b*' },
+        /prefix: prefix may hold letters, digits, _ \. -/,
+      ],
+      [
+        { SUPERVISOR_BASE_BRANCH: '../../etc' },
+        /baseBranch: not a valid branch name/,
+      ],
       [{ SUPERVISOR_BASE_BRANCH: '-x' }, /baseBranch: not a valid branch name/],
-      [{ SUPERVISOR_BASE_BRANCH: '--upload-pack=touch' }, /baseBranch: not a valid branch name/],
-      [{ SUPERVISOR_BASE_BRANCH: `main;touch ${canary}` }, /baseBranch: not a valid branch name/],
-      [{ SUPERVISOR_BASE_BRANCH: 'main\n-x' }, /baseBranch: not a valid branch name/],
-      [{ SUPERVISOR_BASE_BRANCH: 'refs/heads/../../x' }, /baseBranch: not a valid branch name/],
+      [
+        { SUPERVISOR_BASE_BRANCH: '--upload-pack=touch' },
+        /baseBranch: not a valid branch name/,
+      ],
+      [
+        { SUPERVISOR_BASE_BRANCH: `main;touch ${canary}` },
+        /baseBranch: not a valid branch name/,
+      ],
+      [
+        { SUPERVISOR_BASE_BRANCH: 'main\n-x' },
+        /baseBranch: not a valid branch name/,
+      ],
+      [
+        { SUPERVISOR_BASE_BRANCH: 'refs/heads/../../x' },
+        /baseBranch: not a valid branch name/,
+      ],
     ];
-    const results = await Promise.all(cases.map(([extra]) => runCli(['start', '--agents', '1', '--no-dashboard'], { cwd: repo.dir, env: testEnv(extra) })));
+    const results = await Promise.all(
+      cases.map(([extra]) =>
+        runCli(['start', '--agents', '1', '--no-dashboard'], {
+          cwd: repo.dir,
+          env: testEnv(extra),
+        }),
+      ),
+    );
     for (const [i, [extra, says]] of cases.entries()) {
       const r = results[i]!;
       expect(r.code, JSON.stringify(extra)).toBe(1);
       expect(r.stderr, JSON.stringify(extra)).toMatch(says);
-      expect(r.stderr).toMatch(/hint: check flags, SUPERVISOR_\* environment variables and supervisor.config.json/);
+      expect(r.stderr).toMatch(
+        /hint: check flags, SUPERVISOR_\* environment variables and supervisor.config.json/,
+      );
     }
     // The same from supervisor.config.json.
-    writeFileSync(join(repo.dir, 'supervisor.config.json'), JSON.stringify({ baseBranch: '../outside' }));
-    const fromFile = await runCli(['start', '--agents', '1', '--no-dashboard'], { cwd: repo.dir, env: testEnv() });
+    writeFileSync(
+      join(repo.dir, 'supervisor.config.json'),
+      JSON.stringify({ baseBranch: '../outside' }),
+    );
+    const fromFile = await runCli(
+      ['start', '--agents', '1', '--no-dashboard'],
+      { cwd: repo.dir, env: testEnv() },
+    );
     expect(fromFile.code).toBe(1);
     expect(fromFile.stderr).toMatch(/baseBranch: not a valid branch name/);
     expect(existsSync(canary)).toBe(false);
     expect(existsSync(join(repo.dir, '.worktrees'))).toBe(false);
-    expect(git(repo.dir, 'for-each-ref', '--format=%(refname)')).toBe('refs/heads/main');
+    expect(git(repo.dir, 'for-each-ref', '--format=%(refname)')).toBe(
+      'refs/heads/main',
+    );
   });
 });

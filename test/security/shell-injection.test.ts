@@ -7,13 +7,26 @@
  * (test/cli covers two hand-written hostile titles and a 2 MB binary body.)
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { queueNameFor } from '../../contract/job.js';
 import { resolveRepo } from '../../supervisor/repo.js';
-import { ROOT, cliJson, runCli, startSupervisor, testEnv, waitFor } from '../helpers/cli.js';
+import {
+  ROOT,
+  cliJson,
+  runCli,
+  startSupervisor,
+  testEnv,
+  waitFor,
+} from '../helpers/cli.js';
 import { git, tempDir, tempRepo } from '../helpers/repo.js';
 import { seededRandom } from '../helpers/random.js';
 
@@ -22,8 +35,42 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-
-const META = ['$', '(', ')', '`', ';', '|', '&', '>', '<', "'", '"', '\\', '*', '?', '[', ']', '{', '}', '~', '!', '#', '\n', '\t', ' ', '=', '%', '^', '-', '--', 'a', 'Z', '9', 'é', '日'];
+const META = [
+  '$',
+  '(',
+  ')',
+  '`',
+  ';',
+  '|',
+  '&',
+  '>',
+  '<',
+  "'",
+  '"',
+  '\\',
+  '*',
+  '?',
+  '[',
+  ']',
+  '{',
+  '}',
+  '~',
+  '!',
+  '#',
+  '\n',
+  '\t',
+  ' ',
+  '=',
+  '%',
+  '^',
+  '-',
+  '--',
+  'a',
+  'Z',
+  '9',
+  'é',
+  '日',
+];
 
 function payloads(canary: string): string[] {
   return [
@@ -51,16 +98,23 @@ function payloads(canary: string): string[] {
 /** The scripted agent reads `key: value` lines of the body as directives; keep fuzz out of them. */
 const defuse = (body: string) => body.replace(/^(\s*)([a-z-]+:)/gm, '$1>$2');
 
-function fuzz(next: () => number, canary: string, n: number): Array<{ title: string; body: string }> {
+function fuzz(
+  next: () => number,
+  canary: string,
+  n: number,
+): Array<{ title: string; body: string }> {
   const pick = <T>(xs: T[]) => xs[Math.floor(next() * xs.length)]!;
-  const piece = (len: number) => Array.from({ length: len }, () => pick(META)).join('');
+  const piece = (len: number) =>
+    Array.from({ length: len }, () => pick(META)).join('');
   const out: Array<{ title: string; body: string }> = [];
   const all = payloads(canary);
   for (let i = 0; i < n; i++) {
     const p = all[i % all.length]!;
     // A letter first and last: titles are trimmed and must not be empty (the store's rule).
     const title = `T${i} ${piece(3 + Math.floor(next() * 12))}${p}${piece(Math.floor(next() * 8))} x`;
-    const body = defuse(`${piece(Math.floor(next() * 20))}${pick(all)}\n${piece(Math.floor(next() * 30))}${p}`);
+    const body = defuse(
+      `${piece(Math.floor(next() * 20))}${pick(all)}\n${piece(Math.floor(next() * 30))}${p}`,
+    );
     out.push({ title, body });
   }
   return out;
@@ -70,20 +124,26 @@ function filesNamed(dir: string, name: string, found: string[] = []): string[] {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, e.name);
     if (e.name === name) found.push(p);
-    if (e.isDirectory() && !e.isSymbolicLink() && e.name !== '.git') filesNamed(p, name, found);
+    if (e.isDirectory() && !e.isSymbolicLink() && e.name !== '.git')
+      filesNamed(p, name, found);
   }
   return found;
 }
 
 describe('shell metacharacters in issue content', () => {
   it('never run: 50 fuzzed titles and bodies via the CLI and a plain BullMQ producer arrive byte-exact, no canary', async () => {
-    const seed = Number(process.env.SECURITY_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
+    const seed = Number(
+      process.env.SECURITY_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31),
+    );
     console.log(`shell fuzz seed ${seed} (replay: SECURITY_FUZZ_SEED=${seed})`);
     const repo = tempRepo();
     cleanups.push(repo.cleanup);
     const dir = repo.dir;
     // Environments off: this test needs no ports or Redis DBs of its own.
-    writeFileSync(join(dir, 'supervisor.config.json'), JSON.stringify({ env: { enabled: false } }));
+    writeFileSync(
+      join(dir, 'supervisor.config.json'),
+      JSON.stringify({ env: { enabled: false } }),
+    );
     git(dir, 'add', 'supervisor.config.json');
     git(dir, 'commit', '-qm', 'config');
     const out = tempDir('sup-sec-');
@@ -95,7 +155,15 @@ describe('shell metacharacters in issue content', () => {
     const viaCli = cases.slice(0, 25);
     const viaQueue = cases.slice(25);
     // Titles that read like git options or hold newlines: the commit message must stay a message.
-    const gitish = ['-n', '--amend', '-m evil', '--author=Evil <evil@example.com>', `--fixup=HEAD`, `first line\n--amend --no-edit\n-m x`, '-\n-'];
+    const gitish = [
+      '-n',
+      '--amend',
+      '-m evil',
+      '--author=Evil <evil@example.com>',
+      `--fixup=HEAD`,
+      `first line\n--amend --no-edit\n-m x`,
+      '-\n-',
+    ];
 
     const added: Array<{ id: number; title: string; body: string }> = [];
     let next = 0;
@@ -105,53 +173,92 @@ describe('shell metacharacters in issue content', () => {
         while (next < todo.length) {
           const c = todo[next++]!;
           // `--body=` and `--`: values that start with "-" stay values.
-          const r = await runCli(['issue', 'add', '--json', `--body=${c.body}`, '--', c.title], { cwd: dir, env });
+          const r = await runCli(
+            ['issue', 'add', '--json', `--body=${c.body}`, '--', c.title],
+            { cwd: dir, env },
+          );
           expect(r.code, r.stderr).toBe(0);
           added.push({ id: JSON.parse(r.stdout).id, ...c });
         }
       }),
     );
     // A small body with a NUL byte: by file, byte-exact (ISSUE_BODY cannot hold it; it used to fail the issue).
-    const nulBody = Buffer.from(`before\u0000after $(touch ${canary})\n`, 'utf8');
+    const nulBody = Buffer.from(
+      `before\u0000after $(touch ${canary})\n`,
+      'utf8',
+    );
     const nulFile = join(out, 'nul-body');
     writeFileSync(nulFile, nulBody);
-    const nul = await runCli(['issue', 'add', '--json', '--body-file', nulFile, 'NUL in the body'], { cwd: dir, env });
+    const nul = await runCli(
+      ['issue', 'add', '--json', '--body-file', nulFile, 'NUL in the body'],
+      { cwd: dir, env },
+    );
     expect(nul.code, nul.stderr).toBe(0);
     const nulId = JSON.parse(nul.stdout).id as number;
-    const sup = await startSupervisor(dir, env, ['--agents', '3', '--no-dashboard']);
+    const sup = await startSupervisor(dir, env, [
+      '--agents',
+      '3',
+      '--no-dashboard',
+    ]);
     cleanups.push(async () => void (await sup.stop()));
     const paths = await resolveRepo(dir);
-    const redis = new Redis('redis://127.0.0.1:6379', { maxRetriesPerRequest: null });
-    const queue = new Queue(queueNameFor(paths.repoId), { connection: redis, prefix: env.SUPERVISOR_PREFIX });
+    const redis = new Redis('redis://127.0.0.1:6379', {
+      maxRetriesPerRequest: null,
+    });
+    const queue = new Queue(queueNameFor(paths.repoId), {
+      connection: redis,
+      prefix: env.SUPERVISOR_PREFIX,
+    });
     cleanups.push(async () => {
       await queue.obliterate({ force: true }).catch(() => undefined);
       await queue.close();
       redis.disconnect();
     });
-    await queue.addBulk(viaQueue.map((c, i) => ({ name: 'issue', data: { title: c.title, body: c.body }, opts: { jobId: `fz-${i}` } })));
+    await queue.addBulk(
+      viaQueue.map((c, i) => ({
+        name: 'issue',
+        data: { title: c.title, body: c.body },
+        opts: { jobId: `fz-${i}` },
+      })),
+    );
     const total = todo.length + viaQueue.length + 1;
-    const list = await waitFor(async () => {
-      const l = await cliJson<any[]>(['issue', 'list'], { cwd: dir, env });
-      return l.length === total && l.every((i) => i.status === 'done' || i.status === 'failed') ? l : false;
-    }, { timeoutMs: 90_000, what: `${total} fuzzed issues finished` });
+    const list = await waitFor(
+      async () => {
+        const l = await cliJson<any[]>(['issue', 'list'], { cwd: dir, env });
+        return l.length === total &&
+          l.every((i) => i.status === 'done' || i.status === 'failed')
+          ? l
+          : false;
+      },
+      { timeoutMs: 90_000, what: `${total} fuzzed issues finished` },
+    );
     expect(list.filter((i) => i.status !== 'done')).toEqual([]);
 
     const check = (key: string, c: { title: string; body: string }) => {
-      expect(readFileSync(`${echo}.${key}.title`, 'utf8'), key).toBe(c.title.trim());
+      expect(readFileSync(`${echo}.${key}.title`, 'utf8'), key).toBe(
+        c.title.trim(),
+      );
       expect(readFileSync(`${echo}.${key}.body`, 'utf8'), key).toBe(c.body);
       expect(readFileSync(`${echo}.${key}.envbody`, 'utf8'), key).toBe(c.body);
     };
     for (const c of added) check(String(c.id), c);
     expect(readFileSync(`${echo}.${nulId}.body`).equals(nulBody)).toBe(true);
     expect(readFileSync(`${echo}.${nulId}.envbody`, 'utf8')).toBe('');
-    expect(JSON.parse(readFileSync(`${echo}.${nulId}.env`, 'utf8')).ISSUE_BODY_TRUNCATED).toBe('1');
+    expect(
+      JSON.parse(readFileSync(`${echo}.${nulId}.env`, 'utf8'))
+        .ISSUE_BODY_TRUNCATED,
+    ).toBe('1');
     viaQueue.forEach((c, i) => check(`fz-${i}`, c));
 
     const base = git(dir, 'rev-parse', 'main');
     for (const c of added.filter((a) => gitish.includes(a.title))) {
       const issue = list.find((i) => i.id === c.id)!;
-      expect(git(dir, 'log', '-1', '--format=%B', issue.commit)).toBe(`issue #${c.id}: ${c.title.trim().split('\n')[0]}`);
-      expect(git(dir, 'log', '-1', '--format=%an <%ae>', issue.commit)).toMatch(/^agent-00\d <agent-00\d@agent-supervisor\.local>$/);
+      expect(git(dir, 'log', '-1', '--format=%B', issue.commit)).toBe(
+        `issue #${c.id}: ${c.title.trim().split('\n')[0]}`,
+      );
+      expect(git(dir, 'log', '-1', '--format=%an <%ae>', issue.commit)).toMatch(
+        /^agent-00\d <agent-00\d@agent-supervisor\.local>$/,
+      );
       expect(git(dir, 'rev-parse', `${issue.commit}^`)).toBe(base);
     }
     // The canary, anywhere: next to the echo files, in the repository or its worktrees.
@@ -169,24 +276,50 @@ describe('shell metacharacters in issue content', () => {
         else if (p.endsWith('.ts')) files.push(p);
       }
     };
-    for (const d of ['supervisor', 'agent-runner', 'contract', 'dashboard']) walk(join(ROOT, d));
+    for (const d of ['supervisor', 'agent-runner', 'contract', 'dashboard'])
+      walk(join(ROOT, d));
     const shells: string[] = [];
     for (const f of files) {
       const src = readFileSync(f, 'utf8');
       const rel = f.slice(ROOT.length).replace(/^\//, '');
       expect(src, rel).not.toMatch(/shell:\s*true/);
-      for (const m of src.matchAll(/import\s*\{([^}]*)\}\s*from\s*'node:child_process'/g)) {
-        const names = m[1]!.split(',').map((s) => s.trim().replace(/^type\s+/, '')).filter(Boolean);
-        expect(names.filter((n) => !['spawn', 'spawnSync', 'execFile', 'execFileSync', 'ChildProcess'].includes(n)), `${rel} imports exec/execSync`).toEqual([]);
+      for (const m of src.matchAll(
+        /import\s*\{([^}]*)\}\s*from\s*'node:child_process'/g,
+      )) {
+        const names = m[1]!
+          .split(',')
+          .map((s) => s.trim().replace(/^type\s+/, ''))
+          .filter(Boolean);
+        expect(
+          names.filter(
+            (n) =>
+              ![
+                'spawn',
+                'spawnSync',
+                'execFile',
+                'execFileSync',
+                'ChildProcess',
+              ].includes(n),
+          ),
+          `${rel} imports exec/execSync`,
+        ).toEqual([]);
       }
       // ['sh', '-c', X] and spawn('/bin/sh', ['-c', X]): X must be a named constant, not built from data.
-      for (const m of src.matchAll(/'(?:\/bin\/)?sh'\s*,\s*\[?\s*'-c'\s*,\s*([^,\]\n]+)/g)) {
+      for (const m of src.matchAll(
+        /'(?:\/bin\/)?sh'\s*,\s*\[?\s*'-c'\s*,\s*([^,\]\n]+)/g,
+      )) {
         shells.push(`${rel}: ${m[1]!.trim()}`);
         expect(m[1]!.trim(), rel).toMatch(/^[A-Za-z_][A-Za-z0-9_]*$/);
-        const decl = new RegExp(`const ${m[1]!.trim()}\\s*=\\s*(\\[[^\\]]*\\]\\.join\\([^)]*\\)|'[^'\\n]*')`);
+        const decl = new RegExp(
+          `const ${m[1]!.trim()}\\s*=\\s*(\\[[^\\]]*\\]\\.join\\([^)]*\\)|'[^'\\n]*')`,
+        );
         expect(src, `${rel}: ${m[1]} is a string constant`).toMatch(decl);
       }
     }
-    expect(shells.some((s) => s.startsWith('agent-runner/agent-process.ts: GUARDED_WRAPPER'))).toBe(true);
+    expect(
+      shells.some((s) =>
+        s.startsWith('agent-runner/agent-process.ts: GUARDED_WRAPPER'),
+      ),
+    ).toBe(true);
   });
 });

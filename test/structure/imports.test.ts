@@ -5,25 +5,43 @@ import { ROOT } from '../helpers/cli.js';
 
 // The arrows point one way: cli → supervisor core → contract ← agent-runner; the dashboard
 // depends on the core, never the reverse. This checks it on the sources, and finds cycles.
-const SOURCES = ['contract', 'agent-runner', 'supervisor', 'dashboard', 'index.ts'];
+const SOURCES = [
+  'contract',
+  'agent-runner',
+  'supervisor',
+  'dashboard',
+  'index.ts',
+];
 
 function files(p: string): string[] {
   const abs = join(ROOT, p);
   if (!statSync(abs).isDirectory()) return [p];
-  return readdirSync(abs).flatMap((f) => files(join(p, f))).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
+  return readdirSync(abs)
+    .flatMap((f) => files(join(p, f)))
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
 }
 
 function imports(file: string): string[] {
   const text = readFileSync(join(ROOT, file), 'utf8');
   const out: string[] = [];
-  for (const m of text.matchAll(/(?:^|\n)\s*(?:import|export)\s[^;]*?from\s+'(\.[^']+)'|import\(\s*'(\.[^']+)'\s*\)/g)) {
+  for (const m of text.matchAll(
+    /(?:^|\n)\s*(?:import|export)\s[^;]*?from\s+'(\.[^']+)'|import\(\s*'(\.[^']+)'\s*\)/g,
+  )) {
     const spec = m[1] ?? m[2]!;
-    out.push(relative(ROOT, resolve(dirname(join(ROOT, file)), spec)).replace(/\.js$/, '.ts'));
+    out.push(
+      relative(ROOT, resolve(dirname(join(ROOT, file)), spec)).replace(
+        /\.js$/,
+        '.ts',
+      ),
+    );
   }
   return out;
 }
 
-const area = (f: string) => (f.startsWith('supervisor/cli/') ? 'cli' : f.split('/')[0]!.replace(/\.ts$/, ''));
+const area = (f: string) =>
+  f.startsWith('supervisor/cli/')
+    ? 'cli'
+    : f.split('/')[0]!.replace(/\.ts$/, '');
 
 const ALLOWED: Record<string, string[]> = {
   contract: ['contract'],
@@ -44,7 +62,9 @@ describe('module structure', () => {
     expect(graph.get('agent-runner/runner.ts')).toContain('contract/job.ts');
     const violations: string[] = [];
     for (const [f, deps] of graph) {
-      for (const d of deps) if (!ALLOWED[area(f)]!.includes(area(d))) violations.push(`${f} → ${d}`);
+      for (const d of deps)
+        if (!ALLOWED[area(f)]!.includes(area(d)))
+          violations.push(`${f} → ${d}`);
     }
     expect(violations).toEqual([]);
   });

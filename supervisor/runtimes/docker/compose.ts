@@ -3,7 +3,12 @@ import { RunnerConfigSchema, slotId } from '../../../contract/job.js';
 import type { Context } from '../../context.js';
 import { SupervisorError } from '../../errors.js';
 import { ensureWorktree } from '../../worktrees.js';
-import { chooseUser, ensureMountSources, prepareOwnership, worktreeAdminDir } from './mounts.js';
+import {
+  chooseUser,
+  ensureMountSources,
+  prepareOwnership,
+  worktreeAdminDir,
+} from './mounts.js';
 
 /**
  * The variables docker/docker-compose.yml reads, for `n` slots: their worktrees are created
@@ -11,12 +16,25 @@ import { chooseUser, ensureMountSources, prepareOwnership, worktreeAdminDir } fr
  * configuration. The supervisor itself still runs on the host (`supervisor start --agents 0`)
  * to feed and record; compose-started runners register in Redis like any other.
  */
-export async function composeVariables(ctx: Context, n: number, redisUrl: string): Promise<Record<string, string>> {
+export async function composeVariables(
+  ctx: Context,
+  n: number,
+  redisUrl: string,
+): Promise<Record<string, string>> {
   const { paths, config } = ctx;
   if (!config.agentCommandResolved) {
-    throw new SupervisorError('ERR_SUP_CONFIG', 'no agent command is configured', { hint: 'set "agentCommand" (or "agentPreset") in supervisor.config.json, or SUPERVISOR_AGENT_COMMAND' });
+    throw new SupervisorError(
+      'ERR_SUP_CONFIG',
+      'no agent command is configured',
+      {
+        hint: 'set "agentCommand" (or "agentPreset") in supervisor.config.json, or SUPERVISOR_AGENT_COMMAND',
+      },
+    );
   }
-  const user = chooseUser(paths.gitCommonDir, config.docker.user, { uid: process.getuid?.() ?? 1000, gid: process.getgid?.() ?? 1000 });
+  const user = chooseUser(paths.gitCommonDir, config.docker.user, {
+    uid: process.getuid?.() ?? 1000,
+    gid: process.getgid?.() ?? 1000,
+  });
   const vars: Record<string, string> = {
     REPO_DIR: paths.root,
     GIT_DIR: paths.gitCommonDir,

@@ -20,30 +20,46 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([
     p.finally(() => clearTimeout(timer)),
     new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms / 1000} s`)), ms);
+      timer = setTimeout(
+        () => reject(new Error(`${what} did not answer within ${ms / 1000} s`)),
+        ms,
+      );
     }),
   ]);
 }
 
 /** Connects to the engine, or says clearly why not (not installed, not running, no permission). */
-export async function connectEngine(engine: DockerEngine = new DockerodeEngine()): Promise<DockerEngine> {
+export async function connectEngine(
+  engine: DockerEngine = new DockerodeEngine(),
+): Promise<DockerEngine> {
   try {
     await withTimeout(engine.ping(), 5000, 'the Docker engine');
     return engine;
   } catch (err) {
     const e = coerceError(err) as NodeJS.ErrnoException;
-    const installed = ['/usr/bin/docker', '/usr/local/bin/docker', '/usr/bin/dockerd', '/Applications/Docker.app'].some((p) => existsSync(p));
+    const installed = [
+      '/usr/bin/docker',
+      '/usr/local/bin/docker',
+      '/usr/bin/dockerd',
+      '/Applications/Docker.app',
+    ].some((p) => existsSync(p));
     let what: string;
     if (e.code === 'EACCES') what = `permission denied on ${engineAddress()}`;
-    else if (e.code === 'ENOENT' && !installed && !process.env.DOCKER_HOST) what = 'Docker is not installed (no engine socket, no docker binary)';
-    else what = `the Docker engine at ${engineAddress()} is not running or not reachable (${e.code ?? e.message})`;
-    throw new SupervisorError('ERR_SUP_DOCKER', `cannot use the Docker runtime: ${what}`, {
-      hint:
-        e.code === 'EACCES'
-          ? 'add yourself to the docker group (then log in again), or run without containers: --runtime process'
-          : 'start Docker (Linux: `sudo systemctl start docker`; macOS: open Docker Desktop), set DOCKER_HOST if it listens elsewhere, or run without containers: --runtime process',
-      cause: err,
-    });
+    else if (e.code === 'ENOENT' && !installed && !process.env.DOCKER_HOST)
+      what = 'Docker is not installed (no engine socket, no docker binary)';
+    else
+      what = `the Docker engine at ${engineAddress()} is not running or not reachable (${e.code ?? e.message})`;
+    throw new SupervisorError(
+      'ERR_SUP_DOCKER',
+      `cannot use the Docker runtime: ${what}`,
+      {
+        hint:
+          e.code === 'EACCES'
+            ? 'add yourself to the docker group (then log in again), or run without containers: --runtime process'
+            : 'start Docker (Linux: `sudo systemctl start docker`; macOS: open Docker Desktop), set DOCKER_HOST if it listens elsewhere, or run without containers: --runtime process',
+        cause: err,
+      },
+    );
   }
 }
 
@@ -58,46 +74,86 @@ export interface DockerRuntimeHooks {
  * container starts: the engine answers, the image exists, the network exists, the memory
  * asked for fits the engine's machine.
  */
-export async function createDockerRuntime(ctx: Context, redisUrl: string, hooks: DockerRuntimeHooks = {}): Promise<DockerRuntime> {
+export async function createDockerRuntime(
+  ctx: Context,
+  redisUrl: string,
+  hooks: DockerRuntimeHooks = {},
+): Promise<DockerRuntime> {
   const { config, platform, paths } = ctx;
   const d = config.docker;
   if (config.git.runners === 'remote') {
-    throw new SupervisorError('ERR_SUP_CONFIG', 'the Docker runtime runs runners on worktrees of this repository; git.runners "remote" is not supported with it yet', {
-      hint: 'use git.runners "shared" (the default) with --runtime docker, or --runtime process for remote runners',
-    });
+    throw new SupervisorError(
+      'ERR_SUP_CONFIG',
+      'the Docker runtime runs runners on worktrees of this repository; git.runners "remote" is not supported with it yet',
+      {
+        hint: 'use git.runners "shared" (the default) with --runtime docker, or --runtime process for remote runners',
+      },
+    );
   }
   const engine = await connectEngine(hooks.engine);
   const info = await engine.info();
-  if (config.memoryPerAgent !== undefined && config.memoryPerAgent > Math.min(info.memoryBytes, platform.memoryBytes)) {
-    throw new SupervisorError('ERR_SUP_CONFIG', `memoryPerAgent is ${gib(config.memoryPerAgent)}, above the ${gib(Math.min(info.memoryBytes, platform.memoryBytes))} the Docker engine's machine has`, {
-      hint: 'lower memoryPerAgent in supervisor.config.json or SUPERVISOR_MEMORY_PER_AGENT (e.g. 4g); on macOS, Docker Desktop → Settings → Resources sets the VM memory',
-    });
+  if (
+    config.memoryPerAgent !== undefined &&
+    config.memoryPerAgent > Math.min(info.memoryBytes, platform.memoryBytes)
+  ) {
+    throw new SupervisorError(
+      'ERR_SUP_CONFIG',
+      `memoryPerAgent is ${gib(config.memoryPerAgent)}, above the ${gib(Math.min(info.memoryBytes, platform.memoryBytes))} the Docker engine's machine has`,
+      {
+        hint: 'lower memoryPerAgent in supervisor.config.json or SUPERVISOR_MEMORY_PER_AGENT (e.g. 4g); on macOS, Docker Desktop → Settings → Resources sets the VM memory',
+      },
+    );
   }
   // The default budget (12g / 4 CPUs on Linux) is clamped to what the engine has: Docker
   // refuses --cpus above its CPU count, and macOS's VM is smaller than the Mac.
   const memoryBytes = Math.min(platform.memoryPerAgentBytes, info.memoryBytes);
   const cpus = Math.max(0.01, Math.min(platform.cpusPerAgent, info.cpus));
   if (!(await engine.imageExists(d.image))) {
-    throw new SupervisorError('ERR_SUP_DOCKER', `the runner image ${d.image} does not exist in the Docker engine`, {
-      hint: 'build it with `supervisor image build` (or `npm run image` in a checkout of agent-supervisor); see docs/docker.md',
-    });
+    throw new SupervisorError(
+      'ERR_SUP_DOCKER',
+      `the runner image ${d.image} does not exist in the Docker engine`,
+      {
+        hint: 'build it with `supervisor image build` (or `npm run image` in a checkout of agent-supervisor); see docs/docker.md',
+      },
+    );
   }
   const network = d.network ?? (platform.os === 'linux' ? 'host' : 'bridge');
-  if (d.network && !['host', 'bridge'].includes(d.network) && !(await engine.networkExists(d.network))) {
-    throw new SupervisorError('ERR_SUP_DOCKER', `the Docker network "${d.network}" does not exist`, {
-      hint: d.network === 'app_local' ? 'start the shared infrastructure first: `supervisor infra up`' : `create it (docker network create ${d.network}) or change docker.network`,
-    });
+  if (
+    d.network &&
+    !['host', 'bridge'].includes(d.network) &&
+    !(await engine.networkExists(d.network))
+  ) {
+    throw new SupervisorError(
+      'ERR_SUP_DOCKER',
+      `the Docker network "${d.network}" does not exist`,
+      {
+        hint:
+          d.network === 'app_local'
+            ? 'start the shared infrastructure first: `supervisor infra up`'
+            : `create it (docker network create ${d.network}) or change docker.network`,
+      },
+    );
   }
   const extra = d.mounts.map((m) => {
     try {
       return parseExtraMount(m);
     } catch (err) {
-      throw new SupervisorError('ERR_SUP_CONFIG', `docker.mounts: ${coerceError(err).message}`);
+      throw new SupervisorError(
+        'ERR_SUP_CONFIG',
+        `docker.mounts: ${coerceError(err).message}`,
+      );
     }
   });
-  const creds = d.credentials ? credentialMounts(os.homedir(), '/home/agent', process.env) : { mounts: [], env: [] };
-  const passed = d.passEnv.flatMap((name) => (process.env[name] !== undefined ? [`${name}=${process.env[name]}`] : []));
-  const user = chooseUser(paths.gitCommonDir, d.user, { uid: process.getuid?.() ?? 1000, gid: process.getgid?.() ?? 1000 });
+  const creds = d.credentials
+    ? credentialMounts(os.homedir(), '/home/agent', process.env)
+    : { mounts: [], env: [] };
+  const passed = d.passEnv.flatMap((name) =>
+    process.env[name] !== undefined ? [`${name}=${process.env[name]}`] : [],
+  );
+  const user = chooseUser(paths.gitCommonDir, d.user, {
+    uid: process.getuid?.() ?? 1000,
+    gid: process.getgid?.() ?? 1000,
+  });
   hooks.log?.(
     `docker: engine ${info.serverVersion} (API ${info.apiVersion}), image ${d.image}, network ${network}, ` +
       `${gib(memoryBytes)} / ${cpus} CPUs per agent, runs as ${user.uid}:${user.gid}${user.dedicated ? ' (dedicated uid: the repository belongs to root)' : ''}`,
@@ -129,7 +185,10 @@ export async function createDockerRuntime(ctx: Context, redisUrl: string, hooks:
  * `supervisor cleanup`: removes the repository's stopped runner containers (by label) and
  * says which slots still have a running one. Undefined when no engine answers.
  */
-export async function removeStoppedContainers(repoId: string, engine?: DockerEngine): Promise<{ removed: string[]; running: Set<string> } | undefined> {
+export async function removeStoppedContainers(
+  repoId: string,
+  engine?: DockerEngine,
+): Promise<{ removed: string[]; running: Set<string> } | undefined> {
   let e: DockerEngine;
   try {
     e = await connectEngine(engine);
@@ -140,7 +199,11 @@ export async function removeStoppedContainers(repoId: string, engine?: DockerEng
   const running = new Set<string>();
   for (const c of await e.list(runnerSelector(repoId))) {
     const slot = c.labels['dev.agent-supervisor.slot'] ?? '';
-    if (c.state === 'running' || c.state === 'paused' || c.state === 'restarting') {
+    if (
+      c.state === 'running' ||
+      c.state === 'paused' ||
+      c.state === 'restarting'
+    ) {
       running.add(slot);
       continue;
     }

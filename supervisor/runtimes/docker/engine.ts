@@ -45,7 +45,13 @@ export interface ContainerSpec {
   network: string;
   extraHosts: string[];
   stopTimeoutSeconds: number;
-  healthcheck: { test: string[]; intervalMs: number; timeoutMs: number; startPeriodMs: number; retries: number };
+  healthcheck: {
+    test: string[];
+    intervalMs: number;
+    timeoutMs: number;
+    startPeriodMs: number;
+    retries: number;
+  };
 }
 
 export interface EngineInfo {
@@ -75,7 +81,10 @@ export interface DockerEngine {
   stop(id: string, graceSeconds: number): Promise<void>;
   remove(id: string): Promise<void>;
   /** Runs a command in a running container as its user; returns the exit code and output. */
-  exec(id: string, cmd: string[]): Promise<{ exitCode: number; output: string }>;
+  exec(
+    id: string,
+    cmd: string[],
+  ): Promise<{ exitCode: number; output: string }>;
   /** The last lines of a container's output. */
   tail(id: string, lines: number): Promise<string>;
 }
@@ -91,7 +100,10 @@ function isNotModified(err: unknown): boolean {
 }
 
 /** Docker's multiplexed stdout/stderr stream as text. */
-async function demuxed(modem: Docker['modem'], stream: NodeJS.ReadableStream): Promise<string> {
+async function demuxed(
+  modem: Docker['modem'],
+  stream: NodeJS.ReadableStream,
+): Promise<string> {
   const out = new PassThrough();
   const chunks: Buffer[] = [];
   out.on('data', (c: Buffer) => chunks.push(c));
@@ -116,7 +128,10 @@ export class DockerodeEngine implements DockerEngine {
   }
 
   async info(): Promise<EngineInfo> {
-    const [info, version] = await Promise.all([this.docker.info(), this.docker.version()]);
+    const [info, version] = await Promise.all([
+      this.docker.info(),
+      this.docker.version(),
+    ]);
     return {
       serverVersion: String(info.ServerVersion ?? version.Version),
       apiVersion: String(version.ApiVersion),
@@ -147,8 +162,13 @@ export class DockerodeEngine implements DockerEngine {
   }
 
   async list(labels: Record<string, string>): Promise<ContainerSummary[]> {
-    const filters = { label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) };
-    const found = await this.docker.listContainers({ all: true, filters: JSON.stringify(filters) });
+    const filters = {
+      label: Object.entries(labels).map(([k, v]) => `${k}=${v}`),
+    };
+    const found = await this.docker.listContainers({
+      all: true,
+      filters: JSON.stringify(filters),
+    });
     return found.map((c) => ({
       id: c.Id,
       name: (c.Names[0] ?? '').replace(/^\//, ''),
@@ -177,7 +197,12 @@ export class DockerodeEngine implements DockerEngine {
         Retries: spec.healthcheck.retries,
       },
       HostConfig: {
-        Mounts: spec.mounts.map((m) => ({ Type: 'bind' as const, Source: m.source, Target: m.target, ReadOnly: m.readOnly })),
+        Mounts: spec.mounts.map((m) => ({
+          Type: 'bind' as const,
+          Source: m.source,
+          Target: m.target,
+          ReadOnly: m.readOnly,
+        })),
         Memory: spec.memoryBytes,
         MemorySwap: spec.memoryBytes,
         NanoCpus: spec.nanoCpus,
@@ -188,7 +213,10 @@ export class DockerodeEngine implements DockerEngine {
         ExtraHosts: spec.extraHosts,
         SecurityOpt: ['no-new-privileges:true'],
         CapDrop: ['ALL'],
-        LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
+        LogConfig: {
+          Type: 'json-file',
+          Config: { 'max-size': '10m', 'max-file': '3' },
+        },
       },
     });
     try {
@@ -232,13 +260,22 @@ export class DockerodeEngine implements DockerEngine {
       await this.docker.getContainer(id).remove({ force: true, v: true });
     } catch (err) {
       // 409: removal already in progress.
-      if (isNotFound(err) || (err as { statusCode?: number }).statusCode === 409) return;
+      if (
+        isNotFound(err) ||
+        (err as { statusCode?: number }).statusCode === 409
+      )
+        return;
       throw err;
     }
   }
 
-  async exec(id: string, cmd: string[]): Promise<{ exitCode: number; output: string }> {
-    const exec = await this.docker.getContainer(id).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
+  async exec(
+    id: string,
+    cmd: string[],
+  ): Promise<{ exitCode: number; output: string }> {
+    const exec = await this.docker
+      .getContainer(id)
+      .exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
     const stream = await exec.start({ hijack: true, stdin: false });
     const output = await demuxed(this.docker.modem, stream);
     const info = await exec.inspect();
@@ -247,7 +284,12 @@ export class DockerodeEngine implements DockerEngine {
 
   async tail(id: string, lines: number): Promise<string> {
     try {
-      const buf = (await this.docker.getContainer(id).logs({ stdout: true, stderr: true, tail: lines, follow: false })) as unknown as Buffer;
+      const buf = (await this.docker.getContainer(id).logs({
+        stdout: true,
+        stderr: true,
+        tail: lines,
+        follow: false,
+      })) as unknown as Buffer;
       return demuxBuffer(buf);
     } catch (err) {
       if (isNotFound(err)) return '';

@@ -18,7 +18,10 @@ export const LABELS = {
 export const PROJECT = 'agent-supervisor';
 
 /** The labels that select the runner containers of one repository (and optionally one slot). */
-export function runnerSelector(repoId: string, agentId?: string): Record<string, string> {
+export function runnerSelector(
+  repoId: string,
+  agentId?: string,
+): Record<string, string> {
   return {
     [LABELS.project]: PROJECT,
     [LABELS.role]: 'runner',

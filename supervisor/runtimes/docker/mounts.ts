@@ -1,5 +1,16 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, lchownSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  lchownSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+} from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import type { BindMount } from './engine.js';
 
@@ -22,14 +33,20 @@ export interface SlotPaths {
 export function worktreeAdminDir(worktree: string): string {
   const text = readFileSync(join(worktree, '.git'), 'utf8');
   const m = /^gitdir:\s*(.+?)\s*$/m.exec(text);
-  if (!m?.[1]) throw new Error(`${worktree}/.git is not a worktree's .git file`);
+  if (!m?.[1])
+    throw new Error(`${worktree}/.git is not a worktree's .git file`);
   return isAbsolute(m[1]) ? m[1] : resolve(worktree, m[1]);
 }
 
 /** Writable places in the git directory: the object store and the agent branches and reflogs. */
 function gitWritable(p: SlotPaths): string[] {
   const g = p.gitCommonDir;
-  return [join(g, 'objects'), p.adminDir, join(g, 'refs', 'heads', 'agent'), join(g, 'logs', 'refs', 'heads', 'agent')];
+  return [
+    join(g, 'objects'),
+    p.adminDir,
+    join(g, 'refs', 'heads', 'agent'),
+    join(g, 'logs', 'refs', 'heads', 'agent'),
+  ];
 }
 
 /**
@@ -39,7 +56,11 @@ function gitWritable(p: SlotPaths): string[] {
  * `agent/*` refs and reflogs. Other slots' worktrees and the main worktree are not mounted.
  */
 export function slotMounts(p: SlotPaths): BindMount[] {
-  const rw = (path: string): BindMount => ({ source: path, target: path, readOnly: false });
+  const rw = (path: string): BindMount => ({
+    source: path,
+    target: path,
+    readOnly: false,
+  });
   return [
     rw(p.worktree),
     { source: p.gitCommonDir, target: p.gitCommonDir, readOnly: true },
@@ -52,22 +73,36 @@ export function slotMounts(p: SlotPaths): BindMount[] {
 
 /** Creates what the mounts need on the host (Docker refuses a missing bind source). */
 export function ensureMountSources(p: SlotPaths): void {
-  for (const d of [...gitWritable(p), p.logDir, p.runDir]) mkdirSync(d, { recursive: true });
+  for (const d of [...gitWritable(p), p.logDir, p.runDir])
+    mkdirSync(d, { recursive: true });
   // The host's `git pack-refs` / `gc` removes ref directories it leaves empty: a mounted one
   // would be swapped for a new directory the container never sees. Git ignores dot files there.
-  for (const d of [join(p.gitCommonDir, 'refs', 'heads', 'agent'), join(p.gitCommonDir, 'logs', 'refs', 'heads', 'agent')]) {
-    if (!existsSync(join(d, '.keep'))) closeSync(openSync(join(d, '.keep'), 'a'));
+  for (const d of [
+    join(p.gitCommonDir, 'refs', 'heads', 'agent'),
+    join(p.gitCommonDir, 'logs', 'refs', 'heads', 'agent'),
+  ]) {
+    if (!existsSync(join(d, '.keep')))
+      closeSync(openSync(join(d, '.keep'), 'a'));
   }
   if (!existsSync(p.logFile)) closeSync(openSync(p.logFile, 'a'));
 }
 
 /** Credentials mounted read-only into the container's home, each only when present on the host. */
-export function credentialMounts(home: string, containerHome: string, env: NodeJS.ProcessEnv): { mounts: BindMount[]; env: string[] } {
+export function credentialMounts(
+  home: string,
+  containerHome: string,
+  env: NodeJS.ProcessEnv,
+): { mounts: BindMount[]; env: string[] } {
   const mounts: BindMount[] = [];
   const extraEnv: string[] = [];
   const add = (name: string) => {
     const source = join(home, name);
-    if (existsSync(source)) mounts.push({ source, target: join(containerHome, name), readOnly: true });
+    if (existsSync(source))
+      mounts.push({
+        source,
+        target: join(containerHome, name),
+        readOnly: true,
+      });
   };
   add('.claude');
   add('.codex');
@@ -81,10 +116,19 @@ export function credentialMounts(home: string, containerHome: string, env: NodeJ
   }
   if (hasSock) {
     // The agent socket gives the container signing without the keys themselves.
-    mounts.push({ source: sock!, target: '/run/ssh-agent.sock', readOnly: false });
+    mounts.push({
+      source: sock!,
+      target: '/run/ssh-agent.sock',
+      readOnly: false,
+    });
     extraEnv.push('SSH_AUTH_SOCK=/run/ssh-agent.sock');
     const knownHosts = join(home, '.ssh', 'known_hosts');
-    if (existsSync(knownHosts)) mounts.push({ source: knownHosts, target: join(containerHome, '.ssh', 'known_hosts'), readOnly: true });
+    if (existsSync(knownHosts))
+      mounts.push({
+        source: knownHosts,
+        target: join(containerHome, '.ssh', 'known_hosts'),
+        readOnly: true,
+      });
   } else {
     add('.ssh');
   }
@@ -97,8 +141,16 @@ export function parseExtraMount(spec: string): BindMount {
   const ro = parts[parts.length - 1] === 'ro';
   if (ro || parts[parts.length - 1] === 'rw') parts.pop();
   const [source, target = source] = parts.length === 1 ? [parts[0]!] : parts;
-  if (!source || !isAbsolute(source) || !target || !isAbsolute(target) || parts.length > 2) {
-    throw new Error(`"${spec}" is not a mount: use /host/path[:/container/path][:ro]`);
+  if (
+    !source ||
+    !isAbsolute(source) ||
+    !target ||
+    !isAbsolute(target) ||
+    parts.length > 2
+  ) {
+    throw new Error(
+      `"${spec}" is not a mount: use /host/path[:/container/path][:ro]`,
+    );
   }
   return { source, target, readOnly: ro };
 }
@@ -125,21 +177,37 @@ export const DEFAULT_AGENT_UID = 1000;
  * as root, the repository owner's uid, or a dedicated uid (1000, the image's `agent` user) when
  * root owns the repository too (CI).
  */
-export function chooseUser(gitCommonDir: string, configured: string | undefined, proc: { uid: number; gid: number }): ContainerUser {
+export function chooseUser(
+  gitCommonDir: string,
+  configured: string | undefined,
+  proc: { uid: number; gid: number },
+): ContainerUser {
   const asRoot = proc.uid === 0;
   if (configured) {
     const [uid, gid] = configured.split(':').map(Number) as [number, number];
     const owner = statSync(gitCommonDir);
     return { uid, gid, dedicated: owner.uid === 0, prepare: asRoot };
   }
-  if (!asRoot) return { uid: proc.uid, gid: proc.gid, dedicated: false, prepare: false };
+  if (!asRoot)
+    return { uid: proc.uid, gid: proc.gid, dedicated: false, prepare: false };
   const owner = statSync(gitCommonDir);
-  if (owner.uid !== 0) return { uid: owner.uid, gid: owner.gid, dedicated: false, prepare: true };
-  return { uid: DEFAULT_AGENT_UID, gid: DEFAULT_AGENT_UID, dedicated: true, prepare: true };
+  if (owner.uid !== 0)
+    return { uid: owner.uid, gid: owner.gid, dedicated: false, prepare: true };
+  return {
+    uid: DEFAULT_AGENT_UID,
+    gid: DEFAULT_AGENT_UID,
+    dedicated: true,
+    prepare: true,
+  };
 }
 
 /** lchown of everything below `dir` (never following symlinks); `dir` itself is left alone. */
-function chownContents(dir: string, uid: number, gid: number, skip: ReadonlySet<string> = new Set()): void {
+function chownContents(
+  dir: string,
+  uid: number,
+  gid: number,
+  skip: ReadonlySet<string> = new Set(),
+): void {
   let entries;
   try {
     entries = readdirSync(dir, { withFileTypes: true });
@@ -165,8 +233,10 @@ function groupWritableTree(dir: string, gid: number): void {
   const st = lstatSync(dir);
   if (!st.isDirectory()) return;
   if (st.gid !== gid) lchownSync(dir, st.uid, gid);
-  if ((st.mode & 0o2070) !== 0o2070) chmodSync(dir, (st.mode & 0o7777) | 0o2070);
-  for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) groupWritableTree(join(dir, e.name), gid);
+  if ((st.mode & 0o2070) !== 0o2070)
+    chmodSync(dir, (st.mode & 0o7777) | 0o2070);
+  for (const e of readdirSync(dir, { withFileTypes: true }))
+    if (e.isDirectory()) groupWritableTree(join(dir, e.name), gid);
 }
 
 /**
@@ -182,15 +252,32 @@ export function prepareOwnership(p: SlotPaths, user: ContainerUser): void {
     // but not point it elsewhere.
     chownContents(p.worktree, uid, gid, new Set([join(p.worktree, '.git')]));
     // (A .git the runner rewrote after an agent deleted it is the container's: give it back.)
-    if (existsSync(join(p.worktree, '.git'))) lchownSync(join(p.worktree, '.git'), 0, 0);
-    for (const d of [p.worktree, p.adminDir, join(git, 'refs', 'heads', 'agent'), join(git, 'logs', 'refs', 'heads', 'agent')]) shareDir(d, gid);
-    for (const d of [p.adminDir, join(git, 'refs', 'heads', 'agent'), join(git, 'logs', 'refs', 'heads', 'agent')]) chownContents(d, uid, gid);
+    if (existsSync(join(p.worktree, '.git')))
+      lchownSync(join(p.worktree, '.git'), 0, 0);
+    for (const d of [
+      p.worktree,
+      p.adminDir,
+      join(git, 'refs', 'heads', 'agent'),
+      join(git, 'logs', 'refs', 'heads', 'agent'),
+    ])
+      shareDir(d, gid);
+    for (const d of [
+      p.adminDir,
+      join(git, 'refs', 'heads', 'agent'),
+      join(git, 'logs', 'refs', 'heads', 'agent'),
+    ])
+      chownContents(d, uid, gid);
     // Objects are written by the host's git (root) and every container: a shared group, and git
     // told to keep new directories group-writable (core.sharedRepository).
     groupWritableTree(join(git, 'objects'), gid);
     ensureSharedRepository(git);
   } else {
-    for (const d of [p.worktree, p.adminDir, join(git, 'refs', 'heads', 'agent'), join(git, 'logs', 'refs', 'heads', 'agent')]) {
+    for (const d of [
+      p.worktree,
+      p.adminDir,
+      join(git, 'refs', 'heads', 'agent'),
+      join(git, 'logs', 'refs', 'heads', 'agent'),
+    ]) {
       lchownSync(d, uid, gid);
       chownContents(d, uid, gid);
     }
@@ -204,20 +291,34 @@ export function prepareOwnership(p: SlotPaths, user: ContainerUser): void {
 }
 
 function ensureSharedRepository(gitDir: string): void {
-  const run = (args: string[]) => execFileSync('git', ['--git-dir', gitDir, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  const run = (args: string[]) =>
+    execFileSync('git', ['--git-dir', gitDir, ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
   let current = '';
   try {
     current = run(['config', '--get', 'core.sharedRepository']);
   } catch {
     current = '';
   }
-  if (!['group', 'true', 'all', 'world', 'everybody'].includes(current) && !/^0[0-7]{3}$/.test(current)) {
+  if (
+    !['group', 'true', 'all', 'world', 'everybody'].includes(current) &&
+    !/^0[0-7]{3}$/.test(current)
+  ) {
     run(['config', 'core.sharedRepository', 'group']);
   }
 }
 
 /** The slot's paths, from the runner configuration the scaler prepared. */
-export function slotPaths(o: { repoRoot: string; gitCommonDir: string; worktree: string; logDir: string; runDir: string; agentId: string }): SlotPaths {
+export function slotPaths(o: {
+  repoRoot: string;
+  gitCommonDir: string;
+  worktree: string;
+  logDir: string;
+  runDir: string;
+  agentId: string;
+}): SlotPaths {
   return {
     repoRoot: o.repoRoot,
     gitCommonDir: o.gitCommonDir,
