@@ -3,15 +3,16 @@
  * reads, so the CLI runs as `nobody` (setpriv) against a repository nobody owns, with the modes
  * taken away one at a time. Each case says what cannot be read and how to fix it (before: "not a
  * git repository", "run `supervisor init`" over existing state, or a hint about a damaged file),
- * exits 1, and changes nothing.
+ * exits 1, and changes nothing. Needs root and setpriv: fails under CI without them.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, cliJson, type CliResult } from '../helpers/cli.js';
 import { tempDir } from '../helpers/repo.js';
-import { cleanupList, hasCommand, isRoot, isolatedRepo } from './util.js';
+import { describeNeeds, needsRoot } from '../helpers/requirements.js';
+import { cleanupList, hasCommand, isolatedRepo } from './util.js';
 
 const cleanups = cleanupList();
 afterEach(() => cleanups.run());
@@ -58,7 +59,9 @@ function asNobody(
   });
 }
 
-describe.skipIf(!isRoot || !hasCommand('setpriv'))(
+describeNeeds(
+  needsRoot('it runs the CLI as nobody') ??
+    (hasCommand('setpriv') ? undefined : 'needs setpriv (util-linux)'),
   'unreadable repository or state (as user nobody)',
   () => {
     it('says what cannot be read and how to fix it, for each part in turn', async () => {

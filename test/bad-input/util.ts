@@ -12,8 +12,6 @@ import {
 } from '../helpers/cli.js';
 import { tempRepo } from '../helpers/repo.js';
 
-export const isRoot = process.getuid?.() === 0;
-
 export function hasCommand(cmd: string): boolean {
   try {
     execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });

@@ -11,11 +11,11 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import Docker from 'dockerode';
-import { describe, it } from 'vitest';
 import { resolveRepo } from '../../supervisor/repo.js';
 import { runnerSelector } from '../../supervisor/runtimes/docker/labels.js';
 import { ROOT, testEnv } from '../helpers/cli.js';
 import { git, tempRepo } from '../helpers/repo.js';
+import { describeNeeds } from '../helpers/requirements.js';
 
 export const RUNNER_IMAGE = 'agent-supervisor-runner:latest';
 export const docker = new Docker();
@@ -41,18 +41,7 @@ const noEngine = await probeEngine();
  * in CI (CI=1: the Docker tests are required) and is skipped with a printed reason locally.
  */
 export function describeDocker(name: string, fn: () => void): void {
-  if (!noEngine) {
-    describe(name, fn);
-  } else if (process.env.CI) {
-    describe(name, () => {
-      it('needs a Docker engine (required in CI)', () => {
-        throw new Error(noEngine);
-      });
-    });
-  } else {
-    process.stderr.write(`[docker tests] skipping "${name}": ${noEngine}\n`);
-    describe.skip(name, fn);
-  }
+  describeNeeds(noEngine, name, fn);
 }
 
 /** A hash of what the runner image is made of here (dist/ of the runner, the Dockerfile, the lock file). */
