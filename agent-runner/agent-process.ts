@@ -29,9 +29,15 @@ export interface AgentProcessOptions {
  * process group: the guard waits for end-of-file on the runner's pipe, which the kernel
  * delivers when the runner dies for any reason (kill -9 included), and then kills the whole
  * group. So an agent never outlives its runner, even when nobody else is watching.
- * The exit status of the agent command is passed through.
+ * The exit status of the agent command is passed through. Where the runner has a cgroup for
+ * the slot (`SUPERVISOR_AGENT_CGROUP`), the wrapper enters it first (contract/agent-containment.ts).
  */
 const GUARDED_WRAPPER = [
+  // First of all, before anything forks: into the slot's cgroup, which every descendant inherits.
+  'if [ -n "${SUPERVISOR_AGENT_CGROUP:-}" ]; then',
+  '  echo $$ > "$SUPERVISOR_AGENT_CGROUP/cgroup.procs" || { echo "supervisor: cannot enter the agent cgroup $SUPERVISOR_AGENT_CGROUP" >&2; exit 125; }',
+  'fi',
+  'unset SUPERVISOR_AGENT_CGROUP',
   'cmd=$SUPERVISOR_AGENT_COMMAND',
   'unset SUPERVISOR_AGENT_COMMAND',
   'exec 3<&0',

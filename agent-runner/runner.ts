@@ -33,6 +33,7 @@ import { loadGitCredentials } from './git-auth.js';
 import { GitRemoteError, RemoteClone } from './remote-clone.js';
 import { RemoteGate } from './remote-gate.js';
 import { oomKillCount, outOfMemoryMessage } from './oom.js';
+import { JobContainment } from './job-containment.js';
 
 export const RUNNER_VERSION = '0.1.0';
 
@@ -68,6 +69,8 @@ export class AgentRunner {
   private readonly instance = randomUUID();
   /** Remote mode: keeps the worker off the queue while the git remote is unavailable. */
   private readonly remote: RemoteGate | undefined;
+  /** Nothing the agent starts outlives its job (cgroup or tracking sweep). */
+  private readonly containment: JobContainment;
 
   constructor(
     private readonly cfg: RunnerConfig,
@@ -82,6 +85,7 @@ export class AgentRunner {
       /* reconnects by itself; state shows in the heartbeat */
     });
     this.keys = supervisorKeys(cfg.prefix, cfg.queueName);
+    this.containment = new JobContainment(cfg, log);
     const git = cfg.git;
     if (git.mode === 'remote') {
       const credentials = loadGitCredentials(git.credentialsFile);
@@ -126,6 +130,7 @@ export class AgentRunner {
     mkdirSync(this.cfg.logDir, { recursive: true });
     await this.claimSlot();
     await this.recoverPredecessor();
+    await this.containment.begin();
     this.startHeartbeat();
     const worker = new Worker<unknown, JobResult>(
       this.cfg.queueName,
@@ -294,6 +299,8 @@ export class AgentRunner {
     const logPath = join(this.cfg.logDir, `${jobId}-attempt-${attempt}.log`);
     try {
       let baseSha: string;
+      // The previous job's stragglers must not write into this job's worktree or hold its ports.
+      await this.containment.sweep('before job');
       try {
         baseSha = await this.workspace.prepare(this.cfg.baseBranch);
       } catch (err) {
@@ -335,7 +342,10 @@ export class AgentRunner {
       const agent = new AgentProcess({
         command: this.cfg.agentCommand,
         cwd: this.cfg.worktreePath,
-        env: agentEnvironment(this.cfg, data, issueId, baseSha, files, marker),
+        env: {
+          ...agentEnvironment(this.cfg, data, issueId, baseSha, files, marker),
+          ...this.containment.agentEnv(),
+        },
         log,
         echo: this.echo,
         progressTimeoutMs: this.cfg.lease.progressTimeoutMs,
@@ -355,6 +365,8 @@ export class AgentRunner {
       if (cur.leaseLost || this.shuttingDown)
         agent.kill(cur.leaseLost ? 'lease-lost' : 'shutdown', 0);
       const exit = await agent.exited;
+      // Background processes it left (setsid, double forks) end with it, before the commit.
+      await this.containment.sweep('agent exited');
       rmSync(this.agentRecordFile, { force: true });
       await new Promise<void>((r) => log.end(r));
 
@@ -606,6 +618,8 @@ export class AgentRunner {
     this.current?.agent?.kill('shutdown');
     this.remote?.close();
     await this.worker?.close();
+    await this.containment.sweep('runner stopping');
+    this.containment.close();
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     const key = this.keys.agent(this.cfg.agentId);
     await this.redis

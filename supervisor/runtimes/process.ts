@@ -12,6 +12,10 @@ import {
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isOurAgent, readAgentRecord } from '../../contract/agent-record.js';
+import {
+  readContainmentRecord,
+  sweepSlot,
+} from '../../contract/agent-containment.js';
 import type {
   AgentRuntime,
   RunnerExit,
@@ -233,16 +237,24 @@ export class ProcessRuntime implements AgentRuntime {
     match?: { jobId: string; attempt: number },
   ): Promise<boolean> {
     const rec = readAgentRecord(join(this.opts.runDir, agentId, 'agent.json'));
-    if (!rec) return false;
-    if (match && (rec.jobId !== match.jobId || rec.attempt !== match.attempt))
+    if (match && (rec?.jobId !== match.jobId || rec.attempt !== match.attempt))
       return false;
-    if (!isOurAgent(rec)) return false;
-    try {
-      process.kill(-rec.pid, 'SIGKILL');
-      return true;
-    } catch {
-      return false;
+    let killed = false;
+    if (rec && isOurAgent(rec)) {
+      try {
+        process.kill(-rec.pid, 'SIGKILL');
+        killed = true;
+      } catch {
+        /* gone */
+      }
     }
+    // What left the agent's process group (setsid, double forks): the slot's sweep.
+    const slot = readContainmentRecord(join(this.opts.runDir, agentId));
+    if (slot) {
+      const report = await sweepSlot(slot, [slot.cgroup]);
+      killed ||= report.killed.length > 0;
+    }
+    return killed;
   }
 
   pidOf(agentId: string): number | undefined {

@@ -34,6 +34,8 @@ import { freePort } from '../helpers/redis-server.js';
 import { git, tempDir, tempRepo } from '../helpers/repo.js';
 import { ping } from '../../supervisor/redis.js';
 
+/** Not secrets: random or derived markers that find the agent's processes (contract/agent-containment.ts). */
+const MARKERS = ['SUPERVISOR_RUN_MARKER', 'SUPERVISOR_SLOT_MARKER'];
 const PG_ADMIN = 'postgres://postgres@127.0.0.1:5432/postgres';
 const id = randomBytes(4).toString('hex');
 const REDIS_PW = `rpw-${randomBytes(9).toString('hex')}`;
@@ -206,7 +208,7 @@ describe('secrets', () => {
     ) as Record<string, string>;
     expect(
       Object.keys(agentEnv).filter(
-        (k) => k.startsWith('SUPERVISOR_') && k !== 'SUPERVISOR_RUN_MARKER',
+        (k) => k.startsWith('SUPERVISOR_') && !MARKERS.includes(k),
       ),
     ).toEqual([]);
     for (const [k, v] of Object.entries(agentEnv)) {
@@ -336,7 +338,7 @@ describe('secrets', () => {
       Object.keys(agentEnv).filter(
         (k) =>
           /^(REDIS_URL|POSTGRES_URL|DATABASE_URL)$/.test(k) ||
-          (k.startsWith('SUPERVISOR_') && k !== 'SUPERVISOR_RUN_MARKER'),
+          (k.startsWith('SUPERVISOR_') && !MARKERS.includes(k)),
       ),
     ).toEqual([]);
     for (const [k, v] of Object.entries(agentEnv))

@@ -1,0 +1,91 @@
+import { writeFileSync } from 'node:fs';
+import {
+  AGENT_CGROUP_VAR,
+  containmentFile,
+  readContainmentRecord,
+  type ContainmentRecord,
+  SLOT_MARKER_VAR,
+  prepareSlotCgroup,
+  removeSlotCgroup,
+  slotMarkerFor,
+  slotPorts,
+  sweepSlot,
+  type ContainmentMode,
+  type ContainmentSpec,
+} from '../contract/agent-containment.js';
+import type { RunnerConfig } from '../contract/job.js';
+
+type Log = (msg: string, fields?: Record<string, unknown>) => void;
+
+/**
+ * The runner's side of "nothing outlives its job": gives the agent the slot's marker (and
+ * cgroup), and sweeps the slot before each job, after each agent exit and at start and stop.
+ */
+export class JobContainment {
+  readonly spec: ContainmentSpec;
+  readonly cgroup: string | undefined;
+  readonly mode: ContainmentMode;
+  /** A cgroup recorded by an earlier runner of this slot (if it lived elsewhere). */
+  private readonly earlierCgroup: string | undefined;
+
+  constructor(
+    cfg: RunnerConfig,
+    private readonly log: Log,
+  ) {
+    this.spec = {
+      slotKey: `${cfg.prefix}:${cfg.queueName}:${cfg.agentId}`,
+      worktreePath: cfg.worktreePath,
+      ports: slotPorts(cfg.agentEnv),
+    };
+    this.earlierCgroup = readContainmentRecord(cfg.runDir)?.cgroup;
+    this.cgroup = prepareSlotCgroup(this.spec.slotKey);
+    this.mode = this.cgroup ? 'cgroup' : 'tracking';
+    this.runDir = cfg.runDir;
+  }
+
+  private readonly runDir: string;
+
+  /** At runner start: record where the slot's processes are, then sweep what is left. */
+  async begin(): Promise<void> {
+    writeFileSync(
+      containmentFile(this.runDir),
+      JSON.stringify({
+        ...this.spec,
+        ports: [...this.spec.ports],
+        ...(this.cgroup ? { cgroup: this.cgroup } : {}),
+      } satisfies ContainmentRecord),
+    );
+    await this.sweep('runner start');
+  }
+
+  /** Variables for the agent: the inherited marker, and the cgroup its wrapper enters. */
+  agentEnv(): Record<string, string> {
+    return {
+      [SLOT_MARKER_VAR]: slotMarkerFor(this.spec.slotKey),
+      ...(this.cgroup ? { [AGENT_CGROUP_VAR]: this.cgroup } : {}),
+    };
+  }
+
+  /** Kills whatever the slot's agents left running; logs it and the ports still held. */
+  async sweep(when: string): Promise<void> {
+    const report = await sweepSlot(this.spec, [
+      this.cgroup,
+      this.earlierCgroup,
+    ]);
+    if (report.killed.length)
+      this.log(`killed ${report.killed.length} leftover agent process(es)`, {
+        when,
+        mode: this.mode,
+        killed: report.killed,
+      });
+    if (report.busyPorts.length)
+      this.log('slot ports still in use after the sweep', {
+        when,
+        ports: report.busyPorts,
+      });
+  }
+
+  close(): void {
+    removeSlotCgroup(this.cgroup);
+  }
+}

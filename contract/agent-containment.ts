@@ -1,0 +1,384 @@
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import {
+  accessSync,
+  constants,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmdirSync,
+  writeFileSync,
+} from 'node:fs';
+import { join, sep } from 'node:path';
+
+/**
+ * Nothing an agent starts outlives its job. Every process of a slot's agent is found and killed
+ * before the slot's next job (and when the agent exits, and when its runner stops or dies):
+ *
+ * - `cgroup` (Linux with a writable cgroup v2 hierarchy): the agent's wrapper moves itself into
+ *   the slot's own cgroup before it starts anything, so every descendant — `setsid`, double
+ *   forks, a cleared environment — is a member, and `cgroup.kill` ends them all at once.
+ * - `tracking` (no writable cgroup: inside a container, macOS, a cgroup v1 host): processes that
+ *   carry the slot's marker in their environment, processes without a terminal whose working
+ *   directory is inside the slot's worktree, and processes listening on the slot's ports.
+ *
+ * Both modes also run the tracking scan (a root agent can leave its cgroup). Shared by the
+ * runner (before and after each job) and the supervisor's process runtime (a dead runner).
+ */
+export type ContainmentMode = 'cgroup' | 'tracking';
+
+export interface ContainmentSpec {
+  /** Identifies the slot across runner restarts: queue name and slot id. */
+  slotKey: string;
+  worktreePath: string;
+  /** The slot's ports (its block and named ports): listeners on them are killed. */
+  ports: readonly number[];
+}
+
+export interface SweepReport {
+  /** Pids killed, with why each one was found. */
+  killed: Array<{ pid: number; found: 'cgroup' | 'marker' | 'cwd' | 'port' }>;
+  /** Slot ports still listened on after the sweep (held by a process we may not kill). */
+  busyPorts: number[];
+}
+
+/** The environment variable that marks every process an agent starts (inherited). */
+export const SLOT_MARKER_VAR = 'SUPERVISOR_SLOT_MARKER';
+/** Read (and unset) by the agent wrapper, which moves itself into this cgroup first. */
+export const AGENT_CGROUP_VAR = 'SUPERVISOR_AGENT_CGROUP';
+
+export function slotMarkerFor(slotKey: string): string {
+  return createHash('sha256')
+    .update(`agent-supervisor slot ${slotKey}`)
+    .digest('hex')
+    .slice(0, 32);
+}
+
+/** The mount point of the cgroup v2 hierarchy and this process's cgroup in it. */
+function ownCgroup2(): string | undefined {
+  let mount: string | undefined;
+  try {
+    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split(
+      '\n',
+    )) {
+      const [left, right] = line.split(' - ');
+      if (!left || !right || !right.startsWith('cgroup2 ')) continue;
+      mount = left.split(' ')[4];
+      if (mount) break;
+    }
+    const own = /^0::(.*)$/m.exec(
+      readFileSync('/proc/self/cgroup', 'utf8'),
+    )?.[1];
+    if (!mount || own === undefined) return undefined;
+    return join(mount, own.replace(/ \(deleted\)$/, ''));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Creates (or finds) the slot's cgroup as a child of this process's own cgroup; undefined when
+ * the hierarchy is not writable here.
+ */
+export function prepareSlotCgroup(slotKey: string): string | undefined {
+  if (process.env.SUPERVISOR_CONTAINMENT === 'tracking') return undefined;
+  const parent = ownCgroup2();
+  if (!parent) return undefined;
+  const dir = join(parent, `agent-supervisor-${slotMarkerFor(slotKey)}`);
+  try {
+    mkdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return undefined;
+  }
+  try {
+    accessSync(join(dir, 'cgroup.procs'), constants.W_OK);
+    return dir;
+  } catch {
+    return undefined;
+  }
+}
+
+function cgroupPids(dir: string): number[] {
+  try {
+    return readFileSync(join(dir, 'cgroup.procs'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Kills every member of the cgroup and waits until it is empty (about 5 s at most). */
+async function killCgroup(dir: string): Promise<number[]> {
+  const seen = new Set<number>();
+  for (let i = 0; i < 100; i++) {
+    const pids = cgroupPids(dir);
+    if (!pids.length) break;
+    for (const p of pids) seen.add(p);
+    try {
+      writeFileSync(join(dir, 'cgroup.kill'), '1');
+    } catch {
+      // Kernels before 5.14 have no cgroup.kill: freeze, kill each member, thaw.
+      try {
+        writeFileSync(join(dir, 'cgroup.freeze'), '1');
+      } catch {
+        /* no freezer either: plain kills, repeated */
+      }
+      for (const p of pids) killPid(p);
+      try {
+        writeFileSync(join(dir, 'cgroup.freeze'), '0');
+      } catch {
+        /* see above */
+      }
+    }
+    await sleep(i < 10 ? 10 : 50);
+  }
+  return [...seen];
+}
+
+function killPid(pid: number): boolean {
+  try {
+    process.kill(pid, 'SIGKILL');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** This process and its ancestors: never killed by a sweep. */
+function protectedPids(): Set<number> {
+  const out = new Set<number>([process.pid]);
+  let pid = process.ppid;
+  for (let i = 0; i < 64 && pid > 1; i++) {
+    out.add(pid);
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      pid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    } catch {
+      break;
+    }
+  }
+  out.add(1);
+  return out;
+}
+
+/** Listening TCP sockets (inode → port) on the given ports, from /proc/net. */
+function listeningInodes(ports: ReadonlySet<number>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10 || f[3] !== '0A') continue;
+      const port = parseInt(f[1]!.split(':')[1] ?? '', 16);
+      if (ports.has(port)) out.set(f[9]!, port);
+    }
+  }
+  return out;
+}
+
+/** Alive and not a zombie (a zombie holds no files, sockets or memory). */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !['Z', 'X'].includes(
+      stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3),
+    );
+  } catch {
+    return false;
+  }
+}
+
+function hasTerminal(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 7 (tty_nr) counted from after the command name.
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[4]) !== 0;
+  } catch {
+    return false;
+  }
+}
+
+interface Found {
+  pid: number;
+  found: 'marker' | 'cwd' | 'port';
+}
+
+/** One pass over /proc: processes that belong to the slot's agent by marker, cwd or port. */
+function scanProc(spec: ContainmentSpec, marker: string): Found[] {
+  const needle = Buffer.from(`${SLOT_MARKER_VAR}=${marker}\0`);
+  const inodes = listeningInodes(new Set(spec.ports));
+  const keep = protectedPids();
+  const worktree = spec.worktreePath.replace(/\/+$/, '');
+  const out: Found[] = [];
+  for (const name of readdirSync('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || keep.has(pid)) continue;
+    let found: Found['found'] | undefined;
+    try {
+      if (readFileSync(`/proc/${pid}/environ`).includes(needle))
+        found = 'marker';
+    } catch {
+      /* not ours to read, or gone */
+    }
+    if (!found && !hasTerminal(pid)) {
+      try {
+        const cwd = readlinkSync(`/proc/${pid}/cwd`);
+        if (cwd === worktree || cwd.startsWith(worktree + sep)) found = 'cwd';
+      } catch {
+        /* idem */
+      }
+    }
+    if (!found && inodes.size) {
+      try {
+        for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+          const m = /^socket:\[(\d+)\]$/.exec(
+            readlinkSync(`/proc/${pid}/fd/${fd}`),
+          );
+          if (m && inodes.has(m[1]!)) {
+            found = 'port';
+            break;
+          }
+        }
+      } catch {
+        /* idem */
+      }
+    }
+    if (found) out.push({ pid, found });
+  }
+  return out;
+}
+
+/** Without /proc (macOS): the marker through `ps` and listeners through `lsof`. */
+function scanWithoutProc(spec: ContainmentSpec, marker: string): Found[] {
+  const out: Found[] = [];
+  const keep = protectedPids();
+  try {
+    const ps = execFileSync('ps', ['eww', '-ax', '-o', 'pid=,command='], {
+      encoding: 'utf8',
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    for (const line of ps.split('\n')) {
+      const m = /^\s*(\d+)\s/.exec(line);
+      if (m && line.includes(`${SLOT_MARKER_VAR}=${marker}`)) {
+        const pid = Number(m[1]);
+        if (!keep.has(pid)) out.push({ pid, found: 'marker' });
+      }
+    }
+  } catch {
+    /* no ps */
+  }
+  for (const port of spec.ports) {
+    try {
+      const pids = execFileSync(
+        'lsof',
+        ['-t', '-nP', `-iTCP:${port}`, '-sTCP:LISTEN'],
+        { encoding: 'utf8' },
+      );
+      for (const p of pids.split('\n').filter(Boolean).map(Number))
+        if (!keep.has(p)) out.push({ pid: p, found: 'port' });
+    } catch {
+      /* none, or no lsof */
+    }
+  }
+  return out;
+}
+
+function hasProc(): boolean {
+  try {
+    accessSync('/proc/self/environ', constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Everything the slot's agents left behind, killed; the slot's ports checked. */
+export async function sweepSlot(
+  spec: ContainmentSpec,
+  cgroups: readonly (string | undefined)[] = [],
+): Promise<SweepReport> {
+  const report: SweepReport = { killed: [], busyPorts: [] };
+  for (const dir of new Set(cgroups.filter((c): c is string => !!c)))
+    for (const pid of await killCgroup(dir))
+      report.killed.push({ pid, found: 'cgroup' });
+  const marker = slotMarkerFor(spec.slotKey);
+  const proc = hasProc();
+  // Repeated until a pass finds nothing: a process may fork while its parent is being killed.
+  for (let pass = 0; pass < 20; pass++) {
+    const found = proc ? scanProc(spec, marker) : scanWithoutProc(spec, marker);
+    const fresh = found.filter((f) => killPid(f.pid));
+    if (!fresh.length) break;
+    report.killed.push(...fresh);
+    await sleep(20);
+  }
+  // SIGKILL is asynchronous: wait until each one is gone (or a zombie, which runs nothing).
+  for (let i = 0; proc && i < 250; i++) {
+    if (!report.killed.some((k) => running(k.pid))) break;
+    await sleep(20);
+  }
+  // A killed listener's socket closes as the process is torn down: give that a moment.
+  for (let i = 0; proc && spec.ports.length && i < 50; i++) {
+    report.busyPorts = [
+      ...new Set(listeningInodes(new Set(spec.ports)).values()),
+    ].sort((a, b) => a - b);
+    if (!report.busyPorts.length) break;
+    await sleep(40);
+  }
+  return report;
+}
+
+/** Removes an empty slot cgroup (when the runner stops); a busy one is left alone. */
+export function removeSlotCgroup(dir: string | undefined): void {
+  if (!dir) return;
+  try {
+    rmdirSync(dir);
+  } catch {
+    /* busy or gone */
+  }
+}
+
+/** The slot's ports from its environment: the block and every numeric `*_PORT` variable. */
+export function slotPorts(env: Record<string, string>): number[] {
+  const ports = new Set<number>();
+  const lo = Number(env.PORT_BLOCK_START);
+  const hi = Number(env.PORT_BLOCK_END);
+  if (Number.isInteger(lo) && Number.isInteger(hi) && lo > 0 && hi >= lo)
+    for (let p = lo; p <= hi && p - lo < 1024; p++) ports.add(p);
+  for (const [k, v] of Object.entries(env))
+    if ((k === 'PORT' || k.endsWith('_PORT')) && /^\d{1,5}$/.test(v))
+      ports.add(Number(v));
+  return [...ports].filter((p) => p > 0 && p < 65536);
+}
+
+/** What the runner leaves in its run directory so a successor (or the supervisor) sweeps too. */
+export interface ContainmentRecord {
+  slotKey: string;
+  worktreePath: string;
+  ports: number[];
+  cgroup?: string;
+}
+
+export const containmentFile = (runDir: string): string =>
+  join(runDir, 'containment.json');
+
+export function readContainmentRecord(
+  runDir: string,
+): ContainmentRecord | undefined {
+  try {
+    return JSON.parse(
+      readFileSync(containmentFile(runDir), 'utf8'),
+    ) as ContainmentRecord;
+  } catch {
+    return undefined;
+  }
+}
