@@ -3,6 +3,7 @@ import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import {
+  DelayedError,
   Queue,
   UnrecoverableError,
   WaitingError,
@@ -12,7 +13,6 @@ import {
 import { Redis } from 'ioredis';
 import {
   JobDataSchema,
-  issueIdFromJobId,
   resultRefFor,
   supervisorKeys,
   type JobResult,
@@ -34,6 +34,10 @@ import { GitRemoteError, RemoteClone } from './remote-clone.js';
 import { RemoteGate } from './remote-gate.js';
 import { oomKillCount, outOfMemoryMessage } from './oom.js';
 import { JobContainment } from './job-containment.js';
+import { issueIdForJob } from './issue-id.js';
+
+/** A foreign job handed back because it was not adopted yet is offered again after this. */
+const ADOPTION_RETRY_MS = 2_000;
 
 export const RUNNER_VERSION = '0.1.0';
 
@@ -279,13 +283,12 @@ export class AgentRunner {
     const data = parsed.data;
     const attempt = data.attemptOffset + job.attemptsStarted;
     const jobId = job.id!;
-    const issueId = String(data.issueId ?? issueIdFromJobId(jobId) ?? jobId);
     const cur: Current = {
       job,
       token,
       attempt,
       agent: undefined,
-      issueId,
+      issueId: '',
       title: data.title,
       leaseLost: false,
     };
@@ -296,8 +299,20 @@ export class AgentRunner {
       JSON.stringify({ jobId, token, attempt }),
     );
     const startedAt = Date.now();
-    const logPath = join(this.cfg.logDir, `${jobId}-attempt-${attempt}.log`);
+    let logPath = '';
     try {
+      const issueId = await issueIdForJob(
+        jobId,
+        data,
+        { redis: this.redis, key: this.keys.adopted },
+        { stop: () => this.shuttingDown || cur.leaseLost },
+      );
+      if (issueId === undefined) return await this.handBackUnadopted(cur);
+      cur.issueId = issueId;
+      logPath = join(
+        this.cfg.logDir,
+        `issue-${issueId}-attempt-${attempt}.log`,
+      );
       let baseSha: string;
       // The previous job's stragglers must not write into this job's worktree or hold its ports.
       await this.containment.sweep('before job');
@@ -447,7 +462,11 @@ export class AgentRunner {
         ...(logError ? { logError } : {}),
       };
     } catch (err) {
-      if (err instanceof WaitingError || err instanceof UnrecoverableError)
+      if (
+        err instanceof WaitingError ||
+        err instanceof DelayedError ||
+        err instanceof UnrecoverableError
+      )
         throw err;
       const e = err as Error;
       if (
@@ -464,7 +483,7 @@ export class AgentRunner {
           at: Date.now(),
           error: e.message,
           exitCode: null,
-          logPath,
+          ...(logPath ? { logPath } : {}),
         }).catch(() => undefined);
       }
       throw e;
@@ -509,6 +528,23 @@ export class AgentRunner {
         await new Promise((r) => setTimeout(r, delay));
       }
     }
+  }
+
+  /**
+   * A foreign job the recorder has not adopted yet (the supervisor is down or slow): it goes back
+   * to the queue for a moment, so it never runs under an issue id that is not its own.
+   */
+  private async handBackUnadopted(cur: Current): Promise<never> {
+    const jobId = cur.job.id!;
+    if (this.shuttingDown) {
+      await cur.job.moveToWait(cur.token);
+      throw new WaitingError();
+    }
+    this.log('foreign job not adopted yet; handed back for a moment', {
+      jobId,
+    });
+    await cur.job.moveToDelayed(Date.now() + ADOPTION_RETRY_MS, cur.token);
+    throw new DelayedError();
   }
 
   /** The git remote is away: stop taking jobs, put this one back without spending an attempt. */

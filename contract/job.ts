@@ -23,7 +23,8 @@ export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 /**
  * Job data. `issueId` is set by our feeder; a foreign producer may leave it out, and
- * the recorder then creates an issue row for the job on first sight.
+ * the recorder then creates an issue row for the job on first sight (a foreign producer's
+ * `issueId` is ignored: the job runs as the issue it was adopted as, see `supervisorKeys().adopted`).
  * `body` is UTF-8 text, or base64 of raw bytes when `bodyEncoding` is `base64`
  * (bodies that are not valid UTF-8 reach the agent byte-exact that way).
  */
@@ -257,5 +258,11 @@ export function supervisorKeys(prefix: string, queueName: string) {
     agent: (agentId: string) => `${base}:agent:${agentId}`,
     agents: `${base}:agents`,
     held: (agentId: string) => `${base}:held:${agentId}`,
+    /**
+     * Hash: job id → issue id of a foreign producer's job, written by the recorder when it adopts
+     * the job. A runner takes a foreign job's issue id from here only: its own id and any
+     * `issueId` in its data are the producer's, not ours.
+     */
+    adopted: `${base}:adopted`,
   };
 }

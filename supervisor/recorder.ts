@@ -63,6 +63,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   private reconcileTimer: NodeJS.Timeout | undefined;
   private readonly keys;
   private readonly invalidSeen = new Set<string>();
+  private readonly adoptionsPublished = new Set<string>();
   /** Counters for metrics. */
   readonly stats = {
     leaseLosses: 0,
@@ -180,6 +181,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       if (own) return own;
     }
     const known = this.o.issues.byJobId(jobId);
+    if (known) await this.publishAdoption(jobId, known.id);
     if (known || !adopt) return known;
     const job = await this.o.queue.getJob(jobId);
     if (!job) return undefined;
@@ -208,7 +210,25 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       jobId,
       issueId: issue.id,
     });
+    await this.publishAdoption(jobId, issue.id);
     return issue;
+  }
+
+  /** A finished foreign job's entry is no longer needed by any runner. */
+  private async forgetAdoption(jobId: string): Promise<void> {
+    if (issueIdFromJobId(jobId) !== undefined) return;
+    this.adoptionsPublished.delete(jobId);
+    await this.o.redis.hdel(this.keys.adopted, jobId).catch(() => undefined);
+  }
+
+  /**
+   * Tells runners the issue id of a foreign job (SQLite first, then Redis: a crash between is
+   * repaired on the next sight of the job, as the row is found by its job id).
+   */
+  private async publishAdoption(jobId: string, issueId: number): Promise<void> {
+    if (this.adoptionsPublished.has(jobId)) return;
+    await this.o.redis.hset(this.keys.adopted, jobId, String(issueId));
+    this.adoptionsPublished.add(jobId);
   }
 
   private async onRunnerEvent(ev: RunnerEvent): Promise<void> {
@@ -449,6 +469,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
           ),
         );
     }
+    await this.forgetAdoption(job.id!);
     this.emit('result', {
       issue: this.o.issues.require(issue.id),
       run: this.o.runs.get(job.id!, res.attempt),
@@ -504,6 +525,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       error,
       attempts: Math.max(issue.attempts, res.attempt),
     });
+    await this.forgetAdoption(job.id!);
     this.emit('result', {
       issue: this.o.issues.require(issue.id),
       run: this.o.runs.get(job.id!, res.attempt),
@@ -564,6 +586,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
         attempts: Math.max(issue.attempts, attempt),
       });
     })();
+    await this.forgetAdoption(job.id!);
     this.emit('result', {
       issue: this.o.issues.require(issue.id),
       run: attempt > 0 ? this.o.runs.get(job.id!, attempt) : undefined,

@@ -5,6 +5,8 @@
  * (test/pipeline covers one `{nope: true}` job; this covers the shapes one by one.)
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import {
@@ -15,6 +17,8 @@ import {
 import { resolveRepo } from '../../supervisor/repo.js';
 import { cliJson, runCli, waitFor } from '../helpers/cli.js';
 import { cleanupList, isolatedRepo, issues, start } from './util.js';
+import { readRecord } from '../helpers/agents.js';
+import { git, tempDir } from '../helpers/repo.js';
 
 const cleanups = cleanupList();
 afterEach(() => cleanups.run());
@@ -150,5 +154,88 @@ describe('foreign producer job data', () => {
       restarts: 0,
     });
     expect(status.queue.failed).toBe(BAD.length);
+  });
+});
+
+describe('foreign producer job ids', () => {
+  // A job's BullMQ id is not its issue id: job "5" adopted as issue #4 runs as #4.
+  it('runs an adopted job as its own issue: ISSUE_ID, commit message and log name, also when the runner takes it before the adoption', async () => {
+    const out = tempDir();
+    const { dir, env } = isolatedRepo(cleanups, {
+      AGENT_ECHO_FILE: join(out, 'echo'),
+      AGENT_RECORD_FILE: join(out, 'record.log'),
+    });
+    const show = (id: number) =>
+      cliJson<any>(['issue', 'show', String(id)], { cwd: dir, env });
+    const done = (id: number) =>
+      waitFor(async () => (await show(id)).status === 'done' && show(id), {
+        timeoutMs: 60_000,
+        what: `issue #${id} done`,
+      });
+    // Real issues #1-#3 first. BullMQ numbers plain adds from the queue's counter, which every
+    // add (ours too) counts up, and a job that is never adopted takes a number too.
+    for (const n of [1, 2, 3])
+      await runCli(['issue', 'add', `a real issue ${n}`], { cwd: dir, env });
+    const first = await start(cleanups, dir, env);
+    for (const n of [1, 2, 3]) await done(n);
+    const paths = await resolveRepo(dir);
+    const redis = new Redis('redis://127.0.0.1:6379', {
+      maxRetriesPerRequest: null,
+    });
+    const queue = new Queue(queueNameFor(paths.repoId), {
+      connection: redis,
+      prefix: env.SUPERVISOR_PREFIX,
+    });
+    cleanups.add(async () => {
+      await queue.obliterate({ force: true }).catch(() => undefined);
+      await queue.close();
+      redis.disconnect();
+    });
+    await queue.add('issue', { nope: true } as never);
+    const up = await queue.add('issue', { title: 'foreign while up' });
+    expect(up.id).not.toBe('4');
+    await done(4);
+
+    // The supervisor dies (its runner lives on): the runner takes the next foreign job before
+    // anyone adopted it, and must wait for the adoption rather than run it as its job id.
+    first.child.kill('SIGKILL');
+    await first.exited;
+    const down = await queue.add('issue', { title: 'foreign while down' });
+    expect(down.id).not.toBe('5');
+    await waitFor(
+      async () => (await queue.getJobState(down.id!)) === 'active',
+      { what: 'the runner took the unadopted job' },
+    );
+    await start(cleanups, dir, env);
+    await done(5);
+
+    const expected: Array<[number, string, string]> = [
+      [1, 'issue-1', 'a real issue 1'],
+      [4, up.id!, 'foreign while up'],
+      [5, down.id!, 'foreign while down'],
+    ];
+    for (const [id, jobId, title] of expected) {
+      const issue = await show(id);
+      const seen = JSON.parse(
+        readFileSync(join(out, `echo.${id}.env`), 'utf8'),
+      ) as Record<string, string>;
+      expect(seen.ISSUE_ID, `#${id}`).toBe(String(id));
+      expect(seen.ISSUE_TITLE, `#${id}`).toBe(title);
+      expect(git(dir, 'log', '-1', '--format=%s', `issue/${id}`)).toBe(
+        `issue #${id}: ${title}`,
+      );
+      expect(issue.runs).toHaveLength(1);
+      expect(issue.runs[0].jobId, `#${id}`).toBe(jobId);
+      expect(basename(issue.runs[0].logPath)).toBe(
+        `issue-${id}-attempt-${issue.runs[0].attempt}.log`,
+      );
+      expect(existsSync(issue.runs[0].logPath)).toBe(true);
+    }
+    // Each agent run saw its own issue id, once.
+    expect(
+      readRecord(join(out, 'record.log'))
+        .filter((r) => r.what === 'start')
+        .map((r) => r.issue),
+    ).toEqual(['1', '2', '3', '4', '5']);
   });
 });
