@@ -19,7 +19,8 @@ export interface PendingIssue {
 export interface RecentResult {
   id: number;
   title: string;
-  status: 'done' | 'failed';
+  /** done, failed, or a landing status (merged, conflict, …). */
+  status: string;
   agent: string | null;
   branch: string | null;
   commit: string | null;
@@ -112,7 +113,10 @@ export async function buildSnapshot(
     .recentlyFinished(RECENT_SHOWN)
     .map((i) => {
       const runs = ctx.runs.forIssue(i.id);
-      const want = i.status === 'done' ? 'succeeded' : 'failed';
+      const want =
+        i.status === 'failed' || i.status === 'cancelled'
+          ? 'failed'
+          : 'succeeded';
       const run =
         [...runs].reverse().find((r) => r.outcome === want) ??
         runs[runs.length - 1];
@@ -125,7 +129,7 @@ export async function buildSnapshot(
       return {
         id: i.id,
         title: i.title,
-        status: i.status as 'done' | 'failed',
+        status: i.status,
         agent: i.agent,
         branch: i.branch,
         commit: i.commit,

@@ -9,7 +9,14 @@ import { connectOnce, resolveRedisUrl } from './redis.js';
 import { DESIRED_KEY, validateAgentCount } from './scaler.js';
 import { buildStatus, type AgentStatus, type Status } from './status.js';
 import { getSetting, setSetting } from './store/db.js';
-import type { Issue, IssueStatus, NewIssue } from './store/issues.js';
+import { LandingStore, type Landing } from './land/landings.js';
+import { issueHistory, type IssueEvent } from './store/history.js';
+import {
+  SETTLED_STATUSES,
+  type Issue,
+  type IssueStatus,
+  type NewIssue,
+} from './store/issues.js';
 import type { Run } from './store/runs.js';
 
 export interface IssueSummary {
@@ -21,6 +28,17 @@ export interface IssueSummary {
   branch: string | null;
   commit: string | null;
   attempts: number;
+  /** The commit on the base branch that landed the issue (status merged). */
+  landedSha: string | null;
+  /** Landing attempts, counted apart from the agent's attempts. */
+  landAttempts: number;
+  /** Times a landing sent the issue back to an agent. */
+  requeues: number;
+  /** Done issues: commits on the base tip the issue's commit lacks. */
+  behind: number | null;
+  /** Done issues: whether the commit merges into the base tip cleanly. */
+  mergeable: boolean | null;
+  conflictFiles: string[];
 }
 
 export interface IssueDetail extends IssueSummary {
@@ -29,6 +47,10 @@ export interface IssueDetail extends IssueSummary {
   createdAt: number;
   updatedAt: number;
   runs: Run[];
+  /** Landing attempts (supervisor land). */
+  landings: Landing[];
+  /** Every status change: when, from, to, by whom, why. */
+  history: IssueEvent[];
 }
 
 export interface OpenSupervisorOptions {
@@ -55,6 +77,12 @@ const summary = (i: Issue): IssueSummary => ({
   branch: i.branch,
   commit: i.commit,
   attempts: i.attempts,
+  landedSha: i.landedSha,
+  landAttempts: i.landAttempts,
+  requeues: i.requeues,
+  behind: i.behind,
+  mergeable: i.mergeable,
+  conflictFiles: i.conflictFiles,
 });
 
 /**
@@ -75,6 +103,7 @@ export class Supervisor {
     const ctx = await openContext({
       repo: opts.repo ?? process.cwd(),
       init: true,
+      actor: 'api',
       flags: opts.config ?? {},
       ...(opts.env ? { env: opts.env } : {}),
     });
@@ -107,6 +136,8 @@ export class Supervisor {
       createdAt: i.createdAt,
       updatedAt: i.updatedAt,
       runs: this.ctx.runs.forIssue(id),
+      landings: new LandingStore(this.ctx.db).forIssue(id),
+      history: issueHistory(this.ctx.db, id),
     };
   }
 
@@ -162,7 +193,7 @@ export class Supervisor {
     const seen = new Set(
       this.ctx.issues
         .list()
-        .filter((i) => i.status === 'done' || i.status === 'failed')
+        .filter((i) => SETTLED_STATUSES.has(i.status))
         .map((i) => i.id),
     );
     const timer = setInterval(() => {

@@ -112,6 +112,29 @@ export const EnvSchema = z
   })
   .strict();
 
+export const LandSchema = z
+  .object({
+    /** @defaultValue "rebase" — how an issue's commits come onto the base tip. */
+    strategy: z.enum(['rebase', 'merge', 'squash']).default('rebase'),
+    /** Shell command that must pass on exactly the tree that lands (e.g. "npm test"). */
+    check: z.string().min(1).optional(),
+    /** @defaultValue 30m */
+    checkTimeout: duration.default(30 * 60_000),
+    /** A remote the base branch is pushed to after each landing (e.g. "origin"). */
+    push: z.string().min(1).optional(),
+    /** @defaultValue false — the running supervisor lands each issue as soon as it is done. */
+    auto: z.boolean().default(false),
+    /** @defaultValue "requeue" — a conflict sends the issue back to an agent, or holds it. */
+    onConflict: z.enum(['requeue', 'hold']).default('requeue'),
+    /** @defaultValue "requeue" — a failed check sends the issue back to an agent, or holds it. */
+    onCheckFailure: z.enum(['requeue', 'hold']).default('requeue'),
+    /** @defaultValue 2 — requeues per issue before it is held for a person. */
+    maxRequeues: z.number().int().min(0).max(20).default(2),
+    /** @defaultValue 60s — a remote-tracking base (origin/main) is fetched at most this often. */
+    fetchInterval: duration.default(60_000),
+  })
+  .strict();
+
 export const ConfigSchema = z
   .object({
     redisUrl: z.string().optional(),
@@ -183,6 +206,19 @@ export const ConfigSchema = z
       .strict()
       .default({}),
     env: EnvSchema.default({}),
+    /** Landing done issues on the base branch: the merge queue (docs/landing.md). */
+    land: LandSchema.default({}),
+    /** Dependencies between issues (`issue add --after`). */
+    deps: z
+      .object({
+        /**
+         * @defaultValue "auto" — a dependent is fed once its dependencies are `merged`, or `done`
+         * when nothing lands (no land.check, land.auto off and nothing merged yet).
+         */
+        until: z.enum(['auto', 'merged', 'done']).default('auto'),
+      })
+      .strict()
+      .default({}),
     /** Runners on other hosts (Swarm, Kubernetes, plain); see docs/multi-host.md. */
     git: z
       .object({
@@ -392,6 +428,17 @@ function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (Object.keys(lease).length) out.lease = lease;
   if (Object.keys(dashboard).length) out.dashboard = dashboard;
   if (env.POSTGRES_URL) out.env = { postgres: { url: env.POSTGRES_URL } };
+  const land: Record<string, unknown> = {};
+  set(land, 'strategy', env.SUPERVISOR_LAND_STRATEGY);
+  set(land, 'check', env.SUPERVISOR_LAND_CHECK);
+  set(land, 'checkTimeout', int('SUPERVISOR_LAND_CHECK_TIMEOUT'));
+  set(land, 'push', env.SUPERVISOR_LAND_PUSH);
+  if (env.SUPERVISOR_LAND_AUTO) land.auto = env.SUPERVISOR_LAND_AUTO === 'true';
+  set(land, 'onConflict', env.SUPERVISOR_LAND_ON_CONFLICT);
+  set(land, 'onCheckFailure', env.SUPERVISOR_LAND_ON_CHECK_FAILURE);
+  set(land, 'maxRequeues', int('SUPERVISOR_LAND_MAX_REQUEUES'));
+  set(land, 'fetchInterval', int('SUPERVISOR_LAND_FETCH_INTERVAL'));
+  if (Object.keys(land).length) out.land = land;
   return out;
 }
 

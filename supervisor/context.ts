@@ -11,6 +11,7 @@ import {
   type RepoPaths,
 } from './repo.js';
 import { getSetting, openDatabase, setSetting, type Db } from './store/db.js';
+import { setActor } from './store/history.js';
 import { IssueStore } from './store/issues.js';
 import { RunStore } from './store/runs.js';
 import { SlotStore } from './store/slots.js';
@@ -37,6 +38,8 @@ export interface OpenOptions {
   flags?: Record<string, unknown>;
   /** Create `.supervisor/` when missing (commands that write); readers refuse instead. */
   init?: boolean;
+  /** Who this process's status changes are recorded as (issue history); default "cli". */
+  actor?: string;
 }
 
 export async function initRepo(
@@ -98,6 +101,7 @@ export async function openContext(opts: OpenOptions = {}): Promise<Context> {
     await initRepo(paths);
   }
   const db = openDatabase(paths.dbFile);
+  setActor(db, opts.actor ?? 'cli');
   const platform = detectPlatform({
     memoryPerAgent: config.memoryPerAgent,
     cpusPerAgent: config.cpusPerAgent,

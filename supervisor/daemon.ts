@@ -28,7 +28,9 @@ import { ProcessRuntime } from './runtimes/process.js';
 import { createSwarmRuntime } from './runtimes/swarm-create.js';
 import type { AgentRuntime } from './runtimes/runtime.js';
 import { Scaler, validateAgentCount } from './scaler.js';
+import { LandService } from './land/service.js';
 import { setSetting } from './store/db.js';
+import { setActor } from './store/history.js';
 import { watchExternalWrites } from './store/external-writes.js';
 import { ensureWorktree } from './worktrees.js';
 
@@ -69,6 +71,8 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
   readonly runtime: AgentRuntime;
   /** Result refs pushed by runners in remote git mode. */
   readonly results: ResultRefs;
+  /** Landing: behind/mergeable of done issues (and land.auto). */
+  readonly land: LandService;
   private feedTimer: NodeJS.Timeout | undefined;
   private stopFeedWake: (() => void) | undefined;
   private stopping: Promise<void> | undefined;
@@ -115,6 +119,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       log,
     });
     this.recorder.on('warning', (w) => log(w));
+    this.land = new LandService(ctx, log);
     this.scaler = new Scaler({
       db: ctx.db,
       slots: ctx.slots,
@@ -150,6 +155,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     const agents = opts.agents ?? config.agents;
     if (agents !== undefined)
       validateAgentCount(agents, ctx.platform.maxAgents);
+    setActor(ctx.db, 'supervisor');
     // The SQLite write lock serialises two starts racing for the pid file.
     ctx.db
       .transaction(() =>
@@ -235,6 +241,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       );
     }
     await this.recorder.start();
+    this.land.start();
     this.feedLoop();
     if (agents !== undefined) this.scaler.setDesired(agents);
     await this.scaler.start();
@@ -359,6 +366,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
   }
 
   private async shutdownConnections(): Promise<void> {
+    await this.land.close();
     await this.recorder.close();
     await this.runtime.close();
     await this.queue.close().catch(() => undefined);

@@ -16,7 +16,10 @@ export type ErrorCode =
   | 'ERR_SUP_ENV_EXHAUSTED'
   | 'ERR_SUP_POSTGRES'
   | 'ERR_SUP_DOCKER'
-  | 'ERR_SUP_TIMEOUT';
+  | 'ERR_SUP_TIMEOUT'
+  | 'ERR_SUP_LAND_REFUSED'
+  | 'ERR_SUP_LAND_BUSY'
+  | 'ERR_SUP_ISSUE_STATE';
 
 export class SupervisorError extends Error {
   readonly code: ErrorCode;

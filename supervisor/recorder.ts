@@ -16,7 +16,12 @@ import {
 import { gitAt } from './repo.js';
 import { ResultRefError, type ResultRefs } from './results.js';
 import { getSetting, setSetting, type Db } from './store/db.js';
-import type { Issue, IssueStore } from './store/issues.js';
+import { withChange } from './store/history.js';
+import {
+  SETTLED_STATUSES,
+  type Issue,
+  type IssueStore,
+} from './store/issues.js';
 import type { Run, RunStore } from './store/runs.js';
 
 export interface RecorderEvents {
@@ -235,7 +240,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     const issue = await this.issueForJob(ev.jobId, true);
     if (!issue) return;
     const { runs, issues, db } = this.o;
-    const terminal = issue.status === 'done' || issue.status === 'failed';
+    const terminal = SETTLED_STATUSES.has(issue.status);
     switch (ev.type) {
       case 'claim': {
         const superseded: Run[] = [];
@@ -352,7 +357,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
 
   private async recordCompleted(job: Job): Promise<void> {
     const issue = await this.issueForJob(job.id!, true);
-    if (!issue || issue.status === 'done') return;
+    if (!issue || SETTLED_STATUSES.has(issue.status)) return;
     const parsed = JobResultSchema.safeParse(job.returnvalue);
     if (!parsed.success) {
       this.emit(
@@ -422,7 +427,10 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       ]);
     }
     const superseded: Run[] = [];
-    this.o.db.transaction(() => {
+    const why = res.commitSha
+      ? `${res.agentId} attempt ${res.attempt} committed ${res.commitSha.slice(0, 12)}`
+      : `${res.agentId} attempt ${res.attempt} succeeded without changes`;
+    withChange(this.o.db, { actor: 'recorder', reason: why }, () => {
       this.o.runs.upsert(issue.id, job.id!, res.attempt, {
         agent: res.agentId,
         outcome: 'succeeded',
@@ -455,7 +463,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
         attempts: Math.max(issue.attempts, res.attempt),
         error: res.logError ?? null,
       });
-    })();
+    });
     for (const r of superseded)
       await this.supersede(r, 'another attempt completed');
     if (incoming && res.resultRef) {
@@ -569,7 +577,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
 
   private async recordFailed(job: Job): Promise<void> {
     const issue = await this.issueForJob(job.id!, false);
-    if (!issue || issue.status === 'failed' || issue.status === 'done') return;
+    if (!issue || SETTLED_STATUSES.has(issue.status)) return;
     const offset = JobDataSchema.safeParse(job.data).data?.attemptOffset ?? 0;
     const attempt = job.attemptsStarted > 0 ? offset + job.attemptsStarted : 0;
     const reason = job.failedReason || 'failed';
@@ -611,7 +619,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       );
       for (const id of ids) {
         const issue = await this.issueForJob(id, set === 'completed');
-        if (issue && issue.status !== 'done' && issue.status !== 'failed')
+        if (issue && !SETTLED_STATUSES.has(issue.status))
           await this.onFinished(id);
       }
     }

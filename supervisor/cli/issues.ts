@@ -7,6 +7,9 @@ import {
   type Issue,
   type IssueStatus,
 } from '../store/issues.js';
+import { LandingStore } from '../land/landings.js';
+import { refreshMergeStates } from '../land/merge-state.js';
+import { issueHistory } from '../store/history.js';
 import { oneLine, printJson, say, table, type GlobalOpts } from './output.js';
 
 export function issueSummary(i: Issue) {
@@ -19,7 +22,19 @@ export function issueSummary(i: Issue) {
     branch: i.branch,
     commit: i.commit,
     attempts: i.attempts,
+    landedSha: i.landedSha,
+    landAttempts: i.landAttempts,
+    requeues: i.requeues,
+    behind: i.behind,
+    mergeable: i.mergeable,
+    conflictFiles: i.conflictFiles,
   };
+}
+
+/** "yes", "no" (conflicts), or blank when not known (not done, or not computed yet). */
+function mergeableCell(i: ReturnType<typeof issueSummary>): string {
+  if (i.status !== 'done' || i.mergeable === null) return '';
+  return i.mergeable ? 'yes' : 'CONFLICT';
 }
 
 function bodyOut(b: Buffer): string {
@@ -138,6 +153,8 @@ export function registerIssueCommands(
       }
       const ctx = await openContext({ repo: globals().repo });
       try {
+        // behind/mergeable of done issues against the current base tip (only stale ones).
+        await refreshMergeStates(ctx).catch(() => 0);
         const list = ctx.issues
           .list(o.status ? { status: o.status as IssueStatus } : {})
           .map(issueSummary);
@@ -152,9 +169,21 @@ export function registerIssueCommands(
               i.agent ?? '',
               i.branch ?? '',
               i.commit?.slice(0, 8) ?? '',
+              i.status === 'done' && i.behind !== null ? String(i.behind) : '',
+              mergeableCell(i),
               oneLine(i.title),
             ]),
-            ['ID', 'PRIORITY', 'STATUS', 'AGENT', 'BRANCH', 'COMMIT', 'TITLE'],
+            [
+              'ID',
+              'PRIORITY',
+              'STATUS',
+              'AGENT',
+              'BRANCH',
+              'COMMIT',
+              'BEHIND',
+              'MERGEABLE',
+              'TITLE',
+            ],
           ),
         );
       } finally {
@@ -171,8 +200,11 @@ export function registerIssueCommands(
       const id = parseId(rawId);
       const ctx = await openContext({ repo: globals().repo });
       try {
+        await refreshMergeStates(ctx).catch(() => 0);
         const i = ctx.issues.require(id);
         const runs = ctx.runs.forIssue(id);
+        const history = issueHistory(ctx.db, id);
+        const landings = new LandingStore(ctx.db).forIssue(id);
         if (o.json)
           return printJson({
             ...issueSummary(i),
@@ -181,11 +213,18 @@ export function registerIssueCommands(
             createdAt: i.createdAt,
             updatedAt: i.updatedAt,
             runs,
+            landings,
+            history,
           });
         say(`#${i.id} ${i.title}`);
         say(
           `priority ${i.priority} · status ${i.status}${i.agent ? ` · agent ${i.agent}` : ''}${i.branch ? ` · branch ${i.branch} @ ${i.commit?.slice(0, 10)}` : ''}`,
         );
+        if (i.landedSha) say(`landed as ${i.landedSha.slice(0, 10)}`);
+        else if (i.status === 'done' && i.behind !== null)
+          say(
+            `behind the base by ${i.behind} commit${i.behind === 1 ? '' : 's'} · ${i.mergeable ? 'merges cleanly' : `conflicts in ${i.conflictFiles.join(', ')}`}`,
+          );
         if (i.error) say(`error: ${i.error}`);
         if (i.body.length) say(`\n${bodyOut(i.body)}\n`);
         if (runs.length) {
@@ -216,6 +255,30 @@ export function registerIssueCommands(
             ),
           );
         }
+        if (landings.length)
+          say(
+            table(
+              landings.map((l) => [
+                String(l.attempt),
+                l.state,
+                l.strategy,
+                l.landedSha?.slice(0, 8) ?? '',
+                l.conflictFiles.join(' ') || oneLine(l.error ?? ''),
+              ]),
+              ['LANDING', 'STATE', 'STRATEGY', 'LANDED', 'DETAIL'],
+            ),
+          );
+        say(
+          table(
+            history.map((h) => [
+              new Date(h.at).toISOString().replace('T', ' ').slice(0, 19),
+              `${h.from ?? '(new)'} → ${h.to}`,
+              h.actor,
+              oneLine(h.reason ?? ''),
+            ]),
+            ['WHEN', 'CHANGE', 'BY', 'WHY'],
+          ),
+        );
       } finally {
         ctx.close();
       }

@@ -1,11 +1,19 @@
 import { chmodSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { SupervisorError } from '../errors.js';
+import { installHistory } from './history.js';
+import { landingMigration } from './landing-schema.js';
 
 export type Db = Database.Database;
 
+/**
+ * A migration: SQL, or a function for what SQL alone cannot say (rebuilding a table whose
+ * columns other migrations may have added to).
+ */
+type Migration = string | ((db: Db) => void);
+
 /** Ordered migrations; index + 1 is the schema version stored in `user_version`. */
-const MIGRATIONS: readonly string[] = [
+const MIGRATIONS: readonly Migration[] = [
   `
   CREATE TABLE issues (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -84,6 +92,8 @@ const MIGRATIONS: readonly string[] = [
     CHECK ((port_start IS NULL) = (port_count IS NULL))
   );
   `,
+  // Landing (supervisor/land): the lifecycle beyond done, its history, and landing attempts.
+  landingMigration,
 ];
 
 /** Why a database file cannot be used, with what to do about it. */
@@ -163,7 +173,10 @@ export function openDatabase(
       `the database is damaged (${check.replace(/\s+/g, ' ').trim().slice(0, 200)})`,
     );
   }
-  if (!opts.readonly) migrate(db);
+  if (!opts.readonly) {
+    migrate(db);
+    installHistory(db, 'supervisor');
+  }
   return db;
 }
 
@@ -179,8 +192,10 @@ function migrate(db: Db): void {
     );
   }
   for (let v = current; v < MIGRATIONS.length; v++) {
+    const m = MIGRATIONS[v]!;
     db.transaction(() => {
-      db.exec(MIGRATIONS[v]!);
+      if (typeof m === 'string') db.exec(m);
+      else m(db);
       db.pragma(`user_version = ${v + 1}`);
     }).immediate();
   }

@@ -7,15 +7,22 @@ import {
 import { SupervisorError } from '../errors.js';
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './db.js';
+import { LANDING_STATUSES } from './landing-schema.js';
 
-export const ISSUE_STATUSES = [
-  'open',
-  'queued',
-  'in_progress',
+export const ISSUE_STATUSES = LANDING_STATUSES;
+export type IssueStatus = (typeof ISSUE_STATUSES)[number];
+
+/** Statuses an agent's late result or a claim never changes (the issue is settled or held). */
+export const SETTLED_STATUSES: ReadonlySet<IssueStatus> = new Set([
   'done',
   'failed',
-] as const;
-export type IssueStatus = (typeof ISSUE_STATUSES)[number];
+  'landing',
+  'merged',
+  'conflict',
+  'check-failed',
+  'cancelled',
+  'blocked',
+]);
 
 export interface Issue {
   id: number;
@@ -31,6 +38,21 @@ export interface Issue {
   error: string | null;
   createdAt: number;
   updatedAt: number;
+  /** The commit on the base branch that landed this issue (status merged). */
+  landedSha: string | null;
+  /** Landing attempts, counted apart from the agent's attempts. */
+  landAttempts: number;
+  /** Times a landing sent the issue back to an agent (conflict, failed check). */
+  requeues: number;
+  /** Commits on the base branch that the issue's commit lacks (done issues). */
+  behind: number | null;
+  /** Whether the issue's commit merges cleanly into the base tip (null: not known yet). */
+  mergeable: boolean | null;
+  /** Files that conflict with the base tip (or did at the last landing). */
+  conflictFiles: string[];
+  /** The base tip and the commit behind/mergeable were computed for. */
+  checkedBase: string | null;
+  checkedCommit: string | null;
 }
 
 export interface NewIssue {
@@ -53,6 +75,14 @@ interface IssueRow {
   error: string | null;
   created_at: number;
   updated_at: number;
+  landed_sha: string | null;
+  land_attempts: number;
+  requeues: number;
+  behind: number | null;
+  mergeable: number | null;
+  conflict_files: string | null;
+  checked_base: string | null;
+  checked_commit: string | null;
 }
 
 const toIssue = (r: IssueRow): Issue => ({
@@ -69,6 +99,16 @@ const toIssue = (r: IssueRow): Issue => ({
   error: r.error,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
+  landedSha: r.landed_sha,
+  landAttempts: r.land_attempts,
+  requeues: r.requeues,
+  behind: r.behind,
+  mergeable: r.mergeable === null ? null : r.mergeable === 1,
+  conflictFiles: r.conflict_files
+    ? (JSON.parse(r.conflict_files) as string[])
+    : [],
+  checkedBase: r.checked_base,
+  checkedCommit: r.checked_commit,
 });
 
 const PRIORITY_RANK = `CASE priority WHEN 'urgent' THEN 1 WHEN 'high' THEN 2 WHEN 'medium' THEN 3 ELSE 4 END`;
@@ -240,7 +280,7 @@ export class IssueStore {
   recentlyFinished(limit = 20): Issue[] {
     const rows = this.db
       .prepare(
-        `SELECT * FROM issues WHERE status IN ('done','failed') ORDER BY updated_at DESC, id DESC LIMIT ?`,
+        `SELECT * FROM issues WHERE status NOT IN ('open','queued','in_progress') ORDER BY updated_at DESC, id DESC LIMIT ?`,
       )
       .all(limit) as IssueRow[];
     return rows.map(toIssue);
@@ -279,7 +319,20 @@ export class IssueStore {
     fields: Partial<
       Pick<
         Issue,
-        'status' | 'agent' | 'branch' | 'commit' | 'attempts' | 'error'
+        | 'status'
+        | 'agent'
+        | 'branch'
+        | 'commit'
+        | 'attempts'
+        | 'error'
+        | 'landedSha'
+        | 'landAttempts'
+        | 'requeues'
+        | 'behind'
+        | 'mergeable'
+        | 'conflictFiles'
+        | 'checkedBase'
+        | 'checkedCommit'
       >
     >,
   ): void {
@@ -292,11 +345,27 @@ export class IssueStore {
       commit: 'commit_sha',
       attempts: 'attempts',
       error: 'error',
+      landedSha: 'landed_sha',
+      landAttempts: 'land_attempts',
+      requeues: 'requeues',
+      behind: 'behind',
+      mergeable: 'mergeable',
+      conflictFiles: 'conflict_files',
+      checkedBase: 'checked_base',
+      checkedCommit: 'checked_commit',
     };
     for (const [k, v] of Object.entries(fields)) {
       if (v === undefined) continue;
       cols.push(`${map[k]} = ?`);
-      vals.push(v);
+      vals.push(
+        k === 'mergeable' && v !== null
+          ? v
+            ? 1
+            : 0
+          : k === 'conflictFiles'
+            ? JSON.stringify(v)
+            : v,
+      );
     }
     if (cols.length === 0) return;
     cols.push('updated_at = ?');

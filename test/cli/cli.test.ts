@@ -163,6 +163,12 @@ describe('supervisor CLI', () => {
         branch: null,
         commit: null,
         attempts: 0,
+        landedSha: null,
+        landAttempts: 0,
+        requeues: 0,
+        behind: null,
+        mergeable: null,
+        conflictFiles: [],
       },
     ]);
     const shown = await cliJson<any>(['issue', 'show', '1'], { cwd: dir, env });

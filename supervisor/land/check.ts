@@ -1,0 +1,72 @@
+import { spawn } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+export interface CheckResult {
+  passed: boolean;
+  exitCode: number | null;
+  timedOut: boolean;
+  /** The last lines of its output (what LAND_CHECK_LOG and the issue show). */
+  tail: string;
+  durationMs: number;
+}
+
+const TAIL_BYTES = 16 * 1024;
+
+/**
+ * Runs `land.check` in the landing worktree, in its own process group (a timeout kills the whole
+ * group), with the landing slot's environment. The command is the user's configuration, never
+ * issue text; the issue's id and commits reach it as environment variables.
+ */
+export function runCheck(o: {
+  command: string;
+  cwd: string;
+  env: Record<string, string>;
+  timeoutMs: number;
+  logFile: string;
+}): Promise<CheckResult> {
+  mkdirSync(dirname(o.logFile), { recursive: true });
+  const log = createWriteStream(o.logFile);
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn('/bin/sh', ['-c', o.command], {
+      cwd: o.cwd,
+      env: { ...process.env, ...o.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let tail = '';
+    const take = (d: Buffer) => {
+      log.write(d);
+      tail = (tail + d.toString('utf8')).slice(-TAIL_BYTES);
+    };
+    child.stdout.on('data', take);
+    child.stderr.on('data', take);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }, o.timeoutMs);
+    const done = (code: number | null) => {
+      clearTimeout(timer);
+      if (timedOut) tail += `\n(land.check timed out after ${o.timeoutMs} ms)`;
+      log.end();
+      resolve({
+        passed: code === 0 && !timedOut,
+        exitCode: code,
+        timedOut,
+        tail: tail.split('\n').slice(-60).join('\n'),
+        durationMs: Date.now() - started,
+      });
+    };
+    child.on('error', (err) => {
+      tail += `\n${err.message}`;
+      done(null);
+    });
+    child.on('close', (code) => done(code));
+  });
+}

@@ -1,0 +1,103 @@
+import type { Context } from '../context.js';
+import { withChange } from '../store/history.js';
+import { baseRef, landGit, revParse, type LandGit } from './git.js';
+
+export interface MergeState {
+  /** Commits on the base tip that `commit` lacks. */
+  behind: number;
+  /** Whether `commit` merges into the base tip without conflicts. */
+  mergeable: boolean;
+  conflictFiles: string[];
+}
+
+/**
+ * How a commit stands against the base tip, computed in the object store alone
+ * (`git merge-tree --write-tree`): no worktree, no index, nothing checked out.
+ */
+export async function mergeState(
+  git: LandGit,
+  baseTip: string,
+  commit: string,
+): Promise<MergeState> {
+  const [count, merge] = await Promise.all([
+    git.ok(['rev-list', '--count', `${commit}..${baseTip}`]),
+    git.run([
+      'merge-tree',
+      '--write-tree',
+      '--name-only',
+      '--no-messages',
+      baseTip,
+      commit,
+    ]),
+  ]);
+  if (merge.code > 1)
+    throw new Error(`git merge-tree failed: ${merge.stderr.trim()}`);
+  const lines = merge.stdout.split('\n').filter(Boolean);
+  const files = [...new Set(lines.slice(1))];
+  return {
+    behind: Number(count),
+    mergeable: merge.code === 0,
+    conflictFiles: merge.code === 0 ? [] : files,
+  };
+}
+
+/** Files two commits would conflict on if both landed (review: done issues against each other). */
+export async function pairConflicts(
+  git: LandGit,
+  a: string,
+  b: string,
+): Promise<string[]> {
+  const merge = await git.run([
+    'merge-tree',
+    '--write-tree',
+    '--name-only',
+    '--no-messages',
+    a,
+    b,
+  ]);
+  if (merge.code !== 1) return [];
+  return [...new Set(merge.stdout.split('\n').filter(Boolean).slice(1))];
+}
+
+/** The base tip agents and landings start from, or undefined when the base does not exist. */
+export async function baseTip(ctx: Context): Promise<string | undefined> {
+  const git = landGit(ctx.paths.root, 60_000);
+  return revParse(git, await baseRef(git, ctx.baseBranch));
+}
+
+/**
+ * Brings `behind` and `mergeable` of done issues up to date with the base tip; only issues
+ * whose commit or base moved since they were last computed. Returns how many changed.
+ */
+export async function refreshMergeStates(ctx: Context): Promise<number> {
+  const git = landGit(ctx.paths.root, 60_000);
+  const tip = await revParse(git, await baseRef(git, ctx.baseBranch));
+  if (!tip) return 0;
+  const stale = ctx.issues
+    .list({ status: 'done' })
+    .filter(
+      (i) =>
+        i.commit !== null &&
+        (i.checkedBase !== tip || i.checkedCommit !== i.commit),
+    );
+  let n = 0;
+  for (const i of stale) {
+    let s: MergeState;
+    try {
+      s = await mergeState(git, tip, i.commit!);
+    } catch {
+      continue; // a commit gc'd or unreachable: shown as unknown
+    }
+    withChange(ctx.db, { actor: 'supervisor' }, () =>
+      ctx.issues.update(i.id, {
+        behind: s.behind,
+        mergeable: s.mergeable,
+        conflictFiles: s.conflictFiles,
+        checkedBase: tip,
+        checkedCommit: i.commit,
+      }),
+    );
+    n += 1;
+  }
+  return n;
+}
