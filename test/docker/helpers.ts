@@ -17,7 +17,9 @@ import { ROOT, testEnv } from '../helpers/cli.js';
 import { git, tempRepo } from '../helpers/repo.js';
 import { describeNeeds } from '../helpers/requirements.js';
 
-export const RUNNER_IMAGE = 'agent-supervisor-runner:latest';
+/** The runner image the Docker tests build and use (RUNNER_IMAGE, as test/docker/setup-engine.sh takes it). */
+export const RUNNER_IMAGE =
+  process.env.RUNNER_IMAGE ?? 'agent-supervisor-runner:latest';
 export const docker = new Docker();
 
 async function probeEngine(): Promise<string | undefined> {
@@ -72,7 +74,7 @@ const HASH_LABEL = 'dev.agent-supervisor.sources-hash';
  * built (as test/docker/setup-engine.sh does), one test file at a time (a lock directory).
  */
 export async function ensureRunnerImage(): Promise<void> {
-  const lock = '/tmp/agent-supervisor-runner-image.lock';
+  const lock = `/tmp/${RUNNER_IMAGE.replace(/[^A-Za-z0-9.-]/g, '_')}-image.lock`;
   const deadline = Date.now() + 180_000;
   for (;;) {
     try {
@@ -164,6 +166,8 @@ case "$ISSUE_TITLE" in
     attempt git tag evil
     attempt git config core.hooksPath /tmp
     other=agent-002; [ "$AGENT_ID" = agent-002 ] && other=agent-001
+    # Its own private refs/heads/agent takes this; the host's agent/* must not change.
+    git update-ref "refs/heads/agent/\${other#agent-}" HEAD >/dev/null 2>&1; echo "moved-other: $?" >> "$out"
     attempt test -e "$common/../.worktrees/$other/README.md"
     attempt test -e /var/run/docker.sock
     echo "uid $(id -u)" >> "$out"
@@ -208,7 +212,11 @@ export async function dockerRepo(
     join(repo.dir, 'supervisor.config.json'),
     JSON.stringify(config, null, 2),
   );
-  const env = testEnv({ SUPERVISOR_AGENT_COMMAND: 'sh agent.sh', ...opts.env });
+  const env = testEnv({
+    SUPERVISOR_AGENT_COMMAND: 'sh agent.sh',
+    SUPERVISOR_DOCKER_IMAGE: RUNNER_IMAGE,
+    ...opts.env,
+  });
   const { repoId } = await resolveRepo(repo.dir);
   return {
     dir: repo.dir,

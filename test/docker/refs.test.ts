@@ -37,7 +37,7 @@ describeDocker(
   () => {
     beforeAll(ensureRunnerImage, 200_000);
 
-    it('commits land on the host agent branch; main, issue/*, tags, packed-refs and config are read-only; other worktrees and the Docker socket are not there', async () => {
+    it("commits reach the host as the job's result; main, issue/*, tags, packed-refs, config and other slots' agent branches cannot be moved; other worktrees and the Docker socket are not there", async () => {
       const repo = await dockerRepo();
       cleanups.push(repo.cleanup);
       const { dir, env } = repo;
@@ -55,6 +55,13 @@ describeDocker(
       const packedBefore = readFileSync(join(dir, '.git/packed-refs'), 'utf8');
       const mainBefore = git(dir, 'rev-parse', 'main');
       const issue1Before = git(dir, 'rev-parse', 'issue/1');
+      const agentsBefore = git(
+        dir,
+        'for-each-ref',
+        '--format=%(refname) %(objectname)',
+        'refs/heads/agent',
+      );
+      expect(agentsBefore.split('\n')).toHaveLength(2);
 
       await runCli(['issue', 'add', 'vandal'], { cwd: dir, env });
       const vandal = await done(dir, env, 2);
@@ -64,15 +71,24 @@ describeDocker(
           await cliJson(['issue', 'show', '2'], { cwd: dir, env }),
         ),
       ).toMatchObject({ status: 'done' });
-      // The container's commit is the host's agent branch and was published as issue/2.
-      expect(
-        git(dir, 'rev-parse', `agent/${vandal.agent!.slice('agent-'.length)}`),
-      ).toBe(vandal.commit);
+      // The container's commit was published as issue/2 (from its result, not a host branch).
       expect(git(dir, 'rev-parse', 'issue/2')).toBe(vandal.commit);
       const report = git(dir, 'show', `${vandal.commit}:vandal-2.txt`).split(
         '\n',
       );
-      const attempts = report.filter((l) => !l.startsWith('uid '));
+      // Moving the other slot's branch wrote only into the container's own ref directory.
+      expect(report).toContain('moved-other: 0');
+      expect(
+        git(
+          dir,
+          'for-each-ref',
+          '--format=%(refname) %(objectname)',
+          'refs/heads/agent',
+        ),
+      ).toBe(agentsBefore);
+      const attempts = report.filter(
+        (l) => !l.startsWith('uid ') && !l.startsWith('moved-other'),
+      );
       expect(attempts).toHaveLength(10);
       expect(attempts.filter((l) => !l.startsWith('refused: '))).toEqual([]);
       expect(

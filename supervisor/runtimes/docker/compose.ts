@@ -7,6 +7,7 @@ import {
   chooseUser,
   ensureMountSources,
   prepareOwnership,
+  privateAgentRefs,
   worktreeAdminDir,
 } from './mounts.js';
 
@@ -81,6 +82,9 @@ export async function composeVariables(
     vars[`${key}_CONFIG`] = JSON.stringify(runner);
     vars[`${key}_WORKTREE`] = wt.path;
     vars[`${key}_ADMIN`] = slot.adminDir;
+    const own = privateAgentRefs(slot);
+    vars[`${key}_REFS`] = own.refs;
+    vars[`${key}_REFLOGS`] = own.logs;
   }
   return vars;
 }

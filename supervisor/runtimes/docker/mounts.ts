@@ -38,22 +38,32 @@ export function worktreeAdminDir(worktree: string): string {
   return isAbsolute(m[1]) ? m[1] : resolve(worktree, m[1]);
 }
 
-/** Writable places in the git directory: the object store and the agent branches and reflogs. */
+/**
+ * The slot's own `refs/heads/agent` and its reflogs: a directory of its own on the host, which
+ * the container sees in place of the repository's. Its agent (and its runner) can move only
+ * `agent/<its number>` and never sees or touches another slot's branch; the host's `agent/*`
+ * branches are not the containers' to move. The result commit reaches the host by the job's
+ * result (the supervisor publishes `issue/<id>`), not by a branch.
+ */
+export function privateAgentRefs(p: SlotPaths): {
+  refs: string;
+  logs: string;
+} {
+  const base = `${p.runDir.replace(/\/+$/, '')}.git-refs`;
+  return { refs: join(base, 'heads-agent'), logs: join(base, 'logs-agent') };
+}
+
+/** Writable places in the git directory: the object store and the slot's admin directory. */
 function gitWritable(p: SlotPaths): string[] {
-  const g = p.gitCommonDir;
-  return [
-    join(g, 'objects'),
-    p.adminDir,
-    join(g, 'refs', 'heads', 'agent'),
-    join(g, 'logs', 'refs', 'heads', 'agent'),
-  ];
+  return [join(p.gitCommonDir, 'objects'), p.adminDir];
 }
 
 /**
  * The bind mounts of a slot. The git directory is read-only (so `main`, `issue/*`, tags,
  * packed-refs, config and hooks cannot be changed from inside) with writable mounts on top of
- * it only for what the slot's git needs: objects, its worktree admin directory and the
- * `agent/*` refs and reflogs. Other slots' worktrees and the main worktree are not mounted.
+ * it only for what the slot's git needs: objects, its worktree admin directory, and the slot's
+ * private `refs/heads/agent` and reflogs (see privateAgentRefs). Other slots' worktrees and
+ * branches and the main worktree are not mounted.
  */
 export function slotMounts(p: SlotPaths): BindMount[] {
   const rw = (path: string): BindMount => ({
@@ -61,10 +71,21 @@ export function slotMounts(p: SlotPaths): BindMount[] {
     target: path,
     readOnly: false,
   });
+  const own = privateAgentRefs(p);
   return [
     rw(p.worktree),
     { source: p.gitCommonDir, target: p.gitCommonDir, readOnly: true },
     ...gitWritable(p).map(rw),
+    {
+      source: own.refs,
+      target: join(p.gitCommonDir, 'refs', 'heads', 'agent'),
+      readOnly: false,
+    },
+    {
+      source: own.logs,
+      target: join(p.gitCommonDir, 'logs', 'refs', 'heads', 'agent'),
+      readOnly: false,
+    },
     rw(p.logDir),
     rw(p.logFile),
     rw(p.runDir),
@@ -73,7 +94,14 @@ export function slotMounts(p: SlotPaths): BindMount[] {
 
 /** Creates what the mounts need on the host (Docker refuses a missing bind source). */
 export function ensureMountSources(p: SlotPaths): void {
-  for (const d of [...gitWritable(p), p.logDir, p.runDir])
+  const own = privateAgentRefs(p);
+  for (const d of [...gitWritable(p), own.refs, own.logs, p.logDir, p.runDir])
+    mkdirSync(d, { recursive: true });
+  // The mount points of the private refs, inside the read-only git directory.
+  for (const d of [
+    join(p.gitCommonDir, 'refs', 'heads', 'agent'),
+    join(p.gitCommonDir, 'logs', 'refs', 'heads', 'agent'),
+  ])
     mkdirSync(d, { recursive: true });
   // The host's `git pack-refs` / `gc` removes ref directories it leaves empty: a mounted one
   // would be swapped for a new directory the container never sees. Git ignores dot files there.
@@ -247,6 +275,7 @@ export function prepareOwnership(p: SlotPaths, user: ContainerUser): void {
   if (!user.prepare) return;
   const { uid, gid } = user;
   const git = p.gitCommonDir;
+  const own = privateAgentRefs(p);
   if (user.dedicated) {
     // The worktree's .git file stays root's: the agent can delete it (the runner repairs that)
     // but not point it elsewhere.
@@ -254,30 +283,18 @@ export function prepareOwnership(p: SlotPaths, user: ContainerUser): void {
     // (A .git the runner rewrote after an agent deleted it is the container's: give it back.)
     if (existsSync(join(p.worktree, '.git')))
       lchownSync(join(p.worktree, '.git'), 0, 0);
-    for (const d of [
-      p.worktree,
-      p.adminDir,
-      join(git, 'refs', 'heads', 'agent'),
-      join(git, 'logs', 'refs', 'heads', 'agent'),
-    ])
-      shareDir(d, gid);
-    for (const d of [
-      p.adminDir,
-      join(git, 'refs', 'heads', 'agent'),
-      join(git, 'logs', 'refs', 'heads', 'agent'),
-    ])
+    for (const d of [p.worktree, p.adminDir]) shareDir(d, gid);
+    chownContents(p.adminDir, uid, gid);
+    for (const d of [own.refs, own.logs]) {
+      lchownSync(d, uid, gid);
       chownContents(d, uid, gid);
+    }
     // Objects are written by the host's git (root) and every container: a shared group, and git
     // told to keep new directories group-writable (core.sharedRepository).
     groupWritableTree(join(git, 'objects'), gid);
     ensureSharedRepository(git);
   } else {
-    for (const d of [
-      p.worktree,
-      p.adminDir,
-      join(git, 'refs', 'heads', 'agent'),
-      join(git, 'logs', 'refs', 'heads', 'agent'),
-    ]) {
+    for (const d of [p.worktree, p.adminDir, own.refs, own.logs]) {
       lchownSync(d, uid, gid);
       chownContents(d, uid, gid);
     }
