@@ -13,7 +13,8 @@ import {
   ping,
   resolveRedisUrl,
 } from '../supervisor/redis.js';
-import { DESIRED_KEY, validateAgentCount } from '../supervisor/scaler.js';
+import { validateScale } from '../supervisor/env/capacity.js';
+import { DESIRED_KEY } from '../supervisor/scaler.js';
 import { getSetting, setSetting } from '../supervisor/store/db.js';
 
 /** Something that happened, shown under the controls ("agent-002: runner started"). */
@@ -110,7 +111,7 @@ export async function daemonSource(daemon: Daemon): Promise<DashboardSource> {
     queue: daemon.queue,
     inProcess: true,
     setDesired: (count) => {
-      const n = validateAgentCount(count, daemon.ctx.platform.maxAgents);
+      const n = validateScale(daemon.ctx, count);
       daemon.scaler.setDesired(n);
       return n;
     },
@@ -169,7 +170,7 @@ export async function stateSource(ctx: Context): Promise<DashboardSource> {
     queue,
     inProcess: false,
     setDesired: (count) => {
-      const v = validateAgentCount(count, ctx.platform.maxAgents);
+      const v = validateScale(ctx, count);
       if (!runningDaemon(ctx.paths.pidFile)) {
         throw new SupervisorError(
           'ERR_SUP_NOT_RUNNING',

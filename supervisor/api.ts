@@ -6,7 +6,8 @@ import { SupervisorError } from './errors.js';
 import { attachExtensions } from './extensions.js';
 import { runningDaemon } from './pidfile.js';
 import { connectOnce, resolveRedisUrl } from './redis.js';
-import { DESIRED_KEY, validateAgentCount } from './scaler.js';
+import { validateScale } from './env/capacity.js';
+import { DESIRED_KEY } from './scaler.js';
 import { buildStatus, type AgentStatus, type Status } from './status.js';
 import { getSetting, setSetting } from './store/db.js';
 import { LandingStore, type Landing } from './land/landings.js';
@@ -159,7 +160,7 @@ export class Supervisor {
       onProgress?: (agent: AgentStatus) => void;
     } = {},
   ): Promise<AgentStatus[]> {
-    const count = validateAgentCount(n, this.ctx.platform.maxAgents);
+    const count = validateScale(this.ctx, n);
     if (this.daemon) this.daemon.scaler.setDesired(count);
     else if (runningDaemon(this.ctx.paths.pidFile))
       setSetting(this.ctx.db, DESIRED_KEY, String(count));

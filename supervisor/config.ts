@@ -83,6 +83,11 @@ export const EnvSchema = z
           .default([1, 15]),
         /** Server the apps use; defaults to the supervisor's Redis. */
         url: z.string().optional(),
+        /**
+         * FLUSHDB the slot's DB before every job.
+         * @defaultValue `postgres.resetPerIssue` — one switch resets both unless set here.
+         */
+        resetPerIssue: z.boolean().optional(),
       })
       .strict()
       .default({}),

@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import {
   BeforeJobStepSchema,
   agentBranch,
+  slotNumber,
   type BeforeJobStep,
   type RunnerConfig,
 } from '../contract/job.js';
@@ -27,12 +28,18 @@ import { createDockerRuntime } from './runtimes/docker/create.js';
 import { ProcessRuntime } from './runtimes/process.js';
 import { createSwarmRuntime } from './runtimes/swarm-create.js';
 import type { AgentRuntime } from './runtimes/runtime.js';
-import { Scaler, validateAgentCount } from './scaler.js';
+import { validateScale } from './env/capacity.js';
+import { Scaler } from './scaler.js';
 import { LandService } from './land/service.js';
 import { setSetting } from './store/db.js';
 import { setActor } from './store/history.js';
 import { watchExternalWrites } from './store/external-writes.js';
-import { ensureWorktree } from './worktrees.js';
+import {
+  ensureWorktree,
+  removeWorktree,
+  worktreeFor,
+  type SlotWorktree,
+} from './worktrees.js';
 
 export type Logger = (msg: string, fields?: Record<string, unknown>) => void;
 
@@ -48,11 +55,17 @@ export interface DaemonOptions {
 
 /** Hooks other parts (environments, dashboard) attach to a running control plane. */
 export interface SlotHook {
-  /** Extra environment for a slot's agent; may allocate resources. */
+  /**
+   * Extra environment for a slot's agent; may allocate resources. It calls `worktree()` once
+   * it holds what it needs (the slot's worktree is made then, not before), and undoes what it
+   * reserved when that or anything after it fails.
+   */
   prepare(
     agentId: string,
-    worktreePath: string,
+    worktree: () => Promise<string>,
   ): Promise<Record<string, string>>;
+  /** Throws when `n` agents are more than this hook can serve (checked before a count is set). */
+  checkCount?(n: number): void;
   /** Commands the slot's runner runs before each job (after `prepare`). */
   beforeJob?(agentId: string): BeforeJobStep[];
 }
@@ -128,6 +141,9 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       restartBackoffMs: config.restartBackoff,
       stopGraceMs: config.stopGrace,
       prepareSlot: (agentId) => this.prepareSlot(agentId),
+      checkCount: (n) => {
+        for (const h of this.slotHooks) h.checkCount?.(n);
+      },
       registry: () =>
         readRegistry(
           this.redis,
@@ -153,8 +169,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       );
     }
     const agents = opts.agents ?? config.agents;
-    if (agents !== undefined)
-      validateAgentCount(agents, ctx.platform.maxAgents);
+    if (agents !== undefined) validateScale(ctx, agents);
     setActor(ctx.db, 'supervisor');
     // The SQLite write lock serialises two starts racing for the pid file.
     ctx.db
@@ -240,6 +255,9 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
             : ''),
       );
     }
+    // Refused before anything runs: a count the environment cannot serve makes no worktree.
+    if (agents !== undefined)
+      for (const h of this.slotHooks) h.checkCount?.(agents);
     await this.recorder.start();
     this.land.start();
     this.feedLoop();
@@ -308,17 +326,33 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
   private async prepareSlot(agentId: string): Promise<RunnerConfig> {
     const { paths, config } = this.ctx;
     const remote = localRunnerGit(this.ctx, agentId, this.results);
-    const wt = remote
+    const planned = remote
       ? { path: remote.worktreePath, branch: agentBranch(agentId) }
-      : await ensureWorktree(paths, agentId, this.ctx.baseBranch);
-    this.ctx.slots.ensure(
-      Number(agentId.slice('agent-'.length)),
-      wt.path,
-      wt.branch,
-    );
+      : worktreeFor(paths, agentId);
+    this.ctx.slots.ensure(slotNumber(agentId), planned.path, planned.branch);
+    // The worktree is made only once the environment is held (hooks call `worktree()`), and
+    // removed again when this call made it and a later step failed: a slot whose environment
+    // cannot be allocated leaves no worktree, branch or allocation behind.
+    let made: (SlotWorktree & { created: boolean }) | undefined;
+    const worktree = async (): Promise<SlotWorktree> => {
+      made ??= remote
+        ? { ...planned, created: false }
+        : await ensureWorktree(paths, agentId, this.ctx.baseBranch);
+      return made;
+    };
     const agentEnv: Record<string, string> = {};
-    for (const h of this.slotHooks)
-      Object.assign(agentEnv, await h.prepare(agentId, wt.path));
+    let wt: SlotWorktree;
+    try {
+      for (const h of this.slotHooks)
+        Object.assign(
+          agentEnv,
+          await h.prepare(agentId, async () => (await worktree()).path),
+        );
+      wt = await worktree();
+    } catch (err) {
+      if (made?.created) await removeWorktree(paths, agentId);
+      throw err;
+    }
     const beforeJob = this.slotHooks
       .flatMap((h) => h.beforeJob?.(agentId) ?? [])
       .map((s) => BeforeJobStepSchema.parse(s));

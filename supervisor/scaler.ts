@@ -24,6 +24,8 @@ export interface ScalerOptions {
   stopGraceMs: number;
   /** Creates the slot's worktree and environment; returns its runner configuration. */
   prepareSlot: (agentId: string) => Promise<RunnerConfig>;
+  /** Throws when the environment cannot serve `n` agents (port blocks, Redis DBs). */
+  checkCount?: (n: number) => void;
   /** Runners that report themselves alive in Redis. */
   registry: () => Promise<Map<string, RegisteredAgent>>;
   log: (msg: string, fields?: Record<string, unknown>) => void;
@@ -103,6 +105,7 @@ export class Scaler extends EventEmitter<ScalerEvents> {
 
   setDesired(n: number): void {
     const v = validateAgentCount(n, this.o.maxAgents);
+    this.o.checkCount?.(v);
     setSetting(this.o.db, DESIRED_KEY, String(v));
     this.lastDesired = undefined;
     this.kick();

@@ -21,7 +21,7 @@ export async function ensureWorktree(
   paths: RepoPaths,
   agentId: string,
   baseBranch: string,
-): Promise<SlotWorktree> {
+): Promise<SlotWorktree & { created: boolean }> {
   const wt = worktreeFor(paths, agentId);
   const repo = gitAt(paths.root);
   if (existsSync(join(wt.path, '.git'))) {
@@ -29,7 +29,7 @@ export async function ensureWorktree(
       const top = (
         await gitAt(wt.path).raw(['rev-parse', '--show-toplevel'])
       ).trim();
-      if (top === wt.path) return wt;
+      if (top === wt.path) return { ...wt, created: false };
     } catch {
       /* broken: recreated below */
     }
@@ -57,7 +57,7 @@ export async function ensureWorktree(
       },
     );
   }
-  return wt;
+  return { ...wt, created: true };
 }
 
 /** Removes a slot's worktree and its `agent/*` branch; `issue/*` branches are never touched. */

@@ -5,7 +5,8 @@ import { openContext, type Context } from '../context.js';
 import { Daemon } from '../daemon.js';
 import { SupervisorError, redactSecrets } from '../errors.js';
 import { runningDaemon } from '../pidfile.js';
-import { readDesired, validateAgentCount, DESIRED_KEY } from '../scaler.js';
+import { validateScale } from '../env/capacity.js';
+import { readDesired, DESIRED_KEY } from '../scaler.js';
 import { buildStatus, type Status } from '../status.js';
 import { waitForAgents } from '../convergence.js';
 import { setSetting } from '../store/db.js';
@@ -293,9 +294,7 @@ export function registerLifecycleCommands(
         flags: startFlags(o),
       });
       const agents =
-        o.agents === undefined
-          ? undefined
-          : validateAgentCount(o.agents, ctx.platform.maxAgents);
+        o.agents === undefined ? undefined : validateScale(ctx, o.agents);
       if (ctx.config.dashboard.enabled)
         checkDashboardConfig(ctx.config.dashboard);
       if (o.detach) {
@@ -326,7 +325,7 @@ export function registerLifecycleCommands(
         const timeoutS = secondsFlag('--timeout', o.timeout);
         const ctx = await openContext({ repo: globals().repo, init: true });
         try {
-          const n = validateAgentCount(raw, ctx.platform.maxAgents);
+          const n = validateScale(ctx, raw);
           const daemon = runningDaemon(ctx.paths.pidFile);
           if (!daemon) {
             throw new SupervisorError(

@@ -1,14 +1,30 @@
 import { fileURLToPath } from 'node:url';
+import type { BeforeJobStep } from '../../contract/job.js';
 import type { Context } from '../context.js';
 import type { Daemon, Logger } from '../daemon.js';
 import { SupervisorError } from '../errors.js';
 import { EnvAllocator } from './allocator.js';
+import { checkEnvCapacity } from './capacity.js';
+import {
+  dbOfUrl,
+  redisUrlWithDb,
+  sameServer,
+  serverDatabases,
+} from './redis-db.js';
 import { writeEnvFile } from './env-file.js';
 import { dropDatabase } from './postgres.js';
 import { EnvAllocationStore } from './store.js';
-import { copyIncludedFiles } from './worktreeinclude.js';
+import {
+  describeSync,
+  planIncludedFiles,
+  syncIncludedFiles,
+} from './worktreeinclude.js';
 
-const RESET_SCRIPT = fileURLToPath(new URL('./reset-db.js', import.meta.url));
+const script = (name: string) =>
+  fileURLToPath(new URL(`./${name}.js`, import.meta.url));
+const RESET_SCRIPT = script('reset-db');
+const FLUSH_SCRIPT = script('flush-redis');
+const RESYNC_SCRIPT = script('resync-worktree');
 
 /** A slot's environment as `supervisor status --json` shows it. */
 export interface EnvStatus {
@@ -38,18 +54,27 @@ export async function attachEnvironments(
     repoId: paths.repoId,
     log,
   });
+  // The server's real number of databases bounds the count too (asked once, here).
+  const serverDbs = cfg.redis.enabled
+    ? await serverDatabases(allocator.appRedisUrl).catch(() => undefined)
+    : undefined;
   daemon.addSlotHook({
-    prepare: async (agentId, worktreePath) => {
-      const copied = await copyIncludedFiles(paths.root, worktreePath);
-      if (copied.length)
-        log(
-          `copied ${copied.length} file${copied.length === 1 ? '' : 's'} listed in .worktreeinclude`,
-          { agentId, files: copied },
-        );
-      const env = await allocator.prepare(
-        agentId,
-        ({ vars }) => void writeEnvFile(worktreePath, agentId, vars),
-      );
+    checkCount: (n) =>
+      checkEnvCapacity(cfg, db, n, {
+        queueRedisUrl: daemon.redisUrl,
+        serverDatabases: serverDbs,
+      }),
+    // The environment is reserved first; the worktree is made only once it is held.
+    // A .worktreeinclude that names files outside the repository is refused before that.
+    prepare: async (agentId, worktree) => {
+      const plan = await planIncludedFiles(paths.root);
+      const env = await allocator.prepare(agentId, async ({ vars }) => {
+        const worktreePath = await worktree();
+        const synced = syncIncludedFiles(paths.root, worktreePath, plan);
+        if (synced.copied + synced.updated > 0)
+          log(`.worktreeinclude: ${describeSync(synced)}`, { agentId });
+        writeEnvFile(worktreePath, agentId, vars);
+      });
       const a = env.allocation;
       log(`environment ready`, {
         agentId,
@@ -65,11 +90,22 @@ export async function attachEnvironments(
     // resetPerIssue: the runner recreates the database after it claimed a job and before the
     // agent starts (the only moment that is both early enough and per job).
     beforeJob: (agentId) => {
+      const steps: BeforeJobStep[] = [];
+      // The main worktree is at hand only for runners on this host outside containers.
+      if (
+        daemon.ctx.config.runtime === 'process' &&
+        daemon.ctx.config.git.runners === 'shared'
+      )
+        steps.push({
+          name: 'sync .worktreeinclude',
+          command: [process.execPath, RESYNC_SCRIPT],
+          env: { SUPERVISOR_INCLUDE_ROOT: paths.root },
+        });
+      const alloc = allocator.store.get(agentId);
       const pg = cfg.postgres;
-      const dbName = allocator.store.get(agentId)?.postgresDb;
-      if (!pg.resetPerIssue || !pg.url || !dbName) return [];
-      return [
-        {
+      const dbName = alloc?.postgresDb;
+      if (pg.resetPerIssue && pg.url && dbName)
+        steps.push({
           name: `reset database ${dbName}`,
           command: [process.execPath, RESET_SCRIPT],
           env: {
@@ -77,8 +113,32 @@ export async function attachEnvironments(
             SUPERVISOR_RESET_PG_DB: dbName,
             SUPERVISOR_RESET_PG_TEMPLATE: pg.template ?? '',
           },
-        },
-      ];
+        });
+      const redisDb = alloc?.redisDb;
+      if (
+        cfg.redis.enabled &&
+        (cfg.redis.resetPerIssue ?? pg.resetPerIssue) &&
+        redisDb !== null &&
+        redisDb !== undefined
+      )
+        steps.push({
+          name: `flush redis db ${redisDb}`,
+          command: [process.execPath, FLUSH_SCRIPT],
+          env: {
+            SUPERVISOR_RESET_REDIS_URL: redisUrlWithDb(
+              allocator.appRedisUrl,
+              redisDb,
+            ),
+            SUPERVISOR_RESET_REDIS_DB: String(redisDb),
+            SUPERVISOR_RESET_REDIS_KEEP_DB: sameServer(
+              allocator.appRedisUrl,
+              daemon.redisUrl,
+            )
+              ? String(dbOfUrl(daemon.redisUrl))
+              : '',
+          },
+        });
+      return steps;
     },
   });
   const [lo, hi] = cfg.redis.dbRange;

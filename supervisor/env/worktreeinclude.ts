@@ -7,11 +7,16 @@ import {
   readFileSync,
   readlinkSync,
   realpathSync,
+  rmSync,
+  rmdirSync,
   symlinkSync,
+  utimesSync,
+  type Stats,
 } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { SupervisorError } from '../errors.js';
 import { SAFE_GIT_CONFIG } from '../repo.js';
+import { ENV_FILE } from './env-file.js';
 
 /** Lists (gitignore syntax) ignored files to copy from the main worktree into each agent worktree. */
 export const INCLUDE_FILE = '.worktreeinclude';
@@ -153,20 +158,23 @@ export async function includedFiles(root: string): Promise<string[]> {
   return nulList(checked.stdout);
 }
 
+/** One file `.worktreeinclude` selects, checked to stay inside the repository. */
+export interface IncludedFile {
+  rel: string;
+  src: string;
+  /** The link's target when the source is a symbolic link (inside the repository). */
+  link: string | undefined;
+}
+
 /**
- * Copies the `.worktreeinclude` files into a worktree. Files already there are left alone
- * (the agent may have changed them); called at every slot start, so a worktree recreated
- * after damage gets them again. Anything resolving outside the repository is refused.
+ * The `.worktreeinclude` files, checked: anything resolving outside the repository is refused
+ * (the whole list, with every reason), so a refusal happens before a slot reserves anything.
  */
-export async function copyIncludedFiles(
-  root: string,
-  worktree: string,
-): Promise<string[]> {
+export async function planIncludedFiles(root: string): Promise<IncludedFile[]> {
   const realRoot = realpathSync(root);
   const files = await includedFiles(root);
   const refusals: Refusal[] = [];
-  const plan: Array<{ rel: string; src: string; link: string | undefined }> =
-    [];
+  const plan: IncludedFile[] = [];
   for (const rel of files) {
     const src = resolve(root, rel);
     if (!inside(root, src)) {
@@ -204,30 +212,168 @@ export async function copyIncludedFiles(
     });
   }
   if (refusals.length) throw refuse(refusals);
-  const copied: string[] = [];
+  return plan;
+}
+
+/** What one sync did, as counts (a log line names no files: one listed 6,011 of them once). */
+export interface SyncSummary {
+  /** Missing in the worktree: copied. */
+  copied: number;
+  /** Different from the source (size or modification time): copied again. */
+  updated: number;
+  unchanged: number;
+  /** Ignored files the agent left that `.worktreeinclude` does not list: removed. */
+  removed: number;
+}
+
+/**
+ * Same size and modification time: rsync's quick check, so an unchanged file costs one stat.
+ * A copy gets the source's time through a Date (whole ms, then float seconds), so the two
+ * can differ by up to a millisecond and still be the same.
+ */
+function sameFile(src: Stats, dest: Stats): boolean {
+  return src.size === dest.size && Math.abs(src.mtimeMs - dest.mtimeMs) < 1.5;
+}
+
+/**
+ * Brings the worktree's copies of the `.worktreeinclude` files in line with the main worktree:
+ * missing ones are copied, changed ones (a rotated secret, an upgraded dependency; or a copy
+ * the agent edited) copied again, unchanged ones cost a stat each. Copies keep the source's
+ * modification time, which is what makes the next check cheap.
+ */
+export function syncIncludedFiles(
+  root: string,
+  worktree: string,
+  plan: readonly IncludedFile[],
+  changed?: string[],
+): SyncSummary {
+  const realRoot = realpathSync(root);
+  const out: SyncSummary = { copied: 0, updated: 0, unchanged: 0, removed: 0 };
   for (const { rel, src, link } of plan) {
     const dest = join(worktree, rel);
     if (!dest.startsWith(worktree + sep)) continue;
-    let exists = true;
+    let destSt: Stats | undefined;
     try {
-      lstatSync(dest);
+      destSt = lstatSync(dest);
     } catch {
-      exists = false;
+      destSt = undefined;
     }
-    if (exists) continue;
-    mkdirSync(dirname(dest), { recursive: true });
+    let target: string | undefined;
     if (link !== undefined) {
       // A link inside the repository: relative links keep pointing at the worktree's copy.
-      symlinkSync(
-        isAbsolute(link)
-          ? join(worktree, relative(realRoot, realpathSync(src)))
-          : link,
-        dest,
-      );
-    } else {
-      copyFileSync(src, dest);
+      target = isAbsolute(link)
+        ? join(worktree, relative(realRoot, realpathSync(src)))
+        : link;
+      if (destSt?.isSymbolicLink() && readlinkSync(dest) === target) {
+        out.unchanged++;
+        continue;
+      }
+    } else if (destSt?.isFile()) {
+      let srcSt;
+      try {
+        srcSt = lstatSync(src);
+      } catch {
+        continue;
+      }
+      if (sameFile(srcSt, destSt)) {
+        out.unchanged++;
+        continue;
+      }
     }
-    copied.push(rel);
+    if (destSt) rmSync(dest, { recursive: true, force: true });
+    mkdirSync(dirname(dest), { recursive: true });
+    if (target !== undefined) symlinkSync(target, dest);
+    else {
+      copyFileSync(src, dest);
+      const st = lstatSync(src);
+      utimesSync(dest, st.atime, st.mtime);
+    }
+    if (destSt) out.updated++;
+    else out.copied++;
+    changed?.push(rel);
   }
-  return copied;
+  return out;
+}
+
+/** Plans and syncs; returns the paths copied or copied again (for tests and tools, not logs). */
+export async function copyIncludedFiles(
+  root: string,
+  worktree: string,
+): Promise<string[]> {
+  const changed: string[] = [];
+  syncIncludedFiles(root, worktree, await planIncludedFiles(root), changed);
+  return changed;
+}
+
+/**
+ * Removes what an agent left in ignored paths that `.worktreeinclude` does not list (build
+ * output, caches, a planted `.env.local`): the next issue starts from the tracked files, the
+ * listed files and `.env.worktree`, nothing else. Returns how many files went.
+ */
+export async function removeStrayIgnored(
+  worktree: string,
+  keep: ReadonlySet<string>,
+): Promise<number> {
+  const listed = await git(worktree, [
+    'ls-files',
+    '-z',
+    '--others',
+    '--ignored',
+    '--exclude-standard',
+  ]);
+  if (listed.code !== 0) {
+    throw new SupervisorError(
+      'ERR_SUP_GIT',
+      `cannot list the ignored files of ${worktree}: ${listed.stderr.trim()}`,
+    );
+  }
+  let removed = 0;
+  const dirs = new Set<string>();
+  for (const rel of nulList(listed.stdout)) {
+    if (keep.has(rel) || rel === ENV_FILE) continue;
+    if (NEVER.some((n) => rel.startsWith(n))) continue;
+    const abs = join(worktree, rel);
+    if (!abs.startsWith(worktree + sep)) continue;
+    rmSync(abs, { force: true, recursive: true });
+    removed++;
+    for (let d = dirname(abs); d.startsWith(worktree + sep); d = dirname(d))
+      dirs.add(d);
+  }
+  // Directories left empty go too (deepest first); rmdir refuses non-empty ones.
+  for (const d of [...dirs].sort((a, b) => b.length - a.length)) {
+    try {
+      rmdirSync(d);
+    } catch {
+      /* not empty */
+    }
+  }
+  return removed;
+}
+
+/**
+ * Prepares a worktree's ignored files for the next job: listed files synced from the main
+ * worktree, anything else ignored removed.
+ */
+export async function resyncWorktree(
+  root: string,
+  worktree: string,
+): Promise<SyncSummary> {
+  const plan = await planIncludedFiles(root);
+  const summary = syncIncludedFiles(root, worktree, plan);
+  summary.removed = await removeStrayIgnored(
+    worktree,
+    new Set(plan.map((f) => f.rel)),
+  );
+  return summary;
+}
+
+/** A sync summary as a short phrase (`3 copied, 1 updated, 2 stray removed, 6011 unchanged`). */
+export function describeSync(s: SyncSummary): string {
+  const parts = [
+    s.copied ? `${s.copied} copied` : '',
+    s.updated ? `${s.updated} updated` : '',
+    s.removed ? `${s.removed} stray removed` : '',
+    s.unchanged ? `${s.unchanged} unchanged` : '',
+  ].filter(Boolean);
+  return parts.length ? parts.join(', ') : 'nothing to copy';
 }

@@ -5,11 +5,16 @@ import {
   readFileSync,
   readlinkSync,
   symlinkSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { copyIncludedFiles } from '../../supervisor/env/worktreeinclude.js';
+import {
+  copyIncludedFiles,
+  describeSync,
+  resyncWorktree,
+} from '../../supervisor/env/worktreeinclude.js';
 import { SupervisorError } from '../../supervisor/errors.js';
 import { git, tempDir, tempRepo } from '../helpers/repo.js';
 
@@ -21,7 +26,8 @@ afterEach(() => {
 function repo(include: string): { dir: string; wt: string } {
   const r = tempRepo({
     files: {
-      '.gitignore': '.env\n*.local.json\nsecrets/\nbuild/\nlink-*\n',
+      '.gitignore':
+        '.env\n.env.worktree\n*.local.json\nsecrets/\nbuild/\nlink-*\n',
       'README.md': '# r\n',
       'tracked.local.txt': 'tracked\n',
     },
@@ -66,10 +72,49 @@ describe('.worktreeinclude', () => {
     expect(existsSync(join(wt, 'other.local.json'))).toBe(false);
     // The worktree stays clean for git: the copies are ignored there too.
     expect(git(wt, 'status', '--porcelain')).toBe('');
-    // A second start leaves files the agent changed alone.
-    writeFileSync(join(wt, '.env'), 'SECRET_KEY=changed\n');
+    // Unchanged copies are left as they are (one stat each, no rewrite).
+    const ino = lstatSync(join(wt, 'secrets', 'key.pem')).ino;
     expect(await copyIncludedFiles(dir, wt)).toEqual([]);
-    expect(readFileSync(join(wt, '.env'), 'utf8')).toBe('SECRET_KEY=changed\n');
+    expect(lstatSync(join(wt, 'secrets', 'key.pem')).ino).toBe(ino);
+  });
+
+  it('re-syncs a changed source and a copy the agent edited; removes ignored files it does not list', async () => {
+    const { dir, wt } = repo('.env\nsecrets/\n');
+    writeFileSync(join(dir, '.env'), 'SECRET_KEY=old\n');
+    mkdirSync(join(dir, 'secrets'));
+    writeFileSync(join(dir, 'secrets', 'key.pem'), 'pem\n');
+    expect(await resyncWorktree(dir, wt)).toEqual({
+      copied: 2,
+      updated: 0,
+      unchanged: 0,
+      removed: 0,
+    });
+    // The secret rotates in the main worktree (same size: the time tells).
+    writeFileSync(join(dir, '.env'), 'SECRET_KEY=new\n');
+    utimesSync(join(dir, '.env'), new Date(), new Date(Date.now() + 5000));
+    // The agent edits a copy and leaves build output, an ignored settings file, an env file.
+    writeFileSync(join(wt, 'secrets', 'key.pem'), 'tampered pem\n');
+    mkdirSync(join(wt, 'build', 'deep'), { recursive: true });
+    writeFileSync(join(wt, 'build', 'deep', 'out.js'), 'x\n');
+    writeFileSync(join(wt, 'planted.local.json'), '{}\n');
+    writeFileSync(join(wt, '.env.worktree'), 'PORT=1\n');
+    writeFileSync(join(wt, 'untracked-plain.txt'), 'git clean handles me\n');
+    const s = await resyncWorktree(dir, wt);
+    expect(s).toEqual({ copied: 0, updated: 2, unchanged: 0, removed: 2 });
+    expect(describeSync(s)).toBe('2 updated, 2 stray removed');
+    expect(readFileSync(join(wt, '.env'), 'utf8')).toBe('SECRET_KEY=new\n');
+    expect(readFileSync(join(wt, 'secrets', 'key.pem'), 'utf8')).toBe('pem\n');
+    expect(existsSync(join(wt, 'build'))).toBe(false);
+    expect(existsSync(join(wt, 'planted.local.json'))).toBe(false);
+    // Ours and git's: .env.worktree stays; untracked, unignored files are the runner's clean.
+    expect(existsSync(join(wt, '.env.worktree'))).toBe(true);
+    expect(existsSync(join(wt, 'untracked-plain.txt'))).toBe(true);
+    expect(await resyncWorktree(dir, wt)).toEqual({
+      copied: 0,
+      updated: 0,
+      unchanged: 2,
+      removed: 0,
+    });
   });
 
   it('copies a symbolic link that stays inside the repository as a link', async () => {
