@@ -2,6 +2,7 @@ import type { Context } from './context.js';
 import type { Daemon, Logger } from './daemon.js';
 import {
   attachEnvironments,
+  dropReleasedDatabases,
   envStatus,
   releaseEnvironment,
 } from './env/index.js';
@@ -31,4 +32,11 @@ export async function releaseSlotEnv(
   opts: { dropDatabases: boolean },
 ): Promise<void> {
   await releaseEnvironment(ctx, agentId, opts);
+}
+
+/** Drops databases of slots released earlier (`cleanup --drop-databases`). */
+export async function dropReleasedSlotDatabases(
+  ctx: Context,
+): Promise<{ dropped: string[]; otherServer: string[] }> {
+  return dropReleasedDatabases(ctx);
 }

@@ -8,7 +8,7 @@ import {
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { initRepo, openContext } from '../context.js';
-import { releaseSlotEnv } from '../extensions.js';
+import { dropReleasedSlotDatabases, releaseSlotEnv } from '../extensions.js';
 import { removeSwarmService } from '../runtimes/swarm.js';
 import { SupervisorError } from '../errors.js';
 import { runningDaemon } from '../pidfile.js';
@@ -117,6 +117,10 @@ export function registerMaintenanceCommands(
             ctx.slots.remove(slot.id);
             removed.push(slot.id);
           }
+          // Databases of slots released by an earlier cleanup are remembered until dropped.
+          const databases = o.dropDatabases
+            ? await dropReleasedSlotDatabases(ctx)
+            : { dropped: [], otherServer: [] };
           if (
             existsSync(ctx.paths.worktreesDir) &&
             readdirSync(ctx.paths.worktreesDir).length === 0
@@ -129,6 +133,8 @@ export function registerMaintenanceCommands(
               skipped,
               containersRemoved,
               swarmServiceRemoved,
+              databasesDropped: databases.dropped,
+              databasesOnOtherServers: databases.otherServer,
             });
           else {
             if (swarmServiceRemoved)
@@ -138,6 +144,14 @@ export function registerMaintenanceCommands(
             if (containersRemoved.length)
               say(
                 `removed ${containersRemoved.length} stopped container${containersRemoved.length === 1 ? '' : 's'}: ${containersRemoved.join(', ')}`,
+              );
+            if (databases.dropped.length)
+              say(
+                `dropped ${databases.dropped.length} database${databases.dropped.length === 1 ? '' : 's'} of slots released earlier: ${databases.dropped.join(', ')}`,
+              );
+            if (databases.otherServer.length)
+              progress(
+                `kept databases recorded on another server than POSTGRES_URL: ${databases.otherServer.join(', ')}`,
               );
             say(
               removed.length

@@ -16,6 +16,7 @@ import {
   databaseUrl,
   dropDatabase,
   ensureDatabase,
+  postgresServer,
 } from './postgres.js';
 import {
   dbOfUrl,
@@ -27,6 +28,7 @@ import {
 } from './redis-db.js';
 import {
   EnvAllocationStore,
+  KnownDatabaseStore,
   isUniqueViolation,
   type EnvAllocation,
 } from './store.js';
@@ -72,11 +74,13 @@ export function validateEnvConfig(cfg: EnvConfig): void {
  */
 export class EnvAllocator {
   readonly store: EnvAllocationStore;
+  readonly databases: KnownDatabaseStore;
   readonly appRedisUrl: string;
 
   constructor(private readonly o: EnvAllocatorOptions) {
     validateEnvConfig(o.config);
     this.store = new EnvAllocationStore(o.db);
+    this.databases = new KnownDatabaseStore(o.db);
     this.appRedisUrl = o.config.redis.url ?? o.queueRedisUrl;
   }
 
@@ -107,6 +111,12 @@ export class EnvAllocator {
           cfg.postgres.url,
           alloc.postgresDb,
           cfg.postgres.template,
+        );
+        this.databases.remember(
+          alloc.postgresDb,
+          postgresServer(cfg.postgres.url),
+          slot,
+          createdDb,
         );
         if (createdDb)
           this.o.log?.(
@@ -232,11 +242,16 @@ export class EnvAllocator {
     createdDb: string | null,
   ): Promise<void> {
     if (createdDb && this.o.config.postgres.url) {
-      await dropDatabase(this.o.config.postgres.url, createdDb).catch((err) =>
-        this.o.log?.(`could not drop ${createdDb} after a failed allocation`, {
-          agentId: slot,
-          error: coerceError(err).message,
-        }),
+      await dropDatabase(this.o.config.postgres.url, createdDb).then(
+        () => this.databases.forget(createdDb),
+        (err) =>
+          this.o.log?.(
+            `could not drop ${createdDb} after a failed allocation`,
+            {
+              agentId: slot,
+              error: coerceError(err).message,
+            },
+          ),
       );
     }
     if (!before || before.state === 'pending') {

@@ -12,8 +12,8 @@ import {
   serverDatabases,
 } from './redis-db.js';
 import { writeEnvFile } from './env-file.js';
-import { dropDatabase } from './postgres.js';
-import { EnvAllocationStore } from './store.js';
+import { dropDatabase, postgresServer } from './postgres.js';
+import { EnvAllocationStore, KnownDatabaseStore } from './store.js';
 import {
   describeSync,
   planIncludedFiles,
@@ -187,17 +187,54 @@ export async function releaseEnvironment(
   const a = store.get(agentId);
   if (!a) return;
   if (opts.dropDatabases && a.postgresDb) {
-    const url = ctx.config.env.postgres.url;
-    if (!url) {
-      throw new SupervisorError(
-        'ERR_SUP_POSTGRES',
-        `cannot drop ${a.postgresDb} of ${agentId}: POSTGRES_URL is not set`,
-        {
-          hint: 'set POSTGRES_URL (or env.postgres.url) to the server the database lives on, or run cleanup without --drop-databases to keep it',
-        },
-      );
-    }
-    await dropDatabase(url, a.postgresDb);
+    await dropDatabase(adminUrlToDrop(ctx, a.postgresDb), a.postgresDb);
+    new KnownDatabaseStore(ctx.db).forget(a.postgresDb);
   }
   store.remove(agentId);
+}
+
+function adminUrlToDrop(ctx: Context, db: string): string {
+  const url = ctx.config.env.postgres.url;
+  if (!url) {
+    throw new SupervisorError(
+      'ERR_SUP_POSTGRES',
+      `cannot drop ${db}: POSTGRES_URL is not set`,
+      {
+        hint: 'set POSTGRES_URL (or env.postgres.url) to the server the database lives on, or run cleanup without --drop-databases to keep it',
+      },
+    );
+  }
+  return url;
+}
+
+/**
+ * Drops the remembered databases no slot holds any more (slots freed by an earlier cleanup
+ * without --drop-databases). Databases recorded on another server than POSTGRES_URL names
+ * are left alone and reported.
+ */
+export async function dropReleasedDatabases(
+  ctx: Context,
+): Promise<{ dropped: string[]; otherServer: string[] }> {
+  const known = new KnownDatabaseStore(ctx.db);
+  const held = new Set(
+    new EnvAllocationStore(ctx.db)
+      .list()
+      .map((a) => a.postgresDb)
+      .filter(Boolean),
+  );
+  const out = { dropped: [] as string[], otherServer: [] as string[] };
+  const loose = known.list().filter((d) => !held.has(d.name));
+  if (loose.length === 0) return out;
+  const url = adminUrlToDrop(ctx, loose[0]!.name);
+  const server = postgresServer(url);
+  for (const d of loose) {
+    if (d.server && d.server !== server) {
+      out.otherServer.push(`${d.name} (on ${d.server})`);
+      continue;
+    }
+    await dropDatabase(url, d.name);
+    known.forget(d.name);
+    out.dropped.push(d.name);
+  }
+  return out;
 }

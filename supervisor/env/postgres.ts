@@ -60,6 +60,17 @@ export function assertTemplate(name: string): void {
   }
 }
 
+/** `host:port` of a Postgres URL: which server a remembered database lives on. */
+export function postgresServer(adminUrl: string): string {
+  try {
+    const u = new URL(adminUrl);
+    const host = u.hostname === 'localhost' ? '127.0.0.1' : u.hostname;
+    return `${host}:${u.port || '5432'}`;
+  } catch {
+    return '';
+  }
+}
+
 /** The admin URL with its database replaced: what the slot's app connects with. */
 export function databaseUrl(adminUrl: string, db: string): string {
   const u = new URL(adminUrl);

@@ -135,6 +135,59 @@ export class EnvAllocationStore {
   }
 }
 
+/** A database an environment made (or took over), kept until dropped. */
+export interface KnownDatabase {
+  name: string;
+  /** `host:port` of the Postgres server ('' when recorded before servers were). */
+  server: string;
+  slot: string;
+  /** Whether the supervisor created it (false: it existed and was reused). */
+  created: boolean;
+  createdAt: number;
+}
+
+/** The `env_databases` table: what `cleanup --drop-databases` drops, even after the slot went. */
+export class KnownDatabaseStore {
+  constructor(
+    private readonly db: Db,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  remember(name: string, server: string, slot: string, created: boolean): void {
+    this.db
+      .prepare(
+        `INSERT INTO env_databases (name, server, slot, created, created_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET server = excluded.server, slot = excluded.slot,
+           created = MAX(created, excluded.created)`,
+      )
+      .run(name, server, slot, created ? 1 : 0, this.now());
+  }
+
+  forget(name: string): void {
+    this.db.prepare('DELETE FROM env_databases WHERE name = ?').run(name);
+  }
+
+  list(): KnownDatabase[] {
+    return (
+      this.db
+        .prepare('SELECT * FROM env_databases ORDER BY name')
+        .all() as Array<{
+        name: string;
+        server: string;
+        slot: string;
+        created: number;
+        created_at: number;
+      }>
+    ).map((r) => ({
+      name: r.name,
+      server: r.server,
+      slot: r.slot,
+      created: r.created === 1,
+      createdAt: r.created_at,
+    }));
+  }
+}
+
 /** True for SQLite's UNIQUE-constraint failure (a lost race the transaction should have prevented). */
 export function isUniqueViolation(err: unknown): boolean {
   return (

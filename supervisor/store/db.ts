@@ -94,6 +94,19 @@ const MIGRATIONS: readonly Migration[] = [
   `,
   // Landing (supervisor/land): the lifecycle beyond done, its history, and landing attempts.
   landingMigration,
+  // Databases the environments made or took, remembered until dropped (the allocation row goes
+  // at cleanup; without this, a later `cleanup --drop-databases` forgot them).
+  `
+  CREATE TABLE env_databases (
+    name        TEXT    PRIMARY KEY,
+    server      TEXT    NOT NULL,
+    slot        TEXT    NOT NULL,
+    created     INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL
+  );
+  INSERT OR IGNORE INTO env_databases (name, server, slot, created, created_at)
+    SELECT postgres_db, '', slot, 0, created_at FROM env_allocations WHERE postgres_db IS NOT NULL;
+  `,
 ];
 
 /** Why a database file cannot be used, with what to do about it. */

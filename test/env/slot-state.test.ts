@@ -10,7 +10,14 @@ import {
   waitFor,
 } from '../helpers/cli.js';
 import { tempDir, tempRepo } from '../helpers/repo.js';
-import { REDIS, randomPortBase, randomPrefix } from './helpers.js';
+import {
+  PG_ADMIN,
+  REDIS,
+  databasesWithPrefix,
+  dropDatabasesWithPrefix,
+  randomPortBase,
+  randomPrefix,
+} from './helpers.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -97,5 +104,55 @@ describe('slot state between issues', () => {
       /before job: sync \.worktreeinclude\n\.worktreeinclude: 1 updated/,
     );
     expect(log).toMatch(/before job: flush redis db \d+\nredis db \d+ flushed/);
+  });
+
+  it('remembers the databases it made: cleanup --drop-databases drops those of slots released by an earlier cleanup', async () => {
+    const repo = tempRepo();
+    cleanups.push(repo.cleanup);
+    const dir = repo.dir;
+    const prefix = randomPrefix();
+    cleanups.push(() => dropDatabasesWithPrefix(prefix));
+    writeFileSync(
+      join(dir, 'supervisor.config.json'),
+      JSON.stringify({
+        env: { ports: { base: randomPortBase() }, postgres: { prefix } },
+      }),
+    );
+    const env = testEnv({ POSTGRES_URL: PG_ADMIN });
+    const sup = await startSupervisor(dir, env, [
+      '--agents',
+      '2',
+      '--no-dashboard',
+    ]);
+    cleanups.push(async () => void (await sup.stop()));
+    await waitFor(
+      async () =>
+        (
+          await cliJson<{ agents: Array<{ state: string }> }>(['status'], {
+            cwd: dir,
+            env,
+          })
+        ).agents.filter((a) => a.state === 'idle').length === 2,
+      { what: 'two agents idle', timeoutMs: 60_000 },
+    );
+    expect(await databasesWithPrefix(prefix)).toEqual([
+      `${prefix}agent_001`,
+      `${prefix}agent_002`,
+    ]);
+    expect(await sup.stop()).toBe(0);
+    // A cleanup that keeps the databases frees the slots…
+    const kept = await runCli(['cleanup'], { cwd: dir, env });
+    expect(kept.code, kept.stderr).toBe(0);
+    expect(await databasesWithPrefix(prefix)).toHaveLength(2);
+    // …and a later one with --drop-databases still knows them.
+    const dropped = await cliJson<{ databasesDropped: string[] }>(
+      ['cleanup', '--drop-databases'],
+      { cwd: dir, env },
+    );
+    expect(dropped.databasesDropped).toEqual([
+      `${prefix}agent_001`,
+      `${prefix}agent_002`,
+    ]);
+    expect(await databasesWithPrefix(prefix)).toEqual([]);
   });
 });
