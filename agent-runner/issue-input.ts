@@ -30,8 +30,34 @@ export function writeIssueFiles(
       "run the project's tests if it has them. Your changes are committed for you when you exit with status 0.\n",
     'utf8',
   );
-  writeFileSync(promptFile, Buffer.concat([head, body, tail]));
+  writeFileSync(
+    promptFile,
+    Buffer.concat([head, body, landingSection(data), tail]),
+  );
   return { prompt: promptFile, body: bodyFile };
+}
+
+/**
+ * What an agent whose earlier result could not land is told: what happened and what to do.
+ * (The file names and the check's output come from git and the user's check, not from the agent.)
+ */
+function landingSection(data: JobData): Buffer {
+  const l = data.landing;
+  if (!l) return Buffer.alloc(0);
+  const what =
+    l.reason === 'conflict'
+      ? `Your earlier result (commit ${l.previousResultSha}) could not land: it conflicts with ` +
+        `the current ${l.baseBranch} in these files:\n\n${l.conflictFiles.map((f) => `- ${f}`).join('\n')}\n\n` +
+        `This worktree starts from the current ${l.baseBranch}. Redo the change on top of it, ` +
+        `keeping what others changed in those files (see \`git show ${l.previousResultSha}\` for your earlier change).`
+      : `Your earlier result (commit ${l.previousResultSha}) could not land: the landing check ` +
+        `failed on it. The end of its output:\n\n\`\`\`\n${l.checkLog}\n\`\`\`\n\n` +
+        `This worktree starts from the current ${l.baseBranch}. Redo the change so that the check passes ` +
+        `(see \`git show ${l.previousResultSha}\` for your earlier change).`;
+  return Buffer.from(
+    `\n\n## Landing attempt ${l.landAttempt} was sent back\n\n${what}\n`,
+    'utf8',
+  );
 }
 
 /**
@@ -80,5 +106,11 @@ export function agentEnvironment(
     BASE_SHA: baseSha,
     SUPERVISOR_RUN_MARKER: marker,
   });
+  if (data.landing) {
+    env.PREVIOUS_RESULT_SHA = data.landing.previousResultSha;
+    env.LAND_REASON = data.landing.reason;
+    env.LAND_CONFLICT_FILES = data.landing.conflictFiles.join('\n');
+    env.LAND_CHECK_LOG = data.landing.checkLog.slice(-MAX_ENV_VALUE);
+  }
   return env;
 }

@@ -21,6 +21,25 @@ export const MAX_TITLE_LENGTH = 1000;
 /** Bodies up to 4 MiB travel in the job; larger ones are refused at the door. */
 export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
+/** Why a landing sent an issue back to an agent (job data `landing`). */
+export const LandingFeedbackSchema = z
+  .object({
+    reason: z.enum(['conflict', 'check-failed']),
+    /** The commit of the earlier result (branch issue/<id> stays there until a new one lands). */
+    previousResultSha: z.string().regex(/^[0-9a-f]{40,64}$/),
+    baseBranch: z.string().max(255),
+    conflictFiles: z.array(z.string().max(4096)).max(1000).default([]),
+    /** The last lines of land.check's output. */
+    checkLog: z
+      .string()
+      .max(32 * 1024)
+      .default(''),
+    /** Landing attempts so far (counted apart from the agent's attempts). */
+    landAttempt: z.number().int().positive(),
+  })
+  .strict();
+export type LandingFeedback = z.output<typeof LandingFeedbackSchema>;
+
 /**
  * Job data. `issueId` is set by our feeder; a foreign producer may leave it out, and
  * the recorder then creates an issue row for the job on first sight (a foreign producer's
@@ -49,6 +68,12 @@ export const JobDataSchema = z
      * after Redis lost its data), so attempt numbers stay unique per issue.
      */
     attemptOffset: z.number().int().nonnegative().default(0),
+    /**
+     * Set when a landing sent the issue back (a conflict with the base, or a failed land.check):
+     * what the agent needs to do better this time. The runner passes it as PREVIOUS_RESULT_SHA,
+     * LAND_CONFLICT_FILES / LAND_CHECK_LOG and a section of the prompt file.
+     */
+    landing: LandingFeedbackSchema.optional(),
   })
   .strict();
 export type JobData = z.output<typeof JobDataSchema>;

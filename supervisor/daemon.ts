@@ -30,6 +30,7 @@ import { createSwarmRuntime } from './runtimes/swarm-create.js';
 import type { AgentRuntime } from './runtimes/runtime.js';
 import { validateScale } from './env/capacity.js';
 import { Scaler } from './scaler.js';
+import { landingFeedbackFor } from './land/requeue.js';
 import { LandService } from './land/service.js';
 import { setSetting } from './store/db.js';
 import { setActor } from './store/history.js';
@@ -110,6 +111,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     this.feeder = new Feeder(ctx.issues, ctx.runs, this.queue, {
       attempts: config.attempts,
       backoffMs: config.backoff,
+      landingFeedback: landingFeedbackFor(ctx),
     });
     this.results = new ResultRefs({
       repoRoot: paths.root,
@@ -132,7 +134,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       log,
     });
     this.recorder.on('warning', (w) => log(w));
-    this.land = new LandService(ctx, log);
+    this.land = new LandService(ctx, log, redisUrl);
     this.scaler = new Scaler({
       db: ctx.db,
       slots: ctx.slots,
@@ -259,7 +261,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     if (agents !== undefined)
       for (const h of this.slotHooks) h.checkCount?.(agents);
     await this.recorder.start();
-    this.land.start();
+    await this.land.start();
     this.feedLoop();
     if (agents !== undefined) this.scaler.setDesired(agents);
     await this.scaler.start();

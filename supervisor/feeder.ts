@@ -3,6 +3,7 @@ import {
   BULL_PRIORITY,
   jobIdForIssue,
   type JobDataInput,
+  type LandingFeedback,
 } from '../contract/job.js';
 import type { IssueStore, Issue } from './store/issues.js';
 import type { RunStore } from './store/runs.js';
@@ -18,10 +19,16 @@ export interface FeederOptions {
   attempts: number;
   backoffMs: number;
   batchSize?: number;
+  /** What a landing that sent the issue back tells its next agent (job data `landing`). */
+  landingFeedback?: (issue: Issue) => LandingFeedback | undefined;
 }
 
 /** BullMQ job data for an issue: text bodies as UTF-8, anything else byte-exact as base64. */
-export function jobDataFor(issue: Issue, attemptOffset = 0): JobDataInput {
+export function jobDataFor(
+  issue: Issue,
+  attemptOffset = 0,
+  landing?: LandingFeedback,
+): JobDataInput {
   const text = issue.body.toString('utf8');
   const exact = Buffer.from(text, 'utf8').equals(issue.body);
   return {
@@ -31,6 +38,7 @@ export function jobDataFor(issue: Issue, attemptOffset = 0): JobDataInput {
     bodyEncoding: exact ? 'utf8' : 'base64',
     priority: issue.priority,
     ...(attemptOffset > 0 ? { attemptOffset } : {}),
+    ...(landing ? { landing } : {}),
   };
 }
 
@@ -68,10 +76,20 @@ export class Feeder {
   /** Adds a batch's jobs, then marks its issues queued (a crash between is healed by the job ids). */
   private async add(batch: readonly Issue[]): Promise<void> {
     const spent = this.runs.maxAttempts(batch.map((i) => i.id));
+    // An issue worked before (sent back by a landing, retried, reopened) still has its finished
+    // job under the same id, which would make the add a no-op: it goes first. A live (locked)
+    // job is never removed.
+    for (const issue of batch)
+      if (issue.attempts > 0 || issue.requeues > 0)
+        await this.queue.remove(jobIdForIssue(issue.id));
     await this.queue.addBulk(
       batch.map((issue) => ({
         name: 'issue',
-        data: jobDataFor(issue, spent.get(issue.id) ?? 0),
+        data: jobDataFor(
+          issue,
+          spent.get(issue.id) ?? 0,
+          issue.requeues > 0 ? this.opts.landingFeedback?.(issue) : undefined,
+        ),
         opts: this.jobOptions(issue),
       })),
     );

@@ -44,7 +44,7 @@ function bodyOut(b: Buffer): string {
     : `base64:${b.toString('base64')}`;
 }
 
-function parseId(raw: string): number {
+export function parseIssueId(raw: string): number {
   // Beyond 2^53 a number is rounded: 9007199254740993 would show issue 9007199254740992.
   if (
     !/^\d+$/.test(raw.trim()) ||
@@ -197,7 +197,7 @@ export function registerIssueCommands(
     .argument('<id>', 'issue id')
     .option('--json', 'print JSON')
     .action(async (rawId: string, o: { json?: boolean }) => {
-      const id = parseId(rawId);
+      const id = parseIssueId(rawId);
       const ctx = await openContext({ repo: globals().repo });
       try {
         await refreshMergeStates(ctx).catch(() => 0);

@@ -5,6 +5,7 @@ import { SupervisorError, coerceError, redactSecrets } from '../errors.js';
 import { registerComposeConfigCommand, registerImageCommand } from './image.js';
 import { registerInfraCommand } from './infra.js';
 import { registerIssueCommands } from './issues.js';
+import { registerLandCommand } from './land.js';
 import { registerLifecycleCommands } from './lifecycle.js';
 import { registerDashboardCommand } from './dashboard.js';
 import { registerLogsCommand } from './logs.js';
@@ -34,6 +35,7 @@ function build(): Command {
   const globals = (): GlobalOpts => program.opts<GlobalOpts>();
   registerMaintenanceCommands(program, globals);
   registerIssueCommands(program, globals);
+  registerLandCommand(program, globals);
   registerLifecycleCommands(program, globals);
   registerLogsCommand(program, globals);
   registerRemoteCommands(program, globals);

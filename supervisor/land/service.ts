@@ -1,14 +1,19 @@
 import type { Context } from '../context.js';
 import { coerceError } from '../errors.js';
+import { Lander } from './lander.js';
 import { refreshMergeStates } from './merge-state.js';
+import { requeueAfterLanding } from './requeue.js';
+import { landCheckEnv } from './slot-env.js';
 
 type Log = (msg: string, fields?: Record<string, unknown>) => void;
 
 /**
- * The landing side of a running supervisor: keeps `behind` and `mergeable` of done issues in
- * step with the base tip (one rev-parse per tick when nothing moved).
+ * The landing side of a running supervisor: repairs a landing a killed supervisor left half
+ * done (at start), keeps `behind` and `mergeable` of done issues in step with the base tip (one
+ * rev-parse per tick when nothing moved), and with land.auto lands each issue once it is done.
  */
 export class LandService {
+  readonly lander: Lander;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private running: Promise<void> = Promise.resolve();
@@ -16,10 +21,25 @@ export class LandService {
   constructor(
     private readonly ctx: Context,
     private readonly log: Log,
-    private readonly intervalMs = 2_000,
-  ) {}
+    redisUrl: string,
+    private readonly intervalMs = 1_000,
+  ) {
+    const lander: Lander = new Lander(ctx, {
+      log,
+      checkEnv: landCheckEnv(ctx, () => lander.worktreePath, redisUrl),
+      requeue: async (issue, landing) =>
+        requeueAfterLanding(ctx, issue, landing),
+    });
+    this.lander = lander;
+  }
 
-  start(): void {
+  async start(): Promise<void> {
+    try {
+      const n = await this.lander.repair();
+      if (n) this.log(`landing: repaired ${n} interrupted landing(s) from git`);
+    } catch (err) {
+      this.log('landing: repair failed', { error: coerceError(err).message });
+    }
     const loop = () => {
       if (this.closed) return;
       this.running = this.tick().finally(() => {
@@ -33,8 +53,22 @@ export class LandService {
   async tick(): Promise<void> {
     try {
       await refreshMergeStates(this.ctx);
+      if (
+        this.ctx.config.land.auto &&
+        this.ctx.issues.list({ status: 'done', limit: 1 }).length > 0
+      ) {
+        const out = await this.lander.land('all', { lockTimeoutMs: 0 });
+        for (const r of out)
+          this.log(`landing: #${r.issueId} ${r.result}`, {
+            issueId: r.issueId,
+            ...(r.landedSha ? { landed: r.landedSha } : {}),
+            ...(r.error ? { error: r.error } : {}),
+          });
+      }
     } catch (err) {
-      this.log('landing: refresh failed', { error: coerceError(err).message });
+      const e = coerceError(err);
+      if ((e as { code?: string }).code !== 'ERR_SUP_LAND_BUSY')
+        this.log('landing: round failed', { error: e.message });
     }
   }
 

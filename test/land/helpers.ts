@@ -59,8 +59,15 @@ export function landingWorld(
       if (r.code !== 0) throw new Error(`issue add: ${r.stderr}`);
       return (JSON.parse(r.stdout) as { id: number }).id;
     },
-    start: async (args: string[] = ['--agents', '2']) => {
-      const sup: RunningSupervisor = await startSupervisor(dir, env, args);
+    start: async (
+      args: string[] = ['--agents', '2'],
+      more: Record<string, string> = {},
+    ) => {
+      const sup: RunningSupervisor = await startSupervisor(
+        dir,
+        { ...env, ...more },
+        args,
+      );
       cleanups.push(async () => void (await sup.stop()));
       return sup;
     },
