@@ -1,12 +1,15 @@
 import {
   Counter,
   Gauge,
-  Histogram,
   Registry,
   collectDefaultMetrics,
+  type Metric,
 } from 'prom-client';
-import { RUN_OUTCOMES } from '../supervisor/store/runs.js';
 import { ISSUE_STATUSES } from '../supervisor/store/issues.js';
+import {
+  DURATION_BUCKETS,
+  readRunAggregates,
+} from '../supervisor/store/read-model.js';
 import type { Snapshot } from './snapshot.js';
 import type { DashboardSource } from './source.js';
 
@@ -26,18 +29,19 @@ const QUEUE_STATES = [
   'completed',
   'failed',
 ] as const;
-/** Agent runs take seconds to hours. */
-const DURATION_BUCKETS = [
-  1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400,
-];
+/** Final outcomes of an attempt: each run is counted once, when it leaves `running`. */
+const FINAL_OUTCOMES = ['succeeded', 'failed', 'lost', 'released'] as const;
 
 /**
- * Prometheus metrics, computed at scrape time from the same snapshot the page shows plus the
- * runs in SQLite (so counts survive restarts), and the recorder's counters when it runs here.
+ * Prometheus metrics. Nothing here scans the history: gauges come from the snapshot the page
+ * shows (itself built from bounded reads), and the run counters and the duration histogram from
+ * aggregates SQLite keeps up to date as results are recorded (supervisor/store/read-model.ts), so
+ * a scrape reads a few dozen rows at 1,000 runs as at 1,000,000, and the numbers survive restarts.
  */
 export class DashboardMetrics {
   readonly registry = new Registry();
   private snap: Snapshot | undefined;
+  private runs: ReturnType<typeof readRunAggregates> | undefined;
 
   constructor(private readonly source: DashboardSource) {
     const r = this.registry;
@@ -54,7 +58,7 @@ export class DashboardMetrics {
     });
     new Gauge({
       name: 'supervisor_redis_up',
-      help: 'Whether Redis answered for this scrape.',
+      help: 'Whether Redis answered for this scrape (1) or not (0).',
       registers: [r],
       collect() {
         this.set(self.snap?.queue ? 1 : 0);
@@ -62,7 +66,7 @@ export class DashboardMetrics {
     });
     new Gauge({
       name: 'supervisor_agents',
-      help: 'Agent slots by state.',
+      help: 'Agent slots by state (starting, idle, working, stopping, crashed, blocked).',
       labelNames: ['state'],
       registers: [r],
       collect() {
@@ -91,7 +95,7 @@ export class DashboardMetrics {
     });
     new Gauge({
       name: 'supervisor_queue_jobs',
-      help: 'Jobs in the BullMQ queue by state.',
+      help: 'Jobs in the BullMQ queue by state (absent while Redis does not answer).',
       labelNames: ['state'],
       registers: [r],
       collect() {
@@ -101,36 +105,69 @@ export class DashboardMetrics {
       },
     });
     new Gauge({
+      name: 'supervisor_queue_oldest_waiting_seconds',
+      help: 'How long the longest-waiting issue (open, or queued and not yet claimed) has waited; 0 when none waits.',
+      registers: [r],
+      collect() {
+        const since = source.ctx.issues.oldestWaitingSince();
+        this.set(
+          since === undefined ? 0 : Math.max(0, (Date.now() - since) / 1000),
+        );
+      },
+    });
+    new Gauge({
       name: 'supervisor_issues',
       help: 'Issues by status.',
       labelNames: ['status'],
       registers: [r],
       collect() {
-        for (const s of ISSUE_STATUSES)
-          this.set({ status: s }, self.snap?.issues[s] ?? 0);
+        const counts = self.snap?.issues ?? {};
+        for (const s of new Set([...ISSUE_STATUSES, ...Object.keys(counts)]))
+          this.set({ status: s }, counts[s] ?? 0);
+      },
+    });
+    new Counter({
+      name: 'supervisor_runs_started_total',
+      help: 'Agent runs (attempts) started: claims recorded in SQLite since the database was created.',
+      registers: [r],
+      collect() {
+        this.reset();
+        this.inc(self.runAggregates().started);
       },
     });
     new Counter({
       name: 'supervisor_runs_total',
-      help: 'Agent runs (attempts) by outcome, from the run history in SQLite.',
+      help: 'Agent runs (attempts) finished, by final outcome (succeeded, failed, lost, released), since the database was created.',
       labelNames: ['outcome'],
       registers: [r],
       collect() {
         this.reset();
-        const counts = source.ctx.runs.countByOutcome();
-        for (const o of RUN_OUTCOMES) this.inc({ outcome: o }, counts[o] ?? 0);
+        const totals = self.runAggregates().totals;
+        for (const o of FINAL_OUTCOMES)
+          this.inc({ outcome: o }, totals[o] ?? 0);
       },
     });
-    new Histogram({
-      name: 'supervisor_run_duration_seconds',
-      help: 'Duration of finished agent runs (succeeded or failed), from SQLite.',
-      labelNames: ['outcome'],
-      buckets: DURATION_BUCKETS,
+    new Gauge({
+      name: 'supervisor_runs_running',
+      help: 'Agent runs (attempts) in progress: agents working on an issue.',
+      registers: [r],
+      collect() {
+        this.set(
+          self.snap?.agents.filter((a) => a.state === 'working').length ?? 0,
+        );
+      },
+    });
+    r.registerMetric(this.durationHistogram() as unknown as Metric);
+    new Counter({
+      name: 'supervisor_agent_restarts_total',
+      help: 'Agent runners restarted by the supervisor after they exited or crashed, over all slots.',
       registers: [r],
       collect() {
         this.reset();
-        for (const row of self.finishedRunDurations())
-          this.observe({ outcome: row.outcome }, row.ms / 1000);
+        const row = source.ctx.db
+          .prepare('SELECT COALESCE(SUM(restarts), 0) AS n FROM slots')
+          .get() as { n: number };
+        this.inc(row.n);
       },
     });
     const stat = (name: string, key: string, help: string) =>
@@ -146,22 +183,22 @@ export class DashboardMetrics {
       });
     stat(
       'supervisor_lease_losses_total',
-      'Runs whose runner lost its lease (lock renewal failed) since the supervisor started.',
+      'Runs whose runner lost its lease (lock renewal failed), since the supervisor started.',
       'leaseLosses',
     );
     stat(
       'supervisor_runs_superseded_total',
-      'Attempts superseded by a newer claim of the same job since the supervisor started.',
+      'Attempts superseded by a newer claim of the same job (the older runner froze), since the supervisor started.',
       'superseded',
     );
     stat(
       'supervisor_issues_refed_total',
-      'Issues fed again because their job vanished from Redis, since the supervisor started.',
+      'Issues fed to the queue again because their job vanished from Redis, since the supervisor started.',
       'refed',
     );
     stat(
       'supervisor_jobs_adopted_total',
-      'Jobs added by other producers and adopted as issues, since the supervisor started.',
+      'Jobs added to the queue by other producers and adopted as issues, since the supervisor started.',
       'adopted',
     );
     new Gauge({
@@ -178,19 +215,70 @@ export class DashboardMetrics {
     collectDefaultMetrics({ register: r });
   }
 
-  private finishedRunDurations(): Array<{ outcome: string; ms: number }> {
-    // A read of the run history; the recorder remains its only writer.
-    return this.source.ctx.db
-      .prepare(
-        `SELECT outcome, COALESCE(duration_ms, finished_at - started_at) AS ms FROM runs
-         WHERE outcome IN ('succeeded','failed') AND COALESCE(duration_ms, finished_at - started_at) IS NOT NULL`,
-      )
-      .all() as Array<{ outcome: string; ms: number }>;
+  /** The run aggregates, read once per scrape. */
+  private runAggregates(): ReturnType<typeof readRunAggregates> {
+    this.runs ??= readRunAggregates(this.source.ctx.db);
+    return this.runs;
+  }
+
+  /**
+   * supervisor_run_duration_seconds, a histogram whose buckets are the aggregate's counts made
+   * cumulative (prom-client's Histogram only observes single values).
+   */
+  private durationHistogram() {
+    const name = 'supervisor_run_duration_seconds';
+    const help =
+      'Duration of finished agent runs (succeeded or failed), since the database was created.';
+    return {
+      name,
+      help,
+      type: 'histogram',
+      aggregator: 'sum',
+      reset: () => undefined,
+      get: async () => {
+        const values: Array<{
+          labels: Record<string, string | number>;
+          value: number;
+          metricName: string;
+        }> = [];
+        const { byOutcome } = this.runAggregates().durations;
+        for (const outcome of ['succeeded', 'failed']) {
+          const h = byOutcome.get(outcome);
+          let cumulative = 0;
+          DURATION_BUCKETS.forEach((le, i) => {
+            cumulative += h?.counts[i] ?? 0;
+            values.push({
+              labels: { le, outcome },
+              value: cumulative,
+              metricName: `${name}_bucket`,
+            });
+          });
+          cumulative += h?.counts[DURATION_BUCKETS.length] ?? 0;
+          values.push({
+            labels: { le: '+Inf', outcome },
+            value: cumulative,
+            metricName: `${name}_bucket`,
+          });
+          values.push({
+            labels: { outcome },
+            value: (h?.sumMs ?? 0) / 1000,
+            metricName: `${name}_sum`,
+          });
+          values.push({
+            labels: { outcome },
+            value: cumulative,
+            metricName: `${name}_count`,
+          });
+        }
+        return { name, help, type: 'histogram', aggregator: 'sum', values };
+      },
+    };
   }
 
   /** The exposition text for one scrape, computed from `snapshot`. */
   async render(snapshot: Snapshot): Promise<string> {
     this.snap = snapshot;
+    this.runs = undefined;
     return this.registry.metrics();
   }
 

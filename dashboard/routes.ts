@@ -22,7 +22,12 @@ import type { DashRequest, DashResponse, Route, RouteKind } from './http.js';
 const metrics = (d: DashboardDeps) => async (): Promise<DashResponse> => ({
   status: 200,
   type: 'prometheus',
-  body: await d.metrics.render(await d.hub.snapshot()),
+  // The pushed snapshot when it is fresh (a page is open), else one built for this scrape.
+  body: await d.metrics.render(
+    d.hub.latest() && Date.now() - d.hub.latest()!.snapshot.at < 1000
+      ? d.hub.latest()!.snapshot
+      : await d.hub.snapshot(),
+  ),
   headers: { 'Content-Type': d.metrics.contentType },
 });
 

@@ -179,9 +179,12 @@ function fingerprint(s: Snapshot): string {
 export type Subscriber = (snapshot: Snapshot, seq: number) => void;
 
 /**
- * Builds snapshots for every open event stream at once: polls while someone listens, pushes
- * at once on a change (the source's events, or a difference seen by polling) and at least
- * every `heartbeatMs` so the page knows it is live.
+ * Builds snapshots for every open event stream at once, when something changed: the source's
+ * events (the recorder's results, the scaler's progress) at once, and any committed SQLite write
+ * (claims, results, feeds, slot states, by this process or another) within `pollMs` — seen from
+ * SQLite's own change counters, two constant-time reads, so an idle supervisor builds nothing.
+ * A full rebuild every `refreshMs` catches what only Redis knows (a runner's heartbeat state);
+ * in between, the last snapshot is pushed again every `heartbeatMs` so the page knows it is live.
  */
 export class StatusHub {
   private readonly subscribers = new Set<Subscriber>();
@@ -189,11 +192,20 @@ export class StatusHub {
   private timer: NodeJS.Timeout | undefined;
   private building: Promise<Snapshot> | undefined;
   private last:
-    | { snapshot: Snapshot; seq: number; print: string; pushedAt: number }
+    | {
+        snapshot: Snapshot;
+        seq: number;
+        print: string;
+        pushedAt: number;
+        builtAt: number;
+      }
     | undefined;
   private seq = 0;
   private closed = false;
+  private token = '';
   private readonly unsubscribe: () => void;
+  /** Snapshots built since the hub was made (the bench and tests read it). */
+  builds = 0;
 
   constructor(
     private readonly source: DashboardSource,
@@ -201,6 +213,7 @@ export class StatusHub {
       readOnly: boolean;
       pollMs?: number;
       heartbeatMs?: number;
+      refreshMs?: number;
       log?: (msg: string, fields?: Record<string, unknown>) => void;
     },
   ) {
@@ -221,6 +234,7 @@ export class StatusHub {
     }).finally(() => {
       this.building = undefined;
     });
+    this.builds += 1;
     return this.building;
   }
 
@@ -246,23 +260,43 @@ export class StatusHub {
     if (this.closed || this.subscribers.size === 0) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    void this.tick();
+    void this.tick(true);
   }
 
-  private async tick(): Promise<void> {
+  /** What SQLite says about writes: another connection's commits, and this connection's own. */
+  private changeToken(): string {
+    const db = this.source.ctx.db;
+    const version = db.pragma('data_version', { simple: true }) as number;
+    const own = (
+      db.prepare('SELECT total_changes() AS n').get() as { n: number }
+    ).n;
+    return `${version}:${own}`;
+  }
+
+  private async tick(force: boolean): Promise<void> {
     try {
-      const snapshot = await this.snapshot();
-      const print = fingerprint(snapshot);
       const now = Date.now();
-      if (
-        !this.last ||
-        print !== this.last.print ||
-        now - this.last.pushedAt >= (this.opts.heartbeatMs ?? 1000) - 50
-      ) {
-        this.seq += 1;
-        this.last = { snapshot, seq: this.seq, print, pushedAt: now };
-        for (const s of this.subscribers) s(snapshot, this.seq);
+      const token = this.changeToken();
+      const stale =
+        !this.last || now - this.last.builtAt >= (this.opts.refreshMs ?? 5000);
+      if (force || stale || token !== this.token) {
+        this.token = token;
+        const snapshot = await this.snapshot();
+        const print = fingerprint(snapshot);
+        if (!this.last || print !== this.last.print) {
+          this.push(snapshot, print, Date.now());
+        } else this.last.builtAt = Date.now();
       }
+      const last = this.last;
+      if (
+        last &&
+        Date.now() - last.pushedAt >= (this.opts.heartbeatMs ?? 1000) - 50
+      )
+        this.push(
+          { ...last.snapshot, at: Date.now() },
+          last.print,
+          last.builtAt,
+        );
     } catch (err) {
       if (!this.closed)
         this.opts.log?.('dashboard: status failed', {
@@ -270,7 +304,22 @@ export class StatusHub {
         });
     }
     if (!this.closed && this.subscribers.size > 0 && !this.timer)
-      this.timer = setTimeout(() => this.kick(), this.opts.pollMs ?? 500);
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        void this.tick(false);
+      }, this.opts.pollMs ?? 500);
+  }
+
+  private push(snapshot: Snapshot, print: string, builtAt: number): void {
+    this.seq += 1;
+    this.last = {
+      snapshot,
+      seq: this.seq,
+      print,
+      pushedAt: Date.now(),
+      builtAt,
+    };
+    for (const s of this.subscribers) s(snapshot, this.seq);
   }
 
   close(): void {

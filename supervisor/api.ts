@@ -13,7 +13,6 @@ import { getSetting, setSetting } from './store/db.js';
 import { LandingStore, type Landing } from './land/landings.js';
 import { issueHistory, type IssueEvent } from './store/history.js';
 import {
-  SETTLED_STATUSES,
   type Issue,
   type IssueStatus,
   type NewIssue,
@@ -191,11 +190,9 @@ export class Supervisor {
     listener: (e: ResultEvent) => void,
     opts: { pollMs?: number } = {},
   ): () => void {
+    // What finished before: the latest 200 (an older issue can enter them only by finishing again).
     const seen = new Set(
-      this.ctx.issues
-        .list()
-        .filter((i) => SETTLED_STATUSES.has(i.status))
-        .map((i) => i.id),
+      this.ctx.issues.recentlyFinished(200).map((i) => i.id),
     );
     const timer = setInterval(() => {
       for (const i of this.ctx.issues.recentlyFinished(200)) {

@@ -40,6 +40,8 @@ export interface OpenOptions {
   init?: boolean;
   /** Who this process's status changes are recorded as (issue history); default "cli". */
   actor?: string;
+  /** Run the integrity check (quick_check) on the database: `init`, `start` and `doctor` do. */
+  check?: boolean;
 }
 
 export async function initRepo(
@@ -70,7 +72,7 @@ export async function initRepo(
         rmSync(f, { force: true });
     }
   }
-  const db = openDatabase(paths.dbFile);
+  const db = openDatabase(paths.dbFile, { check: true });
   try {
     let base = getSetting(db, 'base_branch');
     if (!base) {
@@ -100,7 +102,7 @@ export async function openContext(opts: OpenOptions = {}): Promise<Context> {
     }
     await initRepo(paths);
   }
-  const db = openDatabase(paths.dbFile);
+  const db = openDatabase(paths.dbFile, { check: opts.check === true });
   setActor(db, opts.actor ?? 'cli');
   const platform = detectPlatform({
     memoryPerAgent: config.memoryPerAgent,

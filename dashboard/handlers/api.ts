@@ -1,4 +1,9 @@
 import { SupervisorError } from '../../supervisor/errors.js';
+import {
+  ISSUE_STATUSES,
+  type Issue,
+  type IssueStatus,
+} from '../../supervisor/store/issues.js';
 import { json, type DashRequest, type DashResponse } from '../http.js';
 import { lastLines } from '../logtail.js';
 import type { DashboardDeps } from '../deps.js';
@@ -22,37 +27,70 @@ export const getStatus =
   (d: DashboardDeps) => async (): Promise<DashResponse> =>
     json(200, await d.hub.snapshot());
 
-/** GET /api/issues — open issues in queue order and recent results. */
+type Brief = Pick<
+  Issue,
+  | 'id'
+  | 'title'
+  | 'priority'
+  | 'status'
+  | 'agent'
+  | 'branch'
+  | 'commit'
+  | 'error'
+  | 'updatedAt'
+>;
+const brief = (i: Issue): Brief => ({
+  id: i.id,
+  title: i.title,
+  priority: i.priority,
+  status: i.status,
+  agent: i.agent,
+  branch: i.branch,
+  commit: i.commit,
+  error: i.error,
+  updatedAt: i.updatedAt,
+});
+
+/**
+ * GET /api/issues?status=&since=&before=&limit= — the counts, open issues in queue order, recent
+ * results, and one page of all issues (newest first; `next` is the `before` of the next page).
+ * Every part is bounded by `limit`, so the answer costs the same whatever the history.
+ */
 export const getIssues =
   (d: DashboardDeps) =>
   (req: DashRequest): DashResponse => {
     const limit = intParam(req.query.limit, 100, 1000);
+    const status = req.query.status;
+    if (
+      status !== undefined &&
+      status !== '' &&
+      !(ISSUE_STATUSES as readonly string[]).includes(status)
+    )
+      throw new SupervisorError('ERR_SUP_USAGE', `unknown status "${status}"`, {
+        hint: `use one of: ${ISSUE_STATUSES.join(', ')}`,
+      });
+    const since = req.query.since
+      ? intParam(req.query.since, 0, Number.MAX_SAFE_INTEGER)
+      : undefined;
+    const before = req.query.before
+      ? intParam(req.query.before, 0, Number.MAX_SAFE_INTEGER)
+      : undefined;
     const { issues } = d.source.ctx;
-    const brief = (i: {
-      id: number;
-      title: string;
-      priority: string;
-      status: string;
-      agent: string | null;
-      branch: string | null;
-      commit: string | null;
-      error: string | null;
-      updatedAt: number;
-    }) => ({
-      id: i.id,
-      title: i.title,
-      priority: i.priority,
-      status: i.status,
-      agent: i.agent,
-      branch: i.branch,
-      commit: i.commit,
-      error: i.error,
-      updatedAt: i.updatedAt,
-    });
+    const items = [
+      ...issues.page({
+        limit: limit + 1,
+        ...(status ? { status: status as IssueStatus } : {}),
+        ...(since !== undefined ? { since } : {}),
+        ...(before !== undefined ? { before } : {}),
+      }),
+    ];
+    const page = items.slice(0, limit).map(brief);
     return json(200, {
       counts: issues.counts(),
       pending: issues.pending(limit).map(brief),
       recent: issues.recentlyFinished(Math.min(limit, 100)).map(brief),
+      items: page,
+      next: items.length > limit ? page[page.length - 1]!.id : null,
     });
   };
 

@@ -9,12 +9,21 @@ import { intParam } from './api.js';
 const RETRY_MS = 2000;
 const STALE_MS = 2000;
 
-/** One serialisation per pushed snapshot, however many pages listen. */
+/**
+ * One serialisation per pushed snapshot, however many pages listen. A heartbeat push is the last
+ * snapshot with a fresh `at` (a shallow copy sharing its parts): its sections are not rendered again.
+ */
 const payloads = new WeakMap<Snapshot, string>();
+const sections = new WeakMap<object, Record<string, string>>();
 function payloadOf(s: Snapshot): string {
   let p = payloads.get(s);
   if (!p) {
-    p = JSON.stringify({ status: s, html: renderSections(s) });
+    let html = sections.get(s.agents);
+    if (!html) {
+      html = renderSections(s);
+      sections.set(s.agents, html);
+    }
+    p = JSON.stringify({ status: s, html });
     payloads.set(s, p);
   }
   return p;

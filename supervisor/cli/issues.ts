@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SupervisorError } from '../errors.js';
-import { openContext } from '../context.js';
+import { openContext, type Context } from '../context.js';
 import {
   ISSUE_STATUSES,
   type Issue,
@@ -10,7 +10,15 @@ import {
 import { LandingStore } from '../land/landings.js';
 import { refreshMergeStates } from '../land/merge-state.js';
 import { issueHistory } from '../store/history.js';
-import { oneLine, printJson, say, table, type GlobalOpts } from './output.js';
+import { redactSecrets } from '../errors.js';
+import {
+  oneLine,
+  printJson,
+  progress,
+  say,
+  table,
+  type GlobalOpts,
+} from './output.js';
 
 export function issueSummary(i: Issue) {
   return {
@@ -58,6 +66,165 @@ export function parseIssueId(raw: string): number {
     );
   }
   return Number(raw);
+}
+
+const DEFAULT_LIST_LIMIT = 100;
+
+/** `--since`: an age (`90s`, `30m`, `2h`, `7d`) or anything Date.parse reads. */
+export function parseSince(raw: string, now = Date.now()): number {
+  const age = /^(\d+)\s*(s|m|h|d)$/.exec(raw.trim());
+  if (age) {
+    const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
+      age[2] as 's' | 'm' | 'h' | 'd'
+    ];
+    return now - Number(age[1]) * unit;
+  }
+  const t = Date.parse(raw);
+  if (Number.isNaN(t))
+    throw new SupervisorError(
+      'ERR_SUP_USAGE',
+      `--since must be a date/time or an age, got "${raw}"`,
+      { hint: 'e.g. --since 2h, --since 7d, --since 2026-01-31T12:00:00Z' },
+    );
+  return t;
+}
+
+function parseCount(raw: string, what: string): number {
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(Number(raw)))
+    throw new SupervisorError(
+      'ERR_SUP_USAGE',
+      `${what} must be a whole number, got "${raw}"`,
+      { hint: `e.g. ${what} 50` },
+    );
+  return Number(raw);
+}
+
+interface ListQuery {
+  status?: IssueStatus;
+  since?: number;
+  limit: number;
+  before?: number;
+}
+
+function parseListQuery(o: {
+  status?: string;
+  since?: string;
+  limit?: string;
+  before?: string;
+}): ListQuery {
+  if (
+    o.status !== undefined &&
+    !(ISSUE_STATUSES as readonly string[]).includes(o.status)
+  ) {
+    throw new SupervisorError('ERR_SUP_USAGE', `unknown status "${o.status}"`, {
+      hint: `use one of: ${ISSUE_STATUSES.join(', ')}`,
+    });
+  }
+  return {
+    ...(o.status ? { status: o.status as IssueStatus } : {}),
+    ...(o.since !== undefined ? { since: parseSince(o.since) } : {}),
+    limit:
+      o.limit === undefined
+        ? DEFAULT_LIST_LIMIT
+        : parseCount(o.limit, '--limit'),
+    ...(o.before !== undefined ? { before: parseId(o.before) } : {}),
+  };
+}
+
+/** Writes and waits when the pipe is full, so a long list never piles up in memory. */
+function write(text: string): Promise<void> | undefined {
+  if (process.stdout.write(text)) return undefined;
+  return new Promise((resolve) => process.stdout.once('drain', resolve));
+}
+
+const LIST_HEADER = [
+  'ID',
+  'PRIORITY',
+  'STATUS',
+  'AGENT',
+  'BRANCH',
+  'COMMIT',
+  'BEHIND',
+  'MERGEABLE',
+  'TITLE',
+];
+const listRow = (issue: Issue): string[] => {
+  const i = issueSummary(issue);
+  return [
+    `#${i.id}`,
+    i.priority,
+    i.status,
+    i.agent ?? '',
+    i.branch ?? '',
+    i.commit?.slice(0, 8) ?? '',
+    i.status === 'done' && i.behind !== null ? String(i.behind) : '',
+    mergeableCell(i),
+    oneLine(i.title),
+  ];
+};
+/** Column widths for a streamed table, where the widest row is not known in advance. */
+const STREAM_WIDTHS = [7, 8, 12, 9, 12, 8, 6, 9];
+const padded = (cells: string[]) =>
+  cells
+    .map((c, n) => (n === cells.length - 1 ? c : c.padEnd(STREAM_WIDTHS[n]!)))
+    .join('  ');
+
+/**
+ * Prints issues in id order. A bounded page (the newest `limit`) is read newest first (one row
+ * more, to know whether older ones exist) and printed reversed; `--limit 0` streams every match
+ * straight from SQLite, row by row, waiting on a full pipe.
+ */
+async function printIssueList(
+  ctx: Context,
+  q: ListQuery,
+  json: boolean,
+): Promise<void> {
+  const issues = ctx.issues;
+  let rows: Iterable<Issue>;
+  let more = false;
+  if (q.limit === 0) {
+    // behind/mergeable of done issues against the current base tip (only stale ones).
+    await refreshMergeStates(ctx).catch(() => 0);
+    rows = issues.page({ ...q, limit: -1, order: 'asc' });
+  } else {
+    const read = () => [
+      ...issues.page({ ...q, limit: q.limit + 1, order: 'desc' }),
+    ];
+    let newest = read();
+    // behind/mergeable of the done issues shown (only stale ones): the page, not the history.
+    const done = newest.filter((i) => i.status === 'done').map((i) => i.id);
+    if (
+      done.length > 0 &&
+      (await refreshMergeStates(ctx, { ids: done }).catch(() => 0)) > 0
+    )
+      newest = read();
+    more = newest.length > q.limit;
+    rows = newest.slice(0, q.limit).reverse();
+    if (!json && newest.length > 0) {
+      const page = rows as Issue[];
+      say(table(page.map(listRow), LIST_HEADER));
+      rows = [];
+      if (more)
+        progress(
+          `older issues: supervisor issue list --before ${page[0]!.id}${q.limit === DEFAULT_LIST_LIMIT ? '' : ` --limit ${q.limit}`}${q.status ? ` --status ${q.status}` : ''}${q.since === undefined ? '' : ` --since ${new Date(q.since).toISOString()}`}`,
+        );
+      return;
+    }
+  }
+  let first = true;
+  for (const i of rows) {
+    if (json)
+      await write(
+        `${first ? '[\n' : ',\n'}${redactSecrets(JSON.stringify(issueSummary(i), null, 2)).replace(/^/gm, '  ')}`,
+      );
+    else {
+      if (first) await write(`${padded(LIST_HEADER)}\n`);
+      await write(`${padded(listRow(i))}\n`);
+    }
+    first = false;
+  }
+  if (json) await write(first ? '[]\n' : '\n]\n');
+  else if (first) say('no issues');
 }
 
 export function registerIssueCommands(
@@ -134,62 +301,43 @@ export function registerIssueCommands(
 
   issue
     .command('list')
-    .description('list issues')
+    .description(
+      'list issues: the newest --limit (default 100) in id order; --before pages back',
+    )
     .option(
       '--status <s>',
       `only issues in this status (${ISSUE_STATUSES.join(', ')})`,
     )
-    .option('--json', 'print JSON')
-    .action(async (o: { status?: string; json?: boolean }) => {
-      if (
-        o.status !== undefined &&
-        !(ISSUE_STATUSES as readonly string[]).includes(o.status)
-      ) {
-        throw new SupervisorError(
-          'ERR_SUP_USAGE',
-          `unknown status "${o.status}"`,
-          { hint: `use one of: ${ISSUE_STATUSES.join(', ')}` },
-        );
-      }
-      const ctx = await openContext({ repo: globals().repo });
-      try {
-        // behind/mergeable of done issues against the current base tip (only stale ones).
-        await refreshMergeStates(ctx).catch(() => 0);
-        const list = ctx.issues
-          .list(o.status ? { status: o.status as IssueStatus } : {})
-          .map(issueSummary);
-        if (o.json) return printJson(list);
-        if (list.length === 0) return say('no issues');
-        say(
-          table(
-            list.map((i) => [
-              `#${i.id}`,
-              i.priority,
-              i.status,
-              i.agent ?? '',
-              i.branch ?? '',
-              i.commit?.slice(0, 8) ?? '',
-              i.status === 'done' && i.behind !== null ? String(i.behind) : '',
-              mergeableCell(i),
-              oneLine(i.title),
-            ]),
-            [
-              'ID',
-              'PRIORITY',
-              'STATUS',
-              'AGENT',
-              'BRANCH',
-              'COMMIT',
-              'BEHIND',
-              'MERGEABLE',
-              'TITLE',
-            ],
-          ),
-        );
-      } finally {
-        ctx.close();
-      }
-    });
+    .option(
+      '--since <time>',
+      'only issues updated since then: an ISO date/time or an age (30m, 2h, 7d)',
+    )
+    .option(
+      '--limit <n>',
+      `at most n issues, the newest (default ${DEFAULT_LIST_LIMIT}; 0 = all, streamed)`,
+    )
+    .option(
+      '--before <id>',
+      'the cursor: only issues with a lower id (the next page after the first id shown)',
+    )
+    .option('--json', 'print JSON (an array of issues)')
+    .action(
+      async (o: {
+        status?: string;
+        since?: string;
+        limit?: string;
+        before?: string;
+        json?: boolean;
+      }) => {
+        const q = parseListQuery(o);
+        const ctx = await openContext({ repo: globals().repo });
+        try {
+          await printIssueList(ctx, q, Boolean(o.json));
+        } finally {
+          ctx.close();
+        }
+      },
+    );
 
   issue
     .command('show')

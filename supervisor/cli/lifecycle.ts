@@ -291,6 +291,7 @@ export function registerLifecycleCommands(
       const ctx = await openContext({
         repo: globals().repo,
         init: true,
+        check: true,
         flags: startFlags(o),
       });
       const agents =

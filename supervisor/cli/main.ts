@@ -8,10 +8,12 @@ import { registerIssueCommands } from './issues.js';
 import { registerLandCommand } from './land.js';
 import { registerLifecycleCommands } from './lifecycle.js';
 import { registerDashboardCommand } from './dashboard.js';
+import { registerDoctorCommand } from './doctor.js';
 import { registerLogsCommand } from './logs.js';
 import { registerMaintenanceCommands } from './maintenance.js';
 import { registerRemoteCommands } from './remote.js';
 import type { GlobalOpts } from './output.js';
+import { damagedDatabaseError } from '../store/db.js';
 
 const USAGE_CODES = new Set([
   'ERR_SUP_USAGE',
@@ -40,6 +42,7 @@ function build(): Command {
   registerLogsCommand(program, globals);
   registerRemoteCommands(program, globals);
   registerDashboardCommand(program, globals);
+  registerDoctorCommand(program, globals);
   registerInfraCommand(program, globals);
   registerImageCommand(program, globals);
   registerComposeConfigCommand(program, globals);
@@ -96,7 +99,9 @@ async function main(argv: string[]): Promise<void> {
           : 2,
       );
     }
-    const err = coerceError(raw);
+    const err =
+      damagedDatabaseError('.supervisor/supervisor.db', raw) ??
+      coerceError(raw);
     if (err instanceof SupervisorError) {
       process.stderr.write(`error: ${err.message}\n`);
       if (err.hint) process.stderr.write(`hint: ${err.hint}\n`);

@@ -1,5 +1,6 @@
 import type { Context } from '../context.js';
 import { withChange } from '../store/history.js';
+import type { Issue } from '../store/issues.js';
 import { baseRef, landGit, revParse, type LandGit } from './git.js';
 
 export interface MergeState {
@@ -69,17 +70,24 @@ export async function baseTip(ctx: Context): Promise<string | undefined> {
  * Brings `behind` and `mergeable` of done issues up to date with the base tip; only issues
  * whose commit or base moved since they were last computed. Returns how many changed.
  */
-export async function refreshMergeStates(ctx: Context): Promise<number> {
+export async function refreshMergeStates(
+  ctx: Context,
+  opts: { ids?: readonly number[] } = {},
+): Promise<number> {
   const git = landGit(ctx.paths.root, 60_000);
   const tip = await revParse(git, await baseRef(git, ctx.baseBranch));
   if (!tip) return 0;
-  const stale = ctx.issues
-    .list({ status: 'done' })
-    .filter(
-      (i) =>
-        i.commit !== null &&
-        (i.checkedBase !== tip || i.checkedCommit !== i.commit),
-    );
+  // `ids`: only those issues (a page of `issue list`), not every done issue in the history.
+  const candidates = opts.ids
+    ? opts.ids
+        .map((id) => ctx.issues.get(id))
+        .filter((i): i is Issue => i?.status === 'done')
+    : ctx.issues.list({ status: 'done' });
+  const stale = candidates.filter(
+    (i) =>
+      i.commit !== null &&
+      (i.checkedBase !== tip || i.checkedCommit !== i.commit),
+  );
   let n = 0;
   for (const i of stale) {
     let s: MergeState;

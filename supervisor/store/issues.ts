@@ -12,6 +12,11 @@ import { LANDING_STATUSES } from './landing-schema.js';
 export const ISSUE_STATUSES = LANDING_STATUSES;
 export type IssueStatus = (typeof ISSUE_STATUSES)[number];
 
+/** Statuses past the agent's work (the page's and the API's "recent results"). */
+export const FINISHED_STATUSES: readonly IssueStatus[] = ISSUE_STATUSES.filter(
+  (s) => s !== 'open' && s !== 'queued' && s !== 'in_progress',
+);
+
 /** Statuses an agent's late result or a claim never changes (the issue is settled or held). */
 export const SETTLED_STATUSES: ReadonlySet<IssueStatus> = new Set([
   'done',
@@ -53,6 +58,18 @@ export interface Issue {
   /** The base tip and the commit behind/mergeable were computed for. */
   checkedBase: string | null;
   checkedCommit: string | null;
+}
+
+export interface IssuePageQuery {
+  /** Rows at most (-1: no limit). */
+  limit: number;
+  /** Newest first (the default: pages walk back in time) or oldest first. */
+  order?: 'asc' | 'desc';
+  status?: IssueStatus;
+  /** Only issues with an id below this (the cursor: the last id of the previous page). */
+  before?: number;
+  /** Only issues updated at or after this time (ms since the epoch). */
+  since?: number;
 }
 
 export interface NewIssue {
@@ -110,8 +127,6 @@ const toIssue = (r: IssueRow): Issue => ({
   checkedBase: r.checked_base,
   checkedCommit: r.checked_commit,
 });
-
-const PRIORITY_RANK = `CASE priority WHEN 'urgent' THEN 1 WHEN 'high' THEN 2 WHEN 'medium' THEN 3 ELSE 4 END`;
 
 export function validatePriority(p: string | undefined): Priority {
   const value = p ?? 'medium';
@@ -267,23 +282,75 @@ export class IssueStore {
     return (rows as IssueRow[]).map(toIssue);
   }
 
-  /** Issues waiting for an agent, in the order the queue will hand them out. */
-  pending(limit = 100): Issue[] {
-    const rows = this.db
-      .prepare(
-        `SELECT * FROM issues WHERE status IN ('open','queued') ORDER BY ${PRIORITY_RANK}, id LIMIT ?`,
-      )
-      .all(limit) as IssueRow[];
-    return rows.map(toIssue);
+  /**
+   * One page of issues, newest first unless asked otherwise, read row by row (a caller can stream
+   * them): `before` is the cursor (the last id of the previous page), `since` keeps issues updated
+   * at or after a time.
+   */
+  *page(q: IssuePageQuery): Generator<Issue> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (q.status) {
+      where.push('status = ?');
+      args.push(q.status);
+    }
+    if (q.before !== undefined) {
+      where.push('id < ?');
+      args.push(q.before);
+    }
+    if (q.since !== undefined) {
+      where.push('updated_at >= ?');
+      args.push(q.since);
+    }
+    const sql = `SELECT * FROM issues${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY id ${q.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ?`;
+    for (const r of this.sql(sql).iterate(...args, q.limit))
+      yield toIssue(r as IssueRow);
   }
 
-  recentlyFinished(limit = 20): Issue[] {
-    const rows = this.db
-      .prepare(
-        `SELECT * FROM issues WHERE status NOT IN ('open','queued','in_progress') ORDER BY updated_at DESC, id DESC LIMIT ?`,
-      )
-      .all(limit) as IssueRow[];
-    return rows.map(toIssue);
+  /**
+   * Issues waiting for an agent, in the order the queue will hand them out: one index range per
+   * (status, priority), merged, so the cost is the number shown, not the backlog.
+   */
+  pending(limit = 100): Issue[] {
+    const parts: Issue[] = [];
+    for (const status of ['open', 'queued'])
+      for (const priority of PRIORITIES)
+        for (const r of this.sql(
+          'SELECT * FROM issues WHERE status = ? AND priority = ? ORDER BY id LIMIT ?',
+        ).all(status, priority, limit) as IssueRow[])
+          parts.push(toIssue(r));
+    const rank = (p: Priority) => PRIORITIES.indexOf(p);
+    return parts
+      .sort((a, b) => rank(a.priority) - rank(b.priority) || a.id - b.id)
+      .slice(0, limit);
+  }
+
+  /** The latest finished issues: one index range per status, merged (constant cost in history). */
+  recentlyFinished(
+    limit = 20,
+    statuses: readonly IssueStatus[] = FINISHED_STATUSES,
+  ): Issue[] {
+    const parts: Issue[] = [];
+    for (const status of statuses)
+      for (const r of this.sql(
+        'SELECT * FROM issues WHERE status = ? ORDER BY updated_at DESC, id DESC LIMIT ?',
+      ).all(status, limit) as IssueRow[])
+        parts.push(toIssue(r));
+    return parts
+      .sort((a, b) => b.updatedAt - a.updatedAt || b.id - a.id)
+      .slice(0, limit);
+  }
+
+  /** When the longest-waiting issue (open, or queued and not yet claimed) started waiting. */
+  oldestWaitingSince(): number | undefined {
+    let oldest: number | undefined;
+    for (const status of ['open', 'queued']) {
+      const r = this.sql(
+        'SELECT updated_at AS t FROM issues WHERE status = ? ORDER BY updated_at LIMIT 1',
+      ).get(status) as { t: number } | undefined;
+      if (r && (oldest === undefined || r.t < oldest)) oldest = r.t;
+    }
+    return oldest;
   }
 
   /** Open issues in id order, after `afterId` (a feeder walking batches while the last is in flight). */
@@ -373,13 +440,14 @@ export class IssueStore {
     this.sql(`UPDATE issues SET ${cols.join(', ')} WHERE id = ?`).run(...vals);
   }
 
+  /** Issues by status, from the aggregate the triggers keep (read-model.ts): a few rows, not a scan. */
   counts(): Record<IssueStatus, number> {
     const out = Object.fromEntries(ISSUE_STATUSES.map((s) => [s, 0])) as Record<
       IssueStatus,
       number
     >;
     for (const r of this.sql(
-      'SELECT status, COUNT(*) AS n FROM issues GROUP BY status',
+      'SELECT status, n FROM issue_counts WHERE n <> 0',
     ).all() as Array<{ status: IssueStatus; n: number }>) {
       out[r.status] = r.n;
     }

@@ -174,16 +174,25 @@ export class RunStore {
     ) as Run[];
   }
 
+  /** Runs by outcome: the finished ones from the kept aggregate (read-model.ts), the running by index. */
   countByOutcome(): Record<RunOutcome, number> {
     const out = Object.fromEntries(RUN_OUTCOMES.map((o) => [o, 0])) as Record<
       RunOutcome,
       number
     >;
     for (const r of this.sql(
-      'SELECT outcome, COUNT(*) AS n FROM runs GROUP BY outcome',
-    ).all() as Array<{ outcome: RunOutcome; n: number }>) {
+      'SELECT outcome, n FROM run_totals',
+    ).all() as Array<{
+      outcome: RunOutcome;
+      n: number;
+    }>) {
       out[r.outcome] = r.n;
     }
+    out.running = (
+      this.sql(
+        `SELECT COUNT(*) AS n FROM runs WHERE outcome = 'running'`,
+      ).get() as { n: number }
+    ).n;
     return out;
   }
 }

@@ -58,7 +58,9 @@ const DAMAGE: Array<
       writeSync(fd, randomBytes(4096), 0, 4096, 4096);
       closeSync(fd);
     },
-    /the database is damaged \(.*page 2/,
+    // `start` runs quick_check (it names the page); other commands skip it (issue 16) and meet
+    // the damage when their query reads the page.
+    /the database is damaged \((.*page 2|database disk image is malformed)/,
   ],
 ];
 

@@ -183,6 +183,33 @@ describe('dashboard API on loopback without a token', () => {
     ).toBe(200);
   });
 
+  it('pages /api/issues newest first with a cursor, a status and a since filter', async () => {
+    const t = await dashboard();
+    for (let k = 1; k <= 5; k++) t.ctx.issues.add({ title: `i${k}` });
+    t.ctx.issues.update(2, { status: 'done' });
+    const first = (await http('GET', `${t.url}/api/issues?limit=2`)).json();
+    expect(first.items.map((i: any) => i.id)).toEqual([5, 4]);
+    expect(first.next).toBe(4);
+    expect(first.counts).toMatchObject({ open: 4, done: 1 });
+    const second = (
+      await http('GET', `${t.url}/api/issues?limit=2&before=${first.next}`)
+    ).json();
+    expect(second.items.map((i: any) => i.id)).toEqual([3, 2]);
+    const last = (
+      await http('GET', `${t.url}/api/issues?limit=2&before=${second.next}`)
+    ).json();
+    expect(last.items.map((i: any) => i.id)).toEqual([1]);
+    expect(last.next).toBeNull();
+    const done = (await http('GET', `${t.url}/api/issues?status=done`)).json();
+    expect(done.items.map((i: any) => i.id)).toEqual([2]);
+    const since = (
+      await http('GET', `${t.url}/api/issues?since=${Date.now() + 60_000}`)
+    ).json();
+    expect(since.items).toEqual([]);
+    const bad = await http('GET', `${t.url}/api/issues?status=weird`);
+    expect(bad.status).toBe(400);
+  });
+
   it('pushes status snapshots by SSE with retry and ids, on a timer and on change', async () => {
     const t = await dashboard();
     // Three snapshots while nothing changes: pushed on a timer (its period is not asserted here).
@@ -296,7 +323,10 @@ describe('dashboard API on loopback without a token', () => {
     expect(m).toContain('supervisor_queue_jobs{state="waiting"} 0');
     expect(m).toContain('supervisor_runs_total{outcome="succeeded"} 1');
     expect(m).toContain('supervisor_runs_total{outcome="failed"} 1');
-    expect(m).toContain('supervisor_runs_total{outcome="running"} 1');
+    // Counters only count: a run in progress is not an outcome (issue 15).
+    expect(m).not.toContain('outcome="running"');
+    expect(m).toContain('supervisor_runs_started_total 3');
+    expect(m).toContain('supervisor_queue_oldest_waiting_seconds ');
     expect(m).toContain(
       'supervisor_run_duration_seconds_bucket{le="5",outcome="succeeded"} 1',
     );
