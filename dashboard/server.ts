@@ -27,6 +27,8 @@ export interface RunningDashboard {
   url: string;
   host: string;
   port: number;
+  /** The snapshot hub (its `builds` count shows what an open page costs). */
+  hub: StatusHub;
   close(): Promise<void>;
 }
 
@@ -135,6 +137,7 @@ export async function startDashboard(
     url,
     host: o.host,
     port,
+    hub,
     close: () =>
       (closing ??= new Promise<void>((resolve) => {
         hub.close();

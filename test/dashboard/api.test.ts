@@ -6,6 +6,7 @@ import { SupervisorError } from '../../supervisor/errors.js';
 import { getSetting } from '../../supervisor/store/db.js';
 import { startDashboard } from '../../dashboard/server.js';
 import { stateSource } from '../../dashboard/source.js';
+import { waitFor } from '../helpers/cli.js';
 import {
   http,
   readSse,
@@ -181,6 +182,27 @@ describe('dashboard API on loopback without a token', () => {
         })
       ).status,
     ).toBe(200);
+  });
+
+  it('builds no snapshot while nothing changes, however long a page stays open', async () => {
+    const t = await dashboard();
+    let pushes = 0;
+    const stop = t.dash.hub.subscribe(() => (pushes += 1));
+    try {
+      // Heartbeat pushes arrive (the page knows it is live) ...
+      await waitFor(() => pushes >= 6, { timeoutMs: 60_000, what: '6 pushes' });
+      // ... but they resend the last snapshot: a build for the first push and a refresh now and
+      // then for what only Redis knows, where a timer-driven hub built two per push.
+      expect(t.dash.hub.builds * 2).toBeLessThanOrEqual(pushes);
+      const before = t.dash.hub.builds;
+      t.ctx.issues.add({ title: 'a change' });
+      await waitFor(() => t.dash.hub.builds > before, {
+        timeoutMs: 30_000,
+        what: 'a build after the change',
+      });
+    } finally {
+      stop();
+    }
   });
 
   it('pages /api/issues newest first with a cursor, a status and a since filter', async () => {

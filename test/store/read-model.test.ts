@@ -163,8 +163,8 @@ describe('reads that stay flat in history', () => {
     issues.pending(50);
     issues.recentlyFinished(15);
     issues.oldestWaitingSince();
-    [...issues.page({ limit: 101 })];
-    [...issues.page({ limit: 101, status: 'done', before: 100 })];
+    void [...issues.page({ limit: 101 })];
+    void [...issues.page({ limit: 101, status: 'done', before: 100 })];
     runs.forIssue(3);
     runs.running();
     runs.countByOutcome();
