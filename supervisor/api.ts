@@ -12,11 +12,7 @@ import { buildStatus, type AgentStatus, type Status } from './status.js';
 import { getSetting, setSetting } from './store/db.js';
 import { LandingStore, type Landing } from './land/landings.js';
 import { issueHistory, type IssueEvent } from './store/history.js';
-import {
-  type Issue,
-  type IssueStatus,
-  type NewIssue,
-} from './store/issues.js';
+import { type Issue, type IssueStatus, type NewIssue } from './store/issues.js';
 import type { Run } from './store/runs.js';
 
 export interface IssueSummary {

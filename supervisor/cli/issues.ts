@@ -348,7 +348,7 @@ export function registerIssueCommands(
       const id = parseIssueId(rawId);
       const ctx = await openContext({ repo: globals().repo });
       try {
-        await refreshMergeStates(ctx).catch(() => 0);
+        await refreshMergeStates(ctx, { ids: [id] }).catch(() => 0);
         const i = ctx.issues.require(id);
         const runs = ctx.runs.forIssue(id);
         const history = issueHistory(ctx.db, id);

@@ -72,22 +72,23 @@ export async function baseTip(ctx: Context): Promise<string | undefined> {
  */
 export async function refreshMergeStates(
   ctx: Context,
-  opts: { ids?: readonly number[] } = {},
+  opts: { ids?: readonly number[]; limit?: number } = {},
 ): Promise<number> {
   const git = landGit(ctx.paths.root, 60_000);
   const tip = await revParse(git, await baseRef(git, ctx.baseBranch));
   if (!tip) return 0;
-  // `ids`: only those issues (a page of `issue list`), not every done issue in the history.
-  const candidates = opts.ids
+  // `ids`: only those issues (a page of `issue list`, `issue show`); otherwise the stale done
+  // issues from an index (read-model.ts), at most `limit` per call: never the whole history.
+  const stale = opts.ids
     ? opts.ids
         .map((id) => ctx.issues.get(id))
-        .filter((i): i is Issue => i?.status === 'done')
-    : ctx.issues.list({ status: 'done' });
-  const stale = candidates.filter(
-    (i) =>
-      i.commit !== null &&
-      (i.checkedBase !== tip || i.checkedCommit !== i.commit),
-  );
+        .filter(
+          (i): i is Issue =>
+            i?.status === 'done' &&
+            i.commit !== null &&
+            (i.checkedBase !== tip || i.checkedCommit !== i.commit),
+        )
+    : ctx.issues.staleMergeStates(tip, opts.limit ?? 200);
   let n = 0;
   for (const i of stale) {
     let s: MergeState;

@@ -341,6 +341,20 @@ export class IssueStore {
       .slice(0, limit);
   }
 
+  /**
+   * Done issues whose behind/mergeable were not computed against `tip` (or for their current
+   * commit: a new commit clears checked_base, read-model.ts). Three ranges of one index, so an
+   * up-to-date history costs nothing to ask about.
+   */
+  staleMergeStates(tip: string, limit: number): Issue[] {
+    return (
+      this.sql(
+        `SELECT * FROM issues WHERE status = 'done' AND commit_sha IS NOT NULL
+         AND (checked_base IS NULL OR checked_base < ? OR checked_base > ?) LIMIT ?`,
+      ).all(tip, tip, limit) as IssueRow[]
+    ).map(toIssue);
+  }
+
   /** When the longest-waiting issue (open, or queued and not yet claimed) started waiting. */
   oldestWaitingSince(): number | undefined {
     let oldest: number | undefined;

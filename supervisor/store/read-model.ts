@@ -36,6 +36,14 @@ const TRIGGERS = [
   'issue_counts_status',
   'run_totals_insert',
   'run_totals_finish',
+  'issues_commit_unchecked',
+] as const;
+const INDEXES = [
+  'issues_by_status_updated',
+  'issues_by_status_priority',
+  'issues_by_updated',
+  'runs_by_outcome',
+  'issues_merge_check',
 ] as const;
 
 /** Tables, indexes and triggers; every statement idempotent. */
@@ -44,6 +52,8 @@ const SCHEMA = `
   CREATE INDEX IF NOT EXISTS issues_by_status_priority ON issues (status, priority, id);
   CREATE INDEX IF NOT EXISTS issues_by_updated ON issues (updated_at, id);
   CREATE INDEX IF NOT EXISTS runs_by_outcome ON runs (outcome, job_id);
+  -- Done issues whose behind/mergeable are stale (supervisor/land/merge-state.ts).
+  CREATE INDEX IF NOT EXISTS issues_merge_check ON issues (status, checked_base);
 
   CREATE TABLE IF NOT EXISTS issue_counts (
     status TEXT PRIMARY KEY,
@@ -73,6 +83,12 @@ const SCHEMA = `
     UPDATE issue_counts SET n = n - 1 WHERE status = OLD.status;
     INSERT INTO issue_counts (status, n) VALUES (NEW.status, 1)
       ON CONFLICT (status) DO UPDATE SET n = n + 1;
+  END;
+
+  -- A new commit makes the merge state stale: found by the index above, not by a scan.
+  CREATE TRIGGER IF NOT EXISTS issues_commit_unchecked AFTER UPDATE OF commit_sha ON issues
+  WHEN NEW.commit_sha IS NOT OLD.commit_sha AND NEW.checked_base IS NOT NULL BEGIN
+    UPDATE issues SET checked_base = NULL WHERE id = NEW.id;
   END;
 
   CREATE TRIGGER IF NOT EXISTS run_totals_insert AFTER INSERT ON runs
@@ -124,10 +140,7 @@ export function ensureReadModel(db: Db): void {
         .prepare(
           `SELECT name FROM sqlite_master WHERE type IN ('trigger','index') AND name IN (${[
             ...TRIGGERS,
-            'issues_by_status_updated',
-            'issues_by_status_priority',
-            'issues_by_updated',
-            'runs_by_outcome',
+            ...INDEXES,
           ]
             .map((n) => `'${n}'`)
             .join(',')})`,
@@ -135,7 +148,7 @@ export function ensureReadModel(db: Db): void {
         .all() as Array<{ name: string }>
     ).map((r) => r.name),
   );
-  if (present.size === TRIGGERS.length + 4) return;
+  if (present.size === TRIGGERS.length + INDEXES.length) return;
   db.transaction(() => {
     db.exec(SCHEMA);
     if (TRIGGERS.some((t) => !present.has(t))) db.exec(RECOMPUTE);
