@@ -9,6 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { dispatchRow } from './rows/dispatch.js';
 import { feedRow } from './rows/feed.js';
 import { footprintRows } from './rows/footprint.js';
+import { historyRows } from './rows/history.js';
 import { recoveryRow } from './rows/recovery.js';
 import { scaleRows } from './rows/scaleup.js';
 import { throughputRow } from './rows/throughput.js';
@@ -25,6 +26,7 @@ const ROWS: Record<
   feed: feedRow,
   recovery: recoveryRow,
   footprint: footprintRows,
+  history: historyRows,
 };
 
 const RESULTS = fileURLToPath(

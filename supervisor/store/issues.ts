@@ -347,12 +347,20 @@ export class IssueStore {
    * up-to-date history costs nothing to ask about.
    */
   staleMergeStates(tip: string, limit: number): Issue[] {
-    return (
-      this.sql(
-        `SELECT * FROM issues WHERE status = 'done' AND commit_sha IS NOT NULL
-         AND (checked_base IS NULL OR checked_base < ? OR checked_base > ?) LIMIT ?`,
-      ).all(tip, tip, limit) as IssueRow[]
-    ).map(toIssue);
+    const out: Issue[] = [];
+    const where = `status = 'done' AND commit_sha IS NOT NULL AND`;
+    for (const [cond, args] of [
+      ['checked_base IS NULL', []],
+      ['checked_base < ?', [tip]],
+      ['checked_base > ?', [tip]],
+    ] as const) {
+      if (out.length >= limit) break;
+      for (const r of this.sql(
+        `SELECT * FROM issues WHERE ${where} ${cond} LIMIT ?`,
+      ).all(...args, limit - out.length) as IssueRow[])
+        out.push(toIssue(r));
+    }
+    return out;
   }
 
   /** When the longest-waiting issue (open, or queued and not yet claimed) started waiting. */

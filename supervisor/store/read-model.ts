@@ -53,7 +53,8 @@ const SCHEMA = `
   CREATE INDEX IF NOT EXISTS issues_by_updated ON issues (updated_at, id);
   CREATE INDEX IF NOT EXISTS runs_by_outcome ON runs (outcome, job_id);
   -- Done issues whose behind/mergeable are stale (supervisor/land/merge-state.ts).
-  CREATE INDEX IF NOT EXISTS issues_merge_check ON issues (status, checked_base);
+  CREATE INDEX IF NOT EXISTS issues_merge_check ON issues (checked_base)
+    WHERE status = 'done' AND commit_sha IS NOT NULL;
 
   CREATE TABLE IF NOT EXISTS issue_counts (
     status TEXT PRIMARY KEY,

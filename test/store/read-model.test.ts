@@ -163,6 +163,7 @@ describe('reads that stay flat in history', () => {
     issues.pending(50);
     issues.recentlyFinished(15);
     issues.oldestWaitingSince();
+    issues.staleMergeStates('abc', 200);
     void [...issues.page({ limit: 101 })];
     void [...issues.page({ limit: 101, status: 'done', before: 100 })];
     runs.forIssue(3);
