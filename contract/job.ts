@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { AttemptFailureKindSchema } from './errors.js';
 
 export const PRIORITIES = ['urgent', 'high', 'medium', 'low'] as const;
 export type Priority = (typeof PRIORITIES)[number];
@@ -130,6 +131,8 @@ export const RunnerEventSchema = z.discriminatedUnion('type', [
     agentId: z.string(),
     at: z.number(),
     error: z.string(),
+    /** Why, as a stable code (`ATTEMPT_FAILURE_KINDS`); absent from runners before it existed. */
+    kind: AttemptFailureKindSchema.optional(),
     exitCode: z.number().int().nullable(),
     baseSha: z.string().optional(),
     logPath: z.string().optional(),
