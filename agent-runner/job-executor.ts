@@ -1,0 +1,409 @@
+import { randomUUID } from 'node:crypto';
+import { createWriteStream, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  DelayedError,
+  UnrecoverableError,
+  WaitingError,
+  type Job,
+} from 'bullmq';
+import type { Redis } from 'ioredis';
+import {
+  JobDataSchema,
+  resultRefFor,
+  type JobResult,
+  type RunnerConfig,
+  type supervisorKeys,
+} from '../contract/job.js';
+import {
+  AttemptError,
+  coerceError,
+  type AttemptFailureKind,
+} from '../contract/errors.js';
+import {
+  writeAgentRecord,
+  type AgentRecord,
+} from '../contract/agent-record.js';
+import { AgentProcess } from './agent-process.js';
+import { runBeforeJob } from './before-job.js';
+import type { EventPublisher } from './event-publisher.js';
+import { agentEnvironment, writeIssueFiles } from './issue-input.js';
+import { issueIdForJob } from './issue-id.js';
+import type { JobContainment } from './job-containment.js';
+import { oomKillCount, outOfMemoryMessage } from './oom.js';
+import { GitRemoteError } from './remote-clone.js';
+import type { RemoteGate } from './remote-gate.js';
+import type { Workspace } from './workspace.js';
+
+/** A foreign job handed back because it was not adopted yet is offered again after this. */
+const ADOPTION_RETRY_MS = 2_000;
+
+export type Log = (msg: string, fields?: Record<string, unknown>) => void;
+
+/** The job a runner holds, while it holds it. */
+export interface Current {
+  job: Job<unknown, JobResult>;
+  token: string;
+  attempt: number;
+  agent: AgentProcess | undefined;
+  issueId: string;
+  title: string;
+  leaseLost: boolean;
+}
+
+/** What the executor needs from the runner around it. */
+export interface ExecutorHost {
+  /** The runner is stopping (or lost its slot): hand jobs back. */
+  shuttingDown(): boolean;
+  readonly remote: RemoteGate | undefined;
+  /** A job was taken (state `working`). */
+  began(cur: Current): void;
+  /** The job is done with, however it ended. */
+  ended(): void;
+}
+
+/**
+ * Runs one job under its lock: finds its issue id, prepares the workspace, runs the before-job
+ * steps and the agent, commits, publishes the result (remote mode) and reports the outcome; hands
+ * the job back without spending an attempt when the runner stops or the git remote is away.
+ */
+export class JobExecutor {
+  constructor(
+    private readonly cfg: RunnerConfig,
+    private readonly log: Log,
+    private readonly echo: NodeJS.WritableStream,
+    private readonly redis: Redis,
+    private readonly keys: ReturnType<typeof supervisorKeys>,
+    private readonly workspace: Workspace,
+    private readonly containment: JobContainment,
+    private readonly events: EventPublisher,
+    private readonly host: ExecutorHost,
+  ) {}
+
+  private get agentRecordFile(): string {
+    return join(this.cfg.runDir, 'agent.json');
+  }
+
+  async process(
+    job: Job<unknown, JobResult>,
+    token: string | undefined,
+  ): Promise<JobResult> {
+    if (!token) throw new Error('worker gave no lock token');
+    const parsed = JobDataSchema.safeParse(job.data);
+    if (!parsed.success) {
+      const why = parsed.error.issues
+        .map((i) => `${i.path.join('.') || 'data'}: ${i.message}`)
+        .join('; ');
+      throw new UnrecoverableError(
+        `invalid job data (${why}); see the job contract in the README`,
+      );
+    }
+    const data = parsed.data;
+    const attempt = data.attemptOffset + job.attemptsStarted;
+    const jobId = job.id!;
+    const cur: Current = {
+      job,
+      token,
+      attempt,
+      agent: undefined,
+      issueId: '',
+      title: data.title,
+      leaseLost: false,
+    };
+    this.host.began(cur);
+    await this.redis.set(
+      this.keys.held(this.cfg.agentId),
+      JSON.stringify({ jobId, token, attempt }),
+    );
+    const startedAt = Date.now();
+    let logPath = '';
+    try {
+      const issueId = await issueIdForJob(
+        jobId,
+        data,
+        { redis: this.redis, key: this.keys.adopted },
+        { stop: () => this.host.shuttingDown() || cur.leaseLost },
+      );
+      if (issueId === undefined) return await this.handBackUnadopted(cur);
+      cur.issueId = issueId;
+      logPath = join(
+        this.cfg.logDir,
+        `issue-${issueId}-attempt-${attempt}.log`,
+      );
+      let baseSha: string;
+      // The previous job's stragglers must not write into this job's worktree or hold its ports.
+      await this.containment.sweep('before job');
+      try {
+        baseSha = await this.workspace.prepare(this.cfg.baseBranch);
+      } catch (err) {
+        if (err instanceof GitRemoteError)
+          await this.handBackForRemote(cur, err);
+        throw err;
+      }
+      const files = writeIssueFiles(this.cfg, data, issueId);
+      const log = createWriteStream(logPath, { flags: 'a' });
+      let logError: string | undefined;
+      log.on('error', (err) => {
+        logError ??= `the run log ${logPath} could not be written: ${err.message}`;
+        this.log('cannot write the run log', { logPath, error: err.message });
+      });
+      this.echo.write(
+        `--- ${this.cfg.agentId} ${jobId} attempt ${attempt}: ${data.title.split('\n')[0]}\n`,
+      );
+      // The claim is recorded before anything runs, so every attempt that starts has a run row.
+      await this.events.publish({
+        type: 'claim',
+        jobId,
+        attempt,
+        agentId: this.cfg.agentId,
+        at: startedAt,
+        logPath,
+        baseSha,
+      });
+      const stepError = await runBeforeJob(this.cfg.beforeJob, {
+        cwd: this.cfg.worktreePath,
+        env: agentEnvironment(this.cfg, data, issueId, baseSha, files, ''),
+        log,
+      });
+      if (stepError) {
+        await new Promise<void>((r) => log.end(r));
+        throw new AttemptError('before-job', stepError);
+      }
+      const marker = randomUUID();
+      const oomKillsBefore = oomKillCount();
+      const agent = new AgentProcess({
+        command: this.cfg.agentCommand,
+        cwd: this.cfg.worktreePath,
+        env: {
+          ...agentEnvironment(this.cfg, data, issueId, baseSha, files, marker),
+          ...this.containment.agentEnv(),
+        },
+        log,
+        echo: this.echo,
+        progressTimeoutMs: this.cfg.lease.progressTimeoutMs,
+        killGraceMs: this.cfg.lease.killGraceMs,
+      });
+      cur.agent = agent;
+      if (agent.pid !== undefined) {
+        const rec: AgentRecord = {
+          pid: agent.pid,
+          marker,
+          jobId,
+          attempt,
+          startedAt,
+        };
+        writeAgentRecord(this.agentRecordFile, rec);
+      }
+      if (cur.leaseLost || this.host.shuttingDown())
+        agent.kill(cur.leaseLost ? 'lease-lost' : 'shutdown', 0);
+      const exit = await agent.exited;
+      // Background processes it left (setsid, double forks) end with it, before the commit.
+      await this.containment.sweep('agent exited');
+      rmSync(this.agentRecordFile, { force: true });
+      await new Promise<void>((r) => log.end(r));
+
+      if (
+        cur.leaseLost ||
+        exit.killedFor === 'lease-lost' ||
+        exit.killedFor === 'superseded'
+      ) {
+        throw new AttemptError(
+          'lease-lost',
+          `lease lost: ${this.cfg.agentId} no longer holds ${jobId}; its result is refused`,
+        );
+      }
+      if (exit.killedFor === 'shutdown') {
+        await job.moveToWait(token);
+        await this.events.publish({
+          type: 'release',
+          jobId,
+          attempt,
+          agentId: this.cfg.agentId,
+          at: Date.now(),
+          reason: 'runner stopping',
+        });
+        throw new WaitingError();
+      }
+      let error: string | undefined;
+      let kind: AttemptFailureKind = 'agent-exit';
+      if (exit.spawnError) {
+        kind = 'agent-spawn';
+        error = `the agent command could not be started: ${exit.spawnError.message}`;
+      } else if (exit.killedFor === 'no-progress') {
+        kind = 'no-progress';
+        error = `agent killed: no output and no file change for ${this.cfg.lease.progressTimeoutMs} ms`;
+      } else if (
+        exit.exitCode !== 0 &&
+        oomKillsBefore !== undefined &&
+        (oomKillCount() ?? 0) > oomKillsBefore
+      ) {
+        kind = 'out-of-memory';
+        error = outOfMemoryMessage();
+      } else if (exit.exitCode === 127) {
+        kind = 'agent-not-found';
+        error = `agent command not found (exit 127): ${this.cfg.agentCommand}`;
+      } else if (exit.exitCode !== 0)
+        error = `agent exited with ${exit.exitCode === null ? `signal ${exit.signal}` : `code ${exit.exitCode}`}`;
+      if (error && logError) error = `${error} (${logError})`;
+      if (error) {
+        await this.events.publish({
+          type: 'attempt-failed',
+          jobId,
+          attempt,
+          agentId: this.cfg.agentId,
+          at: Date.now(),
+          error,
+          kind,
+          exitCode: exit.exitCode,
+          baseSha,
+          logPath,
+        });
+        throw new AttemptError(kind, error, true);
+      }
+      const outcome = await this.workspace.commit(
+        baseSha,
+        `issue #${issueId}: ${data.title.split('\n')[0]}`,
+        {
+          name: this.cfg.agentId,
+          email: `${this.cfg.agentId}@agent-supervisor.local`,
+        },
+      );
+      const resultRef = outcome.commitSha
+        ? await this.publishResult(cur, outcome.commitSha)
+        : undefined;
+      const finishedAt = Date.now();
+      return {
+        ...(resultRef ? { resultRef } : {}),
+        agentId: this.cfg.agentId,
+        attempt,
+        exitCode: 0,
+        baseSha,
+        ...outcome,
+        durationMs: finishedAt - startedAt,
+        logPath,
+        startedAt,
+        finishedAt,
+        ...(logError ? { logError } : {}),
+      };
+    } catch (err) {
+      if (
+        err instanceof WaitingError ||
+        err instanceof DelayedError ||
+        err instanceof UnrecoverableError
+      )
+        throw err;
+      const e = coerceError(err);
+      const reported = e instanceof AttemptError && e.reported;
+      if (!cur.leaseLost && !reported) {
+        // Failures of our own (git, disk) are reported like agent failures.
+        await this.events
+          .publish({
+            type: 'attempt-failed',
+            jobId,
+            attempt,
+            agentId: this.cfg.agentId,
+            at: Date.now(),
+            error: e.message,
+            kind: e instanceof AttemptError ? e.kind : 'runner-error',
+            exitCode: null,
+            ...(logPath ? { logPath } : {}),
+          })
+          .catch(() => undefined);
+      }
+      throw e;
+    } finally {
+      this.host.ended();
+    }
+  }
+
+  /**
+   * Remote mode: pushes the result commit to its result ref. An unreachable remote is retried
+   * while the lease holds; if it stays away, the job goes back to the queue (no attempt spent).
+   */
+  private async publishResult(
+    cur: Current,
+    commitSha: string,
+  ): Promise<string | undefined> {
+    if (!this.workspace.publish) return undefined;
+    const ref = resultRefFor(cur.job.id!, cur.attempt);
+    for (let i = 0, delay = 500; ; i++, delay *= 2) {
+      if (cur.leaseLost)
+        throw new AttemptError(
+          'lease-lost',
+          `lease lost: ${this.cfg.agentId} no longer holds ${cur.job.id}; its result is refused`,
+        );
+      try {
+        return await this.workspace.publish(commitSha, ref);
+      } catch (err) {
+        if (!(err instanceof GitRemoteError)) throw err;
+        if (err.kind === 'rejected')
+          throw new Error(`the result could not be published: ${err.message}`);
+        if (i >= 3) await this.handBackForRemote(cur, err);
+        this.log('push of the result failed; retrying', {
+          jobId: cur.job.id,
+          error: err.message,
+        });
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  /**
+   * A foreign job the recorder has not adopted yet (the supervisor is down or slow): it goes back
+   * to the queue for a moment, so it never runs under an issue id that is not its own.
+   */
+  private async handBackUnadopted(cur: Current): Promise<never> {
+    const jobId = cur.job.id!;
+    if (this.host.shuttingDown()) {
+      await cur.job.moveToWait(cur.token);
+      throw new WaitingError();
+    }
+    this.log('foreign job not adopted yet; handed back for a moment', {
+      jobId,
+    });
+    await cur.job.moveToDelayed(Date.now() + ADOPTION_RETRY_MS, cur.token);
+    throw new DelayedError();
+  }
+
+  /** The git remote is away: stop taking jobs, put this one back without spending an attempt. */
+  private async handBackForRemote(
+    cur: Current,
+    err: GitRemoteError,
+  ): Promise<never> {
+    this.host.remote?.block(err);
+    const jobId = cur.job.id!;
+    await cur.job.moveToWait(cur.token);
+    await this.events.publish({
+      type: 'release',
+      jobId,
+      attempt: cur.attempt,
+      agentId: this.cfg.agentId,
+      at: Date.now(),
+      reason: err.message,
+    });
+    this.log('handed the job back: git remote unavailable', {
+      jobId,
+      error: err.message,
+    });
+    throw new WaitingError();
+  }
+
+  /** BullMQ could not renew the job's lock: the agent dies at once, its result is refused. */
+  onLeaseLost(cur: Current): void {
+    if (cur.leaseLost) return;
+    cur.leaseLost = true;
+    this.log('lease lost: killing the agent, its result will be refused', {
+      jobId: cur.job.id,
+    });
+    cur.agent?.kill('lease-lost', 0);
+    void this.events
+      .publish({
+        type: 'lease-lost',
+        jobId: cur.job.id!,
+        attempt: cur.attempt,
+        agentId: this.cfg.agentId,
+        at: Date.now(),
+      })
+      .catch(() => undefined);
+  }
+}

@@ -1,0 +1,56 @@
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { supervisorKeys } from '../../contract/job.js';
+import type { ResultRefs } from '../results.js';
+import type { Db } from '../store/db.js';
+import type { Issue, IssueStore } from '../store/issues.js';
+import type { Run, RunStore } from '../store/runs.js';
+
+export interface RecorderEvents {
+  /** An issue reached done or failed. */
+  result: [{ issue: Issue; run: Run | undefined }];
+  /** A run was superseded (re-claimed elsewhere) or its lease was lost. */
+  lost: [{ run: Run; reason: string }];
+  warning: [string];
+}
+
+export interface RecorderOptions {
+  db: Db;
+  issues: IssueStore;
+  runs: RunStore;
+  queue: Queue;
+  /** Connection for reads (job state, zsets); a blocking one is duplicated from it. */
+  redis: Redis;
+  prefix: string;
+  repoRoot: string;
+  reconcileIntervalMs: number;
+  /** Kills the agent of a superseded attempt if it still runs (frozen runner). */
+  killAgent: (
+    agentId: string,
+    match: { jobId: string; attempt: number },
+  ) => Promise<boolean>;
+  log: (msg: string, fields?: Record<string, unknown>) => void;
+  /** Result refs of remote runners (fetched, checked, published as issue branches, deleted). */
+  results?: ResultRefs;
+}
+
+/** Counters for metrics. */
+export interface RecorderStats {
+  leaseLosses: number;
+  superseded: number;
+  refed: number;
+  adopted: number;
+  refusedResults: number;
+}
+
+/** What the recorder's parts share: its options, counters, keys and outward events. */
+export interface RecorderContext {
+  readonly o: RecorderOptions;
+  readonly stats: RecorderStats;
+  readonly keys: ReturnType<typeof supervisorKeys>;
+  /** An issue reached done or failed (emits `result`). */
+  finished(issueId: number, jobId: string, attempt: number | undefined): void;
+  warn(message: string): void;
+  /** A running attempt was replaced: kill its agent if it still runs, emit `lost`. */
+  supersede(run: Run, reason: string): Promise<void>;
+}

@@ -1,0 +1,93 @@
+import type { RunnerEvent } from '../../contract/job.js';
+import { SETTLED_STATUSES } from '../store/issues.js';
+import type { Run } from '../store/runs.js';
+import type { RecorderContext } from './context.js';
+import type { ForeignJobs } from './foreign-jobs.js';
+
+/** Records what runners report on the event stream: claims, releases, failed attempts, lost leases. */
+export class RunnerEventRecorder {
+  constructor(
+    private readonly ctx: RecorderContext,
+    private readonly foreign: ForeignJobs,
+  ) {}
+
+  async record(ev: RunnerEvent): Promise<void> {
+    const issue = await this.foreign.issueForJob(ev.jobId, true);
+    if (!issue) return;
+    const { runs, issues, db } = this.ctx.o;
+    const terminal = SETTLED_STATUSES.has(issue.status);
+    switch (ev.type) {
+      case 'claim': {
+        const superseded: Run[] = [];
+        db.transaction(() => {
+          runs.upsert(issue.id, ev.jobId, ev.attempt, {
+            agent: ev.agentId,
+            startedAt: ev.at,
+            outcome: 'running',
+            logPath: ev.logPath,
+            baseSha: ev.baseSha ?? null,
+          });
+          for (const r of runs.running(ev.jobId)) {
+            if (r.attempt === ev.attempt) continue;
+            runs.upsert(issue.id, r.jobId, r.attempt, {
+              outcome: 'lost',
+              finishedAt: ev.at,
+              error: `superseded: re-claimed by ${ev.agentId} (attempt ${ev.attempt})`,
+            });
+            superseded.push(r);
+          }
+          if (!terminal)
+            issues.update(issue.id, {
+              status: 'in_progress',
+              agent: ev.agentId,
+              attempts: Math.max(issue.attempts, ev.attempt),
+            });
+        })();
+        for (const r of superseded)
+          await this.ctx.supersede(r, `re-claimed by ${ev.agentId}`);
+        break;
+      }
+      case 'release':
+        db.transaction(() => {
+          runs.upsert(issue.id, ev.jobId, ev.attempt, {
+            agent: ev.agentId,
+            outcome: 'released',
+            finishedAt: ev.at,
+            error: ev.reason,
+          });
+          if (issue.status === 'in_progress' && issue.agent === ev.agentId)
+            issues.update(issue.id, { status: 'queued' });
+        })();
+        break;
+      case 'attempt-failed':
+        db.transaction(() => {
+          runs.upsert(issue.id, ev.jobId, ev.attempt, {
+            agent: ev.agentId,
+            outcome: 'failed',
+            finishedAt: ev.at,
+            error: ev.error,
+            exitCode: ev.exitCode,
+            baseSha: ev.baseSha ?? null,
+            logPath: ev.logPath ?? null,
+          });
+          if (!terminal)
+            issues.update(issue.id, {
+              error: ev.error,
+              ...(issue.agent === ev.agentId && issue.status === 'in_progress'
+                ? { status: 'queued' as const }
+                : {}),
+            });
+        })();
+        break;
+      case 'lease-lost': {
+        this.ctx.stats.leaseLosses += 1;
+        runs.upsert(issue.id, ev.jobId, ev.attempt, {
+          outcome: 'lost',
+          finishedAt: ev.at,
+          error: 'lease lost: the runner could not renew its lock',
+        });
+        break;
+      }
+    }
+  }
+}
