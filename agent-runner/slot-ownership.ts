@@ -1,8 +1,13 @@
 import type { Redis } from 'ioredis';
 
-/** Renews the owner key only while it still holds this runner's instance id. */
+/**
+ * Renews the owner key only while it still holds this runner's instance id. A key that is gone
+ * (it lapsed and nobody took the slot, or Redis lost its data) is taken again: nobody else
+ * holds the slot. A key holding another instance id is never overwritten.
+ */
 const RENEW_IF_MINE = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] or not v then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return 1
 end
@@ -23,7 +28,7 @@ export type Renewal = 'renewed' | 'lost' | 'unknown';
  * A slot id is exclusive: the runner that holds it owns `agent:<slot>:owner` = its instance id,
  * with a TTL it renews by compare-and-set (a Lua script: renew only if the value is still mine).
  * A runner whose key lapsed and was taken by another never takes it back; it learns on its
- * next renewal that it lost the slot.
+ * next renewal that it lost the slot (a lapsed key nobody took is simply taken again).
  */
 export class SlotOwnership {
   private readonly ownerKey: string;
@@ -65,7 +70,7 @@ export class SlotOwnership {
     }
   }
 
-  /** `lost`: another runner holds the slot now (or the key lapsed); `unknown`: Redis is away. */
+  /** `lost`: another runner holds the slot now; `unknown`: Redis is away. */
   async renew(): Promise<Renewal> {
     try {
       const r = await this.redis.eval(
