@@ -127,7 +127,7 @@ function parseListQuery(o: {
       o.limit === undefined
         ? DEFAULT_LIST_LIMIT
         : parseCount(o.limit, '--limit'),
-    ...(o.before !== undefined ? { before: parseId(o.before) } : {}),
+    ...(o.before !== undefined ? { before: parseIssueId(o.before) } : {}),
   };
 }
 
