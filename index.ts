@@ -24,6 +24,10 @@ export type {
 } from './supervisor/status.js';
 export type { IssueStatus, NewIssue } from './supervisor/store/issues.js';
 export type { Run, RunOutcome } from './supervisor/store/runs.js';
+export type { IssueEdit } from './supervisor/issue-controls.js';
+export type { LandOutcome } from './supervisor/land/lander.js';
+export type { Landing } from './supervisor/land/landings.js';
+export type { IssueEvent } from './supervisor/store/history.js';
 export type { ConfigInput } from './supervisor/config.js';
 export { AGENT_PRESETS } from './supervisor/config.js';
 export { SupervisorError } from './supervisor/errors.js';

@@ -10,7 +10,12 @@ import { validateScale } from './env/capacity.js';
 import { DESIRED_KEY } from './scaler.js';
 import { buildStatus, type AgentStatus, type Status } from './status.js';
 import { getSetting, setSetting } from './store/db.js';
+import { IssueControls, type IssueEdit } from './issue-controls.js';
+import { Lander, type LandOutcome } from './land/lander.js';
 import { LandingStore, type Landing } from './land/landings.js';
+import { requeueAfterLanding } from './land/requeue.js';
+import { landCheckEnv } from './land/slot-env.js';
+import { QueueAccess } from './queue-access.js';
 import { issueHistory, type IssueEvent } from './store/history.js';
 import { type Issue, type IssueStatus, type NewIssue } from './store/issues.js';
 import type { Run } from './store/runs.js';
@@ -117,6 +122,63 @@ export class Supervisor {
 
   addIssue(input: NewIssue): IssueSummary {
     return summary(this.ctx.issues.add(input));
+  }
+
+  private queueAccess: QueueAccess | undefined;
+  private controls(): IssueControls {
+    return new IssueControls(
+      this.ctx,
+      async () =>
+        this.daemon?.queue ??
+        (this.queueAccess ??= new QueueAccess(this.ctx)).get(),
+      'api',
+    );
+  }
+
+  /** A failed, conflicting, check-failed, cancelled or blocked issue back to the agents. */
+  retryIssue(id: number): IssueSummary {
+    return summary(this.controls().retry(id));
+  }
+
+  /** Every failed issue back to the agents. */
+  retryFailedIssues(): IssueSummary[] {
+    return this.controls().retryFailed().map(summary);
+  }
+
+  /** Cancels an issue: its waiting job is removed, a running attempt stopped, a late result refused. */
+  async cancelIssue(id: number): Promise<IssueSummary> {
+    return summary(await this.controls().cancel(id));
+  }
+
+  /** Changes title, body or priority (refused while an agent works on it). */
+  async editIssue(id: number, edit: IssueEdit): Promise<IssueSummary> {
+    return summary(await this.controls().edit(id, edit));
+  }
+
+  /** Works an issue again from scratch, whatever it came to. */
+  reopenIssue(id: number): IssueSummary {
+    return summary(this.controls().reopen(id));
+  }
+
+  /**
+   * Lands done issues on the base branch (the merge queue; see docs/landing.md): in this order,
+   * or every done issue with `'all'`.
+   */
+  async land(
+    which: number[] | 'all',
+    opts: { dryRun?: boolean } = {},
+  ): Promise<LandOutcome[]> {
+    const lander: Lander = new Lander(this.ctx, {
+      log: this.log,
+      checkEnv: landCheckEnv(
+        this.ctx,
+        () => lander.worktreePath,
+        this.daemon?.redisUrl,
+      ),
+      requeue: async (issue, landing) =>
+        requeueAfterLanding(this.ctx, issue, landing),
+    });
+    return lander.land(which, opts);
   }
 
   listIssues(filter: { status?: IssueStatus } = {}): IssueSummary[] {
@@ -229,6 +291,7 @@ export class Supervisor {
   async close(): Promise<void> {
     await this.stop();
     for (const t of this.pollers) clearInterval(t);
+    await this.queueAccess?.close();
     this.redis?.disconnect();
     this.ctx.close();
   }

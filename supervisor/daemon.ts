@@ -30,6 +30,7 @@ import { createSwarmRuntime } from './runtimes/swarm-create.js';
 import type { AgentRuntime } from './runtimes/runtime.js';
 import { validateScale } from './env/capacity.js';
 import { Scaler } from './scaler.js';
+import { CancelEnforcer } from './cancel-enforcer.js';
 import { landingFeedbackFor } from './land/requeue.js';
 import { LandService } from './land/service.js';
 import { setSetting } from './store/db.js';
@@ -87,6 +88,8 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
   readonly results: ResultRefs;
   /** Landing: behind/mergeable of done issues (and land.auto). */
   readonly land: LandService;
+  /** Stops what a cancel left running or waiting. */
+  readonly cancels: CancelEnforcer;
   private feedTimer: NodeJS.Timeout | undefined;
   private stopFeedWake: (() => void) | undefined;
   private stopping: Promise<void> | undefined;
@@ -135,6 +138,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     });
     this.recorder.on('warning', (w) => log(w));
     this.land = new LandService(ctx, log, redisUrl);
+    this.cancels = new CancelEnforcer(ctx, this.queue, runtime, log);
     this.scaler = new Scaler({
       db: ctx.db,
       slots: ctx.slots,
@@ -262,6 +266,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       for (const h of this.slotHooks) h.checkCount?.(agents);
     await this.recorder.start();
     await this.land.start();
+    this.cancels.start();
     this.feedLoop();
     if (agents !== undefined) this.scaler.setDesired(agents);
     await this.scaler.start();
@@ -402,6 +407,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
   }
 
   private async shutdownConnections(): Promise<void> {
+    this.cancels.close();
     await this.land.close();
     await this.recorder.close();
     await this.runtime.close();

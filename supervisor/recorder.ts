@@ -15,6 +15,7 @@ import { QueueEventListener } from './recorder/queue-events.js';
 import { Reconciler } from './recorder/reconcile.js';
 import { ResultRefCollector } from './recorder/result-ref-collector.js';
 import { RunnerEventRecorder } from './recorder/runner-events.js';
+import { QueueClientActions } from './recorder/queue-client-actions.js';
 
 export type { RecorderEvents, RecorderOptions } from './recorder/context.js';
 
@@ -45,6 +46,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   private readonly ctx: RecorderContext;
   private readonly foreign: ForeignJobs;
   private readonly runnerEvents: RunnerEventRecorder;
+  private readonly clientActions: QueueClientActions;
   private readonly outcomes: JobOutcomeRecorder;
   private readonly reconciler: Reconciler;
 
@@ -64,6 +66,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     };
     this.foreign = new ForeignJobs(this.ctx);
     this.runnerEvents = new RunnerEventRecorder(this.ctx, this.foreign);
+    this.clientActions = new QueueClientActions(this.ctx, this.foreign);
     this.outcomes = new JobOutcomeRecorder(
       this.ctx,
       this.foreign,
@@ -99,6 +102,10 @@ export class Recorder extends EventEmitter<RecorderEvents> {
         },
         stalled: (jobId) =>
           void this.serial(() => this.outcomes.onStalled(jobId)),
+        retried: (jobId, prev) =>
+          void this.serial(() => this.clientActions.onRetried(jobId, prev)),
+        removed: (jobId, prev) =>
+          void this.serial(() => this.clientActions.onRemoved(jobId, prev)),
       },
     );
     this.stream = new RunnerEventStream(

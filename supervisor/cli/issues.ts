@@ -8,6 +8,7 @@ import {
   type IssueStatus,
 } from '../store/issues.js';
 import { LandingStore } from '../land/landings.js';
+import { registerIssueControlCommands } from './issue-controls.js';
 import { refreshMergeStates } from '../land/merge-state.js';
 import { issueHistory } from '../store/history.js';
 import { redactSecrets } from '../errors.js';
@@ -233,7 +234,8 @@ export function registerIssueCommands(
 ): void {
   const issue = program
     .command('issue')
-    .description('add, list and show issues');
+    .description('add, list, show, retry, cancel, edit and reopen issues');
+  registerIssueControlCommands(issue, globals);
 
   issue
     .command('add')

@@ -5,6 +5,10 @@ export interface QueueEventHandlers {
   finished: (jobId: string) => void;
   added: (jobId: string) => void;
   stalled: (jobId: string) => void;
+  /** A finished job moved back to waiting by a client (Bull Board's retry). */
+  retried: (jobId: string, prev: 'failed' | 'completed') => void;
+  /** A job removed before it ran (Bull Board's delete of a waiting job). */
+  removed: (jobId: string, prev: string) => void;
   error: (err: Error) => void;
 }
 
@@ -27,6 +31,13 @@ export class QueueEventListener {
     this.events.on('failed', ({ jobId }) => on.finished(jobId));
     this.events.on('added', ({ jobId }) => on.added(jobId));
     this.events.on('stalled', ({ jobId }) => on.stalled(jobId));
+    this.events.on('waiting', ({ jobId, prev }) => {
+      if (prev === 'failed' || prev === 'completed') on.retried(jobId, prev);
+    });
+    this.events.on('removed', ({ jobId, prev }) => {
+      if (prev !== 'completed' && prev !== 'failed' && prev !== 'active')
+        on.removed(jobId, prev);
+    });
   }
 
   async close(): Promise<void> {

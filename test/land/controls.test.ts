@@ -1,0 +1,144 @@
+import { describe, expect, it } from 'vitest';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { useCleanups } from '../helpers/cleanup.js';
+import { waitFor } from '../helpers/cli.js';
+import { git, tempDir } from '../helpers/repo.js';
+import { openSupervisor } from '../../supervisor/api.js';
+import { queueNameFor } from '../../contract/job.js';
+import { resolveRepo } from '../../supervisor/repo.js';
+import { landingWorld } from './helpers.js';
+
+const cleanups = useCleanups();
+
+async function queueOf(dir: string, prefix: string) {
+  const paths = await resolveRepo(dir);
+  const redis = new Redis('redis://127.0.0.1:6379', {
+    maxRetriesPerRequest: null,
+  });
+  const queue = new Queue(queueNameFor(paths.repoId), {
+    connection: redis,
+    prefix,
+  });
+  cleanups.push(async () => {
+    await queue.obliterate({ force: true }).catch(() => undefined);
+    await queue.close();
+    redis.disconnect();
+  });
+  return queue;
+}
+
+describe('issue controls', () => {
+  it('CLI: retry a failed issue, cancel a running one (stopped, its late result refused), edit a waiting one in place, reopen a done one', async () => {
+    const state = tempDir('sup-state-');
+    const w = landingWorld(cleanups, {
+      SUPERVISOR_ATTEMPTS: '1',
+      AGENT_STATE_DIR: state,
+    });
+    const flaky = await w.add('fails once', 'fail-attempts: 1\nwrite: f.txt');
+    const slow = await w.add('runs long', 'sleep: 60000\nwrite: s.txt');
+    await w.start(['--agents', '2']);
+    await w.waitStatus(flaky, ['failed']);
+    await w.waitStatus(slow, ['in_progress']);
+
+    const bad = await w.cli(['issue', 'retry', String(slow)]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/#2 is in_progress: it cannot be retried/);
+    expect(bad.stderr).toMatch(/hint:/);
+    const edit = await w.cli(['issue', 'edit', String(slow), '--title', 'x']);
+    expect(edit.code).toBe(1);
+    expect(edit.stderr).toMatch(/cannot be edited while an agent works on it/);
+
+    expect((await w.cli(['issue', 'retry', String(flaky)])).code).toBe(0);
+    const retried = await w.waitStatus(flaky, ['done']);
+    expect(retried.runs!.map((r: any) => [r.attempt, r.outcome])).toEqual([
+      [1, 'failed'],
+      [2, 'succeeded'],
+    ]);
+
+    expect((await w.cli(['issue', 'cancel', String(slow)])).code).toBe(0);
+    const cancelled = await waitFor(
+      async () => {
+        const i = await w.show(slow);
+        return i.runs!.every((r: any) => r.outcome !== 'running') ? i : false;
+      },
+      { what: 'the running attempt stopped' },
+    );
+    expect(cancelled.status).toBe('cancelled');
+    expect(cancelled.runs![0].error).toMatch(/cancelled/);
+    expect(cancelled.history!.at(-1)).toMatchObject({
+      to: 'cancelled',
+      actor: 'cli',
+    });
+    // Nothing of the cancelled attempt is published.
+    expect(() =>
+      git(w.dir, 'rev-parse', '--verify', '-q', `issue/${slow}`),
+    ).toThrow();
+
+    // Reopen a done issue: worked again.
+    expect((await w.cli(['issue', 'reopen', String(flaky)])).code).toBe(0);
+    const again = await w.waitStatus(flaky, ['done']);
+    expect(again.runs!.length).toBe(3);
+    expect(again.history!.map((h) => h.to)).toContain('open');
+    const st = await w.show(slow);
+    expect(st.status).toBe('cancelled');
+  });
+
+  it('API and Bull Board: a waiting job edited in place, a removed waiting job cancels its issue (never re-fed), a retried failed job is queued at once', async () => {
+    const w = landingWorld(cleanups, { SUPERVISOR_ATTEMPTS: '1' });
+    await w.start(['--agents', '0']);
+    const queue = await queueOf(w.dir, w.env.SUPERVISOR_PREFIX!);
+    const sup = await openSupervisor({
+      repo: w.dir,
+      env: { ...w.env, REDIS_URL: 'redis://127.0.0.1:6379' },
+    });
+    cleanups.push(() => sup.close());
+    const a = sup.addIssue({ title: 'to edit', body: 'write: a.txt' });
+    const b = sup.addIssue({ title: 'to remove', body: 'write: b.txt' });
+    const c = sup.addIssue({ title: 'fails', body: 'exit: 2' });
+    await w.waitStatus(a.id, ['queued']);
+    await w.waitStatus(b.id, ['queued']);
+    // A waiting job's priority and data change in place.
+    await sup.editIssue(a.id, { title: 'edited title', priority: 'urgent' });
+    const job = (await queue.getJob(`issue-${a.id}`))!;
+    expect(job.priority).toBe(1);
+    expect(job.data.title).toBe('edited title');
+    expect(await job.getState()).toBe('prioritized');
+
+    // Bull Board's delete of a waiting job: the issue is cancelled, and stays so.
+    await (await queue.getJob(`issue-${b.id}`))!.remove();
+    await w.waitStatus(b.id, ['cancelled']);
+    const rec = await w.show(b.id);
+    expect(rec.history!.at(-1)).toMatchObject({
+      to: 'cancelled',
+      actor: 'queue',
+    });
+    expect((await w.cli(['scale', '1'])).code).toBe(0);
+    await w.waitStatus(c.id, ['failed']);
+    await w.waitStatus(a.id, ['done']);
+    expect((await w.show(b.id)).status).toBe('cancelled');
+    expect(await queue.getJob(`issue-${b.id}`)).toBeUndefined();
+
+    // Bull Board's retry of a failed job: queued at once, attempts go on.
+    const failed = (await queue.getJob(`issue-${c.id}`))!;
+    await failed.retry('failed');
+    const q = await w.waitStatus(c.id, ['queued', 'in_progress', 'failed']);
+    expect(q.history!.find((h) => h.actor === 'queue')).toMatchObject({
+      from: 'failed',
+      to: 'queued',
+    });
+    const twice = await waitFor(
+      async () => {
+        const i = await w.show(c.id);
+        return i.status === 'failed' && i.runs!.length === 2 ? i : false;
+      },
+      { what: 'the retried attempt' },
+    );
+    expect(twice.runs!.map((r: any) => r.attempt)).toEqual([1, 2]);
+
+    // The API's controls end in the same states as the CLI's.
+    expect(sup.retryIssue(c.id).status).toBe('open');
+    expect((await sup.cancelIssue(c.id)).status).toBe('cancelled');
+    expect(sup.reopenIssue(c.id).status).toBe('open');
+  });
+});
