@@ -170,7 +170,25 @@ export class DashboardMetrics {
         this.inc(row.n);
       },
     });
-    const stat = (name: string, key: string, help: string) =>
+    new Counter({
+      name: 'supervisor_landings_total',
+      help: 'Landings finished, by outcome (merged, conflict, check-failed, interrupted, refused), since the database was created.',
+      labelNames: ['outcome'],
+      registers: [r],
+      collect() {
+        this.reset();
+        const l = self.runAggregates().landings;
+        for (const o of [
+          'merged',
+          'conflict',
+          'check-failed',
+          'interrupted',
+          'refused',
+        ])
+          this.inc({ outcome: o }, l[o] ?? 0);
+      },
+    });
+    const stat = (name: string, help: string, key: string) =>
       new Counter({
         name,
         help,
@@ -190,6 +208,16 @@ export class DashboardMetrics {
       'supervisor_runs_superseded_total',
       'Attempts superseded by a newer claim of the same job (the older runner froze), since the supervisor started.',
       'superseded',
+    );
+    stat(
+      'supervisor_agent_timeouts_total',
+      'Agents killed for showing no progress (no output, no file change) for the progress timeout, since the supervisor started.',
+      'timeouts',
+    );
+    stat(
+      'supervisor_agent_oom_kills_total',
+      'Agents the kernel killed for memory, since the supervisor started.',
+      'oomKills',
     );
     stat(
       'supervisor_issues_refed_total',
@@ -213,6 +241,14 @@ export class DashboardMetrics {
       },
     });
     collectDefaultMetrics({ register: r });
+    // Gauges named like counters (promtool check metrics refuses them); their per-type
+    // breakdowns (nodejs_active_handles{type}, …) stay.
+    for (const name of [
+      'nodejs_active_handles_total',
+      'nodejs_active_requests_total',
+      'nodejs_active_resources_total',
+    ])
+      r.removeSingleMetric(name);
   }
 
   /** The run aggregates, read once per scrape. */

@@ -42,6 +42,8 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     refed: 0,
     adopted: 0,
     refusedResults: 0,
+    timeouts: 0,
+    oomKills: 0,
   };
   private readonly ctx: RecorderContext;
   private readonly foreign: ForeignJobs;

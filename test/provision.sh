@@ -2,7 +2,8 @@
 # What the test suite needs beyond `npm ci`, checked and, where missing, provisioned:
 #   - commands: git, redis-server (tests that restart Redis start a private one), chromium (the
 #     browser tests; CHROMIUM_PATH overrides /usr/bin/chromium), ip (iproute2: the two-host
-#     tests), setpriv and mount (util-linux: the unreadable-repository and disk-full tests);
+#     tests), setpriv and mount (util-linux: the unreadable-repository and disk-full tests),
+#     promtool (prometheus: /metrics and the alert rules are checked with it);
 #   - services: Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432;
 #   - a Docker engine with the local images (test/docker/setup-engine.sh; the runner image
 #     itself is built by the Docker tests when its sources change).
@@ -49,6 +50,7 @@ need_cmd redis-cli redis-tools
 need_cmd ip iproute2
 need_cmd setpriv util-linux
 need_cmd mount mount
+need_cmd promtool prometheus
 if [ ! -x "$CHROMIUM" ]; then
   if [ -n "${CHROMIUM_PATH:-}" ]; then
     die "CHROMIUM_PATH=$CHROMIUM is not an executable (unset it to use Debian's chromium)"

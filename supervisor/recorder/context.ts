@@ -41,6 +41,10 @@ export interface RecorderStats {
   refed: number;
   adopted: number;
   refusedResults: number;
+  /** Agents killed for no progress (attempt-failed with kind no-progress). */
+  timeouts: number;
+  /** Agents the kernel killed for memory (kind out-of-memory). */
+  oomKills: number;
 }
 
 /** What the recorder's parts share: its options, counters, keys and outward events. */

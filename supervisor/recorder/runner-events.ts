@@ -60,6 +60,8 @@ export class RunnerEventRecorder {
         })();
         break;
       case 'attempt-failed':
+        if (ev.kind === 'no-progress') this.ctx.stats.timeouts += 1;
+        else if (ev.kind === 'out-of-memory') this.ctx.stats.oomKills += 1;
         db.transaction(() => {
           runs.upsert(issue.id, ev.jobId, ev.attempt, {
             agent: ev.agentId,

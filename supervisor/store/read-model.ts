@@ -8,6 +8,7 @@ import type { Db } from './db.js';
  * - `issue_counts`: issues by status (status, the page, `/api/issues`).
  * - `run_totals`: attempts by final outcome, counted once when a run leaves `running` (a counter).
  * - `run_durations`: finished runs (succeeded/failed) by duration bucket, with the sum (a histogram).
+ * - `landing_totals`: finished landings by outcome (merged, conflict, check-failed, …).
  *
  * Triggers live on the tables: a later migration that rebuilds `issues` or `runs` (the usual
  * SQLite way to change a CHECK) drops them with the old table. `ensureReadModel` sees that on the
@@ -37,6 +38,7 @@ const TRIGGERS = [
   'run_totals_insert',
   'run_totals_finish',
   'issues_commit_unchecked',
+  'landing_totals_finish',
 ] as const;
 const INDEXES = [
   'issues_by_status_updated',
@@ -71,6 +73,16 @@ const SCHEMA = `
     sum_ms  INTEGER NOT NULL,
     PRIMARY KEY (outcome, bucket)
   ) WITHOUT ROWID;
+
+  CREATE TABLE IF NOT EXISTS landing_totals (
+    state TEXT PRIMARY KEY,
+    n     INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE TRIGGER IF NOT EXISTS landing_totals_finish AFTER UPDATE OF state ON landings
+  WHEN OLD.state = 'started' AND NEW.state <> 'started' BEGIN
+    INSERT INTO landing_totals (state, n) VALUES (NEW.state, 1)
+      ON CONFLICT (state) DO UPDATE SET n = n + 1;
+  END;
 
   CREATE TRIGGER IF NOT EXISTS issue_counts_insert AFTER INSERT ON issues BEGIN
     INSERT INTO issue_counts (status, n) VALUES (NEW.status, 1)
@@ -119,6 +131,9 @@ const RECOMPUTE = `
   DELETE FROM run_totals;
   INSERT INTO run_totals (outcome, n)
     SELECT outcome, COUNT(*) FROM runs WHERE outcome <> 'running' GROUP BY outcome;
+  DELETE FROM landing_totals;
+  INSERT INTO landing_totals (state, n)
+    SELECT state, COUNT(*) FROM landings WHERE state <> 'started' GROUP BY state;
   DELETE FROM run_durations;
   INSERT INTO run_durations (outcome, bucket, n, sum_ms)
     SELECT outcome, ${bucketOf('ms')}, COUNT(*), SUM(ms)
@@ -203,6 +218,7 @@ export function readRunAggregates(db: Db): {
   totals: Record<string, number>;
   durations: DurationHistogram;
   started: number;
+  landings: Record<string, number>;
 } {
   const totals: Record<string, number> = {};
   for (const r of db
@@ -233,5 +249,15 @@ export function readRunAggregates(db: Db): {
   const seq = db
     .prepare(`SELECT seq FROM sqlite_sequence WHERE name = 'runs'`)
     .get() as { seq: number } | undefined;
-  return { totals, durations: { byOutcome }, started: seq?.seq ?? 0 };
+  const landings: Record<string, number> = {};
+  for (const r of db
+    .prepare('SELECT state, n FROM landing_totals')
+    .all() as Array<{ state: string; n: number }>)
+    landings[r.state] = r.n;
+  return {
+    totals,
+    durations: { byOutcome },
+    started: seq?.seq ?? 0,
+    landings,
+  };
 }
