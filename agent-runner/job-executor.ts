@@ -30,6 +30,7 @@ import type { EventPublisher } from './event-publisher.js';
 import { agentEnvironment, writeIssueFiles } from './issue-input.js';
 import { issueIdForJob } from './issue-id.js';
 import type { JobContainment } from './job-containment.js';
+import { RefWatch, describeChanges } from './ref-watch.js';
 import { oomKillCount, outOfMemoryMessage } from './oom.js';
 import { GitRemoteError } from './remote-clone.js';
 import type { RemoteGate } from './remote-gate.js';
@@ -79,6 +80,22 @@ export class JobExecutor {
     private readonly events: EventPublisher,
     private readonly host: ExecutorHost,
   ) {}
+
+  private watch: RefWatch | undefined | null = null;
+
+  /** Shared mode: refs outside the slot's branch, checked over each agent run. */
+  private get refWatch(): RefWatch | undefined {
+    if (this.watch === null)
+      this.watch =
+        this.cfg.git.mode === 'shared'
+          ? new RefWatch(
+              this.cfg.repoPath,
+              this.cfg.baseBranch,
+              this.cfg.branch,
+            )
+          : undefined;
+    return this.watch;
+  }
 
   private get agentRecordFile(): string {
     return join(this.cfg.runDir, 'agent.json');
@@ -140,6 +157,7 @@ export class JobExecutor {
           await this.handBackForRemote(cur, err);
         throw err;
       }
+      const refsBefore = await this.refWatch?.snapshot();
       const files = writeIssueFiles(this.cfg, data, issueId);
       const log = createWriteStream(logPath, { flags: 'a' });
       let logError: string | undefined;
@@ -201,6 +219,8 @@ export class JobExecutor {
       await this.containment.sweep('agent exited');
       rmSync(this.agentRecordFile, { force: true });
       await new Promise<void>((r) => log.end(r));
+      const tampered =
+        refsBefore && (await this.refuseTampering(refsBefore, baseSha));
 
       if (
         cur.leaseLost ||
@@ -212,6 +232,7 @@ export class JobExecutor {
           `lease lost: ${this.cfg.agentId} no longer holds ${jobId}; its result is refused`,
         );
       }
+      if (tampered) throw new AttemptError('result-refused', tampered);
       if (exit.killedFor === 'shutdown') {
         await job.moveToWait(token);
         await this.events.publish({
@@ -317,6 +338,29 @@ export class JobExecutor {
   }
 
   /**
+   * Refs outside the agent's branch changed during its run: put back, reported, and the
+   * attempt's result refused (the returned message); undefined when nothing was touched.
+   */
+  private async refuseTampering(
+    before: Map<string, string>,
+    baseSha: string,
+  ): Promise<string | undefined> {
+    const watch = this.refWatch!;
+    const changes = await watch.changes(
+      before,
+      await watch.head(this.cfg.worktreePath),
+      baseSha,
+    );
+    if (!changes.length) return undefined;
+    const failed = await watch.repair(changes);
+    this.log(
+      'refs outside the agent branch were changed: repaired, result refused',
+      { changes, notRepaired: failed },
+    );
+    return `refs outside ${this.cfg.branch} were changed during the agent's run (${describeChanges(changes)}); ${failed.length ? `repaired except ${failed.join(', ')}` : 'repaired'}; the result is refused`;
+  }
+
+  /**
    * Remote mode: pushes the result commit to its result ref. An unreachable remote is retried
    * while the lease holds; if it stays away, the job goes back to the queue (no attempt spent).
    */
@@ -333,7 +377,10 @@ export class JobExecutor {
           `lease lost: ${this.cfg.agentId} no longer holds ${cur.job.id}; its result is refused`,
         );
       try {
-        return await this.workspace.publish(commitSha, ref);
+        return await this.workspace.publish(commitSha, ref, {
+          jobId: cur.job.id!,
+          token: cur.token,
+        });
       } catch (err) {
         if (!(err instanceof GitRemoteError)) throw err;
         if (err.kind === 'rejected')

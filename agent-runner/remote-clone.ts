@@ -1,3 +1,8 @@
+import {
+  CLAIM_HEADER,
+  encodeClaim,
+  type ResultClaim,
+} from '../contract/result-claim.js';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -86,9 +91,20 @@ export class RemoteClone implements Workspace {
 
   private run(
     args: string[],
-    opts: { cwd?: string; network?: boolean } = {},
+    opts: {
+      cwd?: string;
+      network?: boolean;
+      config?: Array<[string, string]>;
+    } = {},
   ): Promise<GitRun> {
     const env = gitEnv(this.o.credentials);
+    // More configuration in the environment (never on the command line, which `ps` shows).
+    for (const [k, v] of opts.config ?? []) {
+      const i = Number(env.GIT_CONFIG_COUNT ?? 0);
+      env[`GIT_CONFIG_KEY_${i}`] = k;
+      env[`GIT_CONFIG_VALUE_${i}`] = v;
+      env.GIT_CONFIG_COUNT = String(i + 1);
+    }
     return new Promise((resolve, reject) => {
       execFile(
         'git',
@@ -243,8 +259,15 @@ export class RemoteClone implements Workspace {
     return this.tree.commit(baseSha, message, author);
   }
 
-  /** Pushes the result commit to its result ref; the remote accepts only new refs there. */
-  async publish(commitSha: string, ref: string): Promise<string> {
+  /**
+   * Pushes the result commit to its result ref; the remote accepts only new refs there, and
+   * only from the holder of the claim (sent as a header) of that attempt.
+   */
+  async publish(
+    commitSha: string,
+    ref: string,
+    claim?: ResultClaim,
+  ): Promise<string> {
     await this.run(
       [
         'push',
@@ -253,7 +276,12 @@ export class RemoteClone implements Workspace {
         this.o.pushUrl ?? this.o.url,
         `${commitSha}:${ref}`,
       ],
-      { network: true },
+      {
+        network: true,
+        config: claim
+          ? [['http.extraHeader', `${CLAIM_HEADER}: ${encodeClaim(claim)}`]]
+          : [],
+      },
     );
     return ref;
   }

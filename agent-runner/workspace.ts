@@ -32,7 +32,11 @@ export interface Workspace {
     author: { name: string; email: string },
   ): Promise<CommitOutcome>;
   /** Remote mode: makes the result commit reachable by the supervisor at `ref`; returns the ref. */
-  publish?(commitSha: string, ref: string): Promise<string>;
+  publish?(
+    commitSha: string,
+    ref: string,
+    claim?: { jobId: string; token: string },
+  ): Promise<string>;
   /** Remote mode: checks the remote answers and accepts the credentials (before taking jobs). */
   probe?(baseBranch: string): Promise<void>;
 }

@@ -3,6 +3,8 @@ import type { IncomingMessage } from 'node:http';
 import { ResultRefs } from '../supervisor/results.js';
 import type { Logger } from '../supervisor/daemon.js';
 import { GitHttp } from './git-http.js';
+import { CLAIM_HEADER } from '../contract/result-claim.js';
+import { claimRefusal } from './result-claims.js';
 import type { DashboardSecurity } from './security.js';
 import type { DashboardSource } from './source.js';
 
@@ -60,6 +62,11 @@ export async function gitEndpoint(
     gitDir: paths.gitCommonDir,
     resultsRepo: results.resultsRepo,
     log,
+    checkPush: (ref, req) =>
+      claimRefusal(ref, req.headers[CLAIM_HEADER.toLowerCase()], {
+        redis: source.redis,
+        queue: source.queue,
+      }),
     authorize: (req: IncomingMessage) => {
       const host = req.headers.host;
       if (!security.hostAllowed(host))

@@ -18,7 +18,8 @@ import { SERVED_REPO_PATH } from '../supervisor/remote.js';
  *
  * Pushes never reach the user's repository: they land in a bare repository the supervisor owns
  * (borrowing this repository's objects, so a push carries only new objects), and the recorder
- * copies a result across only after checking it. The command list of every push is read
+ * copies a result across only after checking it. A push is accepted only from the runner that
+ * holds the attempt its ref names (`checkPush`: the claim's fencing token). The command list of every push is read
  * before git sees it; any other ref, a deletion or an update of an existing ref is refused with
  * a git report ("[remote rejected] … (reason)"). Dumb HTTP, other paths and methods: 404/405.
  */
@@ -34,6 +35,14 @@ export interface GitHttpOptions {
     | { status: number; message: string; headers?: Record<string, string> }
     | undefined;
   log: (msg: string, fields?: Record<string, unknown>) => void;
+  /**
+   * Checks each pushed result ref against the pusher's claim (see dashboard/result-claims.ts);
+   * returns the refusal for a ref, or undefined.
+   */
+  checkPush?: (
+    ref: string,
+    req: IncomingMessage,
+  ) => Promise<string | undefined>;
   /** @defaultValue 512 MiB — largest push accepted. */
   maxPushBytes?: number;
   /** @defaultValue 64 MiB — largest fetch negotiation accepted. */
@@ -311,7 +320,13 @@ export class GitHttp {
         return this.plain(res, 400, parsed?.error ?? 'truncated push request');
       const reasons = new Map<string, string>();
       for (const c of parsed.commands) {
-        const why = refusal(c);
+        const why =
+          refusal(c) ??
+          (await this.o
+            .checkPush?.(c.ref, req)
+            .catch(
+              (err: Error) => `the claim could not be checked: ${err.message}`,
+            ));
         if (why) reasons.set(c.ref, why);
       }
       if (parsed.commands.length === 0 || reasons.size > 0) {

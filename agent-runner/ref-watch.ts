@@ -1,0 +1,172 @@
+import { execFile } from 'node:child_process';
+
+/**
+ * Refs outside the agent's own branch, watched over the agent's run. An agent produces commits
+ * on its slot's branch; it never needs to move the base branch, an `issue/*` branch, or create a
+ * tag named like a branch the supervisor manages (`git log issue/7` prefers such a tag over the
+ * branch). Any of that during its run is tampering: the runner puts each ref back where it was
+ * (compare-and-swap, so a ref moved again since is left alone), refuses the attempt's result and
+ * says what was changed. Where the git directory is read-only to the agent (Docker runtime)
+ * nothing of this can happen; the process runtime relies on this check.
+ */
+export interface RefChange {
+  ref: string;
+  before: string | undefined;
+  after: string | undefined;
+}
+
+type Snapshot = Map<string, string>;
+
+/** Git with nothing the repository could make it run (hooks, fsmonitor) and a time limit. */
+function git(repo: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(process.env))
+      if (v !== undefined && !k.startsWith('GIT_')) env[k] = v;
+    execFile(
+      'git',
+      ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false', ...args],
+      { cwd: repo, env, timeout: 60_000, maxBuffer: 64 * 1024 * 1024 },
+      (err, stdout, stderr) =>
+        err
+          ? reject(new Error(stderr.trim() || err.message, { cause: err }))
+          : resolve(stdout),
+    );
+  });
+}
+
+export class RefWatch {
+  constructor(
+    private readonly repo: string,
+    private readonly baseBranch: string,
+    private readonly ownBranch: string,
+  ) {}
+
+  /** The refs an agent must not change: the base branch, `issue/*` and every tag. */
+  async snapshot(): Promise<Snapshot> {
+    const out = await git(this.repo, [
+      'for-each-ref',
+      '--format=%(refname) %(objectname)',
+      `refs/heads/${this.baseBranch}`,
+      'refs/heads/issue',
+      'refs/tags',
+    ]);
+    const snap: Snapshot = new Map();
+    for (const line of out.split('\n')) {
+      const i = line.lastIndexOf(' ');
+      if (i > 0) snap.set(line.slice(0, i), line.slice(i + 1));
+    }
+    return snap;
+  }
+
+  /**
+   * What changed since `before` that the agent had no business changing. `issue/*` branches the
+   * supervisor creates meanwhile (other slots' results) are not changes; moving or deleting an
+   * existing one is. The base branch may move forward meanwhile (the user, a landing) unless
+   * the new tip contains this agent's own commits; any other move is a change.
+   */
+  async changes(
+    before: Snapshot,
+    agentHead: string | undefined,
+    baseSha: string,
+  ): Promise<RefChange[]> {
+    const after = await this.snapshot();
+    const out: RefChange[] = [];
+    const baseRef = `refs/heads/${this.baseBranch}`;
+    for (const ref of new Set([...before.keys(), ...after.keys()])) {
+      const b = before.get(ref);
+      const a = after.get(ref);
+      if (a === b) continue;
+      if (ref.startsWith('refs/tags/')) {
+        if (this.managedTag(ref)) out.push({ ref, before: b, after: a });
+        continue;
+      }
+      if (ref === baseRef) {
+        if (
+          !b ||
+          !a ||
+          !(await this.isAncestor(b, a)) ||
+          (agentHead !== undefined &&
+            agentHead !== baseSha &&
+            (await this.isAncestor(agentHead, a)))
+        )
+          out.push({ ref, before: b, after: a });
+        continue;
+      }
+      // refs/heads/issue/*: created by the supervisor, never moved or deleted by anyone.
+      if (b !== undefined) out.push({ ref, before: b, after: a });
+    }
+    // Its own branch must build on the job's base: another slot's agent may have swapped it.
+    if (agentHead && !(await this.isAncestor(baseSha, agentHead)))
+      out.push({
+        ref: `refs/heads/${this.ownBranch}`,
+        before: baseSha,
+        after: agentHead,
+      });
+    return out;
+  }
+
+  /** Tags named like a branch the supervisor manages shadow that branch in `git log <name>`. */
+  private managedTag(ref: string): boolean {
+    const name = ref.slice('refs/tags/'.length);
+    return (
+      name === this.baseBranch ||
+      /^issue\/\d+$/.test(name) ||
+      /^agent\/\d{3}$/.test(name) ||
+      name === this.ownBranch ||
+      name.startsWith('supervisor/')
+    );
+  }
+
+  private async isAncestor(a: string, b: string): Promise<boolean> {
+    try {
+      await git(this.repo, ['merge-base', '--is-ancestor', a, b]);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Puts each ref back where it was, if it is still where the agent left it. */
+  async repair(changes: readonly RefChange[]): Promise<string[]> {
+    const failed: string[] = [];
+    for (const c of changes) {
+      const args =
+        c.before === undefined
+          ? ['update-ref', '-d', c.ref, c.after!]
+          : [
+              'update-ref',
+              '-m',
+              'agent-supervisor: repaired after tampering',
+              c.ref,
+              c.before,
+              c.after ?? '0'.repeat(40),
+            ];
+      try {
+        await git(this.repo, args);
+      } catch {
+        failed.push(c.ref);
+      }
+    }
+    return failed;
+  }
+
+  /** The commit the worktree's HEAD is at now (the agent may have committed). */
+  async head(worktree: string): Promise<string | undefined> {
+    try {
+      return (await git(worktree, ['rev-parse', '--verify', 'HEAD'])).trim();
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+export function describeChanges(changes: readonly RefChange[]): string {
+  const short = (s: string | undefined) => (s ? s.slice(0, 12) : 'nothing');
+  return changes
+    .map(
+      (c) =>
+        `${c.ref.replace(/^refs\/(heads|tags)\//, (m, k: string) => (k === 'tags' ? 'tag ' : ''))} ${short(c.before)} → ${short(c.after)}`,
+    )
+    .join(', ');
+}
