@@ -1,13 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import {
-  checkGuarantees,
-  formatSummary,
-  runChaos,
-  type ChaosOptions,
-} from './harness.js';
+import { runChaos, type ChaosOptions } from './harness.js';
+import { checkGuarantees, formatSummary } from './summary.js';
 
 // The full chaos suite (`npm run test:chaos`): 10 agents, 200 issues, every fault kind, with
-// Redis persisting to AOF and, separately, with no persistence (the supervisor re-feeds).
+// Redis persisting to AOF and, separately, with no persistence (every Redis restart loses its
+// data; the supervisor re-feeds).
 
 const base: Omit<ChaosOptions, 'redisPersistence' | 'seed'> = {
   agents: 10,
@@ -18,7 +15,7 @@ const base: Omit<ChaosOptions, 'redisPersistence' | 'seed'> = {
   faults: [
     'kill-runner',
     'freeze-runner',
-    'kill-runner',
+    'lose-redis',
     'kill-supervisor',
     'restart-redis',
   ],

@@ -1,31 +1,13 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { parseRecord, type RecordLine } from './agent-record.js';
 import { cliJson, waitFor } from './cli.js';
 
-export interface RecordLine {
-  what: 'start' | 'end' | 'term';
-  issue: string;
-  pid: number;
-  agent: string;
-  at: number;
-}
+export type { RecordLine };
 
-/** The scripted agent's start/end log (AGENT_RECORD_FILE). */
+/** The scripted agent's start/end log (AGENT_RECORD_FILE); format: ./agent-record.ts. */
 export function readRecord(file: string): RecordLine[] {
   if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8')
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => {
-      const [what, issue, pid, agent, at] = l.split(' ');
-      return {
-        what: what as RecordLine['what'],
-        issue: issue!,
-        pid: Number(pid),
-        agent: agent!,
-        at: Number(at),
-      };
-    });
+  return parseRecord(readFileSync(file, 'utf8'));
 }
 
 /** Alive and not a zombie. */

@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { waitFor } from './cli.js';
 import { tempDir } from './repo.js';
 import { ping } from '../../supervisor/redis.js';
@@ -62,9 +64,25 @@ export class PrivateRedis {
     });
   }
 
+  private get running(): boolean {
+    return (
+      !!this.child &&
+      this.child.exitCode === null &&
+      this.child.signalCode === null
+    );
+  }
+
+  /** Deletes its data while it is stopped: the next start is what a restart without persistence gives. */
+  wipe(): void {
+    if (this.running)
+      throw new Error('PrivateRedis.wipe() while redis-server runs');
+    for (const f of readdirSync(this.dir))
+      rmSync(join(this.dir, f), { recursive: true, force: true });
+  }
+
   async stop(): Promise<void> {
     const c = this.child;
-    if (!c || c.exitCode !== null) return;
+    if (!c || !this.running) return;
     const exited = new Promise((r) => c.once('exit', r));
     c.kill('SIGTERM');
     await exited;
