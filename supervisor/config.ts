@@ -10,7 +10,6 @@ export const AGENT_PRESETS = {
   aider:
     'aider --yes-always --no-auto-commits --no-check-update --message-file "$ISSUE_PROMPT_FILE"',
 } as const;
-export type AgentPreset = keyof typeof AGENT_PRESETS;
 
 export const DEFAULT_DASHBOARD_PORT = 7420;
 

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
-import { SupervisorError, redactSecrets } from './errors.js';
+import { SupervisorError } from './errors.js';
 import type { RepoPaths } from './repo.js';
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
@@ -152,5 +152,3 @@ export async function evictionWarning(r: Redis): Promise<string | undefined> {
   }
   return undefined;
 }
-
-export const safeUrl = redactSecrets;
