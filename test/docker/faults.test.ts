@@ -10,6 +10,7 @@ import {
   docker,
   dockerRepo,
   ensureRunnerImage,
+  IMAGE_BUILD_TIMEOUT_MS,
 } from './helpers.js';
 
 const cleanups = useCleanups();
@@ -57,7 +58,7 @@ describeDocker('Docker runtime: faults', () => {
       input: `FROM ${RUNNER_IMAGE}\nENTRYPOINT ["/bin/sh", "-c", "echo 'runner: cannot start (test image)' >&2; exit 3"]\n`,
       stdio: ['pipe', 'ignore', 'inherit'],
     });
-  }, 200_000);
+  }, IMAGE_BUILD_TIMEOUT_MS + 60_000);
 
   afterAll(async () => {
     await docker

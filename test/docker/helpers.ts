@@ -69,21 +69,25 @@ function sourcesHash(): string {
 
 const HASH_LABEL = 'dev.agent-supervisor.sources-hash';
 
+/** A first build copies node_modules into the image: minutes on a loaded 2-core machine. */
+export const IMAGE_BUILD_TIMEOUT_MS = 900_000;
+
 /**
  * The runner image contains dist/: rebuilds it when what it is made of changed since it was
  * built (as test/docker/setup-engine.sh does), one test file at a time (a lock directory).
  */
 export async function ensureRunnerImage(): Promise<void> {
   const lock = `/tmp/${RUNNER_IMAGE.replace(/[^A-Za-z0-9.-]/g, '_')}-image.lock`;
-  const deadline = Date.now() + 180_000;
+  const deadline = Date.now() + IMAGE_BUILD_TIMEOUT_MS;
   for (;;) {
     try {
       mkdirSync(lock);
       break;
     } catch {
-      // A lock left by a killed run is stale after 3 minutes.
+      // A lock left by a killed run is stale once a build would have timed out.
       const st = statSync(lock, { throwIfNoEntry: false });
-      if (st && Date.now() - st.mtimeMs > 180_000) rmdirSync(lock);
+      if (st && Date.now() - st.mtimeMs > IMAGE_BUILD_TIMEOUT_MS)
+        rmdirSync(lock);
       if (Date.now() > deadline)
         throw new Error(`${lock} is held for too long`);
       await new Promise((r) => setTimeout(r, 500));
@@ -128,7 +132,7 @@ export async function ensureRunnerImage(): Promise<void> {
       {
         cwd: ROOT,
         stdio: ['ignore', 'ignore', 'pipe'],
-        timeout: 170_000,
+        timeout: IMAGE_BUILD_TIMEOUT_MS - 10_000,
       },
     );
     // The image it replaces would pile up untagged on every rebuild.

@@ -4,7 +4,12 @@ import { beforeAll, expect, it } from 'vitest';
 import { useCleanups } from '../helpers/cleanup.js';
 import { cliJson, runCli, startSupervisor, waitFor } from '../helpers/cli.js';
 import { git } from '../helpers/repo.js';
-import { describeDocker, dockerRepo, ensureRunnerImage } from './helpers.js';
+import {
+  describeDocker,
+  dockerRepo,
+  ensureRunnerImage,
+  IMAGE_BUILD_TIMEOUT_MS,
+} from './helpers.js';
 
 const cleanups = useCleanups();
 
@@ -35,7 +40,7 @@ async function done(
 describeDocker(
   'Docker runtime: what an agent container may write in git',
   () => {
-    beforeAll(ensureRunnerImage, 200_000);
+    beforeAll(ensureRunnerImage, IMAGE_BUILD_TIMEOUT_MS + 60_000);
 
     it("commits reach the host as the job's result; main, issue/*, tags, packed-refs, config and other slots' agent branches cannot be moved; other worktrees and the Docker socket are not there", async () => {
       const repo = await dockerRepo();

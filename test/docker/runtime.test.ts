@@ -12,6 +12,7 @@ import {
   docker,
   dockerRepo,
   ensureRunnerImage,
+  IMAGE_BUILD_TIMEOUT_MS,
 } from './helpers.js';
 
 const cleanups = useCleanups();
@@ -28,7 +29,7 @@ type IssueJson = {
 };
 
 describeDocker('Docker runtime: end to end', () => {
-  beforeAll(ensureRunnerImage, 200_000);
+  beforeAll(ensureRunnerImage, IMAGE_BUILD_TIMEOUT_MS + 60_000);
 
   it('start --runtime docker --agents 3 takes issues to done in labelled, limited, non-root containers; scale 0 hands a job back and leaves none running', async () => {
     const repo = await dockerRepo({
