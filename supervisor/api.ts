@@ -16,6 +16,7 @@ import { LandingStore, type Landing } from './land/landings.js';
 import { requeueAfterLanding } from './land/requeue.js';
 import { landCheckEnv } from './land/slot-env.js';
 import { QueueAccess } from './queue-access.js';
+import { DependencyStore } from './store/deps.js';
 import { issueHistory, type IssueEvent } from './store/history.js';
 import { type Issue, type IssueStatus, type NewIssue } from './store/issues.js';
 import type { Run } from './store/runs.js';
@@ -120,8 +121,17 @@ export class Supervisor {
     return this.ctx.config.prefix;
   }
 
-  addIssue(input: NewIssue): IssueSummary {
-    return summary(this.ctx.issues.add(input));
+  /** Adds an open issue; `dependsOn`: not worked until those issues are merged (or done). */
+  addIssue(input: NewIssue & { dependsOn?: number[] }): IssueSummary {
+    const { dependsOn, ...fields } = input;
+    return summary(
+      this.ctx.db.transaction(() => {
+        const i = this.ctx.issues.add(fields);
+        if (dependsOn?.length)
+          new DependencyStore(this.ctx.db).set(i.id, dependsOn);
+        return i;
+      })(),
+    );
   }
 
   private queueAccess: QueueAccess | undefined;

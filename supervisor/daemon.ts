@@ -34,6 +34,7 @@ import { CancelEnforcer } from './cancel-enforcer.js';
 import { landingFeedbackFor } from './land/requeue.js';
 import { LandService } from './land/service.js';
 import { setSetting } from './store/db.js';
+import { DependencyStore, dependencyGate } from './store/deps.js';
 import { setActor } from './store/history.js';
 import { watchExternalWrites } from './store/external-writes.js';
 import {
@@ -111,10 +112,13 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     });
     this.queue.on('error', () => undefined);
     this.runtime = runtime;
+    const deps = new DependencyStore(ctx.db);
+    const gate = dependencyGate(config);
     this.feeder = new Feeder(ctx.issues, ctx.runs, this.queue, {
       attempts: config.attempts,
       backoffMs: config.backoff,
       landingFeedback: landingFeedbackFor(ctx),
+      ready: (batch) => deps.ready(batch, gate),
     });
     this.results = new ResultRefs({
       repoRoot: paths.root,

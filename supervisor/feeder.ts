@@ -21,6 +21,8 @@ export interface FeederOptions {
   batchSize?: number;
   /** What a landing that sent the issue back tells its next agent (job data `landing`). */
   landingFeedback?: (issue: Issue) => LandingFeedback | undefined;
+  /** The issues of a batch that may be fed now (dependencies met); default all. */
+  ready?: (batch: readonly Issue[]) => Issue[];
 }
 
 /** BullMQ job data for an issue: text bodies as UTF-8, anything else byte-exact as base64. */
@@ -74,7 +76,9 @@ export class Feeder {
   }
 
   /** Adds a batch's jobs, then marks its issues queued (a crash between is healed by the job ids). */
-  private async add(batch: readonly Issue[]): Promise<void> {
+  private async add(all: readonly Issue[]): Promise<void> {
+    const batch = this.opts.ready ? this.opts.ready(all) : all;
+    if (batch.length === 0) return;
     const spent = this.runs.maxAttempts(batch.map((i) => i.id));
     // An issue worked before (sent back by a landing, retried, reopened) still has its finished
     // job under the same id, which would make the add a no-op: it goes first. A live (locked)

@@ -3,6 +3,7 @@ import { BULL_PRIORITY, jobIdForIssue } from '../contract/job.js';
 import type { Context } from './context.js';
 import { SupervisorError } from './errors.js';
 import { jobDataFor } from './feeder.js';
+import { DependencyStore } from './store/deps.js';
 import { withChange } from './store/history.js';
 import {
   validateNewIssue,
@@ -48,6 +49,8 @@ export interface IssueEdit {
   title?: string;
   body?: Buffer | string;
   priority?: string;
+  /** Replaces the issue's dependencies (cycles are refused). */
+  dependsOn?: number[];
 }
 
 /**
@@ -110,7 +113,8 @@ export class IssueControls {
     if (
       edit.title === undefined &&
       edit.body === undefined &&
-      edit.priority === undefined
+      edit.priority === undefined &&
+      edit.dependsOn === undefined
     )
       throw new SupervisorError('ERR_SUP_USAGE', 'nothing to change', {
         hint: 'pass --title, --body, --body-file or --priority',
@@ -126,6 +130,8 @@ export class IssueControls {
           `UPDATE issues SET title = ?, body = ?, priority = ?, updated_at = ? WHERE id = ?`,
         )
         .run(v.title, v.body, v.priority, Date.now(), id);
+      if (edit.dependsOn !== undefined)
+        new DependencyStore(this.ctx.db).set(id, edit.dependsOn);
     });
     const issue = this.ctx.issues.require(id);
     const queue = await this.queue().catch(() => undefined);

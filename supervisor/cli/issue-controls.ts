@@ -5,7 +5,7 @@ import { SupervisorError } from '../errors.js';
 import { IssueControls } from '../issue-controls.js';
 import { QueueAccess } from '../queue-access.js';
 import type { Issue } from '../store/issues.js';
-import { issueSummary, parseIssueId } from './issues.js';
+import { issueSummary, parseIdList, parseIssueId } from './issues.js';
 import { oneLine, printJson, say, type GlobalOpts } from './output.js';
 
 /** Runs a control with the repository's context and (when Redis answers) its queue. */
@@ -127,6 +127,10 @@ export function registerIssueControlCommands(
       'new body from a file, byte-exact ("-" for stdin)',
     )
     .option('--priority <p>', 'urgent | high | medium | low')
+    .option(
+      '--after <ids>',
+      'replace its dependencies (cycles are refused), e.g. --after 12,13',
+    )
     .option('--json', 'print the issue as JSON')
     .action(
       async (
@@ -136,16 +140,19 @@ export function registerIssueControlCommands(
           body?: string;
           bodyFile?: string;
           priority?: string;
+          after?: string;
           json?: boolean;
         },
       ) => {
         const id = parseIssueId(rawId);
         const body = readBody(o);
+        const after = o.after === undefined ? undefined : parseIdList(o.after);
         const out = await withControls(globals, (c) =>
           c.edit(id, {
             ...(o.title !== undefined ? { title: o.title } : {}),
             ...(body !== undefined ? { body } : {}),
             ...(o.priority !== undefined ? { priority: o.priority } : {}),
+            ...(after !== undefined ? { dependsOn: after } : {}),
           }),
         );
         report([out], o.json, 'edited');

@@ -8,6 +8,7 @@ import {
   type IssueStatus,
 } from '../store/issues.js';
 import { LandingStore } from '../land/landings.js';
+import { DependencyStore, dependencyGate } from '../store/deps.js';
 import { registerIssueControlCommands } from './issue-controls.js';
 import { refreshMergeStates } from '../land/merge-state.js';
 import { issueHistory } from '../store/history.js';
@@ -51,6 +52,21 @@ function bodyOut(b: Buffer): string {
   return Buffer.from(text, 'utf8').equals(b)
     ? text
     : `base64:${b.toString('base64')}`;
+}
+
+/** `12,13` or `#12, #13` → [12, 13]. */
+export function parseIdList(raw: string): number[] {
+  const parts = raw
+    .split(',')
+    .map((p) => p.trim().replace(/^#/, ''))
+    .filter(Boolean);
+  if (parts.length === 0)
+    throw new SupervisorError(
+      'ERR_SUP_USAGE',
+      `--after needs issue ids, got "${raw}"`,
+      { hint: 'e.g. --after 12,13' },
+    );
+  return parts.map(parseIssueId);
 }
 
 export function parseIssueId(raw: string): number {
@@ -149,12 +165,16 @@ const LIST_HEADER = [
   'MERGEABLE',
   'TITLE',
 ];
-const listRow = (issue: Issue): string[] => {
+const listRow = (
+  issue: Issue,
+  waitingFor: (id: number) => number[] = () => [],
+): string[] => {
   const i = issueSummary(issue);
+  const after = i.status === 'open' ? waitingFor(i.id).map((n) => `#${n}`) : [];
   return [
     `#${i.id}`,
     i.priority,
-    i.status,
+    after.length ? `open (after ${after.join(',')})` : i.status,
     i.agent ?? '',
     i.branch ?? '',
     i.commit?.slice(0, 8) ?? '',
@@ -181,6 +201,9 @@ async function printIssueList(
   json: boolean,
 ): Promise<void> {
   const issues = ctx.issues;
+  const deps = new DependencyStore(ctx.db);
+  const gate = dependencyGate(ctx.config);
+  const waitingFor = (id: number) => deps.waitingFor(id, gate);
   let rows: Iterable<Issue>;
   let more = false;
   if (q.limit === 0) {
@@ -203,7 +226,12 @@ async function printIssueList(
     rows = newest.slice(0, q.limit).reverse();
     if (!json && newest.length > 0) {
       const page = rows as Issue[];
-      say(table(page.map(listRow), LIST_HEADER));
+      say(
+        table(
+          page.map((i) => listRow(i, waitingFor)),
+          LIST_HEADER,
+        ),
+      );
       rows = [];
       if (more)
         progress(
@@ -220,7 +248,7 @@ async function printIssueList(
       );
     else {
       if (first) await write(`${padded(LIST_HEADER)}\n`);
-      await write(`${padded(listRow(i))}\n`);
+      await write(`${padded(listRow(i, waitingFor))}\n`);
     }
     first = false;
   }
@@ -247,6 +275,10 @@ export function registerIssueCommands(
       'read the body from a file, byte-exact ("-" for stdin)',
     )
     .option('--priority <p>', 'urgent | high | medium | low', 'medium')
+    .option(
+      '--after <ids>',
+      'not worked until these issues are merged (or done when nothing lands), e.g. --after 12,13',
+    )
     .option('--json', 'print the issue as JSON')
     .action(
       async (
@@ -255,9 +287,11 @@ export function registerIssueCommands(
           body?: string;
           bodyFile?: string;
           priority: string;
+          after?: string;
           json?: boolean;
         },
       ) => {
+        const after = o.after === undefined ? [] : parseIdList(o.after);
         if (o.body !== undefined && o.bodyFile !== undefined) {
           throw new SupervisorError(
             'ERR_SUP_USAGE',
@@ -279,11 +313,15 @@ export function registerIssueCommands(
         } else if (o.body !== undefined) body = Buffer.from(o.body, 'utf8');
         const ctx = await openContext({ repo: globals().repo, init: true });
         try {
-          const created = ctx.issues.add({
-            title,
-            ...(body ? { body } : {}),
-            priority: o.priority,
-          });
+          const created = ctx.db.transaction(() => {
+            const i = ctx.issues.add({
+              title,
+              ...(body ? { body } : {}),
+              priority: o.priority,
+            });
+            if (after.length) new DependencyStore(ctx.db).set(i.id, after);
+            return i;
+          })();
           if (o.json)
             printJson({
               id: created.id,
@@ -355,9 +393,14 @@ export function registerIssueCommands(
         const runs = ctx.runs.forIssue(id);
         const history = issueHistory(ctx.db, id);
         const landings = new LandingStore(ctx.db).forIssue(id);
+        const deps = new DependencyStore(ctx.db);
+        const dependsOn = deps.dependsOn(id);
+        const waitingFor = deps.waitingFor(id, dependencyGate(ctx.config));
         if (o.json)
           return printJson({
             ...issueSummary(i),
+            dependsOn,
+            waitingFor,
             body: bodyOut(i.body),
             error: i.error,
             createdAt: i.createdAt,
@@ -370,6 +413,10 @@ export function registerIssueCommands(
         say(
           `priority ${i.priority} · status ${i.status}${i.agent ? ` · agent ${i.agent}` : ''}${i.branch ? ` · branch ${i.branch} @ ${i.commit?.slice(0, 10)}` : ''}`,
         );
+        if (dependsOn.length)
+          say(
+            `after ${dependsOn.map((n) => `#${n}`).join(', ')}${waitingFor.length ? ` (waiting for ${waitingFor.map((n) => `#${n}`).join(', ')})` : ''}`,
+          );
         if (i.landedSha) say(`landed as ${i.landedSha.slice(0, 10)}`);
         else if (i.status === 'done' && i.behind !== null)
           say(

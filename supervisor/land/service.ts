@@ -1,5 +1,6 @@
 import type { Context } from '../context.js';
 import { coerceError } from '../errors.js';
+import { DependencyStore } from '../store/deps.js';
 import { Lander } from './lander.js';
 import { refreshMergeStates } from './merge-state.js';
 import { requeueAfterLanding } from './requeue.js';
@@ -14,6 +15,7 @@ type Log = (msg: string, fields?: Record<string, unknown>) => void;
  */
 export class LandService {
   readonly lander: Lander;
+  private readonly deps: DependencyStore;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private running: Promise<void> = Promise.resolve();
@@ -31,6 +33,7 @@ export class LandService {
         requeueAfterLanding(ctx, issue, landing),
     });
     this.lander = lander;
+    this.deps = new DependencyStore(ctx.db);
   }
 
   async start(): Promise<void> {
@@ -52,6 +55,7 @@ export class LandService {
   /** Runs one round now (tests, and after something landed). */
   async tick(): Promise<void> {
     try {
+      this.deps.blockDependents();
       await refreshMergeStates(this.ctx);
       if (
         this.ctx.config.land.auto &&
