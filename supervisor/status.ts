@@ -11,7 +11,8 @@ export type AgentState =
 export interface AgentStatus {
   id: string;
   state: AgentState;
-  issue: { id: string; title: string | null } | null;
+  /** The issue it works on; the id is a number, as everywhere else in --json and the API. */
+  issue: { id: number; title: string | null } | null;
   since: number;
   pid: number | null;
   host: string | null;
@@ -57,6 +58,14 @@ export interface Status {
     maxAgents: number;
   };
   warnings: string[];
+}
+
+/** The registry carries the issue id as text (a Redis hash field); the contract says number. */
+function issueOf(reg: RegisteredAgent | undefined): AgentStatus['issue'] {
+  const id = Number(reg?.issueId);
+  return reg?.issueId && Number.isSafeInteger(id) && id > 0
+    ? { id, title: reg.title }
+    : null;
 }
 
 /**
@@ -136,7 +145,7 @@ export async function buildStatus(
     agents.push({
       id: slot.id,
       state,
-      issue: reg?.issueId ? { id: reg.issueId, title: reg.title } : null,
+      issue: issueOf(reg),
       since,
       // A container's pid is in its own namespace: meaningless (and dangerous) on the host.
       pid: slot.containerId ? null : (reg?.pid ?? slot.pid),
@@ -156,7 +165,7 @@ export async function buildStatus(
     agents.push({
       id: reg.agentId,
       state: reg.state,
-      issue: reg.issueId ? { id: reg.issueId, title: reg.title } : null,
+      issue: issueOf(reg),
       since: reg.since,
       pid: reg.pid,
       host: reg.host,

@@ -84,7 +84,7 @@ describeDocker('Docker runtime: faults', () => {
     const before = await waitFor(
       async () =>
         (await status(dir, env)).agents.find(
-          (a: any) => a.state === 'working' && a.issue?.id === '1',
+          (a: any) => a.state === 'working' && a.issue?.id === 1,
         ),
       { timeoutMs: 30_000, what: 'agent working on #1' },
     );

@@ -181,7 +181,7 @@ describeDocker('Docker runtime: end to end', () => {
     await waitFor(
       async () =>
         (await cliJson<any>(['status'], { cwd: dir, env })).agents.some(
-          (a: any) => a.state === 'working' && a.issue?.id === '7',
+          (a: any) => a.state === 'working' && a.issue?.id === 7,
         ),
       {
         timeoutMs: 20_000,

@@ -42,7 +42,7 @@ export async function workingOn(
   return waitFor(
     async () =>
       (await status(dir, env)).agents.find(
-        (a: any) => a.state === 'working' && a.issue?.id === String(issueId),
+        (a: any) => a.state === 'working' && a.issue?.id === Number(issueId),
       ),
     { timeoutMs, what: `an agent working on #${issueId}` },
   );
