@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { parseRecord, type RecordLine } from './agent-record.js';
-import { cliJson, waitFor } from './cli.js';
+import { cliJson, DEFAULT_WAIT_MS, waitFor } from './cli.js';
 
 export type { RecordLine };
 
@@ -37,7 +37,7 @@ export async function workingOn(
   dir: string,
   env: Record<string, string>,
   issueId: number | string,
-  timeoutMs = 30_000,
+  timeoutMs = DEFAULT_WAIT_MS,
 ): Promise<any> {
   return waitFor(
     async () =>

@@ -140,7 +140,7 @@ export function spawnSupervisor(
 export async function waitReady(
   sup: RunningSupervisor,
   dir: string,
-  timeoutMs = 30_000,
+  timeoutMs = DEFAULT_WAIT_MS,
 ): Promise<RunningSupervisor> {
   const pidFile = join(dir, '.supervisor', 'supervisor.pid');
   await waitFor(
@@ -173,6 +173,13 @@ export async function startSupervisor(
   return waitReady(spawnSupervisor(dir, env, args), dir);
 }
 
+/**
+ * How long a wait gives up after, unless told: an upper bound for a stuck test, not a speed
+ * claim (2-core machines under a load average of 20+ were measured taking over 30 s to start
+ * a supervisor and its first agent).
+ */
+export const DEFAULT_WAIT_MS = 120_000;
+
 /** Polls a condition (an event wait for things that only expose state). */
 type Truthy<T> = Exclude<T, false | null | undefined | 0 | ''>;
 
@@ -180,7 +187,7 @@ export async function waitFor<T>(
   fn: () => T | Promise<T>,
   opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
 ): Promise<Truthy<T>> {
-  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+  const deadline = Date.now() + (opts.timeoutMs ?? DEFAULT_WAIT_MS);
   let last: unknown;
   for (;;) {
     try {
