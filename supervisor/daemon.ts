@@ -119,6 +119,21 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       backoffMs: config.backoff,
       landingFeedback: landingFeedbackFor(ctx),
       ready: (batch) => deps.ready(batch, gate),
+      // Fault injection for the tests of the add/mark window (never set in real use): the
+      // supervisor dies this many ms after adding jobs, before marking their issues queued.
+      ...(process.env.SUPERVISOR_FAULT_KILL_AFTER_FEED_ADD
+        ? {
+            afterAdd: async () => {
+              await new Promise((r) =>
+                setTimeout(
+                  r,
+                  Number(process.env.SUPERVISOR_FAULT_KILL_AFTER_FEED_ADD),
+                ),
+              );
+              process.kill(process.pid, 'SIGKILL');
+            },
+          }
+        : {}),
     });
     this.results = new ResultRefs({
       repoRoot: paths.root,

@@ -23,6 +23,8 @@ export interface FeederOptions {
   landingFeedback?: (issue: Issue) => LandingFeedback | undefined;
   /** The issues of a batch that may be fed now (dependencies met); default all. */
   ready?: (batch: readonly Issue[]) => Issue[];
+  /** A test seam: called after a batch's jobs were added and before its issues are marked. */
+  afterAdd?: () => Promise<void> | void;
 }
 
 /** BullMQ job data for an issue: text bodies as UTF-8, anything else byte-exact as base64. */
@@ -97,6 +99,7 @@ export class Feeder {
         opts: this.jobOptions(issue),
       })),
     );
+    await this.opts.afterAdd?.();
     this.issues.markQueued(
       batch.map((i) => ({ id: i.id, jobId: jobIdForIssue(i.id) })),
     );

@@ -84,6 +84,12 @@ export class Recorder extends EventEmitter<RecorderEvents> {
 
   async start(): Promise<void> {
     await this.o.results?.ensure();
+    // The issue/job-id invariant, before anything relies on it.
+    const repaired = this.o.issues.repairMissingJobIds();
+    if (repaired.length > 0)
+      this.o.log('repaired issues queued or in progress without a job id', {
+        issues: repaired,
+      });
     await this.reconcile();
     this.queueEvents = new QueueEventListener(
       this.o.redis,

@@ -34,16 +34,20 @@ export class JobOutcomeRecorder {
     const { o } = this.ctx;
     const issue = await this.foreign.issueForJob(jobId, false);
     if (!issue) return;
-    for (const r of o.runs.running(jobId)) {
-      o.runs.upsert(issue.id, jobId, r.attempt, {
-        outcome: 'lost',
-        finishedAt: Date.now(),
-        error: 'stalled: the runner stopped renewing its lease',
-      });
-      await this.ctx.supersede(r, 'stalled');
-    }
-    if (issue.status === 'in_progress')
-      o.issues.update(issue.id, { status: 'queued' });
+    // One transaction for the runs and the issue; agents are killed after it commits.
+    const stalled = o.db.transaction(() => {
+      const running = o.runs.running(jobId);
+      for (const r of running)
+        o.runs.upsert(issue.id, jobId, r.attempt, {
+          outcome: 'lost',
+          finishedAt: Date.now(),
+          error: 'stalled: the runner stopped renewing its lease',
+        });
+      if (issue.status === 'in_progress')
+        o.issues.update(issue.id, { status: 'queued' });
+      return running;
+    })();
+    for (const r of stalled) await this.ctx.supersede(r, 'stalled');
   }
 
   private async recordCompleted(job: Job): Promise<void> {
@@ -55,10 +59,23 @@ export class JobOutcomeRecorder {
       this.ctx.warn(
         `job ${job.id} completed with a result that does not match the contract`,
       );
-      o.issues.update(issue.id, {
-        status: 'failed',
-        error: 'completed with an invalid result',
-      });
+      const attempt = attemptOf(job);
+      const error = 'completed with an invalid result';
+      o.db.transaction(() => {
+        if (attempt > 0)
+          o.runs.upsert(issue.id, job.id!, attempt, {
+            outcome: 'failed',
+            finishedAt: job.finishedOn ?? Date.now(),
+            error,
+          });
+        o.issues.update(issue.id, {
+          status: 'failed',
+          error,
+          attempts: Math.max(issue.attempts, attempt),
+        });
+      })();
+      await this.foreign.forget(job.id!);
+      this.ctx.finished(issue.id, job.id!, attempt > 0 ? attempt : undefined);
       return;
     }
     const res: JobResult = parsed.data;
@@ -144,6 +161,15 @@ export class JobOutcomeRecorder {
     if (res.resultRef && parseResultRef(res.resultRef))
       await o.results?.drop(res.resultRef).catch(() => undefined);
     const own = issueIdFromJobId(job.id!) === issue.id;
+    const failures =
+      o.runs
+        .forIssue(issue.id)
+        .filter((r) => r.outcome === 'failed' && r.attempt !== res.attempt)
+        .length + 1;
+    const again = own && failures < (job.opts.attempts ?? 1);
+    // The job goes first (Redis), then one transaction: a crash between leaves a queued issue
+    // whose job vanished, which the reconcile feeds again; never a finished job fed twice.
+    if (again) await job.remove();
     o.db.transaction(() => {
       o.runs.upsert(issue.id, job.id!, res.attempt, {
         agent: res.agentId,
@@ -156,24 +182,13 @@ export class JobOutcomeRecorder {
         logPath: res.logPath,
         error,
       });
-    })();
-    const failures = o.runs
-      .forIssue(issue.id)
-      .filter((r) => r.outcome === 'failed').length;
-    if (own && failures < (job.opts.attempts ?? 1)) {
-      await job.remove();
       o.issues.update(issue.id, {
-        status: 'open',
+        status: again ? 'open' : 'failed',
         error,
         attempts: Math.max(issue.attempts, res.attempt),
       });
-      return;
-    }
-    o.issues.update(issue.id, {
-      status: 'failed',
-      error,
-      attempts: Math.max(issue.attempts, res.attempt),
-    });
+    })();
+    if (again) return;
     await this.foreign.forget(job.id!);
     this.ctx.finished(issue.id, job.id!, res.attempt);
   }
@@ -182,8 +197,7 @@ export class JobOutcomeRecorder {
     const { o } = this.ctx;
     const issue = await this.foreign.issueForJob(job.id!, false);
     if (!issue || SETTLED_STATUSES.has(issue.status)) return;
-    const offset = JobDataSchema.safeParse(job.data).data?.attemptOffset ?? 0;
-    const attempt = job.attemptsStarted > 0 ? offset + job.attemptsStarted : 0;
+    const attempt = attemptOf(job);
     const reason = job.failedReason || 'failed';
     o.db.transaction(() => {
       if (attempt > 0)
@@ -201,4 +215,10 @@ export class JobOutcomeRecorder {
     await this.foreign.forget(job.id!);
     this.ctx.finished(issue.id, job.id!, attempt > 0 ? attempt : undefined);
   }
+}
+
+/** The attempt number a job's last start had (0: it never started). */
+function attemptOf(job: Job): number {
+  const offset = JobDataSchema.safeParse(job.data).data?.attemptOffset ?? 0;
+  return job.attemptsStarted > 0 ? offset + job.attemptsStarted : 0;
 }

@@ -42,6 +42,10 @@ export class RunnerEventRecorder {
               agent: ev.agentId,
               attempts: Math.max(issue.attempts, ev.attempt),
             });
+          // A claim recorded before the feeder marked the issue queued (the supervisor died
+          // between adding and marking): the job id keeps it visible to the vanished-job check.
+          if (issue.jobId === null)
+            issues.setJobIdIfMissing(issue.id, ev.jobId);
         })();
         for (const r of superseded)
           await this.ctx.supersede(r, `re-claimed by ${ev.agentId}`);

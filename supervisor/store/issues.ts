@@ -383,15 +383,49 @@ export class IssueStore {
     return rows.map(toIssue);
   }
 
-  /** Marks issues as fed into the queue under their job ids; only those still open. */
+  /**
+   * Marks issues as fed into the queue under their job ids, in one transaction: open ones become
+   * queued; one a runner's claim already moved on (the claim was recorded first, e.g. after the
+   * supervisor died between adding and marking) gets its job id all the same, so the vanished-job
+   * reconcile still sees it.
+   */
   markQueued(entries: ReadonlyArray<{ id: number; jobId: string }>): void {
-    const stmt = this.db.prepare(
-      `UPDATE issues SET status = 'queued', job_id = ?, updated_at = ? WHERE id = ? AND status = 'open'`,
+    const stmt = this.sql(
+      `UPDATE issues SET status = CASE WHEN status = 'open' THEN 'queued' ELSE status END,
+         job_id = ?, updated_at = ?
+       WHERE id = ? AND (status = 'open' OR (status IN ('queued','in_progress') AND job_id IS NULL))`,
     );
     const t = this.now();
     this.db.transaction(() => {
       for (const e of entries) stmt.run(e.jobId, t, e.id);
     })();
+  }
+
+  /**
+   * The issue/job-id invariant: an issue that is queued or in progress has a job id. Repairs
+   * rows that broke it (our issues' job ids follow from their ids) and returns their ids.
+   */
+  repairMissingJobIds(): number[] {
+    return this.db.transaction(() => {
+      const ids = (
+        this.sql(
+          `SELECT id FROM issues WHERE status IN ('queued','in_progress') AND job_id IS NULL`,
+        ).all() as Array<{ id: number }>
+      ).map((r) => r.id);
+      const fix = this.sql(
+        `UPDATE issues SET job_id = 'issue-' || id, updated_at = ? WHERE id = ? AND job_id IS NULL`,
+      );
+      const t = this.now();
+      for (const id of ids) fix.run(t, id);
+      return ids;
+    })();
+  }
+
+  /** Sets the job id of an issue that has none (a claim recorded before the feeder's mark). */
+  setJobIdIfMissing(id: number, jobId: string): void {
+    this.sql(
+      `UPDATE issues SET job_id = ? WHERE id = ? AND job_id IS NULL`,
+    ).run(jobId, id);
   }
 
   /** Issues that should have a live job in the queue. */

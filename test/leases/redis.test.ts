@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { useCleanups } from '../helpers/cleanup.js';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readRecord } from '../helpers/agents.js';
 import {
@@ -119,5 +120,54 @@ describe('Redis outages', () => {
         1,
       );
     }
+  });
+
+  it('an issue whose claim was recorded before the feeder marked it (the supervisor died between adding and marking) keeps its job id, and is fed again when Redis loses its data', async () => {
+    const { dir, env, redis, record } = await setup('none');
+    await redis.start();
+    const gate = join(tempDir(), 'go');
+    // The seam: this supervisor dies 3 s after adding a batch, before marking it queued; its
+    // runner takes the job at once and the claim is recorded meanwhile.
+    const first = await start(
+      dir,
+      { ...env, SUPERVISOR_FAULT_KILL_AFTER_FEED_ADD: '3000' },
+      ['--agents', '1', '--no-dashboard'],
+    );
+    await waitFor(
+      async () =>
+        (await cliJson<any>(['status'], { cwd: dir, env })).agents.some(
+          (a: any) => a.state === 'idle',
+        ),
+      { what: 'an idle runner' },
+    );
+    await runCli(
+      ['issue', 'add', 'Added, then died', '--body', `wait-file: ${gate}`],
+      {
+        cwd: dir,
+        env,
+      },
+    );
+    await first.exited;
+    expect(readRecord(record).filter((r) => r.what === 'start')).toHaveLength(
+      1,
+    );
+    const claimed = await cliJson<any>(['issue', 'show', '1'], {
+      cwd: dir,
+      env,
+    });
+    expect(claimed.status).toBe('in_progress');
+    await start(dir, env, ['--agents', '1', '--no-dashboard']);
+    // Redis loses everything: only the issue's job id lets the reconcile see its job vanished.
+    await redis.stop();
+    await redis.start();
+    writeFileSync(gate, '');
+    const [done] = await allDone(dir, env, 1);
+    const shown = await cliJson<any>(['issue', 'show', String(done.id)], {
+      cwd: dir,
+      env,
+    });
+    expect(
+      shown.runs.filter((r: any) => r.outcome === 'succeeded'),
+    ).toHaveLength(1);
   });
 });
