@@ -3,11 +3,12 @@ import {
   encodeClaim,
   type ResultClaim,
 } from '../contract/result-claim.js';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { gitEnv, redact, type GitCredentials } from './git-auth.js';
+import { runGit, type GitError } from '../git/runner.js';
 import {
+  LOCAL_GIT_TIMEOUT_MS,
   LocalWorktree,
   type CommitOutcome,
   type Workspace,
@@ -89,7 +90,8 @@ export class RemoteClone implements Workspace {
     return redact(this.o.url, this.o.credentials.secrets);
   }
 
-  private run(
+  /** git through the one git runner: a timeout on every call (the remote's on network calls). */
+  private async run(
     args: string[],
     opts: {
       cwd?: string;
@@ -105,49 +107,35 @@ export class RemoteClone implements Workspace {
       env[`GIT_CONFIG_VALUE_${i}`] = v;
       env.GIT_CONFIG_COUNT = String(i + 1);
     }
-    return new Promise((resolve, reject) => {
-      execFile(
-        'git',
-        args,
-        {
-          cwd: opts.cwd ?? this.cache,
-          env,
-          timeout: opts.network ? this.o.timeoutMs : 0,
-          killSignal: 'SIGKILL',
-          maxBuffer: 16 * 1024 * 1024,
-          encoding: 'utf8',
-        },
-        (err, stdout, stderr) => {
-          if (!err) return resolve({ stdout, stderr });
-          const e = err as NodeJS.ErrnoException & {
-            killed?: boolean;
-            signal?: string;
-          };
-          const timedOut = e.killed === true && e.signal === 'SIGKILL';
-          const detail = redact(
-            (stderr || e.message)
-              .trim()
-              .split('\n')
-              .filter(Boolean)
-              .slice(-3)
-              .join(' | '),
-            this.o.credentials.secrets,
-          );
-          if (!opts.network)
-            return reject(new Error(`git ${args[0]} failed: ${detail}`));
-          const kind = classify(stderr, timedOut);
-          const what = timedOut
-            ? `no answer within ${this.o.timeoutMs} ms`
-            : detail;
-          reject(
-            new GitRemoteError(
-              kind,
-              `git remote ${this.shownUrl} ${kind === 'auth' ? 'refused the credentials' : kind === 'rejected' ? 'refused the push' : 'is unreachable'} (git ${args[0]}): ${what}`,
-            ),
-          );
-        },
+    try {
+      return await runGit(args, {
+        cwd: opts.cwd ?? this.cache,
+        env,
+        timeoutMs: opts.network ? this.o.timeoutMs : LOCAL_GIT_TIMEOUT_MS,
+        maxBuffer: 16 * 1024 * 1024,
+      });
+    } catch (err) {
+      const e = err as GitError;
+      const timedOut = e.timedOut === true;
+      const detail = redact(
+        (e.stderr || e.message)
+          .trim()
+          .split('\n')
+          .filter(Boolean)
+          .slice(-3)
+          .join(' | '),
+        this.o.credentials.secrets,
       );
-    });
+      if (!opts.network) throw new Error(`git ${args[0]} failed: ${detail}`);
+      const kind = classify(e.stderr ?? '', timedOut);
+      const what = timedOut
+        ? `no answer within ${this.o.timeoutMs} ms`
+        : detail;
+      throw new GitRemoteError(
+        kind,
+        `git remote ${this.shownUrl} ${kind === 'auth' ? 'refused the credentials' : kind === 'rejected' ? 'refused the push' : 'is unreachable'} (git ${args[0]}): ${what}`,
+      );
+    }
   }
 
   private async ensureCache(): Promise<void> {

@@ -8,7 +8,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { execFile } from 'node:child_process';
+import { driverOverrides, gitAt } from '../git/runner.js';
 
 export interface CommitOutcome {
   commitSha: string | null;
@@ -41,37 +41,42 @@ export interface Workspace {
   probe?(baseBranch: string): Promise<void>;
 }
 
-function cleanEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env))
-    if (v !== undefined && !k.startsWith('GIT_')) env[k] = v;
-  return env;
-}
+/** @defaultValue 600000 — a local git command of the runner (checkout of a big tree) that takes longer is killed. */
+export const LOCAL_GIT_TIMEOUT_MS = 600_000;
 
 interface Git {
   raw(args: readonly string[]): Promise<string>;
 }
 
 /**
- * git in `cwd`, run directly (simple-git waits 50 ms more after every command that prints
- * nothing, and a job runs several). Fails on a non-zero exit with git's stderr as the message.
+ * git in `cwd` through the one git runner (`git/runner.ts`): a timeout and SIGKILL, no hooks,
+ * no fsmonitor, no configured programs, no inherited GIT_*; `drivers` switches off the diff,
+ * merge and filter drivers the configuration defines (`driverOverrides`). Fails on a non-zero
+ * exit with git's stderr as the message.
  */
-function gitIn(cwd: string, env: Record<string, string>): Git {
-  return {
-    raw: (args) =>
-      new Promise((resolvePromise, reject) => {
-        execFile(
-          'git',
-          args,
-          { cwd, env, maxBuffer: 64 * 1024 * 1024 },
-          (err, stdout, stderr) => {
-            if (err)
-              reject(new Error(stderr.trim() || err.message, { cause: err }));
-            else resolvePromise(stdout);
-          },
-        );
-      }),
-  };
+function gitIn(
+  cwd: string,
+  drivers: readonly string[] = [],
+  env: Record<string, string> = {},
+): Git {
+  return gitAt(cwd, { env, config: drivers, timeoutMs: LOCAL_GIT_TIMEOUT_MS });
+}
+
+/**
+ * Removes what an agent could have set for this worktree alone: its `config.worktree` (read
+ * when `extensions.worktreeConfig` is on). The repository's own config is the user's and stays;
+ * what in it could run a program is switched off on every call instead.
+ */
+function resetWorktreeConfig(dir: string): void {
+  try {
+    const m = /^gitdir: (.+)$/m.exec(readFileSync(join(dir, '.git'), 'utf8'));
+    if (m?.[1])
+      rmSync(join(resolve(dir, m[1].trim()), 'config.worktree'), {
+        force: true,
+      });
+  } catch {
+    /* no pointer file: the worktree is recreated */
+  }
 }
 
 /**
@@ -135,20 +140,29 @@ export function parseShortstat(s: string): Omit<CommitOutcome, 'commitSha'> {
 /** A slot's worktree `<repo>/.worktrees/agent-00N` on branch `agent/00N`, reused across jobs. */
 export class LocalWorktree implements Workspace {
   private readonly repo: Git;
-  /** The runner's environment without GIT_* (computed once: it does not change). */
-  private readonly env: Record<string, string>;
 
   constructor(
     readonly repoPath: string,
     readonly path: string,
     readonly branch: string,
   ) {
-    this.env = cleanEnv();
-    this.repo = gitIn(repoPath, this.env);
+    this.repo = gitIn(repoPath);
   }
 
-  private tree(env: Record<string, string> = this.env): Git {
-    return gitIn(this.path, env);
+  private tree(
+    drivers: readonly string[] = [],
+    env: Record<string, string> = {},
+  ): Git {
+    return gitIn(this.path, drivers, env);
+  }
+
+  /**
+   * Before git touches the worktree's files (checkout, add, commit): the agent's worktree config
+   * goes, and every driver the configuration git will read there defines is switched off.
+   */
+  private async disarm(dir: string): Promise<string[]> {
+    resetWorktreeConfig(this.path);
+    return driverOverrides(dir, LOCAL_GIT_TIMEOUT_MS);
   }
 
   private async healthy(): Promise<boolean> {
@@ -189,6 +203,7 @@ export class LocalWorktree implements Workspace {
 
   /** Recreates a worktree an agent damaged (deleted `.git`, removed the directory). */
   private async recreate(baseSha: string): Promise<void> {
+    const drivers = await this.disarm(this.repoPath);
     const admin = await this.adminDir();
     if (admin) {
       // Repaired in place: the directory may be a bind mount (Docker runtime), and the git
@@ -196,19 +211,20 @@ export class LocalWorktree implements Workspace {
       mkdirSync(this.path, { recursive: true });
       rmSync(join(this.path, '.git'), { recursive: true, force: true });
       writeFileSync(join(this.path, '.git'), `gitdir: ${admin}\n`);
-      await this.tree().raw([
+      resetWorktreeConfig(this.path);
+      await this.tree(drivers).raw([
         'checkout',
         '--force',
         '-B',
         this.branch,
         baseSha,
       ]);
-      await this.tree().raw(['clean', '-fd']);
+      await this.tree(drivers).raw(['clean', '-fd']);
       return;
     }
     rmSync(this.path, { recursive: true, force: true });
     await this.repo.raw(['worktree', 'prune']);
-    await this.repo.raw([
+    await gitIn(this.repoPath, drivers).raw([
       'worktree',
       'add',
       '--force',
@@ -231,7 +247,7 @@ export class LocalWorktree implements Workspace {
       await this.recreate(baseSha);
       return baseSha;
     }
-    const git = this.tree();
+    const git = this.tree(await this.disarm(this.path));
     // The base is what was checked out: read back from HEAD.
     await git.raw([
       'checkout',
@@ -263,8 +279,8 @@ export class LocalWorktree implements Workspace {
         'the agent damaged its worktree (.git is missing or points elsewhere); nothing was committed, and the worktree is recreated for the next job',
       );
     }
-    const git = this.tree({
-      ...this.env,
+    // What the agent configured while it ran is switched off before `add` runs any filter.
+    const git = this.tree(await this.disarm(this.path), {
       GIT_AUTHOR_NAME: author.name,
       GIT_AUTHOR_EMAIL: author.email,
       GIT_COMMITTER_NAME: author.name,

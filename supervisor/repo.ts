@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   accessSync,
@@ -12,6 +11,13 @@ import {
 } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { SupervisorError } from './errors.js';
+import {
+  DEFAULT_GIT_TIMEOUT_MS,
+  GitError,
+  driverOverrides,
+  runGit,
+  type GitClient,
+} from '../git/runner.js';
 
 /** Where everything of one repository lives. */
 export interface RepoPaths {
@@ -30,53 +36,52 @@ export interface RepoPaths {
   configFile: string;
 }
 
-/**
- * Settings for every git the supervisor runs itself: no hooks and no fsmonitor. Agents can write
- * the repository's git dir (their commits go there), so `.git/hooks/*` or `core.fsmonitor` could
- * otherwise make the supervisor run an agent's program, outside its container, on the next
- * `worktree add`, `update-ref` or `branch -D` (reference-transaction and post-checkout hooks).
- */
-export const SAFE_GIT_CONFIG = [
-  'core.hooksPath=/dev/null',
-  'core.fsmonitor=false',
-] as const;
+export { SAFE_GIT_CONFIG, type GitClient } from '../git/runner.js';
 
-export interface GitClient {
-  /** Runs `git <args>` in the client's directory; resolves with its output. */
-  raw(args: readonly string[]): Promise<string>;
+let commandTimeoutMs = DEFAULT_GIT_TIMEOUT_MS;
+
+/** Sets the timeout of every git command the supervisor runs (config `git.commandTimeout`). */
+export function setGitCommandTimeout(ms: number): void {
+  commandTimeoutMs = ms;
 }
 
 /**
- * A git client that ignores GIT_DIR and friends inherited from a hook or an outer repository.
- * It runs git directly: simple-git waits 50 ms more after every command that prints nothing
- * (`update-ref`, `worktree add --quiet`), which the recorder's serial writes and scale-up felt.
- * Like simple-git's `raw`, it fails when git exits non-zero and says why on stderr; the error's
- * message is git's stderr.
+ * A git client for the supervisor's own git: the one git runner (`git/runner.ts`: timeout and
+ * SIGKILL, no hooks, no fsmonitor, no configured programs, no inherited GIT_*). It runs git
+ * directly: simple-git waits 50 ms more after every command that prints nothing (`update-ref`,
+ * `worktree add --quiet`), which the recorder's serial writes and scale-up felt. Like
+ * simple-git's `raw`, it fails when git exits non-zero and says why on stderr (a non-zero exit
+ * with nothing on stderr resolves with stdout); a timeout always fails.
  */
-export function gitAt(dir: string): GitClient {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && !k.startsWith('GIT_')) env[k] = v;
-  }
-  const config = SAFE_GIT_CONFIG.flatMap((c) => ['-c', c]);
+export function gitAt(
+  dir: string,
+  opts: {
+    /** Also switch off the configured diff/merge/filter drivers (commands that write files). */
+    disarmDrivers?: boolean;
+  } = {},
+): GitClient {
   return {
-    raw: (args) =>
-      new Promise((resolvePromise, reject) => {
-        execFile(
-          'git',
-          [...config, ...args],
-          { cwd: dir, env, maxBuffer: 256 * 1024 * 1024 },
-          (err, stdout, stderr) => {
-            const spawnFailed =
-              err &&
-              (typeof (err as NodeJS.ErrnoException).code === 'string' ||
-                (err as { signal?: string | null }).signal);
-            if (spawnFailed || (err && stderr.trim().length > 0))
-              reject(new Error(stderr.trim() || err!.message, { cause: err }));
-            else resolvePromise(stdout);
-          },
-        );
-      }),
+    raw: async (args) =>
+      runGit(args, {
+        cwd: dir,
+        timeoutMs: commandTimeoutMs,
+        maxBuffer: 256 * 1024 * 1024,
+        config: opts.disarmDrivers
+          ? await driverOverrides(dir, commandTimeoutMs)
+          : [],
+      }).then(
+        (o) => o.stdout,
+        (err: unknown) => {
+          if (
+            err instanceof GitError &&
+            !err.timedOut &&
+            err.exitCode !== null &&
+            err.stderr.trim().length === 0
+          )
+            return err.stdout;
+          throw err;
+        },
+      ),
   };
 }
 

@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -8,6 +7,7 @@ import {
   type JobResult,
 } from '../contract/job.js';
 import { redactSecrets } from './errors.js';
+import { runGit } from '../git/runner.js';
 
 /**
  * The supervisor's side of remote runners' result refs.
@@ -34,43 +34,21 @@ export class ResultRefError extends Error {}
 
 const INCOMING = 'refs/supervisor/incoming/';
 
-function git(
+/** git through the one git runner; errors keep git's last lines, without credentials. */
+async function git(
   cwd: string,
   args: string[],
   timeoutMs = 120_000,
 ): Promise<string> {
-  const env: Record<string, string> = { GIT_TERMINAL_PROMPT: '0' };
-  for (const [k, v] of Object.entries(process.env))
-    if (v !== undefined && !k.startsWith('GIT_')) env[k] = v;
-  return new Promise((resolve, reject) => {
-    execFile(
-      'git',
-      args,
-      {
-        cwd,
-        env,
-        timeout: timeoutMs,
-        killSignal: 'SIGKILL',
-        encoding: 'utf8',
-        maxBuffer: 64 * 1024 * 1024,
-      },
-      (err, stdout, stderr) => {
-        if (err)
-          reject(
-            new Error(
-              redactSecrets(
-                (stderr || err.message)
-                  .trim()
-                  .split('\n')
-                  .slice(-3)
-                  .join(' | '),
-              ),
-            ),
-          );
-        else resolve(stdout.trim());
-      },
+  try {
+    return (await runGit(args, { cwd, timeoutMs })).stdout.trim();
+  } catch (err) {
+    throw new Error(
+      redactSecrets(
+        (err as Error).message.trim().split('\n').slice(-3).join(' | '),
+      ),
     );
-  });
+  }
 }
 
 export class ResultRefs {

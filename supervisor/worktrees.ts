@@ -37,7 +37,8 @@ export async function ensureWorktree(
   try {
     rmSync(wt.path, { recursive: true, force: true });
     await repo.raw(['worktree', 'prune']);
-    await repo.raw([
+    // The checkout runs filters: those the configuration defines are switched off.
+    await gitAt(paths.root, { disarmDrivers: true }).raw([
       'worktree',
       'add',
       '--force',

@@ -7,7 +7,7 @@ export async function swarmLogs(
   repoPath: string,
   o: { agentId: string | undefined; follow: boolean; tail: number },
 ): Promise<void> {
-  const runtime = new SwarmRuntime(dockerClient(), {
+  const runtime = new SwarmRuntime(dockerClient({ timeout: 0 }), {
     repoId,
     repoPath,
     log: () => undefined,

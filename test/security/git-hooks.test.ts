@@ -1,8 +1,9 @@
 /**
  * Agents can write the repository's git dir (their commits go there; in the Docker runtime only
- * objects and their own refs, see test/docker/refs.test.ts). Hooks and `core.fsmonitor` planted
- * there must not make the supervisor run anything when it creates worktrees, publishes
- * `issue/<id>` (update-ref runs the reference-transaction hook) or removes `agent/*` branches.
+ * objects and their own refs, see test/docker/refs.test.ts). Hooks, `core.fsmonitor` and
+ * filter/diff drivers planted there must not make the supervisor run anything when it creates
+ * worktrees, publishes `issue/<id>` (update-ref runs the reference-transaction hook) or removes
+ * `agent/*` branches, nor the runner when it checks out and commits (issue 13 item 4).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -41,7 +42,9 @@ describe('git hooks planted in the repository', () => {
       join(dir, 'supervisor.config.json'),
       JSON.stringify({ env: { enabled: false } }),
     );
-    git(dir, 'add', 'supervisor.config.json');
+    // Drivers an agent can name from .gitattributes (filters run on checkout and add).
+    writeFileSync(join(dir, '.gitattributes'), '* filter=canary diff=canary\n');
+    git(dir, 'add', 'supervisor.config.json', '.gitattributes');
     git(dir, 'commit', '-qm', 'config');
     // Each records which program ran git: the command line of git's parent.
     const record = (name: string) =>
@@ -55,6 +58,18 @@ describe('git hooks planted in the repository', () => {
     writeFileSync(fsmonitor, record('fsmonitor').replace('exit 0', 'exit 1'));
     chmodSync(fsmonitor, 0o755);
     git(dir, 'config', 'core.fsmonitor', fsmonitor);
+    for (const [key, name] of [
+      ['filter.canary.clean', 'filter-clean'],
+      ['filter.canary.smudge', 'filter-smudge'],
+      ['diff.canary.textconv', 'diff-textconv'],
+    ] as const) {
+      const file = join(dir, '.git', name);
+      // A filter passes the content through, after recording who ran it.
+      writeFileSync(file, record(name).replace('exit 0', 'cat'));
+      chmodSync(file, 0o755);
+      git(dir, 'config', key, file);
+    }
+    git(dir, 'config', 'filter.canary.required', 'true');
     const env = testEnv();
     await cliJson(['issue', 'add', 'Publish me'], { cwd: dir, env });
     const sup = await startSupervisor(dir, env, [
@@ -75,18 +90,19 @@ describe('git hooks planted in the repository', () => {
     await cliJson(['stop'], { cwd: dir, env });
     const cleaned = await cliJson<any>(['cleanup'], { cwd: dir, env });
     expect(cleaned.removed).toEqual(['agent-001']);
-    // The supervisor's own git (worktree add, update-ref, branch -D, from the daemon and the CLI)
-    // ran none of them. The runner's checkout and commit run where its agent runs, in the agent's
-    // trust domain (same user, or the same container), so hooks run there are no escalation.
+    // Neither the supervisor's own git (worktree add, update-ref, branch -D, from the daemon and
+    // the CLI) nor the runner's (checkout -B, add, commit: run with the runner's environment,
+    // outside the agent's process group) ran any of them.
     const callers = readdirSync(canaries).flatMap((f) =>
       readFileSync(join(canaries, f), 'utf8')
         .trim()
         .split('\n')
         .map((line) => `${f}: ${line}`),
     );
-    expect(callers.filter((c) => !c.includes('agent-runner/main.js'))).toEqual(
-      [],
-    );
+    expect(callers).toEqual([]);
+    // The canaries work: the test's own git, without the safe settings, runs them.
+    git(dir, 'checkout', '-q', '-B', 'canary-check', 'main');
+    expect(readdirSync(canaries).length).toBeGreaterThan(0);
     expect(
       existsSync(join(canaries, 'pre-commit')),
       'the runner commits with --no-verify',

@@ -3,10 +3,11 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { ROOT } from '../helpers/cli.js';
 
-// The arrows point one way: cli → supervisor core → contract ← agent-runner; the dashboard
+// The arrows point one way: cli → supervisor core → contract ← agent-runner (both may use git/); the dashboard
 // depends on the core, never the reverse. This checks it on the sources, and finds cycles.
 const SOURCES = [
   'contract',
+  'git',
   'agent-runner',
   'supervisor',
   'dashboard',
@@ -45,10 +46,12 @@ const area = (f: string) =>
 
 const ALLOWED: Record<string, string[]> = {
   contract: ['contract'],
-  'agent-runner': ['agent-runner', 'contract'],
-  supervisor: ['supervisor', 'contract'],
-  dashboard: ['dashboard', 'supervisor', 'contract'],
-  cli: ['cli', 'supervisor', 'dashboard', 'contract'],
+  // The one git runner: both sides run git through it; it imports nothing of ours.
+  git: ['git'],
+  'agent-runner': ['agent-runner', 'contract', 'git'],
+  supervisor: ['supervisor', 'contract', 'git'],
+  dashboard: ['dashboard', 'supervisor', 'contract', 'git'],
+  cli: ['cli', 'supervisor', 'dashboard', 'contract', 'git'],
   index: ['supervisor', 'contract'],
 };
 

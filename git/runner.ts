@@ -1,0 +1,195 @@
+/**
+ * The one way this project runs git: the supervisor, the runner and the landing code all call
+ * `runGit` (or a client from `gitAt`). Every call
+ * - has a timeout, after which git is SIGKILLed (a held `.lock`, a hung remote, a stopped
+ *   process never stalls its caller for longer);
+ * - runs with a safe configuration: no hooks, no fsmonitor, and none of the configuration keys
+ *   that make git run a program (ssh and proxy commands, credential helpers, signing programs,
+ *   external diff, and the diff/merge/filter drivers an agent could define and name from
+ *   `.gitattributes`). Agents can write the repository's git directory and their worktree, so
+ *   anything git would run from there is a program of theirs, run with our environment;
+ * - inherits no GIT_* variables (a hook's GIT_DIR, an outer repository's) and no system config.
+ */
+import { execFile } from 'node:child_process';
+
+/** @defaultValue 120000 — a git call that takes longer is killed. */
+export const DEFAULT_GIT_TIMEOUT_MS = 120_000;
+
+/** Fixed settings on every call (`-c` outranks every config file). */
+export const SAFE_GIT_CONFIG: readonly string[] = [
+  'core.hooksPath=/dev/null',
+  'core.fsmonitor=false',
+  'core.sshCommand=ssh',
+  'core.gitProxy=',
+  'core.askPass=',
+  'core.alternateRefsCommand=',
+  'core.pager=cat',
+  'core.editor=true',
+  'sequence.editor=true',
+  // An empty value empties the list of helpers configured before it.
+  'credential.helper=',
+  'commit.gpgSign=false',
+  'tag.gpgSign=false',
+  'push.gpgSign=false',
+  'gpg.program=false',
+  'diff.external=',
+  'protocol.ext.allow=never',
+  'maintenance.auto=false',
+  'gc.auto=0',
+];
+
+/** Config keys naming a program git may run for a path, by their attributes. */
+const DRIVER_KEY =
+  /^(filter\.[^\n]+\.(clean|smudge|process)|diff\.[^\n]+\.(command|textconv)|merge\.[^\n]+\.driver)$/i;
+
+export interface GitRunOptions {
+  cwd: string;
+  /** @defaultValue DEFAULT_GIT_TIMEOUT_MS */
+  timeoutMs?: number;
+  /** Extra environment (identity, credentials); GIT_* from the caller's own environment never pass. */
+  env?: Record<string, string>;
+  /** More `-c key=value` settings (after the safe ones). */
+  config?: readonly string[];
+  /** @defaultValue 64 MiB */
+  maxBuffer?: number;
+}
+
+export interface GitOutput {
+  stdout: string;
+  stderr: string;
+}
+
+/** A git call that failed: its exit code (null when killed), stderr, and whether it timed out. */
+export class GitError extends Error {
+  constructor(
+    message: string,
+    readonly args: readonly string[],
+    readonly exitCode: number | null,
+    readonly stderr: string,
+    readonly timedOut: boolean,
+    readonly stdout: string,
+    opts?: { cause?: unknown },
+  ) {
+    super(message, opts);
+    this.name = 'GitError';
+  }
+}
+
+let baseEnv: Record<string, string> | undefined;
+
+/** The process environment without GIT_* variables, plus settings that keep git non-interactive. */
+export function safeGitEnv(
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  if (!baseEnv) {
+    baseEnv = {};
+    for (const [k, v] of Object.entries(process.env))
+      if (v !== undefined && !k.startsWith('GIT_')) baseEnv[k] = v;
+    Object.assign(baseEnv, {
+      GIT_TERMINAL_PROMPT: '0',
+      GIT_CONFIG_NOSYSTEM: '1',
+      GIT_ASKPASS: 'false',
+      SSH_ASKPASS: 'false',
+      GIT_PAGER: 'cat',
+    });
+  }
+  return { ...baseEnv, ...extra };
+}
+
+/** `-c` arguments: the safe configuration, then the caller's. */
+export function safeConfigArgs(extra: readonly string[] = []): string[] {
+  return [...SAFE_GIT_CONFIG, ...extra].flatMap((c) => ['-c', c]);
+}
+
+/**
+ * Runs `git <args>` in `opts.cwd` with the safe configuration and a timeout. Resolves with its
+ * output when git exits 0; rejects with a GitError otherwise (the message is git's stderr, or
+ * what happened: not found, timed out).
+ */
+export function runGit(
+  args: readonly string[],
+  opts: GitRunOptions,
+): Promise<GitOutput> {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_GIT_TIMEOUT_MS;
+  return new Promise((resolve, reject) => {
+    execFile(
+      'git',
+      [...safeConfigArgs(opts.config), ...args],
+      {
+        cwd: opts.cwd,
+        env: safeGitEnv(opts.env),
+        timeout: timeoutMs,
+        killSignal: 'SIGKILL',
+        maxBuffer: opts.maxBuffer ?? 64 * 1024 * 1024,
+        encoding: 'utf8',
+      },
+      (err, stdout, stderr) => {
+        if (!err) return resolve({ stdout, stderr });
+        const e = err as NodeJS.ErrnoException & {
+          killed?: boolean;
+          signal?: string | null;
+          code?: number | string;
+        };
+        const timedOut = e.killed === true && e.signal === 'SIGKILL';
+        const exitCode = typeof e.code === 'number' ? e.code : null;
+        const message = timedOut
+          ? `git ${args[0]} timed out after ${timeoutMs} ms (killed)`
+          : stderr.trim() || e.message;
+        reject(
+          new GitError(message, args, exitCode, stderr, timedOut, stdout, {
+            cause: err,
+          }),
+        );
+      },
+    );
+  });
+}
+
+export interface GitClient {
+  /** Runs `git <args>` in the client's directory; resolves with its stdout. */
+  raw(args: readonly string[]): Promise<string>;
+}
+
+/** A client for one directory (and one environment, timeout and extra configuration). */
+export function gitAt(
+  dir: string,
+  opts: Omit<GitRunOptions, 'cwd'> = {},
+): GitClient {
+  return {
+    raw: async (args) => (await runGit(args, { ...opts, cwd: dir })).stdout,
+  };
+}
+
+/**
+ * `-c` settings that switch off every diff, merge and filter driver the repository's
+ * configuration defines (read with its includes). A driver is a program named in config and
+ * picked by `.gitattributes`, both of which an agent can write; with its program empty, git
+ * treats the path as having no driver.
+ */
+export async function driverOverrides(
+  cwd: string,
+  timeoutMs?: number,
+): Promise<string[]> {
+  let out = '';
+  try {
+    out = (
+      await runGit(['config', '--null', '--name-only', '--get-regexp', '.'], {
+        cwd,
+        ...(timeoutMs ? { timeoutMs } : {}),
+      })
+    ).stdout;
+  } catch (err) {
+    // Exit 1: no configuration at all.
+    if ((err as GitError).exitCode === 1) return [];
+    throw err;
+  }
+  const keys = new Set<string>();
+  for (const k of out.split('\0')) {
+    if (!DRIVER_KEY.test(k)) continue;
+    keys.add(`${k}=`);
+    // A filter marked required would fail without its program: it is not required here.
+    const filter = /^filter\.(.+)\.[a-z]+$/i.exec(k);
+    if (filter) keys.add(`filter.${filter[1]}.required=false`);
+  }
+  return [...keys];
+}
