@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { gitAt } from '../git/runner.js';
 
 /**
  * Refs outside the agent's own branch, watched over the agent's run. An agent produces commits
@@ -17,22 +17,9 @@ export interface RefChange {
 
 type Snapshot = Map<string, string>;
 
-/** Git with nothing the repository could make it run (hooks, fsmonitor) and a time limit. */
+/** Git through the one git runner (no hooks, fsmonitor or configured programs; a time limit). */
 function git(repo: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env))
-      if (v !== undefined && !k.startsWith('GIT_')) env[k] = v;
-    execFile(
-      'git',
-      ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false', ...args],
-      { cwd: repo, env, timeout: 60_000, maxBuffer: 64 * 1024 * 1024 },
-      (err, stdout, stderr) =>
-        err
-          ? reject(new Error(stderr.trim() || err.message, { cause: err }))
-          : resolve(stdout),
-    );
-  });
+  return gitAt(repo, { timeoutMs: 60_000 }).raw(args);
 }
 
 export class RefWatch {

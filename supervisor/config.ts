@@ -185,6 +185,11 @@ export const ConfigSchema = z
     feedInterval: duration.default(500),
     /** @defaultValue 5s — reconcile SQLite with the queue's own state. */
     reconcileInterval: duration.default(5_000),
+    /**
+     * @defaultValue 5m — the longest one recorder handler (a result, a claim, a reconcile) may
+     * take before the next one runs anyway, so one hung call cannot stop all recording.
+     */
+    recorderDeadline: duration.default(300_000),
     /** @defaultValue 2s */
     heartbeat: duration.default(2_000),
     /** @defaultValue 1s — first restart delay of a crashed runner (doubles up to 30 s). */
@@ -247,6 +252,8 @@ export const ConfigSchema = z
           .optional(),
         /** @defaultValue 10m — a runner's fetch or push that takes longer counts as unreachable. */
         timeout: duration.default(600_000),
+        /** @defaultValue 2m — any other git command of the supervisor that takes longer is killed. */
+        commandTimeout: duration.default(120_000),
       })
       .strict()
       .default({}),
@@ -408,6 +415,7 @@ function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   set(out, 'backoff', int('SUPERVISOR_BACKOFF'));
   set(out, 'feedInterval', int('SUPERVISOR_FEED_INTERVAL'));
   set(out, 'reconcileInterval', int('SUPERVISOR_RECONCILE_INTERVAL'));
+  set(out, 'recorderDeadline', int('SUPERVISOR_RECORDER_DEADLINE'));
   set(out, 'heartbeat', int('SUPERVISOR_HEARTBEAT'));
   set(out, 'restartBackoff', int('SUPERVISOR_RESTART_BACKOFF'));
   set(out, 'stopGrace', int('SUPERVISOR_STOP_GRACE'));
@@ -421,6 +429,7 @@ function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   set(git, 'remoteUrl', env.SUPERVISOR_GIT_REMOTE_URL);
   set(git, 'token', env.SUPERVISOR_GIT_TOKEN);
   set(git, 'timeout', int('SUPERVISOR_GIT_TIMEOUT'));
+  set(git, 'commandTimeout', int('SUPERVISOR_GIT_COMMAND_TIMEOUT'));
   if (Object.keys(git).length) out.git = git;
   set(dashboard, 'token', env.SUPERVISOR_DASHBOARD_TOKEN);
   set(dashboard, 'host', env.SUPERVISOR_DASHBOARD_HOST);

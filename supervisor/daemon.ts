@@ -20,6 +20,7 @@ import {
   updatePidFile,
 } from './pidfile.js';
 import { Recorder } from './recorder.js';
+import { setGitCommandTimeout } from './repo.js';
 import { localRunnerGit } from './remote.js';
 import { ResultRefs } from './results.js';
 import { connectForever, evictionWarning, resolveRedisUrl } from './redis.js';
@@ -103,6 +104,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     runtime: AgentRuntime,
   ) {
     super();
+    setGitCommandTimeout(ctx.config.git.commandTimeout);
     const { config, paths } = ctx;
     this.redisUrl = redisUrl;
     this.redis = connectForever(redisUrl);
@@ -152,6 +154,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       prefix: config.prefix,
       repoRoot: paths.root,
       reconcileIntervalMs: config.reconcileInterval,
+      handlerDeadlineMs: config.recorderDeadline,
       killAgent: (agentId, match) => this.runtime.killAgent(agentId, match),
       log,
     });

@@ -19,6 +19,24 @@ import { QueueClientActions } from './recorder/queue-client-actions.js';
 
 export type { RecorderEvents, RecorderOptions } from './recorder/context.js';
 
+const DEFAULT_HANDLER_DEADLINE_MS = 300_000;
+
+function withDeadline(p: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `a recorder handler took longer than ${ms} ms; recording goes on without it`,
+          ),
+        ),
+      ms,
+    );
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 /**
  * The single writer of results: records claims, results and releases into SQLite,
  * idempotently per (job id, attempt). Fast path: the runners' event stream and QueueEvents.
@@ -148,10 +166,16 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     return this.reconciler.reconcile();
   }
 
-  /** Runs handlers one at a time, so the writes of one job never interleave. */
+  /**
+   * Runs handlers one at a time, so the writes of one job never interleave. Each gets a deadline:
+   * a handler stuck past it (a hung git, Docker or Redis call: those have their own timeouts,
+   * this bounds what they miss) is reported and the next one runs. Its own writes, should it
+   * still finish, are idempotent per (job id, attempt) like every other.
+   */
   private serial(fn: () => Promise<void>): Promise<void> {
+    const deadline = this.o.handlerDeadlineMs ?? DEFAULT_HANDLER_DEADLINE_MS;
     this.chain = this.chain
-      .then(fn)
+      .then(() => withDeadline(fn(), deadline))
       .catch((err: Error) =>
         this.o.log('recorder error', { error: err.message }),
       );

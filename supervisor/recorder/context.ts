@@ -24,6 +24,8 @@ export interface RecorderOptions {
   prefix: string;
   repoRoot: string;
   reconcileIntervalMs: number;
+  /** @defaultValue 300000 — one handler that takes longer no longer holds up the others. */
+  handlerDeadlineMs?: number;
   /** Kills the agent of a superseded attempt if it still runs (frozen runner). */
   killAgent: (
     agentId: string,
