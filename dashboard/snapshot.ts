@@ -27,6 +27,8 @@ export interface RecentResult {
   durationMs: number | null;
   finishedAt: number;
   error: string | null;
+  /** The failed attempt's kind, a stable code (contract/errors.ts); null when not failed. */
+  errorKind: string | null;
 }
 
 /** Everything the page shows, as one JSON document (`GET /api/status`, and each SSE `status` event). */
@@ -136,6 +138,7 @@ export async function buildSnapshot(
         durationMs,
         finishedAt: run?.finishedAt ?? i.updatedAt,
         error: i.error,
+        errorKind: want === 'failed' ? (run?.errorKind ?? null) : null,
       };
     });
   const free = os.freemem();

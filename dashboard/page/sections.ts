@@ -1,5 +1,32 @@
 import type { AgentStatus } from '../../supervisor/status.js';
 import type { Snapshot } from '../snapshot.js';
+import {
+  isKnownFailureKind,
+  type AttemptFailureKind,
+} from '../../contract/errors.js';
+
+/** Short labels of attempt-failure kinds, matched on the code (never on the message). */
+const FAILURE_LABELS: Record<AttemptFailureKind, string> = {
+  'agent-exit': 'agent failed',
+  'agent-not-found': 'command not found',
+  'agent-spawn': 'could not start',
+  'no-progress': 'no progress',
+  'out-of-memory': 'out of memory',
+  'before-job': 'setup failed',
+  'runner-error': 'runner error',
+  'lease-lost': 'lease lost',
+  superseded: 'superseded',
+  stalled: 'stalled',
+  vanished: 'lost by Redis',
+  'invalid-result': 'invalid result',
+  'result-refused': 'result refused',
+  'job-failed': 'failed',
+};
+
+/** A kind this version does not know yet shows as its code. */
+export function failureLabel(kind: string): string {
+  return isKnownFailureKind(kind) ? FAILURE_LABELS[kind] : kind;
+}
 
 /** Everything user-controlled (titles, errors, log lines) goes through here before it meets HTML. */
 export function escapeHtml(value: unknown): string {
@@ -154,7 +181,7 @@ export function renderResults(s: Snapshot, now?: number): string {
     .map(
       (r) => `<tr data-result="${e(r.id)}" data-status="${e(r.status)}">
 <td><span class="badge s-${e(r.status)}">${e(r.status)}</span></td>
-<td><span class="num">#${e(r.id)}</span> <span class="title">${e(firstLine(r.title, 80))}</span>${r.status === 'failed' && r.error ? `<div class="error small">${e(firstLine(r.error, 160))}</div>` : ''}</td>
+<td><span class="num">#${e(r.id)}</span> <span class="title">${e(firstLine(r.title, 80))}</span>${r.status === 'failed' && r.error ? `<div class="error small"${r.errorKind ? ` data-kind="${e(r.errorKind)}"` : ''}>${r.errorKind ? `<span class="kind">${e(failureLabel(r.errorKind))}</span> ` : ''}${e(firstLine(r.error, 160))}</div>` : ''}</td>
 <td class="mono">${r.branch ? e(r.branch) : '<span class="muted">—</span>'}</td>
 <td class="mono">${r.commit ? e(r.commit.slice(0, 8)) : '<span class="muted">no change</span>'}</td>
 <td class="mono">${r.durationMs === null ? '' : e(formatRunDuration(r.durationMs))}</td>

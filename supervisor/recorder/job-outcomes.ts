@@ -42,6 +42,7 @@ export class JobOutcomeRecorder {
           outcome: 'lost',
           finishedAt: Date.now(),
           error: 'stalled: the runner stopped renewing its lease',
+          errorKind: 'stalled',
         });
       if (issue.status === 'in_progress')
         o.issues.update(issue.id, { status: 'queued' });
@@ -67,6 +68,7 @@ export class JobOutcomeRecorder {
             outcome: 'failed',
             finishedAt: job.finishedOn ?? Date.now(),
             error,
+            errorKind: 'invalid-result',
           });
         o.issues.update(issue.id, {
           status: 'failed',
@@ -114,6 +116,7 @@ export class JobOutcomeRecorder {
           outcome: 'lost',
           finishedAt: res.finishedAt,
           error: 'superseded: another attempt completed',
+          errorKind: 'superseded',
         });
         superseded.push(r);
       }
@@ -181,6 +184,7 @@ export class JobOutcomeRecorder {
         commitSha: res.commitSha,
         logPath: res.logPath,
         error,
+        errorKind: 'result-refused',
       });
       o.issues.update(issue.id, {
         status: again ? 'open' : 'failed',
@@ -205,6 +209,7 @@ export class JobOutcomeRecorder {
           outcome: 'failed',
           finishedAt: job.finishedOn ?? Date.now(),
           error: reason,
+          errorKind: 'job-failed',
         });
       o.issues.update(issue.id, {
         status: 'failed',

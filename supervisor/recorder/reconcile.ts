@@ -86,6 +86,7 @@ export class Reconciler {
               outcome: 'lost',
               finishedAt: now,
               error: 'the job vanished from Redis',
+              errorKind: 'vanished',
             });
           if (issueIdFromJobId(l.jobId) === l.id) {
             issues.update(l.id, { status: 'open' });

@@ -33,6 +33,7 @@ export class RunnerEventRecorder {
               outcome: 'lost',
               finishedAt: ev.at,
               error: `superseded: re-claimed by ${ev.agentId} (attempt ${ev.attempt})`,
+              errorKind: 'superseded',
             });
             superseded.push(r);
           }
@@ -72,6 +73,7 @@ export class RunnerEventRecorder {
             outcome: 'failed',
             finishedAt: ev.at,
             error: ev.error,
+            errorKind: ev.kind ?? null,
             exitCode: ev.exitCode,
             baseSha: ev.baseSha ?? null,
             logPath: ev.logPath ?? null,
@@ -91,6 +93,7 @@ export class RunnerEventRecorder {
           outcome: 'lost',
           finishedAt: ev.at,
           error: 'lease lost: the runner could not renew its lock',
+          errorKind: 'lease-lost',
         });
         break;
       }

@@ -111,6 +111,8 @@ const MIGRATIONS: readonly Migration[] = [
   // Flat reads (issue 16): indexes for the bounded reads of status, the page and `issue list`,
   // and aggregates kept up to date by triggers (see read-model.ts), backfilled here once.
   READ_MODEL_MIGRATION,
+  // Why an attempt failed, as a stable code (contract/errors.ts ATTEMPT_FAILURE_KINDS).
+  `ALTER TABLE runs ADD COLUMN error_kind TEXT;`,
 ];
 
 /** Why a database file cannot be used, with what to do about it. */

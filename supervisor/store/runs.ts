@@ -28,6 +28,8 @@ export interface Run {
   durationMs: number | null;
   logPath: string | null;
   error: string | null;
+  /** Why the attempt failed or was lost, as a stable code (`ATTEMPT_FAILURE_KINDS`). */
+  errorKind: string | null;
 }
 
 export interface RunFields {
@@ -44,6 +46,7 @@ export interface RunFields {
   durationMs?: number | null;
   logPath?: string | null;
   error?: string | null;
+  errorKind?: string | null;
 }
 
 const COLUMNS: Record<keyof RunFields, string> = {
@@ -60,11 +63,12 @@ const COLUMNS: Record<keyof RunFields, string> = {
   durationMs: 'duration_ms',
   logPath: 'log_path',
   error: 'error',
+  errorKind: 'error_kind',
 };
 
 const SELECT = `SELECT id, issue_id AS issueId, job_id AS jobId, attempt, agent, started_at AS startedAt,
   finished_at AS finishedAt, outcome, exit_code AS exitCode, base_sha AS baseSha, commit_sha AS commitSha,
-  files_changed AS filesChanged, insertions, deletions, duration_ms AS durationMs, log_path AS logPath, error FROM runs`;
+  files_changed AS filesChanged, insertions, deletions, duration_ms AS durationMs, log_path AS logPath, error, error_kind AS errorKind FROM runs`;
 
 /** One row per attempt, keyed by (job id, attempt) so every write is idempotent. */
 export class RunStore {
