@@ -20,6 +20,8 @@ export interface AgentProcessOptions {
   log: WriteStream;
   /** Also copy output here (the runner's own stdout, which `supervisor logs` shows). */
   echo?: NodeJS.WritableStream;
+  /** Sees every chunk of output too (usage-limit and cost scanning). */
+  onOutput?: (chunk: Buffer) => void;
   progressTimeoutMs: number;
   killGraceMs: number;
 }
@@ -82,6 +84,7 @@ export class AgentProcess {
       this.lastProgress = Date.now();
       opts.log.write(chunk);
       opts.echo?.write(chunk);
+      opts.onOutput?.(chunk);
     };
     this.child.stdout?.on('data', onData);
     this.child.stderr?.on('data', onData);

@@ -8,6 +8,8 @@ const MAX_ENV_VALUE = 64 * 1024;
 export interface IssueFiles {
   prompt: string;
   body: string;
+  /** $AGENT_STATUS_FILE: where an agent may say when to retry (the generic usage-limit contract). */
+  status: string;
 }
 
 /** Writes the issue body (byte-exact) and the prompt (title + body + instructions) for the agent. */
@@ -34,7 +36,11 @@ export function writeIssueFiles(
     promptFile,
     Buffer.concat([head, body, landingSection(data), tail]),
   );
-  return { prompt: promptFile, body: bodyFile };
+  return {
+    prompt: promptFile,
+    body: bodyFile,
+    status: join(cfg.runDir, 'agent-status.json'),
+  };
 }
 
 /**
@@ -101,6 +107,7 @@ export function agentEnvironment(
     ISSUE_BODY_FILE: files.body,
     ISSUE_PROMPT_FILE: files.prompt,
     ISSUE_PRIORITY: data.priority,
+    AGENT_STATUS_FILE: files.status,
     AGENT_ID: cfg.agentId,
     AGENT_BRANCH: cfg.branch,
     BASE_SHA: baseSha,

@@ -3,9 +3,11 @@ import { createWriteStream, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   DelayedError,
+  RateLimitError,
   UnrecoverableError,
   WaitingError,
   type Job,
+  type Queue,
 } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
@@ -35,6 +37,8 @@ import { oomKillCount, outOfMemoryMessage } from './oom.js';
 import { GitRemoteError } from './remote-clone.js';
 import type { RemoteGate } from './remote-gate.js';
 import type { Workspace } from './workspace.js';
+import { handBackBlocked, handBackForLimit } from './hand-back.js';
+import { UsageLimitScanner, usageLimitOf } from './usage-limits.js';
 
 /** A foreign job handed back because it was not adopted yet is offered again after this. */
 const ADOPTION_RETRY_MS = 2_000;
@@ -57,10 +61,16 @@ export interface ExecutorHost {
   /** The runner is stopping (or lost its slot): hand jobs back. */
   shuttingDown(): boolean;
   readonly remote: RemoteGate | undefined;
+  /** Shut while the agent's program is not installed (exit 127 checks it). */
+  readonly program: RemoteGate;
+  /** Throws when the agent's program cannot be found the way its shell would look. */
+  probeProgram(): Promise<void>;
+  /** The queue itself, for its rate limit (usage limits). */
+  readonly queue: Queue;
   /** A job was taken (state `working`). */
   began(cur: Current): void;
-  /** The job is done with, however it ended. */
-  ended(): void;
+  /** The job is done with, however it ended (admission for the next one is checked here). */
+  ended(): Promise<void>;
 }
 
 /**
@@ -189,6 +199,8 @@ export class JobExecutor {
       }
       const marker = randomUUID();
       const oomKillsBefore = oomKillCount();
+      const limits = new UsageLimitScanner();
+      rmSync(files.status, { force: true });
       const agent = new AgentProcess({
         command: this.cfg.agentCommand,
         cwd: this.cfg.worktreePath,
@@ -198,6 +210,7 @@ export class JobExecutor {
         },
         log,
         echo: this.echo,
+        onOutput: (chunk) => limits.feed(chunk),
         progressTimeoutMs: this.cfg.lease.progressTimeoutMs,
         killGraceMs: this.cfg.lease.killGraceMs,
       });
@@ -245,6 +258,19 @@ export class JobExecutor {
         });
         throw new WaitingError();
       }
+      // 127 from the shell: the command was not found. A missing agent program blocks this slot
+      // (the job goes back unspent) instead of failing every issue it would take.
+      if (exit.exitCode === 127 && exit.killedFor === undefined)
+        await this.host
+          .probeProgram()
+          .catch((err: Error) =>
+            handBackBlocked(this.handBack, cur, this.host.program, err),
+          );
+      const limit =
+        exit.killedFor === undefined && !exit.spawnError
+          ? usageLimitOf(exit.exitCode, files.status, limits)
+          : undefined;
+      if (limit) await handBackForLimit(this.handBack, cur, limit, logPath);
       let error: string | undefined;
       let kind: AttemptFailureKind = 'agent-exit';
       if (exit.spawnError) {
@@ -310,7 +336,8 @@ export class JobExecutor {
       if (
         err instanceof WaitingError ||
         err instanceof DelayedError ||
-        err instanceof UnrecoverableError
+        err instanceof UnrecoverableError ||
+        err instanceof RateLimitError
       )
         throw err;
       const e = coerceError(err);
@@ -333,7 +360,7 @@ export class JobExecutor {
       }
       throw e;
     } finally {
-      this.host.ended();
+      await this.host.ended();
     }
   }
 
@@ -413,26 +440,19 @@ export class JobExecutor {
   }
 
   /** The git remote is away: stop taking jobs, put this one back without spending an attempt. */
-  private async handBackForRemote(
-    cur: Current,
-    err: GitRemoteError,
-  ): Promise<never> {
-    this.host.remote?.block(err);
-    const jobId = cur.job.id!;
-    await cur.job.moveToWait(cur.token);
-    await this.events.publish({
-      type: 'release',
-      jobId,
-      attempt: cur.attempt,
-      agentId: this.cfg.agentId,
-      at: Date.now(),
-      reason: err.message,
-    });
-    this.log('handed the job back: git remote unavailable', {
-      jobId,
-      error: err.message,
-    });
-    throw new WaitingError();
+  private handBackForRemote(cur: Current, err: GitRemoteError): Promise<never> {
+    return handBackBlocked(this.handBack, cur, this.host.remote, err);
+  }
+
+  private get handBack() {
+    return {
+      cfg: this.cfg,
+      redis: this.redis,
+      queue: this.host.queue,
+      keys: this.keys,
+      events: this.events,
+      log: this.log,
+    };
   }
 
   /** BullMQ could not renew the job's lock: the agent dies at once, its result is refused. */

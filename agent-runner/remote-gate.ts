@@ -1,7 +1,8 @@
 /**
- * Keeps a remote-mode runner off the queue while its git remote is unreachable or refuses the
- * credentials: one probe at start, then probes with exponential backoff until the remote
- * answers. The runner pauses its worker on `onBlocked` and resumes on `onClear`.
+ * Keeps a runner off the queue while something it needs is missing — a remote-mode runner's git
+ * remote (unreachable, credentials refused), the agent's program (not installed): one probe at
+ * start, then probes with exponential backoff until it is back. The runner pauses its worker on
+ * `onBlocked` and resumes on `onClear`.
  */
 export class RemoteGate {
   private errorText: string | undefined;
@@ -19,6 +20,8 @@ export class RemoteGate {
       minDelayMs?: number;
       /** @defaultValue 30000 */
       maxDelayMs?: number;
+      /** What the log says when blocked and when clear (default: about the git remote). */
+      messages?: { blocked: string; clear: string };
     },
   ) {
     this.delay = o.minDelayMs ?? 1000;
@@ -50,9 +53,13 @@ export class RemoteGate {
     this.errorText = err.message;
     if (!first || this.closed) return;
     this.delay = this.o.minDelayMs ?? 1000;
-    this.o.log('git remote unavailable: not taking jobs until it answers', {
-      error: err.message,
-    });
+    this.o.log(
+      this.o.messages?.blocked ??
+        'git remote unavailable: not taking jobs until it answers',
+      {
+        error: err.message,
+      },
+    );
     this.o.onBlocked(err.message);
     this.schedule();
   }
@@ -74,7 +81,9 @@ export class RemoteGate {
     }
     if (this.closed) return;
     this.errorText = undefined;
-    this.o.log('git remote answers again: taking jobs');
+    this.o.log(
+      this.o.messages?.clear ?? 'git remote answers again: taking jobs',
+    );
     this.o.onClear();
   }
 

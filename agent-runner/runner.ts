@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { Worker } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import {
   supervisorKeys,
@@ -24,6 +24,12 @@ import {
 } from './job-executor.js';
 import { recoverPredecessor } from './predecessor.js';
 import { SlotOwnership } from './slot-ownership.js';
+import {
+  SHELL_BUILTINS,
+  findProgram,
+  programOf,
+} from '../contract/agent-program.js';
+import { availableMemory, gib } from './memory.js';
 
 export type { Log } from './job-executor.js';
 
@@ -57,6 +63,12 @@ export class AgentRunner {
   private readonly instance = randomUUID();
   /** Remote mode: keeps the worker off the queue while the git remote is unavailable. */
   private readonly remote: RemoteGate | undefined;
+  /** Keeps the worker off the queue while the agent's program is not installed (exit 127). */
+  private readonly program: RemoteGate;
+  /** Resource-aware admission: no claim while the host's available memory is below the budget. */
+  private readonly memory: RemoteGate;
+  /** The queue itself, for its rate limit (a provider usage limit pauses every runner). */
+  private readonly queue: Queue;
   /** Nothing the agent starts outlives its job (cgroup or tracking sweep). */
   private readonly containment: JobContainment;
   private readonly events: EventPublisher;
@@ -79,6 +91,11 @@ export class AgentRunner {
     this.keys = supervisorKeys(cfg.prefix, cfg.queueName);
     this.containment = new JobContainment(cfg, log);
     this.events = new EventPublisher(this.redis, this.keys.events);
+    this.queue = new Queue(cfg.queueName, {
+      connection: this.redis,
+      prefix: cfg.prefix,
+    });
+    this.queue.on('error', () => undefined);
     const git = cfg.git;
     if (git.mode === 'remote') {
       const credentials = loadGitCredentials(git.credentialsFile);
@@ -98,11 +115,7 @@ export class AgentRunner {
           void this.worker?.pause(true).catch(() => undefined);
           if (!this.current) this.setState('blocked');
         },
-        onClear: () => {
-          if (this.shuttingDown || this.state === 'orphaned') return;
-          if (!this.current) this.setState('idle');
-          void this.worker?.resume();
-        },
+        onClear: () => this.gateCleared(),
         log: (m, f) => this.log(m, f),
       });
     } else {
@@ -112,6 +125,32 @@ export class AgentRunner {
         cfg.branch,
       );
     }
+    const block = () => {
+      void this.worker?.pause(true).catch(() => undefined);
+      if (!this.current && this.state !== 'orphaned') this.setState('blocked');
+    };
+    this.program = new RemoteGate(() => this.probeProgram(), {
+      onBlocked: block,
+      onClear: () => this.gateCleared(),
+      log: (m, f) => this.log(m, f),
+      maxDelayMs: 15_000,
+      messages: {
+        blocked:
+          'the agent program is not installed: not taking jobs until it is',
+        clear: 'the agent program is there again: taking jobs',
+      },
+    });
+    this.memory = new RemoteGate(() => this.probeMemory(), {
+      onBlocked: block,
+      onClear: () => this.gateCleared(),
+      log: (m, f) => this.log(m, f),
+      maxDelayMs: 10_000,
+      messages: {
+        blocked:
+          'waiting for memory: not taking jobs until enough is available',
+        clear: 'memory available again: taking jobs',
+      },
+    });
     const registryKey = this.keys.agent(cfg.agentId);
     const ttlMs = Math.max(3 * cfg.heartbeatMs, 3000);
     this.ownership = new SlotOwnership(this.redis, {
@@ -148,23 +187,83 @@ export class AgentRunner {
     return {
       shuttingDown: () => this.shuttingDown || this.state === 'orphaned',
       remote: this.remote,
+      program: this.program,
+      probeProgram: () => this.probeProgram(),
+      queue: this.queue,
       began: (cur) => {
         this.current = cur;
         this.setState('working');
       },
-      ended: () => {
+      ended: async () => {
         this.current = undefined;
+        // Admission for the next job: checked before BullMQ fetches it with this one's completion.
+        if (
+          this.cfg.admission.minAvailableMemoryBytes > 0 &&
+          !this.shuttingDown &&
+          this.state !== 'orphaned'
+        )
+          await this.memory.check();
         this.setState(
           this.state === 'orphaned'
             ? 'orphaned'
             : this.shuttingDown
               ? 'stopping'
-              : this.remote?.blocked
+              : this.blockedFor !== undefined
                 ? 'blocked'
                 : 'idle',
         );
       },
     };
+  }
+
+  /** Why this runner takes no jobs now, if it does not. */
+  private get blockedFor(): string | undefined {
+    return this.remote?.error ?? this.program.error ?? this.memory.error;
+  }
+
+  /** A gate opened: take jobs again unless another one is still shut. */
+  private gateCleared(): void {
+    if (
+      this.shuttingDown ||
+      this.state === 'orphaned' ||
+      this.blockedFor !== undefined
+    )
+      return;
+    if (!this.current) this.setState('idle');
+    void this.worker?.resume();
+  }
+
+  /** Throws while the host has less memory available than the admission budget. */
+  private probeMemory(): Promise<void> {
+    const min = this.cfg.admission.minAvailableMemoryBytes;
+    const available = availableMemory();
+    if (min > 0 && available !== undefined && available < min)
+      return Promise.reject(
+        new Error(
+          `waiting for memory: ${gib(available)} available, ${gib(min)} needed per agent`,
+        ),
+      );
+    return Promise.resolve();
+  }
+
+  /** Throws when the agent command's program cannot be found the way its shell would look. */
+  private probeProgram(): Promise<void> {
+    const program = programOf(this.cfg.agentCommand);
+    if (
+      program &&
+      !SHELL_BUILTINS.has(program) &&
+      !findProgram(
+        program,
+        this.cfg.agentEnv.PATH ?? process.env.PATH,
+        this.cfg.worktreePath,
+      )
+    )
+      return Promise.reject(
+        new Error(
+          `the agent program "${program}" is not installed here (not found on PATH); install it: this slot takes jobs again once it is there`,
+        ),
+      );
+    return Promise.resolve();
   }
 
   async start(): Promise<void> {
@@ -195,6 +294,9 @@ export class AgentRunner {
         maxStalledCount: this.cfg.lease.maxStalledCount,
         name: this.cfg.agentId,
         autorun: false,
+        // BullMQ honours the queue's rate limit (`queue.rateLimit`, how a usage limit pauses the
+        // pool) only for workers with a limiter; this one never limits by itself.
+        limiter: { max: 1_000_000_000, duration: 1000 },
       },
     );
     worker.on('lockRenewalFailed', (jobIds) => {
@@ -222,7 +324,11 @@ export class AgentRunner {
     this.worker = worker;
     this.setState('idle');
     // A remote-mode runner whose remote does not answer stays off the queue (the gate resumes it).
-    if (!this.remote || (await this.remote.check()))
+    if (
+      (!this.remote || (await this.remote.check())) &&
+      (await this.program.check()) &&
+      (await this.memory.check())
+    )
       void worker
         .run()
         .catch((err: Error) =>
@@ -252,6 +358,8 @@ export class AgentRunner {
     this.current?.agent?.kill('shutdown', 0);
     void this.worker?.pause(true).catch(() => undefined);
     this.remote?.close();
+    this.program.close();
+    this.memory.close();
   }
 
   private registryFields(): Record<string, string> {
@@ -267,7 +375,7 @@ export class AgentRunner {
       issueId: cur?.issueId ?? '',
       title: cur?.title ?? '',
       agentPid: String(cur?.agent?.pid ?? ''),
-      error: this.remote?.error ?? '',
+      error: this.blockedFor ?? '',
     };
   }
 
@@ -287,6 +395,8 @@ export class AgentRunner {
     this.log('stopping', { holding: this.current?.job.id ?? null });
     this.current?.agent?.kill('shutdown');
     this.remote?.close();
+    this.program.close();
+    this.memory.close();
     await this.worker?.close();
     // An orphaned runner's slot (and its processes) belong to the runner that took it.
     if (this.state !== 'orphaned')
@@ -294,6 +404,7 @@ export class AgentRunner {
     this.containment.close();
     this.heartbeat.stop();
     await this.ownership.release();
+    await this.queue.close().catch(() => undefined);
     await this.redis.quit().catch(() => undefined);
   }
 

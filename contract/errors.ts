@@ -27,6 +27,7 @@ export const ERROR_CODES = [
   'ERR_SUP_LAND_REFUSED',
   'ERR_SUP_LAND_BUSY',
   'ERR_SUP_ISSUE_STATE',
+  'ERR_SUP_AGENT_MISSING',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -100,6 +101,19 @@ export const ATTEMPT_FAILURE_KINDS = [
   'result-refused',
   /** BullMQ failed the job (attempts exhausted, invalid job data, stalled too often). */
   'job-failed',
+  /**
+   * A provider usage limit (or exit 75 / $AGENT_STATUS_FILE): the attempt is handed back unspent
+   * and the pool pauses (docs/agents.md); recorded as the run's release, not as a failure.
+   */
+  'usage-limit',
+  /** The agent's program is not installed: the attempt is handed back and the slot blocks. */
+  'missing-program',
+  /** Reserved (issue 12, not emitted yet): the attempt passed budget.perIssue. */
+  'budget',
+  /** Reserved (issue 12, not emitted yet): the slot is broken (worktree, git, environment). */
+  'slot-broken',
+  /** Reserved (issue 12, not emitted yet): the issue kept killing its runner. */
+  'poison',
 ] as const;
 export type AttemptFailureKind = (typeof ATTEMPT_FAILURE_KINDS)[number];
 

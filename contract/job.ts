@@ -138,6 +138,24 @@ export const RunnerEventSchema = z.discriminatedUnion('type', [
     logPath: z.string().optional(),
   }),
   z.object({
+    /**
+     * The agent ran into a provider usage limit (or asked to retry later): its attempt was handed
+     * back unspent and claiming is paused until `until` (the reset plus the configured margin).
+     */
+    type: z.literal('usage-limit'),
+    jobId: z.string(),
+    attempt: z.number().int(),
+    agentId: z.string(),
+    at: z.number(),
+    provider: z.string(),
+    until: z.number(),
+    /** The reset time the agent reported, when it reported one. */
+    resetAt: z.number().optional(),
+    reason: z.string(),
+    source: z.string(),
+    logPath: z.string().optional(),
+  }),
+  z.object({
     type: z.literal('lease-lost'),
     jobId: z.string(),
     attempt: z.number().int(),
@@ -201,6 +219,21 @@ export const RunnerGitSchema = z.discriminatedUnion('mode', [
 ]);
 export type RunnerGit = z.infer<typeof RunnerGitSchema>;
 
+/** What a runner does when its agent reports a provider usage limit (docs/agents.md). */
+export const RunnerLimitsSchema = z.object({
+  /** @defaultValue 60000 — added to the reset time the provider gave. */
+  marginMs: z.number().int().min(0).default(60_000),
+  /** @defaultValue 300000 — pause when the agent said no reset time (exit 75, a bare 429). */
+  defaultPauseMs: z.number().int().min(1).default(300_000),
+  /** @defaultValue 604800000 — a reset further away than this is cut to it (7 days). */
+  maxPauseMs: z
+    .number()
+    .int()
+    .min(1)
+    .default(7 * 86_400_000),
+});
+export type RunnerLimits = z.infer<typeof RunnerLimitsSchema>;
+
 export const RunnerConfigSchema = z.object({
   agentId: z.string().regex(/^agent-\d{3}$/),
   host: z.string().default('local'),
@@ -220,6 +253,16 @@ export const RunnerConfigSchema = z.object({
   agentEnv: z.record(z.string()).default({}),
   beforeJob: z.array(BeforeJobStepSchema).default([]),
   git: RunnerGitSchema.default({ mode: 'shared' }),
+  limits: RunnerLimitsSchema.default({}),
+  /**
+   * Resource-aware admission: the runner claims no job while the host's available memory
+   * (MemAvailable) is below this; it shows "waiting for memory". 0 turns it off.
+   */
+  admission: z
+    .object({
+      minAvailableMemoryBytes: z.number().int().min(0).default(0),
+    })
+    .default({}),
 });
 export type RunnerConfig = z.infer<typeof RunnerConfigSchema>;
 

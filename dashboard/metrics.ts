@@ -10,6 +10,7 @@ import {
   DURATION_BUCKETS,
   readRunAggregates,
 } from '../supervisor/store/read-model.js';
+import { PAUSE_KINDS } from '../supervisor/pause.js';
 import type { Snapshot } from './snapshot.js';
 import type { DashboardSource } from './source.js';
 
@@ -75,6 +76,49 @@ export class DashboardMetrics {
             { state: s },
             self.snap?.agents.filter((a) => a.state === s).length ?? 0,
           );
+      },
+    });
+    new Gauge({
+      name: 'supervisor_paused',
+      help: 'Claiming paused (1) or not (0), by kind: usage-limit, budget, manual.',
+      labelNames: ['kind'],
+      registers: [r],
+      collect() {
+        this.reset();
+        const p = self.snap?.pause;
+        for (const k of PAUSE_KINDS)
+          this.set({ kind: k }, p?.kind === k ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'supervisor_pause_until_seconds',
+      help: 'When the current pause ends (Unix seconds); 0 when not paused or paused until resumed.',
+      registers: [r],
+      collect() {
+        const until = self.snap?.pause?.until;
+        this.set(until ? Math.round(until / 1000) : 0);
+      },
+    });
+    new Gauge({
+      name: 'supervisor_agent_cpu_percent',
+      help: 'CPU of an agent slot (runner, agent and children), percent of one core.',
+      labelNames: ['agent'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const a of self.snap?.agents ?? [])
+          if (a.resources) this.set({ agent: a.id }, a.resources.cpuPercent);
+      },
+    });
+    new Gauge({
+      name: 'supervisor_agent_memory_bytes',
+      help: 'Resident memory of an agent slot (runner, agent and children).',
+      labelNames: ['agent'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const a of self.snap?.agents ?? [])
+          if (a.resources) this.set({ agent: a.id }, a.resources.memoryBytes);
       },
     });
     new Gauge({

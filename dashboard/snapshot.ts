@@ -1,6 +1,7 @@
 import os from 'node:os';
 import type { Priority } from '../contract/job.js';
 import { coerceError } from '../supervisor/errors.js';
+import { ResourceSampler } from '../supervisor/resources.js';
 import {
   buildStatus,
   type AgentStatus,
@@ -38,6 +39,8 @@ export interface Snapshot {
   repo: { root: string; queue: string };
   supervisor: Status['supervisor'];
   desiredAgents: number;
+  /** Claiming paused: why and until when (`status --json` carries the same). */
+  pause: Status['pause'];
   maxAgents: number;
   agents: AgentStatus[];
   queue: QueueCounts | null;
@@ -79,6 +82,9 @@ function waitReady(redis: DashboardSource['redis'], ms: number): Promise<void> {
   });
 }
 
+/** One sampler per page source: CPU % is the difference between two looks. */
+const samplers = new WeakMap<DashboardSource, ResourceSampler>();
+
 export async function buildSnapshot(
   source: DashboardSource,
   opts: { readOnly: boolean; activity: Activity[] },
@@ -88,12 +94,15 @@ export async function buildSnapshot(
   if (['wait', 'connecting', 'connect'].includes(source.redis.status))
     await waitReady(source.redis, FIRST_CONNECT_WAIT_MS);
   const redisReady = source.redis.status === 'ready';
+  let sampler = samplers.get(source);
+  if (!sampler) samplers.set(source, (sampler = new ResourceSampler()));
   let status: Status;
   try {
     status = await withTimeout(
       buildStatus(ctx, redisReady ? source.redis : undefined, {
         queue: source.queue,
         envFor: (id) => source.envFor(id),
+        sampler,
       }),
       REDIS_TIMEOUT_MS,
       'Redis',
@@ -148,6 +157,7 @@ export async function buildSnapshot(
     repo: { root: ctx.paths.root, queue: ctx.queueName },
     supervisor: status.supervisor,
     desiredAgents: status.desiredAgents,
+    pause: status.pause,
     maxAgents: status.platform.maxAgents,
     agents: status.agents,
     queue: status.queue,
@@ -169,6 +179,7 @@ function fingerprint(s: Snapshot): string {
   return JSON.stringify([
     s.supervisor,
     s.desiredAgents,
+    s.pause,
     s.agents,
     s.queue,
     s.issues,

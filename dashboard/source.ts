@@ -14,8 +14,8 @@ import {
   resolveRedisUrl,
 } from '../supervisor/redis.js';
 import { validateScale } from '../supervisor/env/capacity.js';
-import { DESIRED_KEY } from '../supervisor/scaler.js';
-import { getSetting, setSetting } from '../supervisor/store/db.js';
+import { requestScale } from '../supervisor/scaler.js';
+import { getSetting } from '../supervisor/store/db.js';
 
 /** Something that happened, shown under the controls ("agent-002: runner started"). */
 export interface Activity {
@@ -178,7 +178,7 @@ export async function stateSource(ctx: Context): Promise<DashboardSource> {
           { hint: `start it with \`supervisor start --agents ${v}\`` },
         );
       }
-      setSetting(ctx.db, DESIRED_KEY, String(v));
+      requestScale(ctx.db, v);
       return v;
     },
     logFile: (agentId) => {

@@ -7,9 +7,9 @@ import { attachExtensions } from './extensions.js';
 import { runningDaemon } from './pidfile.js';
 import { connectOnce, resolveRedisUrl } from './redis.js';
 import { validateScale } from './env/capacity.js';
-import { DESIRED_KEY } from './scaler.js';
+import { requestScale } from './scaler.js';
 import { buildStatus, type AgentStatus, type Status } from './status.js';
-import { getSetting, setSetting } from './store/db.js';
+import { getSetting } from './store/db.js';
 import { IssueControls, type IssueEdit } from './issue-controls.js';
 import { Lander, type LandOutcome } from './land/lander.js';
 import { LandingStore, type Landing } from './land/landings.js';
@@ -230,7 +230,7 @@ export class Supervisor {
     const count = validateScale(this.ctx, n);
     if (this.daemon) this.daemon.scaler.setDesired(count);
     else if (runningDaemon(this.ctx.paths.pidFile))
-      setSetting(this.ctx.db, DESIRED_KEY, String(count));
+      requestScale(this.ctx.db, count);
     else
       throw new SupervisorError(
         'ERR_SUP_NOT_RUNNING',

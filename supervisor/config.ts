@@ -196,6 +196,29 @@ export const ConfigSchema = z
     restartBackoff: duration.default(1_000),
     /** @defaultValue 30s — time a stopping runner gets to hand its job back. */
     stopGrace: duration.default(30_000),
+    /** Resource-aware admission (docs/agents.md). */
+    admission: z
+      .object({
+        /**
+         * A slot claims no job while the host has less memory available than this.
+         * @defaultValue the per-agent memory budget; 0 turns it off
+         */
+        minAvailableMemory: z.union([z.literal(0), bytes]).optional(),
+      })
+      .strict()
+      .default({}),
+    /** Provider usage limits: the pool pauses until the reset (docs/agents.md). */
+    limits: z
+      .object({
+        /** @defaultValue 1m — added to the reset time the provider gave. */
+        margin: duration.default(60_000),
+        /** @defaultValue 5m — pause when no reset time was given (exit 75, a bare HTTP 429). */
+        defaultPause: duration.default(300_000),
+        /** @defaultValue 7 days — the longest pause a limit can cause. */
+        maxPause: duration.default(7 * 86_400_000),
+      })
+      .strict()
+      .default({}),
     dashboard: z
       .object({
         enabled: z.boolean().default(true),
@@ -419,6 +442,17 @@ function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   set(out, 'heartbeat', int('SUPERVISOR_HEARTBEAT'));
   set(out, 'restartBackoff', int('SUPERVISOR_RESTART_BACKOFF'));
   set(out, 'stopGrace', int('SUPERVISOR_STOP_GRACE'));
+  const limits: Record<string, unknown> = {};
+  set(limits, 'margin', int('SUPERVISOR_LIMIT_MARGIN'));
+  set(limits, 'defaultPause', int('SUPERVISOR_LIMIT_DEFAULT_PAUSE'));
+  if (Object.keys(limits).length) out.limits = limits;
+  const admission = env.SUPERVISOR_ADMISSION_MEMORY;
+  if (admission !== undefined && admission !== '')
+    out.admission = {
+      minAvailableMemory: /^\d+$/.test(admission.trim())
+        ? Number(admission)
+        : admission,
+    };
   set(lease, 'lockDuration', int('SUPERVISOR_LOCK_DURATION'));
   set(lease, 'stalledInterval', int('SUPERVISOR_STALLED_INTERVAL'));
   set(lease, 'maxStalledCount', int('SUPERVISOR_MAX_STALLED_COUNT'));

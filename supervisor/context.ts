@@ -108,6 +108,7 @@ export async function openContext(opts: OpenOptions = {}): Promise<Context> {
     memoryPerAgent: config.memoryPerAgent,
     cpusPerAgent: config.cpusPerAgent,
     maxAgents: config.maxAgents,
+    runtime: config.runtime,
   });
   const baseBranch =
     config.baseBranch ??

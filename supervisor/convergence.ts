@@ -9,6 +9,11 @@ export interface ConvergeOptions {
   /** Called when an agent changes state (progress for long scale-ups). */
   onChange?: (agent: AgentStatus) => void;
   pollMs?: number;
+  /**
+   * When the request was made: a crash loop reported before it is the one the request revives,
+   * not a reason to fail.
+   */
+  since?: number;
 }
 
 /**
@@ -37,7 +42,10 @@ export async function waitForAgents(
       (a) => a.state === 'idle' || a.state === 'working',
     );
     const looping = s.agents.filter(
-      (a) => a.state === 'crashed' && /crash loop/.test(a.lastError ?? ''),
+      (a) =>
+        a.state === 'crashed' &&
+        /crash loop/.test(a.lastError ?? '') &&
+        a.since >= (opts.since ?? 0),
     );
     if (looping.length) {
       throw new SupervisorError(

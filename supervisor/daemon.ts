@@ -34,9 +34,16 @@ import { Scaler } from './scaler.js';
 import { CancelEnforcer } from './cancel-enforcer.js';
 import { landingFeedbackFor } from './land/requeue.js';
 import { LandService } from './land/service.js';
-import { setSetting } from './store/db.js';
+import { getSetting, setSetting } from './store/db.js';
 import { DependencyStore, dependencyGate } from './store/deps.js';
 import { setActor } from './store/history.js';
+import {
+  describePause,
+  enforcePause,
+  liftPause,
+  readPause,
+  type Pause,
+} from './pause.js';
 import { watchExternalWrites } from './store/external-writes.js';
 import {
   ensureWorktree,
@@ -44,6 +51,8 @@ import {
   worktreeFor,
   type SlotWorktree,
 } from './worktrees.js';
+import { agentTarget, preflightAgent } from './preflight.js';
+import { recordRunningConfig } from './running-config.js';
 
 export type Logger = (msg: string, fields?: Record<string, unknown>) => void;
 
@@ -199,6 +208,9 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     const agents = opts.agents ?? config.agents;
     if (agents !== undefined) validateScale(ctx, agents);
     setActor(ctx.db, 'supervisor');
+    // The Docker runtime checks its image once the engine answers (createDockerRuntime).
+    if (!opts.runtime && config.runtime === 'process')
+      await preflightAgent(agentTarget(ctx));
     // The SQLite write lock serialises two starts racing for the pid file.
     ctx.db
       .transaction(() =>
@@ -214,6 +226,14 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       });
       log(`redis: ${redactSecrets(url)} (${source})`);
       setSetting(ctx.db, 'redis_url', url);
+      recordRunningConfig(ctx.db, {
+        pid: process.pid,
+        agentCommand: config.agentCommandResolved,
+        runtime: config.runtime,
+        image: config.docker.image,
+        maxAgents: ctx.platform.maxAgents,
+        memoryPerAgentBytes: ctx.platform.memoryPerAgentBytes,
+      });
       const runtime = opts.runtime ?? (await createRuntime(ctx, url, log));
       const d = new Daemon(ctx, url, log, runtime);
       await opts.setup?.(d);
@@ -332,6 +352,9 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       } catch (err) {
         this.log('feeder: retrying', { error: coerceError(err).message });
       }
+      await this.syncPause().catch((err: unknown) =>
+        this.log('pause: retrying', { error: coerceError(err).message }),
+      );
       feeding = false;
       if (this.stopping) return;
       this.feedTimer = setTimeout(
@@ -350,6 +373,33 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       },
     );
     this.feedTimer = setTimeout(run, 0);
+  }
+
+  private enforcedPause: Pause | undefined;
+
+  /**
+   * Keeps BullMQ in step with the pause recorded in SQLite (set by a runner's usage limit, the
+   * `pause` command or a budget): re-applied if Redis lost it, lifted when `resume` cleared it.
+   */
+  private async syncPause(): Promise<void> {
+    const p = readPause(this.ctx.db);
+    if (p) {
+      if (
+        !this.enforcedPause ||
+        this.enforcedPause.since !== p.since ||
+        this.enforcedPause.until !== p.until
+      )
+        this.log(describePause(p), { reason: p.reason });
+      await enforcePause(this.queue, this.redis, this.ctx.config.prefix, p);
+      this.enforcedPause = p;
+    } else if (this.enforcedPause) {
+      // Cleared by `resume` (an expired pause has no key left to lift).
+      if (getSetting(this.ctx.db, 'pause') === undefined) {
+        await liftPause(this.queue);
+        this.log('resumed: claiming again');
+      }
+      this.enforcedPause = undefined;
+    }
   }
 
   private async prepareSlot(agentId: string): Promise<RunnerConfig> {
@@ -403,6 +453,16 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       agentEnv,
       beforeJob,
       git: remote?.git ?? { mode: 'shared' },
+      admission: {
+        minAvailableMemoryBytes:
+          config.admission.minAvailableMemory ??
+          this.ctx.platform.memoryPerAgentBytes,
+      },
+      limits: {
+        marginMs: config.limits.margin,
+        defaultPauseMs: config.limits.defaultPause,
+        maxPauseMs: config.limits.maxPause,
+      },
     };
   }
 

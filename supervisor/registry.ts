@@ -16,6 +16,8 @@ export interface RegisteredAgent {
   title: string | null;
   /** Why a blocked runner takes no jobs (credentials already removed by the runner). */
   error: string | null;
+  /** The agent process (its group leader) while working. */
+  agentPid: number | null;
 }
 
 /** Runners registered in Redis with a live heartbeat, whoever started them. */
@@ -55,6 +57,7 @@ export async function readRegistry(
       issueId: h.issueId || null,
       title: h.title || null,
       error: h.error || null,
+      agentPid: h.agentPid ? Number(h.agentPid) : null,
     });
   });
   return out;

@@ -46,10 +46,25 @@ export function readDesired(db: Db): number {
   return Number(getSetting(db, DESIRED_KEY) ?? '0');
 }
 
+const REQUEST_KEY = 'scale_requested_at';
+
+/**
+ * Sets the desired count as a new request (CLI, API, page): even the same count again gives
+ * crashed, crash-looping slots another chance — `scale 3` with 3 wanted revives them.
+ */
+export function requestScale(db: Db, n: number): void {
+  db.transaction(() => {
+    setSetting(db, DESIRED_KEY, String(n));
+    setSetting(db, REQUEST_KEY, `${Date.now()}-${process.pid}`);
+  })();
+}
+
 /** Checks a requested agent count; usage errors carry ERR_SUP_USAGE or ERR_SUP_SCALE_LIMIT. */
 export function validateAgentCount(
   raw: string | number,
   maxAgents: number,
+  /** The maximum is the running supervisor's (its hint says how to change that). */
+  running = false,
 ): number {
   const s = String(raw).trim();
   if (!/^\d+$/.test(s)) {
@@ -63,9 +78,11 @@ export function validateAgentCount(
   if (n > maxAgents) {
     throw new SupervisorError(
       'ERR_SUP_SCALE_LIMIT',
-      `${n} agents is above the maximum of ${maxAgents} for this machine`,
+      `${n} agents is above the maximum of ${maxAgents} ${running ? 'the running supervisor was started with' : 'for this machine'}`,
       {
-        hint: 'the maximum is total memory ÷ memory per agent; raise it with --max-agents / SUPERVISOR_MAX_AGENTS or lower memoryPerAgent in supervisor.config.json',
+        hint: running
+          ? `stop it and start it again with a higher maximum: supervisor stop && supervisor start --max-agents ${n} (or maxAgents in supervisor.config.json)`
+          : 'the maximum is total memory ÷ memory per agent; raise it with start --max-agents / SUPERVISOR_MAX_AGENTS or lower memoryPerAgent in supervisor.config.json',
       },
     );
   }
@@ -91,7 +108,7 @@ export class Scaler extends EventEmitter<ScalerEvents> {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private passing: Promise<void> | undefined;
-  private lastDesired: number | undefined;
+  private lastDesired: string | undefined;
   private kicked = false;
 
   constructor(private readonly o: ScalerOptions) {
@@ -106,7 +123,7 @@ export class Scaler extends EventEmitter<ScalerEvents> {
   setDesired(n: number): void {
     const v = validateAgentCount(n, this.o.maxAgents);
     this.o.checkCount?.(v);
-    setSetting(this.o.db, DESIRED_KEY, String(v));
+    requestScale(this.o.db, v);
     this.lastDesired = undefined;
     this.kick();
   }
@@ -179,9 +196,10 @@ export class Scaler extends EventEmitter<ScalerEvents> {
   /** One pass: start what is missing, stop what is too many, promote runners that report in. */
   async converge(): Promise<void> {
     const desired = this.desired;
-    if (desired !== this.lastDesired) {
+    const request = `${desired}/${getSetting(this.o.db, REQUEST_KEY) ?? ''}`;
+    if (request !== this.lastDesired) {
       // A new request (CLI, API, dashboard) gives crash-looping slots another chance.
-      this.lastDesired = desired;
+      this.lastDesired = request;
       for (const s of this.state.values()) {
         s.gaveUp = false;
         s.quickCrashes = 0;

@@ -4,6 +4,36 @@ import type { Context } from './context.js';
 import { runningDaemon } from './pidfile.js';
 import { readRegistry, type RegisteredAgent } from './registry.js';
 import { readDesired } from './scaler.js';
+import { pauseJson, readPause } from './pause.js';
+import { readRunningConfig } from './running-config.js';
+import {
+  ResourceSampler,
+  availableMemoryBytes,
+  type AgentResources,
+} from './resources.js';
+
+type WithRoots = AgentStatus & {
+  _roots?: { runnerPid: number | null; agentPid: number | null };
+};
+
+/** CPU and memory of local process-runtime slots (containers: not sampled here). */
+async function addResources(
+  agents: WithRoots[],
+  sampler = new ResourceSampler(),
+  intervalMs = 300,
+): Promise<void> {
+  const slots = new Map<
+    string,
+    { runnerPid: number | null; agentPid: number | null }
+  >();
+  for (const a of agents) {
+    if (a._roots?.runnerPid && a.state !== 'crashed') slots.set(a.id, a._roots);
+    delete a._roots;
+  }
+  const fresh = sampler.size === 0;
+  const usage = await sampler.sample(slots, fresh ? { intervalMs } : {});
+  for (const a of agents) a.resources = usage.get(a.id) ?? null;
+}
 
 export type AgentState =
   'starting' | 'idle' | 'working' | 'stopping' | 'crashed' | 'blocked';
@@ -25,6 +55,8 @@ export interface AgentStatus {
   env?: unknown;
   /** Started outside this supervisor (another host, Swarm, Kubernetes): seen in the registry only. */
   external?: boolean;
+  /** CPU and memory of the runner, its agent and their children (process runtime, Linux). */
+  resources: AgentResources | null;
 }
 
 export interface QueueCounts {
@@ -46,6 +78,8 @@ export interface Status {
     prefix: string;
   };
   desiredAgents: number;
+  /** Claiming paused (usage limit, budget, by hand): why and until when; null when not. */
+  pause: ReturnType<typeof pauseJson>;
   agents: AgentStatus[];
   queue: QueueCounts | null;
   issues: Record<string, number>;
@@ -55,6 +89,9 @@ export interface Status {
     cpus: number;
     memoryBytes: number;
     freeMemoryBytes: number;
+    /** MemAvailable: what admission compares with the per-agent budget. */
+    availableMemoryBytes: number;
+    memoryPerAgentBytes: number;
     maxAgents: number;
   };
   warnings: string[];
@@ -75,7 +112,14 @@ function issueOf(reg: RegisteredAgent | undefined): AgentStatus['issue'] {
 export async function buildStatus(
   ctx: Context,
   redis: Redis | undefined,
-  extra: { envFor?: (agentId: string) => unknown; queue?: Queue } = {},
+  extra: {
+    envFor?: (agentId: string) => unknown;
+    queue?: Queue;
+    /** A long-lived sampler (the dashboard): per-agent CPU and memory. */
+    sampler?: ResourceSampler;
+    /** Sample CPU and memory now (over 300 ms) without a long-lived sampler (`status`). */
+    resources?: boolean;
+  } = {},
 ): Promise<Status> {
   const warnings: string[] = [];
   const daemon = runningDaemon(ctx.paths.pidFile);
@@ -123,7 +167,7 @@ export async function buildStatus(
       'Redis is not reachable: queue counts and live agent states are unavailable',
     );
   }
-  const agents: AgentStatus[] = [];
+  const agents: WithRoots[] = [];
   const seen = new Set<string>();
   for (const slot of ctx.slots.list()) {
     const reg = registry.get(slot.id);
@@ -157,6 +201,15 @@ export async function buildStatus(
       worktree: slot.worktree,
       branch: slot.branch,
       ...(extra.envFor ? { env: extra.envFor(slot.id) } : {}),
+      resources: null,
+      ...(slot.containerId
+        ? {}
+        : {
+            _roots: {
+              runnerPid: reg?.pid ?? slot.pid,
+              agentPid: reg?.agentPid ?? null,
+            },
+          }),
     });
   }
   // Runners that registered themselves from elsewhere (another host, a StatefulSet).
@@ -176,8 +229,12 @@ export async function buildStatus(
       worktree: '',
       branch: '',
       external: true,
+      resources: null,
     });
   }
+  if (extra.sampler || extra.resources)
+    await addResources(agents, extra.sampler);
+  else for (const a of agents) delete a._roots;
   const p = ctx.platform;
   return {
     supervisor: {
@@ -189,6 +246,7 @@ export async function buildStatus(
       prefix: ctx.config.prefix,
     },
     desiredAgents: readDesired(ctx.db),
+    pause: pauseJson(readPause(ctx.db)),
     agents,
     queue,
     issues: ctx.issues.counts(),
@@ -198,7 +256,13 @@ export async function buildStatus(
       cpus: p.cpus,
       memoryBytes: p.memoryBytes,
       freeMemoryBytes: p.freeMemoryBytes,
-      maxAgents: p.maxAgents,
+      availableMemoryBytes: availableMemoryBytes(p.freeMemoryBytes),
+      memoryPerAgentBytes:
+        readRunningConfig(ctx.db, daemon?.pid)?.memoryPerAgentBytes ??
+        p.memoryPerAgentBytes,
+      // The running supervisor's maximum (its flags), else this machine's default.
+      maxAgents:
+        readRunningConfig(ctx.db, daemon?.pid)?.maxAgents ?? p.maxAgents,
     },
     warnings,
   };

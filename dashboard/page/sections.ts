@@ -131,6 +131,10 @@ function runtimeOf(a: AgentStatus): string {
     );
   if (!a.containerId && a.pid)
     parts.push(`pid <span class="mono">${e(a.pid)}</span>`);
+  if (a.resources)
+    parts.push(
+      `<span class="mono" data-testid="resources">${e(a.resources.cpuPercent.toFixed(0))}% CPU · ${e(Math.round(a.resources.memoryBytes / 1024 ** 2))} MiB</span>`,
+    );
   if (a.host && a.host !== 'local') parts.push(`on ${e(a.host)}`);
   const env = envSummary(a.env);
   if (env) parts.push(env);
@@ -230,7 +234,10 @@ export function renderSummary(s: Snapshot): string {
   const warnings = s.warnings
     .map((w) => `<p class="warning">${e(w)}</p>`)
     .join('');
-  return `<p><strong class="mono">${up}</strong> of <strong class="mono">${e(s.desiredAgents)}</strong> desired agents up · ${sup}</p>${activity}${warnings}`;
+  const pause = s.pause
+    ? `<p class="warning" data-testid="pause">${e(s.pause.text)}${s.pause.reason ? ` — ${e(firstLine(s.pause.reason, 160))}` : ''}</p>`
+    : '';
+  return `${pause}<p><strong class="mono">${up}</strong> of <strong class="mono">${e(s.desiredAgents)}</strong> desired agents up · ${sup}</p>${activity}${warnings}`;
 }
 
 export type SectionId =

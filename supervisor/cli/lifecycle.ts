@@ -6,10 +6,12 @@ import { Daemon } from '../daemon.js';
 import { SupervisorError, redactSecrets } from '../errors.js';
 import { runningDaemon } from '../pidfile.js';
 import { validateScale } from '../env/capacity.js';
-import { readDesired, DESIRED_KEY } from '../scaler.js';
+import { readDesired, requestScale } from '../scaler.js';
+import { agentTarget, preflightAgent } from '../preflight.js';
+import { readRunningConfig, type RunningConfig } from '../running-config.js';
+import { connectEngine } from '../runtimes/docker/create.js';
 import { buildStatus, type Status } from '../status.js';
 import { waitForAgents } from '../convergence.js';
-import { setSetting } from '../store/db.js';
 import { attachExtensions, statusExtras } from '../extensions.js';
 import {
   attachDashboard,
@@ -175,6 +177,21 @@ async function runForeground(
   ctx.close();
 }
 
+async function preflightForScale(
+  ctx: Context,
+  rc: RunningConfig,
+): Promise<void> {
+  const target = {
+    agentCommand: rc.agentCommand,
+    runtime: rc.runtime,
+    image: rc.image,
+    root: ctx.paths.root,
+  };
+  if (rc.runtime === 'docker')
+    await preflightAgent(target, { engine: await connectEngine() });
+  else await preflightAgent(target);
+}
+
 function printStatus(s: Status): void {
   const sup = s.supervisor.running
     ? `running (pid ${s.supervisor.pid})`
@@ -182,6 +199,10 @@ function printStatus(s: Status): void {
   say(
     `supervisor: ${sup}; agents ${s.agents.length}/${s.desiredAgents} desired${s.supervisor.dashboardUrl ? `; dashboard ${s.supervisor.dashboardUrl}` : ''}`,
   );
+  if (s.pause)
+    say(
+      `${s.pause.text}${s.pause.reason ? ` — ${oneLine(s.pause.reason, 80)}` : ''}`,
+    );
   if (s.agents.length) {
     const now = Date.now();
     say(
@@ -200,13 +221,16 @@ function printStatus(s: Status): void {
             : a.pid
               ? `pid ${a.pid}`
               : '',
+          a.resources
+            ? `${a.resources.cpuPercent.toFixed(0)}% ${Math.round(a.resources.memoryBytes / 1024 ** 2)}M`
+            : '',
           a.lastError && (a.state === 'crashed' || a.state === 'blocked')
             ? oneLine(a.lastError, 50)
             : a.external && a.host
               ? `on ${a.host}`
               : '',
         ]),
-        ['AGENT', 'STATE', 'ISSUE', 'FOR', 'RUNNER', 'NOTE'],
+        ['AGENT', 'STATE', 'ISSUE', 'FOR', 'RUNNER', 'CPU MEM', 'NOTE'],
       ),
     );
   }
@@ -298,6 +322,9 @@ export function registerLifecycleCommands(
         o.agents === undefined ? undefined : validateScale(ctx, o.agents);
       if (ctx.config.dashboard.enabled)
         checkDashboardConfig(ctx.config.dashboard);
+      // Refused here, before a detached start hides the reason in its log (Docker: at start).
+      if (ctx.config.runtime === 'process' && ctx.config.agentCommandResolved)
+        await preflightAgent(agentTarget(ctx));
       if (o.detach) {
         try {
           await startDetached(ctx);
@@ -335,7 +362,11 @@ export function registerLifecycleCommands(
               { hint: `start it with \`supervisor start --agents ${n}\`` },
             );
           }
-          setSetting(ctx.db, DESIRED_KEY, String(n));
+          // The agent the running supervisor runs (its flags), where it runs.
+          const rc = readRunningConfig(ctx.db, daemon.pid);
+          if (n > 0 && rc) await preflightForScale(ctx, rc);
+          const requestedAt = Date.now();
+          requestScale(ctx.db, n);
           if (!o.wait) {
             if (o.json) printJson({ desiredAgents: n, converged: false });
             else say(`asked for ${n} agents`);
@@ -345,6 +376,7 @@ export function registerLifecycleCommands(
           try {
             const agents = await waitForAgents(ctx, redis, n, {
               timeoutMs: timeoutS * 1000,
+              since: requestedAt,
               onChange: (a) => {
                 if (!o.json)
                   progress(
@@ -373,7 +405,7 @@ export function registerLifecycleCommands(
       const redis = await redisFor(ctx);
       try {
         const { envFor } = await statusExtras(ctx);
-        const s = await buildStatus(ctx, redis, { envFor });
+        const s = await buildStatus(ctx, redis, { envFor, resources: true });
         if (o.json) printJson(s);
         else printStatus(s);
       } finally {

@@ -11,6 +11,7 @@ import { registerDashboardCommand } from './dashboard.js';
 import { registerDoctorCommand } from './doctor.js';
 import { registerLogsCommand } from './logs.js';
 import { registerMaintenanceCommands } from './maintenance.js';
+import { registerPauseCommands } from './pause.js';
 import { registerRemoteCommands } from './remote.js';
 import type { GlobalOpts } from './output.js';
 import { damagedDatabaseError } from '../store/db.js';
@@ -39,6 +40,7 @@ function build(): Command {
   registerIssueCommands(program, globals);
   registerLandCommand(program, globals);
   registerLifecycleCommands(program, globals);
+  registerPauseCommands(program, globals);
   registerLogsCommand(program, globals);
   registerRemoteCommands(program, globals);
   registerDashboardCommand(program, globals);

@@ -2,6 +2,7 @@ import { slotNumber } from '../../contract/job.js';
 import type { Context } from '../context.js';
 import { SupervisorError } from '../errors.js';
 import { validateAgentCount } from '../scaler.js';
+import { effectiveMaxAgents } from '../running-config.js';
 import { getSetting, type Db } from '../store/db.js';
 import type { EnvConfig } from './allocator.js';
 import { blockStarts } from './ports.js';
@@ -132,7 +133,9 @@ export function checkEnvCapacity(
  * Redis DBs): what every way of scaling (CLI, API, dashboard) calls before it stores a count.
  */
 export function validateScale(ctx: Context, raw: string | number): number {
-  const n = validateAgentCount(raw, ctx.platform.maxAgents);
+  // The running supervisor's maximum (its flags), else this machine's default.
+  const max = effectiveMaxAgents(ctx);
+  const n = validateAgentCount(raw, max.maxAgents, max.running);
   checkEnvCapacity(ctx.config.env, ctx.db, n, {
     queueRedisUrl:
       ctx.config.redisUrl ?? getSetting(ctx.db, 'redis_url') ?? undefined,

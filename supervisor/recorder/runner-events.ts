@@ -3,6 +3,7 @@ import { SETTLED_STATUSES } from '../store/issues.js';
 import type { Run } from '../store/runs.js';
 import type { RecorderContext } from './context.js';
 import type { ForeignJobs } from './foreign-jobs.js';
+import { recordPause } from '../pause.js';
 
 /** Records what runners report on the event stream: claims, releases, failed attempts, lost leases. */
 export class RunnerEventRecorder {
@@ -87,6 +88,35 @@ export class RunnerEventRecorder {
             });
         })();
         break;
+      case 'usage-limit': {
+        // The attempt was handed back unspent: the run is released, the issue waits again, and
+        // the pause is recorded with the run (one transaction).
+        const pause = db.transaction(() => {
+          runs.upsert(issue.id, ev.jobId, ev.attempt, {
+            agent: ev.agentId,
+            outcome: 'released',
+            finishedAt: ev.at,
+            error: `usage limit (${ev.provider}): ${ev.reason}`,
+            logPath: ev.logPath ?? null,
+          });
+          if (issue.status === 'in_progress' && issue.agent === ev.agentId)
+            issues.update(issue.id, { status: 'queued' });
+          return recordPause(db, {
+            kind: 'usage-limit',
+            reason: ev.reason,
+            since: ev.at,
+            until: ev.until,
+            provider: ev.provider,
+            agentId: ev.agentId,
+          });
+        })();
+        this.ctx.o.log('usage limit reported: claiming paused', {
+          agentId: ev.agentId,
+          provider: ev.provider,
+          until: new Date(pause.until ?? ev.until).toISOString(),
+        });
+        break;
+      }
       case 'lease-lost': {
         this.ctx.stats.leaseLosses += 1;
         runs.upsert(issue.id, ev.jobId, ev.attempt, {

@@ -189,20 +189,22 @@ describe('core pipeline', () => {
     );
   });
 
-  it('fails clearly when the agent command does not exist', async () => {
+  it('refuses to start when the agent command does not exist, losing nothing', async () => {
     const { dir, env } = await setup({
       SUPERVISOR_AGENT_COMMAND: 'definitely-not-a-command-xyz',
       SUPERVISOR_ATTEMPTS: '1',
     });
     await runCli(['issue', 'add', 'Anything'], { cwd: dir, env });
-    await start(dir, env, ['--agents', '1', '--no-dashboard']);
-    await waitFor(() => allFinished(dir, env, 1), { what: 'issue failed' });
-    const shown = await cliJson<IssueJson>(['issue', 'show', '1'], {
+    const r = await runCli(['start', '--agents', '1', '--no-dashboard'], {
       cwd: dir,
       env,
     });
-    expect(shown.status).toBe('failed');
-    expect(shown.error).toMatch(/not found/);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /agent program "definitely-not-a-command-xyz" is not installed/,
+    );
+    const list = await issues(dir, env);
+    expect(list.map((i) => i.status)).toEqual(['open']);
   });
 
   it('repairs a worktree whose .git file the agent deleted, and goes on', async () => {

@@ -1,3 +1,4 @@
+import { agentTarget, preflightAgent } from '../../preflight.js';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import type { Context } from '../../context.js';
@@ -117,6 +118,7 @@ export async function createDockerRuntime(
       },
     );
   }
+  await preflightAgent(agentTarget(ctx), { engine });
   const network = d.network ?? (platform.os === 'linux' ? 'host' : 'bridge');
   if (
     d.network &&

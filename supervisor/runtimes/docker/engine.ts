@@ -87,6 +87,14 @@ export interface DockerEngine {
   ): Promise<{ exitCode: number; output: string }>;
   /** The last lines of a container's output. */
   tail(id: string, lines: number): Promise<string>;
+  /**
+   * Runs `cmd` (entrypoint replaced) in a throw-away container of `image`, without network,
+   * and returns its exit code and output (preflight: is the agent's program in the image?).
+   */
+  probe(
+    image: string,
+    cmd: string[],
+  ): Promise<{ exitCode: number; output: string }>;
 }
 
 const HEALTH_RE = /\((healthy|unhealthy|health: starting)\)/;
@@ -280,6 +288,31 @@ export class DockerodeEngine implements DockerEngine {
     const output = await demuxed(this.docker.modem, stream);
     const info = await exec.inspect();
     return { exitCode: info.ExitCode ?? -1, output };
+  }
+
+  async probe(
+    image: string,
+    cmd: string[],
+  ): Promise<{ exitCode: number; output: string }> {
+    const container = await this.docker.createContainer({
+      Image: image,
+      Entrypoint: [cmd[0]!],
+      Cmd: cmd.slice(1),
+      Labels: { 'agent-supervisor.probe': '1' },
+      HostConfig: { NetworkMode: 'none' },
+    });
+    try {
+      await container.start();
+      const end = (await container.wait()) as { StatusCode: number };
+      const buf = (await container.logs({
+        stdout: true,
+        stderr: true,
+        follow: false,
+      })) as unknown as Buffer;
+      return { exitCode: end.StatusCode, output: demuxBuffer(buf) };
+    } finally {
+      await container.remove({ force: true }).catch(() => undefined);
+    }
   }
 
   async tail(id: string, lines: number): Promise<string> {
