@@ -8,6 +8,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { runGit } from '../../git/runner.js';
 
 /** Environment for git without GIT_DIR and friends inherited from a hook or an outer repository. */
 export function gitEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -24,24 +25,26 @@ export function gitEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   };
 }
 
-/** Runs git (argv, no shell); resolves with trimmed stdout. */
-export function git(cwd: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      'git',
-      args,
-      { cwd, env: gitEnv(), maxBuffer: 64 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        if (err)
-          reject(
-            new Error(
-              `git ${args.join(' ')} in ${cwd}: ${stderr || err.message}`,
-            ),
-          );
-        else resolve(stdout.trim());
-      },
+/** Runs git (argv, no shell) through the one git runner; resolves with trimmed stdout. */
+export async function git(cwd: string, args: string[]): Promise<string> {
+  try {
+    return (
+      await runGit(args, {
+        cwd,
+        env: {
+          GIT_AUTHOR_NAME: 'bench',
+          GIT_AUTHOR_EMAIL: 'bench@local',
+          GIT_COMMITTER_NAME: 'bench',
+          GIT_COMMITTER_EMAIL: 'bench@local',
+        },
+        timeoutMs: 600_000,
+      })
+    ).stdout.trim();
+  } catch (err) {
+    throw new Error(
+      `git ${args.join(' ')} in ${cwd}: ${(err as Error).message}`,
     );
-  });
+  }
 }
 
 export function sh(
