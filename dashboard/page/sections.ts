@@ -21,6 +21,11 @@ const FAILURE_LABELS: Record<AttemptFailureKind, string> = {
   'invalid-result': 'invalid result',
   'result-refused': 'result refused',
   'job-failed': 'failed',
+  'usage-limit': 'usage limit',
+  'missing-program': 'program missing',
+  budget: 'over budget',
+  'slot-broken': 'slot broken',
+  poison: 'poison issue',
 };
 
 /** A kind this version does not know yet shows as its code. */
