@@ -3,7 +3,9 @@
  * The runner image's HEALTHCHECK: exits 0 when this container's runner has a fresh heartbeat
  * in Redis, 1 when Redis does not answer or the heartbeat is stale or another runner's.
  * Reads the same SUPERVISOR_RUNNER_CONFIG as the runner; prints one line (Docker keeps it in
- * the container's health log).
+ * the container's health log). With `--liveness` (Kubernetes' liveness probe), a Redis that
+ * does not answer counts as alive: the runner reconnects by itself, and restarting every pod
+ * during a short Redis outage would only add to it.
  */
 import { Redis } from 'ioredis';
 import { RunnerConfigSchema, supervisorKeys } from '../contract/job.js';
@@ -37,6 +39,11 @@ async function main(): Promise<void> {
   try {
     await redis.connect();
   } catch (err) {
+    if (process.argv.includes('--liveness'))
+      done(
+        0,
+        `alive: Redis does not answer (${(err as Error).message}); the runner waits for it`,
+      );
     done(1, `unhealthy: Redis does not answer (${(err as Error).message})`);
   }
   const [heartbeat, host, state] = await redis.hmget(

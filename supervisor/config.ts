@@ -352,6 +352,8 @@ export const ConfigSchema = z
         healthInterval: duration.default(10_000),
         /** @defaultValue 4096 — processes per container. */
         pidsLimit: z.number().int().min(16).default(4096),
+        /** @defaultValue 1024 — size cap of the container's /tmp (a tmpfs, counted in its memory), MiB. */
+        tmpSizeMiB: z.number().int().min(16).default(1024),
       })
       .strict()
       .default({}),

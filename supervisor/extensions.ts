@@ -6,6 +6,9 @@ import {
   envStatus,
   releaseEnvironment,
 } from './env/index.js';
+import { envCollisions } from './env/collisions.js';
+import { EnvAllocationStore } from './env/store.js';
+import { getSetting } from './store/db.js';
 
 /**
  * The optional parts a running control plane gets: per-slot environments and (wired by the
@@ -18,11 +21,20 @@ export async function attachExtensions(
   await attachEnvironments(daemon, log);
 }
 
-/** Extra per-agent fields for `supervisor status`. */
+/** Extra per-agent fields for `supervisor status`, and warnings (collisions with other repositories). */
 export async function statusExtras(
   ctx: Context,
-): Promise<{ envFor?: (agentId: string) => unknown }> {
-  return { envFor: await envStatus(ctx) };
+): Promise<{ envFor?: (agentId: string) => unknown; warnings: string[] }> {
+  const queueRedisUrl =
+    ctx.config.redisUrl ?? getSetting(ctx.db, 'redis_url') ?? undefined;
+  return {
+    envFor: await envStatus(ctx),
+    warnings: await envCollisions(
+      ctx,
+      new EnvAllocationStore(ctx.db).list(),
+      queueRedisUrl,
+    ),
+  };
 }
 
 /** Releases what a slot was allocated (ports, Redis DB, databases with `dropDatabases`). */

@@ -404,8 +404,9 @@ export function registerLifecycleCommands(
       const ctx = await openContext({ repo: globals().repo });
       const redis = await redisFor(ctx);
       try {
-        const { envFor } = await statusExtras(ctx);
+        const { envFor, warnings } = await statusExtras(ctx);
         const s = await buildStatus(ctx, redis, { envFor, resources: true });
+        s.warnings.push(...warnings);
         if (o.json) printJson(s);
         else printStatus(s);
       } finally {

@@ -12,12 +12,21 @@ import {
   validatePortsConfig,
 } from './ports.js';
 import {
+  claimDatabase,
   databaseNameFor,
   databaseUrl,
   dropDatabase,
-  ensureDatabase,
   postgresServer,
 } from './postgres.js';
+import {
+  ClaimRegistry,
+  PORT_CLAIMS_KEY,
+  REDIS_DB_CLAIMS_KEY,
+  ownerPath,
+  ownerValue,
+  withClaimsRedis,
+  type Owner,
+} from './claims.js';
 import {
   dbOfUrl,
   pickRedisDb,
@@ -106,21 +115,21 @@ export class EnvAllocator {
     try {
       if (fresh.ports || alloc.state === 'pending')
         alloc = await this.verifyPorts(slot, alloc);
+      else alloc = await this.reclaimPorts(slot, alloc);
+      if (range && alloc.redisDb !== null)
+        alloc = await this.claimRedisDb(slot, alloc, range);
       if (cfg.postgres.url && alloc.postgresDb) {
-        createdDb = await ensureDatabase(
-          cfg.postgres.url,
-          alloc.postgresDb,
-          cfg.postgres.template,
-        );
+        alloc = await this.claimDatabaseName(slot, alloc);
+        createdDb = this.lastClaimCreated;
         this.databases.remember(
-          alloc.postgresDb,
+          alloc.postgresDb!,
           postgresServer(cfg.postgres.url),
           slot,
           createdDb,
         );
         if (createdDb)
           this.o.log?.(
-            `created database ${alloc.postgresDb}${cfg.postgres.template ? ` from template ${cfg.postgres.template}` : ''}`,
+            `created database ${alloc.postgresDb!}${cfg.postgres.template ? ` from template ${cfg.postgres.template}` : ''}`,
             { agentId: slot },
           );
       }
@@ -217,11 +226,22 @@ export class EnvAllocator {
       const start = current.portStart;
       if (start === null) return current;
       const busy = await busyPorts(portsOfBlock(cfg, start));
-      if (busy.length === 0) return current;
-      this.o.log?.(
-        `port block ${start} is in use by another program (port ${busy.join(', ')}); trying the next one`,
-        { agentId: slot },
-      );
+      const claimed =
+        busy.length === 0
+          ? await this.claimPorts(slot, portsOfBlock(cfg, start))
+          : new Map<string, string>();
+      if (busy.length === 0 && claimed.size === 0) return current;
+      if (claimed.size)
+        this.o.log?.(
+          `port block ${start} is claimed by another repository (${[...new Set([...claimed.values()].map(ownerPath))].join(', ')}); trying the next one`,
+          { agentId: slot },
+        );
+      else
+        this.o.log?.(
+          `port block ${start} is in use by another program (port ${busy.join(', ')}); trying the next one`,
+          { agentId: slot },
+        );
+      for (const p of claimed.keys()) busy.push(Number(p));
       skip.add(start);
       busyBlocks.set(start, busy);
       current = this.store.transaction(() => {
@@ -232,6 +252,132 @@ export class EnvAllocator {
           portCount: cfg.blockSize,
         });
       });
+    }
+  }
+
+  private owner(slot: string): Owner {
+    return { repoId: this.o.repoId, slot, repoRoot: this.o.repoRoot };
+  }
+
+  /** Claims ports on this host in the queue's Redis; the ones other repositories hold. */
+  private claimPorts(
+    slot: string,
+    ports: readonly number[],
+  ): Promise<Map<string, string>> {
+    return withClaimsRedis(this.o.queueRedisUrl, (r) =>
+      new ClaimRegistry(r, PORT_CLAIMS_KEY()).claim(ports, this.owner(slot)),
+    );
+  }
+
+  /** A ready slot's block, claimed again (Redis may have lost the claim); moved if another repository holds it. */
+  private async reclaimPorts(
+    slot: string,
+    alloc: EnvAllocation,
+  ): Promise<EnvAllocation> {
+    if (alloc.portStart === null) return alloc;
+    const taken = await this.claimPorts(
+      slot,
+      portsOfBlock(this.o.config.ports, alloc.portStart),
+    );
+    if (taken.size === 0) return alloc;
+    this.o.log?.(
+      `port block ${alloc.portStart} is claimed by another repository (${[...new Set([...taken.values()].map(ownerPath))].join(', ')}); moving ${slot} to a free block`,
+      { agentId: slot },
+    );
+    const cfg = this.o.config.ports;
+    const moved = this.store.transaction(() => {
+      const next = pickBlock(
+        cfg,
+        this.store.portRanges(slot),
+        new Set([alloc.portStart!]),
+      );
+      if (next === undefined) throw portsExhausted(cfg, new Map());
+      return this.store.update(slot, {
+        portStart: next,
+        portCount: cfg.blockSize,
+      });
+    });
+    return this.verifyPorts(slot, moved);
+  }
+
+  /**
+   * Claims the slot's Redis DB index in the apps' server; an index another repository holds
+   * moves the slot to a free one. When the server has none left, the slot keeps its index,
+   * shared with the other repository: logged here, and listed by `status` as a collision.
+   */
+  private async claimRedisDb(
+    slot: string,
+    alloc: EnvAllocation,
+    range: RedisRange,
+  ): Promise<EnvAllocation> {
+    return withClaimsRedis(this.appRedisUrl, async (r) => {
+      const claims = new ClaimRegistry(r, REDIS_DB_CLAIMS_KEY);
+      const elsewhere = new Set<number>();
+      let current = alloc;
+      for (;;) {
+        const taken = await claims.claim([current.redisDb!], this.owner(slot));
+        if (taken.size === 0) return current;
+        const holder = ownerPath([...taken.values()][0]!);
+        elsewhere.add(current.redisDb!);
+        const was = current.redisDb;
+        try {
+          current = this.store.transaction(() =>
+            this.store.update(slot, {
+              redisDb: pickRedisDb(
+                range,
+                new Set([...this.store.redisDbs(slot), ...elsewhere]),
+              ),
+            }),
+          );
+        } catch (err) {
+          if (!(err instanceof SupervisorError)) throw err;
+          this.o.log?.(
+            `Redis DB ${alloc.redisDb} is claimed by another repository (${holder}) and no unclaimed index is left: ${slot} shares it (raise \`databases\` in redis.conf, or give the repositories separate Redis servers)`,
+            { agentId: slot },
+          );
+          return alloc.redisDb === current.redisDb
+            ? current
+            : this.store.update(slot, { redisDb: alloc.redisDb });
+        }
+        this.o.log?.(
+          `Redis DB ${was} is claimed by another repository (${holder}); taking ${current.redisDb}`,
+          { agentId: slot },
+        );
+      }
+    });
+  }
+
+  /** Whether the last claimDatabaseName created the database. */
+  private lastClaimCreated = false;
+
+  /** The slot's database, marked as this repository's; a name another repository holds is not used. */
+  private async claimDatabaseName(
+    slot: string,
+    alloc: EnvAllocation,
+  ): Promise<EnvAllocation> {
+    const pg = this.o.config.postgres;
+    const owner = ownerValue(this.owner(slot));
+    let current = alloc;
+    for (let i = 0; ; i++) {
+      const name = current.postgresDb!;
+      const r = await claimDatabase(pg.url!, name, owner, pg.template);
+      this.lastClaimCreated = r.created;
+      if (!r.conflict) return current;
+      if (i > 0)
+        throw new SupervisorError(
+          'ERR_SUP_POSTGRES',
+          `database ${name} belongs to another repository (${ownerPath(r.conflict)})`,
+          {
+            hint: 'set a distinct "env.postgres.prefix" in supervisor.config.json',
+          },
+        );
+      // Named after this repository instead: `<prefix><slot>_<repository id>`.
+      const alt = `${name}_${this.o.repoId.slice(0, 8)}`.toLowerCase();
+      this.o.log?.(
+        `database ${name} belongs to another repository (${ownerPath(r.conflict)}); using ${alt}`,
+        { agentId: slot },
+      );
+      current = this.store.update(slot, { postgresDb: alt });
     }
   }
 

@@ -4,6 +4,8 @@ import type { Context } from '../context.js';
 import type { Daemon, Logger } from '../daemon.js';
 import { SupervisorError } from '../errors.js';
 import { EnvAllocator } from './allocator.js';
+import { envCollisions } from './collisions.js';
+import { releaseClaims } from './release-claims.js';
 import { checkEnvCapacity } from './capacity.js';
 import {
   dbOfUrl,
@@ -76,6 +78,12 @@ export async function attachEnvironments(
         writeEnvFile(worktreePath, agentId, vars);
       });
       const a = env.allocation;
+      for (const line of await envCollisions(
+        daemon.ctx,
+        [env.allocation],
+        daemon.redisUrl,
+      ))
+        log(`collision with another repository: ${line}`, { agentId });
       log(`environment ready`, {
         agentId,
         ports:
@@ -190,6 +198,7 @@ export async function releaseEnvironment(
     await dropDatabase(adminUrlToDrop(ctx, a.postgresDb), a.postgresDb);
     new KnownDatabaseStore(ctx.db).forget(a.postgresDb);
   }
+  await releaseClaims(ctx, a);
   store.remove(agentId);
 }
 

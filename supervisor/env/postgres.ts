@@ -197,6 +197,10 @@ export async function databaseExists(
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+function quoteLiteral(v: string): string {
+  return `'${v.replace(/'/g, "''")}'`;
+}
+
 async function create(
   c: pg.Client,
   db: string,
@@ -254,6 +258,84 @@ export async function ensureDatabase(
       return true;
     },
   );
+}
+
+/** The comment that marks a database as one slot's of one repository. */
+export const ownerComment = (owner: string): string =>
+  `agent-supervisor owner=${owner}`;
+const ownerOfComment = (c: string | null): string | undefined =>
+  c?.startsWith('agent-supervisor owner=')
+    ? c.slice('agent-supervisor owner='.length)
+    : undefined;
+
+/**
+ * Makes sure the slot's database exists and is this owner's (`<repository id>/<slot> <path>`):
+ * created and marked with COMMENT ON DATABASE if missing; an unmarked one (made before owners
+ * were recorded) is marked; one marked by another repository is not touched and its owner is
+ * returned as `conflict`. Serialised across supervisors by an advisory lock on the name.
+ */
+export async function claimDatabase(
+  adminUrl: string,
+  db: string,
+  owner: string,
+  template?: string,
+): Promise<{ created: boolean; conflict?: string }> {
+  assertIdent(db);
+  if (template) assertTemplate(template);
+  const mine = owner.split('/')[0];
+  return withClient(adminUrl, `create database ${db}`, async (c) => {
+    await c.query(
+      "SELECT pg_advisory_lock(hashtext('agent-supervisor:' || $1))",
+      [db],
+    );
+    try {
+      const r = await c.query<{ comment: string | null }>(
+        "SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1",
+        [db],
+      );
+      let created = false;
+      if (r.rowCount === 1) {
+        const held = ownerOfComment(r.rows[0]!.comment);
+        if (held && held.split('/')[0] !== mine)
+          return { created, conflict: held };
+      } else {
+        await create(c, db, template);
+        created = true;
+      }
+      // Marking needs the database's ownership: a database made by someone else for this slot
+      // (reused as before) stays unmarked rather than failing the slot.
+      await c
+        .query(
+          `COMMENT ON DATABASE ${quoteIdent(db)} IS ${quoteLiteral(ownerComment(owner))}`,
+        )
+        .catch((err: PgError) => {
+          if (err.code !== '42501') throw err;
+        });
+      return { created };
+    } finally {
+      await c
+        .query(
+          "SELECT pg_advisory_unlock(hashtext('agent-supervisor:' || $1))",
+          [db],
+        )
+        .catch(() => undefined);
+    }
+  });
+}
+
+/** The owner recorded on a database, when it is marked (for `status`). */
+export async function databaseOwner(
+  adminUrl: string,
+  db: string,
+): Promise<string | undefined> {
+  assertIdent(db);
+  return withClient(adminUrl, `read the owner of ${db}`, async (c) => {
+    const r = await c.query<{ comment: string | null }>(
+      "SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1",
+      [db],
+    );
+    return ownerOfComment(r.rows[0]?.comment ?? null);
+  });
 }
 
 /** Drops a slot's database, disconnecting its sessions (Postgres 13+). */

@@ -40,6 +40,7 @@ export interface DockerRuntimeOptions {
   memoryBytes: number;
   cpus: number;
   pidsLimit: number;
+  tmpSizeBytes?: number;
   healthIntervalMs: number;
   /** Extra environment (`NAME=value`) and mounts: passed-through API keys, credentials, `docker.mounts`. */
   env: string[];
@@ -256,6 +257,7 @@ export class DockerRuntime implements AgentRuntime {
         memoryBytes: this.o.memoryBytes,
         nanoCpus: Math.round(this.o.cpus * 1e9),
         pidsLimit: this.o.pidsLimit,
+        ...(this.o.tmpSizeBytes ? { tmpSizeBytes: this.o.tmpSizeBytes } : {}),
         network: this.o.network,
         extraHosts:
           this.o.network === 'host'

@@ -105,6 +105,8 @@ export async function createSwarmRuntime(
       constraints: c.swarm.constraints,
       stopGraceMs: c.stopGrace,
       healthIntervalMs: c.docker.healthInterval,
+      pidsLimit: c.docker.pidsLimit,
+      tmpSizeBytes: c.docker.tmpSizeMiB * 1024 * 1024,
     };
   };
   return new SwarmRuntime(docker, {

@@ -39,6 +39,10 @@ export interface SwarmTemplate {
   stopGraceMs: number;
   /** The image's health check runs this often; a task counts as running once it passed. */
   healthIntervalMs: number;
+  /** Processes per task container (`docker.pidsLimit`). */
+  pidsLimit: number;
+  /** Size cap of the task's /tmp (tmpfs), bytes. */
+  tmpSizeBytes: number;
 }
 
 interface ServiceInfo {
@@ -326,6 +330,18 @@ export class SwarmRuntime implements AgentRuntime {
             ...tpl.env,
           ],
           Secrets: secrets,
+          // The Docker runtime's hardening: no capabilities, no privilege gain (engines with
+          // API < 1.46 ignore NoNewPrivileges; the image's entrypoint sets it itself), a
+          // size-capped /tmp.
+          CapabilityDrop: ['ALL'],
+          Privileges: { NoNewPrivileges: true },
+          Mounts: [
+            {
+              Type: 'tmpfs',
+              Target: '/tmp',
+              TmpfsOptions: { SizeBytes: tpl.tmpSizeBytes, Mode: 0o1777 },
+            },
+          ],
           StopGracePeriod: tpl.stopGraceMs * 1_000_000,
           StopSignal: 'SIGTERM',
           // The image's test (a fresh heartbeat in Redis), at our interval: swarm holds a task in
@@ -338,7 +354,11 @@ export class SwarmRuntime implements AgentRuntime {
           },
         },
         Resources: {
-          Limits: { MemoryBytes: tpl.memoryBytes, NanoCPUs: tpl.nanoCpus },
+          Limits: {
+            MemoryBytes: tpl.memoryBytes,
+            NanoCPUs: tpl.nanoCpus,
+            Pids: tpl.pidsLimit,
+          },
         },
         RestartPolicy: {
           Condition: 'any',

@@ -7,6 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { RunnerConfigSchema } from '../../contract/job.js';
@@ -66,7 +67,12 @@ describe('deploy/kubernetes (offline validation)', () => {
       resources: 'array',
     });
     const files = readdirSync(DIR)
-      .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
+      .filter(
+        (f) =>
+          f.endsWith('.yaml') &&
+          f !== 'kustomization.yaml' &&
+          !f.endsWith('.example.yaml'),
+      )
       .sort();
     expect([...kustomization.resources].sort()).toEqual(files);
     for (const { file, o } of objects) {
@@ -79,7 +85,8 @@ describe('deploy/kubernetes (offline validation)', () => {
     }
     expect(objects.map((x) => x.o.kind).sort()).toEqual([
       'ConfigMap',
-      'Secret',
+      'NetworkPolicy',
+      'PodDisruptionBudget',
       'Service',
       'StatefulSet',
     ]);
@@ -89,7 +96,8 @@ describe('deploy/kubernetes (offline validation)', () => {
     const sts = byKind('StatefulSet')[0]!;
     const svc = byKind('Service')[0]!;
     const cm = byKind('ConfigMap')[0]!;
-    const secret = byKind('Secret')[0]!;
+    // The Secret is created by the user, never applied from here (secret.example.yaml).
+    const secret = load('secret.example.yaml')[0]!;
     check(sts, 'StatefulSet', {
       'spec.serviceName': 'string',
       'spec.replicas': 'number',
@@ -206,5 +214,86 @@ describe('deploy/kubernetes (offline validation)', () => {
         join(ROOT, script.replace('/app/dist/', '').replace(/\.js$/, '.ts')),
       ),
     ).toBe(true);
+  });
+
+  it('parity with the Docker runtime and safe operation: PDB, NetworkPolicy, ephemeral storage, hardening, a liveness probe that survives a Redis outage, no Secret applied', () => {
+    const sts = byKind('StatefulSet')[0]!;
+    const pod = sts.spec.template.spec;
+    const c = pod.containers[0];
+    const labels = sts.spec.template.metadata.labels;
+    const pdb = byKind('PodDisruptionBudget')[0]!;
+    expect(pdb.apiVersion).toBe('policy/v1');
+    expect(pdb.spec.maxUnavailable).toBe(1);
+    for (const [k, v] of Object.entries(pdb.spec.selector.matchLabels))
+      expect(labels[k]).toBe(v);
+    const np = byKind('NetworkPolicy')[0]!;
+    for (const [k, v] of Object.entries(np.spec.podSelector.matchLabels))
+      expect(labels[k]).toBe(v);
+    expect([...np.spec.policyTypes].sort()).toEqual(['Egress', 'Ingress']);
+    expect(np.spec.ingress).toEqual([]);
+    const ports = np.spec.egress.flatMap((e: any) =>
+      e.ports.map((p: any) => p.port),
+    );
+    expect([...new Set(ports)].sort()).toEqual([443, 53, 6379, 7420].sort());
+    const https = np.spec.egress.find((e: any) =>
+      e.ports.some((p: any) => p.port === 443),
+    );
+    expect(https.to[0].ipBlock.except).toContain('169.254.0.0/16');
+    expect(https.to[0].ipBlock.except).toContain('10.0.0.0/8');
+    // Storage, privileges, processes.
+    expect(String(c.resources.limits['ephemeral-storage'])).toMatch(QUANTITY);
+    expect(String(c.resources.requests['ephemeral-storage'])).toMatch(QUANTITY);
+    const tmp = c.volumeMounts.find((m: any) => m.mountPath === '/tmp');
+    const tmpVol = pod.volumes.find((v: any) => v.name === tmp.name);
+    expect(tmpVol.emptyDir.sizeLimit).toMatch(QUANTITY);
+    expect(pod.securityContext.runAsNonRoot).toBe(true);
+    expect(c.securityContext).toMatchObject({
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+    });
+    expect(c.livenessProbe.exec.command).toContain('--liveness');
+    expect(c.readinessProbe.exec.command).not.toContain('--liveness');
+    const gitVol = pod.volumes.find((v: any) => v.secret);
+    expect(gitVol.secret.optional).toBe(false);
+    // Rendered as kubectl renders it: no Secret (so nothing overwrites a real token).
+    const rendered = execFileSync('kubectl', ['kustomize', DIR], {
+      encoding: 'utf8',
+    });
+    const kinds = parseAllDocuments(rendered).map(
+      (d) => (d.toJS() as Obj).kind,
+    );
+    expect(kinds).not.toContain('Secret');
+    expect(rendered).not.toContain('replace-with-the-supervisor-git-token');
+  });
+
+  it('the liveness probe passes while Redis does not answer; the readiness probe fails', () => {
+    const config = JSON.stringify({
+      agentId: 'agent-001',
+      redisUrl: 'redis://127.0.0.1:1',
+      prefix: 'p',
+      queueName: 'q',
+      repoPath: '/x',
+      worktreePath: '/x/w',
+      branch: 'agent/001',
+      baseBranch: 'main',
+      agentCommand: 'true',
+      logDir: '/x/l',
+      runDir: '/x/r',
+      lease: {},
+    });
+    const probe = (args: string[]) =>
+      spawnSync(
+        process.execPath,
+        [join(ROOT, 'dist/agent-runner/healthcheck.js'), ...args],
+        {
+          env: { PATH: process.env.PATH, SUPERVISOR_RUNNER_CONFIG: config },
+          encoding: 'utf8',
+        },
+      );
+    const live = probe(['--liveness']);
+    expect(live.status, live.stdout).toBe(0);
+    expect(live.stdout).toMatch(/alive: Redis does not answer/);
+    const ready = probe([]);
+    expect(ready.status).toBe(1);
   });
 });

@@ -221,6 +221,48 @@ describe('--runtime swarm', () => {
     expect(JSON.stringify(svc.Spec)).not.toContain(
       'swarm-git-token-0123456789',
     );
+    // The Docker runtime's hardening, on the task containers themselves.
+    const tasks = await waitFor(
+      async () => {
+        const l = await docker.listContainers({
+          filters: JSON.stringify({
+            label: [`com.docker.swarm.service.name=${name}`],
+            status: ['running'],
+          }),
+        });
+        return l.length === 2 ? l : false;
+      },
+      { timeoutMs: 60_000, what: 'two running task containers' },
+    );
+    for (const t of tasks) {
+      const c = docker.getContainer(t.Id);
+      const info = (await c.inspect()) as any;
+      expect(info.HostConfig.CapDrop).toEqual(['ALL']);
+      expect(info.HostConfig.PidsLimit).toBe(4096);
+      expect(info.HostConfig.Memory).toBe(512 * 1024 ** 2);
+      expect(info.Mounts.find((m: any) => m.Destination === '/tmp')?.Type).toBe(
+        'tmpfs',
+      );
+      // no_new_privs (HostConfig.SecurityOpt only on engines with API >= 1.46; the image's
+      // entrypoint sets it on every engine): what the kernel says about the runner.
+      const exec = await c.exec({
+        Cmd: [
+          'sh',
+          '-c',
+          'grep -E "^(NoNewPrivs|CapEff)" /proc/1/status; id -u',
+        ],
+        AttachStdout: true,
+        AttachStderr: true,
+      });
+      const stream = await exec.start({});
+      const out = await new Promise<string>((resolve) => {
+        let buf = '';
+        stream.on('data', (d: Buffer) => (buf += d.toString('latin1')));
+        stream.on('end', () => resolve(buf));
+      });
+      expect(out).toMatch(/NoNewPrivs:\s+1/);
+      expect(out).toMatch(/CapEff:\s+0+\b/);
+    }
 
     const status = await cliJson(['status'], { cwd: repo.dir, env });
     const agents = status.agents.map((a: any) => [
@@ -346,5 +388,5 @@ describe('--runtime swarm', () => {
     expect(
       await docker.listServices({ filters: { name: [name] } }),
     ).toHaveLength(0);
-  });
+  }, 240_000);
 });

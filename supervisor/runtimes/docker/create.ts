@@ -174,6 +174,7 @@ export async function createDockerRuntime(
     memoryBytes,
     cpus,
     pidsLimit: d.pidsLimit,
+    tmpSizeBytes: d.tmpSizeMiB * 1024 * 1024,
     healthIntervalMs: d.healthInterval,
     env: [...passed, ...creds.env],
     mounts: [...creds.mounts, ...extra],

@@ -41,6 +41,8 @@ export interface ContainerSpec {
   memoryBytes: number;
   nanoCpus: number;
   pidsLimit: number;
+  /** Size cap of the container's /tmp (tmpfs), bytes. */
+  tmpSizeBytes?: number;
   /** `host`, `bridge` or the name of a user-defined network. */
   network: string;
   extraHosts: string[];
@@ -215,6 +217,14 @@ export class DockerodeEngine implements DockerEngine {
         MemorySwap: spec.memoryBytes,
         NanoCpus: spec.nanoCpus,
         PidsLimit: spec.pidsLimit,
+        // A size-capped /tmp: filling it fails the writer (ENOSPC), not the host's disk.
+        ...(spec.tmpSizeBytes
+          ? {
+              Tmpfs: {
+                '/tmp': `rw,nosuid,nodev,mode=1777,size=${spec.tmpSizeBytes}`,
+              },
+            }
+          : {}),
         // The supervisor's scaler restarts runners (with backoff and crash-loop detection).
         RestartPolicy: { Name: 'no' },
         NetworkMode: spec.network,
