@@ -5,8 +5,11 @@ import {
   type AttemptFailureKind,
 } from '../../contract/errors.js';
 
-/** Short labels of attempt-failure kinds, matched on the code (never on the message). */
-const FAILURE_LABELS: Record<AttemptFailureKind, string> = {
+/**
+ * Short labels of attempt-failure kinds, matched on the code (never on the message). Partial:
+ * a kind appended to the contract without a label here shows as its code.
+ */
+const FAILURE_LABELS: Partial<Record<AttemptFailureKind, string>> = {
   'agent-exit': 'agent failed',
   'agent-not-found': 'command not found',
   'agent-spawn': 'could not start',
@@ -30,7 +33,7 @@ const FAILURE_LABELS: Record<AttemptFailureKind, string> = {
 
 /** A kind this version does not know yet shows as its code. */
 export function failureLabel(kind: string): string {
-  return isKnownFailureKind(kind) ? FAILURE_LABELS[kind] : kind;
+  return (isKnownFailureKind(kind) && FAILURE_LABELS[kind]) || kind;
 }
 
 /** Everything user-controlled (titles, errors, log lines) goes through here before it meets HTML. */
