@@ -32,6 +32,9 @@ function missing(
 }
 
 /** What runs the agents: the command, the runtime, the runner image, the repository. */
+/** The program's name reaches the shell as "$1", never inside the script. */
+const LOOKUP_PROGRAM = 'command -v "$1"';
+
 export interface AgentTarget {
   agentCommand: string | undefined;
   runtime: string;
@@ -79,7 +82,7 @@ export async function preflightAgent(
     const r = await opts.engine.probe(image, [
       '/bin/sh',
       '-c',
-      'command -v "$1"',
+      LOOKUP_PROGRAM,
       'sh',
       program,
     ]);

@@ -12,6 +12,8 @@ export interface CheckResult {
 }
 
 const TAIL_BYTES = 16 * 1024;
+/** The shell script is constant; the user's command reaches it as data, in the environment. */
+const RUN_CHECK = 'eval "$SUPERVISOR_LAND_CHECK"';
 
 /**
  * Runs `land.check` in the landing worktree, in its own process group (a timeout kills the whole
@@ -29,9 +31,9 @@ export function runCheck(o: {
   const log = createWriteStream(o.logFile);
   const started = Date.now();
   return new Promise((resolve) => {
-    const child = spawn('/bin/sh', ['-c', o.command], {
+    const child = spawn('/bin/sh', ['-c', RUN_CHECK], {
       cwd: o.cwd,
-      env: { ...process.env, ...o.env },
+      env: { ...process.env, ...o.env, SUPERVISOR_LAND_CHECK: o.command },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });

@@ -248,7 +248,24 @@ describe('shell metacharacters in issue content', () => {
       JSON.parse(readFileSync(`${echo}.${nulId}.env`, 'utf8'))
         .ISSUE_BODY_TRUNCATED,
     ).toBe('1');
-    viaQueue.forEach((c, i) => check(`fz-${i}`, c));
+    // Foreign jobs run as the issue they were adopted as (ISSUE_ID), never as their job id:
+    // each is found by what its agent echoed.
+    const known = new Set([...added.map((a) => a.id), nulId]);
+    const adopted = list.filter((i) => !known.has(i.id)).map((i) => i.id);
+    expect(adopted).toHaveLength(viaQueue.length);
+    const echoed = (id: number, part: string) => {
+      const f = `${echo}.${id}.${part}`;
+      return existsSync(f) ? readFileSync(f, 'utf8') : undefined;
+    };
+    viaQueue.forEach((c, i) => {
+      const id = adopted.find(
+        (a) =>
+          echoed(a, 'title') === c.title.trim() && echoed(a, 'body') === c.body,
+      );
+      expect(id, `fz-${i} ran as an adopted issue`).toBeDefined();
+      check(String(id), c);
+    });
+    expect(existsSync(`${echo}.fz-0.title`)).toBe(false);
 
     const base = git(dir, 'rev-parse', 'main');
     for (const c of added.filter((a) => gitish.includes(a.title))) {
@@ -311,7 +328,7 @@ describe('shell metacharacters in issue content', () => {
         shells.push(`${rel}: ${m[1]!.trim()}`);
         expect(m[1]!.trim(), rel).toMatch(/^[A-Za-z_][A-Za-z0-9_]*$/);
         const decl = new RegExp(
-          `const ${m[1]!.trim()}\\s*=\\s*(\\[[^\\]]*\\]\\.join\\([^)]*\\)|'[^'\\n]*')`,
+          `const ${m[1]!.trim()}\\s*=\\s*(\\[(?:\\s|//[^\\n]*|'[^'\\n]*',?)*\\]\\.join\\([^)]*\\)|'[^'\\n]*')`,
         );
         expect(src, `${rel}: ${m[1]} is a string constant`).toMatch(decl);
       }
