@@ -94,13 +94,13 @@ export function renderPage(s: Snapshot, o: PageOptions): string {
   </section>
 </main>
 
-<section id="log-panel" class="log-panel" hidden aria-label="Agent log">
+<section id="log-panel" class="log-panel" hidden role="dialog" aria-modal="false" aria-labelledby="log-heading" tabindex="-1">
   <div class="log-head">
-    <strong>Logs · <span id="log-title" class="mono"></span></strong>
+    <h2 id="log-heading" class="log-heading">Logs · <span id="log-title" class="mono"></span></h2>
     <span id="log-state" class="muted small"></span>
     <button type="button" id="log-close" class="btn btn-small">Close</button>
   </div>
-  <pre id="log-lines" class="log-lines"></pre>
+  <pre id="log-lines" class="log-lines" tabindex="0" aria-label="log lines"></pre>
 </section>
 </body>
 </html>

@@ -112,18 +112,27 @@ export const SCRIPT = String.raw`(function () {
   // View Logs: a live tail over SSE, the last lines first; EventSource resumes from the last byte seen.
   var logEvents = null;
   var MAX_LOG_LINES = 5000;
+  var logOpener = null;
   function closeLogs() {
     if (logEvents) logEvents.close();
     logEvents = null;
+    if ($('log-panel').hidden) return;
     $('log-panel').hidden = true;
+    // Back to where the keyboard was: the View Logs button of that agent, if it is still there.
+    var back = logOpener && document.querySelector('[data-logs="' + logOpener + '"]');
+    if (back) back.focus();
+    logOpener = null;
   }
   function openLogs(agentId) {
     if (logEvents) logEvents.close();
+    logOpener = agentId;
     var pre = $('log-lines');
     pre.textContent = '';
     $('log-title').textContent = agentId;
     $('log-state').textContent = 'connecting…';
     $('log-panel').hidden = false;
+    // The drawer takes the keyboard: its Close button first (Escape closes it too).
+    $('log-close').focus();
     logEvents = new EventSource('api/agents/' + encodeURIComponent(agentId) + '/logs/stream?lines=200');
     logEvents.addEventListener('lines', function (e) {
       var lines = JSON.parse(e.data);

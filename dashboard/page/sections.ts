@@ -144,13 +144,29 @@ function runtimeOf(a: AgentStatus): string {
       `<span class="mono" data-testid="resources">${e(a.resources.cpuPercent.toFixed(0))}% CPU · ${e(Math.round(a.resources.memoryBytes / 1024 ** 2))} MiB</span>`,
     );
   if (a.host && a.host !== 'local') parts.push(`on ${e(a.host)}`);
-  const env = envSummary(a.env);
-  if (env) parts.push(env);
   if (a.restarts > 0)
     parts.push(`${e(a.restarts)} restart${a.restarts === 1 ? '' : 's'}`);
   return parts.join(' · ');
 }
 
+const NONE = '<span class="muted" aria-label="not known">—</span>';
+
+/** CPU and memory of the slot's processes, when the supervisor measures them (else "—"). */
+function resourcesOf(a: AgentStatus): string {
+  const r = (a as { resources?: unknown }).resources as
+    { cpuPercent?: unknown; memoryBytes?: unknown } | null | undefined;
+  const cpu =
+    typeof r?.cpuPercent === 'number'
+      ? `<span class="mono">${e(r.cpuPercent.toFixed(0))}%</span>`
+      : NONE;
+  const mem =
+    typeof r?.memoryBytes === 'number'
+      ? `<span class="mono">${e(formatBytes(r.memoryBytes))}</span>`
+      : NONE;
+  return `<span class="label">CPU</span> ${cpu} <span class="label">mem</span> ${mem}`;
+}
+
+/** One agent: a table row on wide screens, a card (labelled cells) on narrow ones. */
 export function renderAgents(s: Snapshot, now?: number): string {
   if (s.agents.length === 0) {
     return `<p class="empty">No agents running.${s.readOnly ? '' : ' Pick a count and press <strong>Start Agents</strong>.'}</p>`;
@@ -158,16 +174,18 @@ export function renderAgents(s: Snapshot, now?: number): string {
   const rows = s.agents
     .map(
       (a) => `<tr data-agent="${e(a.id)}" data-state="${e(a.state)}">
-<td class="state"><span class="dot dot-${e(a.state)}" title="${e(STATE_LABEL[a.state])}"></span><span class="state-label">${e(STATE_LABEL[a.state])}</span></td>
-<td class="mono agent-id">${e(a.id)}</td>
-<td class="activity">${activityOf(a, s.pending.total)}</td>
-<td class="time">${elapsed(a.since, now)}</td>
-<td class="runtime muted">${runtimeOf(a)}</td>
-<td class="actions"><button type="button" class="btn btn-small" data-logs="${e(a.id)}">View Logs</button></td>
+<td class="state" data-label="State"><span class="dot dot-${e(a.state)}" aria-hidden="true"></span><span class="state-label">${e(STATE_LABEL[a.state])}</span></td>
+<td class="mono agent-id" data-label="Agent">${e(a.id)}</td>
+<td class="activity" data-label="Issue">${activityOf(a, s.pending.total)}</td>
+<td class="time" data-label="In state">${elapsed(a.since, now)}</td>
+<td class="env" data-label="Environment">${envSummary(a.env) || NONE}</td>
+<td class="resources-cell" data-label="Resources">${resourcesOf(a)}</td>
+<td class="runtime muted" data-label="Runtime">${runtimeOf(a) || NONE}</td>
+<td class="actions"><button type="button" class="btn btn-small" data-logs="${e(a.id)}" aria-label="View logs of ${e(a.id)}">View Logs</button></td>
 </tr>`,
     )
     .join('\n');
-  return `<table class="grid agents"><thead><tr><th>State</th><th>Agent</th><th>Activity</th><th>In state</th><th>Runtime</th><th></th></tr></thead><tbody>${rows}</tbody></table>`;
+  return `<table class="grid agents"><thead><tr><th scope="col">State</th><th scope="col">Agent</th><th scope="col">Issue</th><th scope="col">In state</th><th scope="col">Environment</th><th scope="col">CPU / memory</th><th scope="col">Runtime</th><th scope="col"><span class="visually-hidden">Logs</span></th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
 export function renderQueue(s: Snapshot): string {
@@ -202,7 +220,7 @@ export function renderResults(s: Snapshot, now?: number): string {
 </tr>`,
     )
     .join('\n');
-  return `<table class="grid results"><thead><tr><th>Result</th><th>Issue</th><th>Branch</th><th>Commit</th><th>Took</th><th>Agent</th><th>Finished</th></tr></thead><tbody>${rows}</tbody></table>`;
+  return `<div class="scroll-x" tabindex="0" role="region" aria-label="Recent results"><table class="grid results"><thead><tr><th scope="col">Result</th><th scope="col">Issue</th><th scope="col">Branch</th><th scope="col">Commit</th><th scope="col">Took</th><th scope="col">Agent</th><th scope="col">Finished</th></tr></thead><tbody>${rows}</tbody></table></div>`;
 }
 
 export function renderResources(s: Snapshot): string {
@@ -229,6 +247,17 @@ export function renderSummary(s: Snapshot): string {
   const sup = s.supervisor.running
     ? `<span class="ok">supervisor running</span> <span class="muted">(pid ${e(s.supervisor.pid)})</span>`
     : '<span class="error">supervisor not running</span> <span class="muted">— start it with <code>supervisor start</code></span>';
+  const total = Object.values(s.issues).reduce((a, b) => a + b, 0);
+  // A repository with nothing yet: say what to do first instead of an error on Start.
+  if (total === 0 && s.agents.length === 0)
+    return `<div class="guide" data-guide="first-steps">
+<p><strong>Nothing to work on yet.</strong> Two steps get the agents going:</p>
+<ol>
+<li>Add an issue: <code>supervisor issue add "Fix the login redirect" --body "…"</code></li>
+<li>${s.supervisor.running ? 'Pick a count above and press <strong>Start Agents</strong>' : 'Start the supervisor with agents: <code>supervisor start --agents 2</code> (this page then shows them)'}</li>
+</ol>
+${s.warnings.map((w) => `<p class="warning">${e(w)}</p>`).join('')}
+</div>`;
   const activity = s.activity.length
     ? `<ul class="activity-log">${s.activity
         .slice(-4)

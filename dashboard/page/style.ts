@@ -35,7 +35,7 @@ h2{font-size:13px;margin:0 0 12px;text-transform:uppercase;letter-spacing:.6px;c
 .card{background:var(--card);border:1px solid var(--border);border-radius:10px;padding:16px 18px;margin-bottom:16px;box-shadow:0 1px 2px rgba(16,24,40,.04)}
 .columns{display:grid;grid-template-columns:minmax(0,2fr) minmax(0,3fr);gap:16px}
 .columns .card{margin-bottom:16px}
-@media (max-width:900px){.columns{grid-template-columns:1fr}}
+@media (max-width:900px){.columns{grid-template-columns:minmax(0,1fr)}}
 .control-row{display:flex;align-items:center;gap:10px;flex-wrap:wrap}
 .control-row label{font-weight:600}
 select{font:inherit;padding:5px 8px;border:1px solid #c9ced6;border-radius:6px;background:#fff;min-width:64px}
@@ -85,7 +85,7 @@ table.grid{width:100%;border-collapse:collapse}
 .queue li{display:flex;align-items:center;padding:6px 2px;border-bottom:1px solid #f0f1f4;white-space:nowrap;overflow:hidden}
 .queue li:last-child{border-bottom:0}
 .queue .title{overflow:hidden;text-overflow:ellipsis}
-.queue .pos{color:var(--grey);font-family:var(--mono);font-size:11.5px;width:26px;flex:none}
+.queue .pos{color:var(--muted);font-family:var(--mono);font-size:11.5px;width:26px;flex:none}
 .more{margin:8px 0 0;font-size:12.5px}
 .results td{font-size:13px}
 .results td.mono{white-space:nowrap}
@@ -94,10 +94,38 @@ table.grid{width:100%;border-collapse:collapse}
 .resources .wide{grid-column:1/-1}
 .resources dt{font-size:11.5px;text-transform:uppercase;letter-spacing:.5px;color:var(--muted);font-weight:600}
 .resources dd{margin:2px 0 0;font-size:14px}
-meter{width:120px;height:10px;vertical-align:-1px;margin-left:6px}
+meter{width:120px;max-width:40%;height:10px;vertical-align:-1px;margin-left:6px}
+.visually-hidden{position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap;border:0}
+.scroll-x{overflow-x:auto;max-width:100%}
+.agents td.env,.agents td.resources-cell{font-size:12.5px}
+.agents .label{color:var(--muted);font-size:11.5px}
+.guide{background:#eff8ff;border:1px solid #b2ddff;border-radius:8px;padding:10px 14px;color:#1d2939}
+.guide p{margin:0 0 6px}.guide ol{margin:0;padding-left:20px}.guide li{margin:2px 0}
+.guide code{overflow-wrap:anywhere}
+code{overflow-wrap:anywhere}
+/* Phones and narrow windows (360 px up): nothing wider than the screen. */
+@media (max-width:760px){
+  .top{flex-wrap:wrap;height:auto;padding:6px 12px;gap:4px 12px}
+  nav{order:3;flex-basis:100%;flex-wrap:wrap}
+  .right{margin-left:auto}
+  main{padding:12px 10px 80px}
+  .card{padding:12px}
+  .title-row{display:block}
+  .repo{white-space:normal;overflow-wrap:anywhere}
+  .resources{grid-template-columns:repeat(2,minmax(0,1fr))}
+  table.agents,.agents thead,.agents tbody,.agents tr,.agents td{display:block;width:auto}
+  .agents thead{display:none}
+  .agents tr{border:1px solid var(--border);border-radius:8px;padding:6px 8px;margin-bottom:10px}
+  .agents td{border:0;padding:3px 0}
+  .agents td[data-label]::before{content:attr(data-label);display:inline-block;min-width:92px;color:var(--muted);font-size:11.5px;text-transform:uppercase;letter-spacing:.4px}
+  .agents td.state,.agents td.time,.agents td.actions{width:auto;text-align:left}
+  .agents td.activity{max-width:none;white-space:normal}
+  .queue li{white-space:normal}
+}
 .log-panel{position:fixed;left:0;right:0;bottom:0;height:42vh;background:#0b1020;color:#d1d5db;border-top:3px solid var(--accent);display:flex;flex-direction:column;z-index:10;box-shadow:0 -8px 24px rgba(0,0,0,.25)}
 .log-panel[hidden]{display:none}
 .log-head{display:flex;align-items:center;gap:14px;padding:8px 16px;background:#111827;color:#f3f4f6}
+.log-heading{font-size:14px;margin:0;text-transform:none;letter-spacing:0;color:#f3f4f6}
 .log-head .btn{margin-left:auto}
 .log-lines{flex:1;margin:0;padding:10px 16px;overflow:auto;font-family:var(--mono);font-size:12.5px;line-height:1.45;white-space:pre-wrap;word-break:break-word}
 `;
