@@ -85,7 +85,7 @@ const overflow = (page: Page) =>
   page.evaluate(() => ({
     scroll: document.documentElement.scrollWidth,
     width: window.innerWidth,
-    wide: [...document.querySelectorAll('body *')]
+    wide: Array.from(document.querySelectorAll('body *'))
       .filter((el) => {
         const r = el.getBoundingClientRect();
         return (
