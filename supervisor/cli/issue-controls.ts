@@ -5,7 +5,7 @@ import { SupervisorError } from '../errors.js';
 import { IssueControls } from '../issue-controls.js';
 import { QueueAccess } from '../queue-access.js';
 import type { Issue } from '../store/issues.js';
-import { issueSummary, parseIdList, parseIssueId } from './issues.js';
+import { issueSummary, parseIdList, parseIssueId } from './issue-args.js';
 import { oneLine, printJson, say, type GlobalOpts } from './output.js';
 
 /** Runs a control with the repository's context and (when Redis answers) its queue. */

@@ -10,6 +10,7 @@ import {
 import { LandingStore } from '../land/landings.js';
 import { DependencyStore, dependencyGate } from '../store/deps.js';
 import { registerIssueControlCommands } from './issue-controls.js';
+import { issueSummary, parseIdList, parseIssueId } from './issue-args.js';
 import { refreshMergeStates } from '../land/merge-state.js';
 import { issueHistory } from '../store/history.js';
 import { redactSecrets } from '../errors.js';
@@ -22,25 +23,6 @@ import {
   type GlobalOpts,
 } from './output.js';
 
-export function issueSummary(i: Issue) {
-  return {
-    id: i.id,
-    title: i.title,
-    priority: i.priority,
-    status: i.status,
-    agent: i.agent,
-    branch: i.branch,
-    commit: i.commit,
-    attempts: i.attempts,
-    landedSha: i.landedSha,
-    landAttempts: i.landAttempts,
-    requeues: i.requeues,
-    behind: i.behind,
-    mergeable: i.mergeable,
-    conflictFiles: i.conflictFiles,
-  };
-}
-
 /** "yes", "no" (conflicts), or blank when not known (not done, or not computed yet). */
 function mergeableCell(i: ReturnType<typeof issueSummary>): string {
   if (i.status !== 'done' || i.mergeable === null) return '';
@@ -52,37 +34,6 @@ function bodyOut(b: Buffer): string {
   return Buffer.from(text, 'utf8').equals(b)
     ? text
     : `base64:${b.toString('base64')}`;
-}
-
-/** `12,13` or `#12, #13` → [12, 13]. */
-export function parseIdList(raw: string): number[] {
-  const parts = raw
-    .split(',')
-    .map((p) => p.trim().replace(/^#/, ''))
-    .filter(Boolean);
-  if (parts.length === 0)
-    throw new SupervisorError(
-      'ERR_SUP_USAGE',
-      `--after needs issue ids, got "${raw}"`,
-      { hint: 'e.g. --after 12,13' },
-    );
-  return parts.map(parseIssueId);
-}
-
-export function parseIssueId(raw: string): number {
-  // Beyond 2^53 a number is rounded: 9007199254740993 would show issue 9007199254740992.
-  if (
-    !/^\d+$/.test(raw.trim()) ||
-    Number(raw) < 1 ||
-    !Number.isSafeInteger(Number(raw))
-  ) {
-    throw new SupervisorError(
-      'ERR_SUP_USAGE',
-      `issue id must be a positive whole number (at most ${Number.MAX_SAFE_INTEGER}), got "${raw}"`,
-      { hint: 'e.g. supervisor issue show 3' },
-    );
-  }
-  return Number(raw);
 }
 
 const DEFAULT_LIST_LIMIT = 100;

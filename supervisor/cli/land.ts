@@ -4,7 +4,7 @@ import { SupervisorError } from '../errors.js';
 import { Lander, type LandOutcome } from '../land/lander.js';
 import { requeueAfterLanding } from '../land/requeue.js';
 import { landCheckEnv } from '../land/slot-env.js';
-import { parseIssueId } from './issues.js';
+import { parseIssueId } from './issue-args.js';
 import {
   oneLine,
   printJson,

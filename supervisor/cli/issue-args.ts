@@ -1,0 +1,54 @@
+// Issue ids and summaries as every issue command reads and prints them (shared by issues.ts,
+// issue-controls.ts and land.ts without importing one another).
+import { SupervisorError } from '../errors.js';
+import type { Issue } from '../store/issues.js';
+
+export function issueSummary(i: Issue) {
+  return {
+    id: i.id,
+    title: i.title,
+    priority: i.priority,
+    status: i.status,
+    agent: i.agent,
+    branch: i.branch,
+    commit: i.commit,
+    attempts: i.attempts,
+    landedSha: i.landedSha,
+    landAttempts: i.landAttempts,
+    requeues: i.requeues,
+    behind: i.behind,
+    mergeable: i.mergeable,
+    conflictFiles: i.conflictFiles,
+  };
+}
+
+/** `12,13` or `#12, #13` → [12, 13]. */
+export function parseIdList(raw: string): number[] {
+  const parts = raw
+    .split(',')
+    .map((p) => p.trim().replace(/^#/, ''))
+    .filter(Boolean);
+  if (parts.length === 0)
+    throw new SupervisorError(
+      'ERR_SUP_USAGE',
+      `--after needs issue ids, got "${raw}"`,
+      { hint: 'e.g. --after 12,13' },
+    );
+  return parts.map(parseIssueId);
+}
+
+export function parseIssueId(raw: string): number {
+  // Beyond 2^53 a number is rounded: 9007199254740993 would show issue 9007199254740992.
+  if (
+    !/^\d+$/.test(raw.trim()) ||
+    Number(raw) < 1 ||
+    !Number.isSafeInteger(Number(raw))
+  ) {
+    throw new SupervisorError(
+      'ERR_SUP_USAGE',
+      `issue id must be a positive whole number (at most ${Number.MAX_SAFE_INTEGER}), got "${raw}"`,
+      { hint: 'e.g. supervisor issue show 3' },
+    );
+  }
+  return Number(raw);
+}
