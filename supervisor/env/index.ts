@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { BeforeJobStep } from '../../contract/job.js';
 import type { Context } from '../context.js';
@@ -22,8 +23,15 @@ import {
   syncIncludedFiles,
 } from './worktreeinclude.js';
 
-const script = (name: string) =>
-  fileURLToPath(new URL(`./${name}.js`, import.meta.url));
+/** A compiled step script; loaded from the TypeScript sources (tests), the one in dist/. */
+const script = (name: string) => {
+  const compiled = fileURLToPath(new URL(`./${name}.js`, import.meta.url));
+  return existsSync(compiled)
+    ? compiled
+    : fileURLToPath(
+        new URL(`../../dist/supervisor/env/${name}.js`, import.meta.url),
+      );
+};
 const RESET_SCRIPT = script('reset-db');
 const FLUSH_SCRIPT = script('flush-redis');
 const RESYNC_SCRIPT = script('resync-worktree');
