@@ -2,7 +2,7 @@ import { Worker, WaitingError, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { RunnerConfig, supervisorKeys } from '../contract/job.js';
 import type { EventPublisher } from './event-publisher.js';
-import type { Current, Log } from './job-executor.js';
+import type { Current, Log } from './current-job.js';
 import type { RemoteGate } from './remote-gate.js';
 import type { UsageLimit } from './usage-limits.js';
 

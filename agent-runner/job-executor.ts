@@ -26,6 +26,7 @@ import {
   writeAgentRecord,
   type AgentRecord,
 } from '../contract/agent-record.js';
+import type { Current, Log } from './current-job.js';
 import { AgentProcess } from './agent-process.js';
 import { runBeforeJob } from './before-job.js';
 import type { EventPublisher } from './event-publisher.js';
@@ -43,18 +44,7 @@ import { UsageLimitScanner, usageLimitOf } from './usage-limits.js';
 /** A foreign job handed back because it was not adopted yet is offered again after this. */
 const ADOPTION_RETRY_MS = 2_000;
 
-export type Log = (msg: string, fields?: Record<string, unknown>) => void;
-
-/** The job a runner holds, while it holds it. */
-export interface Current {
-  job: Job<unknown, JobResult>;
-  token: string;
-  attempt: number;
-  agent: AgentProcess | undefined;
-  issueId: string;
-  title: string;
-  leaseLost: boolean;
-}
+export type { Current, Log } from './current-job.js';
 
 /** What the executor needs from the runner around it. */
 export interface ExecutorHost {
