@@ -140,6 +140,7 @@ interface SizeResult {
   ms: Record<PathId, number>;
   samples: Record<PathId, number[]>;
   idleCpuPct: number;
+  noPageCpuPct: number;
   idlePushes: number;
 }
 
@@ -194,6 +195,12 @@ async function measureSize(
       samples.issueList = await timed(cliRepeats, () =>
         cli(['issue', 'list', '--json']),
       );
+      o.log(`history ${size}: idle supervisor, no page, ${idleS} s`);
+      const n0 = cpuSeconds(sup.pid);
+      const nw0 = nowMs();
+      await new Promise((r) => setTimeout(r, idleS * 1000));
+      const noPageCpuPct =
+        ((cpuSeconds(sup.pid) - n0) / ((nowMs() - nw0) / 1000)) * 100;
       o.log(`history ${size}: idle supervisor with one page open, ${idleS} s`);
       const page = openPage(base);
       await new Promise((r) => setTimeout(r, 2000));
@@ -214,7 +221,16 @@ async function measureSize(
             '\t',
           )[0],
         ) / 1024;
-      return { size, buildS, dbMb, ms, samples, idleCpuPct, idlePushes };
+      return {
+        size,
+        buildS,
+        dbMb,
+        ms,
+        samples,
+        idleCpuPct,
+        noPageCpuPct,
+        idlePushes,
+      };
     } finally {
       redis.disconnect();
       await sup.stop();
@@ -262,13 +278,14 @@ export async function historyRows(o: BenchOptions): Promise<RowResult[]> {
     id: 'history-idle-cpu',
     title: `History: idle supervisor CPU, one page open (${idleS} s)`,
     ours: `${large.idleCpuPct.toFixed(2)} % at ${k(large.size)}`,
-    baseline: `${small.idleCpuPct.toFixed(2)} % at ${k(small.size)}`,
+    baseline: `${small.idleCpuPct.toFixed(2)} % at ${k(small.size)} (no page: ${small.noPageCpuPct.toFixed(2)} → ${large.noPageCpuPct.toFixed(2)} %)`,
     comparison: `${(large.idleCpuPct - small.idleCpuPct).toFixed(2)} points`,
     target: '≤ 2 %',
     met: large.idleCpuPct <= 2,
     data: {
       sizes: results.map((r) => r.size),
       idleCpuPct: results.map((r) => round(r.idleCpuPct, 3)),
+      noPageCpuPct: results.map((r) => round(r.noPageCpuPct, 3)),
       pushes: results.map((r) => r.idlePushes),
       historyBuildS: results.map((r) => round(r.buildS, 1)),
       databaseMb: results.map((r) => round(r.dbMb, 1)),
