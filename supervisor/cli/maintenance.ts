@@ -15,6 +15,7 @@ import { runningDaemon } from '../pidfile.js';
 import { resolveRepo } from '../repo.js';
 import { removeStoppedContainers } from '../runtimes/docker/create.js';
 import { removeWorktree } from '../worktrees.js';
+import { removeMergedBranches } from '../land/cleanup-merged.js';
 import { printJson, progress, say, type GlobalOpts } from './output.js';
 
 function runnerAlive(runDir: string, agentId: string): boolean {
@@ -65,15 +66,33 @@ export function registerMaintenanceCommands(
       'run even while the supervisor runs (stopped slots only)',
     )
     .option('--drop-databases', "also drop the slots' Postgres databases")
+    .option(
+      '--merged',
+      'only remove the issue/* branches of merged issues (safe while the supervisor runs)',
+    )
     .option('--json', 'print JSON')
     .action(
       async (o: {
         force?: boolean;
         dropDatabases?: boolean;
+        merged?: boolean;
         json?: boolean;
       }) => {
         const ctx = await openContext({ repo: globals().repo });
         try {
+          if (o.merged) {
+            const r = await removeMergedBranches(ctx);
+            if (o.json) return printJson(r);
+            if (r.kept.length)
+              progress(
+                `kept ${r.kept.join(', ')}: moved since the issue's result (delete by hand if you mean it)`,
+              );
+            return say(
+              r.removed.length
+                ? `removed ${r.removed.length} branch${r.removed.length === 1 ? '' : 'es'} of merged issues: ${r.removed.join(', ')}`
+                : 'no branches of merged issues to remove',
+            );
+          }
           const daemon = runningDaemon(ctx.paths.pidFile);
           if (daemon && !o.force) {
             throw new SupervisorError(

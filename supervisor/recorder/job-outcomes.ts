@@ -8,6 +8,7 @@ import {
 } from '../../contract/job.js';
 import { ResultRefError } from '../results.js';
 import { withChange } from '../store/history.js';
+import { withOutputTail } from './output-tail.js';
 import { SETTLED_STATUSES, type Issue } from '../store/issues.js';
 import type { Run } from '../store/runs.js';
 import type { BranchPublisher } from './branch-publisher.js';
@@ -202,7 +203,11 @@ export class JobOutcomeRecorder {
     const issue = await this.foreign.issueForJob(job.id!, false);
     if (!issue || SETTLED_STATUSES.has(issue.status)) return;
     const attempt = attemptOf(job);
-    const reason = job.failedReason || 'failed';
+    const run = attempt > 0 ? o.runs.get(job.id!, attempt) : undefined;
+    const reason = withOutputTail(
+      job.failedReason || 'failed',
+      run?.logPath ?? null,
+    );
     o.db.transaction(() => {
       if (attempt > 0)
         o.runs.upsert(issue.id, job.id!, attempt, {

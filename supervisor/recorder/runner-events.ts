@@ -1,5 +1,6 @@
 import type { RunnerEvent } from '../../contract/job.js';
 import { SETTLED_STATUSES } from '../store/issues.js';
+import { withOutputTail } from './output-tail.js';
 import type { Run } from '../store/runs.js';
 import type { RecorderContext } from './context.js';
 import type { ForeignJobs } from './foreign-jobs.js';
@@ -68,12 +69,13 @@ export class RunnerEventRecorder {
       case 'attempt-failed':
         if (ev.kind === 'no-progress') this.ctx.stats.timeouts += 1;
         else if (ev.kind === 'out-of-memory') this.ctx.stats.oomKills += 1;
+        const error = withOutputTail(ev.error, ev.logPath);
         db.transaction(() => {
           runs.upsert(issue.id, ev.jobId, ev.attempt, {
             agent: ev.agentId,
             outcome: 'failed',
             finishedAt: ev.at,
-            error: ev.error,
+            error,
             errorKind: ev.kind ?? null,
             exitCode: ev.exitCode,
             baseSha: ev.baseSha ?? null,
@@ -81,7 +83,7 @@ export class RunnerEventRecorder {
           });
           if (!terminal)
             issues.update(issue.id, {
-              error: ev.error,
+              error,
               ...(issue.agent === ev.agentId && issue.status === 'in_progress'
                 ? { status: 'queued' as const }
                 : {}),

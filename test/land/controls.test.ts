@@ -38,7 +38,12 @@ describe('issue controls', () => {
     const flaky = await w.add('fails once', 'fail-attempts: 1\nwrite: f.txt');
     const slow = await w.add('runs long', 'sleep: 60000\nwrite: s.txt');
     await w.start(['--agents', '2']);
-    await w.waitStatus(flaky, ['failed']);
+    const failed = await w.waitStatus(flaky, ['failed']);
+    // The error says what the agent said last, not only its exit code.
+    expect(failed.error).toMatch(
+      /last lines of the agent's output ---\n(.*\n)*.*failing attempt 1 on purpose/,
+    );
+    expect(failed.runs![0].error).toMatch(/failing attempt 1 on purpose/);
     await w.waitStatus(slow, ['in_progress']);
 
     const bad = await w.cli(['issue', 'retry', String(slow)]);

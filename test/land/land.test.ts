@@ -113,6 +113,13 @@ describe('supervisor land', () => {
     expect(shownC.error).toMatch(/land\.check failed: c\.txt is not allowed/);
     const list = await w.cli(['issue', 'list']);
     expect(list.stdout).toMatch(/merged/);
+    // cleanup --merged: the branches of merged issues go, the held one stays.
+    const cleaned = await w.json<any>(['cleanup', '--merged']);
+    expect(cleaned.removed.sort()).toEqual([`issue/${a}`, `issue/${b}`].sort());
+    expect(git(w.dir, 'branch', '--list', 'issue/*')).toMatch(
+      new RegExp(`issue/${c}`),
+    );
+    expect(git(w.dir, 'branch', '--list', `issue/${a}`)).toBe('');
   });
 
   it('redoes a landing on the new tip when someone else moved the base meanwhile; nothing is overwritten', async () => {
