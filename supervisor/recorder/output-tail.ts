@@ -19,7 +19,6 @@ export function outputTail(logPath: string | null | undefined): string {
     readSync(fd, buf, 0, len, size - len);
     const lines = buf
       .toString('utf8')
-      // eslint-disable-next-line no-control-regex
       .replace(/\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]/g, '')
       .split('\n')
       .map((l) => l.trimEnd())

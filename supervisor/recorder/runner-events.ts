@@ -66,7 +66,7 @@ export class RunnerEventRecorder {
             issues.update(issue.id, { status: 'queued' });
         })();
         break;
-      case 'attempt-failed':
+      case 'attempt-failed': {
         if (ev.kind === 'no-progress') this.ctx.stats.timeouts += 1;
         else if (ev.kind === 'out-of-memory') this.ctx.stats.oomKills += 1;
         const error = withOutputTail(ev.error, ev.logPath);
@@ -90,6 +90,7 @@ export class RunnerEventRecorder {
             });
         })();
         break;
+      }
       case 'usage-limit': {
         // The attempt was handed back unspent: the run is released, the issue waits again, and
         // the pause is recorded with the run (one transaction).
