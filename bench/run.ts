@@ -10,6 +10,7 @@ import { dispatchRow } from './rows/dispatch.js';
 import { feedRow } from './rows/feed.js';
 import { footprintRows } from './rows/footprint.js';
 import { historyRows } from './rows/history.js';
+import { landRow } from './rows/land.js';
 import { recoveryRow } from './rows/recovery.js';
 import { scaleRows } from './rows/scaleup.js';
 import { throughputRow } from './rows/throughput.js';
@@ -27,6 +28,7 @@ const ROWS: Record<
   recovery: recoveryRow,
   footprint: footprintRows,
   history: historyRows,
+  land: landRow,
 };
 
 const RESULTS = fileURLToPath(

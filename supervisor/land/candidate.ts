@@ -75,10 +75,11 @@ export async function buildCandidate(
         : `${body}\n`;
   const parentsArgs =
     strategy === 'merge' ? ['-p', tip, '-p', source] : ['-p', tip];
-  const r = await git.run(['commit-tree', tree, ...parentsArgs], {
-    env: author,
-    input: message,
-  });
+  // The message travels as one argv element (never through a shell).
+  const r = await git.run(
+    ['commit-tree', tree, ...parentsArgs, '-m', message.replace(/\n+$/, '')],
+    { env: author },
+  );
   if (r.code !== 0) throw new Error(`git commit-tree failed: ${r.stderr}`);
   return { ok: true, sha: r.stdout.trim() };
 }

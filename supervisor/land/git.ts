@@ -1,5 +1,4 @@
-import { execFile } from 'node:child_process';
-import { SAFE_GIT_CONFIG } from '../repo.js';
+import { GitError, runGit } from '../../git/runner.js';
 
 /** A finished git: its exit code and output (landing reads exit codes: 1 = conflicts). */
 export interface GitOutcome {
@@ -13,7 +12,7 @@ export interface LandGit {
   /** Runs git; resolves with any exit code (a timeout or a missing git rejects). */
   run(
     args: readonly string[],
-    opts?: { env?: Record<string, string>; input?: string },
+    opts?: { env?: Record<string, string> },
   ): Promise<GitOutcome>;
   /** Runs git; rejects unless it exits 0; resolves with its trimmed output. */
   ok(
@@ -22,60 +21,35 @@ export interface LandGit {
   ): Promise<string>;
 }
 
+const IDENTITY = {
+  GIT_COMMITTER_NAME: 'agent-supervisor',
+  GIT_COMMITTER_EMAIL: 'supervisor@localhost',
+  GIT_EDITOR: 'true',
+};
+
 /**
- * The landing's git: hooks and fsmonitor off (agents can write the git dir), no inherited
- * GIT_* variables, a timeout, and an identity of its own for the commits it makes.
- * (core's git runner replaces this once it lands.)
+ * The landing's git, through the project's one git runner (timeouts, no hooks, no programs an
+ * agent could plant), reporting exit codes instead of throwing on them, with an identity of its
+ * own for the commits it makes.
  */
 export function landGit(dir: string, timeoutMs = 600_000): LandGit {
-  const base: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env))
-    if (v !== undefined && !k.startsWith('GIT_')) base[k] = v;
-  Object.assign(base, {
-    GIT_TERMINAL_PROMPT: '0',
-    GIT_COMMITTER_NAME: 'agent-supervisor',
-    GIT_COMMITTER_EMAIL: 'supervisor@localhost',
-    GIT_EDITOR: 'true',
-  });
-  const config = [
-    ...SAFE_GIT_CONFIG,
-    'rebase.autoStash=false',
-    'advice.detachedHead=false',
-    'merge.verbosity=0',
-  ].flatMap((c) => ['-c', c]);
-  const run: LandGit['run'] = (args, opts = {}) =>
-    new Promise((resolve, reject) => {
-      const child = execFile(
-        'git',
-        [...config, ...args],
-        {
-          cwd: dir,
-          env: { ...base, ...opts.env },
-          timeout: timeoutMs,
-          killSignal: 'SIGKILL',
-          maxBuffer: 256 * 1024 * 1024,
-          encoding: 'utf8',
-        },
-        (err, stdout, stderr) => {
-          const e = err as
-            (NodeJS.ErrnoException & { killed?: boolean }) | null;
-          if (e && (typeof e.code === 'string' || e.killed))
-            return reject(
-              new Error(
-                e.killed
-                  ? `git ${args[0]} timed out after ${timeoutMs} ms`
-                  : e.message,
-              ),
-            );
-          resolve({
-            code: e ? Number(e.code ?? 1) : 0,
-            stdout,
-            stderr,
-          });
-        },
-      );
-      if (opts.input !== undefined) child.stdin?.end(opts.input);
-    });
+  const config = ['rebase.autoStash=false', 'advice.detachedHead=false'];
+  const run: LandGit['run'] = async (args, opts = {}) => {
+    try {
+      const r = await runGit(args, {
+        cwd: dir,
+        timeoutMs,
+        env: { ...IDENTITY, ...opts.env },
+        config,
+        maxBuffer: 256 * 1024 * 1024,
+      });
+      return { code: 0, stdout: r.stdout, stderr: r.stderr };
+    } catch (err) {
+      if (err instanceof GitError && err.exitCode !== null && !err.timedOut)
+        return { code: err.exitCode, stdout: err.stdout, stderr: err.stderr };
+      throw err;
+    }
+  };
   return {
     dir,
     run,
