@@ -55,6 +55,8 @@ export class Lander {
   readonly landings: LandingStore;
   private readonly lock: LandLock;
   private readonly log: Log;
+  /** Per land() call: the base's ref and which worktree has it checked out. */
+  private readonly memo = new Map<string, Promise<string | undefined>>();
 
   constructor(
     private readonly ctx: Context,
@@ -76,6 +78,7 @@ export class Lander {
     opts: { dryRun?: boolean; lockTimeoutMs?: number } = {},
   ): Promise<LandOutcome[]> {
     await this.lock.acquire(opts.lockTimeoutMs ?? 600_000);
+    this.memo.clear();
     try {
       await this.repairLocked();
       const ids =
@@ -200,8 +203,17 @@ export class Lander {
         };
   }
 
+  private baseRef(): Promise<string> {
+    let p = this.memo.get('ref');
+    if (!p) {
+      p = baseRef(this.git, this.ctx.baseBranch);
+      this.memo.set('ref', p);
+    }
+    return p as Promise<string>;
+  }
+
   private async tip(): Promise<string> {
-    const ref = await baseRef(this.git, this.ctx.baseBranch);
+    const ref = await this.baseRef();
     const tip = await revParse(this.git, ref);
     if (!tip)
       throw new SupervisorError(
@@ -465,8 +477,17 @@ export class Lander {
     );
   }
 
-  /** The worktree that has `branch` checked out, if any. */
-  private async checkoutOf(branch: string): Promise<string | undefined> {
+  /** The worktree that has `branch` checked out, if any (once per land() call). */
+  private checkoutOf(branch: string): Promise<string | undefined> {
+    let p = this.memo.get(`checkout:${branch}`);
+    if (!p) {
+      p = this.findCheckout(branch);
+      this.memo.set(`checkout:${branch}`, p);
+    }
+    return p;
+  }
+
+  private async findCheckout(branch: string): Promise<string | undefined> {
     const out = await this.git.ok(['worktree', 'list', '--porcelain']);
     let path: string | undefined;
     for (const line of out.split('\n')) {
