@@ -40,6 +40,7 @@ import type { RemoteGate } from './remote-gate.js';
 import type { Workspace } from './workspace.js';
 import { handBackBlocked, handBackForLimit } from './hand-back.js';
 import { UsageLimitScanner, usageLimitOf } from './usage-limits.js';
+import { AgentUsageScanner } from './agent-usage.js';
 
 /** A foreign job handed back because it was not adopted yet is offered again after this. */
 const ADOPTION_RETRY_MS = 2_000;
@@ -190,6 +191,7 @@ export class JobExecutor {
       const marker = randomUUID();
       const oomKillsBefore = oomKillCount();
       const limits = new UsageLimitScanner();
+      const usageScan = new AgentUsageScanner();
       rmSync(files.status, { force: true });
       const agent = new AgentProcess({
         command: this.cfg.agentCommand,
@@ -200,7 +202,10 @@ export class JobExecutor {
         },
         log,
         echo: this.echo,
-        onOutput: (chunk) => limits.feed(chunk),
+        onOutput: (chunk) => {
+          limits.feed(chunk);
+          usageScan.feed(chunk);
+        },
         progressTimeoutMs: this.cfg.lease.progressTimeoutMs,
         killGraceMs: this.cfg.lease.killGraceMs,
       });
@@ -309,7 +314,9 @@ export class JobExecutor {
         ? await this.publishResult(cur, outcome.commitSha)
         : undefined;
       const finishedAt = Date.now();
+      const usage = usageScan.finish();
       return {
+        ...(usage ? { usage } : {}),
         ...(resultRef ? { resultRef } : {}),
         agentId: this.cfg.agentId,
         attempt,

@@ -80,6 +80,19 @@ export const JobDataSchema = z
 export type JobData = z.output<typeof JobDataSchema>;
 export type JobDataInput = z.input<typeof JobDataSchema>;
 
+/** Tokens, cost, model and turns of one agent run, as the agent reported them. */
+export const AgentUsageSchema = z.object({
+  /** USD, as the agent reported it (Claude Code's total_cost_usd); absent when it reports none. */
+  costUsd: z.number().nonnegative().optional(),
+  inputTokens: z.number().int().nonnegative(),
+  outputTokens: z.number().int().nonnegative(),
+  cacheReadTokens: z.number().int().nonnegative(),
+  cacheWriteTokens: z.number().int().nonnegative(),
+  model: z.string().max(200).optional(),
+  turns: z.number().int().nonnegative().optional(),
+});
+export type AgentUsage = z.infer<typeof AgentUsageSchema>;
+
 /** What a runner returns for a finished agent run (BullMQ `returnvalue`). */
 export const JobResultSchema = z.object({
   agentId: z.string(),
@@ -101,6 +114,8 @@ export const JobResultSchema = z.object({
    * recorder fetches it, checks it is `commitSha`, publishes `issue/<id>` and deletes it.
    */
   resultRef: z.string().optional(),
+  /** Tokens and cost the agent reported (stream-json / exec --json); absent when it printed none. */
+  usage: AgentUsageSchema.optional(),
 });
 export type JobResult = z.infer<typeof JobResultSchema>;
 

@@ -1,3 +1,4 @@
+import type { Run } from '../store/runs.js';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SupervisorError } from '../errors.js';
@@ -375,6 +376,9 @@ export function registerIssueCommands(
           );
         if (i.error) say(`error: ${i.error}`);
         if (i.body.length) say(`\n${bodyOut(i.body)}\n`);
+        const spent = runs.reduce((sum, r) => sum + (r.costUsd ?? 0), 0);
+        if (runs.some((r) => r.costUsd !== null))
+          say(`cost: $${spent.toFixed(4)} over ${runs.length} run(s)`);
         if (runs.length) {
           say(
             table(
@@ -387,6 +391,7 @@ export function registerIssueCommands(
                 r.durationMs === null
                   ? ''
                   : `${(r.durationMs / 1000).toFixed(1)}s`,
+                runCost(r),
                 r.error ?? '',
                 r.logPath ?? '',
               ]),
@@ -397,6 +402,7 @@ export function registerIssueCommands(
                 'EXIT',
                 'COMMIT',
                 'TIME',
+                'COST',
                 'ERROR',
                 'LOG',
               ],
@@ -431,4 +437,17 @@ export function registerIssueCommands(
         ctx.close();
       }
     });
+}
+
+/** "$0.0123 · 5.9k tok" for a run whose agent reported usage; empty otherwise. */
+function runCost(r: Run): string {
+  if (r.inputTokens === null && r.costUsd === null) return '';
+  const tokens =
+    (r.inputTokens ?? 0) +
+    (r.outputTokens ?? 0) +
+    (r.cacheReadTokens ?? 0) +
+    (r.cacheWriteTokens ?? 0);
+  const tok =
+    tokens >= 1000 ? `${(tokens / 1000).toFixed(1)}k tok` : `${tokens} tok`;
+  return r.costUsd === null ? tok : `$${r.costUsd.toFixed(4)} · ${tok}`;
 }

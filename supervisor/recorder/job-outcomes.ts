@@ -110,6 +110,17 @@ export class JobOutcomeRecorder {
         durationMs: Math.round(res.durationMs),
         logPath: res.logPath,
         error: res.logError ?? null,
+        ...(res.usage
+          ? {
+              costUsd: res.usage.costUsd ?? null,
+              inputTokens: res.usage.inputTokens,
+              outputTokens: res.usage.outputTokens,
+              cacheReadTokens: res.usage.cacheReadTokens,
+              cacheWriteTokens: res.usage.cacheWriteTokens,
+              model: res.usage.model ?? null,
+              turns: res.usage.turns ?? null,
+            }
+          : {}),
       });
       for (const r of o.runs.running(job.id!)) {
         if (r.attempt === res.attempt) continue;

@@ -113,6 +113,16 @@ const MIGRATIONS: readonly Migration[] = [
   READ_MODEL_MIGRATION,
   // Why an attempt failed, as a stable code (contract/errors.ts ATTEMPT_FAILURE_KINDS).
   `ALTER TABLE runs ADD COLUMN error_kind TEXT;`,
+  // Tokens and cost per run, as the agent reported them (docs/agents.md).
+  `
+  ALTER TABLE runs ADD COLUMN cost_usd REAL;
+  ALTER TABLE runs ADD COLUMN input_tokens INTEGER;
+  ALTER TABLE runs ADD COLUMN output_tokens INTEGER;
+  ALTER TABLE runs ADD COLUMN cache_read_tokens INTEGER;
+  ALTER TABLE runs ADD COLUMN cache_write_tokens INTEGER;
+  ALTER TABLE runs ADD COLUMN model TEXT;
+  ALTER TABLE runs ADD COLUMN turns INTEGER;
+  `,
 ];
 
 /** Why a database file cannot be used, with what to do about it. */

@@ -30,6 +30,14 @@ export interface Run {
   error: string | null;
   /** Why the attempt failed or was lost, as a stable code (`ATTEMPT_FAILURE_KINDS`). */
   errorKind: string | null;
+  /** Tokens and cost the agent reported (null: it reported none). */
+  costUsd: number | null;
+  inputTokens: number | null;
+  outputTokens: number | null;
+  cacheReadTokens: number | null;
+  cacheWriteTokens: number | null;
+  model: string | null;
+  turns: number | null;
 }
 
 export interface RunFields {
@@ -47,6 +55,13 @@ export interface RunFields {
   logPath?: string | null;
   error?: string | null;
   errorKind?: string | null;
+  costUsd?: number | null;
+  inputTokens?: number | null;
+  outputTokens?: number | null;
+  cacheReadTokens?: number | null;
+  cacheWriteTokens?: number | null;
+  model?: string | null;
+  turns?: number | null;
 }
 
 const COLUMNS: Record<keyof RunFields, string> = {
@@ -64,11 +79,20 @@ const COLUMNS: Record<keyof RunFields, string> = {
   logPath: 'log_path',
   error: 'error',
   errorKind: 'error_kind',
+  costUsd: 'cost_usd',
+  inputTokens: 'input_tokens',
+  outputTokens: 'output_tokens',
+  cacheReadTokens: 'cache_read_tokens',
+  cacheWriteTokens: 'cache_write_tokens',
+  model: 'model',
+  turns: 'turns',
 };
 
 const SELECT = `SELECT id, issue_id AS issueId, job_id AS jobId, attempt, agent, started_at AS startedAt,
   finished_at AS finishedAt, outcome, exit_code AS exitCode, base_sha AS baseSha, commit_sha AS commitSha,
-  files_changed AS filesChanged, insertions, deletions, duration_ms AS durationMs, log_path AS logPath, error, error_kind AS errorKind FROM runs`;
+  files_changed AS filesChanged, insertions, deletions, duration_ms AS durationMs, log_path AS logPath, error, error_kind AS errorKind,
+  cost_usd AS costUsd, input_tokens AS inputTokens, output_tokens AS outputTokens, cache_read_tokens AS cacheReadTokens,
+  cache_write_tokens AS cacheWriteTokens, model, turns FROM runs`;
 
 /** One row per attempt, keyed by (job id, attempt) so every write is idempotent. */
 export class RunStore {
