@@ -51,6 +51,7 @@ need_cmd ip iproute2
 need_cmd setpriv util-linux
 need_cmd mount mount
 need_cmd promtool prometheus
+need_cmd tmux tmux # the terminal-safe output test runs the CLI in a real terminal
 if [ ! -x "$CHROMIUM" ]; then
   if [ -n "${CHROMIUM_PATH:-}" ]; then
     die "CHROMIUM_PATH=$CHROMIUM is not an executable (unset it to use Debian's chromium)"

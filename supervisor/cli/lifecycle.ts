@@ -19,6 +19,7 @@ import {
 } from '../../dashboard/server.js';
 import { secondsFlag, wholeNumberFlag } from './args.js';
 import { redisFor } from './connect.js';
+import { forTerminal } from './terminal.js';
 import {
   ago,
   oneLine,
@@ -35,7 +36,7 @@ function logLine(msg: string, fields?: Record<string, unknown>): void {
   const extra =
     fields && Object.keys(fields).length ? ` ${JSON.stringify(fields)}` : '';
   process.stderr.write(
-    redactSecrets(`${new Date().toISOString()} ${msg}${extra}\n`),
+    forTerminal(redactSecrets(`${new Date().toISOString()} ${msg}${extra}\n`)),
   );
 }
 

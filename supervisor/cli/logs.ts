@@ -14,6 +14,7 @@ import { SupervisorError } from '../errors.js';
 import { wholeNumberFlag } from './args.js';
 import type { GlobalOpts } from './output.js';
 import { swarmLogs } from './swarm-logs.js';
+import { forTerminal } from './terminal.js';
 
 /** The last `n` lines of a file, read from its end (logs can be large). */
 export function tailLines(
@@ -125,13 +126,13 @@ export function registerLogsCommand(
           const tail = tailLines(file, lines);
           const size = tail.size;
           for (const l of tail.lines)
-            process.stdout.write(`${prefix(id)}${l}\n`);
+            process.stdout.write(`${prefix(id)}${forTerminal(l)}\n`);
           starts.push({ file, from: size });
         }
         if (!o.follow) return;
         const stop = follow(starts, (file, line) => {
           const id = file.slice(logDir.length + 1, -4);
-          process.stdout.write(`${prefix(id)}${line}\n`);
+          process.stdout.write(`${prefix(id)}${forTerminal(line)}\n`);
         });
         await new Promise<void>((resolve) => {
           process.once('SIGINT', resolve);

@@ -15,6 +15,7 @@ import { registerPauseCommands } from './pause.js';
 import { registerRemoteCommands } from './remote.js';
 import type { GlobalOpts } from './output.js';
 import { damagedDatabaseError } from '../store/db.js';
+import { forTerminal, setRawOutput } from './terminal.js';
 
 const USAGE_CODES = new Set([
   'ERR_SUP_USAGE',
@@ -32,9 +33,16 @@ function build(): Command {
       '--repo <dir>',
       'the git repository to work on (default: current directory)',
     )
+    .option(
+      '--raw',
+      'print issue text and agent output as they are (control characters and bidi overrides are escaped by default)',
+    )
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  program.hook('preAction', () =>
+    setRawOutput(program.opts<GlobalOpts>().raw === true),
+  );
   const globals = (): GlobalOpts => program.opts<GlobalOpts>();
   registerMaintenanceCommands(program, globals);
   registerIssueCommands(program, globals);
@@ -105,11 +113,11 @@ async function main(argv: string[]): Promise<void> {
       damagedDatabaseError('.supervisor/supervisor.db', raw) ??
       coerceError(raw);
     if (err instanceof SupervisorError) {
-      process.stderr.write(`error: ${err.message}\n`);
-      if (err.hint) process.stderr.write(`hint: ${err.hint}\n`);
+      process.stderr.write(`error: ${forTerminal(err.message)}\n`);
+      if (err.hint) process.stderr.write(`hint: ${forTerminal(err.hint)}\n`);
       return exit(USAGE_CODES.has(err.code) ? 2 : 1);
     }
-    process.stderr.write(`error: ${redactSecrets(err.message)}\n`);
+    process.stderr.write(`error: ${forTerminal(redactSecrets(err.message))}\n`);
     const hint = sqliteHint((err as { code?: unknown }).code);
     if (hint) process.stderr.write(`hint: ${hint}\n`);
     if (process.env.SUPERVISOR_DEBUG)

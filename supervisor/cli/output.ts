@@ -1,8 +1,10 @@
 import { redactSecrets } from '../errors.js';
+import { forTerminal } from './terminal.js';
 
 export interface GlobalOpts {
   repo?: string;
   json?: boolean;
+  raw?: boolean;
 }
 
 /** `--json` prints machine-readable JSON on stdout and nothing else there. */
@@ -10,17 +12,19 @@ export function printJson(value: unknown): void {
   process.stdout.write(`${redactSecrets(JSON.stringify(value, null, 2))}\n`);
 }
 
+/** Human-readable output: control characters and bidi overrides escaped unless `--raw`. */
 export function say(text: string): void {
-  process.stdout.write(`${text}\n`);
+  process.stdout.write(`${forTerminal(text)}\n`);
 }
 
 /** Progress goes to stderr so that stdout stays clean for pipes and --json. */
 export function progress(text: string): void {
-  process.stderr.write(`${text}\n`);
+  process.stderr.write(`${forTerminal(text)}\n`);
 }
 
 export function table(rows: string[][], header: string[]): string {
-  const all = [header, ...rows];
+  // Cells are escaped before widths are measured, so an escape keeps the columns aligned.
+  const all = [header, ...rows].map((r) => r.map((c) => forTerminal(c)));
   const widths = header.map((_, i) =>
     Math.max(...all.map((r) => (r[i] ?? '').length)),
   );
@@ -40,9 +44,8 @@ export function ago(ms: number): string {
   return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
 }
 
+/** One line of at most `max` characters; control characters and bidi overrides escaped. */
 export function oneLine(s: string, max = 60): string {
-  const line = s
-    .replace(/[\r\n\t]+/g, ' ')
-    .replace(/[\u0000-\u001f\u007f]/g, '');
+  const line = forTerminal(s.replace(/[\r\n\t]+/g, ' '));
   return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 }

@@ -1,5 +1,6 @@
 import { dockerClient } from '../runtimes/docker/client.js';
 import { SwarmRuntime } from '../runtimes/swarm.js';
+import { forTerminal } from './terminal.js';
 
 /** `supervisor logs` for `--runtime swarm`: the service's logs, `agent-00N | …` by task slot. */
 export async function swarmLogs(
@@ -26,7 +27,9 @@ export async function swarmLogs(
         signal: abort.signal,
       },
       (id, line) => {
-        process.stdout.write(`${o.agentId ? '' : `${id} | `}${line}\n`);
+        process.stdout.write(
+          `${o.agentId ? '' : `${id} | `}${forTerminal(line)}\n`,
+        );
       },
     );
   } finally {
