@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { WriteStream } from 'node:fs';
+import { LineStamper } from './line-stamper.js';
 import { changedSince } from './progress-scan.js';
 
 export type KillReason =
@@ -17,7 +17,7 @@ export interface AgentProcessOptions {
   command: string;
   cwd: string;
   env: Record<string, string>;
-  log: WriteStream;
+  log: NodeJS.WritableStream;
   /** Also copy output here (the runner's own stdout, which `supervisor logs` shows). */
   echo?: NodeJS.WritableStream;
   /** Sees every chunk of output too (usage-limit and cost scanning). */
@@ -80,10 +80,12 @@ export class AgentProcess {
     this.child.on('error', (err) => {
       spawnError = err;
     });
+    // The runner's log gets the output line by line with the time each line arrived.
+    const echo = opts.echo ? new LineStamper(opts.echo) : undefined;
     const onData = (chunk: Buffer) => {
       this.lastProgress = Date.now();
       opts.log.write(chunk);
-      opts.echo?.write(chunk);
+      echo?.write(chunk);
       opts.onOutput?.(chunk);
     };
     this.child.stdout?.on('data', onData);
@@ -102,6 +104,10 @@ export class AgentProcess {
         this.stopWatching();
         // The agent's stragglers (background children) never outlive it.
         this.signalGroup('SIGKILL');
+        // The attempt's end, as its start was marked: `supervisor logs` shows both.
+        echo?.end(
+          `--- end: agent ${exitCode !== null ? `exited ${exitCode}` : `killed by ${signal ?? 'a signal'}`}${this.killedFor ? ` (${this.killedFor})` : ''}`,
+        );
         resolve({ exitCode, signal, killedFor: this.killedFor, spawnError });
       };
       this.child.once('exit', finish);

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { createWriteStream, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
+import { CappedLog } from './capped-log.js';
 import { join } from 'node:path';
 import {
   DelayedError,
@@ -160,14 +161,14 @@ export class JobExecutor {
       }
       const refsBefore = await this.refWatch?.snapshot();
       const files = writeIssueFiles(this.cfg, data, issueId);
-      const log = createWriteStream(logPath, { flags: 'a' });
+      const log = new CappedLog(logPath, this.cfg.logMaxBytes);
       let logError: string | undefined;
       log.on('error', (err) => {
         logError ??= `the run log ${logPath} could not be written: ${err.message}`;
         this.log('cannot write the run log', { logPath, error: err.message });
       });
       this.echo.write(
-        `--- ${this.cfg.agentId} ${jobId} attempt ${attempt}: ${data.title.split('\n')[0]}\n`,
+        `${new Date().toISOString()} --- ${this.cfg.agentId} ${jobId} attempt ${attempt}: ${data.title.split('\n')[0]}\n`,
       );
       // The claim is recorded before anything runs, so every attempt that starts has a run row.
       await this.events.publish({

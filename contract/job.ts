@@ -261,6 +261,12 @@ export const RunnerConfigSchema = z.object({
   baseBranch: z.string(),
   agentCommand: z.string().min(1),
   logDir: z.string(),
+  /** An attempt's log keeps its first and last halves of this many bytes. */
+  logMaxBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .default(10 * 1024 * 1024),
   runDir: z.string(),
   lease: LeaseSchema,
   heartbeatMs: z.number().int().min(50).default(2_000),

@@ -219,6 +219,22 @@ export const ConfigSchema = z
       })
       .strict()
       .default({}),
+    logs: z
+      .object({
+        /**
+         * @defaultValue 14d — attempt logs and rotated runner logs older than this are deleted
+         * (by `cleanup`, and hourly by the running supervisor).
+         */
+        keep: duration.default(14 * 86_400_000),
+        /** @defaultValue 10m (MiB) — an attempt's log keeps its head and tail within this. */
+        maxBytes: bytes.default(10 * 1024 * 1024),
+        /** @defaultValue 10m (MiB) — a runner's log is rotated past this size. */
+        runnerMaxBytes: bytes.default(10 * 1024 * 1024),
+        /** @defaultValue 3 — rotated runner logs kept (`agent-001.log.1` … `.3`). */
+        runnerFiles: z.number().int().min(1).max(20).default(3),
+      })
+      .strict()
+      .default({}),
     dashboard: z
       .object({
         enabled: z.boolean().default(true),
@@ -392,14 +408,14 @@ export function isBranchName(name: string): boolean {
 }
 
 export function parseDuration(s: string): number | undefined {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(s);
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(s);
   if (!m?.[1]) return undefined;
   const n = Number(m[1]);
   const unit = m[2] ?? 'ms';
   return Math.round(
     n *
-      { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[
-        unit as 'ms' | 's' | 'm' | 'h'
+      { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
+        unit as 'ms' | 's' | 'm' | 'h' | 'd'
       ],
   );
 }

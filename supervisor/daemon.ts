@@ -447,6 +447,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       baseBranch: this.ctx.baseBranch,
       agentCommand: config.agentCommandResolved!,
       logDir: join(paths.logDir, agentId),
+      logMaxBytes: config.logs.maxBytes,
       runDir: join(paths.runDir, agentId),
       lease: config.leaseResolved,
       heartbeatMs: config.heartbeat,

@@ -9,6 +9,7 @@ import {
 import { envCollisions } from './env/collisions.js';
 import { EnvAllocationStore } from './env/store.js';
 import { getSetting } from './store/db.js';
+import { maintainLogs } from './logs/maintenance.js';
 
 /**
  * The optional parts a running control plane gets: per-slot environments and (wired by the
@@ -19,6 +20,7 @@ export async function attachExtensions(
   log: Logger,
 ): Promise<void> {
   await attachEnvironments(daemon, log);
+  maintainLogs(daemon, log);
 }
 
 /** Extra per-agent fields for `supervisor status`, and warnings (collisions with other repositories). */

@@ -5,7 +5,7 @@ import {
   type IssueStatus,
 } from '../../supervisor/store/issues.js';
 import { json, type DashRequest, type DashResponse } from '../http.js';
-import { lastLines } from '../logtail.js';
+import { cleanLine, lastLines } from '../../supervisor/logs/tail.js';
 import type { DashboardDeps } from '../deps.js';
 
 export function intParam(
@@ -131,5 +131,9 @@ export const getLogs =
       file,
       intParam(req.query.lines, 200, 5000),
     );
-    return json(200, { agentId: req.params.id, lines, offset });
+    return json(200, {
+      agentId: req.params.id,
+      lines: lines.map(cleanLine),
+      offset,
+    });
   };

@@ -1,7 +1,11 @@
 import { existsSync, statSync } from 'node:fs';
 import type { DashboardDeps } from '../deps.js';
 import type { DashRequest, DashResponse, SseSink } from '../http.js';
-import { followFile, lastLines } from '../logtail.js';
+import {
+  cleanLine,
+  followFile,
+  lastLines,
+} from '../../supervisor/logs/tail.js';
 import { renderSections } from '../page/sections.js';
 import type { Snapshot } from '../snapshot.js';
 import { intParam } from './api.js';
@@ -90,14 +94,14 @@ export const logEvents =
             sink.send({
               event: 'lines',
               id: String(offset),
-              data: JSON.stringify(tail.lines),
+              data: JSON.stringify(tail.lines.map(cleanLine)),
             });
           }
           return followFile(file, offset, (lines, next) =>
             sink.send({
               event: 'lines',
               id: String(next),
-              data: JSON.stringify(lines),
+              data: JSON.stringify(lines.map(cleanLine)),
             }),
           );
         },

@@ -1,72 +1,107 @@
-import {
-  closeSync,
-  existsSync,
-  openSync,
-  readSync,
-  readdirSync,
-  statSync,
-} from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { isSlotId } from '../../contract/job.js';
+import { parseDuration } from '../config.js';
 import { openContext } from '../context.js';
 import { SupervisorError } from '../errors.js';
+import { followFile, lastLines } from '../logs/tail.js';
 import { wholeNumberFlag } from './args.js';
 import type { GlobalOpts } from './output.js';
 import { swarmLogs } from './swarm-logs.js';
 import { forTerminal } from './terminal.js';
 
-/** The last `n` lines of a file, read from its end (logs can be large). */
-export function tailLines(
-  file: string,
-  n: number,
-): { lines: string[]; size: number } {
-  if (!existsSync(file)) return { lines: [], size: 0 };
-  const size = statSync(file).size;
-  // slice(-0) would be the whole file.
-  if (n <= 0) return { lines: [], size };
-  const fd = openSync(file, 'r');
+const STAMP = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) (.*)$/;
+
+/** A log line with the time the runner stamped on it (lines without a stamp inherit one). */
+export interface LogLine {
+  agentId: string;
+  at: number | undefined;
+  text: string;
+}
+
+export function parseLine(
+  agentId: string,
+  raw: string,
+  previous: number | undefined,
+): LogLine {
+  const m = STAMP.exec(raw);
+  if (!m) return { agentId, at: previous, text: raw };
+  return { agentId, at: Date.parse(m[1]!), text: m[2]! };
+}
+
+/** `--since 10m`, `--since 2h`, or a date/time (`2026-05-01T10:00`): a time in ms. */
+export function sinceFlag(raw: string, now = Date.now()): number {
+  const d = parseDuration(raw);
+  if (d !== undefined && /[a-z]$/i.test(raw.trim())) return now - d;
+  const t = Date.parse(raw);
+  if (!Number.isNaN(t) && /\d{4}-\d\d-\d\d/.test(raw)) return t;
+  throw new SupervisorError(
+    'ERR_SUP_USAGE',
+    `--since must be a duration (30s, 10m, 2h) or a date and time, got "${raw}"`,
+    { hint: 'e.g. --since 15m, or --since 2026-05-01T10:00' },
+  );
+}
+
+export function grepFlag(raw: string): RegExp {
   try {
-    let pos = size;
-    let text = '';
-    const chunk = Buffer.alloc(64 * 1024);
-    while (pos > 0 && text.split('\n').length <= n + 1) {
-      const len = Math.min(chunk.length, pos);
-      pos -= len;
-      readSync(fd, chunk, 0, len, pos);
-      text = chunk.subarray(0, len).toString('utf8') + text;
-    }
-    const lines = text.split('\n');
-    if (lines[lines.length - 1] === '') lines.pop();
-    return { lines: lines.slice(-n), size };
-  } finally {
-    closeSync(fd);
+    return new RegExp(raw, 'i');
+  } catch (err) {
+    throw new SupervisorError(
+      'ERR_SUP_USAGE',
+      `--grep is not a valid pattern: ${(err as Error).message}`,
+      { hint: 'a regular expression, matched case-insensitively' },
+    );
   }
 }
 
-/** Follows files like `tail -f`, calling `onLine` for each new complete line. */
-export function follow(
-  files: Array<{ file: string; from: number }>,
-  onLine: (file: string, line: string) => void,
-): () => void {
-  const state = files.map((f) => ({ ...f, rest: '' }));
-  const timer = setInterval(() => {
-    for (const s of state) {
-      if (!existsSync(s.file)) continue;
-      const size = statSync(s.file).size;
-      if (size < s.from) s.from = 0; // truncated or rotated
-      if (size === s.from) continue;
-      const fd = openSync(s.file, 'r');
-      const buf = Buffer.alloc(size - s.from);
-      readSync(fd, buf, 0, buf.length, s.from);
-      closeSync(fd);
-      s.from = size;
-      const parts = (s.rest + buf.toString('utf8')).split('\n');
-      s.rest = parts.pop() ?? '';
-      for (const line of parts) onLine(s.file, line);
-    }
-  }, 200);
-  return () => clearInterval(timer);
+const COLOURS = [36, 33, 35, 32, 34, 91, 96, 93, 95, 92];
+
+/** How lines are shown: time, agent prefix (when several), colour on a terminal. */
+export class LogPrinter {
+  constructor(
+    private readonly o: {
+      prefix: boolean;
+      colour: boolean;
+      since?: number | undefined;
+      grep?: RegExp | undefined;
+    },
+  ) {}
+
+  private paint(code: number, s: string): string {
+    return this.o.colour ? `\x1b[${code}m${s}\x1b[0m` : s;
+  }
+
+  accepts(l: LogLine): boolean {
+    if (this.o.since !== undefined && (l.at ?? 0) < this.o.since) return false;
+    return !this.o.grep || this.o.grep.test(l.text);
+  }
+
+  format(l: LogLine): string {
+    const time =
+      l.at === undefined
+        ? '        '
+        : new Date(l.at).toTimeString().slice(0, 8);
+    const n = Number(l.agentId.slice(-3)) || 0;
+    const who = this.o.prefix
+      ? `${this.paint(COLOURS[n % COLOURS.length]!, l.agentId)} | `
+      : '';
+    // Issue text and agent output are escaped (unless --raw) before our own colours go on.
+    const text = forTerminal(l.text);
+    const body = text.startsWith('--- ')
+      ? this.paint(1, text)
+      : text.startsWith('[runner] ')
+        ? this.paint(2, text)
+        : text;
+    return `${this.paint(2, time)} ${who}${body}`;
+  }
+}
+
+function colourWanted(flag: boolean | undefined): boolean {
+  if (flag === false) return false;
+  if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '')
+    return false;
+  return process.stdout.isTTY === true;
 }
 
 export function registerLogsCommand(
@@ -76,15 +111,28 @@ export function registerLogsCommand(
   program
     .command('logs')
     .description(
-      "show an agent's log, or all agents' logs interleaved (agent-00N | …)",
+      "show an agent's log, or all agents' logs interleaved by time (agent-00N | …)",
     )
     .argument('[agent]', 'slot id, e.g. agent-001')
     .option('-f, --follow', 'keep printing new lines')
-    .option('-n, --lines <n>', 'lines of history per agent', '100')
+    .option('-n, --lines <n>', 'lines of history (per agent)', '100')
+    .option('--since <when>', 'only lines since then: 30s, 10m, 2h, or a date')
+    .option('--grep <pattern>', 'only lines matching (regex, any case)')
+    .option('--no-color', 'no colours (also NO_COLOR=1; off when not a TTY)')
+    .addHelpText(
+      'after',
+      '\nEach line shows the time the runner wrote it. "--- agent-00N issue-N attempt N" lines mark\nwhere an attempt starts, "--- end:" where its agent exited.',
+    )
     .action(
       async (
         agent: string | undefined,
-        o: { follow?: boolean; lines: string },
+        o: {
+          follow?: boolean;
+          lines: string;
+          since?: string;
+          grep?: string;
+          color?: boolean;
+        },
       ) => {
         if (agent !== undefined && !isSlotId(agent)) {
           throw new SupervisorError(
@@ -94,6 +142,8 @@ export function registerLogsCommand(
           );
         }
         const lines = wholeNumberFlag('--lines', o.lines);
+        const since = o.since === undefined ? undefined : sinceFlag(o.since);
+        const grep = o.grep === undefined ? undefined : grepFlag(o.grep);
         const ctx = await openContext({ repo: globals().repo });
         const { logDir } = ctx.paths;
         ctx.close();
@@ -119,26 +169,54 @@ export function registerLogsCommand(
             { hint: 'it has not run; see `supervisor status`' },
           );
         }
-        const prefix = (id: string) => (agent ? '' : `${id} | `);
-        const starts: Array<{ file: string; from: number }> = [];
+        const printer = new LogPrinter({
+          prefix: !agent,
+          colour: colourWanted(o.color),
+          since,
+          grep,
+        });
+        const out = (l: LogLine) => {
+          if (printer.accepts(l))
+            process.stdout.write(`${printer.format(l)}\n`);
+        };
+        // With a filter, the whole (rotated, so bounded) file is searched, then the last n shown.
+        const want =
+          since !== undefined || grep ? Number.MAX_SAFE_INTEGER : lines;
+        const history: LogLine[] = [];
+        const starts: Array<{ id: string; file: string; from: number }> = [];
         for (const id of ids) {
           const file = join(logDir, `${id}.log`);
-          const tail = tailLines(file, lines);
-          const size = tail.size;
-          for (const l of tail.lines)
-            process.stdout.write(`${prefix(id)}${forTerminal(l)}\n`);
-          starts.push({ file, from: size });
+          const tail = lastLines(file, want);
+          let at: number | undefined;
+          const mine = tail.lines
+            .map((raw) => {
+              const l = parseLine(id, raw, at);
+              at = l.at;
+              return l;
+            })
+            .filter((l) => printer.accepts(l));
+          history.push(...mine.slice(-lines));
+          starts.push({ id, file, from: tail.offset });
         }
+        // Several agents: interleaved by time (a stable sort keeps each agent's own order).
+        if (ids.length > 1) history.sort((a, b) => (a.at ?? 0) - (b.at ?? 0));
+        for (const l of history) out(l);
         if (!o.follow) return;
-        const stop = follow(starts, (file, line) => {
-          const id = file.slice(logDir.length + 1, -4);
-          process.stdout.write(`${prefix(id)}${forTerminal(line)}\n`);
+        const stops = starts.map(({ id, file, from }) => {
+          let at: number | undefined;
+          return followFile(file, from, (batch) => {
+            for (const raw of batch) {
+              const l = parseLine(id, raw, at);
+              at = l.at;
+              out(l);
+            }
+          });
         });
         await new Promise<void>((resolve) => {
           process.once('SIGINT', resolve);
           process.once('SIGTERM', resolve);
         });
-        stop();
+        for (const stop of stops) stop();
       },
     );
 }

@@ -97,6 +97,12 @@ function exit(code: number): void {
 /** The only place that ends the process: 0 ok, 1 failure, 2 usage error. */
 async function main(argv: string[]): Promise<void> {
   try {
+    // Bare `supervisor`: the help, as `docker` and `pm2` print theirs.
+    if (argv.length <= 2) {
+      build().outputHelp();
+      process.exitCode = 0;
+      return;
+    }
     await build().parseAsync(argv);
     process.exitCode = 0;
   } catch (raw) {
@@ -124,6 +130,15 @@ async function main(argv: string[]): Promise<void> {
       process.stderr.write(`${err.stack ?? ''}\n`);
     exit(1);
   }
+}
+
+// A reader that went away (`status | head -1`) ends the command quietly, as it would end `cat`.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED')
+      process.exit(0);
+    throw err;
+  });
 }
 
 void main(process.argv).then(() => {

@@ -16,6 +16,7 @@ import { resolveRepo } from '../repo.js';
 import { removeStoppedContainers } from '../runtimes/docker/create.js';
 import { removeWorktree } from '../worktrees.js';
 import { removeMergedBranches } from '../land/cleanup-merged.js';
+import { pruneLogs, rotateRunnerLogs } from '../logs/retention.js';
 import { printJson, progress, say, type GlobalOpts } from './output.js';
 
 function runnerAlive(runDir: string, agentId: string): boolean {
@@ -136,6 +137,14 @@ export function registerMaintenanceCommands(
             ctx.slots.remove(slot.id);
             removed.push(slot.id);
           }
+          // Logs: rotated past logs.runnerMaxBytes, deleted past logs.keep.
+          const logCfg = ctx.config.logs;
+          rotateRunnerLogs(
+            ctx.paths.logDir,
+            logCfg.runnerMaxBytes,
+            logCfg.runnerFiles,
+          );
+          const logsPruned = pruneLogs(ctx.paths.logDir, logCfg.keep);
           // Databases of slots released by an earlier cleanup are remembered until dropped.
           const databases = o.dropDatabases
             ? await dropReleasedSlotDatabases(ctx)
@@ -153,6 +162,7 @@ export function registerMaintenanceCommands(
               containersRemoved,
               swarmServiceRemoved,
               databasesDropped: databases.dropped,
+              logsDeleted: logsPruned,
               databasesOnOtherServers: databases.otherServer,
             });
           else {
@@ -163,6 +173,10 @@ export function registerMaintenanceCommands(
             if (containersRemoved.length)
               say(
                 `removed ${containersRemoved.length} stopped container${containersRemoved.length === 1 ? '' : 's'}: ${containersRemoved.join(', ')}`,
+              );
+            if (logsPruned.files)
+              say(
+                `deleted ${logsPruned.files} log file${logsPruned.files === 1 ? '' : 's'} older than logs.keep (${(logsPruned.bytes / 1024 / 1024).toFixed(1)} MiB)`,
               );
             if (databases.dropped.length)
               say(

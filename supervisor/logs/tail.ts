@@ -1,5 +1,13 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 
+/**
+ * The one log tailer: `supervisor logs` and the dashboard's log drawer (JSON and SSE) both read
+ * runner and attempt logs through it. History is read from the end in 64 KiB chunks; following
+ * reads at most 1 MiB per tick, so a burst of output never becomes one giant allocation.
+ */
+
+const CHUNK = 64 * 1024;
+const MAX_READ = 1024 * 1024;
 const MAX_LINE = 8 * 1024;
 
 /** Lines as the page shows them: no control characters but tabs, long ones cut. */
@@ -36,9 +44,9 @@ export function lastLines(
 ): { lines: string[]; offset: number } {
   if (!existsSync(file)) return { lines: [], offset: 0 };
   const size = statSync(file).size;
+  if (n <= 0) return { lines: [], offset: size };
   let start = size;
   let text = Buffer.alloc(0);
-  const CHUNK = 64 * 1024;
   while (start > 0) {
     const from = Math.max(0, start - CHUNK);
     text = Buffer.concat([readRange(file, from, start), text]);
@@ -50,12 +58,35 @@ export function lastLines(
   const end = text.lastIndexOf(0x0a) + 1;
   const complete = text.subarray(0, end).toString('utf8').split('\n');
   complete.pop();
-  return { lines: complete.slice(-n).map(cleanLine), offset: start + end };
+  return { lines: complete.slice(-n), offset: start + end };
 }
 
 /**
- * Follows a file from `offset` like `tail -f`, handing over complete lines in batches with the
- * offset after them. A file that shrank (truncated, replaced) is read again from its start.
+ * Where to go on in a file that replaced the one being followed: right after the last bytes
+ * already read, when the new file still has them (a capped log keeps its tail); else after the
+ * "bytes … cut" marker; else from the start.
+ */
+function resumeIn(file: string, seen: Buffer): number {
+  const size = statSync(file).size;
+  const from = Math.max(0, size - 32 * MAX_READ);
+  const buf = readRange(file, from, size);
+  if (seen.length > 0) {
+    const at = buf.lastIndexOf(seen);
+    if (at >= 0) return from + at + seen.length;
+  }
+  const marker = buf.lastIndexOf(Buffer.from('[… '));
+  if (marker >= 0) {
+    const nl = buf.indexOf(0x0a, marker);
+    if (nl >= 0) return from + nl + 1;
+  }
+  return 0;
+}
+
+/**
+ * Follows a file from `offset` like `tail -F`, handing over complete lines in batches with the
+ * offset after them. A file truncated in place (rotation by copy and truncate) is read again
+ * from its start; a file replaced by another (a capped log compacted to head and tail) is
+ * resumed after the last bytes already handed over.
  */
 export function followFile(
   file: string,
@@ -64,21 +95,24 @@ export function followFile(
   intervalMs = 200,
 ): () => void {
   let pos = offset;
+  let ino: number | undefined;
+  let seen = Buffer.alloc(0);
   const timer = setInterval(() => {
     if (!existsSync(file)) return;
-    const size = statSync(file).size;
-    if (size < pos) pos = 0;
-    if (size === pos) return;
-    const buf = readRange(file, pos, Math.min(size, pos + 1024 * 1024));
+    const st = statSync(file);
+    if (ino !== undefined && st.ino !== ino) pos = resumeIn(file, seen);
+    else if (st.size < pos) pos = 0;
+    ino = st.ino;
+    if (st.size <= pos) return;
+    const buf = readRange(file, pos, Math.min(st.size, pos + MAX_READ));
     const end = buf.lastIndexOf(0x0a) + 1;
-    if (end === 0) {
-      if (buf.length < MAX_LINE * 4) return; // wait for the rest of the line
-    }
+    if (end === 0 && buf.length < MAX_LINE * 4) return; // wait for the rest of the line
     const upto = end === 0 ? buf.length : end;
     const lines = buf.subarray(0, upto).toString('utf8').split('\n');
     if (end !== 0) lines.pop();
     pos += upto;
-    onLines(lines.map(cleanLine), pos);
+    seen = Buffer.from(buf.subarray(Math.max(0, upto - 256), upto));
+    onLines(lines, pos);
   }, intervalMs);
   return () => clearInterval(timer);
 }

@@ -1,0 +1,154 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  CLI,
+  cliJson,
+  runCli,
+  startSupervisor,
+  testEnv,
+  waitFor,
+} from '../helpers/cli.js';
+import { tempDir, tempRepo } from '../helpers/repo.js';
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+const TIME = /^\d\d:\d\d:\d\d /;
+
+describe('supervisor logs and everyday CLI behaviour', () => {
+  it('logs: a time on every line, attempt start and end lines, --grep, --since, escaped output, colour only on a TTY', async () => {
+    const repo = tempRepo();
+    cleanups.push(repo.cleanup);
+    const dir = repo.dir;
+    const env = testEnv();
+    const sup = await startSupervisor(dir, env, [
+      '--agents',
+      '1',
+      '--no-dashboard',
+    ]);
+    cleanups.push(async () => void (await sup.stop()));
+    await runCli(
+      [
+        'issue',
+        'add',
+        'title with \x1b]0;pwned\x07 in it',
+        '--body',
+        'sleep: 450',
+      ],
+      { cwd: dir, env },
+    );
+    await waitFor(
+      async () =>
+        (
+          await cliJson<Array<{ status: string }>>(['issue', 'list'], {
+            cwd: dir,
+            env,
+          })
+        )[0]?.status === 'done',
+      { what: 'issue done', timeoutMs: 60_000 },
+    );
+    const all = await runCli(['logs', 'agent-001'], { cwd: dir, env });
+    expect(all.code, all.stderr).toBe(0);
+    const lines = all.stdout.trimEnd().split('\n');
+    for (const l of lines) expect(l).toMatch(TIME);
+    const start = lines.findIndex((l) =>
+      / --- agent-001 issue-1 attempt 1: title with \\x1b\]0;pwned\\x07 in it$/.test(
+        l,
+      ),
+    );
+    const end = lines.findIndex((l) => / --- end: agent exited 0$/.test(l));
+    expect(start).toBeGreaterThanOrEqual(0);
+    expect(end).toBeGreaterThan(start);
+    expect(
+      lines.slice(start, end).some((l) => / working… 200 ms$/.test(l)),
+    ).toBe(true);
+    expect(all.stdout).not.toContain('\x1b'); // no colour into a pipe, and the title escaped
+
+    const grep = await runCli(['logs', '--grep', 'WORKING'], { cwd: dir, env });
+    const got = grep.stdout.trimEnd().split('\n');
+    expect(got.length).toBeGreaterThanOrEqual(2);
+    for (const l of got)
+      expect(l).toMatch(/^\d\d:\d\d:\d\d agent-001 \| working… \d+ ms$/);
+    expect(
+      (await runCli(['logs', '--since', '2099-01-01'], { cwd: dir, env }))
+        .stdout,
+    ).toBe('');
+    expect(
+      (await runCli(['logs', '--since', '1h'], { cwd: dir, env })).stdout,
+    ).toContain('--- end: agent exited 0');
+    const bad = await runCli(['logs', '--since', 'yesterday-ish'], {
+      cwd: dir,
+      env,
+    });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--since must be a duration/);
+
+    // On a terminal: colours (SGR) around our own parts, and none with NO_COLOR.
+    const screen = (extraEnv: string) => {
+      const sock = `slotcli-${randomBytes(4).toString('hex')}`;
+      const script = join(tempDir('sup-tmux-'), 'run.sh');
+      writeFileSync(
+        script,
+        `cd ${dir}\n${extraEnv} ${process.execPath} ${CLI} logs\necho MARKER-DONE\nsleep 60\n`,
+      );
+      const tmux = (...a: string[]) =>
+        execFileSync('tmux', ['-L', sock, ...a], { encoding: 'utf8' });
+      tmux(
+        'new-session',
+        '-d',
+        '-s',
+        't',
+        '-x',
+        '200',
+        '-y',
+        '60',
+        `sh ${script}`,
+      );
+      cleanups.push(() => spawnSync('tmux', ['-L', sock, 'kill-server']));
+      return waitFor(
+        () => {
+          const s = tmux('capture-pane', '-e', '-p', '-t', 't');
+          return s.includes('MARKER-DONE') ? s : false;
+        },
+        { what: 'logs in tmux' },
+      );
+    };
+    const envPrefix = Object.entries(env)
+      .map(([k, v]) => `${k}='${v}'`)
+      .join(' ');
+    expect(await screen(envPrefix)).toMatch(/\x1b\[\d+magent-001/);
+    expect(await screen(`${envPrefix} NO_COLOR=1`)).not.toMatch(/\x1b\[\d+m/);
+  });
+
+  it('ends quietly when the reader goes away (| head -1), and bare supervisor prints help', async () => {
+    const repo = tempRepo();
+    cleanups.push(repo.cleanup);
+    const env = testEnv();
+    const big = join(tempDir('sup-big-'), 'body');
+    writeFileSync(big, `${'a line of the body\n'.repeat(200_000)}`);
+    const add = await runCli(['issue', 'add', 'big', '--body-file', big], {
+      cwd: repo.dir,
+      env,
+    });
+    expect(add.code, add.stderr).toBe(0);
+    for (const args of ['issue show 1', 'issue show 1 --raw', 'status']) {
+      const r = spawnSync(
+        'bash',
+        ['-c', `set -o pipefail; ${process.execPath} ${CLI} ${args} | head -1`],
+        { cwd: repo.dir, env: { ...process.env, ...env }, encoding: 'utf8' },
+      );
+      expect(r.status, `${args}: ${r.stderr}`).toBe(0);
+      expect(r.stderr).toBe('');
+      expect(r.stdout.split('\n').length).toBe(2);
+    }
+    const bare = await runCli([], { cwd: repo.dir, env });
+    expect(bare.code).toBe(0);
+    expect(bare.stdout).toMatch(/^Usage: supervisor \[options\] \[command\]/);
+    expect(bare.stdout).toMatch(/\n {2}logs /);
+  });
+});
