@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
 import { basename } from 'node:path';
 import type { Daemon, Logger } from '../supervisor/daemon.js';
+import { DEFAULT_DASHBOARD_PORT } from '../supervisor/config.js';
 import { SupervisorError, coerceError } from '../supervisor/errors.js';
 import { bullBoardRouter } from './bull-board.js';
 import type { DashboardDeps } from './deps.js';
@@ -16,8 +17,11 @@ import { daemonSource, type DashboardSource } from './source.js';
 export interface DashboardOptions {
   /** @defaultValue "127.0.0.1" — other addresses need `token`. */
   host: string;
-  /** @defaultValue 7420 — the next free port is taken when it is busy; 0 means any free port. */
-  port: number;
+  /**
+   * Exactly this port (an error when it is taken); 0: any free port. Unset: 7420, or the next
+   * free one with a warning in the log.
+   */
+  port: number | undefined;
   token?: string | undefined;
   readOnly: boolean;
   log: Logger;
@@ -57,19 +61,46 @@ function listenOnce(
   });
 }
 
-/** Listens on `port`, or the next free one when it is taken (port 0: any free port). */
+/**
+ * Listens on the port asked for (taken: an error naming it, never silently another), or, when
+ * none was asked for, on 7420 or the next free port after it, saying so.
+ */
 async function listen(
   server: Server,
-  port: number,
+  asked: number | undefined,
   host: string,
+  log: Logger,
 ): Promise<number> {
-  if (port === 0) return listenOnce(server, 0, host);
+  if (asked === 0) return listenOnce(server, 0, host);
+  if (asked !== undefined) {
+    try {
+      return await listenOnce(server, asked, host);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new SupervisorError(
+        'ERR_SUP_CONFIG',
+        code === 'EADDRINUSE'
+          ? `the dashboard port ${host}:${asked} is taken by another program`
+          : `the dashboard cannot listen on ${host}:${asked}: ${coerceError(err).message}`,
+        {
+          hint: 'stop what holds it, pick another port with --dashboard-port (SUPERVISOR_DASHBOARD_PORT, "dashboard.port"), use 0 for any free port, or --no-dashboard',
+          cause: err,
+        },
+      );
+    }
+  }
+  const port = DEFAULT_DASHBOARD_PORT;
   let lastError: Error | undefined;
   for (let p = port, tries = 0; tries < PORT_ATTEMPTS && p <= 65535; p++) {
     if (AVOID.has(p)) continue;
     tries += 1;
     try {
-      return await listenOnce(server, p, host);
+      const got = await listenOnce(server, p, host);
+      if (got !== port)
+        log(
+          `warning: the dashboard's default port ${port} is taken; serving on ${got} instead (set --dashboard-port to choose one)`,
+        );
+      return got;
     } catch (err) {
       lastError = coerceError(err);
       const code = (err as NodeJS.ErrnoException).code;
@@ -78,7 +109,7 @@ async function listen(
   }
   throw new SupervisorError(
     'ERR_SUP_CONFIG',
-    `the dashboard cannot listen on ${host}:${port}${port === 0 ? '' : ` or the ${PORT_ATTEMPTS - 1} ports after it`}: ${lastError?.message ?? 'unknown error'}`,
+    `the dashboard cannot listen on ${host}:${port} or the ${PORT_ATTEMPTS - 1} ports after it: ${lastError?.message ?? 'unknown error'}`,
     {
       hint: 'pick another port with --dashboard-port (SUPERVISOR_DASHBOARD_PORT), or --no-dashboard',
       cause: lastError,
@@ -126,7 +157,7 @@ export async function startDashboard(
   server.keepAliveTimeout = 5_000;
   let port: number;
   try {
-    port = await listen(server, o.port, o.host);
+    port = await listen(server, o.port, o.host, o.log);
   } catch (err) {
     hub.close();
     throw err;

@@ -27,6 +27,12 @@ const duration = z
     return ms;
   });
 
+/** A duration with a floor: a zero heartbeat or feed interval would spin, not run. */
+const durationAtLeast = (min: number, fallback: number) =>
+  duration
+    .refine((ms) => ms >= min, { message: `must be at least ${min} ms` })
+    .default(fallback);
+
 const bytes = z
   .union([z.number().int().positive(), z.string()])
   .transform((v, ctx) => {
@@ -182,16 +188,16 @@ export const ConfigSchema = z
       .strict()
       .default({}),
     /** @defaultValue 500ms — how often open issues are fed. */
-    feedInterval: duration.default(500),
+    feedInterval: durationAtLeast(10, 500),
     /** @defaultValue 5s — reconcile SQLite with the queue's own state. */
-    reconcileInterval: duration.default(5_000),
+    reconcileInterval: durationAtLeast(100, 5_000),
     /**
      * @defaultValue 5m — the longest one recorder handler (a result, a claim, a reconcile) may
      * take before the next one runs anyway, so one hung call cannot stop all recording.
      */
     recorderDeadline: duration.default(300_000),
     /** @defaultValue 2s */
-    heartbeat: duration.default(2_000),
+    heartbeat: durationAtLeast(50, 2_000),
     /** @defaultValue 1s — first restart delay of a crashed runner (doubles up to 30 s). */
     restartBackoff: duration.default(1_000),
     /** @defaultValue 30s — time a stopping runner gets to hand its job back. */
@@ -239,12 +245,11 @@ export const ConfigSchema = z
       .object({
         enabled: z.boolean().default(true),
         host: z.string().default('127.0.0.1'),
-        port: z
-          .number()
-          .int()
-          .min(0)
-          .max(65535)
-          .default(DEFAULT_DASHBOARD_PORT),
+        /**
+         * Unset: 7420, or the next free port with a warning when it is taken. Set: exactly this
+         * port, and an error when it is taken. 0: any free port.
+         */
+        port: z.number().int().min(0).max(65535).optional(),
         token: z
           .string()
           .min(16, 'the dashboard token must be at least 16 characters')
@@ -579,13 +584,42 @@ export function loadConfig(
     );
   }
   const c = result.data;
-  const lease = LeaseSchema.parse({
+  const leaseResult = LeaseSchema.safeParse({
     lockDurationMs: c.lease.lockDuration,
     stalledIntervalMs: c.lease.stalledInterval,
     maxStalledCount: c.lease.maxStalledCount,
     progressTimeoutMs: c.lease.progressTimeout,
     killGraceMs: c.lease.killGrace,
   });
+  if (!leaseResult.success) {
+    // The contract's limits, said in the configuration's own names and units.
+    const names: Record<string, string> = {
+      lockDurationMs: 'lease.lockDuration',
+      stalledIntervalMs: 'lease.stalledInterval',
+      maxStalledCount: 'lease.maxStalledCount',
+      progressTimeoutMs: 'lease.progressTimeout',
+      killGraceMs: 'lease.killGrace',
+    };
+    const lines = leaseResult.error.issues.map((i) => {
+      const key = String(i.path[0] ?? '');
+      const min = i.code === 'too_small' ? Number(i.minimum) : undefined;
+      const what =
+        min === undefined
+          ? i.message
+          : key.endsWith('Ms')
+            ? `must be at least ${min} ms`
+            : `must be at least ${min}`;
+      return `  ${names[key] ?? key}: ${what}`;
+    });
+    throw new SupervisorError(
+      'ERR_SUP_CONFIG',
+      `invalid configuration:\n${lines.join('\n')}`,
+      {
+        hint: 'check flags, SUPERVISOR_* environment variables and supervisor.config.json',
+      },
+    );
+  }
+  const lease = leaseResult.data;
   const agentCommandResolved =
     c.agentCommand ??
     (c.agentPreset ? AGENT_PRESETS[c.agentPreset] : undefined);

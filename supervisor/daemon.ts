@@ -62,6 +62,11 @@ export interface DaemonOptions {
   log?: Logger;
   /** Lets tests and other runtimes plug in; default from config.runtime. */
   runtime?: AgentRuntime;
+  /**
+   * How long `start` waits for an unreachable Redis before it fails with the reason (default
+   * 15 s); `Infinity` waits until it answers (`--wait-redis`).
+   */
+  waitRedisMs?: number;
   /** Runs before any agent starts: attach slot hooks (environments) here. */
   setup?: (daemon: Daemon) => Promise<void>;
 }
@@ -237,7 +242,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       const runtime = opts.runtime ?? (await createRuntime(ctx, url, log));
       const d = new Daemon(ctx, url, log, runtime);
       await opts.setup?.(d);
-      await d.boot(agents);
+      await d.boot(agents, opts.waitRedisMs ?? 15_000);
       d.markReady();
       return d;
     } catch (err) {
@@ -246,15 +251,44 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     }
   }
 
-  private async boot(agents: number | undefined): Promise<void> {
+  private async boot(
+    agents: number | undefined,
+    waitRedisMs: number,
+  ): Promise<void> {
     if (this.redis.status !== 'ready') {
       const ready = new Promise<void>((r) =>
         this.redis.once('ready', () => r()),
       );
       const slow = setTimeout(
-        () => this.log('waiting for Redis (retrying until it answers)'),
+        () =>
+          this.log(
+            Number.isFinite(waitRedisMs)
+              ? `waiting for Redis (up to ${Math.round(waitRedisMs / 1000)} s)`
+              : 'waiting for Redis (retrying until it answers)',
+          ),
         1500,
       );
+      let lastError = '';
+      const noteError = (err: Error) => {
+        lastError = err.message || (err as { code?: string }).code || '';
+      };
+      this.redis.on('error', noteError);
+      let giveUp: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<never>((_, reject) => {
+        if (!Number.isFinite(waitRedisMs)) return;
+        giveUp = setTimeout(() => {
+          this.redis.disconnect();
+          reject(
+            new SupervisorError(
+              'ERR_SUP_REDIS_UNREACHABLE',
+              `Redis at ${redactSecrets(this.redisUrl)} did not answer within ${Math.round(waitRedisMs / 1000)} s${lastError ? ` (${redactSecrets(lastError)})` : ''}`,
+              {
+                hint: 'start it (`supervisor infra up`, or your local redis-server), fix REDIS_URL / "redisUrl", or pass --wait-redis to wait until it answers',
+              },
+            ),
+          );
+        }, waitRedisMs);
+      });
       // A server that answers but refuses the credentials will not change its mind: say so, rather
       // than wait for ever for a Redis that is "not there".
       let onError: (err: Error) => void = () => undefined;
@@ -280,10 +314,12 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
         this.redis.on('error', onError);
       });
       try {
-        await Promise.race([ready, refused]);
+        await Promise.race([ready, refused, timedOut]);
       } finally {
         clearTimeout(slow);
+        clearTimeout(giveUp);
         this.redis.off('error', onError);
+        this.redis.off('error', noteError);
       }
     }
     const warn = await evictionWarning(this.redis);

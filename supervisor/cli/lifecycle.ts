@@ -23,10 +23,12 @@ import { forTerminal } from './terminal.js';
 import {
   ago,
   oneLine,
+  outputWidth,
   printJson,
   progress,
   say,
   table,
+  wrapWords,
   type GlobalOpts,
 } from './output.js';
 
@@ -52,6 +54,7 @@ interface StartOpts {
   dashboardPort?: string;
   dashboardHost?: string;
   readOnly?: boolean;
+  waitRedis?: boolean;
 }
 
 function startFlags(o: StartOpts): Record<string, unknown> {
@@ -115,6 +118,15 @@ async function startDetached(ctx: Context): Promise<void> {
       return;
     }
     if (exited !== undefined) {
+      // Lost a race with another start: say who won, not the winner's log.
+      const winner = runningDaemon(ctx.paths.pidFile);
+      if (winner && winner.pid !== child.pid) {
+        throw new SupervisorError(
+          'ERR_SUP_ALREADY_RUNNING',
+          `a supervisor is already running for this repository (pid ${winner.pid})`,
+          { hint: 'use `supervisor status`, or `supervisor stop` first' },
+        );
+      }
       const tail = readFileSync(ctx.paths.daemonLog, 'utf8')
         .trim()
         .split('\n')
@@ -138,9 +150,11 @@ async function startDetached(ctx: Context): Promise<void> {
 async function runForeground(
   ctx: Context,
   agents: number | undefined,
+  waitRedis: boolean,
 ): Promise<void> {
   const daemon = await Daemon.start(ctx, {
     ...(agents !== undefined ? { agents } : {}),
+    ...(waitRedis ? { waitRedisMs: Infinity } : {}),
     log: logLine,
     setup: (d) => attachExtensions(d, logLine),
   });
@@ -194,10 +208,13 @@ async function preflightForScale(
 }
 
 function printStatus(s: Status): void {
+  const width = outputWidth();
+  // Plain lines wrap between words too; continuation lines are indented.
+  const line = (text: string) => say(wrapWords(text, width - 2).join('\n  '));
   const sup = s.supervisor.running
     ? `running (pid ${s.supervisor.pid})`
     : 'not running';
-  say(
+  line(
     `supervisor: ${sup}; agents ${s.agents.length}/${s.desiredAgents} desired${s.supervisor.dashboardUrl ? `; dashboard ${s.supervisor.dashboardUrl}` : ''}`,
   );
   if (s.pause)
@@ -212,7 +229,7 @@ function printStatus(s: Status): void {
           a.id,
           a.state,
           a.issue
-            ? `#${a.issue.id} ${oneLine(a.issue.title ?? '', 40)}`
+            ? `#${a.issue.id} ${oneLine(a.issue.title ?? '', 120)}`
             : a.state === 'idle'
               ? 'Idle (no issues)'
               : '',
@@ -226,12 +243,13 @@ function printStatus(s: Status): void {
             ? `${a.resources.cpuPercent.toFixed(0)}% ${Math.round(a.resources.memoryBytes / 1024 ** 2)}M`
             : '',
           a.lastError && (a.state === 'crashed' || a.state === 'blocked')
-            ? oneLine(a.lastError, 50)
+            ? oneLine(a.lastError, 200)
             : a.external && a.host
               ? `on ${a.host}`
               : '',
         ]),
         ['AGENT', 'STATE', 'ISSUE', 'FOR', 'RUNNER', 'CPU MEM', 'NOTE'],
+        { maxWidth: width, wrap: [2, 6] },
       ),
     );
   }
@@ -258,19 +276,24 @@ function printStatus(s: Status): void {
         : '',
       env.postgresDb ? `postgres ${env.postgresDb}` : '',
     ].filter(Boolean);
-    if (parts.length) say(`  ${a.id} env: ${parts.join(' · ')}`);
+    if (parts.length)
+      say(
+        wrapWords(`${a.id} env: ${parts.join(' · ')}`, width - 4)
+          .map((l, i) => (i === 0 ? `  ${l}` : `      ${l}`))
+          .join('\n'),
+      );
   }
   const q = s.queue;
   if (q)
-    say(
+    line(
       `queue: ${q.waiting + q.prioritized} waiting, ${q.active} active, ${q.delayed} delayed, ${q.completed} completed, ${q.failed} failed`,
     );
   const i = s.issues;
-  say(
+  line(
     `issues: ${i.open ?? 0} open, ${i.queued ?? 0} queued, ${i.in_progress ?? 0} in progress, ${i.done ?? 0} done, ${i.failed ?? 0} failed`,
   );
   const p = s.platform;
-  say(
+  line(
     `platform: ${p.os} ${p.arch}, ${p.cpus} CPUs, ${(p.memoryBytes / 1024 ** 3).toFixed(1)} GiB, max ${p.maxAgents} agents`,
   );
   for (const w of s.warnings) progress(`warning: ${w}`);
@@ -304,7 +327,7 @@ export function registerLifecycleCommands(
     .option('--no-dashboard', 'do not serve the dashboard')
     .option(
       '--dashboard-port <port>',
-      'dashboard port (default 7420; the next free one if taken)',
+      'dashboard port; taken: an error (default 7420, or the next free one with a warning)',
     )
     .option(
       '--dashboard-host <host>',
@@ -312,6 +335,10 @@ export function registerLifecycleCommands(
     )
     .option('--read-only', 'dashboard without controls')
     .option('-d, --detach', 'run in the background')
+    .option(
+      '--wait-redis',
+      'wait until Redis answers (default: fail after 15 s with the reason)',
+    )
     .action(async (o: StartOpts) => {
       const ctx = await openContext({
         repo: globals().repo,
@@ -334,7 +361,7 @@ export function registerLifecycleCommands(
         }
         return;
       }
-      await runForeground(ctx, agents);
+      await runForeground(ctx, agents, o.waitRedis === true);
     });
 
   program

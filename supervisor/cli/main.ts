@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import './heap-policy.js';
 import { Command, CommanderError } from 'commander';
+import { ZodError } from 'zod';
 import { SupervisorError, coerceError, redactSecrets } from '../errors.js';
 import { registerComposeConfigCommand, registerImageCommand } from './image.js';
 import { registerInfraCommand } from './infra.js';
@@ -83,6 +84,21 @@ function sqliteHint(code: unknown): string | undefined {
   return undefined;
 }
 
+/** A schema failure that escaped its caller, said as a list instead of the validator's JSON. */
+function friendlyValidationError(raw: unknown): SupervisorError | undefined {
+  if (!(raw instanceof ZodError)) return undefined;
+  const lines = raw.issues.map(
+    (i) => `  ${i.path.join('.') || '(value)'}: ${i.message}`,
+  );
+  return new SupervisorError(
+    'ERR_SUP_CONFIG',
+    `invalid value:\n${lines.join('\n')}`,
+    {
+      hint: 'check flags, SUPERVISOR_* environment variables and supervisor.config.json',
+    },
+  );
+}
+
 /** Exits once stdout and stderr are flushed (a pipe would otherwise lose a large --json). */
 function exit(code: number): void {
   const flushed = (s: NodeJS.WriteStream) =>
@@ -117,6 +133,7 @@ async function main(argv: string[]): Promise<void> {
     }
     const err =
       damagedDatabaseError('.supervisor/supervisor.db', raw) ??
+      friendlyValidationError(raw) ??
       coerceError(raw);
     if (err instanceof SupervisorError) {
       process.stderr.write(`error: ${forTerminal(err.message)}\n`);

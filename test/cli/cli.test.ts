@@ -319,7 +319,7 @@ describe('supervisor CLI', () => {
     ]);
     await allDone(dir, env, 1);
     const logs = await runCli(['logs'], { cwd: dir, env });
-    expect(logs.stdout).toMatch(/^agent-001 \| /m);
+    expect(logs.stdout).toMatch(/^\d\d:\d\d:\d\d agent-001 \| /m);
     expect(logs.stdout).toMatch(/scripted agent agent-00\d on issue 1/);
     const one = await runCli(['logs', 'agent-001', '--lines', '5'], {
       cwd: dir,

@@ -152,3 +152,81 @@ describe('supervisor logs and everyday CLI behaviour', () => {
     expect(bare.stdout).toMatch(/\n {2}logs /);
   });
 });
+
+describe('status at 80 columns', () => {
+  it('wraps long titles and notes inside their column, between words, within the width', async () => {
+    const repo = tempRepo();
+    cleanups.push(repo.cleanup);
+    const dir = repo.dir;
+    const env = testEnv();
+    const sup = await startSupervisor(dir, env, [
+      '--agents',
+      '2',
+      '--no-dashboard',
+    ]);
+    cleanups.push(async () => void (await sup.stop()));
+    const title =
+      'Refactor the configuration loader so that environment overrides are validated together with the file';
+    for (let i = 0; i < 2; i++)
+      await runCli(['issue', 'add', title, '--body', 'sleep: 20000'], {
+        cwd: dir,
+        env,
+      });
+    await waitFor(
+      async () =>
+        (
+          await cliJson<{ agents: Array<{ state: string }> }>(['status'], {
+            cwd: dir,
+            env,
+          })
+        ).agents.filter((a) => a.state === 'working').length === 2,
+      { what: 'two agents working', timeoutMs: 60_000 },
+    );
+    const check = (out: string) => {
+      const lines = out.trimEnd().split('\n');
+      for (const l of lines) expect(l.length).toBeLessThanOrEqual(80);
+      // Every word of the title is whole on some line (none cut by a wrap).
+      const words = new Set(lines.flatMap((l) => l.split(/\s+/)));
+      for (const w of title.split(' ')) expect(words).toContain(w);
+      expect(lines.some((l) => /^agent-001\s+working\s+#\d /.test(l))).toBe(
+        true,
+      );
+    };
+    check(
+      (await runCli(['status'], { cwd: dir, env: { ...env, COLUMNS: '80' } }))
+        .stdout,
+    );
+    // In a real 80-column terminal, the terminal's width is used.
+    const sock = `slotcli-${randomBytes(4).toString('hex')}`;
+    const script = join(tempDir('sup-tmux-'), 'run.sh');
+    const envPrefix = Object.entries(env)
+      .map(([k, v]) => `${k}='${v}'`)
+      .join(' ');
+    writeFileSync(
+      script,
+      `cd ${dir}\n${envPrefix} ${process.execPath} ${CLI} status\necho MARKER-DONE\nsleep 60\n`,
+    );
+    const tmux = (...a: string[]) =>
+      execFileSync('tmux', ['-L', sock, ...a], { encoding: 'utf8' });
+    tmux(
+      'new-session',
+      '-d',
+      '-s',
+      't',
+      '-x',
+      '80',
+      '-y',
+      '50',
+      `sh ${script}`,
+    );
+    cleanups.push(() => spawnSync('tmux', ['-L', sock, 'kill-server']));
+    const screen = await waitFor(
+      () => {
+        const s = tmux('capture-pane', '-p', '-t', 't');
+        return s.includes('MARKER-DONE') ? s : false;
+      },
+      { what: 'status in tmux' },
+    );
+    check(screen.slice(0, screen.indexOf('MARKER-DONE')));
+  });
+});

@@ -376,15 +376,20 @@ describe('dashboard API on loopback without a token', () => {
     expect(api.queues[0].readOnlyMode).toBe(false);
   });
 
-  it('takes the next free port when the configured one is taken', async () => {
+  it('refuses a configured port that is taken, naming it, instead of serving on another', async () => {
     const blocker: Server = createServer();
     await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
     cleanups.push(() => new Promise<void>((r) => blocker.close(() => r())));
     const taken = (blocker.address() as { port: number }).port;
-    const t = await dashboard({ port: taken });
-    expect(t.dash.port).toBeGreaterThan(taken);
-    expect(t.dash.url).toBe(`http://127.0.0.1:${t.dash.port}/`);
-    expect((await http('GET', `${t.url}/api/status`)).status).toBe(200);
+    const err = await dashboard({ port: taken }).then(
+      () => undefined,
+      (e: unknown) => e as SupervisorError,
+    );
+    expect(err).toBeInstanceOf(SupervisorError);
+    expect(err!.message).toBe(
+      `the dashboard port 127.0.0.1:${taken} is taken by another program`,
+    );
+    expect(err!.hint).toMatch(/--dashboard-port/);
   });
 });
 
