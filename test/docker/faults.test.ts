@@ -240,5 +240,18 @@ describeDocker('Docker runtime: faults', () => {
     await runCli(['issue', 'add', 'Fine after that'], { cwd: dir, env });
     expect((await finished(dir, env, 2)).status).toBe('done');
     expect((await status(dir, env)).agents[0].restarts).toBe(0);
-  });
+
+    // Engines that set Docker's OOMKilled flag for an agent child keep it set for the
+    // container's run: a plain `docker kill` later is still not "out of memory" (attribution
+    // comes from the engine's events at the end of this run, not the flag).
+    await docker.getContainer(c!.Id).kill();
+    await waitFor(() => /container ended.*exit code 137/.test(sup.output), {
+      timeoutMs: 30_000,
+      what: 'the container end noticed',
+    });
+    expect(sup.output).toMatch(
+      /container ended.*container killed \(SIGKILL, exit code 137\)/,
+    );
+    expect(sup.output).not.toMatch(/container ended.*out of memory/);
+  }, 240_000);
 });

@@ -88,7 +88,7 @@ describeDocker('Docker runtime: end to end', () => {
       { timeoutMs: 90_000, what: '6 issues finished' },
     );
     for (const i of issues.filter((x) => x.id <= 5)) {
-      expect(i.status).toBe('done');
+      expect(i.status, JSON.stringify(i)).toBe('done');
       expect(git(dir, 'rev-parse', `refs/heads/issue/${i.id}`)).toBe(i.commit);
       expect(git(dir, 'show', `${i.commit}:issue-${i.id}.txt`)).toContain(
         `resolved ${i.id}`,

@@ -18,6 +18,7 @@ export interface ContainerSummary {
 export interface ContainerEnd {
   running: boolean;
   exitCode: number;
+  /** This run ended because its main process was killed for memory (from the engine's events). */
   oomKilled: boolean;
   error: string;
   startedAt: number;
@@ -246,13 +247,64 @@ export class DockerodeEngine implements DockerEngine {
     return container.id;
   }
 
+  /**
+   * Whether this run of the container ended because the kernel killed its main process for
+   * memory: Docker's OOMKilled flag is set when *any* process of the container was OOM-killed
+   * (an agent child, minutes earlier) and stays set, so a later `docker kill` (137) would be
+   * taken for memory. The engine's events for this run decide: an `oom` event within a moment
+   * of its end, and no `kill` then.
+   */
+  private async diedOfOom(
+    id: string,
+    startedAt: number,
+    finishedAt: number,
+  ): Promise<boolean> {
+    const since = Math.floor(Math.max(startedAt, finishedAt - 3000) / 1000);
+    const until = Math.ceil((finishedAt + 1000) / 1000);
+    const stream = (await this.docker.getEvents({
+      since,
+      until,
+      filters: JSON.stringify({ container: [id], type: ['container'] }),
+    })) as NodeJS.ReadableStream;
+    let text = '';
+    for await (const chunk of stream) text += chunk.toString();
+    const events = text
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        try {
+          return JSON.parse(l) as { Action?: string; timeNano?: number };
+        } catch {
+          return {};
+        }
+      });
+    const near = (e: { timeNano?: number }) =>
+      e.timeNano !== undefined &&
+      Math.abs(e.timeNano / 1e6 - finishedAt) <= 3000;
+    return (
+      events.some((e) => e.Action === 'oom' && near(e)) &&
+      !events.some((e) => e.Action === 'kill' && near(e))
+    );
+  }
+
   async inspect(id: string): Promise<ContainerEnd | undefined> {
     try {
       const c = await this.docker.getContainer(id).inspect();
+      const finishedAt = Date.parse(c.State.FinishedAt);
+      const oomKilled =
+        c.State.OOMKilled &&
+        !c.State.Running &&
+        c.State.ExitCode === 137 &&
+        Number.isFinite(finishedAt) &&
+        (await this.diedOfOom(
+          id,
+          Date.parse(c.State.StartedAt),
+          finishedAt,
+        ).catch(() => c.State.OOMKilled));
       return {
         running: c.State.Running,
         exitCode: c.State.ExitCode,
-        oomKilled: c.State.OOMKilled,
+        oomKilled,
         error: c.State.Error ?? '',
         startedAt: Date.parse(c.State.StartedAt),
         user: c.Config.User,
