@@ -16,6 +16,28 @@ const TAIL_BYTES = 16 * 1024;
 const RUN_CHECK = 'eval "$SUPERVISOR_LAND_CHECK"';
 
 /**
+ * The check runs the code an agent wrote (its tests, its package scripts): like the agent, it
+ * gets the supervisor's environment minus the control plane's settings and credentials (the
+ * queue's REDIS_URL, the admin POSTGRES_URL, SUPERVISOR_*, GIT_*); the landing slot's own
+ * REDIS_URL / DATABASE_URL come from its environment slot.
+ */
+function checkBaseEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (
+      v === undefined ||
+      k.startsWith('GIT_') ||
+      k.startsWith('SUPERVISOR_') ||
+      k === 'REDIS_URL' ||
+      k === 'POSTGRES_URL'
+    )
+      continue;
+    env[k] = v;
+  }
+  return env;
+}
+
+/**
  * Runs `land.check` in the landing worktree, in its own process group (a timeout kills the whole
  * group), with the landing slot's environment. The command is the user's configuration, never
  * issue text; the issue's id and commits reach it as environment variables.
@@ -33,7 +55,7 @@ export function runCheck(o: {
   return new Promise((resolve) => {
     const child = spawn('/bin/sh', ['-c', RUN_CHECK], {
       cwd: o.cwd,
-      env: { ...process.env, ...o.env, SUPERVISOR_LAND_CHECK: o.command },
+      env: { ...checkBaseEnv(), ...o.env, SUPERVISOR_LAND_CHECK: o.command },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });

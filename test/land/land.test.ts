@@ -45,7 +45,7 @@ describe('supervisor land', () => {
       push: 'origin',
       // c.txt fails the check; everything else passes.
       check:
-        'echo "checking #$LAND_ISSUE_ID"; test ! -f c.txt || { echo "c.txt is not allowed" >&2; exit 1; }',
+        'echo "checking #$LAND_ISSUE_ID (control plane: ${SUPERVISOR_PREFIX:-hidden})"; test ! -f c.txt || { echo "c.txt is not allowed" >&2; exit 1; }',
       onCheckFailure: 'hold',
     });
     const [a, b, c] = await doneIssues(w, [
@@ -84,7 +84,10 @@ describe('supervisor land', () => {
       [a, 'merged'],
       [c, 'check-failed'],
     ]);
-    expect(out[2].checkLog).toMatch(/checking #3\nc\.txt is not allowed/);
+    // The agent's code under check never sees the control plane's settings.
+    expect(out[2].checkLog).toMatch(
+      /checking #3 \(control plane: hidden\)\nc\.txt is not allowed/,
+    );
     // b then a on top of the old main, each landed commit the one recorded; c never landed.
     const log = git(w.dir, 'log', '--format=%H %s', `${before}..main`)
       .split('\n')
