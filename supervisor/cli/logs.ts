@@ -78,10 +78,11 @@ export class LogPrinter {
   }
 
   format(l: LogLine): string {
+    // A line the runner did not stamp (an older log, a file written by hand) has no time to show.
     const time =
       l.at === undefined
-        ? '        '
-        : new Date(l.at).toTimeString().slice(0, 8);
+        ? ''
+        : `${this.paint(2, new Date(l.at).toTimeString().slice(0, 8))} `;
     const n = Number(l.agentId.slice(-3)) || 0;
     const who = this.o.prefix
       ? `${this.paint(COLOURS[n % COLOURS.length]!, l.agentId)} | `
@@ -93,7 +94,7 @@ export class LogPrinter {
       : text.startsWith('[runner] ')
         ? this.paint(2, text)
         : text;
-    return `${this.paint(2, time)} ${who}${body}`;
+    return `${time}${who}${body}`;
   }
 }
 

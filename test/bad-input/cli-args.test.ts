@@ -222,8 +222,7 @@ describe('CLI arguments', () => {
     );
     expect(all.code).toBe(0);
     expect(all.stdout.trim().split('\n')).toHaveLength(50);
-    // Lines written without a time stamp keep the time column blank.
-    expect(all.stdout).toMatch(/^ *agent-001 \| line 1$/m);
+    expect(all.stdout).toMatch(/^agent-001 \| line 1$/m);
     const stop = await cliJson<any>(['stop', '--timeout', '0.5'], {
       cwd: dir,
       env,
