@@ -18,7 +18,8 @@ describe('durations and sizes', () => {
     expect(parseDuration(' 1.5 s ')).toBe(1500);
     expect(parseDuration('15m')).toBe(900_000);
     expect(parseDuration('2h')).toBe(7_200_000);
-    for (const bad of ['', 's', '-1s', '1d', '1 m s', '1e3'])
+    expect(parseDuration('14d')).toBe(14 * 86_400_000); // logs.keep
+    for (const bad of ['', 's', '-1s', '1w', '1 m s', '1e3'])
       expect(parseDuration(bad), bad).toBeUndefined();
   });
 
