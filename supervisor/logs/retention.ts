@@ -4,7 +4,6 @@ import {
   readdirSync,
   renameSync,
   rmSync,
-  rmdirSync,
   statSync,
   truncateSync,
 } from 'node:fs';
@@ -42,7 +41,7 @@ export interface PruneResult {
 /**
  * Applies `logs.keep`: attempt logs (`<logDir>/agent-NNN/*.log`) and rotated runner logs
  * (`agent-NNN.log.N`) last written before `now - keepMs` are deleted; a runner's current log
- * is rotated, never deleted here. Slot log directories left empty go too.
+ * is rotated, never deleted here.
  */
 export function pruneLogs(
   logDir: string,
@@ -73,12 +72,9 @@ export function pruneLogs(
       } catch {
         continue;
       }
+      // Files only: a slot's directory stays even when empty, because a running container has
+      // it bind-mounted and a removed directory would fail the runner's next log (ENOENT).
       for (const f of entries) if (f.endsWith('.log')) drop(join(path, f));
-      try {
-        if (readdirSync(path).length === 0) rmdirSync(path);
-      } catch {
-        /* not empty, or gone */
-      }
     }
   }
   return out;
