@@ -206,6 +206,8 @@ export async function dockerRepo(
     env: { enabled: false },
     ...opts.config,
     docker: {
+      // In the file, not the environment: a test's own image (config.docker.image) must win.
+      image: RUNNER_IMAGE,
       healthInterval: '1s',
       credentials: false,
       passEnv: [],
@@ -218,7 +220,6 @@ export async function dockerRepo(
   );
   const env = testEnv({
     SUPERVISOR_AGENT_COMMAND: 'sh agent.sh',
-    SUPERVISOR_DOCKER_IMAGE: RUNNER_IMAGE,
     ...opts.env,
   });
   const { repoId } = await resolveRepo(repo.dir);
