@@ -154,7 +154,9 @@ describe('bounded logs', () => {
     expect(pruneLogs(dir, 14 * 86_400_000)).toEqual({ files: 3, bytes: 300 });
     expect(existsSync(files.oldAttempt)).toBe(false);
     expect(existsSync(files.oldRotated)).toBe(false);
-    expect(existsSync(join(dir, 'agent-002'))).toBe(false);
+    expect(existsSync(files.lonelyOld)).toBe(false);
+    // The slot's directory stays: a running container may have it bind-mounted.
+    expect(existsSync(join(dir, 'agent-002'))).toBe(true);
     expect(existsSync(files.newAttempt)).toBe(true);
     expect(existsSync(files.oldCurrent)).toBe(true);
     expect(existsSync(files.other)).toBe(true);
