@@ -70,7 +70,8 @@ export interface ResultEvent {
   issue: IssueSummary;
 }
 
-const summary = (i: Issue): IssueSummary => ({
+/** An issue as the API and every `--json` issue command show it (no body). */
+export const issueSummary = (i: Issue): IssueSummary => ({
   id: i.id,
   title: i.title,
   priority: i.priority,
@@ -124,7 +125,7 @@ export class Supervisor {
   /** Adds an open issue; `dependsOn`: not worked until those issues are merged (or done). */
   addIssue(input: NewIssue & { dependsOn?: number[] }): IssueSummary {
     const { dependsOn, ...fields } = input;
-    return summary(
+    return issueSummary(
       this.ctx.db.transaction(() => {
         const i = this.ctx.issues.add(fields);
         if (dependsOn?.length)
@@ -147,27 +148,27 @@ export class Supervisor {
 
   /** A failed, conflicting, check-failed, cancelled or blocked issue back to the agents. */
   retryIssue(id: number): IssueSummary {
-    return summary(this.controls().retry(id));
+    return issueSummary(this.controls().retry(id));
   }
 
   /** Every failed issue back to the agents. */
   retryFailedIssues(): IssueSummary[] {
-    return this.controls().retryFailed().map(summary);
+    return this.controls().retryFailed().map(issueSummary);
   }
 
   /** Cancels an issue: its waiting job is removed, a running attempt stopped, a late result refused. */
   async cancelIssue(id: number): Promise<IssueSummary> {
-    return summary(await this.controls().cancel(id));
+    return issueSummary(await this.controls().cancel(id));
   }
 
   /** Changes title, body or priority (refused while an agent works on it). */
   async editIssue(id: number, edit: IssueEdit): Promise<IssueSummary> {
-    return summary(await this.controls().edit(id, edit));
+    return issueSummary(await this.controls().edit(id, edit));
   }
 
   /** Works an issue again from scratch, whatever it came to. */
   reopenIssue(id: number): IssueSummary {
-    return summary(this.controls().reopen(id));
+    return issueSummary(this.controls().reopen(id));
   }
 
   /**
@@ -192,13 +193,13 @@ export class Supervisor {
   }
 
   listIssues(filter: { status?: IssueStatus } = {}): IssueSummary[] {
-    return this.ctx.issues.list(filter).map(summary);
+    return this.ctx.issues.list(filter).map(issueSummary);
   }
 
   getIssue(id: number): IssueDetail {
     const i = this.ctx.issues.require(id);
     return {
-      ...summary(i),
+      ...issueSummary(i),
       body: i.body,
       error: i.error,
       createdAt: i.createdAt,
@@ -266,7 +267,7 @@ export class Supervisor {
       for (const i of this.ctx.issues.recentlyFinished(200)) {
         if (seen.has(i.id)) continue;
         seen.add(i.id);
-        listener({ issue: summary(i) });
+        listener({ issue: issueSummary(i) });
       }
     }, opts.pollMs ?? 250);
     this.pollers.add(timer);

@@ -1,26 +1,8 @@
-// Issue ids and summaries as every issue command reads and prints them (shared by issues.ts,
+// Issue ids as every issue command reads them, and the API's issue summary (shared by issues.ts,
 // issue-controls.ts and land.ts without importing one another).
 import { SupervisorError } from '../errors.js';
-import type { Issue } from '../store/issues.js';
 
-export function issueSummary(i: Issue) {
-  return {
-    id: i.id,
-    title: i.title,
-    priority: i.priority,
-    status: i.status,
-    agent: i.agent,
-    branch: i.branch,
-    commit: i.commit,
-    attempts: i.attempts,
-    landedSha: i.landedSha,
-    landAttempts: i.landAttempts,
-    requeues: i.requeues,
-    behind: i.behind,
-    mergeable: i.mergeable,
-    conflictFiles: i.conflictFiles,
-  };
-}
+export { issueSummary } from '../api.js';
 
 /** `12,13` or `#12, #13` → [12, 13]. */
 export function parseIdList(raw: string): number[] {
