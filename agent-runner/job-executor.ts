@@ -38,7 +38,7 @@ import { RefWatch, describeChanges } from './ref-watch.js';
 import { oomKillCount, outOfMemoryMessage } from './oom.js';
 import { GitRemoteError } from './remote-clone.js';
 import type { RemoteGate } from './remote-gate.js';
-import type { Workspace } from './workspace.js';
+import type { CommitOutcome, Workspace } from './workspace.js';
 import { handBackBlocked, handBackForLimit } from './hand-back.js';
 import { UsageLimitScanner, usageLimitOf } from './usage-limits.js';
 import { AgentUsageScanner } from './agent-usage.js';
@@ -289,6 +289,7 @@ export class JobExecutor {
         error = `agent exited with ${exit.exitCode === null ? `signal ${exit.signal}` : `code ${exit.exitCode}`}`;
       if (error && logError) error = `${error} (${logError})`;
       if (error) {
+        const work = await this.keepFailedWork(kind, baseSha, issueId, attempt);
         await this.events.publish({
           type: 'attempt-failed',
           jobId,
@@ -300,6 +301,7 @@ export class JobExecutor {
           exitCode: exit.exitCode,
           baseSha,
           logPath,
+          ...(work ? { work } : {}),
         });
         throw new AttemptError(kind, error, true);
       }
@@ -359,6 +361,42 @@ export class JobExecutor {
       throw e;
     } finally {
       await this.host.ended();
+    }
+  }
+
+  /**
+   * A failed agent's changes, committed on the slot branch (reset by the next job anyway), so a
+   * reviewer can see what it did: shared git mode only (a remote runner's commit stays in its
+   * clone). Never fails the report: without a commit the failure is reported as it is.
+   */
+  private async keepFailedWork(
+    kind: AttemptFailureKind,
+    baseSha: string,
+    issueId: string,
+    attempt: number,
+  ): Promise<
+    (Omit<CommitOutcome, 'commitSha'> & { commitSha: string }) | undefined
+  > {
+    if (this.cfg.git.mode !== 'shared') return undefined;
+    if (!['agent-exit', 'no-progress', 'out-of-memory'].includes(kind))
+      return undefined;
+    try {
+      const outcome = await this.workspace.commit(
+        baseSha,
+        `issue #${issueId}: failed attempt ${attempt} (work kept for review)`,
+        {
+          name: this.cfg.agentId,
+          email: `${this.cfg.agentId}@agent-supervisor.local`,
+        },
+      );
+      return outcome.commitSha
+        ? { ...outcome, commitSha: outcome.commitSha }
+        : undefined;
+    } catch (err) {
+      this.log("the failed attempt's work could not be committed", {
+        error: coerceError(err).message,
+      });
+      return undefined;
     }
   }
 

@@ -151,6 +151,18 @@ export const RunnerEventSchema = z.discriminatedUnion('type', [
     exitCode: z.number().int().nullable(),
     baseSha: z.string().optional(),
     logPath: z.string().optional(),
+    /**
+     * What the failing agent changed, committed on its slot branch (shared git mode); the
+     * supervisor keeps it as `refs/supervisor/attempts/<issue>/<attempt>` for a reviewer.
+     */
+    work: z
+      .object({
+        commitSha: z.string().regex(/^[0-9a-f]{40}(?:[0-9a-f]{24})?$/),
+        filesChanged: z.number().int(),
+        insertions: z.number().int(),
+        deletions: z.number().int(),
+      })
+      .optional(),
   }),
   z.object({
     /**
@@ -306,6 +318,9 @@ export const isSlotId = (s: string): boolean => SLOT_RE.test(s);
 export const agentBranch = (agentId: string): string =>
   `agent/${agentId.slice('agent-'.length)}`;
 export const issueBranch = (issueId: number): string => `issue/${issueId}`;
+/** Where the supervisor keeps a failed attempt's work, for a reviewer (never landed). */
+export const attemptRef = (issueId: number, attempt: number): string =>
+  `refs/supervisor/attempts/${issueId}/${attempt}`;
 export const jobIdForIssue = (issueId: number): string => `issue-${issueId}`;
 
 export function issueIdFromJobId(jobId: string): number | undefined {

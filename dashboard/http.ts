@@ -96,6 +96,9 @@ const STATUS_BY_CODE: Record<string, number> = {
   ERR_SUP_INVALID_ISSUE: 400,
   ERR_SUP_ISSUE_NOT_FOUND: 404,
   ERR_SUP_NOT_RUNNING: 409,
+  ERR_SUP_ISSUE_STATE: 409,
+  ERR_SUP_LAND_BUSY: 409,
+  ERR_SUP_LAND_REFUSED: 409,
 };
 
 /** The one error handler: known errors become 4xx with their hint; stacks only in development. */

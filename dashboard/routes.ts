@@ -6,6 +6,13 @@ import {
   getStatus,
   postScale,
 } from './handlers/api.js';
+import {
+  postCancel,
+  postEdit,
+  postLand,
+  postReopen,
+  postRetry,
+} from './handlers/controls.js';
 import { logEvents, statusEvents } from './handlers/events.js';
 import {
   getLogin,
@@ -78,7 +85,25 @@ export function dashboardRoutes(d: DashboardDeps): Route[] {
       handler: logEvents(d),
     },
     { method: 'GET', path: '/metrics', kind: 'api', handler: metrics(d) },
+    ...issueControlRoutes(d),
   ];
+}
+
+/** The issue controls (retry, cancel, edit, reopen, land): writes, so CSRF and read-only apply. */
+function issueControlRoutes(d: DashboardDeps): Route[] {
+  const controls = {
+    retry: postRetry,
+    cancel: postCancel,
+    edit: postEdit,
+    reopen: postReopen,
+    land: postLand,
+  };
+  return Object.entries(controls).map(([verb, handler]) => ({
+    method: 'POST',
+    path: `/api/issues/:id/${verb}`,
+    kind: 'write',
+    handler: handler(d),
+  }));
 }
 
 /**

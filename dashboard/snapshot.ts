@@ -8,6 +8,7 @@ import {
   type QueueCounts,
   type Status,
 } from '../supervisor/status.js';
+import { ReviewModel, type ReviewItem } from './review.js';
 import type { Activity, DashboardSource } from './source.js';
 
 export interface PendingIssue {
@@ -50,6 +51,8 @@ export interface Snapshot {
   platform: Status['platform'] & { usedMemoryBytes: number };
   activity: Activity[];
   warnings: string[];
+  /** Done issues to review and land, and issues a landing or a failure sent back. */
+  review: ReviewItem[];
 }
 
 const PENDING_SHOWN = 50;
@@ -84,6 +87,7 @@ function waitReady(redis: DashboardSource['redis'], ms: number): Promise<void> {
 
 /** One sampler per page source: CPU % is the difference between two looks. */
 const samplers = new WeakMap<DashboardSource, ResourceSampler>();
+const reviews = new WeakMap<DashboardSource, ReviewModel>();
 
 export async function buildSnapshot(
   source: DashboardSource,
@@ -150,6 +154,8 @@ export async function buildSnapshot(
         errorKind: want === 'failed' ? (run?.errorKind ?? null) : null,
       };
     });
+  let review = reviews.get(source);
+  if (!review) reviews.set(source, (review = new ReviewModel(source)));
   const free = os.freemem();
   return {
     at: Date.now(),
@@ -171,6 +177,7 @@ export async function buildSnapshot(
     },
     activity: [...opts.activity],
     warnings: status.warnings,
+    review: await review.build(),
   };
 }
 
@@ -187,6 +194,7 @@ function fingerprint(s: Snapshot): string {
     s.recent,
     s.activity,
     s.warnings,
+    s.review,
   ]);
 }
 

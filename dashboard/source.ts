@@ -6,6 +6,8 @@ import type { Context } from '../supervisor/context.js';
 import type { Daemon } from '../supervisor/daemon.js';
 import { SupervisorError } from '../supervisor/errors.js';
 import { statusExtras } from '../supervisor/extensions.js';
+import type { Lander, LandOutcome } from '../supervisor/land/lander.js';
+import { createLander } from '../supervisor/land/service.js';
 import { runningDaemon } from '../supervisor/pidfile.js';
 import {
   DEFAULT_REDIS_URL,
@@ -43,6 +45,8 @@ export interface DashboardSource {
   recorderStats(): Readonly<Record<string, number>> | undefined;
   /** A slot's environment allocation, when environments are enabled. */
   envFor(agentId: string): unknown;
+  /** Lands done issues through the merge queue (the running supervisor's, or one of its own). */
+  land(ids: number[], opts: { lockTimeoutMs: number }): Promise<LandOutcome[]>;
   /** Called on changes worth pushing at once; returns the unsubscribe function. */
   onChange(listener: (activity?: Activity) => void): () => void;
   close(): Promise<void>;
@@ -123,6 +127,7 @@ export async function daemonSource(daemon: Daemon): Promise<DashboardSource> {
       );
     },
     recorderStats: () => ({ ...daemon.recorder.stats }),
+    land: (ids, opts) => daemon.land.lander.land(ids, opts),
     envFor: (agentId) => envFor?.(agentId),
     onChange: (l) => {
       listeners.add(l);
@@ -164,6 +169,7 @@ export async function stateSource(ctx: Context): Promise<DashboardSource> {
     prefix: ctx.config.prefix,
   });
   queue.on('error', () => undefined);
+  let lander: Lander | undefined;
   return {
     ctx,
     redis,
@@ -186,6 +192,10 @@ export async function stateSource(ctx: Context): Promise<DashboardSource> {
       return join(ctx.paths.logDir, `${agentId}.log`);
     },
     recorderStats: () => undefined,
+    land: async (ids, opts) => {
+      lander ??= createLander(ctx, () => undefined, await redisUrlFor(ctx));
+      return lander.land(ids, opts);
+    },
     envFor: (agentId) => envFor?.(agentId),
     onChange: () => () => undefined,
     close: async () => {

@@ -11,10 +11,9 @@ import { requestScale } from './scaler.js';
 import { buildStatus, type AgentStatus, type Status } from './status.js';
 import { getSetting } from './store/db.js';
 import { IssueControls, type IssueEdit } from './issue-controls.js';
-import { Lander, type LandOutcome } from './land/lander.js';
+import type { LandOutcome } from './land/lander.js';
 import { LandingStore, type Landing } from './land/landings.js';
-import { requeueAfterLanding } from './land/requeue.js';
-import { landCheckEnv } from './land/slot-env.js';
+import { createLander } from './land/service.js';
 import { QueueAccess } from './queue-access.js';
 import { DependencyStore } from './store/deps.js';
 import { issueHistory, type IssueEvent } from './store/history.js';
@@ -179,17 +178,10 @@ export class Supervisor {
     which: number[] | 'all',
     opts: { dryRun?: boolean } = {},
   ): Promise<LandOutcome[]> {
-    const lander: Lander = new Lander(this.ctx, {
-      log: this.log,
-      checkEnv: landCheckEnv(
-        this.ctx,
-        () => lander.worktreePath,
-        this.daemon?.redisUrl,
-      ),
-      requeue: async (issue, landing) =>
-        requeueAfterLanding(this.ctx, issue, landing),
-    });
-    return lander.land(which, opts);
+    return createLander(this.ctx, this.log, this.daemon?.redisUrl).land(
+      which,
+      opts,
+    );
   }
 
   listIssues(filter: { status?: IssueStatus } = {}): IssueSummary[] {

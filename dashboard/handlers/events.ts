@@ -6,6 +6,7 @@ import {
   followFile,
   lastLines,
 } from '../../supervisor/logs/tail.js';
+import { renderReview } from '../page/review.js';
 import { renderSections } from '../page/sections.js';
 import type { Snapshot } from '../snapshot.js';
 import { intParam } from './api.js';
@@ -24,7 +25,10 @@ function payloadOf(s: Snapshot): string {
   if (!p) {
     let html = sections.get(s.agents);
     if (!html) {
-      html = renderSections(s);
+      html = {
+        ...renderSections(s),
+        review: renderReview(s.review, s.readOnly),
+      };
       sections.set(s.agents, html);
     }
     p = JSON.stringify({ status: s, html });

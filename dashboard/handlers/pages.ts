@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { DashboardDeps } from '../deps.js';
 import type { DashRequest, DashResponse } from '../http.js';
 import { renderLogin, renderPage } from '../page/layout.js';
+import { REVIEW_SCRIPT, REVIEW_STYLE } from '../page/review.js';
 import { SCRIPT } from '../page/script.js';
 import { STYLE } from '../page/style.js';
 
@@ -22,12 +23,12 @@ export const page = (d: DashboardDeps) => async (): Promise<DashResponse> => ({
 export const stylesheet = (): DashResponse => ({
   status: 200,
   type: 'css',
-  body: STYLE,
+  body: STYLE + REVIEW_STYLE,
 });
 export const script = (): DashResponse => ({
   status: 200,
   type: 'js',
-  body: SCRIPT,
+  body: SCRIPT + REVIEW_SCRIPT,
 });
 
 /** The login form, also what an unauthenticated browser gets instead of a page (status 401). */

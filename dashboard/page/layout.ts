@@ -1,5 +1,6 @@
 import { basename } from 'node:path';
 import type { Snapshot } from '../snapshot.js';
+import { renderReview } from './review.js';
 import { escapeHtml as e, renderSections } from './sections.js';
 
 export interface PageOptions {
@@ -75,6 +76,12 @@ export function renderPage(s: Snapshot, o: PageOptions): string {
   <section class="card">
     <h2>Running Agents</h2>
     <div id="agents">${sec.agents}</div>
+  </section>
+
+  <section class="card" aria-labelledby="review-heading">
+    <h2 id="review-heading">Review &amp; Land <span class="muted small">done issues, and issues sent back</span></h2>
+    <span id="review-msg" class="control-msg" role="status" aria-live="polite"></span>
+    <div id="review">${renderReview(s.review, s.readOnly)}</div>
   </section>
 
   <div class="columns">

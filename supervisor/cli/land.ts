@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
 import { openContext } from '../context.js';
 import { SupervisorError } from '../errors.js';
-import { Lander, type LandOutcome } from '../land/lander.js';
-import { requeueAfterLanding } from '../land/requeue.js';
-import { landCheckEnv } from '../land/slot-env.js';
+import type { LandOutcome } from '../land/lander.js';
+import { createLander } from '../land/service.js';
 import { parseIssueId } from './issue-args.js';
 import {
   oneLine,
@@ -61,13 +60,8 @@ See docs/landing.md.`,
         const ids = rawIds.map(parseIssueId);
         const ctx = await openContext({ repo: globals().repo });
         try {
-          const lander: Lander = new Lander(ctx, {
-            log: (msg) => {
-              if (!o.json) progress(msg);
-            },
-            checkEnv: landCheckEnv(ctx, () => lander.worktreePath),
-            requeue: async (issue, landing) =>
-              requeueAfterLanding(ctx, issue, landing),
+          const lander = createLander(ctx, (msg) => {
+            if (!o.json) progress(msg);
           });
           const out = await lander.land(o.all ? 'all' : ids, {
             dryRun: o.dryRun === true,

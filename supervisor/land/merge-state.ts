@@ -97,14 +97,19 @@ export async function refreshMergeStates(
     } catch {
       continue; // a commit gc'd or unreachable: shown as unknown
     }
+    // Not a change of the issue: updated_at stays (it orders "recent results").
     withChange(ctx.db, { actor: 'supervisor' }, () =>
-      ctx.issues.update(i.id, {
-        behind: s.behind,
-        mergeable: s.mergeable,
-        conflictFiles: s.conflictFiles,
-        checkedBase: tip,
-        checkedCommit: i.commit,
-      }),
+      ctx.issues.update(
+        i.id,
+        {
+          behind: s.behind,
+          mergeable: s.mergeable,
+          conflictFiles: s.conflictFiles,
+          checkedBase: tip,
+          checkedCommit: i.commit,
+        },
+        { touch: false },
+      ),
     );
     n += 1;
   }

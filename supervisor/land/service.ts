@@ -9,6 +9,24 @@ import { landCheckEnv } from './slot-env.js';
 type Log = (msg: string, fields?: Record<string, unknown>) => void;
 
 /**
+ * The merge queue as every interface runs it (the running supervisor, the API, the CLI, the
+ * page): land.check gets the landing slot's environment, conflicts and failed checks go back to
+ * the agents by land.onConflict / land.onCheckFailure.
+ */
+export function createLander(
+  ctx: Context,
+  log: Log,
+  redisUrl?: string,
+): Lander {
+  const lander: Lander = new Lander(ctx, {
+    log,
+    checkEnv: landCheckEnv(ctx, () => lander.worktreePath, redisUrl),
+    requeue: async (issue, landing) => requeueAfterLanding(ctx, issue, landing),
+  });
+  return lander;
+}
+
+/**
  * The landing side of a running supervisor: repairs a landing a killed supervisor left half
  * done (at start), keeps `behind` and `mergeable` of done issues in step with the base tip (one
  * rev-parse per tick when nothing moved), and with land.auto lands each issue once it is done.
@@ -26,13 +44,7 @@ export class LandService {
     redisUrl: string,
     private readonly intervalMs = 1_000,
   ) {
-    const lander: Lander = new Lander(ctx, {
-      log,
-      checkEnv: landCheckEnv(ctx, () => lander.worktreePath, redisUrl),
-      requeue: async (issue, landing) =>
-        requeueAfterLanding(ctx, issue, landing),
-    });
-    this.lander = lander;
+    this.lander = createLander(ctx, log, redisUrl);
     this.deps = new DependencyStore(ctx.db);
   }
 

@@ -1,4 +1,5 @@
-import type { RunnerEvent } from '../../contract/job.js';
+import { attemptRef, type RunnerEvent } from '../../contract/job.js';
+import { gitAt } from '../repo.js';
 import { SETTLED_STATUSES } from '../store/issues.js';
 import { withOutputTail } from './output-tail.js';
 import type { Run } from '../store/runs.js';
@@ -70,6 +71,12 @@ export class RunnerEventRecorder {
         if (ev.kind === 'no-progress') this.ctx.stats.timeouts += 1;
         else if (ev.kind === 'out-of-memory') this.ctx.stats.oomKills += 1;
         const error = withOutputTail(ev.error, ev.logPath);
+        // Git first (the work kept as a ref), then SQLite, as for results.
+        const work =
+          ev.work &&
+          (await this.keepWork(issue.id, ev.attempt, ev.work.commitSha))
+            ? ev.work
+            : undefined;
         db.transaction(() => {
           runs.upsert(issue.id, ev.jobId, ev.attempt, {
             agent: ev.agentId,
@@ -80,6 +87,14 @@ export class RunnerEventRecorder {
             exitCode: ev.exitCode,
             baseSha: ev.baseSha ?? null,
             logPath: ev.logPath ?? null,
+            ...(work
+              ? {
+                  commitSha: work.commitSha,
+                  filesChanged: work.filesChanged,
+                  insertions: work.insertions,
+                  deletions: work.deletions,
+                }
+              : {}),
           });
           if (!terminal)
             issues.update(issue.id, {
@@ -130,6 +145,26 @@ export class RunnerEventRecorder {
         });
         break;
       }
+    }
+  }
+
+  /**
+   * A failed attempt's work as `refs/supervisor/attempts/<issue>/<attempt>` (a reviewer's `git
+   * diff`): only a commit this repository has (a remote runner's stays in its clone).
+   */
+  private async keepWork(
+    issueId: number,
+    attempt: number,
+    sha: string,
+  ): Promise<boolean> {
+    const git = gitAt(this.ctx.o.repoRoot);
+    try {
+      if ((await git.raw(['cat-file', '-t', sha])).trim() !== 'commit')
+        return false;
+      await git.raw(['update-ref', attemptRef(issueId, attempt), sha]);
+      return true;
+    } catch {
+      return false;
     }
   }
 }

@@ -458,6 +458,8 @@ export class IssueStore {
         | 'checkedCommit'
       >
     >,
+    /** touch: false keeps updated_at (derived fields such as behind/mergeable are not news). */
+    opts: { touch?: boolean } = {},
   ): void {
     const cols: string[] = [];
     const vals: unknown[] = [];
@@ -491,8 +493,11 @@ export class IssueStore {
       );
     }
     if (cols.length === 0) return;
-    cols.push('updated_at = ?');
-    vals.push(this.now(), id);
+    if (opts.touch !== false) {
+      cols.push('updated_at = ?');
+      vals.push(this.now());
+    }
+    vals.push(id);
     this.sql(`UPDATE issues SET ${cols.join(', ')} WHERE id = ?`).run(...vals);
   }
 

@@ -250,6 +250,7 @@ describe('dashboard API on loopback without a token', () => {
       'queue',
       'resources',
       'results',
+      'review',
       'summary',
     ]);
 

@@ -100,6 +100,9 @@ describe('issue lifecycle beyond done', () => {
       behind: 0,
       mergeable: true,
     });
+    const updatedAt = (
+      await w.json<{ updatedAt: number }>(['issue', 'show', String(a)])
+    ).updatedAt;
     // Someone commits on main: both are behind by one; b now conflicts on shared.txt.
     writeFileSync(join(w.dir, 'shared.txt'), 'the base says otherwise\n');
     git(w.dir, 'add', 'shared.txt');
@@ -120,6 +123,11 @@ describe('issue lifecycle beyond done', () => {
       mergeable: false,
       conflictFiles: ['shared.txt'],
     });
+    // A refresh is no news about the issue: "recent results" keep their order.
+    expect(
+      (await w.json<{ updatedAt: number }>(['issue', 'show', String(a)]))
+        .updatedAt,
+    ).toBe(updatedAt);
     // Nothing was checked out or touched to find out.
     expect(git(w.dir, 'status', '--porcelain')).toBe('');
     const shown = await w.show(a);
