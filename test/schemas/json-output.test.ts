@@ -103,6 +103,18 @@ describe('JSON Schemas', () => {
       expect(r.status, path).toBe(200);
       check(name, r.json());
     }
+    const csrf = (await http('GET', `${t.url}/api/session`)).json().csrfToken;
+    const control = (path: string) =>
+      http('POST', `${t.url}/api/issues/${path}`, {
+        body: {},
+        headers: { origin: t.url, 'x-supervisor-csrf': csrf },
+      });
+    const cancelled = await control('1/cancel');
+    expect(cancelled.status, cancelled.text).toBe(200);
+    check('api-issue-control', cancelled.json());
+    const landed = await control(`${done.id}/land`);
+    expect(landed.status, landed.text).toBe(200);
+    check('api-land', landed.json());
     const bad = await http('GET', `${t.url}/api/issues?status=nope`);
     expect(bad.status).toBe(400);
     check('api-error', bad.json());
