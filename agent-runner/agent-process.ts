@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { LineStamper } from './line-stamper.js';
+import { attemptEndLine } from '../contract/attempt-log.js';
+import type { LineStamper } from './line-stamper.js';
 import { changedSince } from './progress-scan.js';
 
 export type KillReason =
@@ -17,8 +18,9 @@ export interface AgentProcessOptions {
   command: string;
   cwd: string;
   env: Record<string, string>;
-  log: NodeJS.WritableStream;
-  /** Also copy output here (the runner's own stdout, which `supervisor logs` shows). */
+  /** The attempt's log: every line of output, stamped with the time it arrived. */
+  log: LineStamper;
+  /** The runner's own log (its stdout), which gets a line when the agent exits. */
   echo?: NodeJS.WritableStream;
   /** Sees every chunk of output too (usage-limit and cost scanning). */
   onOutput?: (chunk: Buffer) => void;
@@ -80,12 +82,11 @@ export class AgentProcess {
     this.child.on('error', (err) => {
       spawnError = err;
     });
-    // The runner's log gets the output line by line with the time each line arrived.
-    const echo = opts.echo ? new LineStamper(opts.echo) : undefined;
+    // The output is written once, to the attempt's log; `supervisor logs` splices it into the
+    // runner's log between the attempt's start and end lines (supervisor/logs/slot-log.ts).
     const onData = (chunk: Buffer) => {
       this.lastProgress = Date.now();
       opts.log.write(chunk);
-      echo?.write(chunk);
       opts.onOutput?.(chunk);
     };
     this.child.stdout?.on('data', onData);
@@ -104,9 +105,11 @@ export class AgentProcess {
         this.stopWatching();
         // The agent's stragglers (background children) never outlive it.
         this.signalGroup('SIGKILL');
-        // The attempt's end, as its start was marked: `supervisor logs` shows both.
-        echo?.end(
-          `--- end: agent ${exitCode !== null ? `exited ${exitCode}` : `killed by ${signal ?? 'a signal'}`}${this.killedFor ? ` (${this.killedFor})` : ''}`,
+        // The attempt's end, as its start was marked: `supervisor logs` shows both. A last
+        // line without a newline goes into the attempt's log first.
+        opts.log.end();
+        opts.echo?.write(
+          `${new Date().toISOString()} ${attemptEndLine(`${exitCode !== null ? `exited ${exitCode}` : `killed by ${signal ?? 'a signal'}`}${this.killedFor ? ` (${this.killedFor})` : ''}`)}\n`,
         );
         resolve({ exitCode, signal, killedFor: this.killedFor, spawnError });
       };

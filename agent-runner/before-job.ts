@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { RunnerConfig } from '../contract/job.js';
+import type { LineStamper } from './line-stamper.js';
 
 /**
  * Runs the configured before-job steps in order (argv, no shell), their output into the job's
@@ -10,7 +11,7 @@ export async function runBeforeJob(
   opts: {
     cwd: string;
     env: Record<string, string>;
-    log: NodeJS.WritableStream;
+    log: Pick<LineStamper, 'write'>;
   },
 ): Promise<string | undefined> {
   for (const step of steps) {
@@ -26,7 +27,7 @@ function runStep(
   opts: {
     cwd: string;
     env: Record<string, string>;
-    log: NodeJS.WritableStream;
+    log: Pick<LineStamper, 'write'>;
   },
 ): Promise<string | undefined> {
   return new Promise((resolve) => {

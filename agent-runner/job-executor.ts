@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { CappedLog } from './capped-log.js';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { attemptStartLine } from '../contract/attempt-log.js';
+import { LineStamper } from './line-stamper.js';
 import {
   DelayedError,
   RateLimitError,
@@ -162,13 +164,15 @@ export class JobExecutor {
       const refsBefore = await this.refWatch?.snapshot();
       const files = writeIssueFiles(this.cfg, data, issueId);
       const log = new CappedLog(logPath, this.cfg.logMaxBytes);
+      // Every line the attempt's log gets is stamped with the time it arrived.
+      const stamped = new LineStamper(log);
       let logError: string | undefined;
       log.on('error', (err) => {
         logError ??= `the run log ${logPath} could not be written: ${err.message}`;
         this.log('cannot write the run log', { logPath, error: err.message });
       });
       this.echo.write(
-        `${new Date().toISOString()} --- ${this.cfg.agentId} ${jobId} attempt ${attempt}: ${data.title.split('\n')[0]}\n`,
+        `${new Date().toISOString()} ${attemptStartLine({ agentId: this.cfg.agentId, jobId, attempt, logFile: basename(logPath), title: data.title })}\n`,
       );
       // The claim is recorded before anything runs, so every attempt that starts has a run row.
       await this.events.publish({
@@ -183,9 +187,10 @@ export class JobExecutor {
       const stepError = await runBeforeJob(this.cfg.beforeJob, {
         cwd: this.cfg.worktreePath,
         env: agentEnvironment(this.cfg, data, issueId, baseSha, files, ''),
-        log,
+        log: stamped,
       });
       if (stepError) {
+        stamped.end();
         await new Promise<void>((r) => log.end(r));
         throw new AttemptError('before-job', stepError);
       }
@@ -201,7 +206,7 @@ export class JobExecutor {
           ...agentEnvironment(this.cfg, data, issueId, baseSha, files, marker),
           ...this.containment.agentEnv(),
         },
-        log,
+        log: stamped,
         echo: this.echo,
         onOutput: (chunk) => {
           limits.feed(chunk);

@@ -1,5 +1,5 @@
 /**
- * Copies an agent's output into the runner's log one line at a time, each line prefixed with
+ * Writes an agent's output into its attempt's log one line at a time, each line prefixed with
  * the time it arrived (`2026-05-01T10:00:00.000Z `), so `supervisor logs` can show times,
  * filter with `--since` and interleave agents in order. A line still open when the agent
  * exits is flushed by `end`; a runaway line without a newline is cut into 8 KiB pieces.

@@ -5,7 +5,8 @@ import {
   type IssueStatus,
 } from '../../supervisor/store/issues.js';
 import { json, type DashRequest, type DashResponse } from '../http.js';
-import { cleanLine, lastLines } from '../../supervisor/logs/tail.js';
+import { slotHistory } from '../../supervisor/logs/slot-log.js';
+import { cleanLine } from '../../supervisor/logs/tail.js';
 import type { DashboardDeps } from '../deps.js';
 
 export function intParam(
@@ -122,18 +123,18 @@ export const postScale =
     return json(200, { desiredAgents: desired });
   };
 
-/** GET /api/agents/:id/logs?lines=N — the last lines of a slot's runner log. */
+/** GET /api/agents/:id/logs?lines=N — the last lines of a slot's log, attempts' output spliced in. */
 export const getLogs =
   (d: DashboardDeps) =>
   (req: DashRequest): DashResponse => {
     const file = d.source.logFile(req.params.id ?? '');
-    const { lines, offset } = lastLines(
+    const { lines, position } = slotHistory(
       file,
       intParam(req.query.lines, 200, 5000),
     );
     return json(200, {
       agentId: req.params.id,
       lines: lines.map(cleanLine),
-      offset,
+      offset: position.runner,
     });
   };

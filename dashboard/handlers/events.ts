@@ -2,10 +2,13 @@ import { existsSync, statSync } from 'node:fs';
 import type { DashboardDeps } from '../deps.js';
 import type { DashRequest, DashResponse, SseSink } from '../http.js';
 import {
-  cleanLine,
-  followFile,
-  lastLines,
-} from '../../supervisor/logs/tail.js';
+  decodePosition,
+  encodePosition,
+  followSlot,
+  slotHistory,
+  type SlotPosition,
+} from '../../supervisor/logs/slot-log.js';
+import { cleanLine } from '../../supervisor/logs/tail.js';
 import { renderReview } from '../page/review.js';
 import { renderSections } from '../page/sections.js';
 import type { Snapshot } from '../snapshot.js';
@@ -59,35 +62,35 @@ export const statusEvents = (d: DashboardDeps) => (): DashResponse => ({
 });
 
 /**
- * GET /api/agents/:id/logs/stream?lines=N — a live tail of a slot's runner log: the last N lines
- * first, then new lines as they are written, in `lines` events (a JSON array) whose id is the byte
- * offset after them, so a reconnect (Last-Event-ID) resumes exactly where it stopped.
+ * GET /api/agents/:id/logs/stream?lines=N — a live tail of a slot's log (the runner's log with the
+ * running attempt's output spliced in): the last N lines first, then new lines as they are
+ * written, in `lines` events (a JSON array) whose id is the position after them (byte offsets in
+ * the runner's and the attempt's log), so a reconnect (Last-Event-ID) resumes exactly there.
  */
 export const logEvents =
   (d: DashboardDeps) =>
   (req: DashRequest): DashResponse => {
     const file = d.source.logFile(req.params.id ?? '');
     const n = intParam(req.query.lines, 200, 5000);
-    const resumeFrom = /^\d+$/.test(req.headers['last-event-id'] ?? '')
-      ? Number(req.headers['last-event-id'])
-      : undefined;
+    const lastId = req.headers['last-event-id'];
+    const resumeFrom =
+      lastId === undefined ? undefined : decodePosition(lastId);
     return {
       status: 200,
       stream: {
         retryMs: RETRY_MS,
         open: (sink: SseSink) => {
-          let offset: number;
+          let from: SlotPosition;
           if (
             resumeFrom !== undefined &&
             existsSync(file) &&
-            statSync(file).size >= resumeFrom
+            statSync(file).size >= resumeFrom.runner
           ) {
-            offset = resumeFrom;
+            from = resumeFrom;
           } else {
-            if (resumeFrom !== undefined)
-              sink.send({ event: 'reset', data: '{}' });
-            const tail = lastLines(file, n);
-            offset = tail.offset;
+            if (lastId !== undefined) sink.send({ event: 'reset', data: '{}' });
+            const tail = slotHistory(file, n);
+            from = tail.position;
             if (!existsSync(file))
               sink.send({
                 event: 'nolog',
@@ -97,14 +100,14 @@ export const logEvents =
               });
             sink.send({
               event: 'lines',
-              id: String(offset),
+              id: encodePosition(from),
               data: JSON.stringify(tail.lines.map(cleanLine)),
             });
           }
-          return followFile(file, offset, (lines, next) =>
+          return followSlot(file, from, (lines, next) =>
             sink.send({
               event: 'lines',
-              id: String(next),
+              id: encodePosition(next),
               data: JSON.stringify(lines.map(cleanLine)),
             }),
           );

@@ -5,7 +5,11 @@ import { isSlotId } from '../../contract/job.js';
 import { parseDuration } from '../config.js';
 import { openContext } from '../context.js';
 import { SupervisorError } from '../errors.js';
-import { followFile, lastLines } from '../logs/tail.js';
+import {
+  followSlot,
+  slotHistory,
+  type SlotPosition,
+} from '../logs/slot-log.js';
 import { wholeNumberFlag } from './args.js';
 import type { GlobalOpts } from './output.js';
 import { swarmLogs } from './swarm-logs.js';
@@ -122,7 +126,7 @@ export function registerLogsCommand(
     .option('--no-color', 'no colours (also NO_COLOR=1; off when not a TTY)')
     .addHelpText(
       'after',
-      '\nEach line shows the time the runner wrote it. "--- agent-00N issue-N attempt N" lines mark\nwhere an attempt starts, "--- end:" where its agent exited.',
+      '\nEach line shows the time it was written. "--- agent-00N issue-N attempt N [file]" lines mark\nwhere an attempt starts, "--- end:" where its agent exited; the agent\'s output in between\nis read from that attempt\'s log (.supervisor/logs/agent-00N/), the one place it is kept.',
     )
     .action(
       async (
@@ -184,10 +188,11 @@ export function registerLogsCommand(
         const want =
           since !== undefined || grep ? Number.MAX_SAFE_INTEGER : lines;
         const history: LogLine[] = [];
-        const starts: Array<{ id: string; file: string; from: number }> = [];
+        const starts: Array<{ id: string; file: string; from: SlotPosition }> =
+          [];
         for (const id of ids) {
           const file = join(logDir, `${id}.log`);
-          const tail = lastLines(file, want);
+          const tail = slotHistory(file, want);
           let at: number | undefined;
           const mine = tail.lines
             .map((raw) => {
@@ -197,7 +202,7 @@ export function registerLogsCommand(
             })
             .filter((l) => printer.accepts(l));
           history.push(...mine.slice(-lines));
-          starts.push({ id, file, from: tail.offset });
+          starts.push({ id, file, from: tail.position });
         }
         // Several agents: interleaved by time (a stable sort keeps each agent's own order).
         if (ids.length > 1) history.sort((a, b) => (a.at ?? 0) - (b.at ?? 0));
@@ -205,7 +210,7 @@ export function registerLogsCommand(
         if (!o.follow) return;
         const stops = starts.map(({ id, file, from }) => {
           let at: number | undefined;
-          return followFile(file, from, (batch) => {
+          return followSlot(file, from, (batch) => {
             for (const raw of batch) {
               const l = parseLine(id, raw, at);
               at = l.at;

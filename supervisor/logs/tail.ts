@@ -83,10 +83,47 @@ function resumeIn(file: string, seen: Buffer): number {
 }
 
 /**
- * Follows a file from `offset` like `tail -F`, handing over complete lines in batches with the
- * offset after them. A file truncated in place (rotation by copy and truncate) is read again
- * from its start; a file replaced by another (a capped log compacted to head and tail) is
- * resumed after the last bytes already handed over.
+ * A read position in a file that is read like `tail -F`: each `read` hands over the complete
+ * lines written since the last one (at most 1 MiB). A file truncated in place (rotation by
+ * copy and truncate) is read again from its start; a file replaced by another (a capped log
+ * compacted to head and tail) is resumed after the last bytes already handed over.
+ */
+export class FileCursor {
+  private ino: number | undefined;
+  private seen = Buffer.alloc(0);
+
+  constructor(
+    readonly file: string,
+    public offset: number,
+  ) {}
+
+  read(): string[] {
+    if (!existsSync(this.file)) return [];
+    const st = statSync(this.file);
+    if (this.ino !== undefined && st.ino !== this.ino)
+      this.offset = resumeIn(this.file, this.seen);
+    else if (st.size < this.offset) this.offset = 0;
+    this.ino = st.ino;
+    if (st.size <= this.offset) return [];
+    const buf = readRange(
+      this.file,
+      this.offset,
+      Math.min(st.size, this.offset + MAX_READ),
+    );
+    const end = buf.lastIndexOf(0x0a) + 1;
+    if (end === 0 && buf.length < MAX_LINE * 4) return []; // wait for the rest of the line
+    const upto = end === 0 ? buf.length : end;
+    const lines = buf.subarray(0, upto).toString('utf8').split('\n');
+    if (end !== 0) lines.pop();
+    this.offset += upto;
+    this.seen = Buffer.from(buf.subarray(Math.max(0, upto - 256), upto));
+    return lines;
+  }
+}
+
+/**
+ * Follows a file from `offset` like `tail -F` (see FileCursor), handing over complete lines in
+ * batches with the offset after them.
  */
 export function followFile(
   file: string,
@@ -94,25 +131,10 @@ export function followFile(
   onLines: (lines: string[], offset: number) => void,
   intervalMs = 200,
 ): () => void {
-  let pos = offset;
-  let ino: number | undefined;
-  let seen = Buffer.alloc(0);
+  const cursor = new FileCursor(file, offset);
   const timer = setInterval(() => {
-    if (!existsSync(file)) return;
-    const st = statSync(file);
-    if (ino !== undefined && st.ino !== ino) pos = resumeIn(file, seen);
-    else if (st.size < pos) pos = 0;
-    ino = st.ino;
-    if (st.size <= pos) return;
-    const buf = readRange(file, pos, Math.min(st.size, pos + MAX_READ));
-    const end = buf.lastIndexOf(0x0a) + 1;
-    if (end === 0 && buf.length < MAX_LINE * 4) return; // wait for the rest of the line
-    const upto = end === 0 ? buf.length : end;
-    const lines = buf.subarray(0, upto).toString('utf8').split('\n');
-    if (end !== 0) lines.pop();
-    pos += upto;
-    seen = Buffer.from(buf.subarray(Math.max(0, upto - 256), upto));
-    onLines(lines, pos);
+    const lines = cursor.read();
+    if (lines.length > 0) onLines(lines, cursor.offset);
   }, intervalMs);
   return () => clearInterval(timer);
 }

@@ -2,6 +2,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 
 const TAIL_BYTES = 4096;
 const TAIL_LINES = 12;
+const STAMP = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z /;
 
 /**
  * The last lines of an agent's run log, for a failed attempt's error: "exited with code 1"
@@ -21,7 +22,8 @@ export function outputTail(logPath: string | null | undefined): string {
       .toString('utf8')
       .replace(/\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]/g, '')
       .split('\n')
-      .map((l) => l.trimEnd())
+      // Attempt logs stamp each line with the time it arrived: the error shows the text only.
+      .map((l) => l.replace(STAMP, '').trimEnd())
       .filter(Boolean);
     return lines.slice(-TAIL_LINES).join('\n');
   } catch {

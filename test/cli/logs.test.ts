@@ -1,10 +1,17 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   CLI,
+  WatchedProcess,
   cliJson,
   runCli,
   startSupervisor,
@@ -57,7 +64,7 @@ describe('supervisor logs and everyday CLI behaviour', () => {
     const lines = all.stdout.trimEnd().split('\n');
     for (const l of lines) expect(l).toMatch(TIME);
     const start = lines.findIndex((l) =>
-      / --- agent-001 issue-1 attempt 1: title with \\x1b\]0;pwned\\x07 in it$/.test(
+      / --- agent-001 issue-1 attempt 1 \[issue-1-attempt-1\.log\]: title with \\x1b\]0;pwned\\x07 in it$/.test(
         l,
       ),
     );
@@ -123,6 +130,80 @@ describe('supervisor logs and everyday CLI behaviour', () => {
       .join(' ');
     expect(await screen(envPrefix)).toMatch(/\x1b\[\d+magent-001/);
     expect(await screen(`${envPrefix} NO_COLOR=1`)).not.toMatch(/\x1b\[\d+m/);
+  });
+
+  it('agent output is written once, to its attempt log; logs --follow shows it live between the attempt lines', async () => {
+    const repo = tempRepo();
+    cleanups.push(repo.cleanup);
+    const dir = repo.dir;
+    const env = testEnv();
+    const sup = await startSupervisor(dir, env, [
+      '--agents',
+      '1',
+      '--no-dashboard',
+    ]);
+    cleanups.push(async () => void (await sup.stop()));
+    const gate = join(
+      tempDir('sup-gate-'),
+      `go-${randomBytes(4).toString('hex')}`,
+    );
+    const logDir = join(dir, '.supervisor', 'logs');
+    await waitFor(() => existsSync(join(logDir, 'agent-001.log')), {
+      what: "the runner's log",
+    });
+    const follow = new WatchedProcess(
+      spawn(process.execPath, [CLI, 'logs', 'agent-001', '--follow'], {
+        cwd: dir,
+        env: { ...process.env, ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
+    cleanups.push(() => follow.child.kill('SIGTERM'));
+    await runCli(['issue', 'add', 'gated', '--body', `wait-file: ${gate}`], {
+      cwd: dir,
+      env,
+    });
+    // Followed while the agent runs: its lines arrive before it has finished.
+    await waitFor(() => follow.output.includes(`waiting for ${gate}`), {
+      what: "the running agent's output in logs --follow",
+      timeoutMs: 60_000,
+    });
+    writeFileSync(gate, '');
+    await waitFor(() => follow.output.includes('--- end: agent exited 0'), {
+      what: "the attempt's end in logs --follow",
+      timeoutMs: 60_000,
+    });
+    const lines = follow.output.trimEnd().split('\n');
+    const start = lines.findIndex((l) =>
+      / --- agent-001 issue-1 attempt 1 \[issue-1-attempt-1\.log\]: gated$/.test(
+        l,
+      ),
+    );
+    const first = lines.findIndex((l) => l.includes(`waiting for ${gate}`));
+    const end = lines.findIndex((l) => l.includes('--- end: agent exited 0'));
+    expect(start, follow.output).toBeGreaterThanOrEqual(0);
+    expect(first).toBeGreaterThan(start);
+    expect(end).toBeGreaterThan(first);
+    // One copy on disk: the first "waiting" line is in exactly one file under the log directory.
+    const files = (readdirSync(logDir, { recursive: true }) as string[])
+      .map((f) => join(logDir, f))
+      .filter((f) => statSync(f).isFile());
+    const needle = `waiting for ${gate}… 0 ms`;
+    const copies = files.flatMap((f) =>
+      readFileSync(f, 'utf8')
+        .split('\n')
+        .filter((l) => l.endsWith(needle))
+        .map(() => f),
+    );
+    expect(copies).toEqual([
+      join(logDir, 'agent-001', 'issue-1-attempt-1.log'),
+    ]);
+    // And the history view splices it in the same way.
+    const history = await runCli(['logs', 'agent-001', '--grep', needle], {
+      cwd: dir,
+      env,
+    });
+    expect(history.stdout.trimEnd().split('\n')).toHaveLength(1);
   });
 
   it('ends quietly when the reader goes away (| head -1), and bare supervisor prints help', async () => {
