@@ -371,5 +371,11 @@ export function supervisorKeys(prefix: string, queueName: string) {
      * `issueId` in its data are the producer's, not ours.
      */
     adopted: `${base}:adopted`,
+    /**
+     * Counter the recorder increments once per reconcile round: a value other than its last one
+     * plus one means Redis lost or rewound its data (restart without persistence, an old
+     * snapshot), and the next round checks every live job instead of one page.
+     */
+    epoch: `${base}:epoch`,
   };
 }

@@ -431,13 +431,24 @@ export class IssueStore {
     ).run(jobId, id);
   }
 
-  /** Issues that should have a live job in the queue. */
-  liveJobIds(): Array<{ id: number; jobId: string }> {
-    return this.db
-      .prepare(
-        `SELECT id, job_id AS jobId FROM issues WHERE status IN ('queued','in_progress') AND job_id IS NOT NULL`,
-      )
-      .all() as Array<{ id: number; jobId: string }>;
+  /**
+   * Issues that should have a live job in the queue (queued, in progress, with a job id), a page
+   * of them in id order after `afterId`: two ranges of `issues_by_status`, so a page costs the
+   * same whatever the backlog (the reconcile walks the backlog a page per round).
+   */
+  liveJobPage(
+    afterId: number,
+    limit: number,
+  ): Array<{ id: number; jobId: string }> {
+    const out: Array<{ id: number; jobId: string }> = [];
+    for (const status of ['queued', 'in_progress'] as const)
+      out.push(
+        ...(this.sql(
+          `SELECT id, job_id AS jobId FROM issues
+           WHERE status = ? AND id > ? AND job_id IS NOT NULL ORDER BY id LIMIT ?`,
+        ).all(status, afterId, limit) as Array<{ id: number; jobId: string }>),
+      );
+    return out.sort((a, b) => a.id - b.id).slice(0, limit);
   }
 
   update(

@@ -183,7 +183,9 @@ describe('reads that stay flat in history', () => {
       // Stale merge states: a range of the partial index, not `status = 'done'`, which walks
       // every done issue without showing as a scan (the landing service asks once a second).
       if (p.includes('checked_base'))
-        expect(p, p).toMatch(/USING INDEX issues_merge_check \(checked_base[=<>]/);
+        expect(p, p).toMatch(
+          /USING INDEX issues_merge_check \(checked_base[=<>]/,
+        );
     }
     expect(plans.filter((p) => p.includes('checked_base'))).toHaveLength(3);
   });
