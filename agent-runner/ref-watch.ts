@@ -1,3 +1,4 @@
+import { baseRefOf } from '../contract/job.js';
 import { gitAt } from '../git/runner.js';
 
 /**
@@ -34,7 +35,7 @@ export class RefWatch {
     const out = await git(this.repo, [
       'for-each-ref',
       '--format=%(refname) %(objectname)',
-      `refs/heads/${this.baseBranch}`,
+      baseRefOf(this.baseBranch),
       'refs/heads/issue',
       'refs/tags',
     ]);
@@ -59,7 +60,7 @@ export class RefWatch {
   ): Promise<RefChange[]> {
     const after = await this.snapshot();
     const out: RefChange[] = [];
-    const baseRef = `refs/heads/${this.baseBranch}`;
+    const baseRef = baseRefOf(this.baseBranch);
     for (const ref of new Set([...before.keys(), ...after.keys()])) {
       const b = before.get(ref);
       const a = after.get(ref);

@@ -6,6 +6,7 @@ import {
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { gitEnv, redact, type GitCredentials } from './git-auth.js';
+import { baseRefOf } from '../contract/job.js';
 import { runGit, type GitError } from '../git/runner.js';
 import {
   LOCAL_GIT_TIMEOUT_MS,
@@ -164,7 +165,7 @@ export class RemoteClone implements Workspace {
   async probe(baseBranch: string): Promise<void> {
     await this.ensureCache();
     const out = await this.run(
-      ['ls-remote', '--heads', this.o.url, `refs/heads/${baseBranch}`],
+      ['ls-remote', this.o.url, baseRefOf(baseBranch)],
       { network: true },
     );
     if (!out.stdout.trim())
@@ -183,7 +184,7 @@ export class RemoteClone implements Workspace {
         '--no-tags',
         '--no-write-fetch-head',
         this.o.url,
-        `+refs/heads/${baseBranch}:${this.baseRef}`,
+        `+${baseRefOf(baseBranch)}:${this.baseRef}`,
       ],
       { network: true },
     ).catch((err: unknown) => {

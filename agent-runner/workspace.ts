@@ -8,6 +8,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { baseRefOf } from '../contract/job.js';
 import { driverOverrides, gitAt } from '../git/runner.js';
 
 export interface CommitOutcome {
@@ -241,7 +242,7 @@ export class LocalWorktree implements Workspace {
         await this.repo.raw([
           'rev-parse',
           '--verify',
-          `refs/heads/${baseBranch}^{commit}`,
+          `${baseRefOf(baseBranch)}^{commit}`,
         ])
       ).trim();
       await this.recreate(baseSha);
@@ -254,7 +255,7 @@ export class LocalWorktree implements Workspace {
       '--force',
       '-B',
       this.branch,
-      `refs/heads/${baseBranch}`,
+      baseRefOf(baseBranch),
     ]);
     await git.raw(['clean', '-fd']);
     return this.head(git);

@@ -318,6 +318,12 @@ export const isSlotId = (s: string): boolean => SLOT_RE.test(s);
 export const agentBranch = (agentId: string): string =>
   `agent/${agentId.slice('agent-'.length)}`;
 export const issueBranch = (issueId: number): string => `issue/${issueId}`;
+/**
+ * The ref a runner starts from: `RunnerConfig.baseBranch` is a branch name (`main`), or the full
+ * ref of a remote-tracking base the supervisor fetches (`refs/remotes/origin/main`).
+ */
+export const baseRefOf = (base: string): string =>
+  base.startsWith('refs/') ? base : `refs/heads/${base}`;
 /** Where the supervisor keeps a failed attempt's work, for a reviewer (never landed). */
 export const attemptRef = (issueId: number, attempt: number): string =>
   `refs/supervisor/attempts/${issueId}/${attempt}`;

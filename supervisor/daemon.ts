@@ -33,6 +33,7 @@ import { validateScale } from './env/capacity.js';
 import { Scaler } from './scaler.js';
 import { CancelEnforcer } from './cancel-enforcer.js';
 import { landingFeedbackFor } from './land/requeue.js';
+import { runnerBase } from './land/base.js';
 import { LandService } from './land/service.js';
 import { getSetting, setSetting } from './store/db.js';
 import { DependencyStore, dependencyGate } from './store/deps.js';
@@ -438,6 +439,11 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     }
   }
 
+  /** What runners reset to: the base branch, or the full ref of a remote-tracking base. */
+  private async runnerBase(): Promise<string> {
+    return runnerBase(await this.land.lander.fetcher.resolve());
+  }
+
   private async prepareSlot(agentId: string): Promise<RunnerConfig> {
     const { paths, config } = this.ctx;
     const remote = localRunnerGit(this.ctx, agentId, this.results);
@@ -452,7 +458,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     const worktree = async (): Promise<SlotWorktree> => {
       made ??= remote
         ? { ...planned, created: false }
-        : await ensureWorktree(paths, agentId, this.ctx.baseBranch);
+        : await ensureWorktree(paths, agentId, await this.runnerBase());
       return made;
     };
     const agentEnv: Record<string, string> = {};
@@ -480,7 +486,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       repoPath: paths.root,
       worktreePath: wt.path,
       branch: wt.branch,
-      baseBranch: this.ctx.baseBranch,
+      baseBranch: await this.runnerBase(),
       agentCommand: config.agentCommandResolved!,
       logDir: join(paths.logDir, agentId),
       logMaxBytes: config.logs.maxBytes,

@@ -1,6 +1,6 @@
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { agentBranch } from '../contract/job.js';
+import { agentBranch, baseRefOf } from '../contract/job.js';
 import { SupervisorError } from './errors.js';
 import { gitAt, type RepoPaths } from './repo.js';
 
@@ -46,7 +46,7 @@ export async function ensureWorktree(
       '-B',
       wt.branch,
       wt.path,
-      `refs/heads/${baseBranch}`,
+      baseRefOf(baseBranch),
     ]);
   } catch (cause) {
     throw new SupervisorError(

@@ -36,6 +36,7 @@ Configuration (supervisor.config.json "land"): strategy rebase|merge|squash, che
 checkTimeout, push "<remote>", auto, onConflict requeue|hold, onCheckFailure requeue|hold, maxRequeues.
 The base branch is never overwritten: a base that moved meanwhile means the issue is redone on it.
 If the base is checked out in your worktree, it is fast-forwarded there only when it is clean.
+A remote-tracking base (baseBranch "origin/main") is fetched first and moved by a leased push.
 Exit status: 0 when every issue landed (or, with --dry-run, was looked at), 1 otherwise.
 See docs/landing.md.`,
     )

@@ -10,6 +10,7 @@ import { runningDaemon } from '../pidfile.js';
 import { servedGitUrl } from '../remote.js';
 import { getSetting } from '../store/db.js';
 import { printJson, type GlobalOpts } from './output.js';
+import { runnerBaseOf } from '../land/base.js';
 
 const RUNNER_MAIN = fileURLToPath(
   new URL('../../agent-runner/main.js', import.meta.url),
@@ -56,7 +57,7 @@ export function registerRemoteCommands(
         cacheDir: string;
         credentialsFile?: string;
       }) => {
-        return openContext({ repo: globals().repo }).then((ctx) => {
+        return openContext({ repo: globals().repo }).then(async (ctx) => {
           try {
             const c = ctx.config;
             if (!c.agentCommandResolved) {
@@ -109,7 +110,7 @@ export function registerRemoteCommands(
               repoPath: `${o.cacheDir}/repo.git`,
               worktreePath: `${o.cacheDir}/agent-101/worktree`,
               branch: 'agent/101',
-              baseBranch: ctx.baseBranch,
+              baseBranch: await runnerBaseOf(ctx),
               agentCommand: c.agentCommandResolved,
               logDir: `${o.cacheDir}/agent-101/logs`,
               runDir: `${o.cacheDir}/agent-101/run`,

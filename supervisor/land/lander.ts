@@ -4,6 +4,8 @@ import type { Context } from '../context.js';
 import { SupervisorError, coerceError } from '../errors.js';
 import { withChange } from '../store/history.js';
 import type { Issue } from '../store/issues.js';
+import { redactSecrets } from '../../contract/errors.js';
+import { BaseFetcher, fetchBase, type Base } from './base.js';
 import { buildCandidate, type Strategy } from './candidate.js';
 import { runCheck } from './check.js';
 import { baseRef, landGit, revParse, type LandGit } from './git.js';
@@ -53,6 +55,8 @@ const MAX_REDO = 10;
 export class Lander {
   readonly git: LandGit;
   readonly landings: LandingStore;
+  /** Fetches a remote-tracking base (before each land() call; on a timer in the running supervisor). */
+  readonly fetcher: BaseFetcher;
   private readonly lock: LandLock;
   private readonly log: Log;
   /** Per land() call: the base's ref and which worktree has it checked out. */
@@ -66,6 +70,7 @@ export class Lander {
     this.landings = new LandingStore(ctx.db);
     this.lock = new LandLock(ctx.paths.runDir);
     this.log = hooks.log ?? (() => undefined);
+    this.fetcher = new BaseFetcher(ctx, this.log);
   }
 
   get worktreePath(): string {
@@ -80,6 +85,8 @@ export class Lander {
     await this.lock.acquire(opts.lockTimeoutMs ?? 600_000);
     this.memo.clear();
     try {
+      // A remote base lands onto what the remote has now, not what was fetched a while ago.
+      await this.fetcher.refresh(true);
       await this.repairLocked();
       const ids =
         which === 'all'
@@ -203,13 +210,8 @@ export class Lander {
         };
   }
 
-  private baseRef(): Promise<string> {
-    let p = this.memo.get('ref');
-    if (!p) {
-      p = baseRef(this.git, this.ctx.baseBranch);
-      this.memo.set('ref', p);
-    }
-    return p as Promise<string>;
+  private async baseRef(): Promise<string> {
+    return (await this.fetcher.resolve()).ref;
   }
 
   private async tip(): Promise<string> {
@@ -339,13 +341,14 @@ export class Lander {
         continue;
       }
       let pushError: string | undefined;
-      if (cfg.push) {
+      const base = await this.fetcher.resolve();
+      if (cfg.push && cfg.push !== base.remote?.name) {
         const r = await this.git.run([
           'push',
           '--quiet',
           '--no-verify',
           cfg.push,
-          `${c.sha}:refs/heads/${this.ctx.baseBranch}`,
+          `${c.sha}:refs/heads/${base.remote?.branch ?? this.ctx.baseBranch}`,
         ]);
         if (r.code !== 0) {
           pushError = `push to ${cfg.push} failed: ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`;
@@ -450,13 +453,9 @@ export class Lander {
     sha: string,
     id: number,
   ): Promise<boolean> {
-    const ref = await baseRef(this.git, this.ctx.baseBranch);
-    if (!ref.startsWith('refs/heads/'))
-      throw new SupervisorError(
-        'ERR_SUP_LAND_REFUSED',
-        `the base ${this.ctx.baseBranch} is a remote-tracking branch`,
-        { hint: 'landing onto a remote base needs land.push' },
-      );
+    const base = await this.fetcher.resolve();
+    if (base.remote) return this.pushBase(base, tip, sha, id);
+    const ref = base.ref;
     const holder = await this.checkoutOf(this.ctx.baseBranch);
     if (!holder) {
       const r = await this.git.run(['update-ref', ref, sha, tip]);
@@ -473,6 +472,43 @@ export class Lander {
       `cannot fast-forward ${this.ctx.baseBranch} in ${holder}: ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`,
       {
         hint: `move or commit the files git names in ${holder}, then run supervisor land ${id} again`,
+      },
+    );
+  }
+
+  /**
+   * A remote-tracking base moves on the remote: a push leased on the tip this landing built on
+   * (the remote's compare-and-swap). Refused because the remote moved: fetched, and false (redo
+   * on the new tip). The tracking ref follows a push that went through.
+   */
+  private async pushBase(
+    base: Base,
+    tip: string,
+    sha: string,
+    id: number,
+  ): Promise<boolean> {
+    const { name, branch } = base.remote!;
+    const r = await this.git.run([
+      'push',
+      '--quiet',
+      '--no-verify',
+      `--force-with-lease=refs/heads/${branch}:${tip}`,
+      name,
+      `${sha}:refs/heads/${branch}`,
+    ]);
+    if (r.code === 0) {
+      await this.git.run(['update-ref', base.ref, sha]);
+      return true;
+    }
+    if (/stale info|rejected|non-fast-forward|fetch first/i.test(r.stderr)) {
+      await fetchBase(this.git, base);
+      return false;
+    }
+    throw new SupervisorError(
+      'ERR_SUP_LAND_REFUSED',
+      `cannot push ${branch} to ${name}: ${redactSecrets(r.stderr.trim().split('\n').slice(-2).join(' | '))}`,
+      {
+        hint: `check that ${name} answers and accepts pushes, then run supervisor land ${id} again; nothing was changed`,
       },
     );
   }

@@ -68,6 +68,8 @@ export class LandService {
   async tick(): Promise<void> {
     try {
       this.deps.blockDependents();
+      // A remote-tracking base: fetched every land.fetchInterval, so behind shows a move at once.
+      await this.lander.fetcher.refreshQuietly();
       await refreshMergeStates(this.ctx);
       if (
         this.ctx.config.land.auto &&

@@ -12,6 +12,7 @@ import {
   checkSwarm,
   type SwarmTemplate,
 } from './swarm.js';
+import { runnerBaseOf } from '../land/base.js';
 
 /**
  * The swarm runtime of a repository, after checking that this engine is a swarm manager. The
@@ -69,7 +70,7 @@ export async function createSwarmRuntime(
       repoPath: join(SWARM_CACHE_DIR, 'repo.git'),
       worktreePath: join(slotDir, 'worktree'),
       branch: 'agent/001',
-      baseBranch: ctx.baseBranch,
+      baseBranch: await runnerBaseOf(ctx),
       agentCommand: c.agentCommandResolved,
       logDir: join(slotDir, 'logs'),
       runDir: join(slotDir, 'run'),

@@ -10,6 +10,7 @@ import {
   privateAgentRefs,
   worktreeAdminDir,
 } from './mounts.js';
+import { runnerBaseOf } from '../../land/base.js';
 
 /**
  * The variables docker/docker-compose.yml reads, for `n` slots: their worktrees are created
@@ -48,7 +49,7 @@ export async function composeVariables(
   };
   for (let i = 1; i <= n; i++) {
     const agentId = slotId(i);
-    const wt = await ensureWorktree(paths, agentId, ctx.baseBranch);
+    const wt = await ensureWorktree(paths, agentId, await runnerBaseOf(ctx));
     ctx.slots.ensure(i, wt.path, wt.branch);
     const cfg = RunnerConfigSchema.parse({
       agentId,
@@ -58,7 +59,7 @@ export async function composeVariables(
       repoPath: paths.root,
       worktreePath: wt.path,
       branch: wt.branch,
-      baseBranch: ctx.baseBranch,
+      baseBranch: await runnerBaseOf(ctx),
       agentCommand: config.agentCommandResolved,
       logDir: join(paths.logDir, agentId),
       runDir: join(paths.runDir, agentId),
