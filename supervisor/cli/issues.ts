@@ -374,7 +374,12 @@ export function registerIssueCommands(
           say(
             `behind the base by ${i.behind} commit${i.behind === 1 ? '' : 's'} · ${i.mergeable ? 'merges cleanly' : `conflicts in ${i.conflictFiles.join(', ')}`}`,
           );
-        if (i.error) say(`error: ${i.error}`);
+        // The kind is the stable code of why the last failed attempt failed (contract/errors.ts).
+        const lastKind = [...runs]
+          .reverse()
+          .find((r) => r.errorKind)?.errorKind;
+        if (i.error)
+          say(`error${lastKind ? ` (${lastKind})` : ''}: ${i.error}`);
         if (i.body.length) say(`\n${bodyOut(i.body)}\n`);
         const spent = runs.reduce((sum, r) => sum + (r.costUsd ?? 0), 0);
         if (runs.some((r) => r.costUsd !== null))
@@ -386,19 +391,21 @@ export function registerIssueCommands(
                 String(r.attempt),
                 r.agent ?? '',
                 r.outcome,
+                r.errorKind ?? '',
                 r.exitCode === null ? '' : String(r.exitCode),
                 r.commitSha?.slice(0, 8) ?? '',
                 r.durationMs === null
                   ? ''
                   : `${(r.durationMs / 1000).toFixed(1)}s`,
                 runCost(r),
-                r.error ?? '',
+                oneLine(r.error ?? '', 100),
                 r.logPath ?? '',
               ]),
               [
                 'ATTEMPT',
                 'AGENT',
                 'OUTCOME',
+                'KIND',
                 'EXIT',
                 'COMMIT',
                 'TIME',

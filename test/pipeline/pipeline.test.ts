@@ -155,6 +155,15 @@ describe('core pipeline', () => {
       env,
     });
     expect(shown.runs!.map((r) => r.outcome)).toEqual(['failed', 'succeeded']);
+    // Why the attempt failed, as a stable code, in --json and in the human view.
+    expect(shown.runs!.map((r: any) => r.errorKind)).toEqual([
+      'agent-exit',
+      null,
+    ]);
+    const text = await runCli(['issue', 'show', '1'], { cwd: dir, env });
+    const header = text.stdout.split('\n').find((l) => /^ATTEMPT\s/.test(l));
+    expect(header, text.stdout).toMatch(/\sOUTCOME\s+KIND\s+EXIT\s/);
+    expect(text.stdout).toMatch(/^1\s+agent-001\s+failed\s+agent-exit\s+3\s/m);
   });
 
   it('records an agent that changes nothing as done with no commit', async () => {
