@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { attemptEndLine } from '../contract/attempt-log.js';
 import type { LineStamper } from './line-stamper.js';
+import type { EventRenderer } from './event-render.js';
 import { changedSince } from './progress-scan.js';
 
 export type KillReason =
-  'lease-lost' | 'shutdown' | 'no-progress' | 'superseded';
+  'lease-lost' | 'shutdown' | 'no-progress' | 'superseded' | 'budget';
 
 export interface AgentExit {
   exitCode: number | null;
@@ -22,8 +23,10 @@ export interface AgentProcessOptions {
   log: LineStamper;
   /** The runner's own log (its stdout), which gets a line when the agent exits. */
   echo?: NodeJS.WritableStream;
-  /** Sees every chunk of output too (usage-limit and cost scanning). */
+  /** Sees every chunk of output too, as printed (usage-limit and cost scanning). */
   onOutput?: (chunk: Buffer) => void;
+  /** What the log and the echo get instead of the agent's JSON events (readable lines). */
+  render?: EventRenderer;
   progressTimeoutMs: number;
   killGraceMs: number;
 }
@@ -84,9 +87,11 @@ export class AgentProcess {
     });
     // The output is written once, to the attempt's log; `supervisor logs` splices it into the
     // runner's log between the attempt's start and end lines (supervisor/logs/slot-log.ts).
+    // The agents' JSON events go there as readable lines (the parsing sees them as printed).
     const onData = (chunk: Buffer) => {
       this.lastProgress = Date.now();
-      opts.log.write(chunk);
+      const shown = opts.render ? opts.render.write(chunk) : chunk;
+      if (shown.length) opts.log.write(shown);
       opts.onOutput?.(chunk);
     };
     this.child.stdout?.on('data', onData);
@@ -105,6 +110,10 @@ export class AgentProcess {
         this.stopWatching();
         // The agent's stragglers (background children) never outlive it.
         this.signalGroup('SIGKILL');
+        if (opts.render) {
+          const rest = opts.render.end();
+          if (rest.length) opts.log.write(rest);
+        }
         // The attempt's end, as its start was marked: `supervisor logs` shows both. A last
         // line without a newline goes into the attempt's log first.
         opts.log.end();

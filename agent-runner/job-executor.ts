@@ -16,6 +16,7 @@ import type { Redis } from 'ioredis';
 import {
   JobDataSchema,
   resultRefFor,
+  type AgentUsage,
   type JobResult,
   type RunnerConfig,
   type supervisorKeys,
@@ -44,6 +45,8 @@ import type { CommitOutcome, Workspace } from './workspace.js';
 import { handBackBlocked, handBackForLimit } from './hand-back.js';
 import { UsageLimitScanner, usageLimitOf } from './usage-limits.js';
 import { AgentUsageScanner } from './agent-usage.js';
+import { IssueSpend, overBudget } from './issue-spend.js';
+import { EventRenderer } from './event-render.js';
 
 /** A foreign job handed back because it was not adopted yet is offered again after this. */
 const ADOPTION_RETRY_MS = 2_000;
@@ -197,7 +200,20 @@ export class JobExecutor {
       const marker = randomUUID();
       const oomKillsBefore = oomKillCount();
       const limits = new UsageLimitScanner();
-      const usageScan = new AgentUsageScanner();
+      const usageScan = new AgentUsageScanner(this.cfg.prices);
+      const spend = new IssueSpend(
+        this.redis,
+        this.keys.spent(jobId, job.timestamp),
+      );
+      const budget = this.cfg.budget.perIssueUsd;
+      const spentBefore = budget === undefined ? 0 : await spend.before();
+      if (budget !== undefined && spentBefore > budget) {
+        await new Promise<void>((r) => log.end(r));
+        await this.failForBudget(cur, overBudget(spentBefore, budget), {
+          baseSha,
+          logPath,
+        });
+      }
       rmSync(files.status, { force: true });
       const agent = new AgentProcess({
         command: this.cfg.agentCommand,
@@ -211,7 +227,16 @@ export class JobExecutor {
         onOutput: (chunk) => {
           limits.feed(chunk);
           usageScan.feed(chunk);
+          // The budget is checked as the agent reports spend: stopped once the issue passed it.
+          const now = usageScan.spend();
+          if (
+            budget !== undefined &&
+            now !== undefined &&
+            spentBefore + now > budget
+          )
+            cur.agent?.kill('budget');
         },
+        render: new EventRenderer(),
         progressTimeoutMs: this.cfg.lease.progressTimeoutMs,
         killGraceMs: this.cfg.lease.killGraceMs,
       });
@@ -233,6 +258,14 @@ export class JobExecutor {
       await this.containment.sweep('agent exited');
       rmSync(this.agentRecordFile, { force: true });
       await new Promise<void>((r) => log.end(r));
+      // Spent whatever becomes of the attempt: counted for the issue's budget before anything else.
+      const usage = usageScan.finish();
+      if (usage?.costUsd)
+        await spend
+          .add(usage.costUsd)
+          .catch((err: Error) =>
+            this.log('cannot record the issue spend', { error: err.message }),
+          );
       const tampered =
         refsBefore && (await this.refuseTampering(refsBefore, baseSha));
 
@@ -272,6 +305,24 @@ export class JobExecutor {
           ? usageLimitOf(exit.exitCode, files.status, limits)
           : undefined;
       if (limit) await handBackForLimit(this.handBack, cur, limit, logPath);
+      if (exit.killedFor === 'budget') {
+        const work = await this.keepFailedWork(
+          'budget',
+          baseSha,
+          issueId,
+          attempt,
+        );
+        await this.failForBudget(
+          cur,
+          overBudget(spentBefore + (usage?.costUsd ?? 0), budget!),
+          {
+            baseSha,
+            logPath,
+            ...(usage ? { usage } : {}),
+            ...(work ? { work } : {}),
+          },
+        );
+      }
       let error: string | undefined;
       let kind: AttemptFailureKind = 'agent-exit';
       if (exit.spawnError) {
@@ -307,6 +358,7 @@ export class JobExecutor {
           baseSha,
           logPath,
           ...(work ? { work } : {}),
+          ...(usage ? { usage } : {}),
         });
         throw new AttemptError(kind, error, true);
       }
@@ -322,7 +374,6 @@ export class JobExecutor {
         ? await this.publishResult(cur, outcome.commitSha)
         : undefined;
       const finishedAt = Date.now();
-      const usage = usageScan.finish();
       return {
         ...(usage ? { usage } : {}),
         ...(resultRef ? { resultRef } : {}),
@@ -383,7 +434,9 @@ export class JobExecutor {
     (Omit<CommitOutcome, 'commitSha'> & { commitSha: string }) | undefined
   > {
     if (this.cfg.git.mode !== 'shared') return undefined;
-    if (!['agent-exit', 'no-progress', 'out-of-memory'].includes(kind))
+    if (
+      !['agent-exit', 'no-progress', 'out-of-memory', 'budget'].includes(kind)
+    )
       return undefined;
     try {
       const outcome = await this.workspace.commit(
@@ -403,6 +456,43 @@ export class JobExecutor {
       });
       return undefined;
     }
+  }
+
+  /**
+   * The issue spent more than `budget.perIssue`: the attempt fails for good (another attempt would
+   * spend more), with the kind `budget`; BullMQ does not retry an UnrecoverableError.
+   */
+  private async failForBudget(
+    cur: Current,
+    error: string,
+    extra: {
+      baseSha: string;
+      logPath: string;
+      usage?: AgentUsage;
+      work?: {
+        commitSha: string;
+        filesChanged: number;
+        insertions: number;
+        deletions: number;
+      };
+    },
+  ): Promise<never> {
+    await this.events.publish({
+      type: 'attempt-failed',
+      jobId: cur.job.id!,
+      attempt: cur.attempt,
+      agentId: this.cfg.agentId,
+      at: Date.now(),
+      error,
+      kind: 'budget',
+      exitCode: null,
+      ...extra,
+    });
+    this.log('budget: the issue passed budget.perIssue; attempt failed', {
+      jobId: cur.job.id,
+      error,
+    });
+    throw new UnrecoverableError(error);
   }
 
   /**

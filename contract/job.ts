@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { PriceTableSchema } from './prices.js';
 import { AttemptFailureKindSchema } from './errors.js';
 
 export const PRIORITIES = ['urgent', 'high', 'medium', 'low'] as const;
@@ -82,8 +83,11 @@ export type JobDataInput = z.input<typeof JobDataSchema>;
 
 /** Tokens, cost, model and turns of one agent run, as the agent reported them. */
 export const AgentUsageSchema = z.object({
-  /** USD, as the agent reported it (Claude Code's total_cost_usd); absent when it reports none. */
+  /** USD: as the agent reported it (Claude Code's total_cost_usd), else at the price table. */
   costUsd: z.number().nonnegative().optional(),
+  /** Where `costUsd` comes from: the agent's report, or the price table (contract/prices.ts). */
+  costSource: z.enum(['reported', 'prices']).optional(),
+  /** Input tokens neither read from nor written to the cache. */
   inputTokens: z.number().int().nonnegative(),
   outputTokens: z.number().int().nonnegative(),
   cacheReadTokens: z.number().int().nonnegative(),
@@ -163,6 +167,8 @@ export const RunnerEventSchema = z.discriminatedUnion('type', [
         deletions: z.number().int(),
       })
       .optional(),
+    /** Tokens and cost of the failed run, when the agent printed any (they were spent too). */
+    usage: AgentUsageSchema.optional(),
   }),
   z.object({
     /**
@@ -287,6 +293,15 @@ export const RunnerConfigSchema = z.object({
   beforeJob: z.array(BeforeJobStepSchema).default([]),
   git: RunnerGitSchema.default({ mode: 'shared' }),
   limits: RunnerLimitsSchema.default({}),
+  /** USD per million tokens by model, for agents that report no cost (contract/prices.ts). */
+  prices: PriceTableSchema.default({}),
+  /** Spending limits the runner enforces itself (docs/agents.md, "Budgets"). */
+  budget: z
+    .object({
+      /** An attempt is stopped once the issue's spend passes this (USD). */
+      perIssueUsd: z.number().positive().optional(),
+    })
+    .default({}),
   /**
    * Resource-aware admission: the runner claims no job while the host's available memory
    * (MemAvailable) is below this; it shows "waiting for memory". 0 turns it off.
@@ -383,5 +398,12 @@ export function supervisorKeys(prefix: string, queueName: string) {
      * snapshot), and the next round checks every live job instead of one page.
      */
     epoch: `${base}:epoch`,
+    /**
+     * USD the finished attempts of one job spent (runners add to it; budget.perIssue counts it),
+     * per job id and creation time: a retried, reopened or requeued issue is a new job and starts
+     * afresh. Expires 30 days after its last write.
+     */
+    spent: (jobId: string, createdAt: number) =>
+      `${base}:spent:${jobId}:${createdAt}`,
   };
 }

@@ -11,6 +11,7 @@ import {
   readRunAggregates,
 } from '../supervisor/store/read-model.js';
 import { PAUSE_KINDS } from '../supervisor/pause.js';
+import { usageByModel } from '../supervisor/store/usage-totals.js';
 import type { Snapshot } from './snapshot.js';
 import type { DashboardSource } from './source.js';
 
@@ -232,6 +233,41 @@ export class DashboardMetrics {
           this.inc({ outcome: o }, l[o] ?? 0);
       },
     });
+    new Counter({
+      name: 'supervisor_agent_cost_usd_total',
+      help: 'USD spent by agent runs, by model ("unknown" when the agent named none): as the agents reported it, else at the price table; since the database was created.',
+      labelNames: ['model'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const u of self.usage())
+          this.inc({ model: u.model || 'unknown' }, u.costUsd);
+      },
+    });
+    new Counter({
+      name: 'supervisor_agent_tokens_total',
+      help: 'Tokens used by agent runs, by model and kind (input: neither read from nor written to the cache, output, cache_read, cache_write), since the database was created.',
+      labelNames: ['model', 'kind'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const u of self.usage()) {
+          const model = u.model || 'unknown';
+          this.inc({ model, kind: 'input' }, u.inputTokens);
+          this.inc({ model, kind: 'output' }, u.outputTokens);
+          this.inc({ model, kind: 'cache_read' }, u.cacheReadTokens);
+          this.inc({ model, kind: 'cache_write' }, u.cacheWriteTokens);
+        }
+      },
+    });
+    new Gauge({
+      name: 'supervisor_cost_today_usd',
+      help: 'USD spent by the agent runs that ended today (local day); budget.daily pauses claiming when it reaches that.',
+      registers: [r],
+      collect() {
+        this.set(self.snap?.costs.today.costUsd ?? 0);
+      },
+    });
     const stat = (name: string, help: string, key: string) =>
       new Counter({
         name,
@@ -293,6 +329,11 @@ export class DashboardMetrics {
       'nodejs_active_resources_total',
     ])
       r.removeSingleMetric(name);
+  }
+
+  /** Tokens and cost by model: a few rows SQLite keeps summed (store/usage-totals.ts). */
+  private usage(): ReturnType<typeof usageByModel> {
+    return usageByModel(this.source.ctx.db);
   }
 
   /** The run aggregates, read once per scrape. */

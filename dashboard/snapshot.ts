@@ -46,6 +46,8 @@ export interface Snapshot {
   agents: AgentStatus[];
   queue: QueueCounts | null;
   issues: Record<string, number>;
+  /** Tokens and cost today and this week, and the budgets (`status --json` carries the same). */
+  costs: Status['costs'];
   pending: { total: number; items: PendingIssue[] };
   recent: RecentResult[];
   platform: Status['platform'] & { usedMemoryBytes: number };
@@ -168,6 +170,7 @@ export async function buildSnapshot(
     agents: status.agents,
     queue: status.queue,
     issues: status.issues,
+    costs: status.costs,
     pending: { total: pendingTotal, items: pending },
     recent,
     platform: {
@@ -190,6 +193,7 @@ function fingerprint(s: Snapshot): string {
     s.agents,
     s.queue,
     s.issues,
+    s.costs,
     s.pending,
     s.recent,
     s.activity,

@@ -19,6 +19,7 @@ import { DependencyStore } from './store/deps.js';
 import { issueHistory, type IssueEvent } from './store/history.js';
 import { type Issue, type IssueStatus, type NewIssue } from './store/issues.js';
 import type { Run } from './store/runs.js';
+import { usageOfIssues, type UsageTotals } from './store/usage-totals.js';
 
 export interface IssueSummary {
   id: number;
@@ -40,6 +41,11 @@ export interface IssueSummary {
   /** Done issues: whether the commit merges into the base tip cleanly. */
   mergeable: boolean | null;
   conflictFiles: string[];
+  /**
+   * Tokens and cost of all its runs (null: none reported); in `issue list`/`show` and
+   * `listIssues`/`getIssue`, not in result events.
+   */
+  usage?: UsageTotals | null;
 }
 
 export interface IssueDetail extends IssueSummary {
@@ -63,6 +69,8 @@ export interface OpenSupervisorOptions {
   env?: NodeJS.ProcessEnv;
   /** Where the control plane logs when started in this process. */
   log?: Logger;
+  /** The time source of pauses and the daily budget, for tests; default `Date.now`. */
+  clock?: () => number;
 }
 
 export interface ResultEvent {
@@ -99,6 +107,7 @@ export class Supervisor {
   private constructor(
     readonly ctx: Context,
     private readonly log: Logger,
+    private readonly clock: (() => number) | undefined,
   ) {}
 
   static async open(opts: OpenSupervisorOptions = {}): Promise<Supervisor> {
@@ -109,7 +118,7 @@ export class Supervisor {
       flags: opts.config ?? {},
       ...(opts.env ? { env: opts.env } : {}),
     });
-    return new Supervisor(ctx, opts.log ?? (() => undefined));
+    return new Supervisor(ctx, opts.log ?? (() => undefined), opts.clock);
   }
 
   /** The BullMQ queue name other producers add jobs to (with `prefix`). */
@@ -184,14 +193,24 @@ export class Supervisor {
     );
   }
 
+  /** Issues, each with the tokens and cost of its runs (`usage`). */
   listIssues(filter: { status?: IssueStatus } = {}): IssueSummary[] {
-    return this.ctx.issues.list(filter).map(issueSummary);
+    const list = this.ctx.issues.list(filter);
+    const usage = usageOfIssues(
+      this.ctx.db,
+      list.map((i) => i.id),
+    );
+    return list.map((i) => ({
+      ...issueSummary(i),
+      usage: usage.get(i.id) ?? null,
+    }));
   }
 
   getIssue(id: number): IssueDetail {
     const i = this.ctx.issues.require(id);
     return {
       ...issueSummary(i),
+      usage: usageOfIssues(this.ctx.db, [id]).get(id) ?? null,
       body: i.body,
       error: i.error,
       createdAt: i.createdAt,
@@ -209,6 +228,7 @@ export class Supervisor {
       ...(opts.agents !== undefined ? { agents: opts.agents } : {}),
       log: this.log,
       setup: (d) => attachExtensions(d, this.log),
+      ...(this.clock ? { clock: this.clock } : {}),
     });
   }
 

@@ -1,12 +1,19 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { LeaseSchema } from '../contract/job.js';
+import { PriceTableSchema } from '../contract/prices.js';
 import { SupervisorError } from './errors.js';
 
-/** Non-interactive invocations of the agent CLIs we know. Issue content arrives by file, never in the string. */
+/**
+ * Non-interactive invocations of the agent CLIs we know. Issue content arrives by file, never in
+ * the string. Claude Code and Codex print their machine-readable events (stream-json needs
+ * --verbose in -p mode): the runner reads tokens, cost and limits from them and writes them to
+ * the log as readable lines (agent-runner/event-render.ts).
+ */
 export const AGENT_PRESETS = {
-  claude: 'claude -p --permission-mode acceptEdits < "$ISSUE_PROMPT_FILE"',
-  codex: 'codex exec --full-auto - < "$ISSUE_PROMPT_FILE"',
+  claude:
+    'claude -p --permission-mode acceptEdits --output-format stream-json --verbose < "$ISSUE_PROMPT_FILE"',
+  codex: 'codex exec --full-auto --json - < "$ISSUE_PROMPT_FILE"',
   aider:
     'aider --yes-always --no-auto-commits --no-check-update --message-file "$ISSUE_PROMPT_FILE"',
 } as const;
@@ -225,6 +232,22 @@ export const ConfigSchema = z
       })
       .strict()
       .default({}),
+    /**
+     * USD per million tokens by model (`input`, `output`, `cacheRead`, `cacheWrite`), for runs
+     * whose agent reports tokens but no cost (Codex) and for running spend (budgets). A key may
+     * be a model name or a prefix of one; `*` prices any other model. @defaultValue {}
+     */
+    prices: PriceTableSchema.default({}),
+    /** Spending limits in USD (docs/agents.md, "Budgets"). */
+    budget: z
+      .object({
+        /** A running attempt is stopped, and its issue failed, once the issue's spend passes this. */
+        perIssue: z.number().positive().optional(),
+        /** Claiming pauses until the next local day once the day's spend reaches this. */
+        daily: z.number().positive().optional(),
+      })
+      .strict()
+      .default({}),
     logs: z
       .object({
         /**
@@ -387,6 +410,15 @@ export type Config = z.output<typeof ConfigSchema> & {
   leaseResolved: z.output<typeof LeaseSchema>;
 };
 
+/** The price table and per-issue budget every runner enforces (all runner configurations). */
+export function runnerSpending(c: Pick<Config, 'prices' | 'budget'>) {
+  return {
+    prices: c.prices,
+    budget:
+      c.budget.perIssue !== undefined ? { perIssueUsd: c.budget.perIssue } : {},
+  };
+}
+
 /**
  * What `git check-ref-format --branch` accepts, checked without running git: the name ends up
  * in git argv (`refs/heads/<name>`), so nothing that reads as an option or climbs out of refs/.
@@ -469,6 +501,15 @@ function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   set(limits, 'margin', int('SUPERVISOR_LIMIT_MARGIN'));
   set(limits, 'defaultPause', int('SUPERVISOR_LIMIT_DEFAULT_PAUSE'));
   if (Object.keys(limits).length) out.limits = limits;
+  const budget: Record<string, unknown> = {};
+  const usd = (name: string): number | string | undefined => {
+    const v = env[name]?.trim();
+    if (v === undefined || v === '') return undefined;
+    return /^\d+(?:\.\d+)?$/.test(v) ? Number(v) : v;
+  };
+  set(budget, 'perIssue', usd('SUPERVISOR_BUDGET_PER_ISSUE'));
+  set(budget, 'daily', usd('SUPERVISOR_BUDGET_DAILY'));
+  if (Object.keys(budget).length) out.budget = budget;
   const admission = env.SUPERVISOR_ADMISSION_MEMORY;
   if (admission !== undefined && admission !== '')
     out.admission = {

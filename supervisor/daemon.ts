@@ -10,6 +10,7 @@ import {
   type RunnerConfig,
 } from '../contract/job.js';
 import type { Context } from './context.js';
+import { runnerSpending } from './config.js';
 import { SupervisorError, coerceError, redactSecrets } from './errors.js';
 import { forgetEarlierDatabase } from './earlier-database.js';
 import { Feeder } from './feeder.js';
@@ -43,8 +44,10 @@ import {
   enforcePause,
   liftPause,
   readPause,
+  recordPause,
   type Pause,
 } from './pause.js';
+import { DailyBudget } from './daily-budget.js';
 import { watchExternalWrites } from './store/external-writes.js';
 import {
   ensureWorktree,
@@ -70,6 +73,8 @@ export interface DaemonOptions {
   waitRedisMs?: number;
   /** Runs before any agent starts: attach slot hooks (environments) here. */
   setup?: (daemon: Daemon) => Promise<void>;
+  /** The time source of pauses and the daily budget (tests); default `Date.now`. */
+  clock?: () => number;
 }
 
 /** Hooks other parts (environments, dashboard) attach to a running control plane. */
@@ -112,13 +117,17 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
   private stopping: Promise<void> | undefined;
   private readonly slotHooks: SlotHook[] = [];
 
+  private readonly dailyBudget: DailyBudget;
+
   private constructor(
     readonly ctx: Context,
     redisUrl: string,
     readonly log: Logger,
     runtime: AgentRuntime,
+    private readonly clock: () => number,
   ) {
     super();
+    this.dailyBudget = new DailyBudget(ctx.db, ctx.config.budget.daily, clock);
     setGitCommandTimeout(ctx.config.git.commandTimeout);
     const { config, paths } = ctx;
     this.redisUrl = redisUrl;
@@ -241,7 +250,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
         memoryPerAgentBytes: ctx.platform.memoryPerAgentBytes,
       });
       const runtime = opts.runtime ?? (await createRuntime(ctx, url, log));
-      const d = new Daemon(ctx, url, log, runtime);
+      const d = new Daemon(ctx, url, log, runtime, opts.clock ?? Date.now);
       await opts.setup?.(d);
       await d.boot(agents, opts.waitRedisMs ?? 15_000);
       d.markReady();
@@ -416,22 +425,36 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
 
   /**
    * Keeps BullMQ in step with the pause recorded in SQLite (set by a runner's usage limit, the
-   * `pause` command or a budget): re-applied if Redis lost it, lifted when `resume` cleared it.
+   * `pause` command or the daily budget, checked here): re-applied if Redis lost it, lifted when
+   * `resume` cleared it or a budget pause reached its end (the next day, by our clock).
    */
   private async syncPause(): Promise<void> {
-    const p = readPause(this.ctx.db);
+    const now = this.clock();
+    const over = this.dailyBudget.check();
+    if (over) recordPause(this.ctx.db, over, now);
+    const p = readPause(this.ctx.db, now);
     if (p) {
       if (
         !this.enforcedPause ||
         this.enforcedPause.since !== p.since ||
         this.enforcedPause.until !== p.until
       )
-        this.log(describePause(p), { reason: p.reason });
-      await enforcePause(this.queue, this.redis, this.ctx.config.prefix, p);
+        this.log(describePause(p, now), { reason: p.reason });
+      await enforcePause(
+        this.queue,
+        this.redis,
+        this.ctx.config.prefix,
+        p,
+        now,
+      );
       this.enforcedPause = p;
     } else if (this.enforcedPause) {
-      // Cleared by `resume` (an expired pause has no key left to lift).
-      if (getSetting(this.ctx.db, 'pause') === undefined) {
+      // Cleared by `resume`, or a budget pause whose day is over (another expired pause has no
+      // key left to lift: its rate limit ran out in Redis at the same time).
+      if (
+        getSetting(this.ctx.db, 'pause') === undefined ||
+        this.enforcedPause.kind === 'budget'
+      ) {
         await liftPause(this.queue);
         this.log('resumed: claiming again');
       }
@@ -506,6 +529,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
         defaultPauseMs: config.limits.defaultPause,
         maxPauseMs: config.limits.maxPause,
       },
+      ...runnerSpending(config),
     };
   }
 

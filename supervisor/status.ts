@@ -5,6 +5,7 @@ import { runningDaemon } from './pidfile.js';
 import { readRegistry, type RegisteredAgent } from './registry.js';
 import { readDesired } from './scaler.js';
 import { pauseJson, readPause } from './pause.js';
+import { recentUsage, type UsageTotals } from './store/usage-totals.js';
 import { readRunningConfig } from './running-config.js';
 import {
   ResourceSampler,
@@ -83,6 +84,12 @@ export interface Status {
   agents: AgentStatus[];
   queue: QueueCounts | null;
   issues: Record<string, number>;
+  /** Tokens and cost of the runs that ended today and this week (local, from Monday), and the budgets. */
+  costs: {
+    today: UsageTotals;
+    week: UsageTotals;
+    budget: { perIssue: number | null; daily: number | null };
+  };
   platform: {
     os: string;
     arch: string;
@@ -250,6 +257,13 @@ export async function buildStatus(
     agents,
     queue,
     issues: ctx.issues.counts(),
+    costs: {
+      ...recentUsage(ctx.db, Date.now()),
+      budget: {
+        perIssue: ctx.config.budget.perIssue ?? null,
+        daily: ctx.config.budget.daily ?? null,
+      },
+    },
     platform: {
       os: p.os,
       arch: p.arch,

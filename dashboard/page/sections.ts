@@ -1,5 +1,6 @@
 import type { AgentStatus } from '../../supervisor/status.js';
 import type { Snapshot } from '../snapshot.js';
+import { describeUsage } from '../../contract/usage-text.js';
 import {
   isKnownFailureKind,
   type AttemptFailureKind,
@@ -274,7 +275,17 @@ ${s.warnings.map((w) => `<p class="warning">${e(w)}</p>`).join('')}
   const pause = s.pause
     ? `<p class="warning" data-testid="pause">${e(s.pause.text)}${s.pause.reason ? ` — ${e(firstLine(s.pause.reason, 160))}` : ''}</p>`
     : '';
-  return `${pause}<p><strong class="mono">${up}</strong> of <strong class="mono">${e(s.desiredAgents)}</strong> desired agents up · ${sup}</p>${activity}${warnings}`;
+  return `${pause}<p><strong class="mono">${up}</strong> of <strong class="mono">${e(s.desiredAgents)}</strong> desired agents up · ${sup}</p>${renderCosts(s.costs)}${activity}${warnings}`;
+}
+
+/** Tokens and cost today and this week (issue 12): one line, shown once anything was spent. */
+function renderCosts(c: Snapshot['costs']): string {
+  if (!c.week.runs) return '';
+  const budget =
+    c.budget.daily === null
+      ? ''
+      : ` <span class="muted">of $${e(c.budget.daily.toFixed(2))} daily budget</span>`;
+  return `<p data-testid="costs">Cost: today <span class="mono">${e(describeUsage(c.today))}</span>${budget} · this week <span class="mono">${e(describeUsage(c.week))}</span></p>`;
 }
 
 export type SectionId =

@@ -1,4 +1,6 @@
 import type { Run } from '../store/runs.js';
+import { describeUsage, sumUsage } from '../../contract/usage-text.js';
+import { usageOfIssues, type UsageTotals } from '../store/usage-totals.js';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SupervisorError } from '../errors.js';
@@ -115,11 +117,13 @@ const LIST_HEADER = [
   'COMMIT',
   'BEHIND',
   'MERGEABLE',
+  'COST',
   'TITLE',
 ];
 const listRow = (
   issue: Issue,
   waitingFor: (id: number) => number[] = () => [],
+  usage?: UsageTotals,
 ): string[] => {
   const i = issueSummary(issue);
   const after = i.status === 'open' ? waitingFor(i.id).map((n) => `#${n}`) : [];
@@ -132,11 +136,12 @@ const listRow = (
     i.commit?.slice(0, 8) ?? '',
     i.status === 'done' && i.behind !== null ? String(i.behind) : '',
     mergeableCell(i),
+    usage ? describeUsage(usage) : '',
     oneLine(i.title),
   ];
 };
 /** Column widths for a streamed table, where the widest row is not known in advance. */
-const STREAM_WIDTHS = [7, 8, 12, 9, 12, 8, 6, 9];
+const STREAM_WIDTHS = [7, 8, 12, 9, 12, 8, 6, 9, 8];
 const padded = (cells: string[]) =>
   cells
     .map((c, n) => (n === cells.length - 1 ? c : c.padEnd(STREAM_WIDTHS[n]!)))
@@ -178,12 +183,21 @@ async function printIssueList(
     rows = newest.slice(0, q.limit).reverse();
     if (!json && newest.length > 0) {
       const page = rows as Issue[];
+      const usage = usageOfIssues(
+        ctx.db,
+        page.map((i) => i.id),
+      );
       say(
         table(
-          page.map((i) => listRow(i, waitingFor)),
+          page.map((i) => listRow(i, waitingFor, usage.get(i.id))),
           LIST_HEADER,
         ),
       );
+      const total = sumUsage([...usage.values()]);
+      if (total.runs)
+        say(
+          `total: ${describeUsage(total)} over ${total.runs} run(s) of the ${page.length} issue(s) shown`,
+        );
       rows = [];
       if (more)
         progress(
@@ -194,13 +208,14 @@ async function printIssueList(
   }
   let first = true;
   for (const i of rows) {
+    const usage = usageOfIssues(ctx.db, [i.id]).get(i.id);
     if (json)
       await write(
-        `${first ? '[\n' : ',\n'}${redactSecrets(JSON.stringify(issueSummary(i), null, 2)).replace(/^/gm, '  ')}`,
+        `${first ? '[\n' : ',\n'}${redactSecrets(JSON.stringify({ ...issueSummary(i), usage: usage ?? null }, null, 2)).replace(/^/gm, '  ')}`,
       );
     else {
       if (first) await write(`${padded(LIST_HEADER)}\n`);
-      await write(`${padded(listRow(i, waitingFor))}\n`);
+      await write(`${padded(listRow(i, waitingFor, usage))}\n`);
     }
     first = false;
   }
@@ -351,6 +366,7 @@ export function registerIssueCommands(
         if (o.json)
           return printJson({
             ...issueSummary(i),
+            usage: usageOfIssues(ctx.db, [id]).get(id) ?? null,
             dependsOn,
             waitingFor,
             body: bodyOut(i.body),
@@ -381,9 +397,9 @@ export function registerIssueCommands(
         if (i.error)
           say(`error${lastKind ? ` (${lastKind})` : ''}: ${i.error}`);
         if (i.body.length) say(`\n${bodyOut(i.body)}\n`);
-        const spent = runs.reduce((sum, r) => sum + (r.costUsd ?? 0), 0);
-        if (runs.some((r) => r.costUsd !== null))
-          say(`cost: $${spent.toFixed(4)} over ${runs.length} run(s)`);
+        const usage = usageOfIssues(ctx.db, [id]).get(id);
+        if (usage)
+          say(`cost: ${describeUsage(usage)} over ${usage.runs} run(s)`);
         if (runs.length) {
           say(
             table(
@@ -446,15 +462,14 @@ export function registerIssueCommands(
     });
 }
 
-/** "$0.0123 · 5.9k tok" for a run whose agent reported usage; empty otherwise. */
+/** "$0.0123 · 5.9k tok" for a run whose agent printed usage; empty otherwise. */
 function runCost(r: Run): string {
   if (r.inputTokens === null && r.costUsd === null) return '';
-  const tokens =
-    (r.inputTokens ?? 0) +
-    (r.outputTokens ?? 0) +
-    (r.cacheReadTokens ?? 0) +
-    (r.cacheWriteTokens ?? 0);
-  const tok =
-    tokens >= 1000 ? `${(tokens / 1000).toFixed(1)}k tok` : `${tokens} tok`;
-  return r.costUsd === null ? tok : `$${r.costUsd.toFixed(4)} · ${tok}`;
+  return describeUsage({
+    costUsd: r.costUsd ?? 0,
+    inputTokens: r.inputTokens ?? 0,
+    outputTokens: r.outputTokens ?? 0,
+    cacheReadTokens: r.cacheReadTokens ?? 0,
+    cacheWriteTokens: r.cacheWriteTokens ?? 0,
+  });
 }

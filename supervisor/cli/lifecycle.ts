@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { describeUsage } from '../../contract/usage-text.js';
 import { openContext, type Context } from '../context.js';
 import { Daemon } from '../daemon.js';
 import { SupervisorError, redactSecrets } from '../errors.js';
@@ -207,6 +208,15 @@ async function preflightForScale(
   else await preflightAgent(target);
 }
 
+/** "cost: today $0.0421 · 6.0k tok (budget $20.00), this week $0.1203 · 18.2k tok". */
+export function costsLine(c: Status['costs']): string {
+  const budget =
+    c.budget.daily === null
+      ? ''
+      : ` of $${c.budget.daily.toFixed(2)} daily budget`;
+  return `cost: today ${describeUsage(c.today)}${budget}, this week ${describeUsage(c.week)}`;
+}
+
 function printStatus(s: Status): void {
   const width = outputWidth();
   // Plain lines wrap between words too; continuation lines are indented.
@@ -292,6 +302,7 @@ function printStatus(s: Status): void {
   line(
     `issues: ${i.open ?? 0} open, ${i.queued ?? 0} queued, ${i.in_progress ?? 0} in progress, ${i.done ?? 0} done, ${i.failed ?? 0} failed`,
   );
+  line(costsLine(s.costs));
   const p = s.platform;
   line(
     `platform: ${p.os} ${p.arch}, ${p.cpus} CPUs, ${(p.memoryBytes / 1024 ** 3).toFixed(1)} GiB, max ${p.maxAgents} agents`,

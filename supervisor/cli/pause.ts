@@ -13,6 +13,7 @@ import {
   writePause,
   type Pause,
 } from '../pause.js';
+import { budgetResumedToday } from '../daily-budget.js';
 import { redisFor } from './connect.js';
 import { printJson, say, type GlobalOpts } from './output.js';
 
@@ -128,6 +129,8 @@ export function registerPauseCommands(
       try {
         const was = readPause(ctx.db);
         clearPause(ctx.db);
+        // The day's spend is still over budget.daily: the budget must not pause again today.
+        if (was?.kind === 'budget') budgetResumedToday(ctx.db);
         const applied = await applyToQueue(ctx, (queue) => liftPause(queue));
         if (o.json) printJson({ resumed: true, was: pauseJson(was), applied });
         else

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { RunnerConfigSchema } from '../../contract/job.js';
 import { openContext } from '../context.js';
+import { runnerSpending } from '../config.js';
 import { SupervisorError, redactSecrets } from '../errors.js';
 import { runningDaemon } from '../pidfile.js';
 import { servedGitUrl } from '../remote.js';
@@ -116,6 +117,7 @@ export function registerRemoteCommands(
               runDir: `${o.cacheDir}/agent-101/run`,
               lease: c.leaseResolved,
               heartbeatMs: c.heartbeat,
+              ...runnerSpending(c),
               git: {
                 mode: 'remote',
                 url: gitUrl,

@@ -10,7 +10,7 @@ import { ResultRefError } from '../results.js';
 import { withChange } from '../store/history.js';
 import { withOutputTail } from './output-tail.js';
 import { SETTLED_STATUSES, type Issue } from '../store/issues.js';
-import type { Run } from '../store/runs.js';
+import { usageFields, type Run } from '../store/runs.js';
 import type { BranchPublisher } from './branch-publisher.js';
 import type { RecorderContext } from './context.js';
 import type { ForeignJobs } from './foreign-jobs.js';
@@ -110,17 +110,7 @@ export class JobOutcomeRecorder {
         durationMs: Math.round(res.durationMs),
         logPath: res.logPath,
         error: res.logError ?? null,
-        ...(res.usage
-          ? {
-              costUsd: res.usage.costUsd ?? null,
-              inputTokens: res.usage.inputTokens,
-              outputTokens: res.usage.outputTokens,
-              cacheReadTokens: res.usage.cacheReadTokens,
-              cacheWriteTokens: res.usage.cacheWriteTokens,
-              model: res.usage.model ?? null,
-              turns: res.usage.turns ?? null,
-            }
-          : {}),
+        ...usageFields(res.usage),
       });
       for (const r of o.runs.running(job.id!)) {
         if (r.attempt === res.attempt) continue;

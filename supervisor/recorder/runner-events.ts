@@ -2,7 +2,7 @@ import { attemptRef, type RunnerEvent } from '../../contract/job.js';
 import { gitAt } from '../repo.js';
 import { SETTLED_STATUSES } from '../store/issues.js';
 import { withOutputTail } from './output-tail.js';
-import type { Run } from '../store/runs.js';
+import { usageFields, type Run } from '../store/runs.js';
 import type { RecorderContext } from './context.js';
 import type { ForeignJobs } from './foreign-jobs.js';
 import { recordPause } from '../pause.js';
@@ -95,6 +95,7 @@ export class RunnerEventRecorder {
                   deletions: work.deletions,
                 }
               : {}),
+            ...usageFields(ev.usage),
           });
           if (!terminal)
             issues.update(issue.id, {

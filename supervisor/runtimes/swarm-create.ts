@@ -3,6 +3,7 @@ import type Docker from 'dockerode';
 import { dockerClient } from './docker/client.js';
 import { RunnerConfigSchema } from '../../contract/job.js';
 import type { Context } from '../context.js';
+import { runnerSpending } from '../config.js';
 import { SupervisorError } from '../errors.js';
 import { runningDaemon } from '../pidfile.js';
 import { servedGitUrl } from '../remote.js';
@@ -76,6 +77,7 @@ export async function createSwarmRuntime(
       runDir: join(slotDir, 'run'),
       lease: c.leaseResolved,
       heartbeatMs: c.heartbeat,
+      ...runnerSpending(c),
       git: {
         mode: 'remote',
         url: gitUrl,

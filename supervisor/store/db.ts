@@ -4,6 +4,7 @@ import { SupervisorError } from '../errors.js';
 import { installHistory } from './history.js';
 import { landingMigration } from './landing-schema.js';
 import { READ_MODEL_MIGRATION, ensureReadModel } from './read-model.js';
+import { USAGE_TOTALS_MIGRATION } from './usage-totals.js';
 
 export type Db = Database.Database;
 
@@ -123,6 +124,8 @@ const MIGRATIONS: readonly Migration[] = [
   ALTER TABLE runs ADD COLUMN model TEXT;
   ALTER TABLE runs ADD COLUMN turns INTEGER;
   `,
+  // Where a run's cost comes from, and tokens and cost totalled (usage-totals.ts).
+  USAGE_TOTALS_MIGRATION,
 ];
 
 /** Why a database file cannot be used, with what to do about it. */

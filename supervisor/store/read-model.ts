@@ -1,4 +1,9 @@
 import type { Db } from './db.js';
+import {
+  USAGE_TRIGGERS,
+  ensureUsageTotals,
+  recomputeUsageTotals,
+} from './usage-totals.js';
 
 /**
  * What status, the page, `/metrics` and `issue list` read, kept so that each read costs the same
@@ -157,6 +162,7 @@ export function ensureReadModel(db: Db): void {
           `SELECT name FROM sqlite_master WHERE type IN ('trigger','index') AND name IN (${[
             ...TRIGGERS,
             ...INDEXES,
+            ...USAGE_TRIGGERS,
           ]
             .map((n) => `'${n}'`)
             .join(',')})`,
@@ -164,7 +170,12 @@ export function ensureReadModel(db: Db): void {
         .all() as Array<{ name: string }>
     ).map((r) => r.name),
   );
-  if (present.size === TRIGGERS.length + INDEXES.length) return;
+  ensureUsageTotals(db, present);
+  if (
+    TRIGGERS.every((t) => present.has(t)) &&
+    INDEXES.every((i) => present.has(i))
+  )
+    return;
   db.transaction(() => {
     db.exec(SCHEMA);
     if (TRIGGERS.some((t) => !present.has(t))) db.exec(RECOMPUTE);
@@ -205,7 +216,10 @@ export function checkReadModel(db: Db): string[] {
 
 /** Recomputes every aggregate from the tables (`doctor --repair`). */
 export function recomputeReadModel(db: Db): void {
-  db.transaction(() => db.exec(RECOMPUTE)).immediate();
+  db.transaction(() => {
+    db.exec(RECOMPUTE);
+    recomputeUsageTotals(db);
+  }).immediate();
 }
 
 export interface DurationHistogram {

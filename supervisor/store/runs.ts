@@ -1,4 +1,5 @@
 import type { Statement } from 'better-sqlite3';
+import type { AgentUsage } from '../../contract/job.js';
 import type { Db } from './db.js';
 
 export const RUN_OUTCOMES = [
@@ -30,8 +31,10 @@ export interface Run {
   error: string | null;
   /** Why the attempt failed or was lost, as a stable code (`ATTEMPT_FAILURE_KINDS`). */
   errorKind: string | null;
-  /** Tokens and cost the agent reported (null: it reported none). */
+  /** Tokens and cost of the run (null: the agent printed none; docs/agents.md). */
   costUsd: number | null;
+  /** `reported` by the agent, or computed from the price table (`prices`). */
+  costSource: 'reported' | 'prices' | null;
   inputTokens: number | null;
   outputTokens: number | null;
   cacheReadTokens: number | null;
@@ -56,6 +59,7 @@ export interface RunFields {
   error?: string | null;
   errorKind?: string | null;
   costUsd?: number | null;
+  costSource?: 'reported' | 'prices' | null;
   inputTokens?: number | null;
   outputTokens?: number | null;
   cacheReadTokens?: number | null;
@@ -80,6 +84,7 @@ const COLUMNS: Record<keyof RunFields, string> = {
   error: 'error',
   errorKind: 'error_kind',
   costUsd: 'cost_usd',
+  costSource: 'cost_source',
   inputTokens: 'input_tokens',
   outputTokens: 'output_tokens',
   cacheReadTokens: 'cache_read_tokens',
@@ -91,8 +96,23 @@ const COLUMNS: Record<keyof RunFields, string> = {
 const SELECT = `SELECT id, issue_id AS issueId, job_id AS jobId, attempt, agent, started_at AS startedAt,
   finished_at AS finishedAt, outcome, exit_code AS exitCode, base_sha AS baseSha, commit_sha AS commitSha,
   files_changed AS filesChanged, insertions, deletions, duration_ms AS durationMs, log_path AS logPath, error, error_kind AS errorKind,
-  cost_usd AS costUsd, input_tokens AS inputTokens, output_tokens AS outputTokens, cache_read_tokens AS cacheReadTokens,
+  cost_usd AS costUsd, cost_source AS costSource, input_tokens AS inputTokens, output_tokens AS outputTokens, cache_read_tokens AS cacheReadTokens,
   cache_write_tokens AS cacheWriteTokens, model, turns FROM runs`;
+
+/** The run columns of an agent's usage (job result or failed attempt). */
+export function usageFields(u: AgentUsage | undefined): RunFields {
+  if (!u) return {};
+  return {
+    costUsd: u.costUsd ?? null,
+    costSource: u.costSource ?? (u.costUsd !== undefined ? 'reported' : null),
+    inputTokens: u.inputTokens,
+    outputTokens: u.outputTokens,
+    cacheReadTokens: u.cacheReadTokens,
+    cacheWriteTokens: u.cacheWriteTokens,
+    model: u.model ?? null,
+    turns: u.turns ?? null,
+  };
+}
 
 /** One row per attempt, keyed by (job id, attempt) so every write is idempotent. */
 export class RunStore {

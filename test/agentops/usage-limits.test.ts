@@ -1,44 +1,24 @@
 import { describe, expect, it } from 'vitest';
-import {
-  chmodSync,
-  mkdirSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-} from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { useCleanups } from '../helpers/cleanup.js';
 import {
-  ROOT,
   cliJson,
   runCli,
   startSupervisor,
   testEnv,
   waitFor,
 } from '../helpers/cli.js';
-import { tempDir, tempRepo } from '../helpers/repo.js';
+import { tempRepo } from '../helpers/repo.js';
+import { FAKE_PROVIDER_CLI, fakeTools } from '../helpers/fake-tools.js';
 
 const cleanups = useCleanups();
-const FAKE = join(ROOT, 'test/fixtures/fake-provider-cli.mjs');
-
-/** A PATH directory holding fake `claude`, `codex` and `aider` programs, and their state dir. */
-function fakeTools(): { bin: string; state: string } {
-  const dir = tempDir('sup-fake-');
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const bin = join(dir, 'bin');
-  const state = join(dir, 'state');
-  mkdirSync(bin);
-  mkdirSync(state);
-  chmodSync(FAKE, 0o755);
-  for (const t of ['claude', 'codex', 'aider']) symlinkSync(FAKE, join(bin, t));
-  return { bin, state };
-}
 
 async function setup(extra: Record<string, string>) {
   const repo = tempRepo();
   cleanups.push(repo.cleanup);
-  const tools = fakeTools();
+  const tools = fakeTools(cleanups);
   const env = testEnv({
     PATH: `${tools.bin}:${process.env.PATH}`,
     FAKE_STATE_DIR: tools.state,
@@ -179,7 +159,10 @@ describe('usage limits pause the pool and resume it by themselves', () => {
 
   it('the generic contract: exit 75 with $AGENT_STATUS_FILE {"retryAfter": ISO}', async () => {
     await limitScenario(
-      { SUPERVISOR_AGENT_COMMAND: `node ${FAKE}`, FAKE_LIMIT: 'exit-75' },
+      {
+        SUPERVISOR_AGENT_COMMAND: `node ${FAKE_PROVIDER_CLI}`,
+        FAKE_LIMIT: 'exit-75',
+      },
       'agent',
     );
   });

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { RunnerConfigSchema, slotId } from '../../../contract/job.js';
 import type { Context } from '../../context.js';
+import { runnerSpending } from '../../config.js';
 import { SupervisorError } from '../../errors.js';
 import { ensureWorktree } from '../../worktrees.js';
 import {
@@ -65,6 +66,7 @@ export async function composeVariables(
       runDir: join(paths.runDir, agentId),
       lease: config.leaseResolved,
       heartbeatMs: config.heartbeat,
+      ...runnerSpending(config),
     });
     // Without `host`, the runner registers under its container's hostname (agent-00N).
     const { host: _host, ...runner } = cfg;
