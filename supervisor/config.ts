@@ -164,6 +164,20 @@ export const ConfigSchema = z
     agentPreset: z.enum(['claude', 'codex', 'aider']).optional(),
     /** @defaultValue 0 — agents started by `supervisor start` when no count was set before. */
     agents: z.number().int().min(0).optional(),
+    /**
+     * Agents follow the queue's depth between `min` and `max` (docs/agents.md, "Autoscaling");
+     * `supervisor scale N` turns it off, `scale --auto MIN..MAX` on. Not with `agents`.
+     */
+    autoscale: z
+      .object({
+        min: z.number().int().min(0),
+        max: z.number().int().min(1),
+        /** @defaultValue 2m — an agent idle this long is stopped (highest slot first). */
+        idleGrace: duration.default(120_000),
+      })
+      .strict()
+      .refine((a) => a.min <= a.max, 'min must not be above max')
+      .optional(),
     /** Upper bound for `scale`; default total memory ÷ memoryPerAgent. */
     maxAgents: z.number().int().min(1).optional(),
     /** @defaultValue 12g on Linux, 3g on macOS */

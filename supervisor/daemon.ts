@@ -31,7 +31,9 @@ import { ProcessRuntime } from './runtimes/process.js';
 import { createSwarmRuntime } from './runtimes/swarm-create.js';
 import type { AgentRuntime } from './runtimes/runtime.js';
 import { validateScale } from './env/capacity.js';
-import { Scaler } from './scaler.js';
+import { DESIRED_KEY, Scaler, readDesired } from './scaler.js';
+import { AutoscaleLoop, checkAutoscale, writeAutoscale } from './autoscaler.js';
+import { availableMemoryBytes } from './resources.js';
 import { CancelEnforcer } from './cancel-enforcer.js';
 import { landingFeedbackFor } from './land/requeue.js';
 import { runnerBase } from './land/base.js';
@@ -112,6 +114,8 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
   readonly land: LandService;
   /** Stops what a cancel left running or waiting. */
   readonly cancels: CancelEnforcer;
+  /** Agents from queue depth while `autoscale` is set (config, `scale --auto`). */
+  readonly autoscaler: AutoscaleLoop;
   private feedTimer: NodeJS.Timeout | undefined;
   private stopFeedWake: (() => void) | undefined;
   private stopping: Promise<void> | undefined;
@@ -205,6 +209,55 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
         ),
       log,
     });
+    this.autoscaler = new AutoscaleLoop({
+      db: ctx.db,
+      waiting: async () => {
+        const c = await this.queue.getJobCounts('wait', 'prioritized');
+        return (c.wait ?? 0) + (c.prioritized ?? 0);
+      },
+      registry: () =>
+        readRegistry(
+          this.redis,
+          config.prefix,
+          ctx.queueName,
+          Math.max(3 * config.heartbeat, 3000),
+        ),
+      paused: () => readPause(ctx.db) !== undefined,
+      limit: (n) => this.agentLimit(n),
+      readDesired: () => readDesired(ctx.db),
+      setDesired: (n) => {
+        setSetting(ctx.db, DESIRED_KEY, String(n));
+        this.scaler.kick();
+      },
+      log,
+    });
+  }
+
+  /**
+   * The most agents up to `n` this host can serve now: the maximum, the environment's capacity
+   * (port blocks, Redis DBs), and memory — running agents plus what MemAvailable holds of the
+   * admission threshold (the per-agent budget unless configured; below it runners claim nothing).
+   */
+  private agentLimit(n: number): number {
+    const { platform, config } = this.ctx;
+    const running = readDesired(this.ctx.db);
+    const perAgent =
+      config.admission.minAvailableMemory ?? platform.memoryPerAgentBytes;
+    const byMemory =
+      perAgent === 0
+        ? Infinity
+        : running +
+          Math.floor(availableMemoryBytes(platform.freeMemoryBytes) / perAgent);
+    let limit = Math.min(n, platform.maxAgents, Math.max(running, byMemory));
+    for (; limit > 0; limit--) {
+      try {
+        for (const h of this.slotHooks) h.checkCount?.(limit);
+        return limit;
+      } catch {
+        // the environment cannot serve this many: one fewer
+      }
+    }
+    return 0;
   }
 
   /** Starts the control plane in this process. */
@@ -222,6 +275,17 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     }
     const agents = opts.agents ?? config.agents;
     if (agents !== undefined) validateScale(ctx, agents);
+    if (config.autoscale) {
+      if (config.agents !== undefined)
+        throw new SupervisorError(
+          'ERR_SUP_CONFIG',
+          'supervisor.config.json sets both agents and autoscale',
+          {
+            hint: 'keep one: a fixed count (agents) or a range (autoscale: {"min": 0, "max": 4})',
+          },
+        );
+      checkAutoscale(config.autoscale, ctx.platform.maxAgents, 'autoscale');
+    }
     setActor(ctx.db, 'supervisor');
     // The Docker runtime checks its image once the engine answers (createDockerRuntime).
     if (!opts.runtime && config.runtime === 'process')
@@ -357,7 +421,14 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     this.cancels.start();
     this.feedLoop();
     if (agents !== undefined) this.scaler.setDesired(agents);
+    else if (this.ctx.config.autoscale)
+      writeAutoscale(this.ctx.db, {
+        min: this.ctx.config.autoscale.min,
+        max: this.ctx.config.autoscale.max,
+        idleGraceMs: this.ctx.config.autoscale.idleGrace,
+      });
     await this.scaler.start();
+    this.autoscaler.start();
   }
 
   addSlotHook(h: SlotHook): void {
@@ -538,6 +609,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     this.stopping ??= (async () => {
       if (this.feedTimer) clearTimeout(this.feedTimer);
       this.stopFeedWake?.();
+      await this.autoscaler.close();
       await this.scaler.stopAll();
       await this.shutdownConnections();
     })();
@@ -549,6 +621,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     this.stopping ??= (async () => {
       if (this.feedTimer) clearTimeout(this.feedTimer);
       this.stopFeedWake?.();
+      await this.autoscaler.close();
       this.scaler.detach();
       await this.shutdownConnections();
     })();

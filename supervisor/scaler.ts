@@ -5,6 +5,7 @@ import {
   slotNumber,
   type RunnerConfig,
 } from '../contract/job.js';
+import { writeAutoscale } from './autoscaler.js';
 import { SupervisorError, coerceError } from './errors.js';
 import { getSetting, setSetting, type Db } from './store/db.js';
 import type { SlotStore } from './store/slots.js';
@@ -50,10 +51,13 @@ const REQUEST_KEY = 'scale_requested_at';
 
 /**
  * Sets the desired count as a new request (CLI, API, page): even the same count again gives
- * crashed, crash-looping slots another chance — `scale 3` with 3 wanted revives them.
+ * crashed, crash-looping slots another chance — `scale 3` with 3 wanted revives them. A fixed
+ * count turns autoscaling off.
  */
 export function requestScale(db: Db, n: number): void {
   db.transaction(() => {
+    // A fixed count ends autoscaling (`scale --auto` starts it again).
+    writeAutoscale(db, undefined);
     setSetting(db, DESIRED_KEY, String(n));
     setSetting(db, REQUEST_KEY, `${Date.now()}-${process.pid}`);
   })();

@@ -19,6 +19,7 @@ import {
   checkDashboardConfig,
 } from '../../dashboard/server.js';
 import { secondsFlag, wholeNumberFlag } from './args.js';
+import { scaleAuto } from './autoscale.js';
 import { redisFor } from './connect.js';
 import { forTerminal } from './terminal.js';
 import {
@@ -378,21 +379,37 @@ export function registerLifecycleCommands(
   program
     .command('scale')
     .description(
-      'set the number of agents; returns once the supervisor has converged',
+      'set the number of agents (returns once the supervisor has converged), or a range to autoscale in',
     )
-    .argument('<n>', 'agent count (0 stops all agents)')
+    .argument('[n]', 'agent count (0 stops all agents; turns autoscaling off)')
+    .option(
+      '--auto <min..max>',
+      "autoscale: agents follow the queue's depth between MIN and MAX, idle ones stop after autoscale.idleGrace (2m)",
+    )
     .option('--timeout <seconds>', 'give up waiting after this long', '180')
     .option('--no-wait', 'return at once')
     .option('--json', 'print the resulting agents as JSON')
     .action(
       async (
-        raw: string,
-        o: { timeout: string; wait: boolean; json?: boolean },
+        raw: string | undefined,
+        o: { timeout: string; wait: boolean; json?: boolean; auto?: string },
       ) => {
         const timeoutS = secondsFlag('--timeout', o.timeout);
+        if ((raw === undefined) === (o.auto === undefined))
+          throw new SupervisorError(
+            'ERR_SUP_USAGE',
+            raw === undefined
+              ? 'scale needs an agent count or --auto MIN..MAX'
+              : 'give an agent count or --auto MIN..MAX, not both',
+            {
+              hint: 'e.g. supervisor scale 3, or supervisor scale --auto 0..4',
+            },
+          );
         const ctx = await openContext({ repo: globals().repo, init: true });
         try {
-          const n = validateScale(ctx, raw);
+          if (o.auto !== undefined)
+            return scaleAuto(ctx, o.auto, o.json === true);
+          const n = validateScale(ctx, raw!);
           const daemon = runningDaemon(ctx.paths.pidFile);
           if (!daemon) {
             throw new SupervisorError(

@@ -6,7 +6,17 @@
  * pod would derive from its name.
  */
 import { describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -15,11 +25,12 @@ import { completeRunnerConfig } from '../../agent-runner/remote-config.js';
 import { ROOT } from '../helpers/cli.js';
 
 const DIR = join(ROOT, 'deploy/kubernetes');
+const KEDA = join(ROOT, 'deploy/kubernetes-keda');
 
 type Obj = Record<string, any>;
 
-function load(file: string): Obj[] {
-  const docs = parseAllDocuments(readFileSync(join(DIR, file), 'utf8'), {
+function load(file: string, dir = DIR): Obj[] {
+  const docs = parseAllDocuments(readFileSync(join(dir, file), 'utf8'), {
     version: '1.1',
   });
   return docs.map((d) => {
@@ -295,5 +306,155 @@ describe('deploy/kubernetes (offline validation)', () => {
     expect(live.stdout).toMatch(/alive: Redis does not answer/);
     const ready = probe([]);
     expect(ready.status).toBe(1);
+  });
+});
+
+describe('deploy/kubernetes-keda (offline validation)', () => {
+  const so = load('scaledobject.yaml', KEDA)[0]!;
+  const sts = load('statefulset.yaml')[0]!;
+  const cm = load('configmap.yaml')[0]!;
+  const runner = JSON.parse(cm.data['runner.json']);
+  const trigger = (type: string) =>
+    (so.spec.triggers as Obj[]).find((t) => t.type === type)!;
+
+  it("a KEDA ScaledObject for the runners' StatefulSet, rendered with the base by kubectl kustomize", () => {
+    check(so, 'ScaledObject', {
+      apiVersion: 'string',
+      kind: 'string',
+      'metadata.name': 'string',
+      'spec.scaleTargetRef.name': 'string',
+      'spec.minReplicaCount': 'number',
+      'spec.maxReplicaCount': 'number',
+      'spec.pollingInterval': 'number',
+      'spec.cooldownPeriod': 'number',
+      'spec.triggers': 'array',
+      'spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleDown.stabilizationWindowSeconds':
+        'number',
+    });
+    expect(so.apiVersion).toBe('keda.sh/v1alpha1');
+    expect(so.kind).toBe('ScaledObject');
+    expect(so.spec.scaleTargetRef).toEqual({
+      apiVersion: sts.apiVersion,
+      kind: sts.kind,
+      name: sts.metadata.name,
+    });
+    expect(so.spec.minReplicaCount).toBeGreaterThanOrEqual(0);
+    expect(so.spec.maxReplicaCount).toBeGreaterThanOrEqual(
+      Math.max(1, so.spec.minReplicaCount),
+    );
+    // KEDA takes trigger metadata as strings only.
+    for (const t of so.spec.triggers as Obj[]) {
+      check(t, `trigger ${t.type}`, { type: 'string', metadata: 'object' });
+      for (const [k, v] of Object.entries(t.metadata))
+        expect(typeof v, `${t.type}.${k}`).toBe('string');
+    }
+    const rendered = parseAllDocuments(
+      execFileSync('kubectl', ['kustomize', KEDA], { encoding: 'utf8' }),
+    ).map((d) => d.toJS() as Obj);
+    expect(rendered.map((o) => o.kind).sort()).toEqual([
+      'ConfigMap',
+      'NetworkPolicy',
+      'PodDisruptionBudget',
+      'ScaledObject',
+      'Service',
+      'StatefulSet',
+    ]);
+  });
+
+  it("the Redis trigger reads the queue's real wait list, where BullMQ puts a job without a priority", async () => {
+    const redisTrigger = trigger('redis').metadata;
+    const url = new URL(cm.data['redis-url']);
+    expect(redisTrigger.address).toBe(`${url.hostname}:${url.port || 6379}`);
+    expect(redisTrigger.listName).toBe(
+      `${runner.prefix}:${runner.queueName}:wait`,
+    );
+    expect(Number(redisTrigger.listLength)).toBeGreaterThanOrEqual(1);
+    // The same key names on a real BullMQ queue: no priority → the wait list (LLEN, what KEDA's
+    // Redis scaler counts); our feeder's priorities → the prioritized set, which it cannot count
+    // (hence the Prometheus trigger).
+    const prefix = `keda${Date.now().toString(36)}`;
+    const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+    const queue = new Queue(runner.queueName, { connection: redis, prefix });
+    try {
+      await queue.add('plain', { title: 'a' });
+      await queue.add('ours', { title: 'b' }, { priority: 3 });
+      const key = redisTrigger.listName.replace(
+        `${runner.prefix}:`,
+        `${prefix}:`,
+      );
+      expect(await redis.llen(key)).toBe(1);
+      expect(await redis.zcard(key.replace(/:wait$/, ':prioritized'))).toBe(1);
+    } finally {
+      await queue.obliterate({ force: true }).catch(() => undefined);
+      await queue.close();
+      redis.disconnect();
+    }
+  });
+
+  it('the Prometheus trigger asks for one runner per waiting or running job, and holds the runners there are during a pause (promtool test rules)', () => {
+    const query = trigger('prometheus').metadata.query as string;
+    expect(trigger('prometheus').metadata.threshold).toBe('1');
+    const metrics = readFileSync(join(ROOT, 'dashboard/metrics.ts'), 'utf8');
+    for (const m of query.matchAll(/\b(supervisor_[a-z_]+)/g))
+      expect(metrics, m[1]).toContain(`name: '${m[1]}'`);
+    const dir = mkdtempSync(join(tmpdir(), 'sup-keda-'));
+    try {
+      writeFileSync(
+        join(dir, 'rules.yml'),
+        JSON.stringify({
+          groups: [
+            { name: 'keda', rules: [{ record: 'runner_demand', expr: query }] },
+          ],
+        }),
+      );
+      const series = (name: string, labels: string, values: string) => ({
+        series: `${name}{${labels}}`,
+        values,
+      });
+      writeFileSync(
+        join(dir, 'test.yml'),
+        JSON.stringify({
+          rule_files: ['rules.yml'],
+          evaluation_interval: '1m',
+          tests: [
+            {
+              interval: '1m',
+              // Minute 0: 5 prioritized + 1 waiting + 2 active, not paused. Minute 1: paused by
+              // hand with the same backlog and 3 runners (2 idle, 1 working).
+              input_series: [
+                series('supervisor_queue_jobs', 'state="waiting"', '1 1'),
+                series('supervisor_queue_jobs', 'state="prioritized"', '5 5'),
+                series('supervisor_queue_jobs', 'state="active"', '2 1'),
+                series('supervisor_queue_jobs', 'state="completed"', '90 91'),
+                series('supervisor_paused', 'kind="manual"', '0 1'),
+                series('supervisor_paused', 'kind="usage-limit"', '0 0'),
+                series('supervisor_agents', 'state="idle"', '0 2'),
+                series('supervisor_agents', 'state="working"', '2 1'),
+                series('supervisor_agents', 'state="crashed"', '1 1'),
+              ],
+              promql_expr_test: [
+                {
+                  expr: 'runner_demand',
+                  eval_time: '0m',
+                  exp_samples: [{ labels: 'runner_demand', value: 8 }],
+                },
+                {
+                  expr: 'runner_demand',
+                  eval_time: '1m',
+                  exp_samples: [{ labels: 'runner_demand', value: 3 }],
+                },
+              ],
+            },
+          ],
+        }),
+      );
+      const r = spawnSync('promtool', ['test', 'rules', 'test.yml'], {
+        cwd: dir,
+        encoding: 'utf8',
+      });
+      expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
