@@ -29,8 +29,14 @@ import {
   type RunningSupervisor,
 } from '../helpers/cli.js';
 import { git, tempDir, tempRepo } from '../helpers/repo.js';
+import {
+  IMAGE_BUILD_TIMEOUT_MS,
+  RUNNER_IMAGE,
+  ensureRunnerImage,
+} from '../docker/helpers.js';
 
-const BASE_IMAGE = process.env.RUNNER_IMAGE ?? 'agent-supervisor-runner:latest';
+// The runner image the Docker tests build (on a fresh machine it does not exist before them).
+const BASE_IMAGE = RUNNER_IMAGE;
 const docker = new Docker();
 const id = Math.random().toString(36).slice(2, 8);
 const TAG = `agent-supervisor-runner:swarm-test-${id}`;
@@ -100,9 +106,12 @@ beforeAll(async () => {
   cleanups.push(unlock);
   const info = (await docker.info()) as { Swarm?: { LocalNodeState?: string } };
   swarmWasInactive = info.Swarm?.LocalNodeState !== 'active';
+  // Built FROM the runner image: make sure it exists and is current (a fresh machine has none,
+  // and the engine would then try to pull it from a registry this machine cannot reach).
+  await ensureRunnerImage();
   buildImage(TAG, 'a');
   cleanups.push(() => sh('docker', ['image', 'rm', '-f', TAG, TAG_B]));
-}, 120_000);
+}, IMAGE_BUILD_TIMEOUT_MS + 120_000);
 
 afterAll(async () => {
   const [unlock, ...rest] = cleanups;
