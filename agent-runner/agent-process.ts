@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { ENTER_CGROUP_SH } from '../contract/agent-containment.js';
 import { attemptEndLine } from '../contract/attempt-log.js';
 import type { LineStamper } from './line-stamper.js';
 import type { EventRenderer } from './event-render.js';
@@ -29,6 +30,8 @@ export interface AgentProcessOptions {
   render?: EventRenderer;
   progressTimeoutMs: number;
   killGraceMs: number;
+  /** Run it under this uid/gid (the runner is root; all capabilities go with the switch). */
+  user?: { uid: number; gid: number };
 }
 
 /**
@@ -41,10 +44,7 @@ export interface AgentProcessOptions {
  */
 const GUARDED_WRAPPER = [
   // First of all, before anything forks: into the slot's cgroup, which every descendant inherits.
-  'if [ -n "${SUPERVISOR_AGENT_CGROUP:-}" ]; then',
-  '  echo $$ > "$SUPERVISOR_AGENT_CGROUP/cgroup.procs" || { echo "supervisor: cannot enter the agent cgroup $SUPERVISOR_AGENT_CGROUP" >&2; exit 125; }',
-  'fi',
-  'unset SUPERVISOR_AGENT_CGROUP',
+  ...ENTER_CGROUP_SH,
   'cmd=$SUPERVISOR_AGENT_COMMAND',
   'unset SUPERVISOR_AGENT_COMMAND',
   'exec 3<&0',
@@ -79,6 +79,7 @@ export class AgentProcess {
       cwd: opts.cwd,
       env: { ...opts.env, SUPERVISOR_AGENT_COMMAND: opts.command },
       detached: true,
+      ...(opts.user ? { uid: opts.user.uid, gid: opts.user.gid } : {}),
       // stdin is the guard's pipe: it is never written, and closes when the runner dies.
       stdio: ['pipe', 'pipe', 'pipe'],
     });

@@ -7,6 +7,11 @@ import {
   writeSync,
 } from 'node:fs';
 import { Writable } from 'node:stream';
+import {
+  appendSlotFile,
+  replaceSlotFile,
+  type FileOwner,
+} from '../contract/slot-files.js';
 
 /** Reads `len` bytes of `fd` at `pos`. */
 function readAt(fd: number, pos: number, len: number): Buffer {
@@ -38,9 +43,11 @@ export class CappedLog extends Writable {
   constructor(
     readonly file: string,
     readonly maxBytes: number,
+    /** Who the log belongs to (the agent's user, when it has one: see replaceSlotFile). */
+    private readonly owner?: FileOwner,
   ) {
     super();
-    this.fd = openSync(file, 'a');
+    this.fd = appendSlotFile(file, owner);
     this.size = fstatSync(this.fd).size;
     this.head = Math.floor(maxBytes / 2);
     // Room for the marker line, so head + marker + tail stay within the cap.
@@ -102,17 +109,10 @@ export class CappedLog extends Writable {
       `[… ${this.cut} bytes of output cut: this log keeps its first and last ${Math.round(this.tail / 1024)} KiB …]\n`,
     );
     const tmp = `${this.file}.${process.pid}.tmp`;
-    const out = openSync(tmp, 'w');
-    try {
-      writeSync(out, headBuf);
-      writeSync(out, marker);
-      writeSync(out, tailBuf);
-    } finally {
-      closeSync(out);
-    }
+    replaceSlotFile(tmp, Buffer.concat([headBuf, marker, tailBuf]), this.owner);
     renameSync(tmp, this.file);
     closeSync(this.fd);
-    this.fd = openSync(this.file, 'a');
+    this.fd = appendSlotFile(this.file, this.owner);
     this.compactedHead = headBuf.length;
     this.size = headBuf.length + marker.length + tailBuf.length;
   }

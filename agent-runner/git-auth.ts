@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { withoutControlPlane } from '../contract/control-plane-env.js';
 
 /**
  * Git credentials of a remote-mode runner: a token (sent as `Authorization: Bearer …`) or
@@ -67,12 +68,7 @@ export function gitEnv(
   creds: GitCredentials,
   base: NodeJS.ProcessEnv = process.env,
 ): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(base)) {
-    if (v === undefined || k.startsWith('GIT_') || k.startsWith('SUPERVISOR_'))
-      continue;
-    env[k] = v;
-  }
+  const env = withoutControlPlane(base);
   const config: Array<[string, string]> = [['credential.helper', '']];
   if (creds.header) config.push(['http.extraHeader', creds.header]);
   env.GIT_TERMINAL_PROMPT = '0';

@@ -1,5 +1,6 @@
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { withoutControlPlane } from '../contract/control-plane-env.js';
+import { replaceSlotFile } from '../contract/slot-files.js';
 import type { JobData, RunnerConfig } from '../contract/job.js';
 
 /** Longer values do not fit an environment variable (Linux caps one at 128 KiB). */
@@ -24,7 +25,7 @@ export function writeIssueFiles(
       : Buffer.from(data.body, 'utf8');
   const bodyFile = join(cfg.runDir, 'issue-body');
   const promptFile = join(cfg.runDir, 'prompt.md');
-  writeFileSync(bodyFile, body);
+  replaceSlotFile(bodyFile, body, cfg.agentUser);
   const head = Buffer.from(`# Issue #${issueId}: ${data.title}\n\n`, 'utf8');
   const tail = Buffer.from(
     `\n\n---\nYou are ${cfg.agentId}, working in a git worktree on branch ${cfg.branch}.\n` +
@@ -32,9 +33,10 @@ export function writeIssueFiles(
       "run the project's tests if it has them. Your changes are committed for you when you exit with status 0.\n",
     'utf8',
   );
-  writeFileSync(
+  replaceSlotFile(
     promptFile,
     Buffer.concat([head, body, landingSection(data), tail]),
+    cfg.agentUser,
   );
   return {
     prompt: promptFile,
@@ -78,20 +80,9 @@ export function agentEnvironment(
   files: IssueFiles,
   marker: string,
 ): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    // The supervisor's own settings, credentials included (REDIS_URL of the queue, POSTGRES_URL of the
-    // admin role), are not the agent's: it gets its slot's REDIS_URL / POSTGRES_URL from agentEnv.
-    if (
-      v === undefined ||
-      k.startsWith('GIT_') ||
-      k.startsWith('SUPERVISOR_') ||
-      k === 'REDIS_URL' ||
-      k === 'POSTGRES_URL'
-    )
-      continue;
-    env[k] = v;
-  }
+  // The supervisor's own settings, credentials included (REDIS_URL of the queue, POSTGRES_URL of the
+  // admin role), are not the agent's: it gets its slot's REDIS_URL / POSTGRES_URL from agentEnv.
+  const env = withoutControlPlane();
   const bodyText =
     data.bodyEncoding === 'base64'
       ? Buffer.from(data.body, 'base64').toString('utf8')

@@ -1,4 +1,3 @@
-import { writeFileSync } from 'node:fs';
 import {
   AGENT_CGROUP_VAR,
   containmentFile,
@@ -14,6 +13,7 @@ import {
   type ContainmentSpec,
 } from '../contract/agent-containment.js';
 import type { RunnerConfig } from '../contract/job.js';
+import { replaceSlotFile } from '../contract/slot-files.js';
 
 type Log = (msg: string, fields?: Record<string, unknown>) => void;
 
@@ -36,24 +36,32 @@ export class JobContainment {
       slotKey: `${cfg.prefix}:${cfg.queueName}:${cfg.agentId}`,
       worktreePath: cfg.worktreePath,
       ports: slotPorts(cfg.agentEnv),
+      ...(cfg.agentUser ? { agentUid: cfg.agentUser.uid } : {}),
     };
-    this.earlierCgroup = readContainmentRecord(cfg.runDir)?.cgroup;
+    this.owner = cfg.agentUser;
+    // (An agent with a uid of its own can write the run directory: its record is not trusted.)
+    this.earlierCgroup = cfg.agentUser
+      ? undefined
+      : readContainmentRecord(cfg.runDir)?.cgroup;
     this.cgroup = prepareSlotCgroup(this.spec.slotKey);
-    this.mode = this.cgroup ? 'cgroup' : 'tracking';
+    this.mode = this.cgroup ? 'cgroup' : cfg.agentUser ? 'uid' : 'tracking';
     this.runDir = cfg.runDir;
   }
 
   private readonly runDir: string;
+  private readonly owner: RunnerConfig['agentUser'];
 
   /** At runner start: record where the slot's processes are, then sweep what is left. */
   async begin(): Promise<void> {
-    writeFileSync(
+    replaceSlotFile(
       containmentFile(this.runDir),
       JSON.stringify({
-        ...this.spec,
+        slotKey: this.spec.slotKey,
+        worktreePath: this.spec.worktreePath,
         ports: [...this.spec.ports],
         ...(this.cgroup ? { cgroup: this.cgroup } : {}),
       } satisfies ContainmentRecord),
+      this.owner,
     );
     await this.sweep('runner start');
   }

@@ -166,7 +166,11 @@ export class JobExecutor {
       }
       const refsBefore = await this.refWatch?.snapshot();
       const files = writeIssueFiles(this.cfg, data, issueId);
-      const log = new CappedLog(logPath, this.cfg.logMaxBytes);
+      const log = new CappedLog(
+        logPath,
+        this.cfg.logMaxBytes,
+        this.cfg.agentUser,
+      );
       // Every line the attempt's log gets is stamped with the time it arrived.
       const stamped = new LineStamper(log);
       let logError: string | undefined;
@@ -239,6 +243,7 @@ export class JobExecutor {
         render: new EventRenderer(),
         progressTimeoutMs: this.cfg.lease.progressTimeoutMs,
         killGraceMs: this.cfg.lease.killGraceMs,
+        ...(this.cfg.agentUser ? { user: this.cfg.agentUser } : {}),
       });
       cur.agent = agent;
       if (agent.pid !== undefined) {
@@ -249,7 +254,7 @@ export class JobExecutor {
           attempt,
           startedAt,
         };
-        writeAgentRecord(this.agentRecordFile, rec);
+        writeAgentRecord(this.agentRecordFile, rec, this.cfg.agentUser);
       }
       if (cur.leaseLost || this.host.shuttingDown())
         agent.kill(cur.leaseLost ? 'lease-lost' : 'shutdown', 0);

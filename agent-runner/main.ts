@@ -5,6 +5,7 @@
  */
 import { openSync, writeSync } from 'node:fs';
 import { RunnerConfigSchema } from '../contract/job.js';
+import { runGitAs } from '../git/runner.js';
 import { readRunnerConfigInput } from './remote-config.js';
 import { AgentRunner } from './runner.js';
 
@@ -64,6 +65,19 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const cfg = parsed.data;
+  if (cfg.agentUser) {
+    // The agent gets a uid of its own only from a root runner (which may switch uids); run it
+    // as this one instead would hand it the runner's configuration, so refuse.
+    if (process.getuid?.() !== 0) {
+      log(
+        `agentUser ${cfg.agentUser.uid}:${cfg.agentUser.gid} needs a runner running as root (with CAP_SETUID and CAP_SETGID); this one runs as uid ${process.getuid?.()}`,
+      );
+      process.exit(2);
+    }
+    runGitAs(cfg.agentUser);
+  }
+  // Read once: nothing the runner starts inherits its configuration.
+  delete process.env.SUPERVISOR_RUNNER_CONFIG;
   const runner = new AgentRunner(cfg, (m, f) =>
     log(m, { agentId: cfg.agentId, ...f }),
   );

@@ -5,11 +5,11 @@ import {
   readFileSync,
   readdirSync,
   rmSync,
-  writeFileSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { baseRefOf } from '../contract/job.js';
 import { driverOverrides, gitAt } from '../git/runner.js';
+import { replaceSlotFile } from '../contract/slot-files.js';
 
 export interface CommitOutcome {
   commitSha: string | null;
@@ -211,7 +211,7 @@ export class LocalWorktree implements Workspace {
       // directory may be read-only there, so neither `rm` nor `worktree add` would do.
       mkdirSync(this.path, { recursive: true });
       rmSync(join(this.path, '.git'), { recursive: true, force: true });
-      writeFileSync(join(this.path, '.git'), `gitdir: ${admin}\n`);
+      replaceSlotFile(join(this.path, '.git'), `gitdir: ${admin}\n`);
       resetWorktreeConfig(this.path);
       await this.tree(drivers).raw([
         'checkout',

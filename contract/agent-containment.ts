@@ -23,10 +23,14 @@ import { join, sep } from 'node:path';
  *   carry the slot's marker in their environment, processes without a terminal whose working
  *   directory is inside the slot's worktree, and processes listening on the slot's ports.
  *
- * Both modes also run the tracking scan (a root agent can leave its cgroup). Shared by the
+ * - `uid` (the Docker runtime: the agent runs under a uid of its own, which nothing else in the
+ *   container uses): every process of that uid, whatever it did to its environment, directory
+ *   or session. A process cannot leave its uid without capabilities, and it has none.
+ *
+ * Every mode also runs the tracking scan (a root agent can leave its cgroup). Shared by the
  * runner (before and after each job) and the supervisor's process runtime (a dead runner).
  */
-export type ContainmentMode = 'cgroup' | 'tracking';
+export type ContainmentMode = 'cgroup' | 'tracking' | 'uid';
 
 export interface ContainmentSpec {
   /** Identifies the slot across runner restarts: queue name and slot id. */
@@ -34,11 +38,16 @@ export interface ContainmentSpec {
   worktreePath: string;
   /** The slot's ports (its block and named ports): listeners on them are killed. */
   ports: readonly number[];
+  /** The agent's own uid (used by nothing else here): every process of it is the agent's. */
+  agentUid?: number;
 }
 
 export interface SweepReport {
   /** Pids killed, with why each one was found. */
-  killed: Array<{ pid: number; found: 'cgroup' | 'marker' | 'cwd' | 'port' }>;
+  killed: Array<{
+    pid: number;
+    found: 'cgroup' | 'uid' | 'marker' | 'cwd' | 'port';
+  }>;
   /** Slot ports still listened on after the sweep (held by a process we may not kill). */
   busyPorts: number[];
 }
@@ -47,6 +56,49 @@ export interface SweepReport {
 export const SLOT_MARKER_VAR = 'SUPERVISOR_SLOT_MARKER';
 /** Read (and unset) by the agent wrapper, which moves itself into this cgroup first. */
 export const AGENT_CGROUP_VAR = 'SUPERVISOR_AGENT_CGROUP';
+
+/**
+ * The first lines of a shell that runs agent-written code (the agent's wrapper, `land.check`):
+ * into the slot's cgroup ($SUPERVISOR_AGENT_CGROUP) before anything forks, so every descendant
+ * inherits it; exit 125 when that fails.
+ */
+export const ENTER_CGROUP_SH = [
+  'if [ -n "${SUPERVISOR_AGENT_CGROUP:-}" ]; then',
+  '  echo $$ > "$SUPERVISOR_AGENT_CGROUP/cgroup.procs" || { echo "supervisor: cannot enter the cgroup $SUPERVISOR_AGENT_CGROUP" >&2; exit 125; }',
+  'fi',
+  'unset SUPERVISOR_AGENT_CGROUP',
+];
+
+/**
+ * Contains one run of agent-written code in a slot: sweeps what an earlier run left, gives the
+ * run its marker (and cgroup) through `env()`, and `end()` kills whatever it left running.
+ */
+export class SlotRun {
+  readonly cgroup: string | undefined;
+
+  constructor(readonly spec: ContainmentSpec) {
+    this.cgroup = prepareSlotCgroup(spec.slotKey);
+  }
+
+  /** Variables for the run: the inherited marker, and the cgroup its shell enters first. */
+  env(): Record<string, string> {
+    return {
+      [SLOT_MARKER_VAR]: slotMarkerFor(this.spec.slotKey),
+      ...(this.cgroup ? { [AGENT_CGROUP_VAR]: this.cgroup } : {}),
+    };
+  }
+
+  /** Kills every process of the slot (before a run: an earlier one's; after: this one's). */
+  sweep(): Promise<SweepReport> {
+    return sweepSlot(this.spec, [this.cgroup]);
+  }
+
+  async end(): Promise<SweepReport> {
+    const report = await this.sweep();
+    removeSlotCgroup(this.cgroup);
+    return report;
+  }
+}
 
 export function slotMarkerFor(slotKey: string): string {
   return createHash('sha256')
@@ -210,7 +262,19 @@ function hasTerminal(pid: number): boolean {
 
 interface Found {
   pid: number;
-  found: 'marker' | 'cwd' | 'port';
+  found: 'uid' | 'marker' | 'cwd' | 'port';
+}
+
+/** The real uid of a process (/proc/<pid>/status is readable for every process). */
+function realUid(pid: number): number | undefined {
+  try {
+    const m = /^Uid:\s+(\d+)/m.exec(
+      readFileSync(`/proc/${pid}/status`, 'utf8'),
+    );
+    return m?.[1] !== undefined ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** One pass over /proc: processes that belong to the slot's agent by marker, cwd or port. */
@@ -224,8 +288,10 @@ function scanProc(spec: ContainmentSpec, marker: string): Found[] {
     const pid = Number(name);
     if (!Number.isInteger(pid) || keep.has(pid)) continue;
     let found: Found['found'] | undefined;
+    if (spec.agentUid !== undefined && realUid(pid) === spec.agentUid)
+      found = 'uid';
     try {
-      if (readFileSync(`/proc/${pid}/environ`).includes(needle))
+      if (!found && readFileSync(`/proc/${pid}/environ`).includes(needle))
         found = 'marker';
     } catch {
       /* not ours to read, or gone */

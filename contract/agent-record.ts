@@ -1,5 +1,6 @@
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import { replaceSlotFile, type FileOwner } from './slot-files.js';
 
 /** What a runner writes about the agent it runs, so a successor or the supervisor can kill it. */
 export interface AgentRecord {
@@ -11,8 +12,12 @@ export interface AgentRecord {
   startedAt: number;
 }
 
-export function writeAgentRecord(file: string, rec: AgentRecord): void {
-  writeFileSync(`${file}.tmp`, JSON.stringify(rec));
+export function writeAgentRecord(
+  file: string,
+  rec: AgentRecord,
+  owner?: FileOwner,
+): void {
+  replaceSlotFile(`${file}.tmp`, JSON.stringify(rec), owner);
   renameSync(`${file}.tmp`, file);
 }
 

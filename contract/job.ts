@@ -267,6 +267,12 @@ export const RunnerLimitsSchema = z.object({
 });
 export type RunnerLimits = z.infer<typeof RunnerLimitsSchema>;
 
+export const AgentUserSchema = z.object({
+  uid: z.number().int().min(1),
+  gid: z.number().int().min(0),
+});
+export type AgentUser = z.infer<typeof AgentUserSchema>;
+
 export const RunnerConfigSchema = z.object({
   agentId: z.string().regex(/^agent-\d{3}$/),
   host: z.string().default('local'),
@@ -311,6 +317,13 @@ export const RunnerConfigSchema = z.object({
       minAvailableMemoryBytes: z.number().int().min(0).default(0),
     })
     .default({}),
+  /**
+   * The agent runs under this uid/gid, apart from the runner, so it cannot read the runner's
+   * configuration and credentials (its environment, `/proc/<runner>/environ`) nor signal it. The
+   * runner must then be root with CAP_SETUID/CAP_SETGID (the Docker runtime's containers); its
+   * git runs as this user too, and the files it writes for the slot are given to it.
+   */
+  agentUser: AgentUserSchema.optional(),
 });
 export type RunnerConfig = z.infer<typeof RunnerConfigSchema>;
 

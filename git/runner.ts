@@ -11,6 +11,7 @@
  * - inherits no GIT_* variables (a hook's GIT_DIR, an outer repository's) and no system config.
  */
 import { execFile } from 'node:child_process';
+import { withoutControlPlane } from '../contract/control-plane-env.js';
 
 /** @defaultValue 120000 — a git call that takes longer is killed. */
 export const DEFAULT_GIT_TIMEOUT_MS = 120_000;
@@ -76,6 +77,17 @@ export class GitError extends Error {
 }
 
 let baseEnv: Record<string, string> | undefined;
+let runAs: { uid: number; gid: number } | undefined;
+
+/**
+ * Every later git call of this process runs as this user, with no control-plane variables: a
+ * runner whose agent has a uid of its own (Docker) runs its git as the agent, so the worktree
+ * and objects keep one owner and git never runs with the runner's uid or configuration.
+ */
+export function runGitAs(user: { uid: number; gid: number }): void {
+  runAs = user;
+  baseEnv = undefined;
+}
 
 /** The process environment without GIT_* variables, plus settings that keep git non-interactive. */
 export function safeGitEnv(
@@ -83,8 +95,10 @@ export function safeGitEnv(
 ): Record<string, string> {
   if (!baseEnv) {
     baseEnv = {};
-    for (const [k, v] of Object.entries(process.env))
-      if (v !== undefined && !k.startsWith('GIT_')) baseEnv[k] = v;
+    if (runAs) Object.assign(baseEnv, withoutControlPlane(process.env));
+    else
+      for (const [k, v] of Object.entries(process.env))
+        if (v !== undefined && !k.startsWith('GIT_')) baseEnv[k] = v;
     Object.assign(baseEnv, {
       GIT_TERMINAL_PROMPT: '0',
       GIT_CONFIG_NOSYSTEM: '1',
@@ -120,6 +134,7 @@ export function runGit(
         env: safeGitEnv(opts.env),
         timeout: timeoutMs,
         killSignal: 'SIGKILL',
+        ...(runAs ? { uid: runAs.uid, gid: runAs.gid } : {}),
         maxBuffer: opts.maxBuffer ?? 64 * 1024 * 1024,
         encoding: 'utf8',
       },

@@ -93,7 +93,11 @@ export const EnvSchema = z
         dbRange: z
           .tuple([z.number().int().min(0), z.number().int().min(0)])
           .default([1, 15]),
-        /** Server the apps use; defaults to the supervisor's Redis. */
+        /**
+         * Server the apps use. Default: the supervisor's Redis with the process runtime; with
+         * runners in containers or on other hosts none (per-slot Redis is off) unless set here —
+         * the queue's server would hand its password to every agent.
+         */
         url: z.string().optional(),
         /**
          * FLUSHDB the slot's DB before every job.
@@ -155,6 +159,13 @@ export const LandSchema = z
 export const ConfigSchema = z
   .object({
     redisUrl: z.string().optional(),
+    /**
+     * @defaultValue false — `start` refuses a queue Redis that answers without a password when
+     * runners run in containers (`docker`, `swarm`) or on other hosts (`git.runners` "remote"):
+     * whoever reaches it can forge results (docs/security.md). True accepts one anyway
+     * (SUPERVISOR_ALLOW_UNAUTHENTICATED_REDIS=1).
+     */
+    allowUnauthenticatedRedis: z.boolean().default(false),
     /** @defaultValue "sup" — Redis key prefix for the queue and our own keys. */
     prefix: z
       .string()
@@ -358,8 +369,12 @@ export const ConfigSchema = z
         /** @defaultValue "agent-supervisor-runner:latest" — the runner image (`supervisor image build`). */
         image: z.string().min(1).default('agent-supervisor-runner:latest'),
         /**
-         * Network the runner containers join. Default: `host` on Linux (runners reach Redis,
-         * Postgres and the slot's ports on 127.0.0.1 as on the host), `bridge` elsewhere.
+         * Network the runner containers join. Default: the repository's own bridge network
+         * (`agent-supervisor-<repository id>`, created by `start`): containers of other
+         * repositories are not on it, and the host's services are reached as
+         * `host.docker.internal` (loopback URLs are rewritten), so they must listen where the
+         * containers reach them. `host`: the host's network, loopback services included — for
+         * every agent too (docs/docker.md#networks).
          */
         network: z.string().min(1).optional(),
         /**
@@ -368,8 +383,9 @@ export const ConfigSchema = z
          */
         redisUrl: z.string().optional(),
         /**
-         * `uid:gid` the runners run as (never root). Default: yours; when the supervisor runs as
-         * root, the repository owner's, or 1000:1000 when root owns the repository too.
+         * `uid:gid` the agents run as (never root; the runner is root in the container with a
+         * few capabilities, and the agent cannot read it). Default: yours; when the supervisor
+         * runs as root, the repository owner's, or 1000:1000 when root owns the repository too.
          */
         user: z
           .string()
@@ -495,6 +511,11 @@ function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
     if (v !== undefined && v !== '') obj[key] = v;
   };
   set(out, 'redisUrl', env.REDIS_URL);
+  const insecure = env.SUPERVISOR_ALLOW_UNAUTHENTICATED_REDIS;
+  if (insecure !== undefined && insecure !== '')
+    out.allowUnauthenticatedRedis = ['1', 'true', 'yes'].includes(
+      insecure.trim().toLowerCase(),
+    );
   set(out, 'prefix', env.SUPERVISOR_PREFIX);
   set(out, 'agentCommand', env.SUPERVISOR_AGENT_COMMAND);
   set(out, 'agentPreset', env.SUPERVISOR_AGENT);
@@ -639,6 +660,14 @@ export function loadConfig(
     );
   }
   const c = result.data;
+  // Where runners run in containers or on other hosts, the apps' per-slot Redis is not the
+  // queue's unless env.redis.url names a server: its URL (with the queue's password) would reach
+  // every agent.
+  if (
+    c.env.redis.url === undefined &&
+    (c.runtime !== 'process' || c.git.runners === 'remote')
+  )
+    c.env.redis.enabled = false;
   const leaseResult = LeaseSchema.safeParse({
     lockDurationMs: c.lease.lockDuration,
     stalledIntervalMs: c.lease.stalledInterval,

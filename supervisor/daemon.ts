@@ -29,6 +29,7 @@ import { readRegistry } from './registry.js';
 import { createDockerRuntime } from './runtimes/docker/create.js';
 import { ProcessRuntime } from './runtimes/process.js';
 import { createSwarmRuntime } from './runtimes/swarm-create.js';
+import { requireQueueAuthentication } from './redis-auth.js';
 import type { AgentRuntime } from './runtimes/runtime.js';
 import { validateScale } from './env/capacity.js';
 import { DESIRED_KEY, Scaler, readDesired } from './scaler.js';
@@ -396,6 +397,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
         this.redis.off('error', noteError);
       }
     }
+    await requireQueueAuthentication(this.ctx.config, this.redisUrl);
     const warn = await evictionWarning(this.redis);
     if (warn) this.log(`warning: ${warn}`);
     const earlier = await forgetEarlierDatabase({

@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
@@ -33,6 +35,39 @@ export function composeFile(): string {
 
 const dockerBin = (): string => process.env.SUPERVISOR_DOCKER || 'docker';
 
+/**
+ * Where `infra up` keeps the queue Redis's password (mode 0600): SUPERVISOR_INFRA_DIR, else
+ * $XDG_CONFIG_HOME/agent-supervisor, else ~/.config/agent-supervisor.
+ */
+export function infraPasswordFile(
+  env: NodeJS.ProcessEnv = process.env,
+): string {
+  const dir =
+    env.SUPERVISOR_INFRA_DIR ||
+    join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'agent-supervisor');
+  return join(dir, 'infra-redis-password');
+}
+
+/** The queue Redis's password: read, or generated and kept when `create` (infra up). */
+function infraPassword(create: boolean): string | undefined {
+  const file = infraPasswordFile();
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  if (!create) return undefined;
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  const pw = randomBytes(24).toString('hex');
+  writeFileSync(file, `${pw}\n`, { mode: 0o600, flag: 'wx' });
+  return pw;
+}
+
+/** The compose file's variables: the password (a placeholder where compose only reads state). */
+function composeEnv(create: boolean): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    INFRA_REDIS_PASSWORD:
+      infraPassword(create) ?? 'not-generated-yet-run-supervisor-infra-up',
+  };
+}
+
 interface Ran {
   code: number | null;
   stdout: string;
@@ -43,11 +78,12 @@ interface Ran {
 /** Runs docker with an argv (never a shell string); `stream` sends its output to our stderr. */
 function docker(
   args: string[],
-  opts: { stream?: boolean; timeoutMs?: number } = {},
+  opts: { stream?: boolean; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
 ): Promise<Ran> {
   return new Promise((resolve) => {
     const child = spawn(dockerBin(), args, {
       stdio: ['ignore', opts.stream ? 2 : 'pipe', opts.stream ? 2 : 'pipe'],
+      ...(opts.env ? { env: opts.env } : {}),
     });
     let stdout = '';
     let stderr = '';
@@ -231,6 +267,7 @@ export function registerInfraCommand(
       progress(`starting the shared infrastructure (${file})`);
       const r = await docker(['compose', '-f', file, 'up', '-d', '--wait'], {
         stream: true,
+        env: composeEnv(true),
       });
       if (r.code !== 0)
         throw new SupervisorError(
@@ -240,8 +277,13 @@ export function registerInfraCommand(
             hint: 'see the output above; `supervisor infra status` shows what answers',
           },
         );
+      // The password is never printed: the line reads it from its file.
+      const pwFile = infraPasswordFile();
       say(
-        'infrastructure up: REDIS_URL=redis://127.0.0.1:6379  POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres',
+        `infrastructure up. The queue's Redis asks for the password kept in ${pwFile}:\n` +
+          `  export REDIS_URL="redis://:$(cat '${pwFile}')@127.0.0.1:6379"\n` +
+          '  export POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres\n' +
+          `the apps' per-slot Redis (no password, never the queue's): "env": { "redis": { "url": "redis://127.0.0.1:6380" } } in supervisor.config.json`,
       );
     });
 
@@ -257,7 +299,7 @@ export function registerInfraCommand(
       await requireDocker();
       const r = await docker(
         ['compose', '-f', file, 'down', ...(o.volumes ? ['--volumes'] : [])],
-        { stream: true },
+        { stream: true, env: composeEnv(false) },
       );
       if (r.code !== 0)
         throw new SupervisorError(
@@ -288,7 +330,7 @@ export function registerInfraCommand(
       if (dockerSt.available) {
         const ps = await docker(
           ['compose', '-f', file, 'ps', '--all', '--format', 'json'],
-          { timeoutMs: 15_000 },
+          { timeoutMs: 15_000, env: composeEnv(false) },
         );
         if (ps.code === 0) {
           try {

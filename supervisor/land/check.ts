@@ -1,6 +1,12 @@
 import { spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import {
+  ENTER_CGROUP_SH,
+  SlotRun,
+  slotPorts,
+} from '../../contract/agent-containment.js';
+import { withoutControlPlane } from '../../contract/control-plane-env.js';
 
 export interface CheckResult {
   passed: boolean;
@@ -12,50 +18,55 @@ export interface CheckResult {
 }
 
 const TAIL_BYTES = 16 * 1024;
-/** The shell script is constant; the user's command reaches it as data, in the environment. */
-const RUN_CHECK = 'eval "$SUPERVISOR_LAND_CHECK"';
-
 /**
- * The check runs the code an agent wrote (its tests, its package scripts): like the agent, it
- * gets the supervisor's environment minus the control plane's settings and credentials (the
- * queue's REDIS_URL, the admin POSTGRES_URL, SUPERVISOR_*, GIT_*); the landing slot's own
- * REDIS_URL / DATABASE_URL come from its environment slot.
+ * The shell script is constant; the user's command reaches it as data, in the environment. It
+ * enters the landing slot's cgroup first, as an agent's wrapper does.
  */
-function checkBaseEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (
-      v === undefined ||
-      k.startsWith('GIT_') ||
-      k.startsWith('SUPERVISOR_') ||
-      k === 'REDIS_URL' ||
-      k === 'POSTGRES_URL'
-    )
-      continue;
-    env[k] = v;
-  }
-  return env;
-}
+const RUN_CHECK = [
+  ...ENTER_CGROUP_SH,
+  'cmd=$SUPERVISOR_LAND_CHECK',
+  'unset SUPERVISOR_LAND_CHECK',
+  'eval "$cmd"',
+].join('\n');
 
 /**
  * Runs `land.check` in the landing worktree, in its own process group (a timeout kills the whole
  * group), with the landing slot's environment. The command is the user's configuration, never
- * issue text; the issue's id and commits reach it as environment variables.
+ * issue text; the issue's id and commits reach it as environment variables. It runs the code an
+ * agent wrote (its tests, its package scripts), so like the agent it gets no control-plane
+ * variables (contract/control-plane-env.ts); the landing slot's own REDIS_URL / DATABASE_URL
+ * come from `env`. And like an agent's, nothing it starts outlives it: it runs in the landing
+ * slot's cgroup (or carries its marker), and what it leaves running — `setsid` and
+ * double-forked processes, listeners on the slot's ports — is killed when it ends
+ * (contract/agent-containment.ts), as is whatever a check killed with the supervisor left.
  */
-export function runCheck(o: {
+export async function runCheck(o: {
   command: string;
   cwd: string;
   env: Record<string, string>;
   timeoutMs: number;
   logFile: string;
+  /** The landing slot (queue and `land`): its cgroup and marker. */
+  slotKey: string;
 }): Promise<CheckResult> {
   mkdirSync(dirname(o.logFile), { recursive: true });
+  const run = new SlotRun({
+    slotKey: o.slotKey,
+    worktreePath: o.cwd,
+    ports: slotPorts(o.env),
+  });
+  await run.sweep();
   const log = createWriteStream(o.logFile);
   const started = Date.now();
   return new Promise((resolve) => {
     const child = spawn('/bin/sh', ['-c', RUN_CHECK], {
       cwd: o.cwd,
-      env: { ...checkBaseEnv(), ...o.env, SUPERVISOR_LAND_CHECK: o.command },
+      env: {
+        ...withoutControlPlane(),
+        ...o.env,
+        ...run.env(),
+        SUPERVISOR_LAND_CHECK: o.command,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
@@ -74,7 +85,13 @@ export function runCheck(o: {
       } catch {
         /* gone */
       }
+      void endRun();
     }, o.timeoutMs);
+    // What it started in the background holds its output pipes open: ending them is what lets
+    // 'close' come. The result waits for the sweep: nothing of the check survives it.
+    let ended: Promise<unknown> | undefined;
+    const endRun = () => (ended ??= run.end());
+    child.on('exit', () => void endRun());
     const done = (code: number | null) => {
       clearTimeout(timer);
       if (timedOut) tail += `\n(land.check timed out after ${o.timeoutMs} ms)`;
@@ -89,8 +106,8 @@ export function runCheck(o: {
     };
     child.on('error', (err) => {
       tail += `\n${err.message}`;
-      done(null);
+      void endRun().then(() => done(null));
     });
-    child.on('close', (code) => done(code));
+    child.on('close', (code) => void endRun().then(() => done(code)));
   });
 }

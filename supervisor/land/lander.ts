@@ -315,6 +315,7 @@ export class Lander {
           command: cfg.check,
           cwd: wt.dir,
           timeoutMs: cfg.checkTimeout,
+          slotKey: `${this.ctx.config.prefix}:${this.ctx.queueName}:land`,
           logFile: join(
             this.ctx.paths.logDir,
             'land',

@@ -64,6 +64,25 @@ interface Tracked {
 }
 
 const HEALTHCHECK = ['node', '/app/dist/agent-runner/healthcheck.js'];
+
+/**
+ * The runner is root in its container with only these capabilities, so that its agent runs
+ * under a uid of its own (the slot's user, `user`) and cannot read the runner's configuration
+ * and credentials (`/proc/<runner>/environ`, `/proc/1/environ`) nor signal it: SETUID/SETGID to
+ * start the agent and the runner's git as that user (every capability goes with the switch),
+ * KILL to signal them, DAC_OVERRIDE to write the slot's files in directories that user owns, and
+ * CHOWN to give those files to it.
+ */
+export const RUNNER_CAPABILITIES = [
+  'SETUID',
+  'SETGID',
+  'KILL',
+  'DAC_OVERRIDE',
+  'CHOWN',
+];
+
+/** The label of runner images whose runner starts its agent under a uid of its own. */
+export const AGENT_USER_LABEL = 'dev.agent-supervisor.agent-user';
 const LOOPBACK_RE =
   /(\/\/(?:[^@/\s]*@)?)(127\.0\.0\.1|localhost|\[::1\])(?=[:/]|$)/g;
 
@@ -216,7 +235,14 @@ export class DockerRuntime implements AgentRuntime {
     const redisUrl =
       this.o.containerRedisUrl ??
       (offHost ? rewriteLoopback(cfg.redisUrl) : cfg.redisUrl);
-    return { ...cfg, host: instance, redisUrl, agentEnv };
+    const { uid, gid } = this.o.user;
+    return {
+      ...cfg,
+      host: instance,
+      redisUrl,
+      agentEnv,
+      agentUser: { uid, gid },
+    };
   }
 
   async start(spec: RunnerSpec): Promise<RuntimeAgent> {
@@ -252,7 +278,8 @@ export class DockerRuntime implements AgentRuntime {
           [LABELS.repoPath]: this.o.repoRoot,
         },
         env,
-        user: `${this.o.user.uid}:${this.o.user.gid}`,
+        user: '0:0',
+        capAdd: RUNNER_CAPABILITIES,
         mounts: [...slotMounts(paths), ...this.o.mounts],
         memoryBytes: this.o.memoryBytes,
         nanoCpus: Math.round(this.o.cpus * 1e9),
@@ -331,14 +358,12 @@ export class DockerRuntime implements AgentRuntime {
     const script =
       'tr "\\0" "\\n" < /proc/"$2"/environ | grep -qx "SUPERVISOR_RUN_MARKER=$1" && kill -KILL -- -"$2"';
     try {
-      const r = await this.o.engine.exec(t.containerId, [
-        'sh',
-        '-c',
-        script,
-        'kill-agent',
-        rec.marker,
-        String(rec.pid),
-      ]);
+      // As the agent's user: that user may read the agent's environment and signal it.
+      const r = await this.o.engine.exec(
+        t.containerId,
+        ['sh', '-c', script, 'kill-agent', rec.marker, String(rec.pid)],
+        `${this.o.user.uid}:${this.o.user.gid}`,
+      );
       return r.exitCode === 0;
     } catch {
       return false;

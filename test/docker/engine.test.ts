@@ -100,6 +100,13 @@ describeDocker('Docker engine interface (against the real engine)', () => {
     );
     expect(missing.stderr).toMatch(/supervisor image build/);
 
+    // An image whose runner would run its agent as root (no agent-user label): refused.
+    const older = await start({ SUPERVISOR_DOCKER_IMAGE: 'redis:7' });
+    expect(older.code).toBe(1);
+    expect(older.stderr).toMatch(
+      /the runner image redis:7 was built by an older agent-supervisor: its runner cannot start the agent under a uid of its own/,
+    );
+
     const huge = await start({ SUPERVISOR_MEMORY_PER_AGENT: '100000g' });
     expect(huge.code).toBe(1);
     expect(huge.stderr).toMatch(

@@ -208,6 +208,9 @@ export async function dockerRepo(
     docker: {
       // In the file, not the environment: a test's own image (config.docker.image) must win.
       image: RUNNER_IMAGE,
+      // The shared test Redis listens on the host's loopback only: the host network, chosen
+      // explicitly (the repository's own network is the default).
+      network: 'host',
       healthInterval: '1s',
       credentials: false,
       passEnv: [],

@@ -1,4 +1,10 @@
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Redis } from 'ioredis';
@@ -561,12 +567,28 @@ describe('supervisor infra', () => {
     writeFileSync(
       fake,
       `#!/bin/sh\nprintf '%s\\n' "$*" >> ${JSON.stringify(calls)}\n` +
+        `case "$*" in *" up "*) printf '%s\\n' "$INFRA_REDIS_PASSWORD" >> ${JSON.stringify(join(dir, 'passwords'))};; esac\n` +
         `case "$*" in *" ps "*) echo '{"Service":"redis","State":"running","Health":"healthy"}'; echo '{"Service":"postgres","State":"running","Health":"healthy"}';; esac\nexit 0\n`,
     );
     chmodSync(fake, 0o755);
-    const env = { SUPERVISOR_DOCKER: fake, POSTGRES_URL: PG_ADMIN };
+    const env = {
+      SUPERVISOR_DOCKER: fake,
+      POSTGRES_URL: PG_ADMIN,
+      SUPERVISOR_INFRA_DIR: join(dir, 'infra-state'),
+    };
     const file = join(ROOT, 'infra', 'docker-compose.yml');
-    expect((await runCli(['infra', 'up'], { cwd: dir, env })).code).toBe(0);
+    const upRun = await runCli(['infra', 'up'], { cwd: dir, env });
+    expect(upRun.code).toBe(0);
+    // The queue Redis's password: generated once, kept 0600, handed to compose, never printed.
+    const pwFile = join(dir, 'infra-state', 'infra-redis-password');
+    const password = readFileSync(pwFile, 'utf8').trim();
+    expect(password).toMatch(/^[0-9a-f]{48}$/);
+    expect(statSync(pwFile).mode & 0o777).toBe(0o600);
+    expect(readFileSync(join(dir, 'passwords'), 'utf8').trim()).toBe(password);
+    expect(upRun.stdout + upRun.stderr).not.toContain(password);
+    expect(upRun.stdout).toContain(
+      `redis://:$(cat '${pwFile}')@127.0.0.1:6379`,
+    );
     expect((await runCli(['infra', 'down'], { cwd: dir, env })).code).toBe(0);
     const st = await cliJson<any>(['infra', 'status'], { cwd: dir, env });
     expect(st.docker.available).toBe(true);

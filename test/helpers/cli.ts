@@ -33,6 +33,9 @@ export function testEnv(
     SUPERVISOR_KILL_GRACE: '1000',
     SUPERVISOR_STOP_GRACE: '10000',
     SUPERVISOR_DASHBOARD_PORT: '0',
+    // The shared test Redis has no password: accepted explicitly where runners run in containers
+    // or on other hosts (test/security/queue-isolation.test.ts checks the refusal).
+    SUPERVISOR_ALLOW_UNAUTHENTICATED_REDIS: '1',
     ...extra,
   };
 }

@@ -3,9 +3,15 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import type { Context } from '../../context.js';
 import { SupervisorError, coerceError } from '../../errors.js';
-import { DockerRuntime } from '../docker.js';
+import { AGENT_USER_LABEL, DockerRuntime } from '../docker.js';
 import { DockerodeEngine, type DockerEngine } from './engine.js';
-import { runnerSelector } from './labels.js';
+import {
+  LABELS,
+  PROJECT,
+  networkLabels,
+  repoNetworkName,
+  runnerSelector,
+} from './labels.js';
 import { chooseUser, credentialMounts, parseExtraMount } from './mounts.js';
 
 const GiB = 1024 ** 3;
@@ -70,6 +76,37 @@ export interface DockerRuntimeHooks {
   engine?: DockerEngine;
 }
 
+/** The alias the shared infrastructure's queue Redis has on a repository's network. */
+export const INFRA_REDIS_ALIAS = 'supervisor-redis';
+
+/**
+ * When the queue's Redis is `supervisor infra up`'s (its port on the host's loopback), connects
+ * that container to the repository's network and returns the URL the runners reach it at: the
+ * port is published on 127.0.0.1 only, which containers on a network of their own cannot reach.
+ */
+async function joinInfraRedis(
+  engine: DockerEngine,
+  network: string,
+  redisUrl: string,
+): Promise<string | undefined> {
+  const u = new URL(redisUrl);
+  if (!['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname))
+    return undefined;
+  const [infra] = (
+    await engine.list({
+      [LABELS.project]: PROJECT,
+      'dev.agent-supervisor.service': 'queue-redis',
+    })
+  ).filter((c) => c.state === 'running');
+  if (!infra) return undefined;
+  if ((await engine.publishedPort(infra.id, 6379)) !== Number(u.port || 6379))
+    return undefined;
+  await engine.connectNetwork(network, infra.id, INFRA_REDIS_ALIAS);
+  u.hostname = INFRA_REDIS_ALIAS;
+  u.port = '6379';
+  return u.toString();
+}
+
 /**
  * The Docker runtime for a repository, after checking what can be checked before any
  * container starts: the engine answers, the image exists, the network exists, the memory
@@ -105,21 +142,6 @@ export async function createDockerRuntime(
       },
     );
   }
-  // The default budget (12g / 4 CPUs on Linux) is clamped to what the engine has: Docker
-  // refuses --cpus above its CPU count, and macOS's VM is smaller than the Mac.
-  const memoryBytes = Math.min(platform.memoryPerAgentBytes, info.memoryBytes);
-  const cpus = Math.max(0.01, Math.min(platform.cpusPerAgent, info.cpus));
-  if (!(await engine.imageExists(d.image))) {
-    throw new SupervisorError(
-      'ERR_SUP_DOCKER',
-      `the runner image ${d.image} does not exist in the Docker engine`,
-      {
-        hint: 'build it with `supervisor image build` (or `npm run image` in a checkout of agent-supervisor); see docs/docker.md',
-      },
-    );
-  }
-  await preflightAgent(agentTarget(ctx), { engine });
-  const network = d.network ?? (platform.os === 'linux' ? 'host' : 'bridge');
   if (
     d.network &&
     !['host', 'bridge'].includes(d.network) &&
@@ -135,6 +157,38 @@ export async function createDockerRuntime(
             : `create it (docker network create ${d.network}) or change docker.network`,
       },
     );
+  }
+  // The default budget (12g / 4 CPUs on Linux) is clamped to what the engine has: Docker
+  // refuses --cpus above its CPU count, and macOS's VM is smaller than the Mac.
+  const memoryBytes = Math.min(platform.memoryPerAgentBytes, info.memoryBytes);
+  const cpus = Math.max(0.01, Math.min(platform.cpusPerAgent, info.cpus));
+  const labels = await engine.imageLabels(d.image);
+  if (!labels) {
+    throw new SupervisorError(
+      'ERR_SUP_DOCKER',
+      `the runner image ${d.image} does not exist in the Docker engine`,
+      {
+        hint: 'build it with `supervisor image build` (or `npm run image` in a checkout of agent-supervisor); see docs/docker.md',
+      },
+    );
+  }
+  // An older runner would ignore agentUser and run its agent as root, with the runner's
+  // capabilities and configuration: refuse it rather than weaken the container.
+  if (labels[AGENT_USER_LABEL] !== 'separate') {
+    throw new SupervisorError(
+      'ERR_SUP_DOCKER',
+      `the runner image ${d.image} was built by an older agent-supervisor: its runner cannot start the agent under a uid of its own`,
+      {
+        hint: 'rebuild it with `supervisor image build` (or `npm run image`); see docs/docker.md',
+      },
+    );
+  }
+  await preflightAgent(agentTarget(ctx), { engine });
+  const network = d.network ?? repoNetworkName(paths.repoId);
+  let containerRedisUrl = d.redisUrl;
+  if (!d.network) {
+    await engine.ensureNetwork(network, networkLabels(paths.repoId));
+    containerRedisUrl ??= await joinInfraRedis(engine, network, redisUrl);
   }
   const extra = d.mounts.map((m) => {
     try {
@@ -158,7 +212,7 @@ export async function createDockerRuntime(
   });
   hooks.log?.(
     `docker: engine ${info.serverVersion} (API ${info.apiVersion}), image ${d.image}, network ${network}, ` +
-      `${gib(memoryBytes)} / ${cpus} CPUs per agent, runs as ${user.uid}:${user.gid}${user.dedicated ? ' (dedicated uid: the repository belongs to root)' : ''}`,
+      `${gib(memoryBytes)} / ${cpus} CPUs per agent, agents run as ${user.uid}:${user.gid}${user.dedicated ? ' (dedicated uid: the repository belongs to root)' : ''}`,
   );
   return new DockerRuntime({
     engine,
@@ -169,7 +223,7 @@ export async function createDockerRuntime(
     runDir: paths.runDir,
     image: d.image,
     network,
-    containerRedisUrl: d.redisUrl,
+    containerRedisUrl,
     user,
     memoryBytes,
     cpus,

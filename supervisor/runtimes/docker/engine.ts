@@ -38,6 +38,8 @@ export interface ContainerSpec {
   labels: Record<string, string>;
   env: string[];
   user: string;
+  /** Capabilities kept (all others are dropped). @defaultValue [] */
+  capAdd?: string[];
   mounts: BindMount[];
   memoryBytes: number;
   nanoCpus: number;
@@ -73,7 +75,15 @@ export interface DockerEngine {
   ping(): Promise<void>;
   info(): Promise<EngineInfo>;
   imageExists(ref: string): Promise<boolean>;
+  /** The image's labels, or undefined when there is no such image. */
+  imageLabels(ref: string): Promise<Record<string, string> | undefined>;
   networkExists(name: string): Promise<boolean>;
+  /** Creates a bridge network with these labels unless one of that name exists. */
+  ensureNetwork(name: string, labels: Record<string, string>): Promise<void>;
+  /** Connects a container to a network under an alias (nothing when it is connected already). */
+  connectNetwork(name: string, id: string, alias: string): Promise<void>;
+  /** The host port a container publishes `containerPort`/tcp on, if it does. */
+  publishedPort(id: string, containerPort: number): Promise<number | undefined>;
   /** Every container (running or not) that carries all the given labels. */
   list(labels: Record<string, string>): Promise<ContainerSummary[]>;
   /** Creates and starts a container; returns its id. */
@@ -83,10 +93,11 @@ export interface DockerEngine {
   /** SIGTERM (the image's stop signal), SIGKILL after `graceSeconds`; resolves once it stopped. */
   stop(id: string, graceSeconds: number): Promise<void>;
   remove(id: string): Promise<void>;
-  /** Runs a command in a running container as its user; returns the exit code and output. */
+  /** Runs a command in a running container (as `user`, else its own); exit code and output. */
   exec(
     id: string,
     cmd: string[],
+    user?: string,
   ): Promise<{ exitCode: number; output: string }>;
   /** The last lines of a container's output. */
   tail(id: string, lines: number): Promise<string>;
@@ -162,6 +173,16 @@ export class DockerodeEngine implements DockerEngine {
     }
   }
 
+  async imageLabels(ref: string): Promise<Record<string, string> | undefined> {
+    try {
+      const img = await this.docker.getImage(ref).inspect();
+      return (img.Config?.Labels ?? {}) as Record<string, string>;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
   async networkExists(name: string): Promise<boolean> {
     try {
       await this.docker.getNetwork(name).inspect();
@@ -170,6 +191,42 @@ export class DockerodeEngine implements DockerEngine {
       if (isNotFound(err)) return false;
       throw err;
     }
+  }
+
+  async ensureNetwork(
+    name: string,
+    labels: Record<string, string>,
+  ): Promise<void> {
+    if (await this.networkExists(name)) return;
+    try {
+      await this.docker.createNetwork({
+        Name: name,
+        Driver: 'bridge',
+        Labels: labels,
+        CheckDuplicate: true,
+      });
+    } catch (err) {
+      // 409: another supervisor created it meanwhile.
+      if ((err as { statusCode?: number }).statusCode !== 409) throw err;
+    }
+  }
+
+  async connectNetwork(name: string, id: string, alias: string): Promise<void> {
+    const c = await this.docker.getContainer(id).inspect();
+    if (c.NetworkSettings.Networks?.[name]) return;
+    await this.docker
+      .getNetwork(name)
+      .connect({ Container: id, EndpointConfig: { Aliases: [alias] } });
+  }
+
+  async publishedPort(
+    id: string,
+    containerPort: number,
+  ): Promise<number | undefined> {
+    const c = await this.docker.getContainer(id).inspect();
+    const port =
+      c.NetworkSettings.Ports?.[`${containerPort}/tcp`]?.[0]?.HostPort;
+    return port ? Number(port) : undefined;
   }
 
   async list(labels: Record<string, string>): Promise<ContainerSummary[]> {
@@ -232,6 +289,7 @@ export class DockerodeEngine implements DockerEngine {
         ExtraHosts: spec.extraHosts,
         SecurityOpt: ['no-new-privileges:true'],
         CapDrop: ['ALL'],
+        ...(spec.capAdd?.length ? { CapAdd: spec.capAdd } : {}),
         LogConfig: {
           Type: 'json-file',
           Config: { 'max-size': '10m', 'max-file': '3' },
@@ -342,10 +400,14 @@ export class DockerodeEngine implements DockerEngine {
   async exec(
     id: string,
     cmd: string[],
+    user?: string,
   ): Promise<{ exitCode: number; output: string }> {
-    const exec = await this.docker
-      .getContainer(id)
-      .exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
+    const exec = await this.docker.getContainer(id).exec({
+      Cmd: cmd,
+      AttachStdout: true,
+      AttachStderr: true,
+      ...(user ? { User: user } : {}),
+    });
     const stream = await exec.start({ hijack: true, stdin: false });
     const output = await demuxed(this.docker.modem, stream);
     const info = await exec.inspect();

@@ -30,6 +30,20 @@ export function runnerSelector(
   };
 }
 
+/** The repository's own network, which its runner containers join unless docker.network says otherwise. */
+export function repoNetworkName(repoId: string): string {
+  return `agent-supervisor-${repoId}`;
+}
+
+/** The labels of a repository's network. */
+export function networkLabels(repoId: string): Record<string, string> {
+  return {
+    [LABELS.project]: PROJECT,
+    [LABELS.role]: 'network',
+    [LABELS.repo]: repoId,
+  };
+}
+
 /** The name a runner container gets (for `docker ps`; never used to find it). */
 export function containerName(repoId: string, agentId: string): string {
   return `agent-supervisor-${repoId}-${agentId}`;

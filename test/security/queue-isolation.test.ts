@@ -1,0 +1,223 @@
+/**
+ * Issue 13 item 1: an agent in a Docker container holds none of the control plane's credentials.
+ * - Its runner is root in the container (a few capabilities) and the agent runs under a uid of
+ *   its own: it cannot read the runner's configuration (the queue's Redis URL and password) from
+ *   its environment, /proc/1/environ or /proc/<runner>/environ, nor signal the runner.
+ * - The queue's Redis requires a password: the agent reaches its port (it shares the runner's
+ *   network) but every command is refused, so it cannot list or write the queue's keys.
+ * - `start` refuses a queue Redis that answers without a password when runners run in
+ *   containers, unless that is accepted explicitly; the apps' per-slot Redis is not the queue's.
+ * - The containers join the repository's own network by default.
+ * A real engine, a real redis-server with --requirepass, the scripted agent as the attacker.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { loadConfig } from '../../supervisor/config.js';
+import { ping } from '../../supervisor/redis.js';
+import { repoNetworkName } from '../../supervisor/runtimes/docker/labels.js';
+import { useCleanups } from '../helpers/cleanup.js';
+import { cliJson, runCli, startSupervisor, waitFor } from '../helpers/cli.js';
+import { freePort } from '../helpers/redis-server.js';
+import { git, tempDir } from '../helpers/repo.js';
+import {
+  containers,
+  describeDocker,
+  docker,
+  dockerRepo,
+  ensureRunnerImage,
+  IMAGE_BUILD_TIMEOUT_MS,
+} from '../docker/helpers.js';
+
+const cleanups = useCleanups();
+const PASSWORD = `pw${randomBytes(12).toString('hex')}`;
+
+/**
+ * The attacker: what a prompt-injected agent would try from inside its container. It writes
+ * what it found into a report that becomes its commit (the test reads it from the result).
+ */
+function probeScript(redisPort: number): string {
+  return `#!/bin/sh
+out=probe-report.txt
+dump=probe-dump.txt
+: > "$out"; : > "$dump"
+echo "agent-uid $(id -u)" >> "$out"
+env >> "$dump"
+for p in /proc/[0-9]*; do
+  pid=\${p#/proc/}
+  [ "$pid" = "$$" ] && continue
+  cmd=$(tr '\\0' ' ' < "$p/cmdline" 2>/dev/null)
+  uid=$(awk '/^Uid:/ { print $2 }' "$p/status" 2>/dev/null)
+  case "$cmd" in
+    *agent-runner/main.js*)
+      echo "runner-uid $uid" >> "$out"
+      if kill -0 "$pid" 2>/dev/null; then echo "signal-runner: allowed" >> "$out"; else echo "signal-runner: refused" >> "$out"; fi ;;
+  esac
+  if tr '\\0' '\\n' < "$p/environ" >> "$dump" 2>/dev/null; then echo "environ-readable $pid $uid $cmd" >> "$out"; fi
+done
+if cat /proc/1/environ > /dev/null 2>&1; then echo "proc1-environ: readable" >> "$out"; else echo "proc1-environ: refused" >> "$out"; fi
+cat /proc/self/environ /app/*.json 2>/dev/null | tr '\\0' '\\n' >> "$dump"
+node -e '
+const s = require("net").connect(${redisPort}, "host.docker.internal");
+let buf = "";
+s.on("connect", () => s.write("KEYS *\\r\\nSET forged 1\\r\\n"));
+s.on("data", (d) => { buf += d; if (buf.split("\\r\\n").length > 2) s.end(); });
+s.on("end", () => { require("fs").appendFileSync("probe-report.txt", buf.split("\\r\\n").filter(Boolean).map((l) => "redis: " + l).join("\\n") + "\\n"); });
+s.on("error", (e) => { require("fs").appendFileSync("probe-report.txt", "redis-error: " + e.code + "\\n"); });
+setTimeout(() => process.exit(0), 10000).unref();
+'
+exit 0
+`;
+}
+
+let redis: ChildProcess | undefined;
+let redisPort = 0;
+
+describeDocker(
+  "Docker runtime: the agent cannot reach the control plane's credentials or keys",
+  () => {
+    beforeAll(async () => {
+      await ensureRunnerImage();
+      redisPort = await freePort();
+      // Where containers on the repository's network reach it (host.docker.internal, the
+      // host's bridge address): on every address, with a password.
+      redis = spawn(
+        'redis-server',
+        [
+          '--port',
+          String(redisPort),
+          '--bind',
+          '0.0.0.0',
+          '--requirepass',
+          PASSWORD,
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+          '--dir',
+          tempDir('sup-qi-redis-'),
+        ],
+        { stdio: 'ignore' },
+      );
+      await waitFor(() => ping(`redis://:${PASSWORD}@127.0.0.1:${redisPort}`), {
+        timeoutMs: 10_000,
+        what: 'redis-server with a password',
+      });
+    }, IMAGE_BUILD_TIMEOUT_MS + 60_000);
+
+    afterAll(() => {
+      redis?.kill('SIGKILL');
+    });
+
+    it('start refuses a queue Redis without a password for runners in containers, unless accepted explicitly', async () => {
+      const repo = await dockerRepo();
+      cleanups.push(repo.cleanup);
+      const env = { ...repo.env };
+      delete env.SUPERVISOR_ALLOW_UNAUTHENTICATED_REDIS;
+      const r = await runCli(['start', '--no-dashboard'], {
+        cwd: repo.dir,
+        env: { ...env, REDIS_URL: 'redis://127.0.0.1:6379' },
+      });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(
+        /error: the queue's Redis at redis:\/\/127\.0\.0\.1:6379 answers without a password, and runners run in Docker containers: every agent can reach it and forge results/,
+      );
+      expect(r.stderr).toMatch(/hint: `supervisor infra up` starts a Redis/);
+      expect(r.stderr).toMatch(/SUPERVISOR_ALLOW_UNAUTHENTICATED_REDIS=1/);
+      expect((await containers(repo.repoId)).length).toBe(0);
+    });
+
+    it('the apps’ per-slot Redis is not the queue’s where runners run in containers or on other hosts', () => {
+      const dir = tempDir('sup-qi-cfg-');
+      const file = join(dir, 'supervisor.config.json');
+      const load = (cfg: object) => {
+        writeFileSync(file, JSON.stringify(cfg));
+        return loadConfig({ configFile: file, env: {} }).env.redis;
+      };
+      expect(load({ runtime: 'process' }).enabled).toBe(true);
+      expect(load({ runtime: 'docker' }).enabled).toBe(false);
+      expect(load({ runtime: 'swarm' }).enabled).toBe(false);
+      expect(load({ git: { runners: 'remote' } }).enabled).toBe(false);
+      // Named explicitly, it is used (a separate server for the apps).
+      expect(
+        load({
+          runtime: 'docker',
+          env: { redis: { url: 'redis://apps:6380' } },
+        }),
+      ).toMatchObject({ enabled: true, url: 'redis://apps:6380' });
+    });
+
+    it("as the agent, inside its container on the repository's network: the runner's configuration is unreadable and the queue's keys unreachable", async () => {
+      const repo = await dockerRepo({
+        // The default network (the repository's own): the test Redis listens where it reaches.
+        config: { docker: { network: undefined } },
+      });
+      cleanups.push(repo.cleanup);
+      const { dir } = repo;
+      writeFileSync(join(dir, 'probe.sh'), probeScript(redisPort));
+      git(dir, 'add', 'probe.sh');
+      git(dir, 'commit', '-qm', 'probe');
+      const env: Record<string, string> = {
+        ...repo.env,
+        REDIS_URL: `redis://:${PASSWORD}@127.0.0.1:${redisPort}`,
+        SUPERVISOR_AGENT_COMMAND: 'sh probe.sh',
+      };
+      delete env.SUPERVISOR_ALLOW_UNAUTHENTICATED_REDIS;
+      const sup = await startSupervisor(dir, env, [
+        '--agents',
+        '1',
+        '--no-dashboard',
+      ]);
+      cleanups.push(async () => void (await sup.stop()));
+      await runCli(['issue', 'add', 'Look around'], { cwd: dir, env });
+      const issue = await waitFor(
+        async () => {
+          const i = await cliJson<{
+            status: string;
+            commit: string | null;
+            error: string | null;
+          }>(['issue', 'show', '1'], { cwd: dir, env });
+          return i.status === 'done' || i.status === 'failed' ? i : false;
+        },
+        { what: 'the probe finished' },
+      ).catch(async (err: Error) => {
+        const logs = await runCli(['logs', '--lines', '50'], { cwd: dir, env });
+        throw new Error(`${err.message}\n${sup.output}\n${logs.stdout}`);
+      });
+      expect(issue.status, issue.error ?? '').toBe('done');
+
+      const [c] = await containers(repo.repoId, { running: true });
+      const info = await docker.getContainer(c!.Id).inspect();
+      expect(info.HostConfig.NetworkMode).toBe(repoNetworkName(repo.repoId));
+
+      const report = git(dir, 'show', `${issue.commit}:probe-report.txt`);
+      const dump = git(dir, 'show', `${issue.commit}:probe-dump.txt`);
+      const lines = report.split('\n');
+      const agentUid = Number(
+        lines.find((l) => l.startsWith('agent-uid '))!.slice(10),
+      );
+      const runnerUid = Number(
+        lines.find((l) => l.startsWith('runner-uid '))!.slice(11),
+      );
+      expect(agentUid).toBeGreaterThan(0);
+      expect(runnerUid).not.toBe(agentUid);
+      expect(lines).toContain('proc1-environ: refused');
+      expect(lines).toContain('signal-runner: refused');
+      // The only environments it can read are its own processes'.
+      for (const l of lines.filter((x) => x.startsWith('environ-readable ')))
+        expect(l.split(' ')[2], l).toBe(String(agentUid));
+      // Nothing it could read holds the runner's configuration or the password.
+      expect(dump).not.toContain('SUPERVISOR_RUNNER_CONFIG');
+      expect(dump).not.toContain(PASSWORD);
+      expect(report).not.toContain(PASSWORD);
+      // It reaches the port (the runner's network is its network), but Redis refuses it.
+      expect(lines).toContain('redis: -NOAUTH Authentication required.');
+      expect(lines.filter((l) => l.startsWith('redis: '))).toEqual([
+        'redis: -NOAUTH Authentication required.',
+        'redis: -NOAUTH Authentication required.',
+      ]);
+    });
+  },
+);
