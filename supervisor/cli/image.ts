@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
@@ -32,7 +32,95 @@ interface BuildOpts {
   baseImage?: string;
   agentPackages?: string;
   deps?: string;
+  caFile?: string;
+  npmRegistry?: string;
   json?: boolean;
+}
+
+const DEFAULT_NPM_REGISTRY = 'https://registry.npmjs.org/';
+
+/** The system's own trust stores: the image has its own, so a cafile naming one adds nothing. */
+const SYSTEM_BUNDLES = new Set([
+  '/etc/ssl/certs/ca-certificates.crt',
+  '/etc/pki/tls/certs/ca-bundle.crt',
+  '/etc/ssl/cert.pem',
+  '/etc/ssl/ca-bundle.pem',
+]);
+
+/** A build argument is one argv string: Linux caps those at 128 KiB. */
+const MAX_CA_BYTES = 120 * 1024;
+
+/** A setting of the host's npm configuration (`npm config get`), or undefined when unset. */
+function hostNpmConfig(key: string): string | undefined {
+  try {
+    const v = execFileSync('npm', ['config', 'get', key], {
+      encoding: 'utf8',
+      timeout: 15_000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+    return v && v !== 'null' && v !== 'undefined' ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The CA bundle and npm registry the build uses: the flags, else the host's npm configuration
+ * (`cafile`, `registry` when it is not the public one).
+ */
+export function npmBuildSettings(o: {
+  caFile?: string;
+  npmRegistry?: string;
+}): { caFile?: string; caPem?: string; registry?: string } {
+  const hostCa = hostNpmConfig('cafile');
+  const caFile =
+    o.caFile ?? (hostCa && !SYSTEM_BUNDLES.has(hostCa) ? hostCa : undefined);
+  const hostRegistry = hostNpmConfig('registry');
+  const registry =
+    o.npmRegistry ??
+    (hostRegistry && hostRegistry !== DEFAULT_NPM_REGISTRY
+      ? hostRegistry
+      : undefined);
+  if (registry !== undefined && !/^https?:\/\/[^\s]+$/.test(registry))
+    throw new SupervisorError(
+      'ERR_SUP_USAGE',
+      `--npm-registry must be an http(s) URL, got "${registry}"`,
+    );
+  let caPem: string | undefined;
+  if (caFile !== undefined) {
+    try {
+      caPem = readFileSync(caFile, 'utf8');
+    } catch (err) {
+      throw new SupervisorError(
+        'ERR_SUP_USAGE',
+        `cannot read the CA bundle ${caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        {
+          hint:
+            o.caFile === undefined
+              ? 'it comes from your npm configuration (`npm config get cafile`): fix it there, or pass --ca-file'
+              : 'pass a PEM file: --ca-file /path/to/ca.pem',
+        },
+      );
+    }
+    if (!caPem.includes('-----BEGIN CERTIFICATE-----'))
+      throw new SupervisorError(
+        'ERR_SUP_USAGE',
+        `${caFile} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`,
+      );
+    if (Buffer.byteLength(caPem) > MAX_CA_BYTES)
+      throw new SupervisorError(
+        'ERR_SUP_USAGE',
+        `${caFile} is ${Math.round(Buffer.byteLength(caPem) / 1024)} KiB: a CA bundle reaches the build as one argument, at most ${MAX_CA_BYTES / 1024} KiB`,
+        {
+          hint: 'pass a file with only the extra certificates (your proxy or registry CA): the image has the public ones',
+        },
+      );
+  }
+  return {
+    ...(caFile !== undefined ? { caFile } : {}),
+    ...(caPem !== undefined ? { caPem } : {}),
+    ...(registry !== undefined ? { registry } : {}),
+  };
 }
 
 /** `docker build` of the runner image with the package as its context; output streams to stderr. */
@@ -86,6 +174,14 @@ export function registerImageCommand(
       '--deps <where>',
       'context (copy this node_modules, Linux only) | registry (npm ci inside the image; macOS)',
     )
+    .option(
+      '--ca-file <pem>',
+      "CA bundle npm and Node trust in the build and the agents at run time, for a TLS-intercepting proxy or a private registry (default: npm's cafile setting)",
+    )
+    .option(
+      '--npm-registry <url>',
+      "npm registry of the build (default: npm's registry setting when it is not the public one)",
+    )
     .option('--json', 'print JSON')
     .action(async (o: BuildOpts) => {
       const root = packageRoot();
@@ -130,8 +226,15 @@ export function registerImageCommand(
       if (o.baseImage) args.push('--build-arg', `BASE_IMAGE=${o.baseImage}`);
       if (o.agentPackages)
         args.push('--build-arg', `AGENT_PACKAGES=${o.agentPackages}`);
-      args.push(root);
-      progress(`docker ${args.join(' ')}`);
+      const npm = npmBuildSettings(o);
+      if (npm.caPem) args.push('--build-arg', `NPM_CA_PEM=${npm.caPem}`);
+      if (npm.registry)
+        args.push('--build-arg', `NPM_REGISTRY=${npm.registry}`);
+      // A failed step leaves no container behind (the legacy builder keeps it otherwise).
+      args.push('--force-rm', root);
+      progress(
+        `docker ${args.map((a) => (a.startsWith('NPM_CA_PEM=') ? `NPM_CA_PEM=<${npm.caFile}>` : a)).join(' ')}`,
+      );
       const code = await build(args);
       if (code !== 0)
         throw new SupervisorError(
