@@ -107,7 +107,12 @@ export function registerMaintenanceCommands(
           const removed: string[] = [];
           const skipped: string[] = [];
           // Stopped runner containers go (found by label); a slot whose container runs is kept.
-          const containers = await removeStoppedContainers(ctx.paths.repoId);
+          // (And the repository's network, unless a supervisor runs: it would start containers on it.)
+          const containers = await removeStoppedContainers(
+            ctx.paths.repoId,
+            undefined,
+            !daemon,
+          );
           // The swarm service goes too, unless a supervisor runs (it would create it again).
           const swarmServiceRemoved = daemon
             ? false

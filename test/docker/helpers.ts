@@ -12,7 +12,10 @@ import {
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { resolveRepo } from '../../supervisor/repo.js';
-import { runnerSelector } from '../../supervisor/runtimes/docker/labels.js';
+import {
+  repoNetworkName,
+  runnerSelector,
+} from '../../supervisor/runtimes/docker/labels.js';
 import { ROOT, testEnv } from '../helpers/cli.js';
 import { git, tempRepo } from '../helpers/repo.js';
 import { describeNeeds } from '../helpers/requirements.js';
@@ -255,4 +258,9 @@ export async function removeContainers(repoId: string): Promise<void> {
       .getContainer(c.Id)
       .remove({ force: true })
       .catch(() => undefined);
+  // The repository's own network (the default one) goes with them.
+  await docker
+    .getNetwork(repoNetworkName(repoId))
+    .remove()
+    .catch(() => undefined);
 }

@@ -218,6 +218,14 @@ describeDocker(
         'redis: -NOAUTH Authentication required.',
         'redis: -NOAUTH Authentication required.',
       ]);
+
+      // The repository's network goes with its last container (cleanup, no supervisor running).
+      await sup.stop();
+      const cleaned = await runCli(['cleanup'], { cwd: dir, env });
+      expect(cleaned.code, cleaned.stderr).toBe(0);
+      await expect(
+        docker.getNetwork(repoNetworkName(repo.repoId)).inspect(),
+      ).rejects.toMatchObject({ statusCode: 404 });
     });
   },
 );

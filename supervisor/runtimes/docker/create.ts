@@ -76,6 +76,29 @@ export interface DockerRuntimeHooks {
   engine?: DockerEngine;
 }
 
+/** The shared infrastructure's queue Redis (`supervisor infra up`), when it runs. */
+async function infraRedis(engine: DockerEngine) {
+  return (
+    await engine.list({
+      [LABELS.project]: PROJECT,
+      'dev.agent-supervisor.service': 'queue-redis',
+    })
+  ).find((c) => c.state === 'running');
+}
+
+/**
+ * Removes the repository's own network once none of its runner containers is left (the infra
+ * Redis connected to it is let go first). False when it is still in use or was never made.
+ */
+export async function removeRepoNetwork(
+  engine: DockerEngine,
+  repoId: string,
+): Promise<boolean> {
+  if ((await engine.list(runnerSelector(repoId))).length) return false;
+  const infra = await infraRedis(engine);
+  return engine.removeNetwork(repoNetworkName(repoId), infra ? [infra.id] : []);
+}
+
 /** The alias the shared infrastructure's queue Redis has on a repository's network. */
 export const INFRA_REDIS_ALIAS = 'supervisor-redis';
 
@@ -92,12 +115,7 @@ async function joinInfraRedis(
   const u = new URL(redisUrl);
   if (!['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname))
     return undefined;
-  const [infra] = (
-    await engine.list({
-      [LABELS.project]: PROJECT,
-      'dev.agent-supervisor.service': 'queue-redis',
-    })
-  ).filter((c) => c.state === 'running');
+  const infra = await infraRedis(engine);
   if (!infra) return undefined;
   if ((await engine.publishedPort(infra.id, 6379)) !== Number(u.port || 6379))
     return undefined;
@@ -245,6 +263,8 @@ export async function createDockerRuntime(
 export async function removeStoppedContainers(
   repoId: string,
   engine?: DockerEngine,
+  /** Also the repository's network when nothing is left on it (no supervisor runs). */
+  network = false,
 ): Promise<{ removed: string[]; running: Set<string> } | undefined> {
   let e: DockerEngine;
   try {
@@ -267,5 +287,7 @@ export async function removeStoppedContainers(
     await e.remove(c.id);
     removed.push(c.name || c.id.slice(0, 12));
   }
+  if (network && !running.size && (await removeRepoNetwork(e, repoId)))
+    removed.push(repoNetworkName(repoId));
   return { removed, running };
 }

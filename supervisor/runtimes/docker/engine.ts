@@ -80,6 +80,8 @@ export interface DockerEngine {
   networkExists(name: string): Promise<boolean>;
   /** Creates a bridge network with these labels unless one of that name exists. */
   ensureNetwork(name: string, labels: Record<string, string>): Promise<void>;
+  /** Removes a network after disconnecting these containers; false when in use (or gone). */
+  removeNetwork(name: string, disconnect?: string[]): Promise<boolean>;
   /** Connects a container to a network under an alias (nothing when it is connected already). */
   connectNetwork(name: string, id: string, alias: string): Promise<void>;
   /** The host port a container publishes `containerPort`/tcp on, if it does. */
@@ -208,6 +210,23 @@ export class DockerodeEngine implements DockerEngine {
     } catch (err) {
       // 409: another supervisor created it meanwhile.
       if ((err as { statusCode?: number }).statusCode !== 409) throw err;
+    }
+  }
+
+  async removeNetwork(
+    name: string,
+    disconnect: string[] = [],
+  ): Promise<boolean> {
+    try {
+      const net = this.docker.getNetwork(name);
+      for (const id of disconnect)
+        await net
+          .disconnect({ Container: id, Force: true })
+          .catch(() => undefined);
+      await net.remove();
+      return true;
+    } catch {
+      return false;
     }
   }
 
