@@ -21,6 +21,13 @@ interface ScoreCursor {
 }
 
 /**
+ * Attempt numbers skipped when an issue is fed again after its job vanished with Redis's data:
+ * more than the attempts of one job whose claims can be in flight (published, not yet read) when
+ * the data goes. The run table shows the jump (attempt 1, then 12).
+ */
+export const VANISHED_ATTEMPT_GAP = 10;
+
+/**
  * The safety net: finished jobs the fast path missed (the supervisor was down, a handler failed),
  * jobs that vanished (Redis lost its data: the issue is fed again), and foreign jobs not yet
  * adopted. The fast path is the runners' event stream and QueueEvents (`added` adopts foreign
@@ -162,6 +169,13 @@ export class Reconciler {
             errorKind: 'vanished',
           });
         if (issueIdFromJobId(l.jobId) === l.id) {
+          // The vanished job's last claims may have vanished with the event stream: its runner
+          // can still report an attempt nobody recorded. The next job's attempts start past a
+          // gap, so such a late report never lands on one of the new job's runs.
+          runs.reserveAttempts(
+            l.id,
+            (runs.maxAttempts([l.id]).get(l.id) ?? 0) + VANISHED_ATTEMPT_GAP,
+          );
           issues.update(l.id, { status: 'open' });
           this.ctx.stats.refed += 1;
         }

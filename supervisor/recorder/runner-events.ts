@@ -139,6 +139,7 @@ export class RunnerEventRecorder {
       case 'lease-lost': {
         this.ctx.stats.leaseLosses += 1;
         runs.upsert(issue.id, ev.jobId, ev.attempt, {
+          agent: ev.agentId,
           outcome: 'lost',
           finishedAt: ev.at,
           error: 'lease lost: the runner could not renew its lock',

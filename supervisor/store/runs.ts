@@ -188,22 +188,36 @@ export class RunStore {
     return { changed: true };
   }
 
-  /** The highest attempt number recorded for an issue (0 when it never ran). */
-  maxAttempt(issueId: number): number {
-    const row = this.sql(
-      'SELECT MAX(attempt) AS m FROM runs WHERE issue_id = ?',
-    ).get(issueId) as { m: number | null };
-    return row.m ?? 0;
-  }
-
-  /** `maxAttempt` of many issues in one query; issues that never ran are left out. */
+  /**
+   * The highest attempt number taken for each issue: recorded in a run, or reserved by
+   * `reserveAttempts`; issues with neither are left out. The feeder numbers a new job's
+   * attempts after it (job data `attemptOffset`).
+   */
   maxAttempts(issueIds: readonly number[]): Map<number, number> {
     const rows = this.db
       .prepare(
-        'SELECT issue_id AS id, MAX(attempt) AS m FROM runs WHERE issue_id IN (SELECT value FROM json_each(?)) GROUP BY issue_id',
+        `SELECT j.value AS id, MAX(
+           COALESCE((SELECT MAX(attempt) FROM runs WHERE issue_id = j.value), 0),
+           COALESCE((SELECT CAST(value AS INTEGER) FROM settings WHERE key = 'attempt_floor:' || j.value), 0)
+         ) AS m
+         FROM json_each(?) AS j`,
       )
       .all(JSON.stringify(issueIds)) as Array<{ id: number; m: number }>;
-    return new Map(rows.map((r) => [r.id, r.m]));
+    return new Map(rows.filter((r) => r.m > 0).map((r) => [r.id, r.m]));
+  }
+
+  /**
+   * Takes attempt numbers up to `upTo` for an issue without recording runs: after Redis lost an
+   * issue's job, a runner may still hold one of its attempts whose claim was lost with the event
+   * stream, so the replacing job's attempts must be numbered past any it could report.
+   */
+  reserveAttempts(issueId: number, upTo: number): void {
+    this.db
+      .prepare(
+        `INSERT INTO settings (key, value) VALUES ('attempt_floor:' || CAST(? AS INTEGER), ?)
+         ON CONFLICT (key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))`,
+      )
+      .run(issueId, String(upTo));
   }
 
   forIssue(issueId: number): Run[] {
