@@ -66,6 +66,8 @@ export class AgentUsageScanner {
   private turnTokens: TokenCounts | undefined;
   private turns = 0;
   private claudeTurns: number | undefined;
+  /** The last event was Claude's `result`: its session is over (a -p run exits next). */
+  private ended = false;
 
   constructor(private readonly prices: PriceTable = {}) {}
 
@@ -85,6 +87,8 @@ export class AgentUsageScanner {
       return;
     }
     const type = ev.type;
+    if (type === 'assistant' || type === 'result')
+      this.ended = type === 'result';
     if (type === 'system' && typeof ev.model === 'string')
       this.model = ev.model;
     else if (type === 'assistant') {
@@ -155,6 +159,11 @@ export class AgentUsageScanner {
       tokens,
       ...(cost !== undefined ? { costUsd: cost, source: 'prices' } : {}),
     };
+  }
+
+  /** Claude reported the end of its session: stopping it now would only throw its work away. */
+  get sessionEnded(): boolean {
+    return this.ended;
   }
 
   /** The attempt's spend so far in USD (undefined while neither reported nor priceable). */

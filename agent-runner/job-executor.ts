@@ -236,7 +236,8 @@ export class JobExecutor {
           if (
             budget !== undefined &&
             now !== undefined &&
-            spentBefore + now > budget
+            spentBefore + now > budget &&
+            !usageScan.sessionEnded
           )
             cur.agent?.kill('budget');
         },
@@ -310,7 +311,8 @@ export class JobExecutor {
           ? usageLimitOf(exit.exitCode, files.status, limits)
           : undefined;
       if (limit) await handBackForLimit(this.handBack, cur, limit, logPath);
-      if (exit.killedFor === 'budget') {
+      // An agent that finished (exit 0) before the stop took effect keeps its work.
+      if (exit.killedFor === 'budget' && exit.exitCode !== 0) {
         const work = await this.keepFailedWork(
           'budget',
           baseSha,

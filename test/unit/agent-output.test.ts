@@ -163,8 +163,11 @@ describe('agent output: readable log, usage and cost', () => {
       (1200 * 3 + 450 * 15 + 4000 * 0.3 + 300 * 3.75) / 1e6,
       9,
     );
+    expect(scan.sessionEnded).toBe(false);
     scan.feed(lines.slice(resultAt).join('\n'));
     expect(scan.spend()).toBe(0.0123);
+    // The session is over: a budget does not stop it any more (its work would be lost).
+    expect(scan.sessionEnded).toBe(true);
     expect(scan.finish()).toEqual({
       inputTokens: 1200,
       outputTokens: 450,
