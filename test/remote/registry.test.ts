@@ -160,7 +160,9 @@ describe('runner registry', () => {
           },
         ),
       );
-      cleanups.push(async () => void (await r.stop('SIGKILL')));
+      // SIGTERM, which `supervisor runner` forwards: a SIGKILL would end only the CLI and leave
+      // its runner child working for the rest of the test run.
+      cleanups.push(async () => void (await r.stop('SIGTERM')));
       return r;
     };
     const a = cli('102', 'host-a');
