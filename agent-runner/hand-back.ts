@@ -1,5 +1,6 @@
 import { Worker, WaitingError, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { AttemptFailureKind } from '../contract/errors.js';
 import type { RunnerConfig, supervisorKeys } from '../contract/job.js';
 import type { EventPublisher } from './event-publisher.js';
 import type { Current, Log } from './current-job.js';
@@ -72,6 +73,7 @@ export async function handBackBlocked(
   cur: Current,
   gate: RemoteGate | undefined,
   err: Error,
+  kind?: AttemptFailureKind,
 ): Promise<never> {
   gate?.block(err);
   const jobId = cur.job.id!;
@@ -83,6 +85,7 @@ export async function handBackBlocked(
     agentId: c.cfg.agentId,
     at: Date.now(),
     reason: err.message,
+    ...(kind ? { kind } : {}),
   });
   c.log('handed the job back: this slot cannot run it now', {
     jobId,

@@ -40,6 +40,7 @@ import type { JobContainment } from './job-containment.js';
 import { RefWatch, describeChanges } from './ref-watch.js';
 import { oomKillCount, outOfMemoryMessage } from './oom.js';
 import { GitRemoteError } from './remote-clone.js';
+import { SlotBrokenError, prepareWorkspace } from './slot-health.js';
 import type { RemoteGate } from './remote-gate.js';
 import type { CommitOutcome, Workspace } from './workspace.js';
 import { handBackBlocked, handBackForLimit } from './hand-back.js';
@@ -68,6 +69,8 @@ export interface ExecutorHost {
   began(cur: Current): void;
   /** The job is done with, however it ended (admission for the next one is checked here). */
   ended(): Promise<void>;
+  /** The slot cannot work (its worktree stays unusable after a repair): take no more jobs. */
+  slotBroken(err: Error): void;
 }
 
 /**
@@ -158,10 +161,21 @@ export class JobExecutor {
       // The previous job's stragglers must not write into this job's worktree or hold its ports.
       await this.containment.sweep('before job');
       try {
-        baseSha = await this.workspace.prepare(this.cfg.baseBranch);
+        baseSha = await prepareWorkspace(this.workspace, this.cfg, this.log);
       } catch (err) {
         if (err instanceof GitRemoteError)
           await this.handBackForRemote(cur, err);
+        if (err instanceof SlotBrokenError) {
+          // Not the fault: the job goes back unspent, another slot takes it.
+          this.host.slotBroken(err);
+          await handBackBlocked(
+            this.handBack,
+            cur,
+            undefined,
+            err,
+            'slot-broken',
+          );
+        }
         throw err;
       }
       const refsBefore = await this.refWatch?.snapshot();

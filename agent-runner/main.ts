@@ -4,6 +4,7 @@
  * SUPERVISOR_RUNNER_CONFIG (validated by the job contract's schema).
  */
 import { openSync, writeSync } from 'node:fs';
+import { EXIT_SLOT_BROKEN } from '../contract/errors.js';
 import { RunnerConfigSchema } from '../contract/job.js';
 import { runGitAs } from '../git/runner.js';
 import { readRunnerConfigInput } from './remote-config.js';
@@ -107,6 +108,17 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // A broken slot (its job already handed back): the supervisor re-creates or quarantines it.
+  void runner.broken.then(async (err) => {
+    log(
+      `slot broken, exiting for the supervisor to repair it: ${err.message}`,
+      {
+        agentId: cfg.agentId,
+      },
+    );
+    await runner.shutdown().catch(() => undefined);
+    process.exit(EXIT_SLOT_BROKEN);
+  });
   await runner.start();
 }
 

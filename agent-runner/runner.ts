@@ -30,6 +30,7 @@ import {
   programOf,
 } from '../contract/agent-program.js';
 import { availableMemory, gib } from './memory.js';
+import { SlotBrokenError, prepareWorkspace } from './slot-health.js';
 
 export type { Log } from './job-executor.js';
 
@@ -38,9 +39,16 @@ export const RUNNER_VERSION = '0.1.0';
 /**
  * `blocked`: a remote-mode runner whose git remote is unreachable (it takes no jobs).
  * `orphaned`: another runner took this slot id; this one takes no jobs and writes nothing.
+ * `broken`: its worktree cannot be prepared even after a repair; it takes no jobs and exits.
  */
 type RunnerState =
-  'starting' | 'idle' | 'working' | 'stopping' | 'blocked' | 'orphaned';
+  | 'starting'
+  | 'idle'
+  | 'working'
+  | 'stopping'
+  | 'blocked'
+  | 'orphaned'
+  | 'broken';
 
 /**
  * One agent slot: a BullMQ Worker with concurrency 1 that runs the agent command for each
@@ -75,6 +83,13 @@ export class AgentRunner {
   private readonly ownership: SlotOwnership;
   private readonly heartbeat: Heartbeat;
   private readonly executor: JobExecutor;
+  private brokenError: Error | undefined;
+  private markBroken!: (err: Error) => void;
+  /**
+   * Settles when the slot turned out broken (its worktree unusable even after a repair), with
+   * why; the entry point then stops the runner and exits with `EXIT_SLOT_BROKEN`.
+   */
+  readonly broken = new Promise<Error>((r) => (this.markBroken = r));
 
   constructor(
     private readonly cfg: RunnerConfig,
@@ -123,6 +138,7 @@ export class AgentRunner {
         cfg.repoPath,
         cfg.worktreePath,
         cfg.branch,
+        cfg.agentUser,
       );
     }
     const block = () => {
@@ -194,8 +210,10 @@ export class AgentRunner {
         this.current = cur;
         this.setState('working');
       },
+      slotBroken: (err) => this.onSlotBroken(err),
       ended: async () => {
         this.current = undefined;
+        if (this.brokenError) return this.setState('broken');
         // Admission for the next job: checked before BullMQ fetches it with this one's completion.
         if (
           this.cfg.admission.minAvailableMemoryBytes > 0 &&
@@ -218,7 +236,22 @@ export class AgentRunner {
 
   /** Why this runner takes no jobs now, if it does not. */
   private get blockedFor(): string | undefined {
-    return this.remote?.error ?? this.program.error ?? this.memory.error;
+    return (
+      this.brokenError?.message ??
+      this.remote?.error ??
+      this.program.error ??
+      this.memory.error
+    );
+  }
+
+  /** The slot is broken: no more jobs here; the supervisor re-creates the slot. */
+  private onSlotBroken(err: Error): void {
+    if (this.brokenError) return;
+    this.brokenError = err;
+    this.log('slot broken: taking no more jobs', { error: err.message });
+    void this.worker?.pause(true).catch(() => undefined);
+    if (!this.current) this.setState('broken');
+    this.markBroken(err);
   }
 
   /** A gate opened: take jobs again unless another one is still shut. */
@@ -279,9 +312,20 @@ export class AgentRunner {
       prefix: this.cfg.prefix,
       events: this.events,
       log: this.log,
+      deathsKey: this.keys.runnerDeaths,
+      poisonAfter: this.cfg.poisonAfter,
     });
     await this.containment.begin();
+    // A worktree that cannot be prepared is found (and repaired) before any job is taken.
+    if (this.cfg.git.mode === 'shared')
+      await prepareWorkspace(this.workspace, this.cfg, this.log).catch(
+        (err: Error) => {
+          if (!(err instanceof SlotBrokenError)) throw err;
+          this.onSlotBroken(err);
+        },
+      );
     this.heartbeat.start();
+    if (this.brokenError) return;
     const worker = new Worker<unknown, JobResult>(
       this.cfg.queueName,
       (job, token) => this.executor.process(job, token),
@@ -307,20 +351,16 @@ export class AgentRunner {
     worker.on('error', (err) =>
       this.log('worker error', { error: err.message }),
     );
-    worker.on(
-      'completed',
-      () =>
-        void this.redis
-          .del(this.keys.held(this.cfg.agentId))
-          .catch(() => undefined),
-    );
-    worker.on(
-      'failed',
-      () =>
-        void this.redis
-          .del(this.keys.held(this.cfg.agentId))
-          .catch(() => undefined),
-    );
+    // A job that finished (done or failed) is no longer held; its count of runner deaths goes.
+    const finished = (job: { id?: string } | undefined) =>
+      void this.redis
+        .multi()
+        .del(this.keys.held(this.cfg.agentId))
+        .hdel(this.keys.runnerDeaths, job?.id ?? '')
+        .exec()
+        .catch(() => undefined);
+    worker.on('completed', (job) => finished(job));
+    worker.on('failed', (job) => finished(job));
     this.worker = worker;
     this.setState('idle');
     // A remote-mode runner whose remote does not answer stays off the queue (the gate resumes it).
@@ -369,7 +409,8 @@ export class AgentRunner {
       host: this.cfg.host,
       pid: String(process.pid),
       version: RUNNER_VERSION,
-      state: this.state,
+      // Readers know the states of the registry contract; a broken slot is blocked there.
+      state: this.state === 'broken' ? 'blocked' : this.state,
       since: String(this.stateSince),
       jobId: cur?.job.id ?? '',
       issueId: cur?.issueId ?? '',

@@ -6,10 +6,11 @@ import {
   readdirSync,
   rmSync,
 } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { baseRefOf } from '../contract/job.js';
 import { driverOverrides, gitAt } from '../git/runner.js';
-import { replaceSlotFile } from '../contract/slot-files.js';
+import { replaceSlotFile, type FileOwner } from '../contract/slot-files.js';
+import { AttemptError } from '../contract/errors.js';
 
 export interface CommitOutcome {
   commitSha: string | null;
@@ -40,6 +41,11 @@ export interface Workspace {
   ): Promise<string>;
   /** Remote mode: checks the remote answers and accepts the credentials (before taking jobs). */
   probe?(baseBranch: string): Promise<void>;
+  /**
+   * Rebuilds what git needs to use the workspace (after `prepare` failed: an agent wrote into
+   * its worktree's HEAD or index, a stale lock); `prepare` is tried once more after it.
+   */
+  repair?(baseBranch: string): Promise<void>;
 }
 
 /** @defaultValue 600000 — a local git command of the runner (checkout of a big tree) that takes longer is killed. */
@@ -129,6 +135,41 @@ export function headFromFiles(dir: string): string | undefined {
   }
 }
 
+/**
+ * The agent left its worktree unusable: its attempt is refused (it counts, like any failure of
+ * the agent's), and the next job's `prepare` repairs the worktree.
+ */
+function damaged(what: string): AttemptError {
+  return new AttemptError(
+    'result-refused',
+    `the agent damaged its worktree (${what}); nothing was committed, and the worktree is repaired before the next job`,
+  );
+}
+
+/**
+ * Writes a linked worktree's admin files as `git worktree add` does — HEAD (detached at the
+ * base), `commondir`, `gitdir` — and drops its index and stale locks: whatever an agent or a
+ * killed git left there, git can use the worktree again. Only this slot's runner uses them.
+ */
+function rewriteAdminDir(
+  admin: string,
+  dotGit: string,
+  baseSha: string,
+  owner: FileOwner | undefined,
+): void {
+  for (const name of readdirSync(admin))
+    if (name === 'index' || name.endsWith('.lock'))
+      rmSync(join(admin, name), { recursive: true, force: true });
+  for (const [name, text] of [
+    ['HEAD', `${baseSha}\n`],
+    ['commondir', '../..\n'],
+    ['gitdir', `${dotGit}\n`],
+  ] as const) {
+    rmSync(join(admin, name), { recursive: true, force: true });
+    replaceSlotFile(join(admin, name), text, owner);
+  }
+}
+
 export function parseShortstat(s: string): Omit<CommitOutcome, 'commitSha'> {
   const num = (re: RegExp) => Number(re.exec(s)?.[1] ?? 0);
   return {
@@ -146,6 +187,8 @@ export class LocalWorktree implements Workspace {
     readonly repoPath: string,
     readonly path: string,
     readonly branch: string,
+    /** Who the git files it rewrites belong to (the agent's user, whose git uses them). */
+    private readonly owner?: FileOwner,
   ) {
     this.repo = gitIn(repoPath);
   }
@@ -193,13 +236,30 @@ export class LocalWorktree implements Workspace {
       ).trim();
       const dir = join(common, 'worktrees');
       for (const name of readdirSync(dir)) {
-        const back = readFileSync(join(dir, name, 'gitdir'), 'utf8').trim();
-        if (back === join(this.path, '.git')) return join(dir, name);
+        try {
+          const back = readFileSync(join(dir, name, 'gitdir'), 'utf8').trim();
+          if (back === join(this.path, '.git')) return join(dir, name);
+        } catch {
+          /* not this one, or its back pointer was damaged */
+        }
       }
+      // A damaged back pointer: `git worktree add` names the directory after the worktree's.
+      const byName = join(dir, basename(this.path));
+      if (existsSync(byName) && !this.anotherWorktrees(byName)) return byName;
     } catch {
       /* none */
     }
     return undefined;
+  }
+
+  /** Whether an admin directory's back pointer names an existing worktree other than this one. */
+  private anotherWorktrees(admin: string): boolean {
+    try {
+      const back = readFileSync(join(admin, 'gitdir'), 'utf8').trim();
+      return back !== join(this.path, '.git') && existsSync(back);
+    } catch {
+      return false;
+    }
   }
 
   /** Recreates a worktree an agent damaged (deleted `.git`, removed the directory). */
@@ -212,6 +272,7 @@ export class LocalWorktree implements Workspace {
       mkdirSync(this.path, { recursive: true });
       rmSync(join(this.path, '.git'), { recursive: true, force: true });
       replaceSlotFile(join(this.path, '.git'), `gitdir: ${admin}\n`);
+      rewriteAdminDir(admin, join(this.path, '.git'), baseSha, this.owner);
       resetWorktreeConfig(this.path);
       await this.tree(drivers).raw([
         'checkout',
@@ -236,15 +297,24 @@ export class LocalWorktree implements Workspace {
     ]);
   }
 
+  private async baseCommit(baseBranch: string): Promise<string> {
+    return (
+      await this.repo.raw([
+        'rev-parse',
+        '--verify',
+        `${baseRefOf(baseBranch)}^{commit}`,
+      ])
+    ).trim();
+  }
+
+  /** Rebuilds the worktree's git files (HEAD, index, pointers) and checks out the base. */
+  async repair(baseBranch: string): Promise<void> {
+    await this.recreate(await this.baseCommit(baseBranch));
+  }
+
   async prepare(baseBranch: string): Promise<string> {
     if (!(await this.healthy())) {
-      const baseSha = (
-        await this.repo.raw([
-          'rev-parse',
-          '--verify',
-          `${baseRefOf(baseBranch)}^{commit}`,
-        ])
-      ).trim();
+      const baseSha = await this.baseCommit(baseBranch);
       await this.recreate(baseSha);
       return baseSha;
     }
@@ -275,11 +345,12 @@ export class LocalWorktree implements Workspace {
     author: { name: string; email: string },
   ): Promise<CommitOutcome> {
     // Without its .git file, git in the worktree would find the main repository above it.
-    if (!(await this.healthy())) {
-      throw new Error(
-        'the agent damaged its worktree (.git is missing or points elsewhere); nothing was committed, and the worktree is recreated for the next job',
-      );
-    }
+    if (!(await this.healthy()))
+      throw damaged('.git is missing or points elsewhere');
+    // A HEAD git cannot read (the agent wrote into it) is the agent's doing, not the slot's.
+    const before = await this.head(this.tree()).catch((err: Error) => {
+      throw damaged(err.message.trim().split('\n')[0] ?? 'HEAD is unreadable');
+    });
     // What the agent configured while it ran is switched off before `add` runs any filter.
     const git = this.tree(await this.disarm(this.path), {
       GIT_AUTHOR_NAME: author.name,
@@ -287,7 +358,6 @@ export class LocalWorktree implements Workspace {
       GIT_COMMITTER_NAME: author.name,
       GIT_COMMITTER_EMAIL: author.email,
     });
-    const before = await this.head(git);
     await git.raw(['add', '-A']);
     let summary: string | undefined;
     try {

@@ -110,9 +110,12 @@ export const ATTEMPT_FAILURE_KINDS = [
   'missing-program',
   /** Reserved (issue 12, not emitted yet): the attempt passed budget.perIssue. */
   'budget',
-  /** Reserved (issue 12, not emitted yet): the slot is broken (worktree, git, environment). */
+  /**
+   * The slot is broken (its worktree cannot be prepared even after a repair): the job was handed
+   * back unspent (a `release` with this kind) and the runner exits with `EXIT_SLOT_BROKEN`.
+   */
   'slot-broken',
-  /** Reserved (issue 12, not emitted yet): the issue kept killing its runner. */
+  /** Runners kept dying while holding this job (`poisonAfter` times): failed for good. */
   'poison',
 ] as const;
 export type AttemptFailureKind = (typeof ATTEMPT_FAILURE_KINDS)[number];
@@ -137,3 +140,10 @@ export class AttemptError extends Error {
     this.name = 'AttemptError';
   }
 }
+
+/**
+ * Exit code of a runner whose slot is broken (EX_CONFIG): it handed its job back unspent; the
+ * supervisor re-creates the slot's worktree and environment, and quarantines a slot that stays
+ * broken (docs/agents.md, "Slot health").
+ */
+export const EXIT_SLOT_BROKEN = 78;

@@ -142,6 +142,8 @@ export const RunnerEventSchema = z.discriminatedUnion('type', [
     agentId: z.string(),
     at: z.number(),
     reason: z.string(),
+    /** Why the slot gave it back when that is a failure of the slot's (e.g. `slot-broken`). */
+    kind: AttemptFailureKindSchema.optional(),
   }),
   z.object({
     type: z.literal('attempt-failed'),
@@ -324,6 +326,11 @@ export const RunnerConfigSchema = z.object({
    * git runs as this user too, and the files it writes for the slot are given to it.
    */
   agentUser: AgentUserSchema.optional(),
+  /**
+   * @defaultValue 3 — a job whose runner died while holding it this many times is failed as
+   * `poison` by the runner that takes the slot over, instead of being handed back once more.
+   */
+  poisonAfter: z.number().int().min(1).default(3),
 });
 export type RunnerConfig = z.infer<typeof RunnerConfigSchema>;
 
@@ -418,5 +425,7 @@ export function supervisorKeys(prefix: string, queueName: string) {
      */
     spent: (jobId: string, createdAt: number) =>
       `${base}:spent:${jobId}:${createdAt}`,
+    /** Hash: job id → how many runners died holding it (poison issues, docs/agents.md). */
+    runnerDeaths: `${base}:runner-deaths`,
   };
 }

@@ -230,6 +230,11 @@ export const ConfigSchema = z
     recorderDeadline: duration.default(300_000),
     /** @defaultValue 2s */
     heartbeat: durationAtLeast(50, 2_000),
+    /**
+     * @defaultValue 3 — an issue whose runners died this many times while holding it is failed
+     * as `poison` (its attempts kill their runner), so the slots go on with other issues.
+     */
+    poisonAfter: z.number().int().min(1).max(100).default(3),
     /** @defaultValue 1s — first restart delay of a crashed runner (doubles up to 30 s). */
     restartBackoff: duration.default(1_000),
     /** @defaultValue 30s — time a stopping runner gets to hand its job back. */
@@ -531,6 +536,7 @@ function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   set(out, 'recorderDeadline', int('SUPERVISOR_RECORDER_DEADLINE'));
   set(out, 'heartbeat', int('SUPERVISOR_HEARTBEAT'));
   set(out, 'restartBackoff', int('SUPERVISOR_RESTART_BACKOFF'));
+  set(out, 'poisonAfter', int('SUPERVISOR_POISON_AFTER'));
   set(out, 'stopGrace', int('SUPERVISOR_STOP_GRACE'));
   const limits: Record<string, unknown> = {};
   set(limits, 'margin', int('SUPERVISOR_LIMIT_MARGIN'));

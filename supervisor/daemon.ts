@@ -603,6 +603,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
         maxPauseMs: config.limits.maxPause,
       },
       ...runnerSpending(config),
+      poisonAfter: config.poisonAfter,
     };
   }
 

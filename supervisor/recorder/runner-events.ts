@@ -62,6 +62,7 @@ export class RunnerEventRecorder {
             outcome: 'released',
             finishedAt: ev.at,
             error: ev.reason,
+            ...(ev.kind ? { errorKind: ev.kind } : {}),
           });
           if (issue.status === 'in_progress' && issue.agent === ev.agentId)
             issues.update(issue.id, { status: 'queued' });
