@@ -22,6 +22,7 @@ const AGENT_STATES = [
   'stopping',
   'crashed',
   'blocked',
+  'quarantined',
 ] as const;
 const QUEUE_STATES = [
   'waiting',
@@ -68,7 +69,7 @@ export class DashboardMetrics {
     });
     new Gauge({
       name: 'supervisor_agents',
-      help: 'Agent slots by state (starting, idle, working, stopping, crashed, blocked).',
+      help: 'Agent slots by state (starting, idle, working, stopping, crashed, blocked, quarantined).',
       labelNames: ['state'],
       registers: [r],
       collect() {
@@ -77,6 +78,17 @@ export class DashboardMetrics {
             { state: s },
             self.snap?.agents.filter((a) => a.state === s).length ?? 0,
           );
+      },
+    });
+    new Gauge({
+      name: 'supervisor_agents_quarantined',
+      help: 'Agent slots quarantined: broken even after a repair, taking no jobs until `supervisor restart <agent>`.',
+      registers: [r],
+      collect() {
+        this.set(
+          self.snap?.agents.filter((a) => a.state === 'quarantined').length ??
+            0,
+        );
       },
     });
     new Gauge({

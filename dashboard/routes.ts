@@ -4,6 +4,7 @@ import {
   getLogs,
   getSession,
   getStatus,
+  postRestart,
   postScale,
 } from './handlers/api.js';
 import {
@@ -65,6 +66,12 @@ export function dashboardRoutes(d: DashboardDeps): Route[] {
       path: '/api/scale',
       kind: 'write',
       handler: postScale(d),
+    },
+    {
+      method: 'POST',
+      path: '/api/agents/:id/restart',
+      kind: 'write',
+      handler: postRestart(d),
     },
     {
       method: 'GET',

@@ -16,7 +16,8 @@ import {
   resolveRedisUrl,
 } from '../supervisor/redis.js';
 import { validateScale } from '../supervisor/env/capacity.js';
-import { requestScale } from '../supervisor/scaler.js';
+import { requestRestart, requestScale } from '../supervisor/scaler.js';
+import { validateRestart } from '../supervisor/restart.js';
 import { getSetting } from '../supervisor/store/db.js';
 
 /** Something that happened, shown under the controls ("agent-002: runner started"). */
@@ -39,6 +40,8 @@ export interface DashboardSource {
   readonly inProcess: boolean;
   /** Sets the desired agent count (validated, returned); the scaler converges to it. */
   setDesired(count: number | string): number;
+  /** Asks for one agent to be restarted (validated); its quarantine, if any, ends. */
+  restart(agentId: string): void;
   /** The runner log of a slot (the agent's output with a header line per run). */
   logFile(agentId: string): string;
   /** Recorder counters (lease losses, superseded runs), when the recorder runs in this process. */
@@ -73,7 +76,8 @@ export async function daemonSource(daemon: Daemon): Promise<DashboardSource> {
       at: Date.now(),
       agentId: p.agentId,
       message: p.message,
-      level: p.state === 'crashed' ? 'error' : 'info',
+      level:
+        p.state === 'crashed' || p.state === 'quarantined' ? 'error' : 'info',
     });
   const onResult = ({
     issue,
@@ -119,6 +123,8 @@ export async function daemonSource(daemon: Daemon): Promise<DashboardSource> {
       daemon.scaler.setDesired(n);
       return n;
     },
+    restart: (agentId) =>
+      daemon.scaler.restart(validateRestart(daemon.ctx, agentId)),
     logFile: (agentId) => {
       checkAgentId(agentId);
       return (
@@ -187,6 +193,8 @@ export async function stateSource(ctx: Context): Promise<DashboardSource> {
       requestScale(ctx.db, v);
       return v;
     },
+    restart: (agentId) =>
+      void requestRestart(ctx.db, validateRestart(ctx, agentId)),
     logFile: (agentId) => {
       checkAgentId(agentId);
       return join(ctx.paths.logDir, `${agentId}.log`);

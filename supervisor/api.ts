@@ -7,7 +7,8 @@ import { attachExtensions } from './extensions.js';
 import { runningDaemon } from './pidfile.js';
 import { connectOnce, resolveRedisUrl } from './redis.js';
 import { validateScale } from './env/capacity.js';
-import { requestScale } from './scaler.js';
+import { requestRestart, requestScale } from './scaler.js';
+import { restartAgent } from './restart.js';
 import { buildStatus, type AgentStatus, type Status } from './status.js';
 import { getSetting } from './store/db.js';
 import { IssueControls, type IssueEdit } from './issue-controls.js';
@@ -254,6 +255,34 @@ export class Supervisor {
       timeoutMs: opts.timeoutMs ?? 180_000,
       ...(opts.onProgress ? { onChange: opts.onProgress } : {}),
     });
+  }
+
+  /**
+   * Restarts one agent (e.g. `agent-002`): its runner is stopped, handing its job back unspent,
+   * and started again; a quarantined slot is re-created and gets another chance. Resolves with
+   * the agent once it is up again; rejects when it is still broken (quarantined again).
+   */
+  async restart(
+    agentId: string,
+    opts: {
+      timeoutMs?: number;
+      onProgress?: (agent: AgentStatus) => void;
+    } = {},
+  ): Promise<AgentStatus> {
+    const a = await restartAgent(
+      this.ctx,
+      await this.connection(),
+      agentId,
+      (id) =>
+        this.daemon
+          ? this.daemon.scaler.restart(id)
+          : requestRestart(this.ctx.db, id),
+      {
+        ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+        ...(opts.onProgress ? { onChange: opts.onProgress } : {}),
+      },
+    );
+    return a!;
   }
 
   async status(): Promise<Status> {

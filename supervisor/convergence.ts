@@ -41,17 +41,18 @@ export async function waitForAgents(
     const up = s.agents.filter(
       (a) => a.state === 'idle' || a.state === 'working',
     );
-    const looping = s.agents.filter(
-      (a) =>
-        a.state === 'crashed' &&
-        /crash loop/.test(a.lastError ?? '') &&
-        a.since >= (opts.since ?? 0),
+    // Quarantined since this request: broken (crash loop, unusable worktree) even after a repair.
+    const quarantined = s.agents.filter(
+      (a) => a.state === 'quarantined' && a.since >= (opts.since ?? 0),
     );
-    if (looping.length) {
+    if (quarantined.length) {
+      const ids = quarantined.map((a) => a.id);
       throw new SupervisorError(
         'ERR_SUP_NOT_RUNNING',
-        `${looping.map((a) => a.id).join(', ')} keep crashing: ${looping[0]!.lastError}`,
-        { hint: 'see `supervisor logs <agent>`' },
+        `${ids.join(', ')} keep crashing or stay broken: ${quarantined[0]!.lastError}`,
+        {
+          hint: `see \`supervisor logs ${ids[0]}\`; once fixed: supervisor restart ${ids[0]}`,
+        },
       );
     }
     if (up.length === n && s.agents.length === n) return s.agents;

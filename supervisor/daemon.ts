@@ -14,6 +14,7 @@ import { runnerSpending } from './config.js';
 import { SupervisorError, coerceError, redactSecrets } from './errors.js';
 import { forgetEarlierDatabase } from './earlier-database.js';
 import { Feeder } from './feeder.js';
+import { releaseHeldJob } from './held-job.js';
 import {
   acquirePidFile,
   releasePidFile,
@@ -198,6 +199,18 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       restartBackoffMs: config.restartBackoff,
       stopGraceMs: config.stopGrace,
       prepareSlot: (agentId) => this.prepareSlot(agentId),
+      // A broken slot: its worktree (and agent branch) made again from scratch by prepareSlot.
+      repairSlot: (agentId) => removeWorktree(paths, agentId),
+      releaseHeld: (agentId) =>
+        releaseHeldJob(
+          {
+            redisUrl: this.redisUrl,
+            prefix: config.prefix,
+            queueName: ctx.queueName,
+          },
+          agentId,
+          `${agentId} was quarantined: its job goes to another slot`,
+        ),
       checkCount: (n) => {
         for (const h of this.slotHooks) h.checkCount?.(n);
       },

@@ -5,6 +5,7 @@ import {
   slotNumber,
   type RunnerConfig,
 } from '../contract/job.js';
+import { EXIT_SLOT_BROKEN } from '../contract/errors.js';
 import { writeAutoscale } from './autoscaler.js';
 import { SupervisorError, coerceError } from './errors.js';
 import { getSetting, setSetting, type Db } from './store/db.js';
@@ -27,6 +28,13 @@ export interface ScalerOptions {
   prepareSlot: (agentId: string) => Promise<RunnerConfig>;
   /** Throws when the environment cannot serve `n` agents (port blocks, Redis DBs). */
   checkCount?: (n: number) => void;
+  /**
+   * Re-creates a broken slot's worktree from scratch (its environment is prepared again by the
+   * `prepareSlot` that follows). Without it, a broken slot is only restarted.
+   */
+  repairSlot?: (agentId: string) => Promise<void>;
+  /** Hands back, unspent, the job a dead runner of this slot still held; returns its id. */
+  releaseHeld?: (agentId: string) => Promise<string | undefined>;
   /** Runners that report themselves alive in Redis. */
   registry: () => Promise<Map<string, RegisteredAgent>>;
   log: (msg: string, fields?: Record<string, unknown>) => void;
@@ -63,6 +71,33 @@ export function requestScale(db: Db, n: number): void {
   })();
 }
 
+const RESTART_KEY = 'restart_requests';
+
+function readRestartRequests(db: Db): Record<string, string> {
+  try {
+    return JSON.parse(getSetting(db, RESTART_KEY) ?? '{}') as Record<
+      string,
+      string
+    >;
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * Asks the running supervisor to restart one agent (CLI, API, page): its runner is stopped (the
+ * job handed back unspent) and started again, and a quarantine ends. Returns the request's stamp.
+ */
+export function requestRestart(db: Db, agentId: string): string {
+  const stamp = `${Date.now()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  db.transaction(() => {
+    const all = readRestartRequests(db);
+    all[agentId] = stamp;
+    setSetting(db, RESTART_KEY, JSON.stringify(all));
+  })();
+  return stamp;
+}
+
 /** Checks a requested agent count; usage errors carry ERR_SUP_USAGE or ERR_SUP_SCALE_LIMIT. */
 export function validateAgentCount(
   raw: string | number,
@@ -97,9 +132,14 @@ interface SlotRuntimeState {
   busy: boolean;
   quickCrashes: number;
   restartAt: number;
+  /** Quarantined: not started again until a restart of this agent or a new scale request. */
   gaveUp: boolean;
   startedAt: number;
   takeover: boolean;
+  /** The next start re-creates the slot's worktree and environment first. */
+  repairNext: boolean;
+  /** Repaired since its runner last reported in: broken again means quarantine. */
+  repaired: boolean;
 }
 
 /**
@@ -114,6 +154,8 @@ export class Scaler extends EventEmitter<ScalerEvents> {
   private passing: Promise<void> | undefined;
   private lastDesired: string | undefined;
   private kicked = false;
+  /** Restart requests already handled, by agent (their stamps). */
+  private readonly handledRestarts = new Map<string, string>();
 
   constructor(private readonly o: ScalerOptions) {
     super();
@@ -142,6 +184,8 @@ export class Scaler extends EventEmitter<ScalerEvents> {
         gaveUp: false,
         startedAt: 0,
         takeover: false,
+        repairNext: false,
+        repaired: false,
       };
       this.state.set(agentId, s);
     }
@@ -149,6 +193,9 @@ export class Scaler extends EventEmitter<ScalerEvents> {
   }
 
   async start(): Promise<void> {
+    // Requests made for an earlier supervisor were for its runners, not for these.
+    for (const [id, stamp] of Object.entries(readRestartRequests(this.o.db)))
+      this.handledRestarts.set(id, stamp);
     const known = this.o.slots.list();
     const adopted = await this.o.runtime.adopt(known.map((s) => s.id));
     const adoptedIds = new Set(adopted.map((a) => a.agentId));
@@ -202,14 +249,11 @@ export class Scaler extends EventEmitter<ScalerEvents> {
     const desired = this.desired;
     const request = `${desired}/${getSetting(this.o.db, REQUEST_KEY) ?? ''}`;
     if (request !== this.lastDesired) {
-      // A new request (CLI, API, dashboard) gives crash-looping slots another chance.
+      // A new request (CLI, API, dashboard) gives quarantined slots another chance.
       this.lastDesired = request;
-      for (const s of this.state.values()) {
-        s.gaveUp = false;
-        s.quickCrashes = 0;
-        s.restartAt = 0;
-      }
+      for (const [id, s] of this.state) this.revive(id, s);
     }
+    await this.restartRequested();
     if (this.o.runtime.scaleTo)
       return this.syncSlots(await this.o.runtime.scaleTo(desired));
     const now = Date.now();
@@ -237,15 +281,20 @@ export class Scaler extends EventEmitter<ScalerEvents> {
             (this.o.runtime.owns
               ? this.o.runtime.owns(id, reg)
               : reg.pid === slot?.pid);
-          if (ours) this.o.slots.setState(id, 'running');
+          if (ours) {
+            this.o.slots.setState(id, 'running');
+            // It reported in, so its worktree passed the runner's check: healthy again.
+            s.repaired = false;
+          }
           continue;
         }
         if (state === 'running') continue;
+        if (state === 'quarantined' && s.gaveUp) continue;
         if (state === 'crashed' && (s.gaveUp || now < s.restartAt)) continue;
         work.push(this.startSlot(n));
       } else if (state === 'running' || state === 'starting') {
         work.push(this.stopSlot(id));
-      } else if (state === 'crashed') {
+      } else if (state === 'crashed' || state === 'quarantined') {
         this.o.slots.setState(id, 'stopped', { pid: null });
       }
     }
@@ -256,12 +305,20 @@ export class Scaler extends EventEmitter<ScalerEvents> {
     const id = slotId(n);
     const s = this.st(id);
     s.busy = true;
+    const repairing = s.repairNext && this.o.repairSlot !== undefined;
     try {
       this.emit('progress', {
         agentId: id,
         state: 'starting',
-        message: 'preparing worktree and environment',
+        message: repairing
+          ? 're-creating its worktree and environment'
+          : 'preparing worktree and environment',
       });
+      if (repairing) {
+        s.repairNext = false;
+        s.repaired = true;
+        await this.o.repairSlot!(id);
+      }
       const config = await this.o.prepareSlot(id);
       const started = await this.o.runtime.start({
         agentId: id,
@@ -282,21 +339,13 @@ export class Scaler extends EventEmitter<ScalerEvents> {
       });
     } catch (err) {
       const e = coerceError(err);
-      s.quickCrashes += 1;
-      s.restartAt =
-        Date.now() +
-        Math.min(
-          this.o.restartBackoffMs * 2 ** (s.quickCrashes - 1),
-          MAX_BACKOFF_MS,
-        );
-      if (s.quickCrashes >= MAX_QUICK_CRASHES) s.gaveUp = true;
-      this.o.slots.setState(id, 'crashed', { pid: null, lastError: e.message });
-      this.emit('progress', {
-        agentId: id,
-        state: 'crashed',
-        message: e.message,
-      });
       this.o.log('could not start a runner', { agentId: id, error: e.message });
+      if (repairing) {
+        await this.quarantine(id, `the repair failed: ${e.message}`);
+        return;
+      }
+      s.quickCrashes += 1;
+      this.crashed(id, e.message);
     } finally {
       s.busy = false;
     }
@@ -326,28 +375,138 @@ export class Scaler extends EventEmitter<ScalerEvents> {
 
   private onRunnerExit(e: RunnerExit): void {
     const s = this.st(e.agentId);
+    s.takeover = true;
+    this.o.slots.incrementRestarts(e.agentId);
+    if (e.code === EXIT_SLOT_BROKEN) {
+      // The runner found its worktree unusable and handed its job back: re-create the slot
+      // once; broken again right after that, it is quarantined.
+      if (s.repaired || !this.o.repairSlot)
+        void this.quarantine(
+          e.agentId,
+          `its worktree is still unusable after a repair (runner ${e.reason}; see \`supervisor logs ${e.agentId}\`)`,
+        );
+      else {
+        s.repairNext = true;
+        s.restartAt = 0;
+        this.setCrashed(
+          e.agentId,
+          `slot broken: its worktree could not be prepared (runner ${e.reason}); re-creating its worktree and environment`,
+        );
+      }
+      this.kick();
+      return;
+    }
     const ranFor = Date.now() - s.startedAt;
     s.quickCrashes = ranFor < QUICK_CRASH_MS ? s.quickCrashes + 1 : 1;
+    this.crashed(e.agentId, e.reason);
+    this.kick();
+  }
+
+  /**
+   * A runner died or could not start: restarted after a backoff that doubles per quick exit.
+   * A crash loop (`MAX_QUICK_CRASHES` quick exits) re-creates the slot's worktree and
+   * environment once; a slot that keeps crashing after that is quarantined.
+   */
+  private crashed(id: string, reason: string): void {
+    const s = this.st(id);
+    if (s.quickCrashes >= MAX_QUICK_CRASHES) {
+      const loop = `crash loop (${s.quickCrashes} quick exits)`;
+      if (s.repaired || !this.o.repairSlot) {
+        void this.quarantine(
+          id,
+          `${reason}; ${loop}${s.repaired ? ' after a repair' : ''}`,
+        );
+        return;
+      }
+      s.quickCrashes = 0;
+      s.repairNext = true;
+      s.restartAt = Date.now() + this.o.restartBackoffMs;
+      this.setCrashed(
+        id,
+        `${reason}; ${loop}: re-creating its worktree and environment`,
+      );
+      return;
+    }
     s.restartAt =
       Date.now() +
       Math.min(
-        this.o.restartBackoffMs * 2 ** (s.quickCrashes - 1),
+        this.o.restartBackoffMs * 2 ** Math.max(s.quickCrashes - 1, 0),
         MAX_BACKOFF_MS,
       );
-    s.takeover = true;
-    if (s.quickCrashes >= MAX_QUICK_CRASHES) s.gaveUp = true;
-    const msg = s.gaveUp
-      ? `${e.reason}; crash loop (${s.quickCrashes} quick exits): not restarting until the next scale`
-      : `${e.reason}; restarting`;
-    this.o.slots.incrementRestarts(e.agentId);
-    this.o.slots.setState(e.agentId, 'crashed', { pid: null, lastError: msg });
-    this.emit('progress', {
-      agentId: e.agentId,
-      state: 'crashed',
-      message: msg,
+    this.setCrashed(id, `${reason}; restarting`);
+  }
+
+  private setCrashed(id: string, msg: string): void {
+    this.o.slots.setState(id, 'crashed', { pid: null, lastError: msg });
+    this.emit('progress', { agentId: id, state: 'crashed', message: msg });
+    this.o.log('runner exited', { agentId: id, reason: msg });
+  }
+
+  /**
+   * Gives up on a slot until `supervisor restart <agent>` or a new scale request: it is not
+   * started again, and a job its dead runner still held goes back to the queue unspent.
+   */
+  private async quarantine(id: string, why: string): Promise<void> {
+    const s = this.st(id);
+    s.gaveUp = true;
+    s.repairNext = false;
+    const msg = `quarantined: ${why}`;
+    this.o.slots.setState(id, 'quarantined', { pid: null, lastError: msg });
+    this.emit('progress', { agentId: id, state: 'quarantined', message: msg });
+    this.o.log('slot quarantined', { agentId: id, reason: msg });
+    const jobId = await this.o.releaseHeld?.(id).catch((err) => {
+      this.o.log('could not hand back the job of a quarantined slot', {
+        agentId: id,
+        error: coerceError(err).message,
+      });
+      return undefined;
     });
-    this.o.log('runner exited', { agentId: e.agentId, reason: msg });
+    if (jobId)
+      this.o.log('handed back the job of a quarantined slot', {
+        agentId: id,
+        jobId,
+      });
+  }
+
+  /** Another chance for a quarantined or crash-looping slot (a new request by a person). */
+  private revive(id: string, s: SlotRuntimeState): void {
+    if (this.o.slots.get(id)?.state === 'quarantined') s.repairNext = true;
+    s.gaveUp = false;
+    s.quickCrashes = 0;
+    s.restartAt = 0;
+    s.repaired = false;
+  }
+
+  /** Asks for one agent to be restarted (its quarantine, if any, ends); the loop does it. */
+  restart(agentId: string): void {
+    requestRestart(this.o.db, agentId);
     this.kick();
+  }
+
+  /**
+   * Restart requests (CLI, API, page) not handled yet: a running runner is stopped (it hands
+   * its job back) and started again; a quarantined or crashed one is revived and started.
+   */
+  private async restartRequested(): Promise<void> {
+    const requests = readRestartRequests(this.o.db);
+    for (const [id, stamp] of Object.entries(requests)) {
+      if (this.handledRestarts.get(id) === stamp) continue;
+      const s = this.st(id);
+      if (s.busy) continue;
+      this.handledRestarts.set(id, stamp);
+      this.revive(id, s);
+      const slot = this.o.slots.get(id);
+      if (!slot) continue;
+      if (slot.state === 'running' || slot.state === 'starting')
+        await this.stopSlot(id);
+      else if (slot.state === 'crashed' || slot.state === 'quarantined')
+        this.o.slots.setState(id, 'stopped', { pid: null });
+      this.emit('progress', {
+        agentId: id,
+        state: 'stopped',
+        message: 'restart requested',
+      });
+    }
   }
 
   /** A runtime that scales as a whole reported its runners: the slot table follows it. */

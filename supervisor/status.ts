@@ -28,7 +28,12 @@ async function addResources(
     { runnerPid: number | null; agentPid: number | null }
   >();
   for (const a of agents) {
-    if (a._roots?.runnerPid && a.state !== 'crashed') slots.set(a.id, a._roots);
+    if (
+      a._roots?.runnerPid &&
+      a.state !== 'crashed' &&
+      a.state !== 'quarantined'
+    )
+      slots.set(a.id, a._roots);
     delete a._roots;
   }
   const fresh = sampler.size === 0;
@@ -36,8 +41,18 @@ async function addResources(
   for (const a of agents) a.resources = usage.get(a.id) ?? null;
 }
 
+/**
+ * `blocked`: the runner takes no jobs until something it needs is back (its program, memory, a
+ * git remote). `quarantined`: the slot is broken and given up on (docs/agents.md, "Slot health").
+ */
 export type AgentState =
-  'starting' | 'idle' | 'working' | 'stopping' | 'crashed' | 'blocked';
+  | 'starting'
+  | 'idle'
+  | 'working'
+  | 'stopping'
+  | 'crashed'
+  | 'blocked'
+  | 'quarantined';
 
 export interface AgentStatus {
   id: string;
@@ -184,7 +199,8 @@ export async function buildStatus(
     if (
       slot.state === 'starting' ||
       slot.state === 'stopping' ||
-      slot.state === 'crashed'
+      slot.state === 'crashed' ||
+      slot.state === 'quarantined'
     )
       state = slot.state;
     else if (reg) {

@@ -123,6 +123,20 @@ export const postScale =
     return json(200, { desiredAgents: desired });
   };
 
+/**
+ * POST /api/agents/:id/restart — what `supervisor restart <agent>` asks: the runner hands its job
+ * back unspent and starts again, and a quarantine ends. Answers at once (the page shows the rest).
+ */
+export const postRestart =
+  (d: DashboardDeps) =>
+  (req: DashRequest): DashResponse => {
+    const agentId = req.params.id ?? '';
+    d.source.restart(agentId);
+    d.hub.kick();
+    d.log(`dashboard: restart ${agentId}`);
+    return json(202, { agentId, restartRequested: true });
+  };
+
 /** GET /api/agents/:id/logs?lines=N — the last lines of a slot's log, attempts' output spliced in. */
 export const getLogs =
   (d: DashboardDeps) =>

@@ -157,6 +157,18 @@ export const SCRIPT = String.raw`(function () {
     var t = e.target;
     var btn = t && t.closest ? t.closest('[data-logs]') : null;
     if (btn) openLogs(btn.getAttribute('data-logs'));
+    var restart = t && t.closest ? t.closest('[data-restart]') : null;
+    if (restart) {
+      var id = restart.getAttribute('data-restart');
+      restart.disabled = true;
+      message('Restarting ' + id + '…', false);
+      post('api/agents/' + encodeURIComponent(id) + '/restart', {}).then(function () {
+        message('Restarting ' + id + ': its job goes back to the queue, and a quarantine ends.', false);
+      }, function (err) {
+        message(err.message, true);
+        restart.disabled = false;
+      });
+    }
   });
   $('log-close').addEventListener('click', closeLogs);
   document.addEventListener('keydown', function (e) { if (e.key === 'Escape') closeLogs(); });

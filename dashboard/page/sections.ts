@@ -87,6 +87,7 @@ const STATE_LABEL: Record<AgentStatus['state'], string> = {
   stopping: 'stopping',
   crashed: 'crashed',
   blocked: 'blocked',
+  quarantined: 'quarantined',
 };
 
 function activityOf(a: AgentStatus, pendingTotal: number): string {
@@ -102,6 +103,8 @@ function activityOf(a: AgentStatus, pendingTotal: number): string {
     return '<span class="muted">Stopping (handing back its job)…</span>';
   if (a.state === 'blocked')
     return `<span class="error">Waiting for its git remote${a.lastError ? `: ${e(firstLine(a.lastError, 200))}` : ''}</span>`;
+  if (a.state === 'quarantined')
+    return `<span class="error">Quarantined (takes no jobs until restarted)${a.lastError ? `: ${e(firstLine(a.lastError.replace(/^quarantined: /, ''), 200))}` : ''}</span>`;
   return `<span class="error">Crashed${a.lastError ? `: ${e(firstLine(a.lastError, 200))}` : ''}</span>`;
 }
 
@@ -182,11 +185,11 @@ export function renderAgents(s: Snapshot, now?: number): string {
 <td class="env" data-label="Environment">${envSummary(a.env) || NONE}</td>
 <td class="resources-cell" data-label="Resources">${resourcesOf(a)}</td>
 <td class="runtime muted" data-label="Runtime">${runtimeOf(a) || NONE}</td>
-<td class="actions"><button type="button" class="btn btn-small" data-logs="${e(a.id)}" aria-label="View logs of ${e(a.id)}">View Logs</button></td>
+<td class="actions"><button type="button" class="btn btn-small" data-logs="${e(a.id)}" aria-label="View logs of ${e(a.id)}">View Logs</button>${s.readOnly || a.external ? '' : ` <button type="button" class="btn btn-small" data-restart="${e(a.id)}" aria-label="Restart ${e(a.id)}">Restart</button>`}</td>
 </tr>`,
     )
     .join('\n');
-  return `<table class="grid agents"><thead><tr><th scope="col">State</th><th scope="col">Agent</th><th scope="col">Issue</th><th scope="col">In state</th><th scope="col">Environment</th><th scope="col">CPU / memory</th><th scope="col">Runtime</th><th scope="col"><span class="visually-hidden">Logs</span></th></tr></thead><tbody>${rows}</tbody></table>`;
+  return `<table class="grid agents"><thead><tr><th scope="col">State</th><th scope="col">Agent</th><th scope="col">Issue</th><th scope="col">In state</th><th scope="col">Environment</th><th scope="col">CPU / memory</th><th scope="col">Runtime</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
 export function renderQueue(s: Snapshot): string {

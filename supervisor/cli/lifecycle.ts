@@ -253,7 +253,10 @@ function printStatus(s: Status): void {
           a.resources
             ? `${a.resources.cpuPercent.toFixed(0)}% ${Math.round(a.resources.memoryBytes / 1024 ** 2)}M`
             : '',
-          a.lastError && (a.state === 'crashed' || a.state === 'blocked')
+          a.lastError &&
+          (a.state === 'crashed' ||
+            a.state === 'blocked' ||
+            a.state === 'quarantined')
             ? oneLine(a.lastError, 200)
             : a.external && a.host
               ? `on ${a.host}`
@@ -436,7 +439,7 @@ export function registerLifecycleCommands(
               onChange: (a) => {
                 if (!o.json)
                   progress(
-                    `  ${a.id}: ${a.state}${a.state === 'crashed' && a.lastError ? ` (${a.lastError})` : ''}`,
+                    `  ${a.id}: ${a.state}${(a.state === 'crashed' || a.state === 'quarantined') && a.lastError ? ` (${a.lastError})` : ''}`,
                   );
               },
             });

@@ -14,6 +14,7 @@ import { registerLogsCommand } from './logs.js';
 import { registerMaintenanceCommands } from './maintenance.js';
 import { registerPauseCommands } from './pause.js';
 import { registerRemoteCommands } from './remote.js';
+import { registerRestartCommand } from './restart.js';
 import type { GlobalOpts } from './output.js';
 import { damagedDatabaseError } from '../store/db.js';
 import { forTerminal, setRawOutput } from './terminal.js';
@@ -49,6 +50,7 @@ function build(): Command {
   registerIssueCommands(program, globals);
   registerLandCommand(program, globals);
   registerLifecycleCommands(program, globals);
+  registerRestartCommand(program, globals);
   registerPauseCommands(program, globals);
   registerLogsCommand(program, globals);
   registerRemoteCommands(program, globals);

@@ -5,7 +5,7 @@ import { readAgentRecord } from '../../contract/agent-record.js';
 import type { RunnerConfig } from '../../contract/job.js';
 import { SupervisorError, coerceError } from '../errors.js';
 import type { DockerEngine } from './docker/engine.js';
-import { failHeldJob, type QueueAddress } from './docker/held-job.js';
+import { failHeldJob, type QueueAddress } from '../held-job.js';
 import { LABELS, containerName, runnerSelector } from './docker/labels.js';
 import {
   ensureMountSources,

@@ -8,6 +8,8 @@ export const SLOT_STATES = [
   'running',
   'stopping',
   'crashed',
+  /** Broken and given up on: not started until `supervisor restart <agent>` or a new scale. */
+  'quarantined',
 ] as const;
 export type SlotState = (typeof SLOT_STATES)[number];
 

@@ -14,7 +14,7 @@ import { tempDir, tempRepo } from '../helpers/repo.js';
 const cleanups = useCleanups();
 
 describe('crashed slots', () => {
-  it('`scale N` with the same N revives a slot that gave up after a crash loop', async () => {
+  it('`scale N` with the same N revives a slot quarantined after a crash loop', async () => {
     const repo = tempRepo();
     cleanups.push(repo.cleanup);
     const dir = repo.dir;
@@ -36,12 +36,15 @@ describe('crashed slots', () => {
       '--no-dashboard',
     ]);
     cleanups.push(async () => void (await sup.stop()));
+    // A crash loop re-creates the slot once; crashing on after that, it is quarantined.
     const crashed = await waitFor(
       async () =>
         (await cliJson<any>(['status'], { cwd: dir, env })).agents.find(
-          (a: any) => a.state === 'crashed' && /crash loop/.test(a.lastError),
+          (a: any) =>
+            a.state === 'quarantined' &&
+            /crash loop \(5 quick exits\) after a repair/.test(a.lastError),
         ),
-      { timeoutMs: 90_000, what: 'the slot giving up after a crash loop' },
+      { timeoutMs: 120_000, what: 'the slot quarantined after a crash loop' },
     );
     expect(crashed.id).toBe('agent-001');
     rmSync(flag);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { useCleanups } from '../helpers/cleanup.js';
 import {
@@ -9,7 +9,8 @@ import {
   testEnv,
   waitFor,
 } from '../helpers/cli.js';
-import { git, tempRepo } from '../helpers/repo.js';
+import { git, tempDir, tempRepo } from '../helpers/repo.js';
+import { status, workingOn } from '../helpers/agents.js';
 
 const cleanups = useCleanups();
 
@@ -145,5 +146,82 @@ describe('slot health', () => {
     expect(rest.map((i) => i.status)).toEqual(['done', 'done', 'done']);
     // The slots go on: both are back, idle, not given up on.
     await idle(dir, env, 2);
+  });
+
+  it('a slot that stays broken is quarantined, its job handed back unspent and finished by another slot; restart brings it back', async () => {
+    const { dir, env } = await setup();
+    const tmp = tempDir('sup-quarantine-');
+    cleanups.push(() => rmSync(tmp, { recursive: true, force: true }));
+    await start(dir, env, 2);
+    await idle(dir, env, 2);
+    // One slot holds a long job, so the other one takes the next issue.
+    const gate = join(tmp, 'go');
+    await add(dir, env, 'long', `wait-file: ${gate}`);
+    const busy = await workingOn(dir, env, 1);
+    const other = busy.id === 'agent-001' ? 'agent-002' : 'agent-001';
+    // A stale lock on its branch (a killed git leaves one): neither the runner's repair nor a
+    // re-created worktree can move the branch, and only a person may remove someone's lock.
+    const lock = join(
+      dir,
+      '.git',
+      'refs',
+      'heads',
+      'agent',
+      `${other.slice(-3)}.lock`,
+    );
+    writeFileSync(lock, '');
+    await add(dir, env, 'next');
+    const q = await waitFor(
+      async () =>
+        (await status(dir, env)).agents.find(
+          (a: any) => a.id === other && a.state === 'quarantined',
+        ),
+      { what: `${other} quarantined` },
+    );
+    expect(q.lastError).toMatch(/^quarantined: the repair failed: .*\.lock/);
+    writeFileSync(gate, '');
+    const [, next] = await finished(dir, env, 2);
+    expect(next!.status).toBe('done');
+    expect(
+      next!.runs.map((r: any) => [r.outcome, r.errorKind, r.agent]),
+    ).toEqual([
+      ['released', 'slot-broken', other],
+      ['succeeded', null, busy.id],
+    ]);
+    const job = await cliJson<any>(['status'], { cwd: dir, env });
+    expect(job.agents.find((a: any) => a.id === other).state).toBe(
+      'quarantined',
+    );
+    // Fixed by hand; `restart <agent>` ends the quarantine.
+    rmSync(lock);
+    const r = await runCli(['restart', other, '--json'], {
+      cwd: dir,
+      env,
+      timeoutMs: 200_000,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      agentId: other,
+      restarted: true,
+      agent: { id: other, state: 'idle' },
+    });
+    await idle(dir, env, 2);
+  });
+
+  it('restart refuses what is not a slot of the running supervisor, with a hint', async () => {
+    const { dir, env } = await setup();
+    expect((await runCli(['init'], { cwd: dir, env })).code).toBe(0);
+    const stopped = await runCli(['restart', 'agent-001'], { cwd: dir, env });
+    expect(stopped.code).toBe(1);
+    expect(stopped.stderr).toMatch(/not running/);
+    await start(dir, env, 1);
+    const bad = await runCli(['restart', 'bogus'], { cwd: dir, env });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/"bogus" is not an agent id/);
+    const unknown = await runCli(['restart', 'agent-004'], { cwd: dir, env });
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/agent-004 is not a slot.*\n.*agent-001/s);
+    const help = await runCli(['restart', '--help'], { cwd: dir, env });
+    expect(help.stdout).toMatch(/quarantined/);
   });
 });

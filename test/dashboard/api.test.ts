@@ -81,6 +81,47 @@ describe('dashboard API on loopback without a token', () => {
     expect(page.text).toContain('Open Issues Queue');
   });
 
+  it('restarts one agent by POST with the CSRF token; refuses unknown agents and cross-site writes', async () => {
+    const t = await dashboard();
+    const csrf = await csrfOf(t);
+    const origin = t.url;
+    const post = (id: string, headers: Record<string, string>) =>
+      http('POST', `${t.url}/api/agents/${id}/restart`, { body: {}, headers });
+    const ok = { origin, 'x-supervisor-csrf': csrf };
+    t.ctx.slots.ensure(1, '/tmp/wt', 'agent/001');
+    const notRunning = await post('agent-001', ok);
+    expect(notRunning.status).toBe(409);
+    expect(notRunning.json().code).toBe('ERR_SUP_NOT_RUNNING');
+    t.fakeRunning();
+    expect((await post('agent-001', { origin })).status).toBe(403);
+    expect(
+      (
+        await post('agent-001', {
+          origin: 'https://evil.example',
+          'x-supervisor-csrf': csrf,
+        })
+      ).status,
+    ).toBe(403);
+    const unknown = await post('agent-007', ok);
+    expect(unknown.status).toBe(400);
+    expect(unknown.json()).toMatchObject({
+      code: 'ERR_SUP_USAGE',
+      hint: expect.stringContaining('agent-001'),
+    });
+    expect((await post('nope', ok)).json().code).toBe('ERR_SUP_USAGE');
+    expect(getSetting(t.ctx.db, 'restart_requests')).toBeUndefined();
+    const r = await post('agent-001', ok);
+    expect(r.status).toBe(202);
+    expect(r.json()).toEqual({ agentId: 'agent-001', restartRequested: true });
+    // What the running supervisor's scaler picks up.
+    expect(
+      Object.keys(JSON.parse(getSetting(t.ctx.db, 'restart_requests')!)),
+    ).toEqual(['agent-001']);
+    expect(
+      (await http('GET', `${t.url}/api/agents/agent-001/restart`)).status,
+    ).toBe(405);
+  });
+
   it('scales by POST with the CSRF token, and refuses cross-site, token-less and GET writes', async () => {
     const t = await dashboard();
     const csrf = await csrfOf(t);
@@ -551,6 +592,18 @@ describe('read-only dashboard', () => {
       (await http('PUT', `${t.url}/api/scale`, { body: { count: 1 } })).status,
     ).toBe(405);
     expect(getSetting(t.ctx.db, 'desired_agents')).toBeUndefined();
+    t.ctx.slots.ensure(1, '/tmp/wt', 'agent/001');
+    const restart = await http(
+      'POST',
+      `${t.url}/api/agents/agent-001/restart`,
+      {
+        body: {},
+        headers: { origin: t.url, 'x-supervisor-csrf': csrf },
+      },
+    );
+    expect(restart.status).toBe(403);
+    expect(restart.json().code).toBe('ERR_DASHBOARD_READ_ONLY');
+    expect(getSetting(t.ctx.db, 'restart_requests')).toBeUndefined();
     expect(
       (
         await http('PUT', `${t.url}/queues/api/queues/pause`, {

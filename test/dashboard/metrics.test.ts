@@ -90,8 +90,9 @@ describe('/metrics', () => {
       'supervisor_run_duration_seconds_count{outcome="succeeded"} 1',
     );
     // The gauges the alert rules need, by state.
-    for (const s of ['idle', 'working', 'crashed'])
+    for (const s of ['idle', 'working', 'crashed', 'quarantined'])
       expect(text).toContain(`supervisor_agents{state="${s}"} 0`);
+    expect(text).toMatch(/^supervisor_agents_quarantined 0$/m);
     for (const name of [
       'supervisor_agent_restarts_total',
       'supervisor_agent_timeouts_total',

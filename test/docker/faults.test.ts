@@ -167,7 +167,7 @@ describeDocker('Docker runtime: faults', () => {
     );
   });
 
-  it('a container that exits at once is reported as a crash loop in status, not restarted forever; cleanup removes it', async () => {
+  it('a container that exits at once is quarantined after a crash loop and a repair, not restarted forever; cleanup removes it', async () => {
     const repo = await dockerRepo({
       config: { docker: { image: CRASH_IMAGE } },
     });
@@ -183,24 +183,24 @@ describeDocker('Docker runtime: faults', () => {
       async () =>
         (await status(dir, env)).agents.find(
           (a: any) =>
-            a.state === 'crashed' && /crash loop/.test(a.lastError ?? ''),
+            a.state === 'quarantined' && /crash loop/.test(a.lastError ?? ''),
         ),
       {
-        timeoutMs: 60_000,
-        what: 'crash loop reported',
+        timeoutMs: 120_000,
+        what: 'the slot quarantined after a crash loop',
       },
     );
     expect(agent.lastError).toMatch(
       /container exited with code 3: runner: cannot start \(test image\)/,
     );
     const restarts = agent.restarts;
-    // `scale` with the same count revives the crashed slot (issue 12: no `scale 0` needed):
+    // `scale` with the same count revives the quarantined slot (issue 12: no `scale 0` needed):
     // it gets a new round of restarts, and `scale` says it keeps crashing instead of waiting
     // forever (the scaler's give-up rule itself: test/unit/scaler).
     const scaled = await runCli(['scale', '1'], {
       cwd: dir,
       env,
-      timeoutMs: 60_000,
+      timeoutMs: 150_000,
     });
     expect(scaled.code).toBe(1);
     expect(scaled.stderr).toMatch(/keep crashing/);

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { supervisorKeys } from '../../contract/job.js';
-import { failHeldJob } from '../../supervisor/runtimes/docker/held-job.js';
+import { failHeldJob } from '../../supervisor/held-job.js';
 import { useCleanups } from '../helpers/cleanup.js';
 
 const cleanups = useCleanups();

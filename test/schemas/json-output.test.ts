@@ -118,6 +118,19 @@ describe('JSON Schemas', () => {
     const bad = await http('GET', `${t.url}/api/issues?status=nope`);
     expect(bad.status).toBe(400);
     check('api-error', bad.json());
+    t.fakeRunning();
+    t.ctx.slots.ensure(1, '/tmp/wt', 'agent/001');
+    const session = (await http('GET', `${t.url}/api/session`)).json();
+    const restart = await http(
+      'POST',
+      `${t.url}/api/agents/agent-001/restart`,
+      {
+        body: {},
+        headers: { origin: t.url, 'x-supervisor-csrf': session.csrfToken },
+      },
+    );
+    expect(restart.status).toBe(202);
+    check('api-restart', restart.json());
   });
 
   it('match a running supervisor: status with agents at work, issue show with runs, scale, stop', async () => {
@@ -143,6 +156,7 @@ describe('JSON Schemas', () => {
     check('cli-status', busy);
     check('cli-issue-show', await cliJson(['issue', 'show', '1'], opts));
     check('cli-issue-list', await cliJson(['issue', 'cancel', '2'], opts));
+    check('cli-restart', await cliJson(['restart', 'agent-001'], opts));
     check('cli-scale', await cliJson(['scale', '1'], opts));
     const t = await runCli(['stop', '--json'], opts);
     expect(t.code, t.stderr).toBe(0);
