@@ -220,7 +220,11 @@ export async function buildStatus(
       containerId: slot.containerId,
       health: slot.health,
       restarts: slot.restarts,
-      lastError: reg?.error ?? slot.lastError,
+      // A dead runner's registry entry outlives it for a few heartbeats: the slot's note wins then.
+      lastError:
+        slot.state === 'crashed' || slot.state === 'quarantined'
+          ? (slot.lastError ?? reg?.error ?? null)
+          : (reg?.error ?? slot.lastError),
       worktree: slot.worktree,
       branch: slot.branch,
       ...(extra.envFor ? { env: extra.envFor(slot.id) } : {}),
