@@ -79,6 +79,55 @@ describe('budgets', () => {
     );
   });
 
+  it("budget.perIssue counts the issue's earlier attempts: an attempt after one that spent it fails before its agent starts", async () => {
+    const repo = tempRepo();
+    cleanups.push(repo.cleanup);
+    const tools = fakeTools(cleanups);
+    const dir = repo.dir;
+    writeFileSync(
+      join(dir, 'supervisor.config.json'),
+      JSON.stringify({ budget: { perIssue: 0.04 } }),
+    );
+    const env = testEnv({
+      PATH: `${tools.bin}:${process.env.PATH}`,
+      FAKE_STATE_DIR: tools.state,
+      FAKE_COST_USD: '0.0421',
+      SUPERVISOR_AGENT: 'claude',
+    });
+    delete env.SUPERVISOR_AGENT_COMMAND;
+    expect(
+      (await runCli(['issue', 'add', 'it fails'], { cwd: dir, env })).code,
+    ).toBe(0);
+    const sup = await startSupervisor(dir, env, [
+      '--agents',
+      '1',
+      '--no-dashboard',
+    ]);
+    cleanups.push(async () => void (await sup.stop()));
+    const issue = await waitFor(
+      async () => {
+        const i = await cliJson<any>(['issue', 'show', '1'], { cwd: dir, env });
+        return i.status === 'failed' && i;
+      },
+      { what: 'the issue failed' },
+    );
+    // Attempt 1 finished its session (reported $0.0421, not stopped) and exited 1.
+    expect(issue.runs[0]).toMatchObject({
+      attempt: 1,
+      errorKind: 'agent-exit',
+      costUsd: 0.0421,
+    });
+    expect(issue.runs[1]).toMatchObject({ attempt: 2, errorKind: 'budget' });
+    expect(issue.error).toMatch(
+      /^budget: the issue spent \$0\.0421, more than budget\.perIssue \(\$0\.04\)/,
+    );
+    // The agent ran once: the second attempt never started it.
+    const calls = readFileSync(join(tools.state, 'calls'), 'utf8')
+      .split('\n')
+      .filter(Boolean);
+    expect(calls).toHaveLength(1);
+  });
+
   it('budget.daily pauses claiming until the next local day, then claims resume (the clock moved, not waited for)', async () => {
     const repo = tempRepo();
     cleanups.push(repo.cleanup);
