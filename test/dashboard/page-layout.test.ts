@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { ROOT } from '../helpers/cli.js';
+import { getSetting } from '../../supervisor/store/db.js';
 import { startTestDashboard, type TestDashboard } from './helpers.js';
 
 /** Debian's chromium; the test fails (never skips) when it cannot start. */
@@ -151,13 +152,37 @@ describe('the page on a phone, for keyboards and screen readers', () => {
       'Environment',
       'CPU / memory',
       'Runtime',
-      'Logs',
+      'Actions',
     ]);
     // Without measurements the cells say so ("—"), never blank or "0".
     expect(await row.locator('td.resources-cell').textContent()).toMatch(
       /CPU\s+—\s+mem\s+—/,
     );
     expect(await row.locator('td.env').textContent()).toBe('—');
+  });
+
+  it('shows a quarantined agent with why, and restarts it from its row', async () => {
+    const t = await dashboard();
+    seed(t);
+    t.ctx.slots.setState('agent-001', 'quarantined', {
+      lastError: 'quarantined: the repair failed: a stale lock',
+    });
+    t.fakeRunning();
+    const page = await open(t.url, 390);
+    const row = page.locator('#agents tr[data-agent="agent-001"]');
+    await expect.poll(() => row.getAttribute('data-state')).toBe('quarantined');
+    expect(await row.locator('td.activity').textContent()).toBe(
+      'Quarantined (takes no jobs until restarted): the repair failed: a stale lock',
+    );
+    await row.getByRole('button', { name: 'Restart agent-001' }).click();
+    await expect
+      .poll(() => page.locator('#control-msg').textContent())
+      .toMatch(/^Restarting agent-001: its job goes back to the queue/);
+    expect(
+      Object.keys(JSON.parse(getSetting(t.ctx.db, 'restart_requests') ?? '{}')),
+    ).toEqual(['agent-001']);
+    const o = await overflow(page);
+    expect(o.wide, '390px').toEqual([]);
   });
 
   it('passes axe-core with no serious or critical violation, with data and empty', async () => {
