@@ -20,7 +20,7 @@ const PRICES = { '*': { input: 1.25, output: 10, cacheRead: 0.125 } };
 const CODEX_COST = (1500 * 1.25 + 300 * 10 + 500 * 0.125) / 1e6;
 
 describe('tokens and cost per run', () => {
-  it('are read from the presets (Claude Code stream-json, Codex exec --json), logged readably, stored per run and totalled in issue list, status and /metrics', async () => {
+  it('are read from the presets (Claude Code stream-json, Codex exec --json), logged readably, stored per run and totalled in issue list, status, the page and /metrics', async () => {
     const repo = tempRepo();
     cleanups.push(repo.cleanup);
     const tools = fakeTools(cleanups);
@@ -123,6 +123,14 @@ describe('tokens and cost per run', () => {
     const stText = await runCli(['status'], { cwd: dir, env });
     expect(stText.stdout).toContain(
       `cost: today $${total.toFixed(4)} · 8.3k tok, this week $${total.toFixed(4)} · 8.3k tok`,
+    );
+
+    // The page: one totals line under the summary.
+    const page = await (
+      await fetch(new URL('/', st.supervisor.dashboardUrl))
+    ).text();
+    expect(page).toContain(
+      `<p data-testid="costs">Cost: today <span class="mono">$${total.toFixed(4)} · 8.3k tok</span> · this week <span class="mono">$${total.toFixed(4)} · 8.3k tok</span></p>`,
     );
 
     // Prometheus counters by model, from the kept totals.
