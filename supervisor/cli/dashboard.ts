@@ -42,7 +42,18 @@ export function registerDashboardCommand(
       '--host <host>',
       'address (default 127.0.0.1; others need SUPERVISOR_DASHBOARD_TOKEN)',
     )
-    .option('--read-only', 'no controls; Bull Board read-only')
+    .option(
+      '--read-only',
+      'no controls (scale, review buttons, POST /api/issues/…); Bull Board read-only',
+    )
+    .addHelpText(
+      'after',
+      `
+The page: agents with Start/Stop, the queue, recent results, and Review & Land (done issues with
+diffstat, behind, mergeable and conflicts between them; Land, Retry, Cancel buttons).
+JSON API: GET /api/status, /api/issues; POST /api/scale, /api/issues/:id/{retry,cancel,edit,reopen,land}
+(with the X-Supervisor-CSRF token from GET /api/session, or a bearer token). See docs/dashboard.md.`,
+    )
     .action(async (o: DashboardOpts) => {
       const dash: Record<string, unknown> = {};
       if (o.port !== undefined) dash.port = wholeNumberFlag('--port', o.port);

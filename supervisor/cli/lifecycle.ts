@@ -348,7 +348,10 @@ export function registerLifecycleCommands(
       '--dashboard-host <host>',
       'dashboard address (default 127.0.0.1; others need SUPERVISOR_DASHBOARD_TOKEN)',
     )
-    .option('--read-only', 'dashboard without controls')
+    .option(
+      '--read-only',
+      'dashboard without controls (scale, review buttons, POST /api/issues/…)',
+    )
     .option('-d, --detach', 'run in the background')
     .option(
       '--wait-redis',

@@ -64,8 +64,15 @@ export class BaseFetcher {
     this.git = landGit(ctx.paths.root, 120_000);
   }
 
+  /** Resolved once (a failure is not remembered: the next call asks git again). */
   resolve(): Promise<Base> {
-    return (this.base ??= resolveBase(this.git, this.ctx.baseBranch));
+    this.base ??= resolveBase(this.git, this.ctx.baseBranch).catch(
+      (err: unknown) => {
+        this.base = undefined;
+        throw err;
+      },
+    );
+    return this.base;
   }
 
   /** Fetches when the interval has passed (`force`: now). Returns whether it fetched. */

@@ -1,5 +1,3 @@
-import { simpleGit } from 'simple-git';
-import { SAFE_GIT_CONFIG } from '../repo.js';
 import type { LandGit } from './git.js';
 
 export type Strategy = 'rebase' | 'merge' | 'squash';
@@ -13,11 +11,36 @@ export interface IssueRef {
   title: string;
 }
 
+interface CommitMeta {
+  sha: string;
+  parents: string[];
+  name: string;
+  email: string;
+  date: string;
+  body: string;
+}
+
+/** A commit per record: ids, then author and message, NUL-separated, ended by \x01. */
+const COMMIT_FORMAT = '%H %P%x00%an%x00%ae%x00%aD%x00%B%x01';
+
+function parseCommits(out: string): CommitMeta[] {
+  return out
+    .split('\x01')
+    .map((r) => r.replace(/^\n/, ''))
+    .filter((r) => r.trim().length > 0)
+    .map((r) => {
+      const [ids = '', name = '', email = '', date = '', ...rest] =
+        r.split('\0');
+      const [sha = '', ...parents] = ids.trim().split(' ').filter(Boolean);
+      return { sha, parents, name, email, date, body: rest.join('\0').trim() };
+    });
+}
+
 /**
  * The commit that would land: the issue's commits brought onto the base tip. Merge, squash and
  * the common one-commit rebase are computed in the object store alone (`merge-tree
  * --write-tree` + `commit-tree`): no checkout, no index. A rebase of several commits runs
- * `git rebase` in the landing worktree (simple-git reports its conflicts).
+ * `git rebase` in the landing worktree.
  */
 export async function buildCandidate(
   git: LandGit,
@@ -27,18 +50,24 @@ export async function buildCandidate(
   source: string,
   issue: IssueRef,
 ): Promise<Candidate> {
-  if (
-    strategy === 'rebase' &&
-    (await git.run(['merge-base', '--is-ancestor', tip, source])).code === 0
-  )
-    return { ok: true, sha: source };
+  // The rebase's one commit to replay comes with what its copy needs (author, message).
+  let meta: CommitMeta | undefined;
   if (strategy === 'rebase') {
-    const [count, parents] = await Promise.all([
-      git.ok(['rev-list', '--count', `${tip}..${source}`]),
-      git.ok(['rev-list', '--parents', '-n', '1', source]),
-    ]);
-    if (Number(count) !== 1 || parents.split(' ').length !== 2)
+    // One git log says how the issue's commits sit on the tip (a process per landing counts).
+    const commits = parseCommits(
+      await git.ok(['log', `--format=${COMMIT_FORMAT}`, `${tip}..${source}`]),
+    );
+    const linear = commits.every((c) => c.parents.length === 1);
+    if (source === tip || (linear && commits.at(-1)?.parents[0] === tip))
+      return { ok: true, sha: source }; // already on the tip
+    if (
+      !linear &&
+      (await git.run(['merge-base', '--is-ancestor', tip, source])).code === 0
+    )
+      return { ok: true, sha: source };
+    if (commits.length !== 1 || !linear || commits[0]!.sha !== source)
       return rebaseInWorktree(await worktree(), tip, source);
+    meta = commits[0];
   }
   const merged = await git.run([
     'merge-tree',
@@ -54,18 +83,14 @@ export async function buildCandidate(
   if (merged.code !== 0 || !lines[0])
     throw new Error(`git merge-tree failed: ${merged.stderr.trim()}`);
   const tree = lines[0];
-  const meta = await git.ok([
-    'log',
-    '-1',
-    '--format=%an%x00%ae%x00%aD%x00%B',
-    source,
-  ]);
-  const [name, email, date, ...rest] = meta.split('\0');
-  const body = rest.join('\0').trim();
+  meta ??= parseCommits(
+    await git.ok(['log', '-1', `--format=${COMMIT_FORMAT}`, source]),
+  )[0];
+  const body = meta?.body ?? '';
   const author = {
-    GIT_AUTHOR_NAME: name ?? 'agent',
-    GIT_AUTHOR_EMAIL: email ?? 'agent@localhost',
-    GIT_AUTHOR_DATE: date ?? '',
+    GIT_AUTHOR_NAME: meta?.name ?? 'agent',
+    GIT_AUTHOR_EMAIL: meta?.email ?? 'agent@localhost',
+    GIT_AUTHOR_DATE: meta?.date ?? '',
   };
   const message =
     strategy === 'merge'
@@ -84,32 +109,27 @@ export async function buildCandidate(
   return { ok: true, sha: r.stdout.trim() };
 }
 
+/**
+ * Several commits: `git rebase` in the landing worktree, through the one git runner (time limit,
+ * no hooks or configured programs). simple-git refuses that runner's safe settings
+ * (`protocol.ext.allow=never` trips its unsafe-operations guard), so every multi-commit rebase
+ * failed through it; git's own exit code and the unmerged paths say what a conflict is.
+ */
 async function rebaseInWorktree(
   wt: LandGit,
   tip: string,
   source: string,
 ): Promise<Candidate> {
   await wt.ok(['checkout', '--quiet', '-f', '--detach', source]);
-  const sg = simpleGit({
-    baseDir: wt.dir,
-    config: [...SAFE_GIT_CONFIG],
-  }).env({
-    ...Object.fromEntries(
-      Object.entries(process.env).filter(
-        (e): e is [string, string] =>
-          e[1] !== undefined && !e[0].startsWith('GIT_'),
-      ),
-    ),
-    GIT_COMMITTER_NAME: 'agent-supervisor',
-    GIT_COMMITTER_EMAIL: 'supervisor@localhost',
-    GIT_EDITOR: 'true',
-  });
-  try {
-    await sg.rebase([tip]);
-  } catch {
-    const conflicted = (await sg.status()).conflicted;
-    await wt.run(['rebase', '--abort']);
-    return { ok: false, conflictFiles: conflicted };
-  }
-  return { ok: true, sha: await wt.ok(['rev-parse', 'HEAD']) };
+  const r = await wt.run(['rebase', '--quiet', '--no-autostash', tip]);
+  if (r.code === 0)
+    return { ok: true, sha: await wt.ok(['rev-parse', 'HEAD']) };
+  const conflicted = await wt.run(['diff', '--name-only', '--diff-filter=U']);
+  await wt.run(['rebase', '--abort']);
+  const files = conflicted.stdout.split('\n').filter(Boolean);
+  if (files.length === 0)
+    throw new Error(
+      `git rebase failed: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`,
+    );
+  return { ok: false, conflictFiles: files };
 }

@@ -59,6 +59,8 @@ export class Lander {
   readonly fetcher: BaseFetcher;
   private readonly lock: LandLock;
   private readonly log: Log;
+  /** Per land() call: the commit it moved the base to last (saves a rev-parse per landing). */
+  private landedTip: string | undefined;
   /** Per land() call: the base's ref and which worktree has it checked out. */
   private readonly memo = new Map<string, Promise<string | undefined>>();
 
@@ -84,6 +86,7 @@ export class Lander {
   ): Promise<LandOutcome[]> {
     await this.lock.acquire(opts.lockTimeoutMs ?? 600_000);
     this.memo.clear();
+    this.landedTip = undefined;
     try {
       // A remote base lands onto what the remote has now, not what was fetched a while ago.
       await this.fetcher.refresh(true);
@@ -231,7 +234,10 @@ export class Lander {
   private async landOne(id: number): Promise<LandOutcome> {
     const issue = this.ctx.issues.require(id);
     const cfg = this.cfg();
-    const tip0 = await this.tip();
+    // The commit this call landed last is the tip, unless someone moved the base since: then
+    // the compare-and-swap fails and the landing is redone on the tip read from git.
+    const tip0 = this.landedTip ?? (await this.tip());
+    this.landedTip = undefined;
     // A dirty checkout of the base is refused before anything changes.
     const holder = await this.checkoutOf(this.ctx.baseBranch);
     if (holder) await this.requireClean(holder, id);
@@ -259,7 +265,7 @@ export class Lander {
       },
     );
     try {
-      return await this.attempt(issue, landing);
+      return await this.attempt(issue, landing, tip0);
     } catch (err) {
       // Nothing moved (the base moves last): the issue is done again, the attempt says why.
       const e = coerceError(err);
@@ -275,7 +281,11 @@ export class Lander {
     }
   }
 
-  private async attempt(issue: Issue, landing: Landing): Promise<LandOutcome> {
+  private async attempt(
+    issue: Issue,
+    landing: Landing,
+    firstTip: string,
+  ): Promise<LandOutcome> {
     const cfg = this.cfg();
     const id = issue.id;
     if (!issue.commit) {
@@ -292,7 +302,8 @@ export class Lander {
       };
     }
     for (let redone = 0; redone < MAX_REDO; redone++) {
-      const tip = await this.tip();
+      // The tip this landing was recorded on; after the base moved, the new one.
+      const tip = redone === 0 ? firstTip : await this.tip();
       const c = await buildCandidate(
         this.git,
         () => this.worktree(),
@@ -335,7 +346,8 @@ export class Lander {
             redone,
           });
       }
-      if (!(await this.moveBase(tip, c.sha, id))) {
+      if (await this.moveBase(tip, c.sha, id)) this.landedTip = c.sha;
+      else {
         this.log('landing: the base moved meanwhile; redoing on the new tip', {
           issueId: id,
         });
@@ -463,8 +475,8 @@ export class Lander {
       return r.code === 0;
     }
     const wt = landGit(holder, 600_000);
-    await this.requireClean(holder, id);
-    if ((await revParse(wt, 'HEAD')) !== tip) return false;
+    // One git status says both: the checkout is clean, and still at the tip this landing built on.
+    if ((await this.requireClean(holder, id)) !== tip) return false;
     const r = await wt.run(['merge', '--ff-only', '--quiet', sha]);
     if (r.code === 0) return true;
     if ((await revParse(wt, 'HEAD')) !== tip) return false;
@@ -534,10 +546,15 @@ export class Lander {
     return undefined;
   }
 
-  private async requireClean(dir: string, id: number): Promise<void> {
+  /** Refuses a checkout with uncommitted changes to tracked files; returns its HEAD commit. */
+  private async requireClean(
+    dir: string,
+    id: number,
+  ): Promise<string | undefined> {
     const r = await landGit(dir, 120_000).run([
       'status',
-      '--porcelain',
+      '--porcelain=v2',
+      '--branch',
       '--untracked-files=no',
     ]);
     if (r.code !== 0)
@@ -545,13 +562,14 @@ export class Lander {
         'ERR_SUP_GIT',
         `git status failed in ${dir}: ${r.stderr.trim()}`,
       );
-    const st = r.stdout.replace(/\n+$/, '');
-    if (st.length === 0) return;
-    const files = st
-      .split('\n')
-      .slice(0, 5)
-      .map((l) => l.slice(3))
-      .join(', ');
+    let head: string | undefined;
+    const changed: string[] = [];
+    for (const line of r.stdout.split('\n')) {
+      if (line.startsWith('# branch.oid ')) head = line.slice(13).trim();
+      else if (line && !line.startsWith('#')) changed.push(changedPath(line));
+    }
+    if (changed.length === 0) return head;
+    const files = changed.slice(0, 5).join(', ');
     throw new SupervisorError(
       'ERR_SUP_LAND_REFUSED',
       `${this.ctx.baseBranch} is checked out in ${dir} with uncommitted changes (${files}); landing would have to move it under them`,
@@ -578,4 +596,11 @@ export class Lander {
     }
     return landGit(path, 600_000);
   }
+}
+
+/** The path of a `git status --porcelain=v2` entry (ordinary `1`, renamed `2`, unmerged `u`). */
+function changedPath(line: string): string {
+  const fields = line.split(' ');
+  const skip = line.startsWith('2 ') ? 9 : line.startsWith('u ') ? 10 : 8;
+  return fields.slice(skip).join(' ').split('\t')[0]!;
 }

@@ -72,10 +72,18 @@ export async function baseTip(ctx: Context): Promise<string | undefined> {
  */
 export async function refreshMergeStates(
   ctx: Context,
-  opts: { ids?: readonly number[]; limit?: number } = {},
+  opts: {
+    ids?: readonly number[];
+    limit?: number;
+    /** The base's ref when the caller knows it (the running supervisor: one git process a round). */
+    ref?: string;
+  } = {},
 ): Promise<number> {
   const git = landGit(ctx.paths.root, 60_000);
-  const tip = await revParse(git, await baseRef(git, ctx.baseBranch));
+  const tip = await revParse(
+    git,
+    opts.ref ?? (await baseRef(git, ctx.baseBranch)),
+  );
   if (!tip) return 0;
   // `ids`: only those issues (a page of `issue list`, `issue show`); otherwise the stale done
   // issues from an index (read-model.ts), at most `limit` per call: never the whole history.

@@ -70,7 +70,9 @@ export class LandService {
       this.deps.blockDependents();
       // A remote-tracking base: fetched every land.fetchInterval, so behind shows a move at once.
       await this.lander.fetcher.refreshQuietly();
-      await refreshMergeStates(this.ctx);
+      await refreshMergeStates(this.ctx, {
+        ref: (await this.lander.fetcher.resolve()).ref,
+      });
       if (
         this.ctx.config.land.auto &&
         this.ctx.issues.list({ status: 'done', limit: 1 }).length > 0
