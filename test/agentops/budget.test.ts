@@ -195,4 +195,51 @@ describe('budgets', () => {
       what: 'issue 2 claimed and done the next day',
     });
   });
+
+  it('supervisor resume ends a daily-budget pause for the rest of the day: the budget does not pause again', async () => {
+    const repo = tempRepo();
+    cleanups.push(repo.cleanup);
+    const tools = fakeTools(cleanups);
+    const dir = repo.dir;
+    writeFileSync(
+      join(dir, 'supervisor.config.json'),
+      JSON.stringify({ budget: { daily: 0.04 } }),
+    );
+    const env = testEnv({
+      PATH: `${tools.bin}:${process.env.PATH}`,
+      FAKE_STATE_DIR: tools.state,
+      FAKE_COST_USD: '0.0421',
+      SUPERVISOR_AGENT: 'claude',
+    });
+    delete env.SUPERVISOR_AGENT_COMMAND;
+    await runCli(['issue', 'add', 'first'], { cwd: dir, env });
+    const sup = await startSupervisor(dir, env, [
+      '--agents',
+      '1',
+      '--no-dashboard',
+    ]);
+    cleanups.push(async () => void (await sup.stop()));
+    await waitFor(
+      async () =>
+        (await cliJson<any>(['status'], { cwd: dir, env })).pause?.kind ===
+        'budget',
+      { what: 'the daily budget pause' },
+    );
+    const text = await runCli(['status'], { cwd: dir, env });
+    expect(text.stdout).toMatch(
+      /^paused: daily budget until 00:00 \(in .*\) — \$0\.0421 spent today, budget\.daily is \$0\.04$/m,
+    );
+    await runCli(['issue', 'add', 'second'], { cwd: dir, env });
+    const resumed = await runCli(['resume'], { cwd: dir, env });
+    expect(resumed.stdout).toMatch(/^resumed \(was daily budget until 00:00/);
+    await waitFor(
+      async () =>
+        (await cliJson<any>(['issue', 'show', '2'], { cwd: dir, env }))
+          .status === 'done',
+      { what: 'issue 2 done after resume, the same day' },
+    );
+    const st = await cliJson<any>(['status'], { cwd: dir, env });
+    expect(st.pause).toBeNull();
+    expect(st.costs.today.costUsd).toBeCloseTo(0.0842, 9);
+  });
 });
