@@ -12,6 +12,13 @@ import {
 import { git, tempRepo } from '../helpers/repo.js';
 import { holdPorts, randomPortBase } from './helpers.js';
 
+/**
+ * A slot that cannot be started: `crashed` while the scaler retries it, `quarantined` once it
+ * has given up (after a re-creation of the slot that did not help either).
+ */
+const failedToStart = (state: string | undefined): boolean =>
+  state === 'crashed' || state === 'quarantined';
+
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
@@ -121,14 +128,14 @@ describe('scale bounded by what the environment can hand out', () => {
           })
         ).agents;
         return l.some((a) => a.state === 'idle') &&
-          l.some((a) => a.state === 'crashed' && a.lastError)
+          l.some((a) => failedToStart(a.state) && a.lastError)
           ? l
           : false;
       },
       { what: 'one slot up, one out of ports', timeoutMs: 60_000 },
     );
     const up = list.find((a) => a.state === 'idle')!;
-    const out = list.find((a) => a.state === 'crashed')!;
+    const out = list.find((a) => failedToStart(a.state))!;
     expect(out.lastError).toMatch(/no free port block/);
     expect(worktrees(s.dir)).toEqual([up.id]);
     expect(agentBranches(s.dir)).toEqual([`agent/${up.id.slice(6)}`]);

@@ -30,6 +30,13 @@ import {
   randomPrefix,
 } from './helpers.js';
 
+/**
+ * A slot that cannot be started: `crashed` while the scaler retries it, `quarantined` once it
+ * has given up (after a re-creation of the slot that did not help either).
+ */
+const failedToStart = (state: string | undefined): boolean =>
+  state === 'crashed' || state === 'quarantined';
+
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
@@ -383,7 +390,7 @@ describe('environments through the CLI', () => {
       async () => {
         const l = await agents(s);
         return l.find((a) => a.id === 'agent-001')?.state === 'idle' &&
-          l.find((a) => a.id === 'agent-002')?.state === 'crashed'
+          failedToStart(l.find((a) => a.id === 'agent-002')?.state)
           ? l
           : false;
       },
@@ -402,8 +409,9 @@ describe('environments through the CLI', () => {
     await waitFor(
       async () =>
         JSON.stringify(allocationRows(s.dir)) === '["agent-001"]' &&
-        (await agents(s)).find((a) => a.id === 'agent-002')?.state ===
-          'crashed',
+        failedToStart(
+          (await agents(s)).find((a) => a.id === 'agent-002')?.state,
+        ),
       { what: "agent-002's failed allocation released" },
     );
     expect(existsSync(join(bad.worktree, '.env.worktree'))).toBe(false);
@@ -417,7 +425,7 @@ describe('environments through the CLI', () => {
     const [a] = await waitFor(
       async () => {
         const l = await agents(s);
-        return l[0]?.state === 'crashed' && l[0].lastError ? l : false;
+        return failedToStart(l[0]?.state) && l[0]?.lastError ? l : false;
       },
       { what: 'agent-001 crashed' },
     );
@@ -460,14 +468,14 @@ describe('environments through the CLI', () => {
       async () => {
         const l = await agents(s);
         return l.some((a) => a.state === 'idle') &&
-          l.some((a) => a.state === 'crashed' && a.lastError)
+          l.some((a) => failedToStart(a.state) && a.lastError)
           ? l
           : false;
       },
       { what: 'one slot up, one out of ports' },
     );
     const up = list.find((a) => a.state === 'idle')!;
-    const out = list.find((a) => a.state === 'crashed')!;
+    const out = list.find((a) => failedToStart(a.state))!;
     expect(up.env!.portBlock).toEqual({ start: s.base + 3, end: s.base + 5 });
     expect(out.lastError).toMatch(
       new RegExp(
@@ -501,7 +509,7 @@ describe('environments through the CLI', () => {
     const [a] = await waitFor(
       async () => {
         const l = await agents(w);
-        return l[0]?.state === 'crashed' && l[0].lastError ? l : false;
+        return failedToStart(l[0]?.state) && l[0]?.lastError ? l : false;
       },
       { what: 'slot refused' },
     );
