@@ -6,7 +6,7 @@ import type { EventRenderer } from './event-render.js';
 import { changedSince } from './progress-scan.js';
 
 export type KillReason =
-  'lease-lost' | 'shutdown' | 'no-progress' | 'superseded' | 'budget';
+  'lease-lost' | 'shutdown' | 'no-progress' | 'superseded' | 'budget' | 'disk';
 
 export interface AgentExit {
   exitCode: number | null;

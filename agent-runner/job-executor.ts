@@ -1,3 +1,4 @@
+import { agentDiskPaths, clearAgentScratch, watchDisk } from './disk-budget.js';
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { CappedLog } from './capped-log.js';
@@ -261,6 +262,24 @@ export class JobExecutor {
         ...(this.cfg.agentUser ? { user: this.cfg.agentUser } : {}),
       });
       cur.agent = agent;
+      // diskPerAgent: the agent's files are measured while it runs; past the budget it stops.
+      let diskUsed: number | undefined;
+      const diskBudget = this.cfg.limits.diskBytes;
+      const diskWatch =
+        diskBudget === undefined
+          ? undefined
+          : watchDisk({
+              paths: agentDiskPaths(
+                this.cfg.worktreePath,
+                this.cfg.agentUser !== undefined,
+              ),
+              budget: diskBudget,
+              intervalMs: this.cfg.limits.diskCheckMs,
+              over: (bytes) => {
+                diskUsed = bytes;
+                agent.kill('disk');
+              },
+            });
       if (agent.pid !== undefined) {
         const rec: AgentRecord = {
           pid: agent.pid,
@@ -274,6 +293,7 @@ export class JobExecutor {
       if (cur.leaseLost || this.host.shuttingDown())
         agent.kill(cur.leaseLost ? 'lease-lost' : 'shutdown', 0);
       const exit = await agent.exited;
+      diskWatch?.stop();
       // Background processes it left (setsid, double forks) end with it, before the commit.
       await this.containment.sweep('agent exited');
       rmSync(this.agentRecordFile, { force: true });
@@ -349,6 +369,10 @@ export class JobExecutor {
       if (exit.spawnError) {
         kind = 'agent-spawn';
         error = `the agent command could not be started: ${exit.spawnError.message}`;
+      } else if (exit.killedFor === 'disk') {
+        kind = 'disk';
+        if (this.cfg.agentUser) await clearAgentScratch(this.cfg.agentUser);
+        error = `agent stopped: its files took ${Math.round((diskUsed ?? 0) / 2 ** 20)} MiB, past diskPerAgent (${Math.round(diskBudget! / 2 ** 20)} MiB)`;
       } else if (exit.killedFor === 'no-progress') {
         kind = 'no-progress';
         error = `agent killed: no output and no file change for ${this.cfg.lease.progressTimeoutMs} ms`;

@@ -108,6 +108,8 @@ export const ATTEMPT_FAILURE_KINDS = [
   'usage-limit',
   /** The agent's program is not installed: the attempt is handed back and the slot blocks. */
   'missing-program',
+  /** The agent's files passed diskPerAgent: it was stopped. */
+  'disk',
   /** Reserved (issue 12, not emitted yet): the attempt passed budget.perIssue. */
   'budget',
   /**

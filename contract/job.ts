@@ -266,6 +266,10 @@ export const RunnerLimitsSchema = z.object({
     .int()
     .min(1)
     .default(7 * 86_400_000),
+  /** diskPerAgent: past it (worktree, and in a container HOME and /var/tmp) the agent is stopped. */
+  diskBytes: z.number().int().min(1).optional(),
+  /** @defaultValue 5000 — how often the agent's disk use is measured while it runs. */
+  diskCheckMs: z.number().int().min(50).default(5000),
 });
 export type RunnerLimits = z.infer<typeof RunnerLimitsSchema>;
 

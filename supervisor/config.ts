@@ -193,6 +193,25 @@ export const ConfigSchema = z
     maxAgents: z.number().int().min(1).optional(),
     /** @defaultValue 12g on Linux, 3g on macOS */
     memoryPerAgent: bytes.optional(),
+    /**
+     * Disk an agent's files may take: its worktree, and in a Docker container the places its
+     * user can write (HOME, /var/tmp). Past it the agent is stopped and the attempt fails with
+     * the kind `disk`. Unset: no budget. Also SUPERVISOR_DISK_PER_AGENT.
+     */
+    diskPerAgent: bytes.optional(),
+    /** The host's low-disk watermark (docs/reliability.md). */
+    disk: z
+      .object({
+        /**
+         * @defaultValue 1g — claiming pauses (kind `disk`) while the filesystem of the
+         * repository or `.supervisor/` has less free; 0 turns it off.
+         */
+        minFree: z.union([z.literal(0), bytes]).default(1024 ** 3),
+        /** @defaultValue 5s — how often a runner measures its agent's files (diskPerAgent). */
+        checkInterval: duration.default(5_000),
+      })
+      .strict()
+      .default({}),
     /** @defaultValue 4 on Linux, 2 on macOS */
     cpusPerAgent: z.number().positive().optional(),
     runtime: z.enum(['process', 'docker', 'swarm']).default('process'),
@@ -527,6 +546,11 @@ function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   set(out, 'agents', int('SUPERVISOR_AGENTS'));
   set(out, 'maxAgents', int('SUPERVISOR_MAX_AGENTS'));
   set(out, 'memoryPerAgent', int('SUPERVISOR_MEMORY_PER_AGENT'));
+  set(out, 'diskPerAgent', int('SUPERVISOR_DISK_PER_AGENT'));
+  const disk: Record<string, unknown> = {};
+  set(disk, 'minFree', int('SUPERVISOR_DISK_MIN_FREE'));
+  set(disk, 'checkInterval', int('SUPERVISOR_DISK_CHECK_INTERVAL'));
+  if (Object.keys(disk).length) out.disk = disk;
   set(out, 'runtime', env.SUPERVISOR_RUNTIME);
   set(out, 'baseBranch', env.SUPERVISOR_BASE_BRANCH);
   set(out, 'attempts', int('SUPERVISOR_ATTEMPTS'));

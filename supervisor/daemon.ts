@@ -47,11 +47,13 @@ import {
   describePause,
   enforcePause,
   liftPause,
+  clearPause,
   readPause,
   recordPause,
   type Pause,
 } from './pause.js';
 import { DailyBudget } from './daily-budget.js';
+import { DiskWatermark } from './disk-watermark.js';
 import { watchExternalWrites } from './store/external-writes.js';
 import {
   ensureWorktree,
@@ -124,6 +126,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
   private readonly slotHooks: SlotHook[] = [];
 
   private readonly dailyBudget: DailyBudget;
+  private readonly diskWatermark: DiskWatermark;
 
   private constructor(
     readonly ctx: Context,
@@ -134,6 +137,10 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
   ) {
     super();
     this.dailyBudget = new DailyBudget(ctx.db, ctx.config.budget.daily, clock);
+    this.diskWatermark = new DiskWatermark(
+      [ctx.paths.root, ctx.paths.gitCommonDir, ctx.paths.logDir],
+      ctx.config.disk.minFree,
+    );
     setGitCommandTimeout(ctx.config.git.commandTimeout);
     const { config, paths } = ctx;
     this.redisUrl = redisUrl;
@@ -518,6 +525,13 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     const now = this.clock();
     const over = this.dailyBudget.check();
     if (over) recordPause(this.ctx.db, over, now);
+    const low = this.diskWatermark.check(now);
+    if (low) recordPause(this.ctx.db, low, now);
+    else if (
+      readPause(this.ctx.db, now)?.kind === 'disk' &&
+      this.diskWatermark.recovered()
+    )
+      clearPause(this.ctx.db);
     const p = readPause(this.ctx.db, now);
     if (p) {
       if (
@@ -614,6 +628,8 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
         marginMs: config.limits.margin,
         defaultPauseMs: config.limits.defaultPause,
         maxPauseMs: config.limits.maxPause,
+        diskCheckMs: config.disk.checkInterval,
+        ...(config.diskPerAgent ? { diskBytes: config.diskPerAgent } : {}),
       },
       ...runnerSpending(config),
       poisonAfter: config.poisonAfter,

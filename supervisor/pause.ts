@@ -4,7 +4,7 @@ import { humanDuration } from '../contract/reset-time.js';
 import { getSetting, setSetting, type Db } from './store/db.js';
 
 /** Why claiming is paused. */
-export const PAUSE_KINDS = ['usage-limit', 'budget', 'manual'] as const;
+export const PAUSE_KINDS = ['usage-limit', 'budget', 'manual', 'disk'] as const;
 export type PauseKind = (typeof PAUSE_KINDS)[number];
 
 /**
@@ -70,6 +70,7 @@ const KIND_TEXT: Record<PauseKind, string> = {
   'usage-limit': 'usage limit',
   budget: 'daily budget',
   manual: 'paused by hand',
+  disk: 'low disk',
 };
 
 function clock(t: number, now: number): string {
@@ -81,6 +82,8 @@ function clock(t: number, now: number): string {
 /** "paused: usage limit until 14:00 (in 2h 13m)". */
 export function describePause(p: Pause, now = Date.now()): string {
   const what = KIND_TEXT[p.kind];
+  if (p.until === null && p.kind === 'disk')
+    return `paused: ${what} until space is freed`;
   if (p.until === null) return `paused: ${what} until resumed`;
   return `paused: ${what} until ${clock(p.until, now)} (in ${humanDuration(p.until - now)})`;
 }

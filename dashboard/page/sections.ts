@@ -28,6 +28,7 @@ const FAILURE_LABELS: Partial<Record<AttemptFailureKind, string>> = {
   'usage-limit': 'usage limit',
   'missing-program': 'program missing',
   budget: 'over budget',
+  disk: 'disk budget',
   'slot-broken': 'slot broken',
   poison: 'poison issue',
 };
