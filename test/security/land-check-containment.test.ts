@@ -21,6 +21,9 @@ W="$PWD"
 (cd / && env -i PATH="$PATH" P="$PORT" setsid node -e "require('net').createServer().listen(Number(process.env.P), '0.0.0.0')" </dev/null >/dev/null 2>&1 & echo $! >> "$W/pids") &
 wait
 for i in $(seq 1 50); do [ -f leak-fork.txt ] && [ -f leak-setsid.txt ] && break; sleep 0.1; done
+# The listener is found by its port: the check ends once it listens, as a dev server would.
+hex=$(printf '%04X' "$PORT")
+for i in $(seq 1 100); do grep -q ":$hex 00000000:0000 0A" /proc/net/tcp && break; sleep 0.1; done
 echo "control plane: [$SUPERVISOR_PREFIX] [$REDIS_URL]"
 `;
 
