@@ -19,36 +19,48 @@ import { tempRepo } from '../helpers/repo.js';
 
 const cleanups = useCleanups();
 
+/**
+ * A repository with this configuration and these issues, fake CLIs on PATH, and a supervisor
+ * running one `--agent claude` slot.
+ */
+async function startWith(
+  config: object,
+  titles: string[],
+  extra: Record<string, string> = {},
+) {
+  const repo = tempRepo();
+  cleanups.push(repo.cleanup);
+  const tools = fakeTools(cleanups);
+  const dir = repo.dir;
+  writeFileSync(join(dir, 'supervisor.config.json'), JSON.stringify(config));
+  const env = testEnv({
+    PATH: `${tools.bin}:${process.env.PATH}`,
+    FAKE_STATE_DIR: tools.state,
+    SUPERVISOR_AGENT: 'claude',
+    ...extra,
+  });
+  delete env.SUPERVISOR_AGENT_COMMAND;
+  for (const t of titles)
+    expect((await runCli(['issue', 'add', t], { cwd: dir, env })).code).toBe(0);
+  const sup = await startSupervisor(dir, env, [
+    '--agents',
+    '1',
+    '--no-dashboard',
+  ]);
+  cleanups.push(async () => void (await sup.stop()));
+  return { dir, env, state: tools.state };
+}
+
 describe('budgets', () => {
   it('budget.perIssue stops the running attempt once its spend passes it, fails the issue with kind budget, and the slot goes on', async () => {
-    const repo = tempRepo();
-    cleanups.push(repo.cleanup);
-    const tools = fakeTools(cleanups);
-    const dir = repo.dir;
     // Each message of the "spend" issue: 10k input + 1k output tokens = $0.045 at these prices.
-    writeFileSync(
-      join(dir, 'supervisor.config.json'),
-      JSON.stringify({
+    const { dir, env, state } = await startWith(
+      {
         prices: { 'claude-sonnet-4-5': { input: 3, output: 15 } },
         budget: { perIssue: 0.05 },
-      }),
+      },
+      ['spend without end', 'by claude'],
     );
-    const env = testEnv({
-      PATH: `${tools.bin}:${process.env.PATH}`,
-      FAKE_STATE_DIR: tools.state,
-      SUPERVISOR_AGENT: 'claude',
-    });
-    delete env.SUPERVISOR_AGENT_COMMAND;
-    for (const t of ['spend without end', 'by claude'])
-      expect((await runCli(['issue', 'add', t], { cwd: dir, env })).code).toBe(
-        0,
-      );
-    const sup = await startSupervisor(dir, env, [
-      '--agents',
-      '1',
-      '--no-dashboard',
-    ]);
-    cleanups.push(async () => void (await sup.stop()));
     const issues = await waitFor(
       async () => {
         const l = await cliJson<any[]>(['issue', 'list'], { cwd: dir, env });
@@ -72,7 +84,7 @@ describe('budgets', () => {
     expect(spent.runs[0].costUsd).toBeGreaterThan(0.05);
     expect(spent.usage.costUsd).toBe(spent.runs[0].costUsd);
     // The agent was still running when it was stopped, and is gone.
-    const pid = Number(readFileSync(join(tools.state, 'pid-1'), 'utf8'));
+    const pid = Number(readFileSync(join(state, 'pid-1'), 'utf8'));
     expect(processAlive(pid)).toBe(false);
     expect(readFileSync(spent.runs[0].logPath, 'utf8')).toContain(
       'Still working (step 2).',
@@ -80,30 +92,11 @@ describe('budgets', () => {
   });
 
   it("budget.perIssue counts the issue's earlier attempts: an attempt after one that spent it fails before its agent starts", async () => {
-    const repo = tempRepo();
-    cleanups.push(repo.cleanup);
-    const tools = fakeTools(cleanups);
-    const dir = repo.dir;
-    writeFileSync(
-      join(dir, 'supervisor.config.json'),
-      JSON.stringify({ budget: { perIssue: 0.04 } }),
+    const { dir, env, state } = await startWith(
+      { budget: { perIssue: 0.04 } },
+      ['it fails'],
+      { FAKE_COST_USD: '0.0421' },
     );
-    const env = testEnv({
-      PATH: `${tools.bin}:${process.env.PATH}`,
-      FAKE_STATE_DIR: tools.state,
-      FAKE_COST_USD: '0.0421',
-      SUPERVISOR_AGENT: 'claude',
-    });
-    delete env.SUPERVISOR_AGENT_COMMAND;
-    expect(
-      (await runCli(['issue', 'add', 'it fails'], { cwd: dir, env })).code,
-    ).toBe(0);
-    const sup = await startSupervisor(dir, env, [
-      '--agents',
-      '1',
-      '--no-dashboard',
-    ]);
-    cleanups.push(async () => void (await sup.stop()));
     const issue = await waitFor(
       async () => {
         const i = await cliJson<any>(['issue', 'show', '1'], { cwd: dir, env });
@@ -122,7 +115,7 @@ describe('budgets', () => {
       /^budget: the issue spent \$0\.0421, more than budget\.perIssue \(\$0\.04\)/,
     );
     // The agent ran once: the second attempt never started it.
-    const calls = readFileSync(join(tools.state, 'calls'), 'utf8')
+    const calls = readFileSync(join(state, 'calls'), 'utf8')
       .split('\n')
       .filter(Boolean);
     expect(calls).toHaveLength(1);
@@ -197,28 +190,13 @@ describe('budgets', () => {
   });
 
   it('supervisor resume ends a daily-budget pause for the rest of the day: the budget does not pause again', async () => {
-    const repo = tempRepo();
-    cleanups.push(repo.cleanup);
-    const tools = fakeTools(cleanups);
-    const dir = repo.dir;
-    writeFileSync(
-      join(dir, 'supervisor.config.json'),
-      JSON.stringify({ budget: { daily: 0.04 } }),
+    const { dir, env } = await startWith(
+      { budget: { daily: 0.04 } },
+      ['first'],
+      {
+        FAKE_COST_USD: '0.0421',
+      },
     );
-    const env = testEnv({
-      PATH: `${tools.bin}:${process.env.PATH}`,
-      FAKE_STATE_DIR: tools.state,
-      FAKE_COST_USD: '0.0421',
-      SUPERVISOR_AGENT: 'claude',
-    });
-    delete env.SUPERVISOR_AGENT_COMMAND;
-    await runCli(['issue', 'add', 'first'], { cwd: dir, env });
-    const sup = await startSupervisor(dir, env, [
-      '--agents',
-      '1',
-      '--no-dashboard',
-    ]);
-    cleanups.push(async () => void (await sup.stop()));
     await waitFor(
       async () =>
         (await cliJson<any>(['status'], { cwd: dir, env })).pause?.kind ===
