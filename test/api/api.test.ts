@@ -72,6 +72,13 @@ describe('programmatic API', () => {
     const status = await sup.status();
     expect(status.agents).toHaveLength(2);
     expect(status.supervisor.running).toBe(true);
+    // One agent restarted: a new runner, the other one untouched.
+    const before = status.agents.map((x) => x.pid);
+    const restarted = await sup.restart('agent-002');
+    expect(restarted).toMatchObject({ id: 'agent-002', state: 'idle' });
+    expect(restarted.pid).not.toBe(before[1]);
+    expect((await sup.status()).agents.map((x) => x.pid)[0]).toBe(before[0]);
+    await expect(sup.restart('agent-009')).rejects.toThrow(/not a slot/);
     expect(jobIdForIssue(1)).toBe('issue-1');
     await sup.stop();
     expect((await sup.status()).supervisor.running).toBe(false);
