@@ -11,6 +11,7 @@ import { feedRow } from './rows/feed.js';
 import { footprintRows } from './rows/footprint.js';
 import { historyRows } from './rows/history.js';
 import { landRow } from './rows/land.js';
+import { lostHostRow } from './rows/lost-host.js';
 import { recoveryRow } from './rows/recovery.js';
 import { scaleRows } from './rows/scaleup.js';
 import { throughputRow } from './rows/throughput.js';
@@ -26,6 +27,7 @@ const ROWS: Record<
   scale: scaleRows,
   feed: feedRow,
   recovery: recoveryRow,
+  'lost-host': lostHostRow,
   footprint: footprintRows,
   history: historyRows,
   land: landRow,

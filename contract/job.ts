@@ -202,10 +202,15 @@ export type RunnerEvent = z.infer<typeof RunnerEventSchema>;
 
 /** Lease settings: the BullMQ lock is the runner's lease, the progress timeout the agent's. */
 export const LeaseSchema = z.object({
-  /** @defaultValue 60000 — lock held by a live runner, renewed at half this. */
-  lockDurationMs: z.number().int().min(200).default(60_000),
-  /** @defaultValue 30000 — how often stalled (unrenewed) jobs are looked for. */
-  stalledIntervalMs: z.number().int().min(100).default(30_000),
+  /**
+   * @defaultValue 20000 — lock held by a live runner, renewed every 10 s (half of it). With the
+   * 5 s stalled check, a runner whose host is gone loses its job in ≤ 25 s; a live runner keeps
+   * it for as long as its agent works (renewal does not depend on the agent), and rides out
+   * Redis or network gaps of 10–20 s (docs/reliability.md).
+   */
+  lockDurationMs: z.number().int().min(200).default(20_000),
+  /** @defaultValue 5000 — how often each runner looks for stalled (unrenewed) jobs (one script). */
+  stalledIntervalMs: z.number().int().min(100).default(5_000),
   /** @defaultValue 2 — stalls tolerated before a job fails. */
   maxStalledCount: z.number().int().min(2).default(2),
   /** @defaultValue 900000 — an agent with no output and no file change for this long is killed. */

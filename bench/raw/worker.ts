@@ -3,7 +3,9 @@
  * (like our runners do) and reports to the benchmark over IPC.
  *   dispatch — one Worker whose processor only notes the time it was called;
  *   pool     — one Worker per worktree: git reset + the agent command + commit per job;
- *   idle     — one Worker waiting for jobs (its RSS is the baseline of an idle runner).
+ *   idle     — one Worker waiting for jobs (its RSS is the baseline of an idle runner);
+ *   hold     — one Worker (BullMQ's default lock and stalled settings) that takes a job and never
+ *              finishes it: the busy worker whose host is lost.
  */
 import { Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -11,7 +13,7 @@ import { git, gitEnv, sh } from '../lib/git.js';
 import { nowMs } from '../lib/stats.js';
 
 interface RawConfig {
-  mode: 'dispatch' | 'pool' | 'idle';
+  mode: 'dispatch' | 'pool' | 'idle' | 'hold';
   redisUrl: string;
   prefix: string;
   queueName: string;
@@ -43,6 +45,11 @@ async function main(): Promise<void> {
       return null;
     });
     w.on('completed', (job) => send({ type: 'completed', id: job.id }));
+  } else if (cfg.mode === 'hold') {
+    worker(async (job) => {
+      send({ type: 'called', id: job.id, at: nowMs() });
+      await new Promise(() => undefined);
+    });
   } else {
     for (const wt of cfg.worktrees ?? []) {
       const w = worker(async (job) => {
