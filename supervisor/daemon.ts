@@ -198,6 +198,14 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     this.recorder.on('warning', (w) => log(w));
     this.land = new LandService(ctx, log, redisUrl);
     this.cancels = new CancelEnforcer(ctx, this.queue, runtime, log);
+    // Runners alive by their heartbeats in Redis (stale after three missed beats).
+    const registry = () =>
+      readRegistry(
+        this.redis,
+        config.prefix,
+        ctx.queueName,
+        Math.max(3 * config.heartbeat, 3000),
+      );
     this.scaler = new Scaler({
       db: ctx.db,
       slots: ctx.slots,
@@ -221,13 +229,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       checkCount: (n) => {
         for (const h of this.slotHooks) h.checkCount?.(n);
       },
-      registry: () =>
-        readRegistry(
-          this.redis,
-          config.prefix,
-          ctx.queueName,
-          Math.max(3 * config.heartbeat, 3000),
-        ),
+      registry,
       log,
     });
     this.autoscaler = new AutoscaleLoop({
@@ -236,13 +238,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
         const c = await this.queue.getJobCounts('wait', 'prioritized');
         return (c.wait ?? 0) + (c.prioritized ?? 0);
       },
-      registry: () =>
-        readRegistry(
-          this.redis,
-          config.prefix,
-          ctx.queueName,
-          Math.max(3 * config.heartbeat, 3000),
-        ),
+      registry,
       paused: () => readPause(ctx.db) !== undefined,
       limit: (n) => this.agentLimit(n),
       readDesired: () => readDesired(ctx.db),

@@ -9,6 +9,7 @@ import {
   type RegisteredAgent,
 } from '../../supervisor/registry.js';
 import { DESIRED_KEY } from '../../supervisor/scaler.js';
+import { RUNNER_NODE_FLAGS } from '../../supervisor/runtimes/process.js';
 import { setSetting } from '../../supervisor/store/db.js';
 import { connect, deletePrefix, REDIS_URL } from './redis.js';
 
@@ -213,7 +214,9 @@ export class RawWorkerProcess {
   static async start(
     config: Record<string, unknown>,
   ): Promise<RawWorkerProcess> {
+    // The node flags our runners get, so both sides of a row run the same V8 heap policy.
     const child = fork(RAW_WORKER, [], {
+      execArgv: [...RUNNER_NODE_FLAGS],
       env: { ...process.env, BENCH_RAW_CONFIG: JSON.stringify(config) },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });

@@ -40,7 +40,7 @@ const RUNNER_SCRIPT = defaultRunnerScript();
  * A runner idles between jobs for most of its life: V8's memory-saving heap policy keeps an
  * idle runner near 70 MB instead of ~90 MB after a few hundred jobs, for a little more GC.
  */
-const RUNNER_NODE_FLAGS = ['--optimize-for-size'];
+export const RUNNER_NODE_FLAGS = ['--optimize-for-size'];
 
 interface Tracked {
   agentId: string;
