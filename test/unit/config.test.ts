@@ -10,6 +10,7 @@ import {
   parseDuration,
 } from '../../supervisor/config.js';
 import { SupervisorError } from '../../supervisor/errors.js';
+import { LeaseSchema } from '../../contract/job.js';
 
 describe('durations and sizes', () => {
   it('reads durations with an optional unit (ms by default)', () => {
@@ -118,5 +119,19 @@ describe('configuration layers', () => {
     expect(() => loadConfig({ configFile: file([1, 2]), env: {} })).toThrow(
       /must hold a JSON object/,
     );
+  });
+});
+
+describe('the default lease', () => {
+  // Issue 16: a runner whose host is lost frees its job within lock + one stalled check (the
+  // bench row `lost-host` measures it); a live runner renews at half the lock, so it rides out
+  // gaps of at least that long.
+  it('bounds a lost host at 30 s and still tolerates 10 s without Redis', () => {
+    const lease = LeaseSchema.parse({});
+    expect(lease.lockDurationMs + lease.stalledIntervalMs).toBeLessThanOrEqual(
+      30_000,
+    );
+    expect(lease.lockDurationMs / 2).toBeGreaterThanOrEqual(10_000);
+    expect(lease.maxStalledCount).toBeGreaterThanOrEqual(2);
   });
 });
