@@ -108,6 +108,18 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // Started by `supervisor runner` (SUPERVISOR_RUNNER_PARENT=its pid): when that CLI dies, even
+  // by SIGKILL, this runner stops too, as if it had been sent SIGTERM, instead of working on
+  // as an orphan nobody can stop with the command that started it.
+  const parent = Number(process.env.SUPERVISOR_RUNNER_PARENT);
+  delete process.env.SUPERVISOR_RUNNER_PARENT;
+  if (parent > 1)
+    setInterval(() => {
+      if (process.ppid !== parent && signals === 0) {
+        log('the supervisor runner command that started this runner is gone');
+        onSignal('SIGTERM');
+      }
+    }, 1000).unref();
   // A broken slot (its job already handed back): the supervisor re-creates or quarantines it.
   void runner.broken.then(async (err) => {
     log(

@@ -170,6 +170,8 @@ export function registerRemoteCommands(
       };
       delete env.SUPERVISOR_RUNNER_CONFIG;
       if (o.agentId) env.SUPERVISOR_AGENT_ID = o.agentId;
+      // The runner stops when this command is gone (even killed with SIGKILL): no orphan.
+      env.SUPERVISOR_RUNNER_PARENT = String(process.pid);
       const child = spawn(process.execPath, [RUNNER_MAIN], {
         env,
         stdio: 'inherit',

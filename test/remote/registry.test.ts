@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { queueNameFor, supervisorKeys } from '../../contract/job.js';
@@ -185,5 +185,32 @@ describe('runner registry', () => {
     );
     expect(agents).toHaveLength(1);
     expect(agents[0]).toMatchObject({ host: 'host-a', state: 'idle' });
+
+    // `supervisor runner` killed with SIGKILL: the runner it started stops too (no orphan).
+    const child = Number(
+      execFileSync('pgrep', ['-P', String(a.pid)], { encoding: 'utf8' })
+        .trim()
+        .split('\n')[0],
+    );
+    expect(child).toBeGreaterThan(1);
+    await a.stop('SIGKILL');
+    await waitFor(
+      () => {
+        try {
+          process.kill(child, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      { timeoutMs: 60_000, what: "the killed command's runner gone" },
+    );
+    await waitFor(
+      async () =>
+        !(await agentsOf(dir, env)).some(
+          (x) => x.id === 'agent-102' && x.state === 'idle',
+        ),
+      { timeoutMs: 60_000, what: 'agent-102 no longer idle' },
+    );
   });
 });
