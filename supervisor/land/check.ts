@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import {
   ENTER_CGROUP_SH,
@@ -30,6 +30,34 @@ const RUN_CHECK = [
 ].join('\n');
 
 /**
+ * The same, first hiding the supervisor's state directory ($SUPERVISOR_HIDE_DIR: SQLite, logs,
+ * the dashboard token) under an empty tmpfs, in a mount namespace of the check's own.
+ */
+const HIDE_STATE_AND_RUN_CHECK = [
+  'mount -t tmpfs -o size=4k,mode=0700 agent-supervisor-hidden "$SUPERVISOR_HIDE_DIR" || { echo "supervisor: cannot hide $SUPERVISOR_HIDE_DIR" >&2; exit 125; }',
+  'unset SUPERVISOR_HIDE_DIR',
+  RUN_CHECK,
+].join('\n');
+
+let hideable: boolean | undefined;
+
+/**
+ * Where the check can get a mount namespace of its own: Linux, as root, with unshare, and
+ * allowed to (a container without CAP_SYS_ADMIN is not). Asked once.
+ */
+function canHideState(): boolean {
+  hideable ??=
+    process.platform === 'linux' &&
+    process.getuid?.() === 0 &&
+    existsSync('/usr/bin/unshare') &&
+    spawnSync('/usr/bin/unshare', ['--mount', 'true'], {
+      stdio: 'ignore',
+      timeout: 10_000,
+    }).status === 0;
+  return hideable;
+}
+
+/**
  * Runs `land.check` in the landing worktree, in its own process group (a timeout kills the whole
  * group), with the landing slot's environment. The command is the user's configuration, never
  * issue text; the issue's id and commits reach it as environment variables. It runs the code an
@@ -48,6 +76,8 @@ export async function runCheck(o: {
   logFile: string;
   /** The landing slot (queue and `land`): its cgroup and marker. */
   slotKey: string;
+  /** The supervisor's state directory, hidden from the check where that is possible. */
+  hide?: string;
 }): Promise<CheckResult> {
   mkdirSync(dirname(o.logFile), { recursive: true });
   const run = new SlotRun({
@@ -59,13 +89,29 @@ export async function runCheck(o: {
   const log = createWriteStream(o.logFile);
   const started = Date.now();
   return new Promise((resolve) => {
-    const child = spawn('/bin/sh', ['-c', RUN_CHECK], {
+    const hide = o.hide && canHideState() ? o.hide : undefined;
+    // unshare execs the shell in place: the same pid, so the same process group to kill.
+    const [file, args] = hide
+      ? [
+          '/usr/bin/unshare',
+          [
+            '--mount',
+            '--propagation',
+            'private',
+            '/bin/sh',
+            '-c',
+            HIDE_STATE_AND_RUN_CHECK,
+          ],
+        ]
+      : ['/bin/sh', ['-c', RUN_CHECK]];
+    const child = spawn(file, args, {
       cwd: o.cwd,
       env: {
         ...withoutControlPlane(),
         ...o.env,
         ...run.env(),
         SUPERVISOR_LAND_CHECK: o.command,
+        ...(hide ? { SUPERVISOR_HIDE_DIR: hide } : {}),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,

@@ -327,6 +327,7 @@ export class Lander {
           cwd: wt.dir,
           timeoutMs: cfg.checkTimeout,
           slotKey: `${this.ctx.config.prefix}:${this.ctx.queueName}:land`,
+          hide: this.ctx.paths.stateDir,
           logFile: join(
             this.ctx.paths.logDir,
             'land',

@@ -6,7 +6,7 @@
  * owners). It gets none of the control plane's variables either.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { runCheck } from '../../supervisor/land/check.js';
@@ -50,6 +50,36 @@ afterEach(() => {
 });
 
 describe('land.check: nothing it starts outlives it', () => {
+  it.runIf(process.getuid?.() === 0)(
+    "cannot read the supervisor's state directory (root: a mount namespace of its own)",
+    async () => {
+      const dir = tempDir('sup-land-hide-');
+      const state = join(dir, '.supervisor');
+      mkdirSync(state);
+      writeFileSync(join(state, 'supervisor.db'), 'SECRET-STATE');
+      const res = await runCheck({
+        command:
+          'echo "state: [$(ls -A "$STATE")] [$(cat "$STATE/supervisor.db" 2>&1)]"',
+        cwd: dir,
+        env: { STATE: state },
+        timeoutMs: 60_000,
+        logFile: join(dir, 'check.log'),
+        slotKey: `test:${process.pid}:land-hide`,
+        hide: state,
+      });
+      expect(res.passed, res.tail).toBe(true);
+      expect(res.tail).toMatch(
+        /state: \[\] \[cat: .*No such file or directory\]/,
+      );
+      expect(res.tail).not.toContain('SECRET-STATE');
+      // Only the check's view: the file is still there for the supervisor.
+      expect(readFileSync(join(state, 'supervisor.db'), 'utf8')).toBe(
+        'SECRET-STATE',
+      );
+    },
+    120_000,
+  );
+
   for (const mode of ['cgroup where available', 'tracking'] as const) {
     it(`setsid and double-forked writers and a $PORT listener are gone when it ends (${mode})`, async () => {
       if (mode === 'tracking') process.env.SUPERVISOR_CONTAINMENT = 'tracking';
