@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
+import { coerceError } from '../contract/errors.js';
 import type { RunnerConfig } from '../contract/job.js';
+import { describeSync, resyncWorktree } from '../contract/worktreeinclude.js';
 import type { LineStamper } from './line-stamper.js';
 
 /**
@@ -20,6 +22,31 @@ export async function runBeforeJob(
     if (why) return `before-job step "${step.name}" failed: ${why}`;
   }
   return undefined;
+}
+
+const RESYNC_STEP = 'sync .worktreeinclude';
+
+/**
+ * The first before-job step when the runner shares the host with the main worktree (`includeRoot`):
+ * the ignored files `.worktreeinclude` lists re-synced from it, every other ignored file the last
+ * agent left removed. Run here rather than as a node child: starting one cost 100–200 ms per job
+ * on a loaded machine (docs/benchmarks.md, dispatch). Returns why it failed, like a step.
+ */
+export async function resyncIncluded(
+  root: string,
+  worktree: string,
+  log: Pick<LineStamper, 'write'>,
+): Promise<string | undefined> {
+  log.write(`--- before job: ${RESYNC_STEP}\n`);
+  try {
+    const summary = await resyncWorktree(root, worktree);
+    log.write(`.worktreeinclude: ${describeSync(summary)}\n`);
+    return undefined;
+  } catch (err) {
+    const why = coerceError(err).message;
+    log.write(`${why}\n`);
+    return `before-job step "${RESYNC_STEP}" failed: ${why}`;
+  }
 }
 
 function runStep(

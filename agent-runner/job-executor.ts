@@ -33,7 +33,7 @@ import {
 } from '../contract/agent-record.js';
 import type { Current, Log } from './current-job.js';
 import { AgentProcess } from './agent-process.js';
-import { runBeforeJob } from './before-job.js';
+import { resyncIncluded, runBeforeJob } from './before-job.js';
 import type { EventPublisher } from './event-publisher.js';
 import { agentEnvironment, writeIssueFiles } from './issue-input.js';
 import { issueIdForJob } from './issue-id.js';
@@ -206,11 +206,18 @@ export class JobExecutor {
         logPath,
         baseSha,
       });
-      const stepError = await runBeforeJob(this.cfg.beforeJob, {
-        cwd: this.cfg.worktreePath,
-        env: agentEnvironment(this.cfg, data, issueId, baseSha, files, ''),
-        log: stamped,
-      });
+      const stepError =
+        (this.cfg.includeRoot !== undefined &&
+          (await resyncIncluded(
+            this.cfg.includeRoot,
+            this.cfg.worktreePath,
+            stamped,
+          ))) ||
+        (await runBeforeJob(this.cfg.beforeJob, {
+          cwd: this.cfg.worktreePath,
+          env: agentEnvironment(this.cfg, data, issueId, baseSha, files, ''),
+          log: stamped,
+        }));
       if (stepError) {
         stamped.end();
         await new Promise<void>((r) => log.end(r));

@@ -308,6 +308,12 @@ export const RunnerConfigSchema = z.object({
   /** Extra environment for the agent (the slot's dev environment). */
   agentEnv: z.record(z.string()).default({}),
   beforeJob: z.array(BeforeJobStepSchema).default([]),
+  /**
+   * The main worktree whose `.worktreeinclude` the runner re-syncs into its worktree before each
+   * job, before the before-job steps (stray ignored files removed too); in the runner's own
+   * process, since a node child costs 100–200 ms per job on a loaded machine.
+   */
+  includeRoot: z.string().optional(),
   git: RunnerGitSchema.default({ mode: 'shared' }),
   limits: RunnerLimitsSchema.default({}),
   /** USD per million tokens by model, for agents that report no cost (contract/prices.ts). */

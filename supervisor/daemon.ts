@@ -98,6 +98,8 @@ export interface SlotHook {
   checkCount?(n: number): void;
   /** Commands the slot's runner runs before each job (after `prepare`). */
   beforeJob?(agentId: string): BeforeJobStep[];
+  /** The main worktree whose `.worktreeinclude` the runner re-syncs before each job, if any. */
+  includeRoot?(): string | undefined;
 }
 
 /**
@@ -596,6 +598,9 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
     const beforeJob = this.slotHooks
       .flatMap((h) => h.beforeJob?.(agentId) ?? [])
       .map((s) => BeforeJobStepSchema.parse(s));
+    const includeRoot = this.slotHooks
+      .map((h) => h.includeRoot?.())
+      .find((r) => r !== undefined);
     return {
       agentId,
       host: 'local',
@@ -614,6 +619,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       heartbeatMs: config.heartbeat,
       agentEnv,
       beforeJob,
+      ...(includeRoot === undefined ? {} : { includeRoot }),
       git: remote?.git ?? { mode: 'shared' },
       admission: {
         minAvailableMemoryBytes:

@@ -138,6 +138,7 @@ export function registerRemoteCommands(
               runDir: _d,
               agentEnv: _e,
               beforeJob: _j,
+              includeRoot: _i,
               ...portable
             } = cfg;
             printJson(portable);

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { renameSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 
-export const ENV_FILE = '.env.worktree';
+export { ENV_FILE } from '../../contract/worktreeinclude.js';
+import { ENV_FILE } from '../../contract/worktreeinclude.js';
 
 /**
  * `COMPOSE_PROJECT_NAME` for a slot: unique per repository and slot, valid for Compose

@@ -21,7 +21,7 @@ import {
   describeSync,
   planIncludedFiles,
   syncIncludedFiles,
-} from './worktreeinclude.js';
+} from '../../contract/worktreeinclude.js';
 
 /** A compiled step script; loaded from the TypeScript sources (tests), the one in dist/. */
 const script = (name: string) => {
@@ -34,7 +34,6 @@ const script = (name: string) => {
 };
 const RESET_SCRIPT = script('reset-db');
 const FLUSH_SCRIPT = script('flush-redis');
-const RESYNC_SCRIPT = script('resync-worktree');
 
 /** A slot's environment as `supervisor status --json` shows it. */
 export interface EnvStatus {
@@ -105,18 +104,15 @@ export async function attachEnvironments(
     },
     // resetPerIssue: the runner recreates the database after it claimed a job and before the
     // agent starts (the only moment that is both early enough and per job).
+    // The main worktree is at hand only for runners on this host outside containers: the runner
+    // re-syncs .worktreeinclude itself before each job (agent-runner/before-job.ts).
+    includeRoot: () =>
+      daemon.ctx.config.runtime === 'process' &&
+      daemon.ctx.config.git.runners === 'shared'
+        ? paths.root
+        : undefined,
     beforeJob: (agentId) => {
       const steps: BeforeJobStep[] = [];
-      // The main worktree is at hand only for runners on this host outside containers.
-      if (
-        daemon.ctx.config.runtime === 'process' &&
-        daemon.ctx.config.git.runners === 'shared'
-      )
-        steps.push({
-          name: 'sync .worktreeinclude',
-          command: [process.execPath, RESYNC_SCRIPT],
-          env: { SUPERVISOR_INCLUDE_ROOT: paths.root },
-        });
       const alloc = allocator.store.get(agentId);
       const pg = cfg.postgres;
       const dbName = alloc?.postgresDb;

@@ -101,9 +101,11 @@ describe('slot state between issues', () => {
     });
     const log = readFileSync(shown.runs[0]!.logPath, 'utf8');
     expect(log).toMatch(
-      /before job: sync \.worktreeinclude\n\.worktreeinclude: 1 updated/,
+      /before job: sync \.worktreeinclude\n\S+ \.worktreeinclude: 1 updated/,
     );
-    expect(log).toMatch(/before job: flush redis db \d+\nredis db \d+ flushed/);
+    expect(log).toMatch(
+      /before job: flush redis db \d+\n\S+ redis db \d+ flushed/,
+    );
   });
 
   it('remembers the databases it made: cleanup --drop-databases drops those of slots released by an earlier cleanup', async () => {

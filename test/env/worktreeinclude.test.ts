@@ -14,7 +14,7 @@ import {
   copyIncludedFiles,
   describeSync,
   resyncWorktree,
-} from '../../supervisor/env/worktreeinclude.js';
+} from '../../contract/worktreeinclude.js';
 import { SupervisorError } from '../../supervisor/errors.js';
 import { git, tempDir, tempRepo } from '../helpers/repo.js';
 

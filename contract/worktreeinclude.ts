@@ -14,9 +14,11 @@ import {
   type Stats,
 } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { SupervisorError } from '../errors.js';
-import { SAFE_GIT_CONFIG } from '../repo.js';
-import { ENV_FILE } from './env-file.js';
+import { SAFE_GIT_CONFIG } from '../git/runner.js';
+import { SupervisorError } from './errors.js';
+
+/** A slot's environment file (written by the supervisor): never removed as a stray ignored file. */
+export const ENV_FILE = '.env.worktree';
 
 /** Lists (gitignore syntax) ignored files to copy from the main worktree into each agent worktree. */
 export const INCLUDE_FILE = '.worktreeinclude';
