@@ -335,9 +335,14 @@ export class EnvAllocator {
             `Redis DB ${alloc.redisDb} is claimed by another repository (${holder}) and no unclaimed index is left: ${slot} shares it (raise \`databases\` in redis.conf, or give the repositories separate Redis servers)`,
             { agentId: slot },
           );
-          return alloc.redisDb === current.redisDb
-            ? current
-            : this.store.update(slot, { redisDb: alloc.redisDb });
+          // Back to its first index, unless another slot of this repository took it meanwhile
+          // (a DB index is never shared inside one repository).
+          return this.store.transaction(() =>
+            alloc.redisDb === current.redisDb ||
+            this.store.redisDbs(slot).has(alloc.redisDb!)
+              ? current
+              : this.store.update(slot, { redisDb: alloc.redisDb }),
+          );
         }
         this.o.log?.(
           `Redis DB ${was} is claimed by another repository (${holder}); taking ${current.redisDb}`,

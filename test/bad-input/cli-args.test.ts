@@ -123,7 +123,7 @@ describe('CLI arguments', () => {
         /not a duration: "soon"/,
       ],
       // scale (counts themselves: test/cli)
-      [['scale'], 2, /missing required argument/],
+      [['scale'], 2, /scale needs an agent count or --auto MIN\.\.MAX/],
       [
         ['scale', '1', '--timeout', 'abc'],
         2,

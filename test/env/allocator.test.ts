@@ -12,6 +12,7 @@ import { databaseNameFor, quoteIdent } from '../../supervisor/env/postgres.js';
 import { openDatabase, type Db } from '../../supervisor/store/db.js';
 import { SupervisorError } from '../../supervisor/errors.js';
 import { ROOT } from '../helpers/cli.js';
+import { PrivateRedis } from '../helpers/redis-server.js';
 import { tempDir } from '../helpers/repo.js';
 import {
   PG_ADMIN,
@@ -138,13 +139,18 @@ describe('environment allocation', () => {
       ports: { base, blockSize: 4, maxBlocks: 40 },
       postgres: { url: PG_ADMIN, prefix },
     };
+    // A Redis of its own: on the shared one, other repositories on this machine (other tests,
+    // a demo left for inspection) hold DB index claims and leave fewer than 12 of 16 free.
+    const redis = await PrivateRedis.create('none');
+    await redis.start();
+    cleanups.push(() => redis.stop());
     // 4 processes × 3 slots each, all started together against one SQLite file.
     const script = `
       const { openDatabase } = await import(${JSON.stringify(join(ROOT, 'dist/supervisor/store/db.js'))});
       const { EnvSchema } = await import(${JSON.stringify(join(ROOT, 'dist/supervisor/config.js'))});
       const { EnvAllocator } = await import(${JSON.stringify(join(ROOT, 'dist/supervisor/env/allocator.js'))});
       const db = openDatabase(process.argv[1]);
-      const a = new EnvAllocator({ db, config: EnvSchema.parse(JSON.parse(process.argv[2])), queueRedisUrl: ${JSON.stringify(REDIS)}, repoRoot: '/tmp/r', repoId: 'r' });
+      const a = new EnvAllocator({ db, config: EnvSchema.parse(JSON.parse(process.argv[2])), queueRedisUrl: ${JSON.stringify(redis.url)}, repoRoot: '/tmp/r', repoId: 'r' });
       const out = await Promise.all(process.argv.slice(3).map((s) => a.prepare(s).then((e) => e.allocation)));
       console.log(JSON.stringify(out));
     `;

@@ -230,7 +230,7 @@ describe('shell metacharacters in issue content', () => {
           ? l
           : false;
       },
-      { timeoutMs: 90_000, what: `${total} fuzzed issues finished` },
+      { timeoutMs: 240_000, what: `${total} fuzzed issues finished` },
     );
     expect(list.filter((i) => i.status !== 'done')).toEqual([]);
 
