@@ -88,6 +88,13 @@ function nulList(out: string): string[] {
   return out.split('\0').filter((s) => s.length > 0);
 }
 
+/**
+ * A git call that has not finished by then is killed and counts as failed: the runner runs the
+ * re-sync in its own process before each job, so a hung git would otherwise hold the job forever
+ * (as a before-job step it had the step's 120 s timeout).
+ */
+const GIT_TIMEOUT_MS = 120_000;
+
 /** Runs git in `cwd` (GIT_* variables of a hook or outer repository ignored), feeding `input`. */
 function git(
   cwd: string,
@@ -105,6 +112,8 @@ function git(
         cwd,
         env,
         stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+        timeout: GIT_TIMEOUT_MS,
+        killSignal: 'SIGKILL',
       },
     );
     let stdout = '';
@@ -112,7 +121,16 @@ function git(
     child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.on('close', (code, signal) =>
+      resolve({
+        code,
+        stdout,
+        stderr:
+          signal === 'SIGKILL'
+            ? `git ${args[0]} killed after ${GIT_TIMEOUT_MS} ms`
+            : stderr,
+      }),
+    );
     if (child.stdin) {
       child.stdin.on('error', () => undefined); // git may exit before reading all of it
       child.stdin.end(input);
