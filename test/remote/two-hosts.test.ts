@@ -103,14 +103,18 @@ function startRemote(agentId = 'agent-101', token = GIT_TOKEN): RunnerProcess {
 
 const status = () => cliJson(['status'], { cwd: repo!.dir, env });
 /**
- * Waits until the remote runner's agent runs on an issue, from the runner's own output: polling
+ * Waits until the remote runner starts an attempt on an issue, from the runner's own output: polling
  * `status` through the CLI can be slower than a short agent on a loaded machine.
  */
 const remoteWorkingOn = async (issue: number) => {
   const r = runners.at(-1)!;
   try {
     return await waitFor(
-      () => r.output.includes(`scripted agent agent-101 on issue ${issue}:`),
+      // The attempt's start line (the agent's own output goes to its attempt log only).
+      () =>
+        new RegExp(`--- agent-101 issue-${issue} attempt \\d+ \\[`).test(
+          r.output,
+        ),
       { timeoutMs: 30_000, what: `agent-101 working on #${issue}` },
     );
   } catch (err) {
