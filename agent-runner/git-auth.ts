@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { withoutControlPlane } from '../contract/control-plane-env.js';
+import { withoutControlPlane } from '../git/control-plane-env.js';
 
 /**
  * Git credentials of a remote-mode runner: a token (sent as `Authorization: Bearer …`) or

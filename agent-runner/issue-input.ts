@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { withoutControlPlane } from '../contract/control-plane-env.js';
+import { withoutControlPlane } from '../git/control-plane-env.js';
 import { replaceSlotFile } from '../contract/slot-files.js';
 import type { JobData, RunnerConfig } from '../contract/job.js';
 

@@ -11,7 +11,7 @@
  * - inherits no GIT_* variables (a hook's GIT_DIR, an outer repository's) and no system config.
  */
 import { execFile } from 'node:child_process';
-import { withoutControlPlane } from '../contract/control-plane-env.js';
+import { withoutControlPlane } from './control-plane-env.js';
 
 /** @defaultValue 120000 — a git call that takes longer is killed. */
 export const DEFAULT_GIT_TIMEOUT_MS = 120_000;

@@ -6,7 +6,7 @@ import {
   SlotRun,
   slotPorts,
 } from '../../contract/agent-containment.js';
-import { withoutControlPlane } from '../../contract/control-plane-env.js';
+import { withoutControlPlane } from '../../git/control-plane-env.js';
 
 export interface CheckResult {
   passed: boolean;
@@ -62,7 +62,7 @@ function canHideState(): boolean {
  * group), with the landing slot's environment. The command is the user's configuration, never
  * issue text; the issue's id and commits reach it as environment variables. It runs the code an
  * agent wrote (its tests, its package scripts), so like the agent it gets no control-plane
- * variables (contract/control-plane-env.ts); the landing slot's own REDIS_URL / DATABASE_URL
+ * variables (git/control-plane-env.ts); the landing slot's own REDIS_URL / DATABASE_URL
  * come from `env`. And like an agent's, nothing it starts outlives it: it runs in the landing
  * slot's cgroup (or carries its marker), and what it leaves running — `setsid` and
  * double-forked processes, listeners on the slot's ports — is killed when it ends

@@ -1,7 +1,8 @@
 /**
  * The control plane's environment variables: settings and credentials of the supervisor and its
  * runners that no code an agent wrote may get — the agent itself, `land.check`, and the git the
- * runner starts as the agent's user. One list, so a new secret is dropped everywhere at once:
+ * runner starts as the agent's user. One list, so a new secret is dropped everywhere at once. It
+ * lives beside the one git runner, which needs it and imports nothing else of ours:
  * - `SUPERVISOR_*`: the runner's configuration (the queue's Redis URL), the dashboard token, …;
  * - `GIT_*`: a hook's `GIT_DIR`, an outer repository's settings;
  * - `REDIS_URL`: the queue's Redis (a slot gets its own `REDIS_URL` from its environment slot);
