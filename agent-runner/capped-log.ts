@@ -73,10 +73,28 @@ export class CappedLog extends Writable {
     try {
       if (this.size > this.maxBytes) this.compact();
       closeSync(this.fd);
+      this.fd = -1;
       done();
     } catch (err) {
       done(err as Error);
     }
+  }
+
+  /**
+   * A failed write (a full disk) destroys the stream without `_final`: the file is closed here,
+   * or an unlinked log would keep its space for as long as the runner lives.
+   */
+  override _destroy(
+    err: Error | null,
+    done: (err?: Error | null) => void,
+  ): void {
+    try {
+      if (this.fd >= 0) closeSync(this.fd);
+    } catch {
+      // Closed by _final already.
+    }
+    this.fd = -1;
+    done(err);
   }
 
   /** Head + one marker line + the last `tail` bytes, cut at line ends where there are some. */

@@ -27,6 +27,9 @@ describeNeeds(
     it('records the log error, keeps the runner and loses nothing; after space is freed the next issue completes', async () => {
       const { dir, env } = isolatedRepo(cleanups, {
         SUPERVISOR_AGENT_COMMAND: LOUD_AGENT,
+        // The low-disk watermark would pause claiming on this 2 MiB filesystem before any log
+        // fills it (test/security/disk-watermark.test.ts): here the writes themselves must fail.
+        SUPERVISOR_DISK_MIN_FREE: '0',
       });
       await cliJson(['init'], { cwd: dir, env });
       const logs = join(dir, '.supervisor', 'logs');
@@ -95,8 +98,9 @@ describeNeeds(
         { what: 'the issue after space was freed' },
       );
       expect(quiet).toMatchObject({ status: 'done', error: null });
-      expect(readFileSync(quiet.runs[0].logPath, 'utf8')).toBe(
-        `${'x'.repeat(1023)}\n`.repeat(2),
+      // Both lines, each stamped with the time it arrived.
+      expect(readFileSync(quiet.runs[0].logPath, 'utf8')).toMatch(
+        new RegExp(`^(\\S+Z ${'x'.repeat(1023)}\\n){2}$`),
       );
       const after = await cliJson<any>(['status'], { cwd: dir, env });
       expect(after.agents[0]).toMatchObject({

@@ -169,6 +169,7 @@ describe('supervisor CLI', () => {
         behind: null,
         mergeable: null,
         conflictFiles: [],
+        usage: null,
       },
     ]);
     const shown = await cliJson<any>(['issue', 'show', '1'], { cwd: dir, env });
