@@ -87,17 +87,33 @@ describeDocker(
         { jobId: 'ext-1' },
       );
 
+      // Generous: once (1 of 3 full runs) this took over 60 s with other Docker tests running
+      // at once; on a timeout the message says where every issue and agent was.
+      let seen = '';
       const list = await waitFor(
         async () => {
           const l = await cliJson<
             Array<{ status: string; title: string; branch: string | null }>
           >(['issue', 'list'], { cwd: dir, env });
-          return l.length === 4 && l.every((i) => i.status === 'done')
-            ? l
-            : false;
+          if (l.length === 4 && l.every((i) => i.status === 'done')) return l;
+          const st = await cliJson<{ agents: Array<Record<string, unknown>> }>(
+            ['status'],
+            { cwd: dir, env },
+          );
+          seen = JSON.stringify({
+            issues: l.map((i) => i.status),
+            agents: st.agents.map((a) => [
+              a.id,
+              a.state,
+              a.note ?? a.lastError,
+            ]),
+          });
+          return false;
         },
-        { timeoutMs: 60_000, what: '4 issues done' },
-      );
+        { timeoutMs: 180_000, what: '4 issues done' },
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}; last seen ${seen}`);
+      });
       expect(list.map((i) => i.title).sort()).toEqual([
         'From a producer',
         'Issue 1',
