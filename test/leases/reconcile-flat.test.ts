@@ -6,19 +6,14 @@
  * foreign jobs already waiting. Counted by wrapping the recorder's own Redis client.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { Queue } from 'bullmq';
-import { Redis, type Command } from 'ioredis';
-import { Recorder } from '../../supervisor/recorder.js';
-import { openDatabase, type Db } from '../../supervisor/store/db.js';
-import { IssueStore } from '../../supervisor/store/issues.js';
-import { RunStore } from '../../supervisor/store/runs.js';
+import type { Queue } from 'bullmq';
+import type { Redis, Command } from 'ioredis';
+import type { Recorder } from '../../supervisor/recorder.js';
+import type { Db } from '../../supervisor/store/db.js';
+import type { IssueStore } from '../../supervisor/store/issues.js';
 import { jobIdForIssue } from '../../contract/job.js';
+import { recorderWorld } from '../helpers/recorder-world.js';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PAGE = 500;
 
 interface Traffic {
@@ -72,25 +67,8 @@ interface Setup {
 
 /** `queued` issues with their jobs in the queue, as the feeder leaves them; a recorder not started. */
 async function setup(queued: number): Promise<Setup> {
-  const dir = mkdtempSync(join(tmpdir(), 'sup-reconcile-'));
-  const db = openDatabase(join(dir, 'supervisor.db'));
-  const issues = new IssueStore(db);
-  const runs = new RunStore(db);
-  const prefix = `rec${randomBytes(4).toString('hex')}`;
-  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-  const queue = new Queue('issues-flat', {
-    connection: new Redis(REDIS_URL, { maxRetriesPerRequest: null }),
-    prefix,
-  });
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  cleanups.push(async () => {
-    await queue.obliterate({ force: true }).catch(() => undefined);
-    const keys = await redis.keys(`${prefix}:*`);
-    if (keys.length) await redis.del(...keys);
-    await queue.close();
-    redis.disconnect();
-    db.close();
-  });
+  const w = recorderWorld('issues-flat', cleanups);
+  const { db, issues, queue, redis, prefix, recorder, log } = w;
   const ids: number[] = [];
   db.transaction(() => {
     for (let k = 0; k < queued; k++) {
@@ -106,19 +84,6 @@ async function setup(queued: number): Promise<Setup> {
         opts: { jobId: jobIdForIssue(id) },
       })),
     );
-  const log: string[] = [];
-  const recorder = new Recorder({
-    db,
-    issues,
-    runs,
-    queue,
-    redis,
-    prefix,
-    repoRoot: dir,
-    reconcileIntervalMs: 60_000,
-    killAgent: async () => false,
-    log: (msg) => log.push(msg),
-  });
   return {
     db,
     issues,

@@ -6,21 +6,10 @@
  * start without a run row (the chaos harness's finding).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { JobDataSchema, jobIdForIssue } from '../../contract/job.js';
 import { Feeder } from '../../supervisor/feeder.js';
-import { Recorder } from '../../supervisor/recorder.js';
 import { VANISHED_ATTEMPT_GAP } from '../../supervisor/recorder/reconcile.js';
-import { openDatabase } from '../../supervisor/store/db.js';
-import { IssueStore } from '../../supervisor/store/issues.js';
-import { RunStore } from '../../supervisor/store/runs.js';
-
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+import { recorderWorld } from '../helpers/recorder-world.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -29,36 +18,10 @@ afterEach(async () => {
 
 describe('an issue fed again after Redis lost its job', () => {
   it("numbers the new job's attempts past a gap, so an unrecorded attempt of the vanished job never shares a run", async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sup-vanished-'));
-    const db = openDatabase(join(dir, 'supervisor.db'));
-    const issues = new IssueStore(db);
-    const runs = new RunStore(db);
-    const prefix = `van${randomBytes(4).toString('hex')}`;
-    const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-    const queue = new Queue('issues-vanished', {
-      connection: new Redis(REDIS_URL, { maxRetriesPerRequest: null }),
-      prefix,
-    });
-    cleanups.push(async () => {
-      const keys = await redis.keys(`${prefix}:*`);
-      if (keys.length) await redis.del(...keys);
-      await queue.close();
-      redis.disconnect();
-      db.close();
-      rmSync(dir, { recursive: true, force: true });
-    });
-    const recorder = new Recorder({
-      db,
-      issues,
-      runs,
-      queue,
-      redis,
-      prefix,
-      repoRoot: dir,
-      reconcileIntervalMs: 60_000,
-      killAgent: async () => false,
-      log: () => undefined,
-    });
+    const { issues, runs, queue, redis, prefix, recorder } = recorderWorld(
+      'issues-vanished',
+      cleanups,
+    );
     const feeder = new Feeder(issues, runs, queue, {
       attempts: 2,
       backoffMs: 100,

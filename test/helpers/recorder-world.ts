@@ -1,0 +1,67 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { Recorder } from '../../supervisor/recorder.js';
+import { openDatabase, type Db } from '../../supervisor/store/db.js';
+import { IssueStore } from '../../supervisor/store/issues.js';
+import { RunStore } from '../../supervisor/store/runs.js';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+export interface RecorderWorld {
+  dir: string;
+  db: Db;
+  issues: IssueStore;
+  runs: RunStore;
+  recorder: Recorder;
+  queue: Queue;
+  redis: Redis;
+  prefix: string;
+  log: string[];
+}
+
+/**
+ * A recorder on a SQLite file of its own and a queue under a random prefix on the real Redis,
+ * not started (a test calls `reconcile()` itself); `cleanups` gets what removes it all.
+ */
+export function recorderWorld(
+  queueName: string,
+  cleanups: Array<() => unknown>,
+): RecorderWorld {
+  const dir = mkdtempSync(join(tmpdir(), 'sup-recorder-'));
+  const db = openDatabase(join(dir, 'supervisor.db'));
+  const issues = new IssueStore(db);
+  const runs = new RunStore(db);
+  const prefix = `rec${randomBytes(4).toString('hex')}`;
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  const queue = new Queue(queueName, {
+    connection: new Redis(REDIS_URL, { maxRetriesPerRequest: null }),
+    prefix,
+  });
+  cleanups.push(async () => {
+    await queue.obliterate({ force: true }).catch(() => undefined);
+    const keys = await redis.keys(`${prefix}:*`);
+    if (keys.length) await redis.del(...keys);
+    await queue.close();
+    redis.disconnect();
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const log: string[] = [];
+  const recorder = new Recorder({
+    db,
+    issues,
+    runs,
+    queue,
+    redis,
+    prefix,
+    repoRoot: dir,
+    reconcileIntervalMs: 60_000,
+    killAgent: async () => false,
+    log: (msg) => log.push(msg),
+  });
+  return { dir, db, issues, runs, recorder, queue, redis, prefix, log };
+}
