@@ -1,4 +1,4 @@
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   existsSync,
@@ -19,6 +19,7 @@ import {
   waitFor,
 } from '../helpers/cli.js';
 import { tempDir, tempRepo } from '../helpers/repo.js';
+import { envPrefix, inTerminal } from '../helpers/terminal.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -96,40 +97,20 @@ describe('supervisor logs and everyday CLI behaviour', () => {
     expect(bad.stderr).toMatch(/--since must be a duration/);
 
     // On a terminal: colours (SGR) around our own parts, and none with NO_COLOR.
-    const screen = (extraEnv: string) => {
-      const sock = `slotcli-${randomBytes(4).toString('hex')}`;
-      const script = join(tempDir('sup-tmux-'), 'run.sh');
-      writeFileSync(
-        script,
-        `cd ${dir}\n${extraEnv} ${process.execPath} ${CLI} logs\necho MARKER-DONE\nsleep 60\n`,
-      );
-      const tmux = (...a: string[]) =>
-        execFileSync('tmux', ['-L', sock, ...a], { encoding: 'utf8' });
-      tmux(
-        'new-session',
-        '-d',
-        '-s',
-        't',
-        '-x',
-        '200',
-        '-y',
-        '60',
-        `sh ${script}`,
-      );
-      cleanups.push(() => spawnSync('tmux', ['-L', sock, 'kill-server']));
-      return waitFor(
-        () => {
-          const s = tmux('capture-pane', '-e', '-p', '-t', 't');
-          return s.includes('MARKER-DONE') ? s : false;
+    const run = (extra: string) =>
+      inTerminal(
+        `cd ${dir}\n${extra} ${process.execPath} ${CLI} logs`,
+        cleanups,
+        {
+          width: 200,
+          height: 60,
+          colours: true,
         },
-        { what: 'logs in tmux' },
       );
-    };
-    const envPrefix = Object.entries(env)
-      .map(([k, v]) => `${k}='${v}'`)
-      .join(' ');
-    expect(await screen(envPrefix)).toMatch(/\x1b\[\d+magent-001/);
-    expect(await screen(`${envPrefix} NO_COLOR=1`)).not.toMatch(/\x1b\[\d+m/);
+    expect((await run(envPrefix(env))).screen).toMatch(/\x1b\[\d+magent-001/);
+    expect((await run(`${envPrefix(env)} NO_COLOR=1`)).screen).not.toMatch(
+      /\x1b\[\d+m/,
+    );
   });
 
   it('agent output is written once, to its attempt log; logs --follow shows it live between the attempt lines', async () => {
@@ -278,36 +259,11 @@ describe('status at 80 columns', () => {
         .stdout,
     );
     // In a real 80-column terminal, the terminal's width is used.
-    const sock = `slotcli-${randomBytes(4).toString('hex')}`;
-    const script = join(tempDir('sup-tmux-'), 'run.sh');
-    const envPrefix = Object.entries(env)
-      .map(([k, v]) => `${k}='${v}'`)
-      .join(' ');
-    writeFileSync(
-      script,
-      `cd ${dir}\n${envPrefix} ${process.execPath} ${CLI} status\necho MARKER-DONE\nsleep 60\n`,
+    const { screen } = await inTerminal(
+      `cd ${dir}\n${envPrefix(env)} ${process.execPath} ${CLI} status`,
+      cleanups,
+      { width: 80, height: 50 },
     );
-    const tmux = (...a: string[]) =>
-      execFileSync('tmux', ['-L', sock, ...a], { encoding: 'utf8' });
-    tmux(
-      'new-session',
-      '-d',
-      '-s',
-      't',
-      '-x',
-      '80',
-      '-y',
-      '50',
-      `sh ${script}`,
-    );
-    cleanups.push(() => spawnSync('tmux', ['-L', sock, 'kill-server']));
-    const screen = await waitFor(
-      () => {
-        const s = tmux('capture-pane', '-p', '-t', 't');
-        return s.includes('MARKER-DONE') ? s : false;
-      },
-      { what: 'status in tmux' },
-    );
-    check(screen.slice(0, screen.indexOf('MARKER-DONE')));
+    check(screen);
   });
 });

@@ -1,10 +1,7 @@
-import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CLI, cliJson, runCli, testEnv, waitFor } from '../helpers/cli.js';
-import { tempDir, tempRepo } from '../helpers/repo.js';
+import { CLI, cliJson, runCli, testEnv } from '../helpers/cli.js';
+import { tempRepo } from '../helpers/repo.js';
+import { inTerminal } from '../helpers/terminal.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -28,33 +25,6 @@ async function hostileRepo() {
   );
   expect(add.code, add.stderr).toBe(0);
   return { dir: repo.dir, env };
-}
-
-/** Runs a shell script in a real terminal (tmux) and returns the screen and the pane title. */
-async function inTmux(
-  script: string,
-): Promise<{ screen: string; title: string }> {
-  const sock = `slotcli-${randomBytes(4).toString('hex')}`;
-  const file = join(tempDir('sup-tmux-'), 'run.sh');
-  writeFileSync(file, `${script}\necho MARKER-DONE\nsleep 60\n`);
-  const tmux = (...args: string[]) =>
-    execFileSync('tmux', ['-L', sock, ...args], { encoding: 'utf8' });
-  tmux('new-session', '-d', '-s', 't', '-x', '220', '-y', '50', `sh ${file}`);
-  cleanups.push(() => {
-    try {
-      tmux('kill-server');
-    } catch {
-      /* gone */
-    }
-  });
-  const screen = await waitFor(
-    () => {
-      const s = tmux('capture-pane', '-p', '-t', 't');
-      return s.includes('MARKER-DONE') ? s : false;
-    },
-    { what: 'the command in tmux', timeoutMs: 60_000 },
-  );
-  return { screen, title: tmux('display', '-p', '-t', 't', '#{pane_title}') };
 }
 
 describe('terminal-safe output', () => {
@@ -100,13 +70,13 @@ describe('terminal-safe output', () => {
     const { dir } = await hostileRepo();
     const cmd = (extra: string) =>
       `echo MARKER-BEFORE\n${process.execPath} ${CLI} --repo ${dir} ${extra} issue show 1\n${process.execPath} ${CLI} --repo ${dir} issue list`;
-    const safe = await inTmux(cmd(''));
+    const safe = await inTerminal(cmd(''), cleanups);
     // Not cleared, not retitled; the escapes are visible text.
     expect(safe.screen).toContain('MARKER-BEFORE');
     expect(safe.screen).toContain('A\\x1b[2JB\\x1b]0;pwned\\x07C');
     expect(safe.title.trim()).not.toBe('pwned');
     // The same output raw: the screen is cleared and the title changed (the probe can fail).
-    const raw = await inTmux(cmd('--raw'));
+    const raw = await inTerminal(cmd('--raw'), cleanups);
     expect(raw.screen).not.toContain('MARKER-BEFORE');
     expect(raw.title.trim()).toBe('pwned');
   });
