@@ -7,13 +7,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { ROOT } from '../helpers/cli.js';
+import { launchChromium } from '../helpers/chromium.js';
 import { getSetting } from '../../supervisor/store/db.js';
 import { startTestDashboard, type TestDashboard } from './helpers.js';
 
-/** Debian's chromium; the test fails (never skips) when it cannot start. */
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const AXE = readFileSync(
   join(ROOT, 'node_modules/axe-core/axe.min.js'),
   'utf8',
@@ -22,18 +21,7 @@ const AXE = readFileSync(
 let browser: Browser;
 const cleanups: Array<() => Promise<void> | void> = [];
 beforeAll(async () => {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
