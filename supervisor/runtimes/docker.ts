@@ -8,6 +8,8 @@ import type { DockerEngine } from './docker/engine.js';
 import { failHeldJob, type QueueAddress } from '../held-job.js';
 import { LABELS, containerName, runnerSelector } from './docker/labels.js';
 import {
+  RUNNER_DIR,
+  RUNNER_LOG_TARGET,
   ensureMountSources,
   prepareOwnership,
   slotMounts,
@@ -83,6 +85,24 @@ export const RUNNER_CAPABILITIES = [
 
 /** The label of runner images whose runner starts its agent under a uid of its own. */
 export const AGENT_USER_LABEL = 'dev.agent-supervisor.agent-user';
+
+/**
+ * An older runner would ignore agentUser and run its agent as root, with the runner's
+ * capabilities and configuration: refuse its image rather than weaken the container.
+ */
+export function refuseImageWithoutAgentUser(
+  image: string,
+  labels: Record<string, string>,
+): void {
+  if (labels[AGENT_USER_LABEL] === 'separate') return;
+  throw new SupervisorError(
+    'ERR_SUP_DOCKER',
+    `the runner image ${image} was built by an older agent-supervisor: its runner cannot start the agent under a uid of its own`,
+    {
+      hint: 'rebuild it with `supervisor image build` (or `npm run image`); see docs/docker.md',
+    },
+  );
+}
 const LOOPBACK_RE =
   /(\/\/(?:[^@/\s]*@)?)(127\.0\.0\.1|localhost|\[::1\])(?=[:/]|$)/g;
 
@@ -261,7 +281,7 @@ export class DockerRuntime implements AgentRuntime {
     const env = [
       `SUPERVISOR_RUNNER_CONFIG=${JSON.stringify(this.containerConfig(config, instance))}`,
       `SUPERVISOR_TAKEOVER=${spec.takeover ? '1' : '0'}`,
-      `SUPERVISOR_RUNNER_LOG_FILE=${paths.logFile}`,
+      `SUPERVISOR_RUNNER_LOG_FILE=${RUNNER_LOG_TARGET}`,
       ...this.o.env,
     ];
     const graceSeconds = Math.max(
@@ -285,6 +305,7 @@ export class DockerRuntime implements AgentRuntime {
         nanoCpus: Math.round(this.o.cpus * 1e9),
         pidsLimit: this.o.pidsLimit,
         ...(this.o.tmpSizeBytes ? { tmpSizeBytes: this.o.tmpSizeBytes } : {}),
+        runnerDir: RUNNER_DIR,
         network: this.o.network,
         extraHosts:
           this.o.network === 'host'

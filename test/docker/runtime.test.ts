@@ -4,6 +4,10 @@ import { Redis } from 'ioredis';
 import { queueNameFor } from '../../contract/job.js';
 import { RUNNER_CAPABILITIES } from '../../supervisor/runtimes/docker.js';
 import { LABELS } from '../../supervisor/runtimes/docker/labels.js';
+import {
+  RUNNER_DIR,
+  RUNNER_LOG_TARGET,
+} from '../../supervisor/runtimes/docker/mounts.js';
 import { useCleanups } from '../helpers/cleanup.js';
 import { cliJson, runCli, startSupervisor, waitFor } from '../helpers/cli.js';
 import { git } from '../helpers/repo.js';
@@ -143,6 +147,11 @@ describeDocker('Docker runtime: end to end', () => {
       );
       // Other slots' worktrees are not mounted.
       expect(mounts.filter((m) => m.includes('/.worktrees/'))).toHaveLength(1);
+      // The runner's log, in a directory only root enters (the agent cannot forge its lines).
+      expect(mounts).toContain(
+        `${dir}/.supervisor/logs/${c.Labels[LABELS.slot]}.log->${RUNNER_LOG_TARGET}`,
+      );
+      expect(info.HostConfig.Tmpfs?.[RUNNER_DIR]).toMatch(/\bmode=0700\b/);
     }
 
     // status --json: container id and health per agent (the image's health check, every 1 s here).

@@ -8,16 +8,19 @@
  * - `start` refuses a queue Redis that answers without a password when runners run in
  *   containers, unless that is accepted explicitly; the apps' per-slot Redis is not the queue's.
  * - The containers join the repository's own network by default.
- * A real engine, a real redis-server with --requirepass, the scripted agent as the attacker.
+ * - The runner's log file is mounted where the agent cannot write it (or read it).
+ * A real engine, a real redis-server with --requirepass, the scripted agent as the attacker
+ * (test/security/agent-probe.ts; test/remote/swarm.test.ts runs it in a Swarm task).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadConfig } from '../../supervisor/config.js';
 import { ping } from '../../supervisor/redis.js';
 import { repoNetworkName } from '../../supervisor/runtimes/docker/labels.js';
+import { RUNNER_LOG_TARGET } from '../../supervisor/runtimes/docker/mounts.js';
 import { useCleanups } from '../helpers/cleanup.js';
 import { cliJson, runCli, startSupervisor, waitFor } from '../helpers/cli.js';
 import { freePort } from '../helpers/redis-server.js';
@@ -30,47 +33,10 @@ import {
   ensureRunnerImage,
   IMAGE_BUILD_TIMEOUT_MS,
 } from '../docker/helpers.js';
+import { expectIsolated, probeScript } from './agent-probe.js';
 
 const cleanups = useCleanups();
 const PASSWORD = `pw${randomBytes(12).toString('hex')}`;
-
-/**
- * The attacker: what a prompt-injected agent would try from inside its container. It writes
- * what it found into a report that becomes its commit (the test reads it from the result).
- */
-function probeScript(redisPort: number): string {
-  return `#!/bin/sh
-out=probe-report.txt
-dump=probe-dump.txt
-: > "$out"; : > "$dump"
-echo "agent-uid $(id -u)" >> "$out"
-env >> "$dump"
-for p in /proc/[0-9]*; do
-  pid=\${p#/proc/}
-  [ "$pid" = "$$" ] && continue
-  cmd=$(tr '\\0' ' ' < "$p/cmdline" 2>/dev/null)
-  uid=$(awk '/^Uid:/ { print $2 }' "$p/status" 2>/dev/null)
-  case "$cmd" in
-    *agent-runner/main.js*)
-      echo "runner-uid $uid" >> "$out"
-      if kill -0 "$pid" 2>/dev/null; then echo "signal-runner: allowed" >> "$out"; else echo "signal-runner: refused" >> "$out"; fi ;;
-  esac
-  if tr '\\0' '\\n' < "$p/environ" >> "$dump" 2>/dev/null; then echo "environ-readable $pid $uid $cmd" >> "$out"; fi
-done
-if cat /proc/1/environ > /dev/null 2>&1; then echo "proc1-environ: readable" >> "$out"; else echo "proc1-environ: refused" >> "$out"; fi
-cat /proc/self/environ /app/*.json 2>/dev/null | tr '\\0' '\\n' >> "$dump"
-node -e '
-const s = require("net").connect(${redisPort}, "host.docker.internal");
-let buf = "";
-s.on("connect", () => s.write("KEYS *\\r\\nSET forged 1\\r\\n"));
-s.on("data", (d) => { buf += d; if (buf.split("\\r\\n").length > 2) s.end(); });
-s.on("end", () => { require("fs").appendFileSync("probe-report.txt", buf.split("\\r\\n").filter(Boolean).map((l) => "redis: " + l).join("\\n") + "\\n"); });
-s.on("error", (e) => { require("fs").appendFileSync("probe-report.txt", "redis-error: " + e.code + "\\n"); });
-setTimeout(() => process.exit(0), 10000).unref();
-'
-exit 0
-`;
-}
 
 let redis: ChildProcess | undefined;
 let redisPort = 0;
@@ -156,7 +122,10 @@ describeDocker(
       });
       cleanups.push(repo.cleanup);
       const { dir } = repo;
-      writeFileSync(join(dir, 'probe.sh'), probeScript(redisPort));
+      writeFileSync(
+        join(dir, 'probe.sh'),
+        probeScript({ host: 'host.docker.internal', port: redisPort }),
+      );
       git(dir, 'add', 'probe.sh');
       git(dir, 'commit', '-qm', 'probe');
       const env: Record<string, string> = {
@@ -194,30 +163,12 @@ describeDocker(
 
       const report = git(dir, 'show', `${issue.commit}:probe-report.txt`);
       const dump = git(dir, 'show', `${issue.commit}:probe-dump.txt`);
-      const lines = report.split('\n');
-      const agentUid = Number(
-        lines.find((l) => l.startsWith('agent-uid '))!.slice(10),
-      );
-      const runnerUid = Number(
-        lines.find((l) => l.startsWith('runner-uid '))!.slice(11),
-      );
-      expect(agentUid).toBeGreaterThan(0);
-      expect(runnerUid).not.toBe(agentUid);
-      expect(lines).toContain('proc1-environ: refused');
-      expect(lines).toContain('signal-runner: refused');
-      // The only environments it can read are its own processes'.
-      for (const l of lines.filter((x) => x.startsWith('environ-readable ')))
-        expect(l.split(' ')[2], l).toBe(String(agentUid));
-      // Nothing it could read holds the runner's configuration or the password.
-      expect(dump).not.toContain('SUPERVISOR_RUNNER_CONFIG');
-      expect(dump).not.toContain(PASSWORD);
-      expect(report).not.toContain(PASSWORD);
-      // It reaches the port (the runner's network is its network), but Redis refuses it.
-      expect(lines).toContain('redis: -NOAUTH Authentication required.');
-      expect(lines.filter((l) => l.startsWith('redis: '))).toEqual([
-        'redis: -NOAUTH Authentication required.',
-        'redis: -NOAUTH Authentication required.',
-      ]);
+      const lines = expectIsolated(report, dump, [PASSWORD]);
+      // The runner's own log is mounted where only the runner reaches it.
+      expect(lines).toContain(`mounted-file-refused ${RUNNER_LOG_TARGET}`);
+      expect(
+        readFileSync(join(dir, '.supervisor/logs/agent-001.log'), 'utf8'),
+      ).not.toContain('forged-by-agent');
 
       // The repository's network goes with its last container (cleanup, no supervisor running).
       await sup.stop();

@@ -1,3 +1,4 @@
+import { lchownSync } from 'node:fs';
 import { join } from 'node:path';
 import { RunnerConfigSchema, slotId } from '../../../contract/job.js';
 import type { Context } from '../../context.js';
@@ -81,6 +82,8 @@ export async function composeVariables(
     };
     ensureMountSources(slot);
     prepareOwnership(slot, user);
+    // Compose's runners run as the agent's user (docker-compose.yml), so they write their log as it.
+    if (user.prepare) lchownSync(slot.logFile, user.uid, user.gid);
     const key = `AGENT_${agentId.slice('agent-'.length)}`;
     vars[`${key}_CONFIG`] = JSON.stringify(runner);
     vars[`${key}_WORKTREE`] = wt.path;

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import type { Context } from '../../context.js';
 import { SupervisorError, coerceError } from '../../errors.js';
-import { AGENT_USER_LABEL, DockerRuntime } from '../docker.js';
+import { DockerRuntime, refuseImageWithoutAgentUser } from '../docker.js';
 import { DockerodeEngine, type DockerEngine } from './engine.js';
 import {
   LABELS,
@@ -190,17 +190,7 @@ export async function createDockerRuntime(
       },
     );
   }
-  // An older runner would ignore agentUser and run its agent as root, with the runner's
-  // capabilities and configuration: refuse it rather than weaken the container.
-  if (labels[AGENT_USER_LABEL] !== 'separate') {
-    throw new SupervisorError(
-      'ERR_SUP_DOCKER',
-      `the runner image ${d.image} was built by an older agent-supervisor: its runner cannot start the agent under a uid of its own`,
-      {
-        hint: 'rebuild it with `supervisor image build` (or `npm run image`); see docs/docker.md',
-      },
-    );
-  }
+  refuseImageWithoutAgentUser(d.image, labels);
   await preflightAgent(agentTarget(ctx), { engine });
   const network = d.network ?? repoNetworkName(paths.repoId);
   let containerRedisUrl = d.redisUrl;

@@ -46,6 +46,8 @@ export interface ContainerSpec {
   pidsLimit: number;
   /** Size cap of the container's /tmp (tmpfs), bytes. */
   tmpSizeBytes?: number;
+  /** A small tmpfs only root may enter (mode 0700): the runner's own files, out of the agent's reach. */
+  runnerDir?: string;
   /** `host`, `bridge` or the name of a user-defined network. */
   network: string;
   extraHosts: string[];
@@ -295,13 +297,14 @@ export class DockerodeEngine implements DockerEngine {
         NanoCpus: spec.nanoCpus,
         PidsLimit: spec.pidsLimit,
         // A size-capped /tmp: filling it fails the writer (ENOSPC), not the host's disk.
-        ...(spec.tmpSizeBytes
-          ? {
-              Tmpfs: {
-                '/tmp': `rw,nosuid,nodev,mode=1777,size=${spec.tmpSizeBytes}`,
-              },
-            }
-          : {}),
+        Tmpfs: {
+          ...(spec.tmpSizeBytes
+            ? { '/tmp': `rw,nosuid,nodev,mode=1777,size=${spec.tmpSizeBytes}` }
+            : {}),
+          ...(spec.runnerDir
+            ? { [spec.runnerDir]: 'rw,nosuid,nodev,noexec,mode=0700,size=1m' }
+            : {}),
+        },
         // The supervisor's scaler restarts runners (with backoff and crash-loop detection).
         RestartPolicy: { Name: 'no' },
         NetworkMode: spec.network,

@@ -53,6 +53,17 @@ export function privateAgentRefs(p: SlotPaths): {
   return { refs: join(base, 'heads-agent'), logs: join(base, 'logs-agent') };
 }
 
+/**
+ * A directory only root may enter (a tmpfs, mode 0700) in every runner container: the runner's
+ * own files live there, out of its agent's reach (the agent runs under a uid of its own).
+ */
+export const RUNNER_DIR = '/run/agent-supervisor';
+/**
+ * Where the runner's log file is mounted: not at its host path (the agent could append to it
+ * and forge what `supervisor logs` shows, or fill it), but inside RUNNER_DIR.
+ */
+export const RUNNER_LOG_TARGET = `${RUNNER_DIR}/runner.log`;
+
 /** Writable places in the git directory: the object store and the slot's admin directory. */
 function gitWritable(p: SlotPaths): string[] {
   return [join(p.gitCommonDir, 'objects'), p.adminDir];
@@ -63,7 +74,8 @@ function gitWritable(p: SlotPaths): string[] {
  * packed-refs, config and hooks cannot be changed from inside) with writable mounts on top of
  * it only for what the slot's git needs: objects, its worktree admin directory, and the slot's
  * private `refs/heads/agent` and reflogs (see privateAgentRefs). Other slots' worktrees and
- * branches and the main worktree are not mounted.
+ * branches and the main worktree are not mounted; the runner's log is mounted where only the
+ * runner reaches it (RUNNER_LOG_TARGET).
  */
 export function slotMounts(p: SlotPaths): BindMount[] {
   const rw = (path: string): BindMount => ({
@@ -87,7 +99,7 @@ export function slotMounts(p: SlotPaths): BindMount[] {
       readOnly: false,
     },
     rw(p.logDir),
-    rw(p.logFile),
+    { source: p.logFile, target: RUNNER_LOG_TARGET, readOnly: false },
     rw(p.runDir),
   ];
 }
@@ -304,7 +316,9 @@ export function prepareOwnership(p: SlotPaths, user: ContainerUser): void {
     lchownSync(d, uid, gid);
     chownContents(d, uid, gid);
   }
-  lchownSync(p.logFile, uid, gid);
+  // The runner's own log stays the supervisor's (root's here): the runner is root in its
+  // container and writes it there; an earlier version gave it to the agent's user.
+  lchownSync(p.logFile, 0, 0);
 }
 
 function ensureSharedRepository(gitDir: string): void {
