@@ -1,4 +1,11 @@
-import { agentDiskPaths, clearAgentScratch, watchDisk } from './disk-budget.js';
+import {
+  agentDiskPaths,
+  clearAgentScratch,
+  objectStoreBaseline,
+  removeIgnoredSince,
+  watchDisk,
+} from './disk-budget.js';
+import { ENV_FILE } from '../contract/worktreeinclude.js';
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { CappedLog } from './capped-log.js';
@@ -241,6 +248,13 @@ export class JobExecutor {
         });
       }
       rmSync(files.status, { force: true });
+      const diskBudget = this.cfg.limits.diskBytes;
+      // Objects the agent's git adds to the shared store count as its files too.
+      const objects =
+        diskBudget === undefined
+          ? []
+          : await objectStoreBaseline(this.workspace);
+      const agentStartedAt = Date.now();
       const agent = new AgentProcess({
         command: this.cfg.agentCommand,
         cwd: this.cfg.worktreePath,
@@ -271,7 +285,6 @@ export class JobExecutor {
       cur.agent = agent;
       // diskPerAgent: the agent's files are measured while it runs; past the budget it stops.
       let diskUsed: number | undefined;
-      const diskBudget = this.cfg.limits.diskBytes;
       const diskWatch =
         diskBudget === undefined
           ? undefined
@@ -280,6 +293,7 @@ export class JobExecutor {
                 this.cfg.worktreePath,
                 this.cfg.agentUser !== undefined,
               ),
+              growth: objects,
               budget: diskBudget,
               intervalMs: this.cfg.limits.diskCheckMs,
               over: (bytes) => {
@@ -379,6 +393,13 @@ export class JobExecutor {
       } else if (exit.killedFor === 'disk') {
         kind = 'disk';
         if (this.cfg.agentUser) await clearAgentScratch(this.cfg.agentUser);
+        await removeIgnoredSince(this.cfg.worktreePath, agentStartedAt, [
+          ENV_FILE,
+        ]).catch((err: unknown) =>
+          this.log('cannot remove the ignored files the agent wrote', {
+            error: coerceError(err).message,
+          }),
+        );
         error = `agent stopped: its files took ${Math.round((diskUsed ?? 0) / 2 ** 20)} MiB, past diskPerAgent (${Math.round(diskBudget! / 2 ** 20)} MiB)`;
       } else if (exit.killedFor === 'no-progress') {
         kind = 'no-progress';

@@ -238,6 +238,11 @@ export class RemoteClone implements Workspace {
     }
   }
 
+  /** The cache's objects: the slots of this host write into them. */
+  objectStore(): Promise<string> {
+    return Promise.resolve(join(this.cache, 'objects'));
+  }
+
   commit(
     baseSha: string,
     message: string,

@@ -46,6 +46,8 @@ export interface Workspace {
    * its worktree's HEAD or index, a stale lock); `prepare` is tried once more after it.
    */
   repair?(baseBranch: string): Promise<void>;
+  /** The git object store the agent's git writes into (shared with the other slots). */
+  objectStore?(): Promise<string>;
 }
 
 /** @defaultValue 600000 — a local git command of the runner (checkout of a big tree) that takes longer is killed. */
@@ -305,6 +307,23 @@ export class LocalWorktree implements Workspace {
         `${baseRefOf(baseBranch)}^{commit}`,
       ])
     ).trim();
+  }
+
+  private objects: string | undefined;
+
+  /** The repository's own object store (the worktree's pointer may be the agent's). */
+  async objectStore(): Promise<string> {
+    this.objects ??= join(
+      (
+        await this.repo.raw([
+          'rev-parse',
+          '--path-format=absolute',
+          '--git-common-dir',
+        ])
+      ).trim(),
+      'objects',
+    );
+    return this.objects;
   }
 
   /** Rebuilds the worktree's git files (HEAD, index, pointers) and checks out the base. */

@@ -1,7 +1,9 @@
 /**
- * Issue 13 item 6, Docker runtime: an agent whose files pass `diskPerAgent` (here 16 MiB, written
- * into its container's HOME, outside every mount) is stopped, its attempt fails with the kind
- * `disk`, and what it wrote there is gone before the slot's next job, which succeeds.
+ * Issue 13 item 6, Docker runtime: an agent whose files pass `diskPerAgent` (here 16 MiB) is
+ * stopped, its attempt fails with the kind `disk`, and what it wrote is gone before the slot's
+ * next job, which succeeds. Three places it can write: its container's HOME (outside every
+ * mount), a git-ignored directory of its worktree (`node_modules/`, which the per-job reset
+ * keeps), and the repository's shared object store (`git hash-object -w`).
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,8 +25,22 @@ case "$ISSUE_TITLE" in
   fill*)
     dd if=/dev/urandom of="$HOME/fill.bin" bs=1M count=40 2>/dev/null
     sleep 120 ;;
+  cache*)
+    mkdir -p node_modules/old && echo kept > node_modules/old/keep.txt
+    echo cache > cache.txt
+    exit 0 ;;
+  ignored*)
+    mkdir -p node_modules/pkg
+    dd if=/dev/urandom of=node_modules/pkg/blob.bin bs=1M count=40 2>/dev/null
+    sleep 120 ;;
+  objects*)
+    for i in 1 2 3 4; do
+      head -c 10485760 /dev/urandom | git hash-object -w --stdin >> "$HOME/objects.txt"
+    done
+    sleep 120 ;;
   *)
     ls "$HOME" > home.txt
+    find node_modules -type f | sort > modules.txt
     exit 0 ;;
 esac
 `;
@@ -47,7 +63,8 @@ describeDocker(
       cleanups.push(repo.cleanup);
       const { dir } = repo;
       writeFileSync(join(dir, 'disk.sh'), AGENT);
-      git(dir, 'add', 'disk.sh');
+      writeFileSync(join(dir, '.gitignore'), 'node_modules/\n');
+      git(dir, 'add', 'disk.sh', '.gitignore');
       git(dir, 'commit', '-qm', 'disk agent');
       const env = {
         ...repo.env,
@@ -73,20 +90,46 @@ describeDocker(
           { what: `issue #${id} finished` },
         );
 
-      await runCli(['issue', 'add', 'fill the disk'], { cwd: dir, env });
-      const filled = await finished(1);
-      expect(filled.status).toBe('failed');
-      expect(filled.error).toMatch(
-        /agent stopped: its files took \d+ MiB, past diskPerAgent \(16 MiB\)/,
-      );
-      expect(filled.runs?.at(-1)?.errorKind).toBe('disk');
+      const stopped = async (id: number) => {
+        const i = await finished(id);
+        expect(i.status, `#${id}`).toBe('failed');
+        expect(i.error).toMatch(
+          /agent stopped: its files took \d+ MiB, past diskPerAgent \(16 MiB\)/,
+        );
+        expect(i.runs?.at(-1)?.errorKind).toBe('disk');
+      };
+      const done = async (id: number) => {
+        const i = await finished(id);
+        expect(i.status, i.error ?? '').toBe('done');
+        return {
+          home: git(dir, 'show', `${i.commit}:home.txt`),
+          modules: git(dir, 'show', `${i.commit}:modules.txt`),
+        };
+      };
+      const add = (title: string) =>
+        runCli(['issue', 'add', title], { cwd: dir, env });
 
-      await runCli(['issue', 'add', 'look at home'], { cwd: dir, env });
-      const next = await finished(2);
-      expect(next.status, next.error ?? '').toBe('done');
-      expect(git(dir, 'show', `${next.commit}:home.txt`)).not.toMatch(
-        /fill\.bin/,
-      );
+      await add('fill the disk');
+      await stopped(1);
+      await add('look at home');
+      expect((await done(2)).home).not.toMatch(/fill\.bin/);
+
+      // An ignored directory survives the per-job reset (a dependency cache): the 40 MiB the
+      // agent put there count, and go after the stop; what earlier jobs put there stays.
+      await add('cache a module');
+      await finished(3);
+      await add('ignored fill');
+      await stopped(4);
+      await add('look at modules');
+      expect((await done(5)).modules.split('\n')).toEqual([
+        'node_modules/old/keep.txt',
+      ]);
+
+      // Loose objects in the shared object store: 40 MiB that no ref reaches.
+      await add('objects fill');
+      await stopped(6);
+      await add('look again');
+      await done(7);
     });
   },
 );
