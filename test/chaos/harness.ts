@@ -92,11 +92,6 @@ export interface ChaosSummary {
   duplicatedResults: string[];
   unrecordedStarts: string[];
   branchMismatches: string[];
-  /**
-   * The same SQLite disagreements for issues that had an agent running when Redis lost its
-   * data: a KNOWN DEFECT (docs/reliability.md "Known gaps"), reported apart, not failed on.
-   */
-  afterDataLoss: string[];
   orphans: string[];
   wallMs: number;
 }
@@ -346,8 +341,6 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     const duplicatedResults: string[] = [];
     const unrecordedStarts: string[] = [];
     const branchMismatches: string[] = [];
-    const afterDataLoss: string[] = [];
-    const losses = faults.filter((f) => f.kind === 'lose-redis');
     for (const issue of list) {
       const id = String(issue.id);
       const script = scripts.get(id)!;
@@ -357,12 +350,6 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       const shown = api.getIssue(issue.id);
       const succeeded = shown.runs.filter((r) => r.outcome === 'succeeded');
       const mine = ivs.filter((iv) => iv.issue === id);
-      // Alive when Redis lost its data, or started while the supervisor was finding out.
-      const hitByLoss = mine.some((a) =>
-        losses.some((f) => a.start <= f.at + 10_000 && a.end >= f.at),
-      );
-      const sqlite = (list: string[], what: string) =>
-        (hitByLoss ? afterDataLoss : list).push(what);
       // What both sides saw, for the failure message: the agent's attempts, SQLite's runs, the faults.
       const t = (ms: number | null | undefined) =>
         ms == null ? '?' : `${((ms - started) / 1000).toFixed(1)}s`;
@@ -372,13 +359,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
         succeeded.length > 1 ||
         (issue.status === 'done' && succeeded.length !== 1)
       )
-        sqlite(
-          duplicatedResults,
+        duplicatedResults.push(
           `#${id}: ${succeeded.length} succeeded runs: ${story()}`,
         );
       if (mine.length > shown.runs.length)
-        sqlite(
-          unrecordedStarts,
+        unrecordedStarts.push(
           `#${id}: ${mine.length} agent starts, ${shown.runs.length} runs: ${story()}`,
         );
       if (issue.status === 'done') {
@@ -388,8 +373,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
           branch !== issue.commit ||
           succeeded[0]?.commitSha !== issue.commit
         )
-          sqlite(
-            branchMismatches,
+          branchMismatches.push(
             `#${id}: SQLite ${issue.commit ?? 'no commit'}, git ${branch ?? 'no branch'}`,
           );
       }
@@ -448,7 +432,6 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       duplicatedResults,
       unrecordedStarts,
       branchMismatches,
-      afterDataLoss,
       orphans,
       wallMs: Date.now() - started,
     };

@@ -26,7 +26,6 @@ describe('chaos (short profile)', () => {
       log: (l) => console.log(l),
     });
     console.log(`\nchaos summary (seed ${seed})\n${formatSummary(summary)}`);
-    for (const l of summary.afterDataLoss) console.log(`KNOWN: ${l}`);
     checkGuarantees(summary, expect);
   }, 300_000);
 });

@@ -31,7 +31,6 @@ export function formatSummary(s: ChaosSummary): string {
     ['SQLite: duplicated results', String(s.duplicatedResults.length)],
     ['SQLite: attempts not recorded', String(s.unrecordedStarts.length)],
     ['SQLite vs git: branch mismatches', String(s.branchMismatches.length)],
-    ['of these after Redis lost data (known)', String(s.afterDataLoss.length)],
     ['orphans', String(s.orphans.length)],
     ['wall time', `${(s.wallMs / 1000).toFixed(1)} s`],
   ];
