@@ -33,7 +33,7 @@ const ROWS: Record<
   land: landRow,
 };
 
-const RESULTS = fileURLToPath(
+const DEFAULT_RESULTS = fileURLToPath(
   new URL('../../bench/results.json', import.meta.url),
 );
 
@@ -41,9 +41,11 @@ function parseArgs(argv: string[]): {
   quick: boolean;
   only: string[] | undefined;
   verbose: boolean;
+  results: string;
 } {
   let quick = false;
   let verbose = false;
+  let results = DEFAULT_RESULTS;
   let only: string[] | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -51,11 +53,12 @@ function parseArgs(argv: string[]): {
     else if (a === '--verbose' || a === '-v') verbose = true;
     else if (a === '--only')
       only = (argv[++i] ?? '').split(',').filter(Boolean);
+    else if (a === '--results') results = argv[++i] ?? results;
     else if (a.startsWith('--only='))
       only = a.slice('--only='.length).split(',').filter(Boolean);
     else {
       process.stderr.write(
-        `unknown argument ${a}\nusage: npm run bench -- [--quick] [--only ${Object.keys(ROWS).join(',')}] [--verbose]\n`,
+        `unknown argument ${a}\nusage: npm run bench -- [--quick] [--only ${Object.keys(ROWS).join(',')}] [--results FILE] [--verbose]\n`,
       );
       process.exit(2);
     }
@@ -68,7 +71,7 @@ function parseArgs(argv: string[]): {
       process.exit(2);
     }
   }
-  return { quick, only, verbose };
+  return { quick, only, verbose, results };
 }
 
 async function main(): Promise<void> {
@@ -111,7 +114,7 @@ async function main(): Promise<void> {
     `${machine.cpus} CPUs, node ${machine.node}, ${machine.git}; load average ${machine.loadBefore.join(' ')} before, ${machine.loadAfter.join(' ')} after\n`,
   );
   writeFileSync(
-    RESULTS,
+    args.results,
     JSON.stringify(
       {
         at: new Date().toISOString(),
@@ -125,7 +128,7 @@ async function main(): Promise<void> {
       2,
     ) + '\n',
   );
-  log(`wrote ${RESULTS}`);
+  log(`wrote ${args.results}`);
   // The run is over: a stray socket or timer must not keep the process alive.
   process.exit(failures.length ? 1 : 0);
 }

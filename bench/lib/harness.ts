@@ -72,6 +72,7 @@ export class BinSupervisor {
     readonly child: ChildProcess,
     readonly redis: Redis,
     readonly prefix: string,
+    private readonly redisUrl: string,
   ) {
     child.stderr?.on(
       'data',
@@ -88,10 +89,17 @@ export class BinSupervisor {
     repoDir: string,
     prefix: string,
     agentCommand: string,
-    opts: { agents?: number; env?: Record<string, string> } = {},
+    opts: {
+      agents?: number;
+      env?: Record<string, string>;
+      /** Another Redis than the shared one (the lost-host row's, reachable from a namespace). */
+      redisUrl?: string;
+    } = {},
   ): Promise<BinSupervisor> {
+    const redisUrl = opts.redisUrl ?? REDIS_URL;
     const env = {
       ...supervisorEnv(prefix, agentCommand, opts.env),
+      REDIS_URL: redisUrl,
       SUPERVISOR_DASHBOARD_PORT: '0',
     };
     const ctx = await openContext({ repo: repoDir, init: true, env });
@@ -113,7 +121,13 @@ export class BinSupervisor {
         stdio: ['ignore', 'ignore', 'pipe'],
       },
     );
-    const sup = new BinSupervisor(ctx, child, connect(), prefix);
+    const sup = new BinSupervisor(
+      ctx,
+      child,
+      connect(redisUrl),
+      prefix,
+      redisUrl,
+    );
     await waitUntil(
       () => {
         if (child.exitCode !== null)
@@ -187,7 +201,7 @@ export class BinSupervisor {
     await this.exited;
     this.redis.disconnect();
     this.ctx.close();
-    await deletePrefix(this.prefix);
+    await deletePrefix(this.prefix, this.redisUrl);
   }
 }
 
@@ -211,15 +225,30 @@ export class RawWorkerProcess {
     this.exited = new Promise((r) => child.once('exit', () => r()));
   }
 
+  /** `wrapper`: a command that runs it elsewhere (the second host's `ip netns exec …`). */
   static async start(
     config: Record<string, unknown>,
+    wrapper: readonly string[] = [],
   ): Promise<RawWorkerProcess> {
     // The node flags our runners get, so both sides of a row run the same V8 heap policy.
-    const child = fork(RAW_WORKER, [], {
-      execArgv: [...RUNNER_NODE_FLAGS],
-      env: { ...process.env, BENCH_RAW_CONFIG: JSON.stringify(config) },
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
+    const env = { ...process.env, BENCH_RAW_CONFIG: JSON.stringify(config) };
+    const stdio = ['ignore', 'inherit', 'inherit', 'ipc'] as const;
+    const child = wrapper.length
+      ? spawn(
+          wrapper[0]!,
+          [
+            ...wrapper.slice(1),
+            process.execPath,
+            ...RUNNER_NODE_FLAGS,
+            RAW_WORKER,
+          ],
+          { env, stdio: [...stdio] },
+        )
+      : fork(RAW_WORKER, [], {
+          execArgv: [...RUNNER_NODE_FLAGS],
+          env,
+          stdio: [...stdio],
+        });
     const w = new RawWorkerProcess(child);
     await w.next((m) => m.type === 'ready');
     return w;

@@ -8,13 +8,16 @@ export function freshPrefix(): string {
   return `bench${randomBytes(4).toString('hex')}`;
 }
 
-export function connect(): Redis {
-  return new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+export function connect(url = REDIS_URL): Redis {
+  return new Redis(url, { maxRetriesPerRequest: null });
 }
 
 /** Deletes every key under `prefix:` (SCAN, never KEYS: the Redis is shared). */
-export async function deletePrefix(prefix: string): Promise<number> {
-  const r = connect();
+export async function deletePrefix(
+  prefix: string,
+  url = REDIS_URL,
+): Promise<number> {
+  const r = connect(url);
   let deleted = 0;
   try {
     let cursor = '0';

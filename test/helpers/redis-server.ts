@@ -1,23 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { waitFor } from './cli.js';
 import { tempDir } from './repo.js';
 import { ping } from '../../supervisor/redis.js';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() =>
-        resolve(typeof addr === 'object' && addr ? addr.port : 0),
-      );
-    });
-  });
-}
+/** A free port on 127.0.0.1 (one implementation, shared with the benchmark's second host). */
+export { freePort } from '../../bench/lib/netns.js';
+import { freePort } from '../../bench/lib/netns.js';
 
 const answers = (port: number): Promise<boolean> =>
   ping(`redis://127.0.0.1:${port}`);
