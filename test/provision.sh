@@ -3,7 +3,8 @@
 #   - commands: git, redis-server (tests that restart Redis start a private one), chromium (the
 #     browser tests; CHROMIUM_PATH overrides /usr/bin/chromium), ip (iproute2: the two-host
 #     tests), setpriv and mount (util-linux: the unreadable-repository and disk-full tests),
-#     promtool (prometheus: /metrics and the alert rules are checked with it);
+#     promtool (prometheus: /metrics and the alert rules are checked with it), a Compose
+#     (docker-compose, when the docker compose plugin is missing);
 #   - services: Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432;
 #   - a Docker engine with the local images (test/docker/setup-engine.sh; the runner image
 #     itself is built by the Docker tests when its sources change).
@@ -52,6 +53,9 @@ need_cmd setpriv util-linux
 need_cmd mount mount
 need_cmd promtool prometheus
 need_cmd tmux tmux # the terminal-safe output test runs the CLI in a real terminal
+# test/env/infra-compose.test.ts reads infra/docker-compose.yml with a real Compose: the Docker
+# CLI plugin when there is one, else Debian's docker-compose.
+if ! docker compose version >/dev/null 2>&1; then need_cmd docker-compose docker-compose; fi
 if [ ! -x "$CHROMIUM" ]; then
   if [ -n "${CHROMIUM_PATH:-}" ]; then
     die "CHROMIUM_PATH=$CHROMIUM is not an executable (unset it to use Debian's chromium)"
