@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { loadavg } from 'node:os';
 import { promisify } from 'node:util';
 import { openContext, type Context } from '../../supervisor/context.js';
 import { runningDaemon } from '../../supervisor/pidfile.js';
@@ -16,7 +17,7 @@ import {
 import { makeRepo } from '../lib/git.js';
 import { connect, deletePrefix, freshPrefix } from '../lib/redis.js';
 import type { BenchOptions, RowResult } from '../lib/row.js';
-import { fmtMs, median, nowMs, round } from '../lib/stats.js';
+import { fmtMs, median, nowMs, percentile, round } from '../lib/stats.js';
 
 const run = promisify(execFile);
 
@@ -37,7 +38,7 @@ type PathId = (typeof PATHS)[number][0];
  * branch and commit (the base tip, so its merge state is computed once, as a long-running
  * supervisor has it). Plus a few open issues, so the page has a queue to show.
  */
-function buildHistory(ctx: Context, n: number, head: string): void {
+export function buildHistory(ctx: Context, n: number, head: string): void {
   const body = `The login redirect drops the query string.\nSteps: open /login?next=/a, sign in.\n${'x'.repeat(200)}\n`;
   const BATCH = 5000;
   for (let start = 0; start < n; start += BATCH) {
@@ -119,176 +120,222 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-async function timed(
+/** Median and interquartile range of a series, for the table's spread. */
+function spread(samples: readonly number[]): string {
+  return `${fmtMs(percentile(samples, 25))}–${fmtMs(percentile(samples, 75))}`;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** One history size with its own repository, Redis prefix and running supervisor. */
+interface Size {
+  size: number;
+  buildS: number;
+  dbMb: number;
+  sup: BinSupervisor;
+  base: string;
+  cli: (args: string[]) => Promise<unknown>;
+  cleanup: () => Promise<void>;
+}
+
+async function prepareSize(size: number, o: BenchOptions): Promise<Size> {
+  const repo = await makeRepo(1);
+  const prefix = freshPrefix();
+  const env = supervisorEnv(prefix, 'true');
+  o.log(`history: writing ${size.toLocaleString('en')} finished issues`);
+  const t0 = nowMs();
+  const ctx = await openContext({ repo: repo.dir, init: true, env });
+  const head = (
+    await run('git', ['rev-parse', 'HEAD'], { cwd: repo.dir })
+  ).stdout.trim();
+  buildHistory(ctx, size, head);
+  const buildS = (nowMs() - t0) / 1000;
+  const dbFile = ctx.paths.dbFile;
+  ctx.close();
+  const dbMb =
+    Number((await run('du', ['-sk', dbFile])).stdout.split('\t')[0]) / 1024;
+  const sup = await BinSupervisor.start(repo.dir, prefix, 'true', {
+    agents: 0,
+  });
+  const url = await waitUntil(
+    () => runningDaemon(sup.ctx.paths.pidFile)?.dashboardUrl,
+    'the dashboard URL',
+    { timeoutMs: 60_000, intervalMs: 50 },
+  );
+  const cliEnv = { ...process.env, ...env };
+  return {
+    size,
+    buildS,
+    dbMb,
+    sup,
+    base: url.replace(/\/$/, ''),
+    cli: (args) =>
+      run(process.execPath, [...shebangFlags(CLI), CLI, ...args], {
+        cwd: repo.dir,
+        env: cliEnv,
+        maxBuffer: 64 * 1024 * 1024,
+      }),
+    cleanup: async () => {
+      await sup.stop().catch(() => undefined);
+      repo.cleanup();
+      await deletePrefix(prefix);
+    },
+  };
+}
+
+/**
+ * Times `fn` on every size, interleaved: each round calls it once per size, the order rotating
+ * from round to round, so every size meets the same machine (load, page cache, this process's
+ * heap) and no size is always first. `warm` rounds first are not counted.
+ */
+async function interleaved(
+  sizes: readonly Size[],
   repeats: number,
-  fn: () => Promise<unknown>,
-): Promise<number[]> {
-  await fn(); // warm: statements compiled, pages cached
-  const out: number[] = [];
-  for (let r = 0; r < repeats; r++) {
-    const t0 = nowMs();
-    await fn();
-    out.push(nowMs() - t0);
+  warm: number,
+  fn: (s: Size) => Promise<unknown>,
+): Promise<number[][]> {
+  const out = sizes.map(() => [] as number[]);
+  for (let r = 0; r < warm + repeats; r++) {
+    for (let k = 0; k < sizes.length; k++) {
+      const i = (r + k) % sizes.length;
+      const t0 = nowMs();
+      await fn(sizes[i]!);
+      if (r >= warm) out[i]!.push(nowMs() - t0);
+    }
   }
   return out;
 }
 
-interface SizeResult {
-  size: number;
-  buildS: number;
-  dbMb: number;
-  ms: Record<PathId, number>;
-  samples: Record<PathId, number[]>;
-  idleCpuPct: number;
-  noPageCpuPct: number;
-  idlePushes: number;
-}
-
-async function measureSize(
-  size: number,
-  o: BenchOptions,
-  repeats: number,
-  idleS: number,
-): Promise<SizeResult> {
-  const repo = await makeRepo(1);
-  const prefix = freshPrefix();
-  const env = supervisorEnv(prefix, 'true');
-  try {
-    o.log(`history: writing ${size.toLocaleString('en')} finished issues`);
-    const t0 = nowMs();
-    const ctx = await openContext({ repo: repo.dir, init: true, env });
-    const head = (
-      await run('git', ['rev-parse', 'HEAD'], { cwd: repo.dir })
-    ).stdout.trim();
-    buildHistory(ctx, size, head);
-    const buildS = (nowMs() - t0) / 1000;
-    ctx.close();
-    const sup = await BinSupervisor.start(repo.dir, prefix, 'true', {
-      agents: 0,
-    });
-    const redis = connect();
-    try {
-      const url = await waitUntil(
-        () => runningDaemon(sup.ctx.paths.pidFile)?.dashboardUrl,
-        'the dashboard URL',
-        { timeoutMs: 60_000, intervalMs: 50 },
-      );
-      const base = url.replace(/\/$/, '');
-      const cliEnv = { ...process.env, ...env };
-      const cli = (args: string[]) =>
-        run(process.execPath, [...shebangFlags(CLI), CLI, ...args], {
-          cwd: repo.dir,
-          env: cliEnv,
-          maxBuffer: 64 * 1024 * 1024,
-        });
-      const middle = Math.max(1, Math.floor(size / 2));
-      const samples = {} as Record<PathId, number[]>;
-      o.log(`history ${size}: timing the read paths (${repeats} each)`);
-      samples.status = await timed(repeats, () => buildStatus(sup.ctx, redis));
-      samples.snapshot = await timed(repeats, () => get(`${base}/api/status`));
-      samples.issuesApi = await timed(repeats, () => get(`${base}/api/issues`));
-      samples.metrics = await timed(repeats, () => get(`${base}/metrics`));
-      const cliRepeats = Math.max(3, Math.round(repeats / 3));
-      samples.issueShow = await timed(cliRepeats, () =>
-        cli(['issue', 'show', String(middle), '--json']),
-      );
-      samples.issueList = await timed(cliRepeats, () =>
-        cli(['issue', 'list', '--json']),
-      );
-      o.log(`history ${size}: idle supervisor, no page, ${idleS} s`);
-      const n0 = cpuSeconds(sup.pid);
-      const nw0 = nowMs();
-      await new Promise((r) => setTimeout(r, idleS * 1000));
-      const noPageCpuPct =
-        ((cpuSeconds(sup.pid) - n0) / ((nowMs() - nw0) / 1000)) * 100;
-      o.log(`history ${size}: idle supervisor with one page open, ${idleS} s`);
-      const page = openPage(base);
-      await new Promise((r) => setTimeout(r, 2000));
-      const c0 = cpuSeconds(sup.pid);
-      const w0 = nowMs();
-      const e0 = page.events();
-      await new Promise((r) => setTimeout(r, idleS * 1000));
-      const idleCpuPct =
-        ((cpuSeconds(sup.pid) - c0) / ((nowMs() - w0) / 1000)) * 100;
-      const idlePushes = page.events() - e0;
-      page.close();
-      const ms = Object.fromEntries(
-        PATHS.map(([id]) => [id, median(samples[id])]),
-      ) as Record<PathId, number>;
-      const dbMb =
-        Number(
-          (await run('du', ['-sk', sup.ctx.paths.dbFile])).stdout.split(
-            '\t',
-          )[0],
-        ) / 1024;
-      return {
-        size,
-        buildS,
-        dbMb,
-        ms,
-        samples,
-        idleCpuPct,
-        noPageCpuPct,
-        idlePushes,
-      };
-    } finally {
-      redis.disconnect();
-      await sup.stop();
-    }
-  } finally {
-    repo.cleanup();
-    await deletePrefix(prefix);
-  }
+/** Each supervisor's own CPU (utime + stime) over the same window, as a percentage of one core. */
+async function cpuPct(
+  sizes: readonly Size[],
+  seconds: number,
+): Promise<number[]> {
+  const c0 = sizes.map((s) => cpuSeconds(s.sup.pid));
+  const w0 = nowMs();
+  await sleep(seconds * 1000);
+  const wall = (nowMs() - w0) / 1000;
+  return sizes.map((s, i) => ((cpuSeconds(s.sup.pid) - c0[i]!) / wall) * 100);
 }
 
 /**
  * Issue 16: histories of 1k, 10k and 100k finished issues (quick: 1k and 10k), written through the
- * store code; each read path's median at each size and its growth (largest ÷ 1k), and the idle
- * supervisor's CPU with one page open.
+ * store code, each with its own supervisor running; every read path timed on all sizes in
+ * interleaved rounds (median, interquartile range) and its growth (largest ÷ 1k); the idle
+ * supervisors' CPU over the same window, without and with one page open.
  */
 export async function historyRows(o: BenchOptions): Promise<RowResult[]> {
-  const sizes = o.quick ? [1_000, 10_000] : [1_000, 10_000, 100_000];
-  const repeats = o.quick ? 9 : 21;
+  const sizeList = o.quick ? [1_000, 10_000] : [1_000, 10_000, 100_000];
+  const repeats = o.quick ? 11 : 31;
+  const cliRepeats = o.quick ? 5 : 9;
   const idleS = o.quick ? 10 : 30;
-  const results: SizeResult[] = [];
-  for (const size of sizes)
-    results.push(await measureSize(size, o, repeats, idleS));
-  const small = results[0]!;
-  const large = results[results.length - 1]!;
-  const k = (n: number) => `${n / 1000}k`;
+  const sizes: Size[] = [];
+  const redis = connect();
+  try {
+    for (const n of sizeList) sizes.push(await prepareSize(n, o));
+    // Every supervisor past its start-up work (first reconcile, merge states) before timing.
+    await sleep(10_000);
+    const samples = {} as Record<PathId, number[][]>;
+    const loads: Record<string, number[]> = { before: loadNow() };
+    o.log(
+      `history: timing the read paths (${repeats} rounds over ${sizes.length} sizes)`,
+    );
+    samples.status = await interleaved(sizes, repeats, 3, (s) =>
+      buildStatus(s.sup.ctx, redis),
+    );
+    samples.snapshot = await interleaved(sizes, repeats, 3, (s) =>
+      get(`${s.base}/api/status`),
+    );
+    samples.issuesApi = await interleaved(sizes, repeats, 3, (s) =>
+      get(`${s.base}/api/issues`),
+    );
+    samples.metrics = await interleaved(sizes, repeats, 3, (s) =>
+      get(`${s.base}/metrics`),
+    );
+    samples.issueShow = await interleaved(sizes, cliRepeats, 1, (s) =>
+      s.cli([
+        'issue',
+        'show',
+        String(Math.max(1, Math.floor(s.size / 2))),
+        '--json',
+      ]),
+    );
+    samples.issueList = await interleaved(sizes, cliRepeats, 1, (s) =>
+      s.cli(['issue', 'list', '--json']),
+    );
+    loads.reads = loadNow();
+    o.log(`history: idle supervisors, no page, ${idleS} s`);
+    const noPage = await cpuPct(sizes, idleS);
+    loads.noPage = loadNow();
+    o.log(`history: idle supervisors with one page open each, ${idleS} s`);
+    const pages = sizes.map((s) => openPage(s.base));
+    await sleep(2000);
+    const e0 = pages.map((p) => p.events());
+    const withPage = await cpuPct(sizes, idleS);
+    const pushes = pages.map((p, i) => p.events() - e0[i]!);
+    for (const p of pages) p.close();
+    loads.page = loadNow();
+    return historyTable(sizes, samples, noPage, withPage, pushes, idleS, loads);
+  } finally {
+    redis.disconnect();
+    for (const s of sizes) await s.cleanup();
+  }
+}
+
+const loadNow = () => loadavg().map((l) => round(l, 2));
+
+function historyTable(
+  sizes: readonly Size[],
+  samples: Record<PathId, number[][]>,
+  noPage: number[],
+  withPage: number[],
+  pushes: number[],
+  idleS: number,
+  loads: Record<string, number[]>,
+): RowResult[] {
+  const small = 0;
+  const large = sizes.length - 1;
+  const k = (i: number) => `${sizes[i]!.size / 1000}k`;
   const rows: RowResult[] = PATHS.map(([id, label]) => {
-    const ratio = large.ms[id] / small.ms[id];
+    const per = samples[id];
+    const med = per.map((x) => median(x));
+    const ratio = med[large]! / med[small]!;
+    // The same ratio per round (sizes timed side by side): its quartiles are the ratio's spread.
+    const perRound = per[large]!.map((v, r) => v / per[small]![r]!);
     return {
       id: `history-${id}`,
-      title: `History ${k(large.size)} vs ${k(small.size)}: ${label}`,
-      ours: `${fmtMs(large.ms[id])} at ${k(large.size)}`,
-      baseline: `${fmtMs(small.ms[id])} at ${k(small.size)}`,
-      comparison: `${ratio.toFixed(2)}×${results.length > 2 ? ` (${k(results[1]!.size)}: ${fmtMs(results[1]!.ms[id])})` : ''}`,
+      title: `History ${k(large)} vs ${k(small)}: ${label}, median of ${per[0]!.length} interleaved`,
+      ours: `${fmtMs(med[large]!)} at ${k(large)} (IQR ${spread(per[large]!)})`,
+      baseline: `${fmtMs(med[small]!)} at ${k(small)} (IQR ${spread(per[small]!)})`,
+      comparison: `${ratio.toFixed(2)}× (per round ${percentile(perRound, 25).toFixed(2)}–${percentile(perRound, 75).toFixed(2)}×)${sizes.length > 2 ? `; ${k(1)}: ${fmtMs(med[1]!)}` : ''}`,
       target: '≤ 1.5×',
       met: ratio <= 1.5,
       data: {
-        sizes: results.map((r) => r.size),
-        medianMs: results.map((r) => round(r.ms[id], 3)),
-        samplesMs: results.map((r) => r.samples[id].map((v) => round(v, 3))),
+        sizes: sizes.map((s) => s.size),
+        medianMs: med.map((v) => round(v, 3)),
+        samplesMs: per.map((x) => x.map((v) => round(v, 3))),
+        perRoundRatio: perRound.map((v) => round(v, 3)),
         ratio: round(ratio, 3),
+        loads,
       },
     };
   });
   rows.push({
     id: 'history-idle-cpu',
-    title: `History: idle supervisor CPU, one page open (${idleS} s)`,
-    ours: `${large.idleCpuPct.toFixed(2)} % at ${k(large.size)}`,
-    baseline: `${small.idleCpuPct.toFixed(2)} % at ${k(small.size)} (no page: ${small.noPageCpuPct.toFixed(2)} → ${large.noPageCpuPct.toFixed(2)} %)`,
-    comparison: `${(large.idleCpuPct - small.idleCpuPct).toFixed(2)} points`,
+    title: `History: idle supervisor CPU, one page open (${idleS} s, all sizes at once)`,
+    ours: `${withPage[large]!.toFixed(2)} % at ${k(large)}`,
+    baseline: `${withPage[small]!.toFixed(2)} % at ${k(small)} (no page: ${noPage[small]!.toFixed(2)} → ${noPage[large]!.toFixed(2)} %)`,
+    comparison: `${(withPage[large]! - withPage[small]!).toFixed(2)} points`,
     target: '≤ 2 %',
-    met: large.idleCpuPct <= 2,
+    met: withPage[large]! <= 2,
     data: {
-      sizes: results.map((r) => r.size),
-      idleCpuPct: results.map((r) => round(r.idleCpuPct, 3)),
-      noPageCpuPct: results.map((r) => round(r.noPageCpuPct, 3)),
-      pushes: results.map((r) => r.idlePushes),
-      historyBuildS: results.map((r) => round(r.buildS, 1)),
-      databaseMb: results.map((r) => round(r.dbMb, 1)),
+      sizes: sizes.map((s) => s.size),
+      idleCpuPct: withPage.map((v) => round(v, 3)),
+      noPageCpuPct: noPage.map((v) => round(v, 3)),
+      pushes,
+      historyBuildS: sizes.map((s) => round(s.buildS, 1)),
+      databaseMb: sizes.map((s) => round(s.dbMb, 1)),
+      loads,
     },
   });
   return rows;
