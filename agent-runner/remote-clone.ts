@@ -3,7 +3,8 @@ import {
   encodeClaim,
   type ResultClaim,
 } from '../contract/result-claim.js';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, lchownSync, mkdirSync, rmSync } from 'node:fs';
+import type { FileOwner } from '../contract/slot-files.js';
 import { join } from 'node:path';
 import { gitEnv, redact, type GitCredentials } from './git-auth.js';
 import { baseRefOf } from '../contract/job.js';
@@ -43,6 +44,11 @@ export interface RemoteCloneOptions {
   agentId: string;
   credentials: GitCredentials;
   timeoutMs: number;
+  /**
+   * The agent's user, when the runner is root and runs its git as that user (runGitAs): the
+   * clone and the worktree are made for it; the cache directory above them stays the runner's.
+   */
+  owner?: FileOwner;
 }
 
 interface GitRun {
@@ -142,6 +148,7 @@ export class RemoteClone implements Workspace {
   private async ensureCache(): Promise<void> {
     if (this.initialised) return;
     mkdirSync(this.o.cacheDir, { recursive: true });
+    this.forOwner(this.cache);
     for (let i = 0; ; i++) {
       try {
         if (!existsSync(join(this.cache, 'HEAD')))
@@ -159,6 +166,14 @@ export class RemoteClone implements Workspace {
       }
     }
     this.initialised = true;
+  }
+
+  /** An (empty) directory git then fills as the agent's user, when there is one. */
+  private forOwner(dir: string): void {
+    const { owner } = this.o;
+    if (!owner || existsSync(dir)) return;
+    mkdirSync(dir, { recursive: true });
+    lchownSync(dir, owner.uid, owner.gid);
   }
 
   /** Checks that the remote answers and the credentials work, without changing anything. */
@@ -210,6 +225,7 @@ export class RemoteClone implements Workspace {
       await this.run(['clean', '-fdq'], { cwd: this.path });
     } else {
       rmSync(this.path, { recursive: true, force: true });
+      this.forOwner(this.path);
       await this.run(['worktree', 'prune']);
       await this.run([
         'worktree',

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { lchownSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
@@ -123,6 +123,7 @@ export class AgentRunner {
         agentId: cfg.agentId,
         credentials,
         timeoutMs: git.timeoutMs,
+        ...(cfg.agentUser ? { owner: cfg.agentUser } : {}),
       });
       this.workspace = clone;
       this.remote = new RemoteGate(() => clone.probe(cfg.baseBranch), {
@@ -302,6 +303,11 @@ export class AgentRunner {
   async start(): Promise<void> {
     mkdirSync(this.cfg.runDir, { recursive: true });
     mkdirSync(this.cfg.logDir, { recursive: true });
+    // The agent writes its status file here: the Docker runtime hands these to its user on the
+    // host; a remote-mode root runner (a Swarm task, a pod) made them itself just now.
+    if (this.cfg.agentUser && this.cfg.git.mode === 'remote')
+      for (const d of [this.cfg.runDir, this.cfg.logDir])
+        lchownSync(d, this.cfg.agentUser.uid, this.cfg.agentUser.gid);
     await this.ownership.claim(process.env.SUPERVISOR_TAKEOVER === '1');
     await recoverPredecessor({
       agentId: this.cfg.agentId,

@@ -14,6 +14,8 @@ import {
   type SwarmTemplate,
 } from './swarm.js';
 import { runnerBaseOf } from '../land/base.js';
+import { refuseImageWithoutAgentUser } from './docker.js';
+import { DEFAULT_AGENT_UID } from './docker/mounts.js';
 
 /**
  * The swarm runtime of a repository, after checking that this engine is a swarm manager. The
@@ -31,19 +33,18 @@ export async function createSwarmRuntime(
   const docker = o.docker ?? dockerClient();
   await checkSwarm(docker);
   const c = ctx.config;
-  if (
-    !(await docker
-      .getImage(c.docker.image)
-      .inspect()
-      .then(
-        () => true,
-        () => false,
-      ))
-  ) {
+  const labels = await docker
+    .getImage(c.docker.image)
+    .inspect()
+    .then(
+      (i) => i.Config.Labels ?? {},
+      () => undefined,
+    );
+  if (!labels) {
     o.log(
       `warning: the image ${c.docker.image} is not on this node; every node of the swarm must have it or pull it from a registry (supervisor image build / docker push)`,
     );
-  }
+  } else refuseImageWithoutAgentUser(c.docker.image, labels);
   const template = async (): Promise<SwarmTemplate> => {
     const dashboardUrl = runningDaemon(ctx.paths.pidFile)?.dashboardUrl;
     const gitUrl =
@@ -62,6 +63,11 @@ export async function createSwarmRuntime(
     const gitToken = c.git.token ?? c.dashboard.token;
     const agentId = 'agent-001';
     const slotDir = join(SWARM_CACHE_DIR, agentId);
+    const [uid, gid] = (
+      c.docker.user ?? `${DEFAULT_AGENT_UID}:${DEFAULT_AGENT_UID}`
+    )
+      .split(':')
+      .map(Number) as [number, number];
     const runner = RunnerConfigSchema.parse({
       agentId,
       host: 'swarm',
@@ -78,6 +84,8 @@ export async function createSwarmRuntime(
       lease: c.leaseResolved,
       heartbeatMs: c.heartbeat,
       ...runnerSpending(c),
+      // The image's `agent` user (or docker.user): never the runner's root.
+      agentUser: { uid, gid },
       git: {
         mode: 'remote',
         url: gitUrl,

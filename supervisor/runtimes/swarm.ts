@@ -5,22 +5,29 @@ import { dockerClient } from './docker/client.js';
 import { slotId, type RunnerConfig } from '../../contract/job.js';
 import { SupervisorError, coerceError } from '../errors.js';
 import { LABELS, PROJECT } from './docker/labels.js';
+import { RUNNER_CAPABILITIES } from './docker.js';
 import type { AgentRuntime, RunnerSpec, RuntimeAgent } from './runtime.js';
 
 /**
  * `--runtime swarm`: the runners of a repository as one Docker Swarm service with N replicas,
  * in remote git mode (no shared filesystem: any node of the swarm can run them). The task slot
  * is the slot id (`SUPERVISOR_AGENT_ID=agent-{{.Task.Slot}}`, formatted agent-00N by the
- * runner). The runner configuration and the git token travel as Docker secrets, never in the
- * service's environment; resources are service limits; a changed spec (image, configuration)
- * rolls out one task at a time. Found by labels only.
+ * runner). As in the Docker runtime, the runner is root in its task with a few capabilities and
+ * runs its agent (and its git) under a uid of its own (the runner configuration's agentUser);
+ * the runner configuration and the git token travel as Docker secrets only root can read, never
+ * in the service's environment; resources are service limits; a changed spec (image,
+ * configuration) rolls out one task at a time. Found by labels only.
  */
 export const SWARM_ROLE = 'swarm-runners';
 const SPEC_HASH = 'dev.agent-supervisor.spec-hash';
 const IMAGE_ID = 'dev.agent-supervisor.image-id';
 const CONFIG_FILE = '/run/secrets/runner-config.json';
-/** Where runners keep their clone inside a task (the image's home is writable). */
-export const SWARM_CACHE_DIR = '/home/agent/.cache/agent-supervisor';
+/**
+ * Where runners keep their clone inside a task: the runner's (root's) directory, outside the
+ * agent's home, which the agent keeps to itself (its ~/.cache too) and which is cleared of the
+ * agent's files between jobs.
+ */
+export const SWARM_CACHE_DIR = '/var/cache/agent-supervisor';
 
 export interface SwarmTemplate {
   image: string;
@@ -301,16 +308,17 @@ export class SwarmRuntime implements AgentRuntime {
   ): Promise<Record<string, unknown>> {
     const labels = serviceLabels(this.o.repoId, this.o.repoPath);
     const config = await this.secret('runner', JSON.stringify(tpl.runner));
+    // Root's only: the runner reads them; its agent, under a uid of its own, cannot.
     const secrets = [
       {
         ...config,
-        File: { Name: 'runner-config.json', UID: '0', GID: '0', Mode: 0o444 },
+        File: { Name: 'runner-config.json', UID: '0', GID: '0', Mode: 0o400 },
       },
     ];
     if (tpl.gitToken)
       secrets.push({
         ...(await this.secret('git', tpl.gitToken)),
-        File: { Name: 'git-token', UID: '0', GID: '0', Mode: 0o444 },
+        File: { Name: 'git-token', UID: '0', GID: '0', Mode: 0o400 },
       });
     return {
       Name: this.name,
@@ -330,10 +338,13 @@ export class SwarmRuntime implements AgentRuntime {
             ...tpl.env,
           ],
           Secrets: secrets,
-          // The Docker runtime's hardening: no capabilities, no privilege gain (engines with
-          // API < 1.46 ignore NoNewPrivileges; the image's entrypoint sets it itself), a
-          // size-capped /tmp.
+          // The Docker runtime's hardening: the runner is root with only the capabilities it
+          // needs to run its agent under the agent's uid (API 1.41, Docker 20.10); no privilege
+          // gain (engines with API < 1.46 ignore NoNewPrivileges; the image's entrypoint sets
+          // it itself), a size-capped /tmp.
+          User: '0:0',
           CapabilityDrop: ['ALL'],
+          CapabilityAdd: RUNNER_CAPABILITIES,
           Privileges: { NoNewPrivileges: true },
           Mounts: [
             {

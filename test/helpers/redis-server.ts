@@ -9,9 +9,6 @@ import { ping } from '../../supervisor/redis.js';
 export { freePort } from '../../bench/lib/netns.js';
 import { freePort } from '../../bench/lib/netns.js';
 
-const answers = (port: number): Promise<boolean> =>
-  ping(`redis://127.0.0.1:${port}`);
-
 /** A private redis-server for tests that stop or restart Redis (never the shared one). */
 export class PrivateRedis {
   private child: ChildProcess | undefined;
@@ -20,16 +17,19 @@ export class PrivateRedis {
   constructor(
     readonly port: number,
     private readonly persistence: 'aof' | 'none',
+    /** Required of every client (`--requirepass`) when set. */
+    private readonly password?: string,
   ) {}
 
   static async create(
     persistence: 'aof' | 'none' = 'aof',
+    opts: { password?: string } = {},
   ): Promise<PrivateRedis> {
-    return new PrivateRedis(await freePort(), persistence);
+    return new PrivateRedis(await freePort(), persistence, opts.password);
   }
 
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return `redis://${this.password ? `:${this.password}@` : ''}127.0.0.1:${this.port}`;
   }
 
   async start(): Promise<void> {
@@ -46,9 +46,10 @@ export class PrivateRedis {
       this.persistence === 'aof' ? 'yes' : 'no',
       '--appendfsync',
       'always',
+      ...(this.password ? ['--requirepass', this.password] : []),
     ];
     this.child = spawn('redis-server', args, { stdio: 'ignore' });
-    await waitFor(() => answers(this.port), {
+    await waitFor(() => ping(this.url), {
       timeoutMs: 10_000,
       what: 'private redis-server',
     });

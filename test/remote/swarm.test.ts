@@ -1,7 +1,10 @@
 /**
  * `--runtime swarm` on a single-node swarm on this machine: the service, its tasks as slots,
  * issues to done through remote-mode runners, logs, a rolling update when the image changes,
- * `scale 0` and `cleanup`. The swarm is initialised here when it is not (and left afterwards
+ * `scale 0` and `cleanup`. The tasks are hardened as the Docker runtime's containers are (issue
+ * 13): the runner is root with a few capabilities, its agent runs under a uid of its own, and
+ * the attacker of test/security/agent-probe.ts, run as the agent of a task, can read neither the
+ * runner's configuration nor the git token and gets NOAUTH from the queue's Redis. The swarm is initialised here when it is not (and left afterwards
  * only then). Needs the Docker engine and the runner image (test/docker/setup-engine.sh);
  * fails, never skips, without them.
  */
@@ -17,6 +20,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { checkSwarm, serviceName } from '../../supervisor/runtimes/swarm.js';
+import { RUNNER_CAPABILITIES } from '../../supervisor/runtimes/docker.js';
 import { resolveRepo } from '../../supervisor/repo.js';
 import { SupervisorError } from '../../supervisor/errors.js';
 import {
@@ -29,6 +33,8 @@ import {
   type RunningSupervisor,
 } from '../helpers/cli.js';
 import { git, tempDir, tempRepo } from '../helpers/repo.js';
+import { PrivateRedis } from '../helpers/redis-server.js';
+import { expectIsolated, probeScript } from '../security/agent-probe.js';
 import {
   IMAGE_BUILD_TIMEOUT_MS,
   RUNNER_IMAGE,
@@ -44,6 +50,12 @@ const TAG_B = `${TAG}-b`;
 let createdSwarm = false;
 let swarmWasInactive = false;
 const cleanups: Array<() => unknown> = [];
+const PASSWORD = `pw${Math.random().toString(36).slice(2, 14)}`;
+const GIT_TOKEN = 'swarm-git-token-0123456789';
+/** CapEff of root with exactly RUNNER_CAPABILITIES: CHOWN 0, DAC_OVERRIDE 1, KILL 5, SETGID 6, SETUID 7. */
+const RUNNER_CAP_EFF = (1n | (1n << 1n) | (1n << 5n) | (1n << 6n) | (1n << 7n))
+  .toString(16)
+  .padStart(16, '0');
 
 /**
  * One swarm test at a time on this engine: a concurrent run (another checkout's `npm test`)
@@ -174,7 +186,16 @@ describe('--runtime swarm', () => {
 
   it('scale N runs a service of remote-mode runners: tasks are slots, issues reach done, logs stream, the image rolls, scale 0 and cleanup remove it', async () => {
     await ensureSwarm();
-    const repo = tempRepo();
+    // The queue's Redis with a password, as runners in containers require (the tasks share the
+    // node's network: they reach its port, and the agent does too).
+    const redis = await PrivateRedis.create('none', { password: PASSWORD });
+    await redis.start();
+    cleanups.push(() => redis.stop());
+    const repo = tempRepo({
+      files: {
+        'probe.sh': probeScript({ host: '127.0.0.1', port: redis.port }),
+      },
+    });
     cleanups.push(repo.cleanup);
     const paths = await resolveRepo(repo.dir);
     const name = serviceName(paths.repoId);
@@ -184,15 +205,16 @@ describe('--runtime swarm', () => {
     );
     cleanups.push(() => sh('docker', ['service', 'rm', name]));
     const env = testEnv({
-      REDIS_URL: 'redis://127.0.0.1:6379',
+      REDIS_URL: redis.url,
       SUPERVISOR_RUNTIME: 'swarm',
       SUPERVISOR_DOCKER_IMAGE: TAG,
       SUPERVISOR_AGENT_COMMAND:
-        'echo "$AGENT_ID resolved $ISSUE_ID" > "issue-$ISSUE_ID.txt"',
+        'if [ "$ISSUE_TITLE" = Probe ]; then sh probe.sh; else echo "$AGENT_ID resolved $ISSUE_ID" > "issue-$ISSUE_ID.txt"; fi',
       SUPERVISOR_MEMORY_PER_AGENT: '512m',
       SUPERVISOR_STOP_GRACE: '5000',
-      SUPERVISOR_GIT_TOKEN: 'swarm-git-token-0123456789',
+      SUPERVISOR_GIT_TOKEN: GIT_TOKEN,
     });
+    delete env.SUPERVISOR_ALLOW_UNAUTHENTICATED_REDIS;
     let sup: RunningSupervisor | undefined = await startSupervisor(
       repo.dir,
       env,
@@ -222,14 +244,17 @@ describe('--runtime swarm', () => {
       Parallelism: 1,
       Order: 'stop-first',
     });
+    // The runner's configuration and the git token: secrets only root (the runner) reads.
     expect(
-      svc.Spec.TaskTemplate.ContainerSpec.Secrets.map(
-        (s: any) => s.File.Name,
-      ).sort(),
-    ).toEqual(['git-token', 'runner-config.json']);
-    expect(JSON.stringify(svc.Spec)).not.toContain(
-      'swarm-git-token-0123456789',
-    );
+      svc.Spec.TaskTemplate.ContainerSpec.Secrets.map((s: any) => s.File).sort(
+        (a: any, b: any) => a.Name.localeCompare(b.Name),
+      ),
+    ).toEqual([
+      { Name: 'git-token', UID: '0', GID: '0', Mode: 0o400 },
+      { Name: 'runner-config.json', UID: '0', GID: '0', Mode: 0o400 },
+    ]);
+    expect(JSON.stringify(svc.Spec)).not.toContain(GIT_TOKEN);
+    expect(JSON.stringify(svc.Spec)).not.toContain(PASSWORD);
     // The Docker runtime's hardening, on the task containers themselves.
     const tasks = await waitFor(
       async () => {
@@ -246,7 +271,15 @@ describe('--runtime swarm', () => {
     for (const t of tasks) {
       const c = docker.getContainer(t.Id);
       const info = (await c.inspect()) as any;
+      // The runner is root with only the capabilities it needs to run its agent as another uid.
+      expect(info.Config.User).toBe('0:0');
       expect(info.HostConfig.CapDrop).toEqual(['ALL']);
+      expect(
+        (info.HostConfig.CapAdd ?? [])
+          .map((x: string) => x.replace(/^CAP_/, ''))
+          .sort(),
+      ).toEqual([...RUNNER_CAPABILITIES].sort());
+      expect(info.Config.Env.join('\n')).not.toContain(PASSWORD);
       expect(info.HostConfig.PidsLimit).toBe(4096);
       expect(info.HostConfig.Memory).toBe(512 * 1024 ** 2);
       expect(info.Mounts.find((m: any) => m.Destination === '/tmp')?.Type).toBe(
@@ -270,7 +303,7 @@ describe('--runtime swarm', () => {
         stream.on('end', () => resolve(buf));
       });
       expect(out).toMatch(/NoNewPrivs:\s+1/);
-      expect(out).toMatch(/CapEff:\s+0+\b/);
+      expect(out).toMatch(new RegExp(`CapEff:\\s+${RUNNER_CAP_EFF}\\b`));
     }
 
     const status = await cliJson(['status'], { cwd: repo.dir, env });
@@ -312,6 +345,28 @@ describe('--runtime swarm', () => {
         'refs/supervisor/',
       ),
     ).toBe('');
+
+    // The attacker, as the agent of a task: nothing of the runner's, no credential, no queue.
+    await runCli(['issue', 'add', 'Probe'], { cwd: repo.dir, env });
+    const probe = await waitFor(
+      async () => {
+        const i = await cliJson<any>(['issue', 'show', '4'], {
+          cwd: repo.dir,
+          env,
+        });
+        return i.status === 'done' || i.status === 'failed' ? i : false;
+      },
+      { timeoutMs: 60_000, what: 'the probe issue finished' },
+    );
+    expect(probe.status, probe.error ?? '').toBe('done');
+    const report = git(repo.dir, 'show', 'issue/4:probe-report.txt');
+    const lines = expectIsolated(
+      report,
+      git(repo.dir, 'show', 'issue/4:probe-dump.txt'),
+      [PASSWORD, GIT_TOKEN],
+    );
+    expect(lines).toContain('secret-refused /run/secrets/runner-config.json');
+    expect(lines).toContain('secret-refused /run/secrets/git-token');
 
     const logs = await runCli(['logs', '--lines', '200'], {
       cwd: repo.dir,

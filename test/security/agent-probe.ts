@@ -13,6 +13,7 @@ out=probe-report.txt
 dump=probe-dump.txt
 : > "$out"; : > "$dump"
 echo "agent-uid $(id -u)" >> "$out"
+echo "agent-capeff $(awk '/^CapEff:/ { print $2 }' /proc/self/status)" >> "$out"
 env >> "$dump"
 for p in /proc/[0-9]*; do
   pid=\${p#/proc/}
@@ -73,6 +74,7 @@ export function expectIsolated(
   );
   expect(agentUid, report).toBeGreaterThan(0);
   expect(runnerUid, report).not.toBe(agentUid);
+  expect(lines).toContain('agent-capeff 0000000000000000');
   expect(lines).toContain('proc1-environ: refused');
   expect(lines).toContain('signal-runner: refused');
   expect(lines).toContain('runner-dir: refused');
