@@ -1,3 +1,5 @@
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { GitError, runGit } from '../../git/runner.js';
 
 /** A finished git: its exit code and output (landing reads exit codes: 1 = conflicts). */
@@ -89,4 +91,54 @@ export async function revParse(
     `${rev}^{commit}`,
   ]);
   return r.code === 0 ? r.stdout.trim() : undefined;
+}
+
+/**
+ * What a ref's storage says now, without running git: the loose ref file's content, or the
+ * identity of `packed-refs` (inode, size, mtime) when there is no loose file. Undefined when it
+ * cannot tell (a symbolic ref, another ref backend, an unreadable file): ask git.
+ */
+function storedRef(commonDir: string, ref: string): string | undefined {
+  try {
+    const loose = readFileSync(join(commonDir, ref), 'utf8').trim();
+    return /^[0-9a-f]{40,64}$/.test(loose) ? loose : undefined;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return undefined;
+  }
+  try {
+    const s = statSync(join(commonDir, 'packed-refs'), { bigint: true });
+    // Racily clean, as git says: a file rewritten within the clock's granularity of the last
+    // look (same inode reused, same size) looks unchanged, so a young file is never trusted.
+    if (BigInt(Date.now()) * 1_000_000n - s.mtimeNs < 2_000_000_000n)
+      return undefined;
+    return `packed ${s.ino} ${s.size} ${s.mtimeNs}`;
+  } catch {
+    return 'none';
+  }
+}
+
+/**
+ * The commit a ref points at, asking git only when the ref's storage changed since the last
+ * answer: the running supervisor's once-a-second look at the base tip costs a file read instead
+ * of a git process while nothing moves. git writes refs by renaming a lock file into place, so
+ * a read sees the old or the new value, never half of one.
+ */
+export class RefTip {
+  private last:
+    { ref: string; stored: string; tip: string | undefined } | undefined;
+
+  constructor(
+    private readonly git: LandGit,
+    private readonly commonDir: string,
+  ) {}
+
+  async get(ref: string): Promise<string | undefined> {
+    const stored = storedRef(this.commonDir, ref);
+    const last = this.last;
+    if (stored !== undefined && last?.ref === ref && last.stored === stored)
+      return last.tip;
+    const tip = await revParse(this.git, ref);
+    this.last = stored === undefined ? undefined : { ref, stored, tip };
+    return tip;
+  }
 }

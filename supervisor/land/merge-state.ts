@@ -75,15 +75,15 @@ export async function refreshMergeStates(
   opts: {
     ids?: readonly number[];
     limit?: number;
-    /** The base's ref when the caller knows it (the running supervisor: one git process a round). */
-    ref?: string;
+    /** The base tip when the caller knows it (the running supervisor: RefTip, no git while idle). */
+    tip?: string;
   } = {},
 ): Promise<number> {
   const git = landGit(ctx.paths.root, 60_000);
-  const tip = await revParse(
-    git,
-    opts.ref ?? (await baseRef(git, ctx.baseBranch)),
-  );
+  const tip =
+    'tip' in opts
+      ? opts.tip
+      : await revParse(git, await baseRef(git, ctx.baseBranch));
   if (!tip) return 0;
   // `ids`: only those issues (a page of `issue list`, `issue show`); otherwise the stale done
   // issues from an index (read-model.ts), at most `limit` per call: never the whole history.

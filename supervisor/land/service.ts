@@ -1,6 +1,7 @@
 import type { Context } from '../context.js';
 import { coerceError } from '../errors.js';
 import { DependencyStore } from '../store/deps.js';
+import { RefTip } from './git.js';
 import { Lander } from './lander.js';
 import { refreshMergeStates } from './merge-state.js';
 import { requeueAfterLanding } from './requeue.js';
@@ -28,12 +29,13 @@ export function createLander(
 
 /**
  * The landing side of a running supervisor: repairs a landing a killed supervisor left half
- * done (at start), keeps `behind` and `mergeable` of done issues in step with the base tip (one
- * rev-parse per tick when nothing moved), and with land.auto lands each issue once it is done.
+ * done (at start), keeps `behind` and `mergeable` of done issues in step with the base tip (a ref
+ * file read per tick when nothing moved, no git), and with land.auto lands each issue once it is done.
  */
 export class LandService {
   readonly lander: Lander;
   private readonly deps: DependencyStore;
+  private readonly baseTip: RefTip;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private running: Promise<void> = Promise.resolve();
@@ -46,6 +48,7 @@ export class LandService {
   ) {
     this.lander = createLander(ctx, log, redisUrl);
     this.deps = new DependencyStore(ctx.db);
+    this.baseTip = new RefTip(this.lander.git, ctx.paths.gitCommonDir);
   }
 
   async start(): Promise<void> {
@@ -70,9 +73,8 @@ export class LandService {
       this.deps.blockDependents();
       // A remote-tracking base: fetched every land.fetchInterval, so behind shows a move at once.
       await this.lander.fetcher.refreshQuietly();
-      await refreshMergeStates(this.ctx, {
-        ref: (await this.lander.fetcher.resolve()).ref,
-      });
+      const { ref } = await this.lander.fetcher.resolve();
+      await refreshMergeStates(this.ctx, { tip: await this.baseTip.get(ref) });
       if (
         this.ctx.config.land.auto &&
         this.ctx.issues.list({ status: 'done', limit: 1 }).length > 0
