@@ -51,6 +51,14 @@ export function fmtMs(ms: number): string {
   return `${ms.toFixed(1)} ms`;
 }
 
+/** The spread of a series, smallest–largest, in the given format. */
+export function fmtRange(
+  samples: readonly number[],
+  fmt: (v: number) => string = fmtMs,
+): string {
+  return `${fmt(Math.min(...samples))}–${fmt(Math.max(...samples))}`;
+}
+
 export function fmtMb(bytes: number): string {
   return Number.isFinite(bytes) ? `${(bytes / 1024 ** 2).toFixed(0)} MB` : '—';
 }

@@ -4,7 +4,7 @@ import { BinSupervisor } from '../lib/harness.js';
 import { makeRepo } from '../lib/git.js';
 import { connect, deletePrefix, freshPrefix } from '../lib/redis.js';
 import type { BenchOptions, RowResult } from '../lib/row.js';
-import { fmtMs, median, nowMs, round } from '../lib/stats.js';
+import { fmtMs, fmtRange, median, nowMs, round } from '../lib/stats.js';
 
 const N = 10_000;
 const body = (i: number) =>
@@ -93,8 +93,8 @@ export async function feedRow(o: BenchOptions): Promise<RowResult> {
   return {
     id: 'feed',
     title: `Feed ${N.toLocaleString('en')} issues${repeats > 1 ? ` (median of ${repeats})` : ''}`,
-    ours: `${fmtMs(oursMs)} (${Math.round(N / (oursMs / 1000)).toLocaleString('en')}/s)`,
-    baseline: `${fmtMs(rawMs)} addBulk (${Math.round(N / (rawMs / 1000)).toLocaleString('en')}/s)`,
+    ours: `${fmtMs(oursMs)} (${fmtRange(ours)}; ${Math.round(N / (oursMs / 1000)).toLocaleString('en')}/s)`,
+    baseline: `${fmtMs(rawMs)} addBulk (${fmtRange(raw)}; ${Math.round(N / (rawMs / 1000)).toLocaleString('en')}/s)`,
     comparison: `${ratio.toFixed(2)}×`,
     target: '≥ 0.7×',
     met: ratio >= 0.7,

@@ -98,7 +98,7 @@ export async function footprintRows(o: BenchOptions): Promise<RowResult[]> {
       id: 'footprint-runner',
       title: `Idle runner RSS (median / max of ${idleRunners.length})`,
       ours: `${fmtMb(idle)} / ${fmtMb(idleMax)}`,
-      baseline: `${fmtMb(rawIdle)} idle BullMQ worker`,
+      baseline: `${fmtMb(rawIdle)} idle BullMQ worker (1 sample, the same node flags)`,
       comparison: `${diff < 0 ? '−' : '+'}${fmtMb(Math.abs(diff))}`,
       target: '≤ 80 MB',
       met: idleMax <= 80 * MB,

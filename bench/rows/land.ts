@@ -5,7 +5,7 @@ import { openContext } from '../../supervisor/context.js';
 import { Lander } from '../../supervisor/land/lander.js';
 import { git, makeRepo, sh, type TempRepo } from '../lib/git.js';
 import type { BenchOptions, RowResult } from '../lib/row.js';
-import { fmtMs, median, nowMs, round } from '../lib/stats.js';
+import { fmtMs, fmtRange, median, nowMs, round } from '../lib/stats.js';
 
 const REPO_FILES = 1000;
 
@@ -92,9 +92,9 @@ export async function landRow(o: BenchOptions): Promise<RowResult> {
   const ratio = a / b;
   return {
     id: 'land',
-    title: `landing ${n} clean issues (check: true), per issue`,
-    ours: fmtMs(a / n),
-    baseline: `${fmtMs(b / n)} (git rebase + merge --ff-only loop)`,
+    title: `landing ${n} clean issues (check: true), per issue, median of ${repeats}`,
+    ours: `${fmtMs(a / n)} (${fmtRange(oursMs.map((v) => v / n))})`,
+    baseline: `${fmtMs(b / n)} (${fmtRange(baseMs.map((v) => v / n))}; git rebase + merge --ff-only loop)`,
     comparison: `${round(ratio, 2)}×`,
     target: '≤ 1.5×',
     met: ratio <= 1.5,
