@@ -24,3 +24,15 @@ export function secondsFlag(flag: string, raw: string): number {
   }
   return Number(s);
 }
+
+/** `--agent-user 1000:1000`: a usage error (exit 2) for anything else, root included. */
+export function agentUserFlag(raw: string): { uid: number; gid: number } {
+  const m = /^([1-9]\d*):(\d+)$/.exec(raw.trim());
+  if (!m)
+    throw new SupervisorError(
+      'ERR_SUP_USAGE',
+      `--agent-user must be uid:gid with a uid other than 0, got "${raw}"`,
+      { hint: "e.g. --agent-user 1000:1000 (the runner image's agent user)" },
+    );
+  return { uid: Number(m[1]), gid: Number(m[2]) };
+}

@@ -10,6 +10,7 @@ import { SupervisorError, redactSecrets } from '../errors.js';
 import { runningDaemon } from '../pidfile.js';
 import { servedGitUrl } from '../remote.js';
 import { getSetting } from '../store/db.js';
+import { agentUserFlag } from './args.js';
 import { printJson, type GlobalOpts } from './output.js';
 import { runnerBaseOf } from '../land/base.js';
 
@@ -50,6 +51,10 @@ export function registerRemoteCommands(
       '--credentials-file <file>',
       'file with the git token on the runner host (default: SUPERVISOR_GIT_TOKEN in its environment)',
     )
+    .option(
+      '--agent-user <uid:gid>',
+      'run the agent under this uid (never 0); the runner must then be root with CAP_SETUID and CAP_SETGID, as in deploy/kubernetes',
+    )
     .action(
       (o: {
         gitUrl?: string;
@@ -57,6 +62,7 @@ export function registerRemoteCommands(
         redisUrl?: string;
         cacheDir: string;
         credentialsFile?: string;
+        agentUser?: string;
       }) => {
         return openContext({ repo: globals().repo }).then(async (ctx) => {
           try {
@@ -102,6 +108,7 @@ export function registerRemoteCommands(
                   `warning: the ${what} URL ${redactSecrets(url)} is a loopback address; another host cannot reach it (pass --${what === 'git' ? 'git' : 'redis'}-url)\n`,
                 );
             }
+            const agentUser = o.agentUser && agentUserFlag(o.agentUser);
             const cfg = RunnerConfigSchema.parse({
               agentId: 'agent-101',
               host: 'remote',
@@ -118,6 +125,7 @@ export function registerRemoteCommands(
               lease: c.leaseResolved,
               heartbeatMs: c.heartbeat,
               ...runnerSpending(c),
+              ...(agentUser ? { agentUser } : {}),
               git: {
                 mode: 'remote',
                 url: gitUrl,

@@ -22,7 +22,9 @@ import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { RunnerConfigSchema } from '../../contract/job.js';
 import { completeRunnerConfig } from '../../agent-runner/remote-config.js';
-import { ROOT } from '../helpers/cli.js';
+import { RUNNER_CAPABILITIES } from '../../supervisor/runtimes/docker.js';
+import { ROOT, runCli, testEnv } from '../helpers/cli.js';
+import { tempRepo } from '../helpers/repo.js';
 
 const DIR = join(ROOT, 'deploy/kubernetes');
 const KEDA = join(ROOT, 'deploy/kubernetes-keda');
@@ -60,6 +62,22 @@ function check(
   }
 }
 
+/** What Pod Security's `baseline` level lets a container add (kubernetes.io/docs/concepts/security/pod-security-standards). */
+const BASELINE_CAPABILITIES = [
+  'AUDIT_WRITE',
+  'CHOWN',
+  'DAC_OVERRIDE',
+  'FOWNER',
+  'FSETID',
+  'KILL',
+  'MKNOD',
+  'NET_BIND_SERVICE',
+  'SETFCAP',
+  'SETGID',
+  'SETPCAP',
+  'SETUID',
+  'SYS_CHROOT',
+];
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const QUANTITY = /^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$/;
 
@@ -214,8 +232,15 @@ describe('deploy/kubernetes (offline validation)', () => {
     const token = fileAt(git.credentialsFile!);
     expect(token.volume.secret.secretName).toBe(secret.metadata.name);
     expect(secret.stringData).toHaveProperty(token.key);
-    // YAML 1.1, as Kubernetes reads it: 0440 is octal.
-    expect(token.volume.secret.defaultMode).toBe(0o440);
+    // YAML 1.1, as Kubernetes reads it: 0400 is octal. Root's only: the runner reads the
+    // configuration and the token, its agent (another uid, no fsGroup) cannot.
+    expect(token.volume.secret.defaultMode).toBe(0o400);
+    expect(configFile.volume.configMap.defaultMode).toBe(0o400);
+    expect(cfg.agentUser?.uid).toBeGreaterThan(0);
+    expect(pod.securityContext?.fsGroup).toBeUndefined();
+    expect(pod.securityContext?.supplementalGroups ?? []).not.toContain(
+      cfg.agentUser?.gid,
+    );
 
     // The liveness probe runs a file the image has.
     const probe = c.livenessProbe.exec.command as string[];
@@ -257,11 +282,19 @@ describe('deploy/kubernetes (offline validation)', () => {
     const tmp = c.volumeMounts.find((m: any) => m.mountPath === '/tmp');
     const tmpVol = pod.volumes.find((v: any) => v.name === tmp.name);
     expect(tmpVol.emptyDir.sizeLimit).toMatch(QUANTITY);
-    expect(pod.securityContext.runAsNonRoot).toBe(true);
+    // As the Docker runtime's and Swarm's runners: root with only RUNNER_CAPABILITIES (Pod
+    // Security `baseline` allows them), its agent under runner.json's agentUser (above).
     expect(c.securityContext).toMatchObject({
+      runAsUser: 0,
       allowPrivilegeEscalation: false,
       capabilities: { drop: ['ALL'] },
     });
+    expect([...c.securityContext.capabilities.add].sort()).toEqual(
+      [...RUNNER_CAPABILITIES].sort(),
+    );
+    for (const cap of c.securityContext.capabilities.add)
+      expect(BASELINE_CAPABILITIES).toContain(cap);
+    expect(pod.automountServiceAccountToken).toBe(false);
     expect(c.livenessProbe.exec.command).toContain('--liveness');
     expect(c.readinessProbe.exec.command).not.toContain('--liveness');
     const gitVol = pod.volumes.find((v: any) => v.secret);
@@ -275,6 +308,41 @@ describe('deploy/kubernetes (offline validation)', () => {
     );
     expect(kinds).not.toContain('Secret');
     expect(rendered).not.toContain('replace-with-the-supervisor-git-token');
+  });
+
+  it('runner-config --agent-user prints the agentUser the ConfigMap carries, and refuses root', async () => {
+    const cm = byKind('ConfigMap')[0]!;
+    const inConfigMap = JSON.parse(cm.data['runner.json']).agentUser;
+    const repo = tempRepo();
+    try {
+      const args = [
+        'runner-config',
+        '--git-url',
+        'https://supervisor.example.com/git/repo.git',
+        '--redis-url',
+        'redis://redis.example:6379',
+        '--cache-dir',
+        '/var/cache/agent-supervisor',
+      ];
+      const env = testEnv();
+      expect((await runCli(['init'], { cwd: repo.dir, env })).code).toBe(0);
+      const printed = await runCli(
+        [...args, '--agent-user', `${inConfigMap.uid}:${inConfigMap.gid}`],
+        { cwd: repo.dir, env },
+      );
+      expect(printed.code, printed.stderr).toBe(0);
+      expect(JSON.parse(printed.stdout).agentUser).toEqual(inConfigMap);
+      const root = await runCli([...args, '--agent-user', '0:0'], {
+        cwd: repo.dir,
+        env,
+      });
+      expect(root.code).toBe(2);
+      expect(root.stderr).toMatch(
+        /--agent-user must be uid:gid with a uid other than 0/,
+      );
+    } finally {
+      repo.cleanup();
+    }
   });
 
   it('the liveness probe passes while Redis does not answer; the readiness probe fails', () => {

@@ -30,7 +30,7 @@ done
 if cat /proc/1/environ > /dev/null 2>&1; then echo "proc1-environ: readable" >> "$out"; else echo "proc1-environ: refused" >> "$out"; fi
 cat /proc/self/environ /app/*.json 2>/dev/null | tr '\\0' '\\n' >> "$dump"
 # Docker and Swarm secrets, Kubernetes' mounted configuration and credentials.
-for f in /run/secrets/* /etc/agent-supervisor/*.json /var/run/secrets/agent-supervisor/*; do
+for f in /run/secrets/* /etc/agent-supervisor/runner/* /var/run/secrets/agent-supervisor/*; do
   [ -e "$f" ] || continue
   if cat "$f" >> "$dump" 2>/dev/null; then echo "secret-readable $f" >> "$out"; else echo "secret-refused $f" >> "$out"; fi
 done
