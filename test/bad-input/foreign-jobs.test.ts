@@ -7,15 +7,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
-import {
-  queueNameFor,
-  MAX_TITLE_LENGTH,
-  MAX_BODY_BYTES,
-} from '../../contract/job.js';
-import { resolveRepo } from '../../supervisor/repo.js';
+import { MAX_TITLE_LENGTH, MAX_BODY_BYTES } from '../../contract/job.js';
 import { cliJson, runCli, waitFor } from '../helpers/cli.js';
+import { repoQueue } from '../helpers/queue.js';
 import { cleanupList, isolatedRepo, issues, start } from './util.js';
 import { readRecord } from '../helpers/agents.js';
 import { git, tempDir } from '../helpers/repo.js';
@@ -80,18 +74,8 @@ describe('foreign producer job data', () => {
   it('fails each malformed job clearly, adopts none of them, and the runner goes on', async () => {
     const { dir, env } = isolatedRepo(cleanups, { SUPERVISOR_ATTEMPTS: '3' });
     await start(cleanups, dir, env);
-    const paths = await resolveRepo(dir);
-    const redis = new Redis('redis://127.0.0.1:6379', {
-      maxRetriesPerRequest: null,
-    });
-    const queue = new Queue(queueNameFor(paths.repoId), {
-      connection: redis,
-      prefix: env.SUPERVISOR_PREFIX,
-    });
-    cleanups.add(async () => {
-      await queue.obliterate({ force: true }).catch(() => undefined);
-      await queue.close();
-      redis.disconnect();
+    const queue = await repoQueue(dir, env.SUPERVISOR_PREFIX!, cleanups.add, {
+      obliterate: true,
     });
     const runnerPid = (await waitFor(
       async () =>
@@ -178,18 +162,8 @@ describe('foreign producer job ids', () => {
       await runCli(['issue', 'add', `a real issue ${n}`], { cwd: dir, env });
     const first = await start(cleanups, dir, env);
     for (const n of [1, 2, 3]) await done(n);
-    const paths = await resolveRepo(dir);
-    const redis = new Redis('redis://127.0.0.1:6379', {
-      maxRetriesPerRequest: null,
-    });
-    const queue = new Queue(queueNameFor(paths.repoId), {
-      connection: redis,
-      prefix: env.SUPERVISOR_PREFIX,
-    });
-    cleanups.add(async () => {
-      await queue.obliterate({ force: true }).catch(() => undefined);
-      await queue.close();
-      redis.disconnect();
+    const queue = await repoQueue(dir, env.SUPERVISOR_PREFIX!, cleanups.add, {
+      obliterate: true,
     });
     await queue.add('issue', { nope: true } as never);
     const up = await queue.add('issue', { title: 'foreign while up' });

@@ -1,31 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { useCleanups } from '../helpers/cleanup.js';
+import { repoQueue } from '../helpers/queue.js';
 import { waitFor } from '../helpers/cli.js';
 import { git, tempDir } from '../helpers/repo.js';
 import { openSupervisor } from '../../supervisor/api.js';
-import { queueNameFor } from '../../contract/job.js';
-import { resolveRepo } from '../../supervisor/repo.js';
 import { landingWorld } from './helpers.js';
 
 const cleanups = useCleanups();
 
-async function queueOf(dir: string, prefix: string) {
-  const paths = await resolveRepo(dir);
-  const redis = new Redis('redis://127.0.0.1:6379', {
-    maxRetriesPerRequest: null,
+function queueOf(dir: string, prefix: string) {
+  return repoQueue(dir, prefix, (fn) => cleanups.push(fn), {
+    obliterate: true,
   });
-  const queue = new Queue(queueNameFor(paths.repoId), {
-    connection: redis,
-    prefix,
-  });
-  cleanups.push(async () => {
-    await queue.obliterate({ force: true }).catch(() => undefined);
-    await queue.close();
-    redis.disconnect();
-  });
-  return queue;
 }
 
 describe('issue controls', () => {

@@ -1,11 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { useCleanups } from '../helpers/cleanup.js';
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import { repoQueue } from '../helpers/queue.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { queueNameFor } from '../../contract/job.js';
-import { resolveRepo } from '../../supervisor/repo.js';
 import {
   processAlive,
   readRecord,
@@ -67,20 +64,8 @@ async function doneOrFailed(
   );
 }
 
-async function queueOf(dir: string, prefix: string) {
-  const paths = await resolveRepo(dir);
-  const redis = new Redis('redis://127.0.0.1:6379', {
-    maxRetriesPerRequest: null,
-  });
-  const queue = new Queue(queueNameFor(paths.repoId), {
-    connection: redis,
-    prefix,
-  });
-  cleanups.push(async () => {
-    await queue.close();
-    redis.disconnect();
-  });
-  return queue;
+function queueOf(dir: string, prefix: string) {
+  return repoQueue(dir, prefix, (fn) => cleanups.push(fn));
 }
 
 describe('leases', () => {

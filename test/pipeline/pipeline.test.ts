@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { useCleanups } from '../helpers/cleanup.js';
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import { repoQueue } from '../helpers/queue.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -281,16 +280,9 @@ describe('core pipeline', () => {
     const sup = await start(dir, env, ['--agents', '1', '--no-dashboard']);
     const status = await cliJson<any>(['status'], { cwd: dir, env });
     expect(status.supervisor.running).toBe(true);
-    const { queueNameFor } = await import('../../contract/job.js');
-    const { resolveRepo } = await import('../../supervisor/repo.js');
-    const paths = await resolveRepo(dir);
-    const redis = new Redis('redis://127.0.0.1:6379', {
-      maxRetriesPerRequest: null,
-    });
-    const queue = new Queue(queueNameFor(paths.repoId), {
-      connection: redis,
-      prefix: env.SUPERVISOR_PREFIX,
-    });
+    const queue = await repoQueue(dir, env.SUPERVISOR_PREFIX!, (fn) =>
+      cleanups.push(fn),
+    );
     await queue.add(
       'issue',
       { title: 'From a foreign producer', body: 'hello' },
@@ -320,8 +312,6 @@ describe('core pipeline', () => {
         2,
       { what: 'runner still works' },
     );
-    await queue.close();
-    redis.disconnect();
     await sup.stop();
   });
 });

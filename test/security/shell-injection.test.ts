@@ -15,10 +15,6 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
-import { queueNameFor } from '../../contract/job.js';
-import { resolveRepo } from '../../supervisor/repo.js';
 import {
   ROOT,
   cliJson,
@@ -28,6 +24,7 @@ import {
   waitFor,
 } from '../helpers/cli.js';
 import { git, tempDir, tempRepo } from '../helpers/repo.js';
+import { repoQueue } from '../helpers/queue.js';
 import { seededRandom } from '../helpers/random.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -201,19 +198,12 @@ describe('shell metacharacters in issue content', () => {
       '--no-dashboard',
     ]);
     cleanups.push(async () => void (await sup.stop()));
-    const paths = await resolveRepo(dir);
-    const redis = new Redis('redis://127.0.0.1:6379', {
-      maxRetriesPerRequest: null,
-    });
-    const queue = new Queue(queueNameFor(paths.repoId), {
-      connection: redis,
-      prefix: env.SUPERVISOR_PREFIX,
-    });
-    cleanups.push(async () => {
-      await queue.obliterate({ force: true }).catch(() => undefined);
-      await queue.close();
-      redis.disconnect();
-    });
+    const queue = await repoQueue(
+      dir,
+      env.SUPERVISOR_PREFIX!,
+      (fn) => cleanups.push(fn),
+      { obliterate: true },
+    );
     await queue.addBulk(
       viaQueue.map((c, i) => ({
         name: 'issue',
