@@ -3,8 +3,9 @@ import {
   encodeClaim,
   type ResultClaim,
 } from '../contract/result-claim.js';
-import { existsSync, lchownSync, mkdirSync, rmSync } from 'node:fs';
-import type { FileOwner } from '../contract/slot-files.js';
+import { randomBytes } from 'node:crypto';
+import { existsSync, lchownSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { replaceSlotFile, type FileOwner } from '../contract/slot-files.js';
 import { join } from 'node:path';
 import { gitEnv, redact, type GitCredentials } from './git-auth.js';
 import { baseRefOf } from '../contract/job.js';
@@ -56,6 +57,25 @@ interface GitRun {
   stderr: string;
 }
 
+/**
+ * The whole configuration of the runner's cache: a bare repository, and (slots share it) no
+ * automatic gc or ref packing under their feet.
+ */
+function cacheConfig(format: 'sha1' | 'sha256'): string {
+  return [
+    '[core]',
+    `\trepositoryformatversion = ${format === 'sha256' ? 1 : 0}`,
+    '\tfilemode = true',
+    '\tbare = true',
+    ...(format === 'sha256' ? ['[extensions]', '\tobjectformat = sha256'] : []),
+    '[gc]',
+    '\tauto = 0',
+    '[maintenance]',
+    '\tauto = false',
+    '',
+  ].join('\n');
+}
+
 function classify(stderr: string, timedOut: boolean): GitRemoteErrorKind {
   if (timedOut) return 'unreachable';
   if (
@@ -84,6 +104,7 @@ export class RemoteClone implements Workspace {
   private readonly baseRef: string;
   private tree: LocalWorktree | undefined;
   private initialised = false;
+  private config = cacheConfig('sha1');
 
   constructor(private readonly o: RemoteCloneOptions) {
     this.path = o.path;
@@ -155,17 +176,39 @@ export class RemoteClone implements Workspace {
           await this.run(['init', '--quiet', '--bare', this.cache], {
             cwd: this.o.cacheDir,
           });
-        // Slots share the cache: no automatic gc or ref packing under their feet.
-        await this.run(['config', 'gc.auto', '0']);
-        await this.run(['config', 'maintenance.auto', 'false']);
+        const format = await this.run([
+          'config',
+          '--get',
+          'extensions.objectformat',
+        ]).then(
+          (r) => r.stdout.trim(),
+          () => '',
+        );
+        this.config = cacheConfig(format === 'sha256' ? 'sha256' : 'sha1');
         break;
       } catch (err) {
-        // Another slot initialising the same cache holds config.lock: try again.
+        // Another slot initialising the same cache at once: try again.
         if (i >= 10) throw err;
         await new Promise((r) => setTimeout(r, 50 + Math.random() * 200));
       }
     }
+    this.resetConfig();
     this.initialised = true;
+  }
+
+  /**
+   * Puts the cache's configuration back to ours before every call that reaches the remote with
+   * the credentials. The agent can write it (through its worktree, or as the clone's owner) and
+   * the safe settings of the git runner do not cover what redirects a fetch: a planted
+   * `url.<trap>.insteadOf`, `http.proxy` or `include.path` would send the token to a host of its
+   * choosing. Written beside and renamed over (never through a planted symbolic link; slots
+   * sharing the cache may do it at once).
+   */
+  private resetConfig(): void {
+    const file = join(this.cache, 'config');
+    const tmp = `${file}.${process.pid}-${randomBytes(4).toString('hex')}`;
+    replaceSlotFile(tmp, this.config, this.o.owner);
+    renameSync(tmp, file);
   }
 
   /** An (empty) directory git then fills as the agent's user, when there is one. */
@@ -179,6 +222,7 @@ export class RemoteClone implements Workspace {
   /** Checks that the remote answers and the credentials work, without changing anything. */
   async probe(baseBranch: string): Promise<void> {
     await this.ensureCache();
+    this.resetConfig();
     const out = await this.run(
       ['ls-remote', this.o.url, baseRefOf(baseBranch)],
       { network: true },
@@ -192,6 +236,7 @@ export class RemoteClone implements Workspace {
 
   async prepare(baseBranch: string): Promise<string> {
     await this.ensureCache();
+    this.resetConfig();
     await this.run(
       [
         'fetch',
@@ -278,6 +323,7 @@ export class RemoteClone implements Workspace {
     ref: string,
     claim?: ResultClaim,
   ): Promise<string> {
+    this.resetConfig();
     await this.run(
       [
         'push',
