@@ -62,6 +62,21 @@ async function allFinished(
     : false;
 }
 
+/** A repository with one issue (title, scripted-agent body), run by one agent until it settles. */
+async function oneIssue(
+  title: string,
+  body: string,
+  extraEnv: Record<string, string> = {},
+) {
+  const { dir, env } = await setup(extraEnv);
+  await runCli(['issue', 'add', title, '--body', body], { cwd: dir, env });
+  await start(dir, env, ['--agents', '1', '--no-dashboard']);
+  const [issue] = await waitFor(() => allFinished(dir, env, 1), {
+    what: `issue "${title}" settled`,
+  });
+  return { dir, env, issue: issue! };
+}
+
 describe('core pipeline', () => {
   it('takes 8 issues to done with 3 agents, each on its issue/<id> branch', async () => {
     const { dir, env } = await setup();
@@ -117,16 +132,10 @@ describe('core pipeline', () => {
   });
 
   it('fails an issue after its attempts when the agent keeps exiting non-zero, keeping the error', async () => {
-    const { dir, env } = await setup({ SUPERVISOR_ATTEMPTS: '2' });
-    await runCli(['issue', 'add', 'Always fails', '--body', 'exit: 7'], {
-      cwd: dir,
-      env,
+    const { dir, env, issue } = await oneIssue('Always fails', 'exit: 7', {
+      SUPERVISOR_ATTEMPTS: '2',
     });
-    await start(dir, env, ['--agents', '1', '--no-dashboard']);
-    const [issue] = await waitFor(() => allFinished(dir, env, 1), {
-      what: 'issue failed',
-    });
-    expect(issue!.status).toBe('failed');
+    expect(issue.status).toBe('failed');
     const shown = await cliJson<IssueJson>(['issue', 'show', '1'], {
       cwd: dir,
       env,
@@ -139,16 +148,10 @@ describe('core pipeline', () => {
 
   it('retries a failed attempt and succeeds on the next one', async () => {
     const state = tempDir();
-    const { dir, env } = await setup({ AGENT_STATE_DIR: state });
-    await runCli(['issue', 'add', 'Flaky', '--body', 'fail-attempts: 1'], {
-      cwd: dir,
-      env,
+    const { dir, env, issue } = await oneIssue('Flaky', 'fail-attempts: 1', {
+      AGENT_STATE_DIR: state,
     });
-    await start(dir, env, ['--agents', '1', '--no-dashboard']);
-    const [issue] = await waitFor(() => allFinished(dir, env, 1), {
-      what: 'issue finished',
-    });
-    expect(issue!.status).toBe('done');
+    expect(issue.status).toBe('done');
     const shown = await cliJson<IssueJson>(['issue', 'show', '1'], {
       cwd: dir,
       env,
@@ -166,15 +169,7 @@ describe('core pipeline', () => {
   });
 
   it('records an agent that changes nothing as done with no commit', async () => {
-    const { dir, env } = await setup();
-    await runCli(['issue', 'add', 'Nothing to do', '--body', 'write: none'], {
-      cwd: dir,
-      env,
-    });
-    await start(dir, env, ['--agents', '1', '--no-dashboard']);
-    const [issue] = await waitFor(() => allFinished(dir, env, 1), {
-      what: 'issue finished',
-    });
+    const { dir, issue } = await oneIssue('Nothing to do', 'write: none');
     expect(issue).toMatchObject({ status: 'done', commit: null, branch: null });
     expect(() =>
       git(dir, 'rev-parse', '--verify', '--quiet', 'refs/heads/issue/1'),
@@ -182,17 +177,9 @@ describe('core pipeline', () => {
   });
 
   it('keeps commits an agent made itself', async () => {
-    const { dir, env } = await setup();
-    await runCli(['issue', 'add', 'Self-committing', '--body', 'commit: yes'], {
-      cwd: dir,
-      env,
-    });
-    await start(dir, env, ['--agents', '1', '--no-dashboard']);
-    const [issue] = await waitFor(() => allFinished(dir, env, 1), {
-      what: 'issue finished',
-    });
-    expect(issue!.status).toBe('done');
-    expect(git(dir, 'log', '-1', '--format=%s', issue!.commit!)).toBe(
+    const { dir, issue } = await oneIssue('Self-committing', 'commit: yes');
+    expect(issue.status).toBe('done');
+    expect(git(dir, 'log', '-1', '--format=%s', issue.commit!)).toBe(
       'agent commit 1',
     );
   });
