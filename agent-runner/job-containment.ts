@@ -66,6 +66,17 @@ export class JobContainment {
     await this.sweep('runner start');
   }
 
+  /**
+   * Whether a full sweep ran since anything last ran in the slot: the sweep before a job is then
+   * a light one (cgroup and ports, no pass over every process; see `SweepOptions.scan`).
+   */
+  private sweptSinceLastRun = false;
+
+  /** Something of the job's (a before-job step, the agent) is about to run in the slot. */
+  willRun(): void {
+    this.sweptSinceLastRun = false;
+  }
+
   /** Variables for the agent: the inherited marker, and the cgroup its wrapper enters. */
   agentEnv(): Record<string, string> {
     return {
@@ -75,11 +86,26 @@ export class JobContainment {
   }
 
   /** Kills whatever the slot's agents left running; logs it and the ports still held. */
-  async sweep(when: string): Promise<void> {
-    const report = await sweepSlot(this.spec, [
-      this.cgroup,
-      this.earlierCgroup,
-    ]);
+  sweep(when: string): Promise<void> {
+    return this.run(when, true);
+  }
+
+  /**
+   * The sweep before a job: after a full sweep with nothing run in the slot since (the previous
+   * job's exit sweep, the runner's start), the cgroup and the slot's ports are checked, not
+   * every process on the host again (`SweepOptions.scan`).
+   */
+  sweepBeforeJob(): Promise<void> {
+    return this.run('before job', !this.sweptSinceLastRun);
+  }
+
+  private async run(when: string, scan: boolean): Promise<void> {
+    const report = await sweepSlot(
+      this.spec,
+      [this.cgroup, this.earlierCgroup],
+      { scan },
+    );
+    if (scan) this.sweptSinceLastRun = true;
     if (report.killed.length)
       this.log(`killed ${report.killed.length} leftover agent process(es)`, {
         when,

@@ -167,7 +167,7 @@ export class JobExecutor {
       );
       let baseSha: string;
       // The previous job's stragglers must not write into this job's worktree or hold its ports.
-      await this.containment.sweep('before job');
+      await this.containment.sweepBeforeJob();
       try {
         baseSha = await prepareWorkspace(this.workspace, this.cfg, this.log);
       } catch (err) {
@@ -213,6 +213,8 @@ export class JobExecutor {
         logPath,
         baseSha,
       });
+      // Before-job steps run the user's commands in the worktree: the next job's sweep is full.
+      if (this.cfg.beforeJob.length) this.containment.willRun();
       const stepError =
         (this.cfg.includeRoot !== undefined &&
           (await resyncIncluded(
@@ -255,6 +257,7 @@ export class JobExecutor {
           ? []
           : await objectStoreBaseline(this.workspace);
       const agentStartedAt = Date.now();
+      this.containment.willRun();
       const agent = new AgentProcess({
         command: this.cfg.agentCommand,
         cwd: this.cfg.worktreePath,

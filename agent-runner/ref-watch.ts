@@ -1,5 +1,6 @@
 import { baseRefOf } from '../contract/job.js';
 import { gitAt } from '../git/runner.js';
+import { headFromFiles } from './workspace.js';
 
 /**
  * Refs outside the agent's own branch, watched over the agent's run. An agent produces commits
@@ -107,6 +108,8 @@ export class RefWatch {
   }
 
   private async isAncestor(a: string, b: string): Promise<boolean> {
+    // A commit is its own ancestor (the agent left its branch at the base): no git needed.
+    if (a === b) return true;
     try {
       await git(this.repo, ['merge-base', '--is-ancestor', a, b]);
       return true;
@@ -139,8 +142,13 @@ export class RefWatch {
     return failed;
   }
 
-  /** The commit the worktree's HEAD is at now (the agent may have committed). */
+  /**
+   * The commit the worktree's HEAD is at now (the agent may have committed): from git's files
+   * in the plain case (`headFromFiles`, no process), else from git.
+   */
   async head(worktree: string): Promise<string | undefined> {
+    const fromFiles = headFromFiles(worktree);
+    if (fromFiles) return fromFiles;
     try {
       return (await git(worktree, ['rev-parse', '--verify', 'HEAD'])).trim();
     } catch {

@@ -8,7 +8,8 @@ import {
 } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { baseRefOf } from '../contract/job.js';
-import { driverOverrides, gitAt } from '../git/runner.js';
+import { gitAt } from '../git/runner.js';
+import { cachedDriverOverrides } from '../git/driver-cache.js';
 import { replaceSlotFile, type FileOwner } from '../contract/slot-files.js';
 import { AttemptError } from '../contract/errors.js';
 
@@ -208,7 +209,8 @@ export class LocalWorktree implements Workspace {
    */
   private async disarm(dir: string): Promise<string[]> {
     resetWorktreeConfig(this.path);
-    return driverOverrides(dir, LOCAL_GIT_TIMEOUT_MS);
+    // Asked of git only when a configuration file changed since the last answer.
+    return cachedDriverOverrides(dir, LOCAL_GIT_TIMEOUT_MS);
   }
 
   private async healthy(): Promise<boolean> {

@@ -2,14 +2,18 @@ import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import {
   accessSync,
+  closeSync,
   constants,
   mkdirSync,
+  openSync,
+  readSync,
   readFileSync,
   readdirSync,
   readlinkSync,
   rmdirSync,
   writeFileSync,
 } from 'node:fs';
+import { createServer } from 'node:net';
 import { join, sep } from 'node:path';
 
 /**
@@ -277,10 +281,48 @@ function realUid(pid: number): number | undefined {
   }
 }
 
-/** One pass over /proc: processes that belong to the slot's agent by marker, cwd or port. */
-function scanProc(spec: ContainmentSpec, marker: string): Found[] {
+/** Read buffer for environments (one pass reads every process's; no allocation per process). */
+const ENV_BUF = Buffer.allocUnsafe(64 * 1024);
+
+/** Whether /proc/<pid>/environ contains `needle` (false when it cannot be read). */
+function environHas(pid: number, needle: Buffer): boolean {
+  let fd: number;
+  try {
+    fd = openSync(`/proc/${pid}/environ`, 'r');
+  } catch {
+    return false; // not ours to read, or gone
+  }
+  try {
+    // Read in chunks; the needle's length less one byte is carried over between them.
+    let carry = 0;
+    for (;;) {
+      const n = readSync(fd, ENV_BUF, carry, ENV_BUF.length - carry, null);
+      if (n <= 0) return false;
+      const end = carry + n;
+      if (ENV_BUF.subarray(0, end).includes(needle)) return true;
+      carry = Math.min(needle.length - 1, end);
+      ENV_BUF.copy(ENV_BUF, 0, end - carry, end);
+    }
+  } catch {
+    return false;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * One pass over /proc: processes that belong to the slot's agent by marker, cwd or port (the
+ * port owners only when `ports`: something may hold a slot port).
+ */
+function scanProc(
+  spec: ContainmentSpec,
+  marker: string,
+  ports: boolean,
+): Found[] {
   const needle = Buffer.from(`${SLOT_MARKER_VAR}=${marker}\0`);
-  const inodes = listeningInodes(new Set(spec.ports));
+  const inodes = ports
+    ? listeningInodes(new Set(spec.ports))
+    : new Map<string, number>();
   const keep = protectedPids();
   const worktree = spec.worktreePath.replace(/\/+$/, '');
   const out: Found[] = [];
@@ -290,18 +332,17 @@ function scanProc(spec: ContainmentSpec, marker: string): Found[] {
     let found: Found['found'] | undefined;
     if (spec.agentUid !== undefined && realUid(pid) === spec.agentUid)
       found = 'uid';
-    try {
-      if (!found && readFileSync(`/proc/${pid}/environ`).includes(needle))
-        found = 'marker';
-    } catch {
-      /* not ours to read, or gone */
-    }
-    if (!found && !hasTerminal(pid)) {
+    if (!found && environHas(pid, needle)) found = 'marker';
+    if (!found) {
       try {
         const cwd = readlinkSync(`/proc/${pid}/cwd`);
-        if (cwd === worktree || cwd.startsWith(worktree + sep)) found = 'cwd';
+        if (
+          (cwd === worktree || cwd.startsWith(worktree + sep)) &&
+          !hasTerminal(pid)
+        )
+          found = 'cwd';
       } catch {
-        /* idem */
+        /* not ours to read, or gone */
       }
     }
     if (!found && inodes.size) {
@@ -368,10 +409,56 @@ function hasProc(): boolean {
   }
 }
 
+/**
+ * Whether a TCP socket may hold one of `ports`: each is bound for a moment on 0.0.0.0 and on
+ * :: (v6 only), and any refusal counts as held. A listener on any address of either family
+ * refuses (Linux lets no bind overlap a listening socket), so "all free" is exact; "held" may
+ * also be an outgoing connection's local port or a host without IPv6, and the caller then reads
+ * /proc/net to find out. Binding 2 × 10 ports costs under 1 ms; reading /proc/net/tcp and tcp6
+ * walks the kernel's whole connection table, ~3.5 ms each on a 24 GiB host even when they are
+ * nearly empty, and a sweep read them twice.
+ */
+export async function portsMaybeHeld(
+  ports: readonly number[],
+): Promise<boolean> {
+  const bindable = (port: number, host: string) =>
+    new Promise<boolean>((resolve) => {
+      const s = createServer();
+      s.once('error', () => resolve(false));
+      s.listen({ port, host, ipv6Only: host === '::', exclusive: true }, () =>
+        s.close(() => resolve(true)),
+      );
+    });
+  const free = await Promise.all(
+    ports.flatMap((p) => [bindable(p, '0.0.0.0'), bindable(p, '::')]),
+  );
+  return free.includes(false);
+}
+
+/** The slot's ports that something listens on, from /proc/net (after a quick bind check). */
+async function busyPorts(ports: readonly number[]): Promise<number[]> {
+  if (!ports.length || !(await portsMaybeHeld(ports))) return [];
+  return [...new Set(listeningInodes(new Set(ports)).values())].sort(
+    (a, b) => a - b,
+  );
+}
+
+export interface SweepOptions {
+  /**
+   * `false`: kill the cgroups' members and the listeners on the slot's ports, but skip the pass
+   * over every process when no port is held. For a slot whose last run was already followed
+   * by a full sweep (the runner's sweep before a job, after the previous job's exit sweep):
+   * no process of the slot ran since, so only what that sweep could not see can be left, and
+   * a pass now would see no more of it than the next exit sweep will. @defaultValue true
+   */
+  scan?: boolean;
+}
+
 /** Everything the slot's agents left behind, killed; the slot's ports checked. */
 export async function sweepSlot(
   spec: ContainmentSpec,
   cgroups: readonly (string | undefined)[] = [],
+  opts: SweepOptions = {},
 ): Promise<SweepReport> {
   const report: SweepReport = { killed: [], busyPorts: [] };
   for (const dir of new Set(cgroups.filter((c): c is string => !!c)))
@@ -379,24 +466,34 @@ export async function sweepSlot(
       report.killed.push({ pid, found: 'cgroup' });
   const marker = slotMarkerFor(spec.slotKey);
   const proc = hasProc();
-  // Repeated until a pass finds nothing: a process may fork while its parent is being killed.
-  for (let pass = 0; pass < 20; pass++) {
-    const found = proc ? scanProc(spec, marker) : scanWithoutProc(spec, marker);
-    const fresh = found.filter((f) => killPid(f.pid));
-    if (!fresh.length) break;
-    report.killed.push(...fresh);
-    await sleep(20);
+  // Listeners on the slot's ports are looked for (in /proc/net) only when a bind says so.
+  const portsHeld =
+    proc && spec.ports.length > 0 && (await portsMaybeHeld(spec.ports));
+  if (opts.scan !== false || portsHeld || !proc) {
+    // Repeated until a pass finds nothing: a process may fork while its parent is being killed.
+    for (let pass = 0; pass < 20; pass++) {
+      const found = proc
+        ? scanProc(spec, marker, portsHeld || pass > 0)
+        : scanWithoutProc(spec, marker);
+      const fresh = found.filter((f) => killPid(f.pid));
+      if (!fresh.length) break;
+      report.killed.push(...fresh);
+      await sleep(20);
+    }
   }
   // SIGKILL is asynchronous: wait until each one is gone (or a zombie, which runs nothing).
   for (let i = 0; proc && i < 250; i++) {
     if (!report.killed.some((k) => running(k.pid))) break;
     await sleep(20);
   }
-  // A killed listener's socket closes as the process is torn down: give that a moment.
-  for (let i = 0; proc && spec.ports.length && i < 50; i++) {
-    report.busyPorts = [
-      ...new Set(listeningInodes(new Set(spec.ports)).values()),
-    ].sort((a, b) => a - b);
+  // A killed listener's socket closes as the process is torn down: give that a moment. With
+  // every port free before the sweep and nothing killed, nothing can be listening now.
+  for (
+    let i = 0;
+    proc && (portsHeld || report.killed.length > 0) && i < 50;
+    i++
+  ) {
+    report.busyPorts = await busyPorts(spec.ports);
     if (!report.busyPorts.length) break;
     await sleep(40);
   }

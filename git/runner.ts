@@ -184,6 +184,8 @@ export function gitAt(
 export async function driverOverrides(
   cwd: string,
   timeoutMs?: number,
+  /** Gets every configuration key git listed (`git/driver-cache.ts` looks for includes). */
+  seen?: (keys: string[]) => void,
 ): Promise<string[]> {
   let out = '';
   try {
@@ -199,6 +201,7 @@ export async function driverOverrides(
     throw err;
   }
   const keys = new Set<string>();
+  seen?.(out.split('\0').filter(Boolean));
   for (const k of out.split('\0')) {
     if (!DRIVER_KEY.test(k)) continue;
     keys.add(`${k}=`);

@@ -5,6 +5,13 @@ import { git, makeRepo } from '../lib/git.js';
 import { connect, deletePrefix, freshPrefix, REDIS_URL } from '../lib/redis.js';
 import type { BenchOptions, RowResult } from '../lib/row.js';
 import { nowMs, round } from '../lib/stats.js';
+import {
+  cpuDelta,
+  cpuSum,
+  processCpuMs,
+  treeCpu,
+  type TreeCpu,
+} from '../lib/cpu.js';
 
 const AGENTS = 4;
 const REPO_FILES = 1000;
@@ -60,6 +67,8 @@ export async function throughputRow(o: BenchOptions): Promise<RowResult> {
       ),
     );
     let rawS: number;
+    let rawCpu: TreeCpu;
+    let rawRedisMs: number | undefined;
     try {
       let completed = 0;
       let failed = 0;
@@ -72,6 +81,9 @@ export async function throughputRow(o: BenchOptions): Promise<RowResult> {
           });
         }
       });
+      const redisPid = await redisServerPid();
+      const redis0 = redisPid && processCpuMs(redisPid);
+      const cpu0 = pool.map((w) => treeCpu(w.child.pid!, rawRole));
       const t0 = nowMs();
       await queue.addBulk(
         Array.from({ length: n }, (_, i) => ({
@@ -86,6 +98,12 @@ export async function throughputRow(o: BenchOptions): Promise<RowResult> {
       );
       await all;
       rawS = (nowMs() - t0) / 1000;
+      rawCpu = cpuSum(
+        pool.map((w, i) => cpuDelta(cpu0[i]!, treeCpu(w.child.pid!, rawRole))),
+      );
+      const redis1 = redisPid && processCpuMs(redisPid);
+      if (redis0 !== undefined && redis1 !== undefined)
+        rawRedisMs = redis1 - redis0;
       if (failed) throw new Error(`${failed} raw jobs failed`);
     } finally {
       await Promise.all(pool.map((w) => w.stop()));
@@ -101,9 +119,14 @@ export async function throughputRow(o: BenchOptions): Promise<RowResult> {
       agents: AGENTS,
     });
     let oursS: number;
+    let oursCpu: TreeCpu;
+    let oursRedisMs: number | undefined;
     let committed = 0;
     try {
       await ours.idle(AGENTS);
+      const redisPid = await redisServerPid();
+      const redis0 = redisPid && processCpuMs(redisPid);
+      const cpu0 = treeCpu(ours.pid, oursRole);
       const t0 = nowMs();
       ours.addIssues(
         Array.from({ length: n }, (_, i) => `throughput ${i + 1}`),
@@ -117,6 +140,10 @@ export async function throughputRow(o: BenchOptions): Promise<RowResult> {
         20,
       );
       oursS = (nowMs() - t0) / 1000;
+      oursCpu = cpuDelta(cpu0, treeCpu(ours.pid, oursRole));
+      const redis1 = redisPid && processCpuMs(redisPid);
+      if (redis0 !== undefined && redis1 !== undefined)
+        oursRedisMs = redis1 - redis0;
       const counts = ours.ctx.issues.counts();
       if (counts.done !== n)
         throw new Error(
@@ -131,14 +158,16 @@ export async function throughputRow(o: BenchOptions): Promise<RowResult> {
     const oursRate = n / oursS;
     const rawRate = n / rawS;
     const ratio = oursRate / rawRate;
+    const perIssue = (ms: number) => round(ms / n, 2);
+    const cpuRatio = oursCpu.totalMs / rawCpu.totalMs;
     return {
       id: 'throughput',
       title: `Throughput, ${AGENTS} agents, ${n} issues`,
       ours: `${oursRate.toFixed(1)} issues/s`,
       baseline: `${rawRate.toFixed(1)} jobs/s raw pool`,
-      comparison: `${ratio.toFixed(2)}×`,
-      target: '≥ 0.8×',
-      met: ratio >= 0.8,
+      comparison: `${ratio.toFixed(2)}×; CPU/issue ${perIssue(oursCpu.totalMs)} vs ${perIssue(rawCpu.totalMs)} ms (${cpuRatio.toFixed(2)}×)`,
+      target: '≥ 0.8×; CPU ≤ 1.25×',
+      met: ratio >= 0.8 && cpuRatio <= 1.25,
       data: {
         issues: n,
         agents: AGENTS,
@@ -149,10 +178,56 @@ export async function throughputRow(o: BenchOptions): Promise<RowResult> {
         rawPerS: round(rawRate),
         ratio: round(ratio, 3),
         issuesWithCommit: committed,
+        // CPU per issue (ms) from /proc, by process role; `children` is what each reaped.
+        cpuPerIssueMs: {
+          ours: perIssue(oursCpu.totalMs),
+          raw: perIssue(rawCpu.totalMs),
+          ratio: round(cpuRatio, 3),
+          oursParts: mapValues(oursCpu.parts, perIssue),
+          rawParts: mapValues(rawCpu.parts, perIssue),
+          // The shared Redis, whoever else uses it meanwhile (other engineers' tests).
+          redisOurs: oursRedisMs === undefined ? null : perIssue(oursRedisMs),
+          redisRaw: rawRedisMs === undefined ? null : perIssue(rawRedisMs),
+        },
       },
     };
   } finally {
     repo.cleanup();
     await deletePrefix(prefix);
+  }
+}
+
+const oursRole = (p: { comm: string; cmdline: string }): string =>
+  p.cmdline.includes('agent-runner/main.js')
+    ? 'runner'
+    : p.cmdline.includes('supervisor/cli/main.js')
+      ? 'supervisor'
+      : p.comm;
+
+const rawRole = (p: { comm: string; cmdline: string }): string =>
+  p.cmdline.includes('raw/worker.js') ? 'worker' : p.comm;
+
+function mapValues(
+  o: Record<string, number>,
+  f: (v: number) => number,
+): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries(o)
+      .filter(([, v]) => v !== 0)
+      .map(([k, v]) => [k, f(v)]),
+  );
+}
+
+/** The pid of the Redis server, when it runs on this host (INFO server's process_id). */
+async function redisServerPid(): Promise<number | undefined> {
+  const r = connect();
+  try {
+    const info = await r.info('server');
+    const pid = Number(/^process_id:(\d+)/m.exec(info)?.[1]);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    r.disconnect();
   }
 }

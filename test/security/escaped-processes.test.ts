@@ -35,6 +35,16 @@ const AGENT = String.raw`#!/bin/sh
 S="$SWEEP_STATE"
 W="$PWD"
 loop='while :; do date >> "$0"; sleep 0.1; done'
+if [ "$ISSUE_TITLE" = A ] && [ -n "$LISTENER_ONLY" ]; then
+  # Only a listener with nothing else to find it by: no marker, cwd /, no other escapee killed.
+  (cd / && env -i PATH="$PATH" P="$PORT" setsid node -e "require('net').createServer().listen(Number(process.env.P), '0.0.0.0')" </dev/null >/dev/null 2>&1 & echo $! >> "$S/pids") &
+  wait
+  for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+    node -e "const s=require('net').createServer();s.on('error',()=>process.exit(0));s.listen(Number(process.env.PORT),'0.0.0.0',()=>process.exit(1))" && break; sleep 0.1
+  done
+  echo "A" > a.txt
+  exit 0
+fi
 if [ "$ISSUE_TITLE" = A ]; then
   # 1: setsid, keeps the environment (marker), cwd outside the worktree
   (cd / && setsid sh -c "$loop" "$W/leak-setsid.txt" </dev/null >/dev/null 2>&1 & echo $! >> "$S/pids")
@@ -79,7 +89,10 @@ function cgroupWritable(): boolean {
   }
 }
 
-async function runAB(opts: { tracking: boolean }): Promise<{
+async function runAB(opts: {
+  tracking: boolean;
+  listenerOnly?: boolean;
+}): Promise<{
   dir: string;
   state: string;
   pids: number[];
@@ -104,6 +117,7 @@ async function runAB(opts: { tracking: boolean }): Promise<{
     SWEEP_STATE: state,
     ...(opts.tracking ? { SUPERVISOR_CONTAINMENT: 'tracking' } : {}),
     ...(opts.tracking ? {} : { CGROUP_ONLY: '1' }),
+    ...(opts.listenerOnly ? { LISTENER_ONLY: '1' } : {}),
   });
   // Whatever happens, no escapee outlives the test.
   cleanups.push(() => {
@@ -186,6 +200,16 @@ describe('nothing outlives its job (process runtime)', () => {
   it('tracking: setsid and double-forked writers and a $PORT listener of issue A are gone before issue B starts', async () => {
     const r = await runAB({ tracking: true });
     await expectNothingOfA(r);
+  }, 150_000);
+
+  it('tracking: a lone $PORT listener (no marker, cwd /) is gone and the port free before issue B starts', async () => {
+    const r = await runAB({ tracking: true, listenerOnly: true });
+    expect(r.pids).toHaveLength(1);
+    expect(readFileSync(join(r.state, 'alive-at-B'), 'utf8').trim()).toBe('');
+    expect(readFileSync(join(r.state, 'port-at-B'), 'utf8').trim()).toBe(
+      'free',
+    );
+    expect(alive(r.pids[0]!)).toBe(false);
   }, 150_000);
 
   const cg = cgroupWritable();
