@@ -16,6 +16,16 @@ export function worktreeFor(paths: RepoPaths, agentId: string): SlotWorktree {
   };
 }
 
+/**
+ * `git worktree add`s run in parallel in one repository (`scale N` makes N slots at once) race:
+ * each reads every other worktree's admin files, and dies on a `commondir` that another add has
+ * created but not yet written ("fatal: failed to read .git/worktrees/<x>/commondir: Success").
+ * Seen on `scale 10` of a 5,000-file repository: the slot crashed and waited out a restart
+ * backoff. A failed add is tried again, after 0.1, 0.2, 0.4 and 0.8 s (the other add writes the
+ * file at once; a failure that stays costs 1.5 s more).
+ */
+const ADD_ATTEMPTS = 5;
+
 /** Creates the slot's worktree on its branch, once; a healthy existing one is reused as is. */
 export async function ensureWorktree(
   paths: RepoPaths,
@@ -35,19 +45,27 @@ export async function ensureWorktree(
     }
   }
   try {
-    rmSync(wt.path, { recursive: true, force: true });
-    await repo.raw(['worktree', 'prune']);
-    // The checkout runs filters: those the configuration defines are switched off.
-    await gitAt(paths.root, { disarmDrivers: true }).raw([
-      'worktree',
-      'add',
-      '--force',
-      '--quiet',
-      '-B',
-      wt.branch,
-      wt.path,
-      baseRefOf(baseBranch),
-    ]);
+    for (let attempt = 1; ; attempt++) {
+      rmSync(wt.path, { recursive: true, force: true });
+      await repo.raw(['worktree', 'prune']);
+      try {
+        // The checkout runs filters: those the configuration defines are switched off.
+        await gitAt(paths.root, { disarmDrivers: true }).raw([
+          'worktree',
+          'add',
+          '--force',
+          '--quiet',
+          '-B',
+          wt.branch,
+          wt.path,
+          baseRefOf(baseBranch),
+        ]);
+        break;
+      } catch (err) {
+        if (attempt >= ADD_ATTEMPTS) throw err;
+        await new Promise((r) => setTimeout(r, 100 * 2 ** (attempt - 1)));
+      }
+    }
   } catch (cause) {
     throw new SupervisorError(
       'ERR_SUP_GIT',
