@@ -226,8 +226,8 @@ async function cpuPct(
  */
 export async function historyRows(o: BenchOptions): Promise<RowResult[]> {
   const sizeList = o.quick ? [1_000, 10_000] : [1_000, 10_000, 100_000];
-  const repeats = o.quick ? 11 : 31;
-  const cliRepeats = o.quick ? 5 : 9;
+  const repeats = o.quick ? 21 : 101;
+  const cliRepeats = o.quick ? 5 : 21;
   const idleS = o.quick ? 10 : 30;
   const sizes: Size[] = [];
   const redis = connect();
