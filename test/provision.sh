@@ -102,7 +102,7 @@ if ! pg_up; then
 fi
 
 # --- Docker engine and local images -----------------------------------------------------------
-images=(local/debian:bookworm local/node20:bookworm redis:7)
+images=(local/debian:bookworm local/node20:bookworm redis:7 local/postgres:15)
 engine_ready() {
   docker info >/dev/null 2>&1 || return 1
   local i

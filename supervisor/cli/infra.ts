@@ -59,10 +59,18 @@ function infraPassword(create: boolean): string | undefined {
   return pw;
 }
 
+/**
+ * The compose project: one instance per machine, whichever directory it is started from. Set
+ * through the environment rather than a top-level `name:` in the file, which docker-compose 1.x
+ * (Debian's package) refuses.
+ */
+export const INFRA_PROJECT = 'agent-supervisor-infra';
+
 /** The compose file's variables: the password (a placeholder where compose only reads state). */
 function composeEnv(create: boolean): NodeJS.ProcessEnv {
   return {
     ...process.env,
+    COMPOSE_PROJECT_NAME: INFRA_PROJECT,
     INFRA_REDIS_PASSWORD:
       infraPassword(create) ?? 'not-generated-yet-run-supervisor-infra-up',
   };
@@ -78,10 +86,15 @@ interface Ran {
 /** Runs docker with an argv (never a shell string); `stream` sends its output to our stderr. */
 function docker(
   args: string[],
-  opts: { stream?: boolean; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+  opts: {
+    stream?: boolean;
+    timeoutMs?: number;
+    env?: NodeJS.ProcessEnv;
+    bin?: string;
+  } = {},
 ): Promise<Ran> {
   return new Promise((resolve) => {
-    const child = spawn(dockerBin(), args, {
+    const child = spawn(opts.bin ?? dockerBin(), args, {
       stdio: ['ignore', opts.stream ? 2 : 'pipe', opts.stream ? 2 : 'pipe'],
       ...(opts.env ? { env: opts.env } : {}),
     });
@@ -107,26 +120,43 @@ export interface DockerState {
   available: boolean;
   /** Why Docker cannot be used, when it cannot. */
   reason?: string;
+  /** Which Compose runs the file: the Docker CLI plugin, or docker-compose 1.x. */
+  compose?: 'plugin' | 'standalone';
 }
 
-/** Docker is usable when its CLI, the compose plugin and an engine all answer. */
+/** docker-compose 1.x, Debian's package (SUPERVISOR_DOCKER_COMPOSE names another binary). */
+const standaloneCompose = (): string =>
+  process.env.SUPERVISOR_DOCKER_COMPOSE || 'docker-compose';
+
+/**
+ * Docker is usable when its CLI, a Compose (the plugin, else docker-compose 1.x) and an engine
+ * all answer.
+ */
 export async function dockerState(): Promise<DockerState> {
-  const compose = await docker(['compose', 'version'], { timeoutMs: 10_000 });
-  if (compose.error?.code === 'ENOENT')
+  const plugin = await docker(['compose', 'version'], { timeoutMs: 10_000 });
+  if (plugin.error?.code === 'ENOENT')
     return {
       available: false,
       reason: `the docker command (${dockerBin()}) is not installed`,
     };
-  if (compose.error)
+  if (plugin.error)
     return {
       available: false,
-      reason: `docker cannot be run: ${compose.error.message}`,
+      reason: `docker cannot be run: ${plugin.error.message}`,
     };
-  if (compose.code !== 0)
-    return {
-      available: false,
-      reason: `the docker compose plugin is missing (${(compose.stderr || compose.stdout).trim().split('\n')[0]})`,
-    };
+  let compose: DockerState['compose'] = 'plugin';
+  if (plugin.code !== 0) {
+    const standalone = await docker(['version'], {
+      bin: standaloneCompose(),
+      timeoutMs: 10_000,
+    });
+    if (standalone.code !== 0)
+      return {
+        available: false,
+        reason: `the docker compose plugin is missing (${(plugin.stderr || plugin.stdout).trim().split('\n')[0]}), and so is docker-compose`,
+      };
+    compose = 'standalone';
+  }
   const info = await docker(['info', '--format', '{{.ServerVersion}}'], {
     timeoutMs: 15_000,
   });
@@ -135,15 +165,73 @@ export async function dockerState(): Promise<DockerState> {
       available: false,
       reason: `no Docker engine answers (${(info.stderr || info.stdout).trim().split('\n').slice(-1)[0]})`,
     };
-  return { available: true };
+  return { available: true, compose };
+}
+
+/** Runs Compose on the infra file: `docker compose …`, or `docker-compose …`. */
+function compose(
+  st: DockerState,
+  file: string,
+  args: string[],
+  opts: { stream?: boolean; timeoutMs?: number; env: NodeJS.ProcessEnv },
+): Promise<Ran> {
+  return st.compose === 'standalone'
+    ? docker(['-f', file, ...args], { ...opts, bin: standaloneCompose() })
+    : docker(['compose', '-f', file, ...args], opts);
+}
+
+/**
+ * Waits until every container of the infra project is healthy (what `up --wait` does with the
+ * plugin; docker-compose 1.x has no such flag). Fails on a container that exited or turned
+ * unhealthy, or after `timeoutMs`.
+ */
+async function waitHealthy(timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    const ps = await docker(
+      [
+        'ps',
+        '--all',
+        '--filter',
+        `label=com.docker.compose.project=${INFRA_PROJECT}`,
+        '--format',
+        '{{.Names}}\t{{.Status}}',
+      ],
+      { timeoutMs: 15_000 },
+    );
+    const rows = ps.stdout
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split('\t') as [string, string]);
+    last = rows.map(([n, st]) => `${n}: ${st}`).join(', ');
+    const bad = rows.find(
+      ([, st]) => /^Exited|^Dead/.test(st) || st.includes('(unhealthy)'),
+    );
+    if (bad)
+      throw new SupervisorError(
+        'ERR_SUP_DOCKER',
+        `the shared infrastructure did not come up: ${bad[0]} is ${bad[1]}`,
+        { hint: `docker logs ${bad[0]}` },
+      );
+    if (rows.length && rows.every(([, st]) => st.includes('(healthy)'))) return;
+    if (Date.now() > deadline)
+      throw new SupervisorError(
+        'ERR_SUP_DOCKER',
+        `the shared infrastructure is not healthy after ${Math.round(timeoutMs / 1000)} s (${last || 'no containers'})`,
+        { hint: '`supervisor infra status` shows what answers' },
+      );
+    await new Promise((r) => setTimeout(r, 1000));
+  }
 }
 
 const NO_DOCKER_HINT =
-  'install Docker with the compose plugin (Docker Desktop, or docker.io + docker-compose-v2) and start its engine; ' +
+  'install Docker with the compose plugin (Docker Desktop, or docker.io + docker-compose-v2, or Debian docker-compose) and start its engine; ' +
   'or run Redis 7 and PostgreSQL yourself (apt-get install redis-server postgresql / brew install redis postgresql) and set REDIS_URL and POSTGRES_URL. ' +
   '`supervisor infra status` shows what answers';
 
-async function requireDocker(): Promise<void> {
+async function requireDocker(): Promise<DockerState> {
   const st = await dockerState();
   if (!st.available)
     throw new SupervisorError(
@@ -151,6 +239,7 @@ async function requireDocker(): Promise<void> {
       `Docker is not available: ${st.reason}`,
       { hint: NO_DOCKER_HINT },
     );
+  return st;
 }
 
 export interface RedisProbe {
@@ -263,12 +352,16 @@ export function registerInfraCommand(
     )
     .action(async () => {
       const file = composeFile();
-      await requireDocker();
+      const st = await requireDocker();
       progress(`starting the shared infrastructure (${file})`);
-      const r = await docker(['compose', '-f', file, 'up', '-d', '--wait'], {
-        stream: true,
-        env: composeEnv(true),
-      });
+      const plugin = st.compose !== 'standalone';
+      const r = await compose(
+        st,
+        file,
+        ['up', '-d', ...(plugin ? ['--wait'] : [])],
+        { stream: true, env: composeEnv(true) },
+      );
+      if (r.code === 0 && !plugin) await waitHealthy(180_000);
       if (r.code !== 0)
         throw new SupervisorError(
           'ERR_SUP_DOCKER',
@@ -277,13 +370,16 @@ export function registerInfraCommand(
             hint: 'see the output above; `supervisor infra status` shows what answers',
           },
         );
-      // The password is never printed: the line reads it from its file.
+      // The password is never printed: the line reads it from its file. The ports are the
+      // compose file's, or the INFRA_*_PORT overrides it was started with.
       const pwFile = infraPasswordFile();
+      const port = (name: string, fallback: number) =>
+        process.env[name] || String(fallback);
       say(
         `infrastructure up. The queue's Redis asks for the password kept in ${pwFile}:\n` +
-          `  export REDIS_URL="redis://:$(cat '${pwFile}')@127.0.0.1:6379"\n` +
-          '  export POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres\n' +
-          `the apps' per-slot Redis (no password, never the queue's): "env": { "redis": { "url": "redis://127.0.0.1:6380" } } in supervisor.config.json`,
+          `  export REDIS_URL="redis://:$(cat '${pwFile}')@127.0.0.1:${port('INFRA_REDIS_PORT', 6379)}"\n` +
+          `  export POSTGRES_URL=postgres://postgres@127.0.0.1:${port('INFRA_POSTGRES_PORT', 5432)}/postgres\n` +
+          `the apps' per-slot Redis (no password, never the queue's): "env": { "redis": { "url": "redis://127.0.0.1:${port('INFRA_APPS_REDIS_PORT', 6380)}" } } in supervisor.config.json`,
       );
     });
 
@@ -296,9 +392,11 @@ export function registerInfraCommand(
     )
     .action(async (o: { volumes?: boolean }) => {
       const file = composeFile();
-      await requireDocker();
-      const r = await docker(
-        ['compose', '-f', file, 'down', ...(o.volumes ? ['--volumes'] : [])],
+      const st = await requireDocker();
+      const r = await compose(
+        st,
+        file,
+        ['down', ...(o.volumes ? ['--volumes'] : [])],
         { stream: true, env: composeEnv(false) },
       );
       if (r.code !== 0)
@@ -327,9 +425,12 @@ export function registerInfraCommand(
         probePostgres(urls.postgresUrl),
       ]);
       let services: ComposeService[] | null = null;
-      if (dockerSt.available) {
-        const ps = await docker(
-          ['compose', '-f', file, 'ps', '--all', '--format', 'json'],
+      // docker-compose 1.x has no JSON listing: its services stay unknown here.
+      if (dockerSt.available && dockerSt.compose === 'plugin') {
+        const ps = await compose(
+          dockerSt,
+          file,
+          ['ps', '--all', '--format', 'json'],
           { timeoutMs: 15_000, env: composeEnv(false) },
         );
         if (ps.code === 0) {
@@ -361,7 +462,7 @@ export function registerInfraCommand(
       }
       say(
         dockerSt.available
-          ? `docker: available; compose services: ${services?.length ? services.map((s) => `${s.service} ${s.state}${s.health ? ` (${s.health})` : ''}`).join(', ') : 'none running'}`
+          ? `docker: available; compose services: ${services?.length ? services.map((s) => `${s.service} ${s.state}${s.health ? ` (${s.health})` : ''}`).join(', ') : services ? 'none running' : 'not listed by docker-compose 1.x'}`
           : `docker: not available (${dockerSt.reason})`,
       );
       say(

@@ -13,6 +13,8 @@
 #   local/node20:bookworm            the above + the host's node (and npm) in /usr/local
 #   redis:7                          stand-in for the official image: Debian's redis-server,
 #                                    `redis-server --protected-mode no` by default
+#   local/postgres:15                Debian's postgresql-15 behind an entry point like the official
+#                                    image's (trust auth, PGDATA): the infra compose test's Postgres
 #   agent-supervisor-runner:latest   docker/Dockerfile built with BASE_IMAGE=local/node20:bookworm
 #
 # Environment:
@@ -34,6 +36,7 @@ SUITE=bookworm
 BASE_IMAGE=local/debian:bookworm
 NODE_IMAGE=local/node20:bookworm
 REDIS_IMAGE=redis:7
+POSTGRES_IMAGE=local/postgres:15
 RUNNER_IMAGE=${RUNNER_IMAGE:-agent-supervisor-runner:latest}
 REBUILD=${SETUP_ENGINE_REBUILD:-0}
 LABEL_LOCAL=dev.agent-supervisor.local-image=true
@@ -196,6 +199,23 @@ EOF
     fail "node does not run inside $NODE_IMAGE (missing shared library?)"
 }
 
+# debian_image IMAGE PACKAGE ENTRYPOINT HOOK CHANGE...: mmdebstrap minbase + PACKAGE with the
+# ENTRYPOINT script as docker-entrypoint.sh and one more customize HOOK, imported as IMAGE with
+# the CHANGEs (Dockerfile instructions docker import takes).
+debian_image() {
+  local image=$1 package=$2 entry=$3 hook=$4 c
+  shift 4
+  local changes=(--change 'ENTRYPOINT ["docker-entrypoint.sh"]')
+  for c in "$@"; do changes+=(--change "$c"); done
+  log "    mmdebstrap $SUITE (minbase + $package) | docker import"
+  mmdebstrap "${MMDEBSTRAP_OPTS[@]}" --include="$package" \
+    --customize-hook="install -m 0755 '$entry' \"\$1/usr/local/bin/docker-entrypoint.sh\"" \
+    --customize-hook="$hook" \
+    "$SUITE" - "${MIRRORS[@]}" </dev/null 2>"$WORK/mmdebstrap-$package.log" |
+    docker import "${IMPORT_CHANGES[@]}" "${changes[@]}" - "$image" >/dev/null ||
+    { tail -n 30 "$WORK/mmdebstrap-$package.log" >&2; fail "could not build $image (mmdebstrap log above)"; }
+}
+
 build_redis_image() {
   if image_exists "$REDIS_IMAGE" && [ "$REBUILD" != 1 ] &&
     [ "$(image_label "$REDIS_IMAGE" dev.agent-supervisor.local-image)" = true ]; then
@@ -206,18 +226,21 @@ build_redis_image() {
     log "    $REDIS_IMAGE exists and is not ours (pulled from a registry?): keeping it"
     return
   fi
-  log "    mmdebstrap $SUITE (minbase + redis-server) | docker import"
-  mmdebstrap "${MMDEBSTRAP_OPTS[@]}" --include=redis-server \
-    --customize-hook="install -m 0755 '$HERE/redis-entrypoint.sh' \"\$1/usr/local/bin/docker-entrypoint.sh\"" \
-    --customize-hook='mkdir -p "$1/data" && chroot "$1" chown redis:redis /data' \
-    "$SUITE" - "${MIRRORS[@]}" </dev/null 2>"$WORK/mmdebstrap-redis.log" |
-    docker import "${IMPORT_CHANGES[@]}" \
-      --change 'WORKDIR /data' \
-      --change 'EXPOSE 6379' \
-      --change 'ENTRYPOINT ["docker-entrypoint.sh"]' \
-      --change 'CMD ["redis-server"]' \
-      - "$REDIS_IMAGE" >/dev/null ||
-    { tail -n 30 "$WORK/mmdebstrap-redis.log" >&2; fail "could not build $REDIS_IMAGE (mmdebstrap log above)"; }
+  debian_image "$REDIS_IMAGE" redis-server "$HERE/redis-entrypoint.sh" \
+    'mkdir -p "$1/data" && chroot "$1" chown redis:redis /data' \
+    'WORKDIR /data' 'EXPOSE 6379' 'CMD ["redis-server"]'
+}
+
+build_postgres_image() {
+  if image_exists "$POSTGRES_IMAGE" && [ "$REBUILD" != 1 ]; then
+    log "    $POSTGRES_IMAGE exists"
+    return
+  fi
+  # The package's own cluster (/var/lib/postgresql/15/main) goes: the entry point makes one in PGDATA.
+  debian_image "$POSTGRES_IMAGE" postgresql-15 "$HERE/postgres-entrypoint.sh" \
+    'rm -rf "$1/var/lib/postgresql/15" "$1/etc/postgresql/15"' \
+    'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    'ENV PGDATA=/var/lib/postgresql/data' 'EXPOSE 5432'
 }
 
 compile_typescript() {
@@ -270,6 +293,7 @@ step "start the Docker engine" start_engine
 step "build $BASE_IMAGE" build_base_image
 step "build $NODE_IMAGE" build_node_image
 step "build $REDIS_IMAGE" build_redis_image
+step "build $POSTGRES_IMAGE" build_postgres_image
 if [ "${SETUP_ENGINE_SKIP_RUNNER:-0}" != 1 ]; then
   step "compile TypeScript" compile_typescript
   step "build $RUNNER_IMAGE" build_runner_image

@@ -52,17 +52,10 @@ describeNeeds(
       }
       const password = 'pw-only-in-this-test-5f1c';
       const given = config(password);
-      if (compose!.length === 2) {
-        // The plugin renders the whole file: the password is the server's and the check's.
-        expect(given.code, given.out).toBe(0);
-        expect(given.out).toMatch(
-          new RegExp(`- --requirepass\\s+- ${password}`),
-        );
-        expect(given.out).toContain(`REDISCLI_AUTH: ${password}`);
-      } else {
-        // docker-compose 1.x rejects the top-level `name` (a newer format), never the password.
-        expect(given.out).not.toContain('INFRA_REDIS_PASSWORD');
-      }
+      expect(given.code, given.out).toBe(0);
+      // The password is the server's and the health check's.
+      expect(given.out).toMatch(new RegExp(`- --requirepass\\s+- ${password}`));
+      expect(given.out).toContain(`REDISCLI_AUTH: ${password}`);
     });
   },
 );
