@@ -3,6 +3,7 @@ import { ENTER_CGROUP_SH } from '../contract/agent-containment.js';
 import { attemptEndLine } from '../contract/attempt-log.js';
 import type { LineStamper } from './line-stamper.js';
 import type { EventRenderer } from './event-render.js';
+import type { AgentGuard } from './agent-guard.js';
 import { changedSince } from './progress-scan.js';
 
 export type KillReason =
@@ -32,31 +33,27 @@ export interface AgentProcessOptions {
   killGraceMs: number;
   /** Run it under this uid/gid (the runner is root; all capabilities go with the switch). */
   user?: { uid: number; gid: number };
+  /** Kills the agent's process group if the runner dies. */
+  guard: AgentGuard;
 }
 
 /**
- * Runs the agent command as a child of a small shell that also runs a guard in the same
- * process group: the guard waits for end-of-file on the runner's pipe, which the kernel
- * delivers when the runner dies for any reason (kill -9 included), and then kills the whole
- * group. So an agent never outlives its runner, even when nobody else is watching.
- * The exit status of the agent command is passed through. Where the runner has a cgroup for
- * the slot (`SUPERVISOR_AGENT_CGROUP`), the wrapper enters it first (contract/agent-containment.ts).
+ * The agent's wrapper: enters the slot's cgroup (`SUPERVISOR_AGENT_CGROUP`, where the runner has
+ * one: contract/agent-containment.ts) before anything forks, gives its pid — the agent's process
+ * group — to the runner's guard on fd 3 (agent-guard.ts: the group is killed when the runner
+ * dies, kill -9 included), closes that pipe, and becomes the agent command's shell. No process of
+ * its own stays: the agent is this process, and the guard is the runner's, started once.
  */
 const GUARDED_WRAPPER = [
   // First of all, before anything forks: into the slot's cgroup, which every descendant inherits.
   ...ENTER_CGROUP_SH,
   'cmd=$SUPERVISOR_AGENT_COMMAND',
   'unset SUPERVISOR_AGENT_COMMAND',
-  'exec 3<&0',
-  '/bin/sh -c "$cmd" </dev/null 3<&- &',
-  'agent=$!',
-  '(read -r _line <&3; kill -9 0) &',
-  'guard=$!',
-  'exec 3<&-',
-  'wait "$agent"',
-  'code=$?',
-  'kill "$guard" 2>/dev/null',
-  'exit "$code"',
+  // A guard that is gone (it is restarted for the next job) must not kill the agent by SIGPIPE.
+  'trap "" PIPE',
+  'echo $$ >&3 2>/dev/null',
+  'trap - PIPE',
+  'exec /bin/sh -c "$cmd" 3>&-',
 ].join('\n');
 
 /**
@@ -80,8 +77,8 @@ export class AgentProcess {
       env: { ...opts.env, SUPERVISOR_AGENT_COMMAND: opts.command },
       detached: true,
       ...(opts.user ? { uid: opts.user.uid, gid: opts.user.gid } : {}),
-      // stdin is the guard's pipe: it is never written, and closes when the runner dies.
-      stdio: ['pipe', 'pipe', 'pipe'],
+      // fd 3: the guard's pipe, for the wrapper's one line (it is closed before the agent runs).
+      stdio: ['ignore', 'pipe', 'pipe', opts.guard.pipe()],
     });
     this.child.on('error', (err) => {
       spawnError = err;
@@ -111,6 +108,7 @@ export class AgentProcess {
         this.stopWatching();
         // The agent's stragglers (background children) never outlive it.
         this.signalGroup('SIGKILL');
+        opts.guard.disarm();
         if (opts.render) {
           const rest = opts.render.end();
           if (rest.length) opts.log.write(rest);

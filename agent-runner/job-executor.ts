@@ -39,6 +39,7 @@ import {
   type AgentRecord,
 } from '../contract/agent-record.js';
 import type { Current, Log } from './current-job.js';
+import { AgentGuard } from './agent-guard.js';
 import { AgentProcess } from './agent-process.js';
 import { resyncIncluded, runBeforeJob } from './before-job.js';
 import type { EventPublisher } from './event-publisher.js';
@@ -100,6 +101,8 @@ export class JobExecutor {
   ) {}
 
   private watch: RefWatch | undefined | null = null;
+  /** Kills the running agent if this runner dies (one shell for the runner's life). */
+  private readonly guard = new AgentGuard();
 
   /** Shared mode: refs outside the slot's branch, checked over each agent run. */
   private get refWatch(): RefWatch | undefined {
@@ -281,6 +284,7 @@ export class JobExecutor {
             cur.agent?.kill('budget');
         },
         render: new EventRenderer(),
+        guard: this.guard,
         progressTimeoutMs: this.cfg.lease.progressTimeoutMs,
         killGraceMs: this.cfg.lease.killGraceMs,
         ...(this.cfg.agentUser ? { user: this.cfg.agentUser } : {}),
