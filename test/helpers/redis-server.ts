@@ -19,13 +19,20 @@ export class PrivateRedis {
     private readonly persistence: 'aof' | 'none',
     /** Required of every client (`--requirepass`) when set. */
     private readonly password?: string,
+    /** Where it listens: loopback, or every address (for containers on a bridge network). */
+    private readonly bind = '127.0.0.1',
   ) {}
 
   static async create(
     persistence: 'aof' | 'none' = 'aof',
-    opts: { password?: string } = {},
+    opts: { password?: string; bind?: string } = {},
   ): Promise<PrivateRedis> {
-    return new PrivateRedis(await freePort(), persistence, opts.password);
+    return new PrivateRedis(
+      await freePort(),
+      persistence,
+      opts.password,
+      opts.bind,
+    );
   }
 
   get url(): string {
@@ -37,7 +44,7 @@ export class PrivateRedis {
       '--port',
       String(this.port),
       '--bind',
-      '127.0.0.1',
+      this.bind,
       '--dir',
       this.dir,
       '--save',

@@ -34,7 +34,11 @@ import {
 } from '../helpers/cli.js';
 import { git, tempDir, tempRepo } from '../helpers/repo.js';
 import { PrivateRedis } from '../helpers/redis-server.js';
-import { expectIsolated, probeScript } from '../security/agent-probe.js';
+import {
+  expectIsolated,
+  probeScript,
+  runProbeIssue,
+} from '../security/agent-probe.js';
 import {
   IMAGE_BUILD_TIMEOUT_MS,
   RUNNER_IMAGE,
@@ -347,24 +351,14 @@ describe('--runtime swarm', () => {
     ).toBe('');
 
     // The attacker, as the agent of a task: nothing of the runner's, no credential, no queue.
-    await runCli(['issue', 'add', 'Probe'], { cwd: repo.dir, env });
-    const probe = await waitFor(
-      async () => {
-        const i = await cliJson<any>(['issue', 'show', '4'], {
-          cwd: repo.dir,
-          env,
-        });
-        return i.status === 'done' || i.status === 'failed' ? i : false;
-      },
-      { timeoutMs: 60_000, what: 'the probe issue finished' },
-    );
-    expect(probe.status, probe.error ?? '').toBe('done');
-    const report = git(repo.dir, 'show', 'issue/4:probe-report.txt');
-    const lines = expectIsolated(
-      report,
-      git(repo.dir, 'show', 'issue/4:probe-dump.txt'),
-      [PASSWORD, GIT_TOKEN],
-    );
+    const { report, dump } = await runProbeIssue(repo.dir, env, {
+      title: 'Probe',
+      timeoutMs: 60_000,
+      diagnose: async () =>
+        (await runCli(['logs', '--lines', '100'], { cwd: repo.dir, env }))
+          .stdout,
+    });
+    const lines = expectIsolated(report, dump, [PASSWORD, GIT_TOKEN]);
     expect(lines).toContain('secret-refused /run/secrets/runner-config.json');
     expect(lines).toContain('secret-refused /run/secrets/git-token');
 

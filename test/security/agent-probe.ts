@@ -4,7 +4,11 @@
  * probe-report.txt and everything it could read into probe-dump.txt; both become its commit,
  * and `expectIsolated` reads them from the result.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { expect } from 'vitest';
+import { cliJson, waitFor } from '../helpers/cli.js';
+import { git } from '../helpers/repo.js';
 
 /** The probe as a shell script; Redis is the queue's, as the container reaches it. */
 export function probeScript(redis: { host: string; port: number }): string {
@@ -98,4 +102,55 @@ export function expectIsolated(
     'redis: -NOAUTH Authentication required.',
   ]);
   return lines;
+}
+
+/** Commits the probe into the repository the agents work on. */
+export function commitProbe(
+  dir: string,
+  redis: { host: string; port: number },
+): void {
+  writeFileSync(join(dir, 'probe.sh'), probeScript(redis));
+  git(dir, 'add', 'probe.sh');
+  git(dir, 'commit', '-qm', 'probe');
+}
+
+/**
+ * Adds an issue the agent answers by running the probe (its command runs `sh probe.sh` for this
+ * title), waits until it is done, and returns what the probe committed.
+ */
+export async function runProbeIssue(
+  dir: string,
+  env: Record<string, string>,
+  opts: {
+    title?: string;
+    timeoutMs?: number;
+    /** What to show when it does not finish (the supervisor's output, runner logs). */
+    diagnose: () => Promise<string>;
+  },
+): Promise<{ report: string; dump: string }> {
+  const added = await cliJson<{ id: number }>(
+    ['issue', 'add', opts.title ?? 'Look around'],
+    { cwd: dir, env },
+  );
+  const issue = await waitFor(
+    async () => {
+      const i = await cliJson<{
+        status: string;
+        commit: string | null;
+        error: string | null;
+      }>(['issue', 'show', String(added.id)], { cwd: dir, env });
+      return i.status === 'done' || i.status === 'failed' ? i : false;
+    },
+    {
+      ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+      what: 'the probe finished',
+    },
+  ).catch(async (err: Error) => {
+    throw new Error(`${err.message}\n${await opts.diagnose()}`);
+  });
+  expect(issue.status, issue.error ?? '').toBe('done');
+  return {
+    report: git(dir, 'show', `${issue.commit}:probe-report.txt`),
+    dump: git(dir, 'show', `${issue.commit}:probe-dump.txt`),
+  };
 }

@@ -12,19 +12,17 @@
  * A real engine, a real redis-server with --requirepass, the scripted agent as the attacker
  * (test/security/agent-probe.ts; test/remote/swarm.test.ts runs it in a Swarm task).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadConfig } from '../../supervisor/config.js';
-import { ping } from '../../supervisor/redis.js';
 import { repoNetworkName } from '../../supervisor/runtimes/docker/labels.js';
 import { RUNNER_LOG_TARGET } from '../../supervisor/runtimes/docker/mounts.js';
 import { useCleanups } from '../helpers/cleanup.js';
-import { cliJson, runCli, startSupervisor, waitFor } from '../helpers/cli.js';
-import { freePort } from '../helpers/redis-server.js';
-import { git, tempDir } from '../helpers/repo.js';
+import { runCli, startSupervisor } from '../helpers/cli.js';
+import { PrivateRedis } from '../helpers/redis-server.js';
+import { tempDir } from '../helpers/repo.js';
 import {
   containers,
   describeDocker,
@@ -33,12 +31,12 @@ import {
   ensureRunnerImage,
   IMAGE_BUILD_TIMEOUT_MS,
 } from '../docker/helpers.js';
-import { expectIsolated, probeScript } from './agent-probe.js';
+import { commitProbe, expectIsolated, runProbeIssue } from './agent-probe.js';
 
 const cleanups = useCleanups();
 const PASSWORD = `pw${randomBytes(12).toString('hex')}`;
 
-let redis: ChildProcess | undefined;
+let redis: PrivateRedis;
 let redisPort = 0;
 
 describeDocker(
@@ -46,36 +44,17 @@ describeDocker(
   () => {
     beforeAll(async () => {
       await ensureRunnerImage();
-      redisPort = await freePort();
       // Where containers on the repository's network reach it (host.docker.internal, the
       // host's bridge address): on every address, with a password.
-      redis = spawn(
-        'redis-server',
-        [
-          '--port',
-          String(redisPort),
-          '--bind',
-          '0.0.0.0',
-          '--requirepass',
-          PASSWORD,
-          '--save',
-          '',
-          '--appendonly',
-          'no',
-          '--dir',
-          tempDir('sup-qi-redis-'),
-        ],
-        { stdio: 'ignore' },
-      );
-      await waitFor(() => ping(`redis://:${PASSWORD}@127.0.0.1:${redisPort}`), {
-        timeoutMs: 10_000,
-        what: 'redis-server with a password',
+      redis = await PrivateRedis.create('none', {
+        password: PASSWORD,
+        bind: '0.0.0.0',
       });
+      await redis.start();
+      redisPort = redis.port;
     }, IMAGE_BUILD_TIMEOUT_MS + 60_000);
 
-    afterAll(() => {
-      redis?.kill('SIGKILL');
-    });
+    afterAll(() => redis?.stop());
 
     it('start refuses a queue Redis without a password for runners in containers, unless accepted explicitly', async () => {
       const repo = await dockerRepo();
@@ -122,12 +101,7 @@ describeDocker(
       });
       cleanups.push(repo.cleanup);
       const { dir } = repo;
-      writeFileSync(
-        join(dir, 'probe.sh'),
-        probeScript({ host: 'host.docker.internal', port: redisPort }),
-      );
-      git(dir, 'add', 'probe.sh');
-      git(dir, 'commit', '-qm', 'probe');
+      commitProbe(dir, { host: 'host.docker.internal', port: redisPort });
       const env: Record<string, string> = {
         ...repo.env,
         REDIS_URL: `redis://:${PASSWORD}@127.0.0.1:${redisPort}`,
@@ -140,29 +114,15 @@ describeDocker(
         '--no-dashboard',
       ]);
       cleanups.push(async () => void (await sup.stop()));
-      await runCli(['issue', 'add', 'Look around'], { cwd: dir, env });
-      const issue = await waitFor(
-        async () => {
-          const i = await cliJson<{
-            status: string;
-            commit: string | null;
-            error: string | null;
-          }>(['issue', 'show', '1'], { cwd: dir, env });
-          return i.status === 'done' || i.status === 'failed' ? i : false;
-        },
-        { what: 'the probe finished' },
-      ).catch(async (err: Error) => {
-        const logs = await runCli(['logs', '--lines', '50'], { cwd: dir, env });
-        throw new Error(`${err.message}\n${sup.output}\n${logs.stdout}`);
+      const { report, dump } = await runProbeIssue(dir, env, {
+        diagnose: async () =>
+          `${sup.output}\n${(await runCli(['logs', '--lines', '50'], { cwd: dir, env })).stdout}`,
       });
-      expect(issue.status, issue.error ?? '').toBe('done');
 
       const [c] = await containers(repo.repoId, { running: true });
       const info = await docker.getContainer(c!.Id).inspect();
       expect(info.HostConfig.NetworkMode).toBe(repoNetworkName(repo.repoId));
 
-      const report = git(dir, 'show', `${issue.commit}:probe-report.txt`);
-      const dump = git(dir, 'show', `${issue.commit}:probe-dump.txt`);
       const lines = expectIsolated(report, dump, [PASSWORD]);
       // The runner's own log is mounted where only the runner reaches it.
       expect(lines).toContain(`mounted-file-refused ${RUNNER_LOG_TARGET}`);

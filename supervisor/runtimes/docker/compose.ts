@@ -1,4 +1,3 @@
-import { lchownSync } from 'node:fs';
 import { join } from 'node:path';
 import { RunnerConfigSchema, slotId } from '../../../contract/job.js';
 import type { Context } from '../../context.js';
@@ -68,6 +67,8 @@ export async function composeVariables(
       lease: config.leaseResolved,
       heartbeatMs: config.heartbeat,
       ...runnerSpending(config),
+      // The runner is root in its container (docker-compose.yml); its agent is not.
+      agentUser: { uid: user.uid, gid: user.gid },
     });
     // Without `host`, the runner registers under its container's hostname (agent-00N).
     const { host: _host, ...runner } = cfg;
@@ -82,8 +83,6 @@ export async function composeVariables(
     };
     ensureMountSources(slot);
     prepareOwnership(slot, user);
-    // Compose's runners run as the agent's user (docker-compose.yml), so they write their log as it.
-    if (user.prepare) lchownSync(slot.logFile, user.uid, user.gid);
     const key = `AGENT_${agentId.slice('agent-'.length)}`;
     vars[`${key}_CONFIG`] = JSON.stringify(runner);
     vars[`${key}_WORKTREE`] = wt.path;
