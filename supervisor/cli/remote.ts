@@ -149,6 +149,12 @@ export function registerRemoteCommands(
               includeRoot: _i,
               ...portable
             } = cfg;
+            // Printed output never carries a password: the runner gets the real URL from its
+            // environment instead (SUPERVISOR_REDIS_URL replaces redisUrl).
+            if (redactSecrets(redisUrl) !== redisUrl)
+              process.stderr.write(
+                `warning: the Redis password is not printed (redisUrl shows ***): give the runner the whole URL as SUPERVISOR_REDIS_URL in its environment (a Kubernetes Secret, a root-only file) — the runner prefers it to redisUrl\n`,
+              );
             printJson(portable);
           } finally {
             ctx.close();

@@ -337,6 +337,24 @@ describe('deploy/kubernetes (offline validation)', () => {
         env,
       });
       expect(root.code).toBe(2);
+      // A password is never printed; the runner takes the whole URL from SUPERVISOR_REDIS_URL.
+      const withPassword = await runCli(
+        [
+          ...args.map((a) =>
+            a === 'redis://redis.example:6379'
+              ? 'redis://:s3cret-passw0rd@redis.example:6379'
+              : a,
+          ),
+          '--agent-user',
+          '1000:1000',
+        ],
+        { cwd: repo.dir, env },
+      );
+      expect(withPassword.code, withPassword.stderr).toBe(0);
+      expect(withPassword.stdout).not.toContain('s3cret-passw0rd');
+      expect(withPassword.stderr).toMatch(
+        /the Redis password is not printed .* as SUPERVISOR_REDIS_URL/,
+      );
       expect(root.stderr).toMatch(
         /--agent-user must be uid:gid with a uid other than 0/,
       );
