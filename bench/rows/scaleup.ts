@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { slotId } from '../../contract/job.js';
 import { removeWorktree } from '../../supervisor/worktrees.js';
@@ -31,6 +32,7 @@ export async function scaleRows(o: BenchOptions): Promise<RowResult[]> {
   const down: number[] = [];
   const base: number[] = [];
   const runnerRss: number[] = [];
+  let baseRetries = 0;
   try {
     const ours = await BinSupervisor.start(repo.dir, prefix, 'true', {
       agents: 0,
@@ -48,18 +50,32 @@ export async function scaleRows(o: BenchOptions): Promise<RowResult[]> {
         await settle();
         const t0 = nowMs();
         // All at once, as `xargs -P` would run them (ours creates its worktrees in parallel too).
+        // Parallel adds race in git (one dies reading another's half-written admin files): a
+        // failed add is run again, as ours does (supervisor/worktrees.ts), inside the timing.
         await Promise.all(
-          paths.map((p, k) =>
-            git(repo.dir, [
-              'worktree',
-              'add',
-              '-q',
-              '-b',
-              `plain/${r + 1}-${k + 1}`,
-              p,
-              'main',
-            ]),
-          ),
+          paths.map(async (p, k) => {
+            for (let attempt = 1; ; attempt++) {
+              try {
+                await git(repo.dir, [
+                  'worktree',
+                  'add',
+                  '-q',
+                  '-B',
+                  `plain/${r + 1}-${k + 1}`,
+                  p,
+                  'main',
+                ]);
+                return;
+              } catch (err) {
+                if (attempt >= 5) throw err;
+                baseRetries += 1;
+                rmSync(p, { recursive: true, force: true });
+                await new Promise((res) =>
+                  setTimeout(res, 100 * 2 ** (attempt - 1)),
+                );
+              }
+            }
+          }),
         );
         if (r >= 0) base[r] = nowMs() - t0;
         // Not timed: removed in parallel, so a loaded disk does not stretch the run past its limits.
@@ -132,6 +148,7 @@ export async function scaleRows(o: BenchOptions): Promise<RowResult[]> {
         baselineMs: base.map((v) => round(v)),
         ratio: round(ratio, 3),
         ratioPerRepeat: cold.map((c, i) => round(c / base[i]!, 3)),
+        baselineAddsRetried: baseRetries,
         oursWarmMs: warm.map((v) => round(v)),
       },
     },
