@@ -1,5 +1,8 @@
 import { baseRefOf } from '../contract/job.js';
 import { gitAt } from '../git/runner.js';
+import { existsSync, lstatSync } from 'node:fs';
+import { join } from 'node:path';
+import { RefFiles } from './ref-files.js';
 import { headFromFiles } from './workspace.js';
 
 /**
@@ -31,14 +34,32 @@ export class RefWatch {
     private readonly ownBranch: string,
   ) {}
 
-  /** The refs an agent must not change: the base branch, `issue/*` and every tag. */
+  private files: RefFiles | undefined | null = null;
+
+  /**
+   * The refs an agent must not change: the base branch, `issue/*` and every tag. Read from git's
+   * files where they are plain (`RefFiles`), else by `git for-each-ref`.
+   */
   async snapshot(): Promise<Snapshot> {
+    const names = [baseRefOf(this.baseBranch), 'refs/heads/issue', 'refs/tags'];
+    if (this.files === null) {
+      const dotGit = join(this.repo, '.git');
+      this.files =
+        existsSync(dotGit) && lstatSync(dotGit).isDirectory()
+          ? new RefFiles(dotGit)
+          : undefined;
+    }
+    let fromFiles: Snapshot | undefined;
+    try {
+      fromFiles = this.files?.read(names);
+    } catch {
+      fromFiles = undefined; // a file went away while being read: git answers
+    }
+    if (fromFiles) return fromFiles;
     const out = await git(this.repo, [
       'for-each-ref',
       '--format=%(refname) %(objectname)',
-      baseRefOf(this.baseBranch),
-      'refs/heads/issue',
-      'refs/tags',
+      ...names,
     ]);
     const snap: Snapshot = new Map();
     for (const line of out.split('\n')) {

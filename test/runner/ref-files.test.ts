@@ -1,0 +1,81 @@
+/**
+ * The ref watch reads `main`, `issue/*` and tags from git's files (agent-runner/ref-files.ts)
+ * instead of a git process: what it reads must be what `git for-each-ref` says — loose and
+ * packed refs, nested tags, a loose ref overriding its packed one, a ref rewritten in place with
+ * the same size a moment after it was read — and anything not plain is left to git.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { RefFiles } from '../../agent-runner/ref-files.js';
+import { git, tempRepo } from '../helpers/repo.js';
+
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
+
+const NAMES = ['refs/heads/main', 'refs/heads/issue', 'refs/tags'];
+
+function forEachRef(dir: string): Map<string, string> {
+  const out = git(
+    dir,
+    'for-each-ref',
+    '--format=%(refname) %(objectname)',
+    ...NAMES,
+  );
+  return new Map(
+    out
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split(' ') as [string, string]),
+  );
+}
+
+describe('refs read from files', () => {
+  it('equal what git for-each-ref says, through packing, in-place rewrites and new refs', () => {
+    const r = tempRepo();
+    cleanups.push(r.cleanup);
+    const dir = r.dir;
+    const first = git(dir, 'rev-parse', 'HEAD');
+    git(dir, 'commit', '-q', '--allow-empty', '-m', 'two');
+    const second = git(dir, 'rev-parse', 'HEAD');
+    for (let i = 1; i <= 5; i++) git(dir, 'branch', `issue/${i}`, first);
+    git(dir, 'tag', 'v1', first);
+    git(dir, 'tag', '-a', '-m', 'annotated', 'issue/7', second);
+    git(dir, 'branch', 'other', first); // not watched
+    const refs = new RefFiles(join(dir, '.git'));
+    expect(refs.read(NAMES)).toEqual(forEachRef(dir));
+    // Packed, then some loose again on top of the packed ones.
+    git(dir, 'pack-refs', '--all');
+    expect(refs.read(NAMES)).toEqual(forEachRef(dir));
+    git(dir, 'update-ref', 'refs/heads/issue/2', second);
+    git(dir, 'branch', 'issue/6', second);
+    expect(refs.read(NAMES)).toEqual(forEachRef(dir));
+    // Rewritten in place with the same size, right after being read.
+    const loose = join(dir, '.git', 'refs', 'heads', 'issue', '2');
+    expect(refs.read(NAMES)!.get('refs/heads/issue/2')).toBe(second);
+    writeFileSync(loose, `${first}\n`);
+    expect(refs.read(NAMES)!.get('refs/heads/issue/2')).toBe(first);
+    expect(refs.read(NAMES)).toEqual(forEachRef(dir));
+    // Deleted, loose and packed.
+    git(dir, 'update-ref', '-d', 'refs/heads/issue/2');
+    git(dir, 'update-ref', '-d', 'refs/heads/issue/6');
+    expect(refs.read(NAMES)).toEqual(forEachRef(dir));
+  });
+
+  it('leaves to git what is not plain: a symbolic ref, a lock file', () => {
+    const r = tempRepo();
+    cleanups.push(r.cleanup);
+    const dir = r.dir;
+    const refs = new RefFiles(join(dir, '.git'));
+    const issueDir = join(dir, '.git', 'refs', 'heads', 'issue');
+    mkdirSync(issueDir, { recursive: true });
+    writeFileSync(join(issueDir, '1'), 'ref: refs/heads/main\n');
+    expect(refs.read(NAMES)).toBeUndefined();
+    writeFileSync(join(issueDir, '1'), `${git(dir, 'rev-parse', 'HEAD')}\n`);
+    expect(refs.read(NAMES)).toEqual(forEachRef(dir));
+    writeFileSync(join(issueDir, '2.lock'), '');
+    expect(refs.read(NAMES)).toBeUndefined();
+  });
+});
