@@ -141,6 +141,22 @@ interface Size {
 async function prepareSize(size: number, o: BenchOptions): Promise<Size> {
   const repo = await makeRepo(1);
   const prefix = freshPrefix();
+  try {
+    return await startSize(size, o, repo, prefix);
+  } catch (err) {
+    // A size that never started is cleaned by nobody else: up to 100 MB left in $TMPDIR.
+    repo.cleanup();
+    await deletePrefix(prefix);
+    throw err;
+  }
+}
+
+async function startSize(
+  size: number,
+  o: BenchOptions,
+  repo: Awaited<ReturnType<typeof makeRepo>>,
+  prefix: string,
+): Promise<Size> {
   const env = supervisorEnv(prefix, 'true');
   o.log(`history: writing ${size.toLocaleString('en')} finished issues`);
   const t0 = nowMs();
@@ -161,7 +177,10 @@ async function prepareSize(size: number, o: BenchOptions): Promise<Size> {
     () => runningDaemon(sup.ctx.paths.pidFile)?.dashboardUrl,
     'the dashboard URL',
     { timeoutMs: 60_000, intervalMs: 50 },
-  );
+  ).catch(async (err: unknown) => {
+    await sup.stop().catch(() => undefined);
+    throw err;
+  });
   const cliEnv = { ...process.env, ...env };
   return {
     size,
