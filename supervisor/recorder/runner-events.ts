@@ -98,6 +98,7 @@ export class RunnerEventRecorder {
               : {}),
             ...usageFields(ev.usage),
           });
+          if (ev.kind) runs.refineJobFailed(ev.jobId, ev.attempt, ev.kind);
           if (!terminal)
             issues.update(issue.id, {
               error,

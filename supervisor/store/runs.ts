@@ -189,6 +189,18 @@ export class RunStore {
   }
 
   /**
+   * A failed attempt is reported by its runner (why: `disk`, `no-progress`, …) and by BullMQ's
+   * `failed` event for the job, read from different streams: when BullMQ's was recorded first,
+   * its generic `job-failed` gives way to the runner's kind (the one exception to "the first
+   * report of a field wins").
+   */
+  refineJobFailed(jobId: string, attempt: number, errorKind: string): void {
+    this.sql(
+      `UPDATE runs SET error_kind = ? WHERE job_id = ? AND attempt = ? AND outcome = 'failed' AND error_kind = 'job-failed'`,
+    ).run(errorKind, jobId, attempt);
+  }
+
+  /**
    * The highest attempt number taken for each issue: recorded in a run, or reserved by
    * `reserveAttempts`; issues with neither are left out. The feeder numbers a new job's
    * attempts after it (job data `attemptOffset`).
