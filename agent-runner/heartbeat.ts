@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import type { SlotOwnership } from './slot-ownership.js';
 
 /**
@@ -11,12 +10,9 @@ export class Heartbeat {
   private stopped = false;
 
   constructor(
-    private readonly redis: Redis,
     private readonly ownership: SlotOwnership,
     private readonly o: {
       agentId: string;
-      registryKey: string;
-      registrySet: string;
       intervalMs: number;
       ttlMs: number;
       fields: () => Record<string, string>;
@@ -35,28 +31,19 @@ export class Heartbeat {
 
   async beat(): Promise<void> {
     if (this.stopped) return;
-    // Ownership first: a runner that lost its slot must not write the new owner's entry.
-    const renewal = await this.ownership.renew();
+    // Ownership first, in the same script: a runner that lost its slot must not write the new
+    // owner's entry.
+    const now = Date.now();
+    const renewal = await this.ownership.renew({
+      fields: { ...this.o.fields(), heartbeat: String(now) },
+      ttlMs: this.o.ttlMs,
+      at: now,
+    });
     if (renewal === 'lost') {
       if (this.stopped) return;
       this.stop();
       this.o.onOwnershipLost();
-      return;
     }
-    if (renewal === 'unknown') return; // Redis is away; the next beat retries.
-    const now = Date.now();
-    try {
-      await this.redis
-        .multi()
-        .hset(this.o.registryKey, {
-          ...this.o.fields(),
-          heartbeat: String(now),
-        })
-        .pexpire(this.o.registryKey, this.o.ttlMs)
-        .zadd(this.o.registrySet, now, this.o.agentId)
-        .exec();
-    } catch {
-      // Redis is away; the next beat retries.
-    }
+    // 'unknown': Redis is away; the next beat retries.
   }
 }

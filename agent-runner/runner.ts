@@ -177,10 +177,8 @@ export class AgentRunner {
       instance: this.instance,
       ttlMs,
     });
-    this.heartbeat = new Heartbeat(this.redis, this.ownership, {
+    this.heartbeat = new Heartbeat(this.ownership, {
       agentId: cfg.agentId,
-      registryKey,
-      registrySet: this.keys.agents,
       intervalMs: cfg.heartbeatMs,
       ttlMs,
       fields: () => this.registryFields(),

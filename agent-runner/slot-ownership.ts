@@ -9,9 +9,22 @@ const RENEW_IF_MINE = `
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] or not v then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  if #KEYS == 3 then
+    redis.call('HSET', KEYS[2], unpack(ARGV, 6))
+    redis.call('PEXPIRE', KEYS[2], ARGV[3])
+    redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+  end
   return 1
 end
 return 0`;
+
+/** The registry entry a renewal writes in the same step (only when the slot is still ours). */
+export interface RegistryEntry {
+  fields: Record<string, string>;
+  ttlMs: number;
+  /** The registry set's score (the heartbeat's time). */
+  at: number;
+}
 
 /** Deletes the owner key (and the slot's registry entry) only while it is still ours. */
 const RELEASE_IF_MINE = `
@@ -70,16 +83,34 @@ export class SlotOwnership {
     }
   }
 
-  /** `lost`: another runner holds the slot now; `unknown`: Redis is away. */
-  async renew(): Promise<Renewal> {
+  /**
+   * `lost`: another runner holds the slot now; `unknown`: Redis is away. With `entry`, the
+   * slot's registry entry is written by the same script, only if the renewal succeeded (one
+   * round trip per heartbeat, two per job).
+   */
+  async renew(entry?: RegistryEntry): Promise<Renewal> {
     try {
-      const r = await this.redis.eval(
-        RENEW_IF_MINE,
-        1,
-        this.ownerKey,
-        this.o.instance,
-        String(this.o.ttlMs),
-      );
+      const r = entry
+        ? await this.redis.eval(
+            RENEW_IF_MINE,
+            3,
+            this.ownerKey,
+            this.o.registryKey,
+            this.o.registrySet,
+            this.o.instance,
+            String(this.o.ttlMs),
+            String(entry.ttlMs),
+            String(entry.at),
+            this.o.agentId,
+            ...Object.entries(entry.fields).flat(),
+          )
+        : await this.redis.eval(
+            RENEW_IF_MINE,
+            1,
+            this.ownerKey,
+            this.o.instance,
+            String(this.o.ttlMs),
+          );
       return r === 1 ? 'renewed' : 'lost';
     } catch {
       return 'unknown';

@@ -55,12 +55,16 @@ describe('slot ownership', () => {
     const owner = `${keys.agent('agent-001')}:owner`;
     const redis = new Redis('redis://127.0.0.1:6379');
     cleanups.push(async () => {
-      await redis.del(owner);
+      await redis.del(owner, keys.agent('agent-001'));
       redis.disconnect();
     });
     // Another runner took the slot (as after a lapse while this one was frozen).
     expect(await redis.get(owner)).toMatch(/^[0-9a-f-]{36}$/);
     await redis.set(owner, 'another-runner');
+    // …and wrote its registry entry, which the old runner must never overwrite.
+    const entry = keys.agent('agent-001');
+    await redis.hset(entry, 'host', 'another-host', 'pid', '1');
+    await redis.persist(entry);
 
     await waitFor(() => !processAlive(agent.pid), {
       what: 'the agent killed',
@@ -76,6 +80,10 @@ describe('slot ownership', () => {
     expect(issue.attempts).toBeLessThanOrEqual(1);
     // The runner stopped renewing before it handed the job back: the key is still the other's.
     expect(await redis.get(owner)).toBe('another-runner');
+    expect(await redis.hmget(entry, 'host', 'pid')).toEqual([
+      'another-host',
+      '1',
+    ]);
     const log = join(dir, '.supervisor', 'logs', 'agent-001.log');
     expect(existsSync(log) && readFileSync(log, 'utf8')).toMatch(
       /slot ownership lost/,
