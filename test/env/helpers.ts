@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 
 export const PG_ADMIN = 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -10,9 +11,29 @@ export function randomPrefix(): string {
   return `t${randomBytes(4).toString('hex')}_`;
 }
 
-/** A port base no other test file is likely to pick (blocks of 10 between 20000 and 45000). */
+/** The first port the kernel hands to outgoing connections (Linux; 32768 elsewhere). */
+function ephemeralLow(): number {
+  try {
+    const low = Number(
+      readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(
+        /\s+/,
+      )[0],
+    );
+    return Number.isInteger(low) && low > 12_000 ? low : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+/**
+ * A port base no other test file is likely to pick: blocks of 10 from 10000 up to below the
+ * kernel's ephemeral range. Inside that range any outgoing connection (a Redis client, git, the
+ * browser) may hold a port of the block for a moment, and a test that expects the block free
+ * would see it taken.
+ */
 export function randomPortBase(): number {
-  return 20_000 + randomInt(0, 2_500) * 10;
+  const top = ephemeralLow() - 6_000; // tests also use base + 5000
+  return 10_000 + randomInt(0, Math.floor((top - 10_000) / 10)) * 10;
 }
 
 export async function pgQuery<T extends pg.QueryResultRow = any>(
