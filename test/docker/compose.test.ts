@@ -15,6 +15,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { RUNNER_CAPABILITIES } from '../../supervisor/runtimes/docker.js';
 import { RUNNER_LOG_TARGET } from '../../supervisor/runtimes/docker/mounts.js';
 import { useCleanups } from '../helpers/cleanup.js';
+import { composeCommand } from '../helpers/compose.js';
 import { ROOT, runCli, startSupervisor } from '../helpers/cli.js';
 import { PrivateRedis } from '../helpers/redis-server.js';
 import { tempDir } from '../helpers/repo.js';
@@ -36,13 +37,6 @@ import {
 const cleanups = useCleanups();
 const PASSWORD = `pw${randomBytes(12).toString('hex')}`;
 const NETWORK = `sup-compose-${randomBytes(4).toString('hex')}`;
-
-/** `docker compose` (the plugin) when there is one, else Debian's docker-compose 1.x. */
-function composeCommand(): string[] {
-  if (spawnSync('docker', ['compose', 'version']).status === 0)
-    return ['docker', 'compose'];
-  return ['docker-compose'];
-}
 
 let redis: PrivateRedis;
 let gateway = '';
@@ -124,7 +118,7 @@ describeDocker(
         `networks:\n  app_local:\n    name: ${NETWORK}\n    external: true\n`,
       );
       const project = `sup${repo.repoId.slice(0, 12)}`;
-      const [cmd, ...pre] = composeCommand();
+      const [cmd, ...pre] = composeCommand() ?? ['docker-compose'];
       const compose = (args: string[]) =>
         execFileSync(
           cmd!,

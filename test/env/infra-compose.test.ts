@@ -9,18 +9,10 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { ROOT } from '../helpers/cli.js';
+import { composeCommand } from '../helpers/compose.js';
 import { describeNeeds } from '../helpers/requirements.js';
 
 const FILE = join(ROOT, 'infra', 'docker-compose.yml');
-
-/** The Compose command line on this machine: `docker compose`, else `docker-compose`. */
-function composeCommand(): string[] | undefined {
-  if (spawnSync('docker', ['compose', 'version']).status === 0)
-    return ['docker', 'compose'];
-  if (spawnSync('docker-compose', ['version']).status === 0)
-    return ['docker-compose'];
-  return undefined;
-}
 
 const compose = composeCommand();
 
