@@ -521,8 +521,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
    */
   private async syncPause(): Promise<void> {
     const now = this.clock();
-    const over = this.dailyBudget.check();
-    if (over) recordPause(this.ctx.db, over, now);
+    this.dailyBudget.enforce();
     const low = this.diskWatermark.check(now);
     if (low) recordPause(this.ctx.db, low, now);
     else if (

@@ -1,4 +1,4 @@
-import type { Pause } from './pause.js';
+import { clearPause, readPause, recordPause, type Pause } from './pause.js';
 import { getSetting, setSetting, type Db } from './store/db.js';
 import {
   localDay,
@@ -23,24 +23,49 @@ export class DailyBudget {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** The pause the budget calls for now, if any. */
-  check(): Pause | undefined {
-    if (this.dailyUsd === undefined) return undefined;
+  /**
+   * Records the pause the budget calls for now, if any. The check and the write are one
+   * immediate transaction: a `resume` from another process lands wholly before (the day is
+   * marked, no pause) or wholly after (it ends the pause just recorded), never in between.
+   */
+  enforce(): void {
+    if (this.dailyUsd === undefined) return;
+    const daily = this.dailyUsd;
     const t = this.now();
-    const day = localDay(t);
-    if (getSetting(this.db, RESUMED_KEY) === day) return undefined;
-    const spent = usageOfDays(this.db, day, day).costUsd;
-    if (spent < this.dailyUsd) return undefined;
-    return {
-      kind: 'budget',
-      reason: `$${spent.toFixed(4)} spent today, budget.daily is $${this.dailyUsd.toFixed(2)}`,
-      since: t,
-      until: nextLocalMidnight(t),
-    };
+    this.db
+      .transaction(() => {
+        const day = localDay(t);
+        if (getSetting(this.db, RESUMED_KEY) === day) return;
+        const spent = usageOfDays(this.db, day, day).costUsd;
+        if (spent < daily) return;
+        recordPause(
+          this.db,
+          {
+            kind: 'budget',
+            reason: `$${spent.toFixed(4)} spent today, budget.daily is $${daily.toFixed(2)}`,
+            since: t,
+            until: nextLocalMidnight(t),
+          },
+          t,
+        );
+      })
+      .immediate();
   }
 }
 
-/** `resume` ended a daily-budget pause: the budget does not pause again until the next day. */
-export function budgetResumedToday(db: Db, now = Date.now()): void {
-  setSetting(db, RESUMED_KEY, localDay(now));
+/**
+ * `supervisor resume`: ends the pause in force and returns it. A daily-budget pause ends for the
+ * rest of the day (the day's spend is still over budget.daily): the day is marked in the same
+ * transaction, so the supervisor's budget check, which may run between any two writes of another
+ * process, never sees the pause gone without the mark and records it again.
+ */
+export function resumeNow(db: Db, now = Date.now()): Pause | undefined {
+  return db
+    .transaction(() => {
+      const was = readPause(db, now);
+      if (was?.kind === 'budget') setSetting(db, RESUMED_KEY, localDay(now));
+      clearPause(db);
+      return was;
+    })
+    .immediate();
 }

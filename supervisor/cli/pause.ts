@@ -4,16 +4,14 @@ import { parseRetryAfter } from '../../contract/reset-time.js';
 import { openContext, type Context } from '../context.js';
 import { SupervisorError } from '../errors.js';
 import {
-  clearPause,
   describePause,
   enforcePause,
   liftPause,
   pauseJson,
-  readPause,
   writePause,
   type Pause,
 } from '../pause.js';
-import { budgetResumedToday } from '../daily-budget.js';
+import { resumeNow } from '../daily-budget.js';
 import { redisFor } from './connect.js';
 import { printJson, say, type GlobalOpts } from './output.js';
 
@@ -127,10 +125,7 @@ export function registerPauseCommands(
     .action(async (o: { json?: boolean }) => {
       const ctx = await openContext({ repo: globals().repo });
       try {
-        const was = readPause(ctx.db);
-        clearPause(ctx.db);
-        // The day's spend is still over budget.daily: the budget must not pause again today.
-        if (was?.kind === 'budget') budgetResumedToday(ctx.db);
+        const was = resumeNow(ctx.db);
         const applied = await applyToQueue(ctx, (queue) => liftPause(queue));
         if (o.json) printJson({ resumed: true, was: pauseJson(was), applied });
         else
