@@ -345,6 +345,9 @@ export class AgentRunner {
         // BullMQ honours the queue's rate limit (`queue.rateLimit`, how a usage limit pauses the
         // pool) only for workers with a limiter; this one never limits by itself.
         limiter: { max: 1_000_000_000, duration: 1000 },
+        // A limited worker sleeps this long before asking again (BullMQ's default is 30 s): a
+        // pause ended early (`supervisor resume`, a budget's new day) takes hold within 5 s.
+        maximumRateLimitDelay: 5000,
       },
     );
     worker.on('lockRenewalFailed', (jobIds) => {
