@@ -46,7 +46,9 @@ export async function handBackForLimit(
     jobId,
     attempt: cur.attempt,
     agentId: c.cfg.agentId,
-    at: now,
+    // When the pause took hold (the rate limit is set): a runner that claimed before then, while
+    // this agent was still finding out, claimed rightly; none claims after.
+    at: Date.now(),
     provider: limit.provider,
     until,
     ...(limit.resetAt !== undefined ? { resetAt: limit.resetAt } : {}),

@@ -153,7 +153,10 @@ export class JobExecutor {
       this.keys.held(this.cfg.agentId),
       JSON.stringify({ jobId, token, attempt }),
     );
-    const startedAt = Date.now();
+    // The claim's own time: BullMQ stamps processedOn with this runner's clock as it asks Redis
+    // for the job, so a claim that Redis let through before a pause took hold reads as earlier
+    // than the pause, however long this process took to get here.
+    const startedAt = job.processedOn ?? Date.now();
     let logPath = '';
     try {
       const issueId = await issueIdForJob(
