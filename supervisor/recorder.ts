@@ -11,7 +11,7 @@ import type {
 import { RunnerEventStream } from './recorder/event-stream.js';
 import { ForeignJobs } from './recorder/foreign-jobs.js';
 import { JobOutcomeRecorder } from './recorder/job-outcomes.js';
-import { QueueEventListener } from './recorder/queue-events.js';
+import { QueueEventListener, streamPosition } from './recorder/queue-events.js';
 import { Reconciler } from './recorder/reconcile.js';
 import { ResultRefCollector } from './recorder/result-ref-collector.js';
 import { RunnerEventRecorder } from './recorder/runner-events.js';
@@ -108,6 +108,13 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       this.o.log('repaired issues queued or in progress without a job id', {
         issues: repaired,
       });
+    // Events are read from before the first reconcile: a foreign job added after that round
+    // looked is adopted from its `added` event (periodic rounds do not adopt), never missed.
+    const from = await streamPosition(
+      this.o.redis,
+      this.o.queue.name,
+      this.o.prefix,
+    );
     await this.reconcile();
     this.queueEvents = new QueueEventListener(
       this.o.redis,
@@ -133,6 +140,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
         removed: (jobId, prev) =>
           void this.serial(() => this.clientActions.onRemoved(jobId, prev)),
       },
+      from,
     );
     this.stream = new RunnerEventStream(
       this.o.redis.duplicate(),

@@ -22,10 +22,16 @@ export class QueueEventListener {
     queueName: string,
     prefix: string,
     on: QueueEventHandlers,
+    /** Read the stream after this entry (see `streamPosition`); '$' would miss what came before the first read. */
+    lastEventId: string,
   ) {
     // BullMQ does not close a connection it was given: ours to disconnect in close().
     this.conn = redis.duplicate();
-    this.events = new QueueEvents(queueName, { connection: this.conn, prefix });
+    this.events = new QueueEvents(queueName, {
+      connection: this.conn,
+      prefix,
+      lastEventId,
+    });
     this.events.on('error', on.error);
     this.events.on('completed', ({ jobId }) => on.finished(jobId));
     this.events.on('failed', ({ jobId }) => on.finished(jobId));
@@ -44,4 +50,23 @@ export class QueueEventListener {
     await this.events.close().catch(() => undefined);
     this.conn.disconnect();
   }
+}
+
+/**
+ * The id of the queue's newest event now ('0-0' when there is none): QueueEvents started from it
+ * sees every event after this moment, however long its own first read takes to be sent.
+ */
+export async function streamPosition(
+  redis: Redis,
+  queueName: string,
+  prefix: string,
+): Promise<string> {
+  const last = await redis.xrevrange(
+    `${prefix}:${queueName}:events`,
+    '+',
+    '-',
+    'COUNT',
+    1,
+  );
+  return last[0]?.[0] ?? '0-0';
 }
