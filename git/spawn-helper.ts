@@ -1,0 +1,237 @@
+/**
+ * A small shell, started once, that starts git for a process that is large: every fork of a
+ * ~70 MB Node process copies its page tables and makes each page it writes afterwards fault
+ * once, ~2 ms of CPU per git call on the development machine, where a fork of this shell costs a
+ * tenth of that (docs/benchmarks.md, "Throughput"). The runner runs 4 git calls per job.
+ *
+ * One call at a time: the shell reads a request line, starts git in a subshell with its output
+ * in two files of its own directory, prints git's pid, waits, prints the exit status. A call
+ * made while another is running, or while the shell cannot be used, is started directly by the
+ * caller (`runGit` falls back to `execFile`). Nothing changes in what git runs with: the same
+ * arguments (the safe configuration first), the caller's environment as `safeGitEnv` makes it,
+ * the caller's timeout with SIGKILL.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+} from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * Reads one request a line and evaluates it; `$nl` is a newline (arguments that contain one
+ * are quoted with it, as a request is one line).
+ */
+const HELPER_SCRIPT = [
+  "nl='",
+  "'",
+  'while IFS= read -r req; do eval "$req"; done',
+].join('\n');
+
+/** A request's arguments, quoted for the shell: nothing in them is evaluated. */
+export function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`).replace(/\n/g, `'"$nl"'`)}'`;
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export interface HelperCall {
+  file: string;
+  args: readonly string[];
+  cwd: string;
+  /** Exported for this call only, over the helper's own environment. */
+  env: Record<string, string>;
+  timeoutMs: number;
+  maxBuffer: number;
+}
+
+export interface HelperResult {
+  stdout: string;
+  stderr: string;
+  /** git's exit status as the shell saw it (128 + n when a signal ended it). */
+  status: number;
+  timedOut: boolean;
+}
+
+export class SpawnHelper {
+  private child: ChildProcess | undefined;
+  private busy = false;
+  private lines: string[] = [];
+  private waiting: ((line: string | undefined) => void) | undefined;
+  private readonly out: string;
+  private readonly err: string;
+
+  /**
+   * @param dir its own directory (emptied now): git's output goes there
+   * @param env the environment the shell and every git it starts get
+   */
+  constructor(
+    private readonly dir: string,
+    private readonly env: Record<string, string>,
+  ) {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.out = join(dir, 'out');
+    this.err = join(dir, 'err');
+  }
+
+  /**
+   * Runs the call, or returns undefined without starting anything when it cannot be taken now
+   * (another call is running, or its arguments cannot go through the shell): the caller starts
+   * git itself then.
+   */
+  async run(call: HelperCall): Promise<HelperResult | undefined> {
+    if (this.busy || !Object.keys(call.env).every((k) => ENV_NAME.test(k)))
+      return undefined;
+    if ([call.cwd, ...call.args].some((a) => a.includes('\0')))
+      return undefined;
+    if (!existsSync(call.cwd)) return undefined; // the caller's spawn error says it best
+    const child = this.shell();
+    if (!child) return undefined;
+    this.busy = true;
+    // The shell's output keeps the process alive while a call waits on it, and only then.
+    const stdout = child.stdout as unknown as { ref(): void; unref(): void };
+    stdout.ref();
+    try {
+      return await this.exchange(child, call);
+    } finally {
+      stdout.unref();
+      this.busy = false;
+    }
+  }
+
+  private async exchange(
+    child: ChildProcess,
+    call: HelperCall,
+  ): Promise<HelperResult | undefined> {
+    const exports = Object.entries(call.env)
+      .map(([k, v]) => ` && export ${k}=${shellQuote(v)}`)
+      .join('');
+    const argv = [call.file, ...call.args].map(shellQuote).join(' ');
+    this.lines = [];
+    child.stdin!.write(
+      `(cd -- ${shellQuote(call.cwd)}${exports} && exec ${argv}) </dev/null >${shellQuote(this.out)} 2>${shellQuote(this.err)} & ` +
+        `echo "$!"; wait "$!"; echo "= $?"\n`,
+    );
+    let timedOut = false;
+    let pid: number | undefined;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      if (pid !== undefined) kill(pid);
+    }, call.timeoutMs);
+    try {
+      const started = await this.line();
+      // The shell died before starting git: nothing ran, the caller starts git itself.
+      if (started === undefined) return undefined;
+      pid = Number(started);
+      if (timedOut) kill(pid);
+      const done = await this.line();
+      if (done === undefined || !done.startsWith('= '))
+        throw new Error(
+          `the git helper exited while git ${call.args.find((a) => !a.startsWith('-') && !a.includes('=')) ?? ''} ran (pid ${pid})`,
+        );
+      return {
+        stdout: readCapped(this.out, call.maxBuffer),
+        stderr: readCapped(this.err, call.maxBuffer),
+        status: Number(done.slice(2)),
+        timedOut,
+      };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** The shell, started (again) when needed; undefined when it cannot be. */
+  private shell(): ChildProcess | undefined {
+    const live = this.child;
+    if (
+      live?.stdin &&
+      !live.stdin.destroyed &&
+      live.exitCode === null &&
+      live.signalCode === null
+    )
+      return live;
+    let child: ChildProcess;
+    try {
+      child = spawn('/bin/sh', ['-c', HELPER_SCRIPT], {
+        // Outside every worktree: a slot's sweep (processes by cwd) never takes it for an agent's.
+        cwd: '/',
+        env: this.env,
+        stdio: ['pipe', 'pipe', 'ignore'],
+      });
+    } catch {
+      return undefined;
+    }
+    if (child.pid === undefined) return undefined;
+    let buffered = '';
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (d: string) => {
+      if (this.child !== child) return; // a shell replaced since: nobody waits on it
+      buffered += d;
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        this.deliver(buffered.slice(0, nl));
+        buffered = buffered.slice(nl + 1);
+      }
+    });
+    child.stdout!.on('close', () => {
+      if (this.child !== child) return;
+      this.child = undefined;
+      this.deliver(undefined);
+    });
+    child.stdin!.on('error', () => undefined);
+    child.on('error', () => undefined);
+    // Neither keeps the process alive; a call's timer does while it runs.
+    child.unref();
+    (child.stdin as unknown as { unref?: () => void }).unref?.();
+    (child.stdout as unknown as { unref?: () => void }).unref?.();
+    this.child = child;
+    return child;
+  }
+
+  private deliver(line: string | undefined): void {
+    const w = this.waiting;
+    if (w) {
+      this.waiting = undefined;
+      w(line);
+    } else if (line !== undefined) this.lines.push(line);
+  }
+
+  private line(): Promise<string | undefined> {
+    const next = this.lines.shift();
+    if (next !== undefined) return Promise.resolve(next);
+    if (!this.child) return Promise.resolve(undefined);
+    return new Promise((resolve) => (this.waiting = resolve));
+  }
+
+  /** Ends the shell (a running git finishes on its own). */
+  stop(): void {
+    this.child?.stdin?.end();
+    this.child = undefined;
+  }
+}
+
+function kill(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* already gone */
+  }
+}
+
+/** A file's text, refused past `max` bytes as execFile refuses output past its maxBuffer. */
+function readCapped(path: string, max: number): string {
+  const fd = openSync(path, 'r');
+  try {
+    if (fstatSync(fd).size > max)
+      throw new RangeError(`git's output passed ${max} bytes (maxBuffer)`);
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
