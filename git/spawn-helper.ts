@@ -209,6 +209,11 @@ export class SpawnHelper {
     return new Promise((resolve) => (this.waiting = resolve));
   }
 
+  /** The shell's pid while it runs. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   /** Ends the shell (a running git finishes on its own). */
   stop(): void {
     this.child?.stdin?.end();

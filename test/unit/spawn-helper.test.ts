@@ -1,0 +1,129 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  type GitError,
+  runGit,
+  safeConfigArgs,
+  safeGitEnv,
+  useSpawnHelper,
+} from '../../git/runner.js';
+import { SpawnHelper } from '../../git/spawn-helper.js';
+import { tempDir, tempRepo } from '../helpers/repo.js';
+
+const repo = tempRepo();
+const dir = tempDir('sup-git-helper-');
+afterAll(() => {
+  repo.cleanup();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** What git got: `rev-parse --sq-quote` prints its arguments back, quoted. */
+const echoArgs = async (args: string[]) =>
+  (await runGit(['rev-parse', '--sq-quote', ...args], { cwd: repo.dir }))
+    .stdout;
+
+const failure = (p: Promise<unknown>) =>
+  p.then(
+    () => undefined,
+    (e: GitError) => ({
+      message: e.message,
+      exitCode: e.exitCode,
+      timedOut: e.timedOut,
+    }),
+  );
+
+describe('the git spawn helper', () => {
+  const weird = [
+    "it's",
+    'two\nlines',
+    '$(touch /tmp/sup-helper-pwned) `id` $HOME',
+    '; exit 3 #',
+    '"\\',
+  ];
+  const missing = ['rev-parse', '--verify', 'no-such-ref^{commit}'];
+
+  it('gives git the same arguments, environment, output and failures as a direct start', async () => {
+    const direct = {
+      args: await echoArgs(weird),
+      ident: await runGit(['var', 'GIT_AUTHOR_IDENT'], {
+        cwd: repo.dir,
+        env: { GIT_AUTHOR_NAME: "O'Neil $(id)", GIT_AUTHOR_EMAIL: 'a@b' },
+      }),
+      failed: await failure(runGit(missing, { cwd: repo.dir })),
+    };
+    // Through the helper itself: a call it could not take would be started directly.
+    const h = new SpawnHelper(join(dir, 'h1'), safeGitEnv());
+    const via = async (args: string[], env: Record<string, string> = {}) => {
+      const r = await h.run({
+        file: 'git',
+        args: [...safeConfigArgs(), ...args],
+        cwd: repo.dir,
+        env,
+        timeoutMs: 10_000,
+        maxBuffer: 1 << 20,
+      });
+      if (!r) throw new Error('the helper did not take the call');
+      return r;
+    };
+    const failedVia = await via(missing);
+    const helped = {
+      args: (await via(['rev-parse', '--sq-quote', ...weird])).stdout,
+      ident: await via(['var', 'GIT_AUTHOR_IDENT'], {
+        GIT_AUTHOR_NAME: "O'Neil $(id)",
+        GIT_AUTHOR_EMAIL: 'a@b',
+      }),
+      failed: {
+        message: failedVia.stderr.trim(),
+        exitCode: failedVia.status,
+        timedOut: failedVia.timedOut,
+      },
+    };
+    h.stop();
+    expect(helped.args).toBe(direct.args);
+    expect(helped.ident.stdout.replace(/\d+ [+-]\d{4}\n$/, '')).toBe(
+      direct.ident.stdout.replace(/\d+ [+-]\d{4}\n$/, ''),
+    );
+    expect(helped.failed).toEqual(direct.failed);
+    expect(helped.failed?.exitCode).toBe(128);
+  });
+
+  it('kills git at its timeout; a call made meanwhile starts directly and is not held up', async () => {
+    useSpawnHelper(join(dir, 'h2'));
+    const t0 = Date.now();
+    const hung = failure(
+      runGit(['-c', 'alias.hang=!exec sleep 20', 'hang'], {
+        cwd: repo.dir,
+        timeoutMs: 1500,
+      }),
+    );
+    const other = await echoArgs(['x']);
+    expect(other).toBe(" 'x'\n");
+    expect(Date.now() - t0).toBeLessThan(1500);
+    expect(await hung).toMatchObject({ timedOut: true, exitCode: null });
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
+  it('starts its shell again when it died; refuses nothing it cannot pass (the caller starts git)', async () => {
+    const h = new SpawnHelper(join(dir, 'h3'), safeGitEnv());
+    const call = {
+      file: 'git',
+      args: ['rev-parse', '--sq-quote', 'y'],
+      cwd: repo.dir,
+      env: {},
+      timeoutMs: 10_000,
+      maxBuffer: 1024,
+    };
+    expect((await h.run(call))?.stdout).toBe(" 'y'\n");
+    process.kill(h.pid!, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await h.run(call))?.stdout).toBe(" 'y'\n");
+    expect(await h.run({ ...call, env: { 'NOT A NAME': '1' } })).toBe(
+      undefined,
+    );
+    await expect(
+      h.run({ ...call, args: ['rev-parse', '--sq-quote', 'z'.repeat(2000)] }),
+    ).rejects.toThrow(/maxBuffer/);
+    h.stop();
+  });
+});
