@@ -1,7 +1,13 @@
 import { spawn } from 'node:child_process';
 import { coerceError } from '../contract/errors.js';
 import type { RunnerConfig } from '../contract/job.js';
-import { describeSync, resyncWorktree } from '../contract/worktreeinclude.js';
+import {
+  describeSync,
+  cleanKeepPatterns,
+  planIncludedFiles,
+  resyncWorktree,
+  type IncludedFile,
+} from '../contract/worktreeinclude.js';
 import type { LineStamper } from './line-stamper.js';
 
 /**
@@ -36,16 +42,43 @@ export async function resyncIncluded(
   root: string,
   worktree: string,
   log: Pick<LineStamper, 'write'>,
+  /** What the reset did already: the plan it kept, or why there is none (`IncludedPlan`). */
+  prepared?: IncludedPlan,
 ): Promise<string | undefined> {
   log.write(`--- before job: ${RESYNC_STEP}\n`);
   try {
-    const summary = await resyncWorktree(root, worktree);
+    if (prepared?.error) throw prepared.error;
+    const summary = await resyncWorktree(root, worktree, {
+      ...(prepared?.plan ? { plan: prepared.plan } : {}),
+      strayRemoved: prepared?.keep !== undefined,
+    });
     log.write(`.worktreeinclude: ${describeSync(summary)}\n`);
     return undefined;
   } catch (err) {
     const why = coerceError(err).message;
     log.write(`${why}\n`);
     return `before-job step "${RESYNC_STEP}" failed: ${why}`;
+  }
+}
+
+/**
+ * The `.worktreeinclude` plan, made before the reset so that its `git clean` keeps the listed
+ * files and removes every other ignored one (`keep`, when the plan can be patterns). A plan that
+ * fails is reported by the re-sync step, after the claim, as before.
+ */
+export interface IncludedPlan {
+  plan?: readonly IncludedFile[];
+  keep?: string[];
+  error?: Error;
+}
+
+export async function planIncluded(root: string): Promise<IncludedPlan> {
+  try {
+    const plan = await planIncludedFiles(root);
+    const keep = cleanKeepPatterns(plan);
+    return keep ? { plan, keep } : { plan };
+  } catch (err) {
+    return { error: coerceError(err) };
   }
 }
 

@@ -41,7 +41,12 @@ import {
 import type { Current, Log } from './current-job.js';
 import { AgentGuard } from './agent-guard.js';
 import { AgentProcess } from './agent-process.js';
-import { resyncIncluded, runBeforeJob } from './before-job.js';
+import {
+  planIncluded,
+  resyncIncluded,
+  runBeforeJob,
+  type IncludedPlan,
+} from './before-job.js';
 import type { EventPublisher } from './event-publisher.js';
 import { agentEnvironment, writeIssueFiles } from './issue-input.js';
 import { issueIdForJob } from './issue-id.js';
@@ -174,8 +179,18 @@ export class JobExecutor {
       let baseSha: string;
       // The previous job's stragglers must not write into this job's worktree or hold its ports.
       await this.containment.sweepBeforeJob();
+      // The reset's `git clean` keeps the .worktreeinclude files and removes every other ignored.
+      const included: IncludedPlan | undefined =
+        this.cfg.includeRoot === undefined
+          ? undefined
+          : await planIncluded(this.cfg.includeRoot);
       try {
-        baseSha = await prepareWorkspace(this.workspace, this.cfg, this.log);
+        baseSha = await prepareWorkspace(
+          this.workspace,
+          this.cfg,
+          this.log,
+          included?.keep,
+        );
       } catch (err) {
         if (err instanceof GitRemoteError)
           await this.handBackForRemote(cur, err);
@@ -227,6 +242,7 @@ export class JobExecutor {
             this.cfg.includeRoot,
             this.cfg.worktreePath,
             stamped,
+            included,
           ))) ||
         (await runBeforeJob(this.cfg.beforeJob, {
           cwd: this.cfg.worktreePath,

@@ -13,6 +13,7 @@ import { runGit, type GitError } from '../git/runner.js';
 import {
   LOCAL_GIT_TIMEOUT_MS,
   LocalWorktree,
+  cleanArgs,
   type CommitOutcome,
   type Workspace,
 } from './workspace.js';
@@ -234,7 +235,10 @@ export class RemoteClone implements Workspace {
       );
   }
 
-  async prepare(baseBranch: string): Promise<string> {
+  async prepare(
+    baseBranch: string,
+    keepIgnored?: readonly string[],
+  ): Promise<string> {
     await this.ensureCache();
     this.resetConfig();
     await this.run(
@@ -267,7 +271,7 @@ export class RemoteClone implements Workspace {
         ['checkout', '--quiet', '--force', '-B', this.o.branch, baseSha],
         { cwd: this.path },
       );
-      await this.run(['clean', '-fdq'], { cwd: this.path });
+      await this.run(cleanArgs(keepIgnored), { cwd: this.path });
     } else {
       rmSync(this.path, { recursive: true, force: true });
       this.forOwner(this.path);

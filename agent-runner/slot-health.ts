@@ -19,10 +19,12 @@ export async function prepareWorkspace(
   workspace: Workspace,
   cfg: Pick<RunnerConfig, 'agentId' | 'baseBranch'>,
   log: Log,
+  /** `git clean -e` patterns of ignored files to keep; without, ignored files stay. */
+  keepIgnored?: readonly string[],
 ): Promise<string> {
   let first: Error;
   try {
-    return await workspace.prepare(cfg.baseBranch);
+    return await workspace.prepare(cfg.baseBranch, keepIgnored);
   } catch (err) {
     if (err instanceof GitRemoteError) throw err;
     first = coerceError(err);
@@ -35,7 +37,7 @@ export async function prepareWorkspace(
   log('the worktree cannot be prepared: repairing it', { error: why });
   try {
     await workspace.repair(cfg.baseBranch);
-    const baseSha = await workspace.prepare(cfg.baseBranch);
+    const baseSha = await workspace.prepare(cfg.baseBranch, keepIgnored);
     log('worktree repaired');
     return baseSha;
   } catch (err) {

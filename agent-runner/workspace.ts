@@ -26,8 +26,11 @@ export interface CommitOutcome {
  */
 export interface Workspace {
   readonly path: string;
-  /** Resets the workspace to the tip of `baseBranch`; returns the base commit. */
-  prepare(baseBranch: string): Promise<string>;
+  /**
+   * Resets the workspace to the tip of `baseBranch`; returns the base commit. Untracked files
+   * go; with `keepIgnored` (`git clean -e` patterns), ignored files too, all but those.
+   */
+  prepare(baseBranch: string, keepIgnored?: readonly string[]): Promise<string>;
   /** Commits what the agent changed (unless it committed itself). */
   commit(
     baseSha: string,
@@ -173,6 +176,19 @@ function rewriteAdminDir(
   }
 }
 
+/**
+ * The reset's `git clean`: untracked files and directories (nested repositories too when ignored
+ * files go), and with `keepIgnored` every ignored file but those patterns — one git process
+ * where listing the ignored files and removing them took a second (docs/benchmarks.md).
+ */
+export function cleanArgs(
+  keepIgnored: readonly string[] | undefined,
+): string[] {
+  return keepIgnored
+    ? ['clean', '-ffdxq', ...keepIgnored.flatMap((p) => ['-e', p])]
+    : ['clean', '-fdq'];
+}
+
 export function parseShortstat(s: string): Omit<CommitOutcome, 'commitSha'> {
   const num = (re: RegExp) => Number(re.exec(s)?.[1] ?? 0);
   return {
@@ -267,7 +283,10 @@ export class LocalWorktree implements Workspace {
   }
 
   /** Recreates a worktree an agent damaged (deleted `.git`, removed the directory). */
-  private async recreate(baseSha: string): Promise<void> {
+  private async recreate(
+    baseSha: string,
+    keepIgnored?: readonly string[],
+  ): Promise<void> {
     const drivers = await this.disarm(this.repoPath);
     const admin = await this.adminDir();
     if (admin) {
@@ -285,7 +304,7 @@ export class LocalWorktree implements Workspace {
         this.branch,
         baseSha,
       ]);
-      await this.tree(drivers).raw(['clean', '-fd']);
+      await this.tree(drivers).raw(cleanArgs(keepIgnored));
       return;
     }
     rmSync(this.path, { recursive: true, force: true });
@@ -333,10 +352,14 @@ export class LocalWorktree implements Workspace {
     await this.recreate(await this.baseCommit(baseBranch));
   }
 
-  async prepare(baseBranch: string): Promise<string> {
+  async prepare(
+    baseBranch: string,
+    keepIgnored?: readonly string[],
+  ): Promise<string> {
     if (!(await this.healthy())) {
       const baseSha = await this.baseCommit(baseBranch);
-      await this.recreate(baseSha);
+      // A worktree made anew (`worktree add`) has no ignored files to remove.
+      await this.recreate(baseSha, keepIgnored);
       return baseSha;
     }
     const git = this.tree(await this.disarm(this.path));
@@ -348,7 +371,7 @@ export class LocalWorktree implements Workspace {
       this.branch,
       baseRefOf(baseBranch),
     ]);
-    await git.raw(['clean', '-fd']);
+    await git.raw(cleanArgs(keepIgnored));
     return this.head(git);
   }
 

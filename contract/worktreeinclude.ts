@@ -371,19 +371,53 @@ export async function removeStrayIgnored(
 }
 
 /**
+ * Most files the reset's `git clean` keeps by name: git matches every untracked path against
+ * every pattern, so a long list (a whole `node_modules`) is listed and removed here instead
+ * (`removeStrayIgnored`: one more git process, but a set lookup per file).
+ */
+export const CLEAN_KEEP_MAX = 100;
+
+/** A relative path as a gitignore pattern that matches it alone (anchored, nothing special). */
+function literalPattern(rel: string): string {
+  return `/${rel.replace(/[\\*?[\]!# ]/g, (c) => `\\${c}`)}`;
+}
+
+/**
+ * `git clean -e` patterns that keep what `removeStrayIgnored` keeps: the listed files, the
+ * slot's environment file and our own state directories — so the reset's `git clean -x`
+ * removes every other ignored file in the same process. Undefined when the list is too long
+ * (CLEAN_KEEP_MAX) or a name cannot be a pattern (a line break): then the reset leaves ignored
+ * files and `removeStrayIgnored` removes them, as before.
+ */
+export function cleanKeepPatterns(
+  plan: readonly IncludedFile[],
+): string[] | undefined {
+  if (plan.length > CLEAN_KEEP_MAX) return undefined;
+  if (plan.some((f) => /[\r\n]/.test(f.rel))) return undefined;
+  return [
+    literalPattern(ENV_FILE),
+    ...NEVER.filter((n) => n !== '.git/').map((n) => `/${n}`),
+    ...plan.map((f) => literalPattern(f.rel)),
+  ];
+}
+
+/**
  * Prepares a worktree's ignored files for the next job: listed files synced from the main
  * worktree, anything else ignored removed.
  */
 export async function resyncWorktree(
   root: string,
   worktree: string,
+  /** Planned already; `strayRemoved`: the reset's `git clean` took the stray ignored files. */
+  done: { plan?: readonly IncludedFile[]; strayRemoved?: boolean } = {},
 ): Promise<SyncSummary> {
-  const plan = await planIncludedFiles(root);
+  const plan = done.plan ?? (await planIncludedFiles(root));
   const summary = syncIncludedFiles(root, worktree, plan);
-  summary.removed = await removeStrayIgnored(
-    worktree,
-    new Set(plan.map((f) => f.rel)),
-  );
+  if (!done.strayRemoved)
+    summary.removed = await removeStrayIgnored(
+      worktree,
+      new Set(plan.map((f) => f.rel)),
+    );
   return summary;
 }
 
