@@ -102,7 +102,9 @@ let helper: SpawnHelper | undefined;
  */
 export function useSpawnHelper(dir: string): void {
   helper?.stop();
-  helper = runAs ? undefined : new SpawnHelper(dir, safeGitEnv());
+  helper = runAs
+    ? undefined
+    : new SpawnHelper(dir, safeGitEnv(), ['git', ...safeConfigArgs()]);
 }
 
 /** The process environment without GIT_* variables, plus settings that keep git non-interactive. */
@@ -146,8 +148,8 @@ export function runGit(
   if (!helper) return execGit(args, argv, opts, timeoutMs, maxBuffer);
   return helper
     .run({
-      file: 'git',
-      args: argv,
+      // The safe configuration is the helper's own prefix: `git -c <safe> <these>`.
+      args: [...(opts.config ?? []).flatMap((c) => ['-c', c]), ...args],
       cwd: opts.cwd,
       env: opts.env ?? {},
       timeoutMs,

@@ -25,13 +25,18 @@ import { join } from 'node:path';
 
 /**
  * Reads one request a line and evaluates it; `$nl` is a newline (arguments that contain one
- * are quoted with it, as a request is one line).
+ * are quoted with it, as a request is one line). `run` execs the command the helper was made
+ * for (git and the safe configuration): a request carries only the call's own arguments, as
+ * the shell reads its input a byte per system call.
  */
-const HELPER_SCRIPT = [
-  "nl='",
-  "'",
-  'while IFS= read -r req; do eval "$req"; done',
-].join('\n');
+function helperScript(command: readonly string[]): string {
+  return [
+    "nl='",
+    "'",
+    `run() { exec ${command.map(shellQuote).join(' ')} "$@"; }`,
+    'while IFS= read -r req; do eval "$req"; done',
+  ].join('\n');
+}
 
 /** A request's arguments, quoted for the shell: nothing in them is evaluated. */
 export function shellQuote(s: string): string {
@@ -41,7 +46,7 @@ export function shellQuote(s: string): string {
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export interface HelperCall {
-  file: string;
+  /** After the helper's command (`git -c <safe> …`). */
   args: readonly string[];
   cwd: string;
   /** Exported for this call only, over the helper's own environment. */
@@ -69,10 +74,12 @@ export class SpawnHelper {
   /**
    * @param dir its own directory (emptied now): git's output goes there
    * @param env the environment the shell and every git it starts get
+   * @param command what every call runs, before the call's arguments (`git`, the safe `-c`s)
    */
   constructor(
     private readonly dir: string,
     private readonly env: Record<string, string>,
+    private readonly command: readonly string[],
   ) {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -112,10 +119,10 @@ export class SpawnHelper {
     const exports = Object.entries(call.env)
       .map(([k, v]) => ` && export ${k}=${shellQuote(v)}`)
       .join('');
-    const argv = [call.file, ...call.args].map(shellQuote).join(' ');
+    const argv = ['run', ...call.args.map(shellQuote)].join(' ');
     this.lines = [];
     child.stdin!.write(
-      `(cd -- ${shellQuote(call.cwd)}${exports} && exec ${argv}) </dev/null >${shellQuote(this.out)} 2>${shellQuote(this.err)} & ` +
+      `(cd -- ${shellQuote(call.cwd)}${exports} && ${argv}) </dev/null >${shellQuote(this.out)} 2>${shellQuote(this.err)} & ` +
         `echo "$!"; wait "$!"; echo "= $?"\n`,
     );
     let timedOut = false;
@@ -158,7 +165,7 @@ export class SpawnHelper {
       return live;
     let child: ChildProcess;
     try {
-      child = spawn('/bin/sh', ['-c', HELPER_SCRIPT], {
+      child = spawn('/bin/sh', ['-c', helperScript(this.command)], {
         // Outside every worktree: a slot's sweep (processes by cwd) never takes it for an agent's.
         cwd: '/',
         env: this.env,

@@ -53,11 +53,13 @@ describe('the git spawn helper', () => {
       failed: await failure(runGit(missing, { cwd: repo.dir })),
     };
     // Through the helper itself: a call it could not take would be started directly.
-    const h = new SpawnHelper(join(dir, 'h1'), safeGitEnv());
+    const h = new SpawnHelper(join(dir, 'h1'), safeGitEnv(), [
+      'git',
+      ...safeConfigArgs(),
+    ]);
     const via = async (args: string[], env: Record<string, string> = {}) => {
       const r = await h.run({
-        file: 'git',
-        args: [...safeConfigArgs(), ...args],
+        args,
         cwd: repo.dir,
         env,
         timeoutMs: 10_000,
@@ -105,9 +107,8 @@ describe('the git spawn helper', () => {
   });
 
   it('starts its shell again when it died; refuses nothing it cannot pass (the caller starts git)', async () => {
-    const h = new SpawnHelper(join(dir, 'h3'), safeGitEnv());
+    const h = new SpawnHelper(join(dir, 'h3'), safeGitEnv(), ['git']);
     const call = {
-      file: 'git',
       args: ['rev-parse', '--sq-quote', 'y'],
       cwd: repo.dir,
       env: {},
