@@ -127,17 +127,30 @@ export class SpawnHelper {
     );
     let timedOut = false;
     let pid: number | undefined;
+    // At the timeout git is killed, and the shell too: a shell that does not answer (stopped,
+    // stuck) must not hold the caller longer than git itself could have. The next call starts
+    // a new one.
     const timer = setTimeout(() => {
       timedOut = true;
       if (pid !== undefined) kill(pid);
+      child.kill('SIGKILL');
     }, call.timeoutMs);
+    const killed: HelperResult = {
+      stdout: '',
+      stderr: '',
+      status: 128 + 9,
+      timedOut: true,
+    };
     try {
       const started = await this.line();
-      // The shell died before starting git: nothing ran, the caller starts git itself.
-      if (started === undefined) return undefined;
+      if (started === undefined)
+        // The shell died before it said it started git (killed by someone else, almost surely
+        // before forking): the caller starts git itself.
+        return timedOut ? killed : undefined;
       pid = Number(started);
       if (timedOut) kill(pid);
       const done = await this.line();
+      if (done === undefined && timedOut) return killed;
       if (done === undefined || !done.startsWith('= '))
         throw new Error(
           `the git helper exited while git ${call.args.find((a) => !a.startsWith('-') && !a.includes('=')) ?? ''} ran (pid ${pid})`,

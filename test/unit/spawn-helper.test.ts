@@ -106,7 +106,7 @@ describe('the git spawn helper', () => {
     expect(Date.now() - t0).toBeLessThan(10_000);
   });
 
-  it('starts its shell again when it died; refuses nothing it cannot pass (the caller starts git)', async () => {
+  it('starts its shell again when it died or stopped answering; takes nothing it cannot pass (the caller starts git)', async () => {
     const h = new SpawnHelper(join(dir, 'h3'), safeGitEnv(), ['git']);
     const call = {
       args: ['rev-parse', '--sq-quote', 'y'],
@@ -119,6 +119,16 @@ describe('the git spawn helper', () => {
     process.kill(h.pid!, 'SIGKILL');
     await new Promise((r) => setTimeout(r, 200));
     expect((await h.run(call))?.stdout).toBe(" 'y'\n");
+    // A shell that does not answer holds a call no longer than its timeout; the next gets a new one.
+    const stopped = h.pid!;
+    process.kill(stopped, 'SIGSTOP');
+    const t0 = Date.now();
+    expect(await h.run({ ...call, timeoutMs: 500 })).toMatchObject({
+      timedOut: true,
+    });
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect((await h.run(call))?.stdout).toBe(" 'y'\n");
+    expect(h.pid).not.toBe(stopped);
     expect(await h.run({ ...call, env: { 'NOT A NAME': '1' } })).toBe(
       undefined,
     );
