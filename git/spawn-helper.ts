@@ -44,6 +44,8 @@ export function shellQuote(s: string): string {
 }
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** What an argument may consist of to go through the shell (quoted all the same). */
+const PLAIN = /^[A-Za-z0-9_@%+=:,./~^{}-]*$/;
 
 export interface HelperCall {
   /** After the helper's command (`git -c <safe> …`). */
@@ -95,8 +97,11 @@ export class SpawnHelper {
   async run(call: HelperCall): Promise<HelperResult | undefined> {
     if (this.busy || !Object.keys(call.env).every((k) => ENV_NAME.test(k)))
       return undefined;
-    if ([call.cwd, ...call.args].some((a) => a.includes('\0')))
-      return undefined;
+    // Only plain words reach the shell (object ids, refs, options, paths): an argument with any
+    // other character (a commit message made of an issue's title, a file name the repository
+    // chose) is started directly, so text written by strangers is never part of a shell line,
+    // however well quoted.
+    if (![call.cwd, ...call.args].every((a) => PLAIN.test(a))) return undefined;
     if (!existsSync(call.cwd)) return undefined; // the caller's spawn error says it best
     const child = this.shell();
     if (!child) return undefined;

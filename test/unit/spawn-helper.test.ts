@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -43,9 +44,12 @@ describe('the git spawn helper', () => {
   ];
   const missing = ['rev-parse', '--verify', 'no-such-ref^{commit}'];
 
-  it('gives git the same arguments, environment, output and failures as a direct start', async () => {
+  const plain = ['HEAD^{commit}', '--format=%H', 'refs/heads/issue/7', 'a,b:c'];
+
+  it('gives git the same arguments, environment, output and failures as a direct start; never puts an argument with other characters in a shell line', async () => {
     const direct = {
-      args: await echoArgs(weird),
+      args: await echoArgs(plain),
+      weird: await echoArgs(weird),
       ident: await runGit(['var', 'GIT_AUTHOR_IDENT'], {
         cwd: repo.dir,
         env: { GIT_AUTHOR_NAME: "O'Neil $(id)", GIT_AUTHOR_EMAIL: 'a@b' },
@@ -69,8 +73,19 @@ describe('the git spawn helper', () => {
       return r;
     };
     const failedVia = await via(missing);
+    // Text such as an issue's title (the commit message) is started directly, not quoted.
+    for (const w of weird)
+      expect(
+        await h.run({
+          args: ['rev-parse', '--sq-quote', w],
+          cwd: repo.dir,
+          env: {},
+          timeoutMs: 10_000,
+          maxBuffer: 1 << 20,
+        }),
+      ).toBeUndefined();
     const helped = {
-      args: (await via(['rev-parse', '--sq-quote', ...weird])).stdout,
+      args: (await via(['rev-parse', '--sq-quote', ...plain])).stdout,
       ident: await via(['var', 'GIT_AUTHOR_IDENT'], {
         GIT_AUTHOR_NAME: "O'Neil $(id)",
         GIT_AUTHOR_EMAIL: 'a@b',
@@ -83,6 +98,9 @@ describe('the git spawn helper', () => {
     };
     h.stop();
     expect(helped.args).toBe(direct.args);
+    // Through runGit with the helper on, the same arguments reach git (started directly).
+    useSpawnHelper(join(dir, 'h0'));
+    expect(await echoArgs(weird)).toBe(direct.weird);
     expect(helped.ident.stdout.replace(/\d+ [+-]\d{4}\n$/, '')).toBe(
       direct.ident.stdout.replace(/\d+ [+-]\d{4}\n$/, ''),
     );
@@ -92,9 +110,13 @@ describe('the git spawn helper', () => {
 
   it('kills git at its timeout; a call made meanwhile starts directly and is not held up', async () => {
     useSpawnHelper(join(dir, 'h2'));
+    // In the repository's configuration: plain arguments, so the helper takes the call.
+    execFileSync('git', ['config', 'alias.hang', '!exec sleep 20'], {
+      cwd: repo.dir,
+    });
     const t0 = Date.now();
     const hung = failure(
-      runGit(['-c', 'alias.hang=!exec sleep 20', 'hang'], {
+      runGit(['hang'], {
         cwd: repo.dir,
         timeoutMs: 1500,
       }),
