@@ -107,6 +107,11 @@ export function useSpawnHelper(dir: string): void {
     : new SpawnHelper(dir, safeGitEnv(), ['git', ...safeConfigArgs()]);
 }
 
+/** The user every git call of this process runs as (`runGitAs`), if not this process's own. */
+export function gitUser(): { uid: number; gid: number } | undefined {
+  return runAs;
+}
+
 /** The process environment without GIT_* variables, plus settings that keep git non-interactive. */
 export function safeGitEnv(
   extra: Record<string, string> = {},

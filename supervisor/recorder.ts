@@ -1,7 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { issueIdFromJobId, supervisorKeys } from '../contract/job.js';
 import type { Run } from './store/runs.js';
+import { RefWriter } from '../git/ref-writer.js';
 import { BranchPublisher } from './recorder/branch-publisher.js';
+import { gitCommandTimeout } from './repo.js';
 import type {
   RecorderContext,
   RecorderEvents,
@@ -69,6 +71,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   private readonly clientActions: QueueClientActions;
   private readonly outcomes: JobOutcomeRecorder;
   private readonly reconciler: Reconciler;
+  private readonly refs: RefWriter;
 
   constructor(private readonly o: RecorderOptions) {
     super();
@@ -84,13 +87,14 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       warn: (message) => this.emit('warning', message),
       supersede: (run, reason) => this.supersede(run, reason),
     };
+    this.refs = new RefWriter(o.repoRoot, gitCommandTimeout);
     this.foreign = new ForeignJobs(this.ctx);
     this.runnerEvents = new RunnerEventRecorder(this.ctx, this.foreign);
     this.clientActions = new QueueClientActions(this.ctx, this.foreign);
     this.outcomes = new JobOutcomeRecorder(
       this.ctx,
       this.foreign,
-      new BranchPublisher(o.repoRoot, o.results),
+      new BranchPublisher(o.repoRoot, o.results, this.refs),
     );
     this.reconciler = new Reconciler(
       this.ctx,
@@ -167,6 +171,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     await this.queueEvents?.close();
     this.stream?.close();
     await this.chain;
+    await this.refs.close();
   }
 
   /** The safety net, also run once at start (see `recorder/reconcile.ts`). */

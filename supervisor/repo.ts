@@ -45,6 +45,11 @@ export function setGitCommandTimeout(ms: number): void {
   commandTimeoutMs = ms;
 }
 
+/** The timeout of every git command the supervisor runs. */
+export function gitCommandTimeout(): number {
+  return commandTimeoutMs;
+}
+
 /**
  * A git client for the supervisor's own git: the one git runner (`git/runner.ts`: timeout and
  * SIGKILL, no hooks, no fsmonitor, no configured programs, no inherited GIT_*). It runs git

@@ -1,6 +1,9 @@
 import { issueBranch, type JobResult } from '../../contract/job.js';
+import type { RefWriter } from '../../git/ref-writer.js';
 import { gitAt } from '../repo.js';
 import { ResultRefError, type ResultRefs } from '../results.js';
+
+const OID = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
 
 /** Where a completed job's commit came from, for clean-up after it is recorded. */
 export interface Published {
@@ -11,13 +14,15 @@ export interface Published {
 
 /**
  * Publishes a completed job's commit as its issue branch `issue/<id>`: a local commit by
- * `update-ref` (refused unless we have that commit), a remote runner's by its result ref
+ * the recorder's long-lived `update-ref --stdin` (`git/ref-writer.ts`; refused unless we have
+ * that commit), a remote runner's by its result ref
  * (fetched and checked first). Throws ResultRefError when the result cannot be published.
  */
 export class BranchPublisher {
   constructor(
     private readonly repoRoot: string,
     private readonly results: ResultRefs | undefined,
+    private readonly refs: RefWriter,
   ) {}
 
   async publish(
@@ -34,31 +39,27 @@ export class BranchPublisher {
         );
       incoming = await this.results.take(jobId, res);
     } else if (res.commitSha) {
-      // One git process per result: update-ref itself refuses a branch at anything but a
-      // commit we have; only when it refuses do we ask what the object was.
-      const git = gitAt(this.repoRoot);
-      // Only an object id reaches git's argv (a result is the runner's word, and `-d` is an option).
-      const branched =
-        /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/.test(res.commitSha) &&
-        (await git
-          .raw([
-            'update-ref',
-            `refs/heads/${issueBranch(issueId)}`,
-            res.commitSha,
-          ])
-          .then(
-            () => true,
-            async (err: unknown) => {
-              if (
-                await git.raw(['cat-file', '-t', res.commitSha!]).then(
+      // No git process per result: the writer's update-ref refuses a branch at anything but a
+      // commit we have; only when it refuses do we ask (one process) what the object was.
+      const branched = await this.refs
+        .update(`refs/heads/${issueBranch(issueId)}`, res.commitSha)
+        .then(
+          () => true,
+          async (err: unknown) => {
+            // Only an object id reaches git's argv (a result is the runner's word).
+            if (
+              OID.test(res.commitSha!) &&
+              (await gitAt(this.repoRoot)
+                .raw(['cat-file', '-t', res.commitSha!])
+                .then(
                   (t) => t.trim() === 'commit',
                   () => false,
-                )
-              )
-                throw err;
-              return false;
-            },
-          ));
+                ))
+            )
+              throw err;
+            return false;
+          },
+        );
       if (!branched)
         throw new ResultRefError(
           `commit ${res.commitSha.slice(0, 12)} is not in this repository and no result ref was pushed (a runner on another host must run in remote git mode)`,
@@ -67,13 +68,8 @@ export class BranchPublisher {
     }
     const branch = res.commitSha ? issueBranch(issueId) : null;
     // The branch first: a crash after it is repaired by the next reconcile, never the reverse.
-    if (branch && res.commitSha && !branchDone) {
-      await gitAt(this.repoRoot).raw([
-        'update-ref',
-        `refs/heads/${branch}`,
-        res.commitSha,
-      ]);
-    }
+    if (branch && res.commitSha && !branchDone)
+      await this.refs.update(`refs/heads/${branch}`, res.commitSha);
     return { branch, incoming };
   }
 }

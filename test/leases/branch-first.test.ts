@@ -1,0 +1,92 @@
+/**
+ * A completed job's branch is written before SQLite records the issue done: when git cannot
+ * write `issue/<id>` (another process holds its lock), the issue is not done, and the next
+ * reconcile publishes and records it once the lock is gone. The reverse order would leave a
+ * done issue whose branch does not exist.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { JobResult } from '../../contract/job.js';
+import { Feeder } from '../../supervisor/feeder.js';
+import { waitFor } from '../helpers/cli.js';
+import { git } from '../helpers/repo.js';
+import { recorderWorld } from '../helpers/recorder-world.js';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+describe('a completed job', () => {
+  it('is recorded done only after its branch is written', async () => {
+    const w = recorderWorld('issues-branch-first', cleanups);
+    const { issues, runs, queue, prefix, recorder } = w;
+    git(w.dir, 'init', '-q', '-b', 'main');
+    writeFileSync(join(w.dir, 'a.txt'), 'a\n');
+    git(w.dir, 'add', 'a.txt');
+    git(w.dir, 'commit', '-qm', 'a');
+    const sha = git(w.dir, 'rev-parse', 'HEAD');
+    const feeder = new Feeder(issues, runs, queue, {
+      attempts: 1,
+      backoffMs: 100,
+    });
+    const { id } = issues.add({ title: 'commits' });
+    expect(await feeder.tick()).toBe(1);
+    await recorder.start();
+    cleanups.push(() => recorder.close());
+
+    const connection = new Redis(
+      process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+      { maxRetriesPerRequest: null },
+    );
+    const worker = new Worker(queue.name, null, {
+      connection,
+      prefix,
+      autorun: false,
+    });
+    cleanups.push(async () => {
+      await worker.close();
+      connection.disconnect();
+    });
+    const token = 'runner-token';
+    const job = (await worker.getNextJob(token))!;
+    const lock = join(w.dir, '.git', 'refs', 'heads', 'issue', `${id}.lock`);
+    mkdirSync(join(lock, '..'), { recursive: true });
+    writeFileSync(lock, '');
+    const res: JobResult = {
+      agentId: 'agent-001',
+      attempt: 1,
+      exitCode: 0,
+      baseSha: sha,
+      commitSha: sha,
+      filesChanged: 1,
+      insertions: 1,
+      deletions: 0,
+      durationMs: 5,
+      logPath: '/dev/null',
+      startedAt: Date.now() - 5,
+      finishedAt: Date.now(),
+    };
+    await job.moveToCompleted(res, token, false);
+    await waitFor(
+      () =>
+        w.log.includes('recorder error') || issues.get(id)!.status === 'done',
+      {
+        what: 'the refused branch write reported',
+        timeoutMs: 30_000,
+      },
+    );
+    expect(issues.get(id)!.status).not.toBe('done');
+    expect(runs.get(job.id!, 1)?.outcome).not.toBe('succeeded');
+
+    rmSync(lock);
+    await recorder.reconcile();
+    const done = issues.get(id)!;
+    expect(done.status).toBe('done');
+    expect(done.branch).toBe(`issue/${id}`);
+    expect(git(w.dir, 'rev-parse', `issue/${id}`)).toBe(sha);
+  });
+});
