@@ -133,8 +133,7 @@ describe('RefWriter', () => {
     const w = setup();
     const main = w.tip('main')!;
     await w.refs.update('refs/heads/issue/1', main);
-    const pid = (w.refs as unknown as { session: { child: { pid: number } } })
-      .session.child.pid;
+    const pid = w.refs.pid!;
     process.kill(pid, 'SIGKILL');
     await w.refs.update('refs/heads/issue/2', main);
     expect(w.tip('issue/2')).toBe(main);
@@ -153,8 +152,7 @@ describe('RefWriter', () => {
     cleanups.push(() => refs.close());
     const main = git(repo.dir, 'rev-parse', 'main');
     await refs.update('refs/heads/issue/1', main);
-    const pid = (refs as unknown as { session: { child: { pid: number } } })
-      .session.child.pid;
+    const pid = refs.pid!;
     // Stopped: it never acknowledges the transaction's start, so nothing of it reached git.
     process.kill(pid, 'SIGSTOP');
     await refs.update('refs/heads/issue/2', main);
