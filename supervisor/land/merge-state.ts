@@ -1,3 +1,4 @@
+import type { CommitReader } from '../../git/commit-reader.js';
 import type { Context } from '../context.js';
 import { withChange } from '../store/history.js';
 import type { Issue } from '../store/issues.js';
@@ -77,6 +78,11 @@ export async function refreshMergeStates(
     limit?: number;
     /** The base tip when the caller knows it (the running supervisor: RefTip, no git while idle). */
     tip?: string;
+    /**
+     * The running supervisor's commit reader: a commit whose parent is the tip is 0 behind and
+     * merges cleanly (the merge base is the tip itself), known without `rev-list` or `merge-tree`.
+     */
+    commits?: CommitReader;
   } = {},
 ): Promise<number> {
   const git = landGit(ctx.paths.root, 60_000);
@@ -101,7 +107,12 @@ export async function refreshMergeStates(
   for (const i of stale) {
     let s: MergeState;
     try {
-      s = await mergeState(git, tip, i.commit!);
+      const parents = await opts.commits
+        ?.parents(i.commit!)
+        .catch(() => undefined);
+      s = parents?.includes(tip)
+        ? { behind: 0, mergeable: true, conflictFiles: [] }
+        : await mergeState(git, tip, i.commit!);
     } catch {
       continue; // a commit gc'd or unreachable: shown as unknown
     }

@@ -1,3 +1,4 @@
+import { CommitReader } from '../../git/commit-reader.js';
 import type { Context } from '../context.js';
 import { coerceError } from '../errors.js';
 import { DependencyStore } from '../store/deps.js';
@@ -6,6 +7,7 @@ import { Lander } from './lander.js';
 import { refreshMergeStates } from './merge-state.js';
 import { requeueAfterLanding } from './requeue.js';
 import { landCheckEnv } from './slot-env.js';
+import { gitCommandTimeout } from '../repo.js';
 
 type Log = (msg: string, fields?: Record<string, unknown>) => void;
 
@@ -36,6 +38,8 @@ export class LandService {
   readonly lander: Lander;
   private readonly deps: DependencyStore;
   private readonly baseTip: RefTip;
+  /** Commit headers for the merge states of new results (one git for the service's life). */
+  private readonly commits: CommitReader;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private running: Promise<void> = Promise.resolve();
@@ -49,6 +53,7 @@ export class LandService {
     this.lander = createLander(ctx, log, redisUrl);
     this.deps = new DependencyStore(ctx.db);
     this.baseTip = new RefTip(this.lander.git, ctx.paths.gitCommonDir);
+    this.commits = new CommitReader(ctx.paths.root, gitCommandTimeout);
   }
 
   async start(): Promise<void> {
@@ -74,7 +79,10 @@ export class LandService {
       // A remote-tracking base: fetched every land.fetchInterval, so behind shows a move at once.
       await this.lander.fetcher.refreshQuietly();
       const { ref } = await this.lander.fetcher.resolve();
-      await refreshMergeStates(this.ctx, { tip: await this.baseTip.get(ref) });
+      await refreshMergeStates(this.ctx, {
+        tip: await this.baseTip.get(ref),
+        commits: this.commits,
+      });
       if (
         this.ctx.config.land.auto &&
         this.ctx.issues.list({ status: 'done', limit: 1 }).length > 0
@@ -98,5 +106,6 @@ export class LandService {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     await this.running;
+    await this.commits.close();
   }
 }
