@@ -3,6 +3,7 @@ import { jobIdForIssue } from '../contract/job.js';
 import type { Context } from './context.js';
 import { coerceError } from './errors.js';
 import type { AgentRuntime } from './runtimes/runtime.js';
+import { cachedStatement } from './store/statements.js';
 
 type Log = (msg: string, fields?: Record<string, unknown>) => void;
 
@@ -37,12 +38,11 @@ export class CancelEnforcer {
     this.busy = true;
     try {
       // Cancelled issues with an attempt still running, or cancelled in the last 10 minutes.
-      const rows = this.ctx.db
-        .prepare(
-          `SELECT id FROM issues WHERE status = 'cancelled' AND (updated_at > ?
-             OR id IN (SELECT issue_id FROM runs WHERE outcome = 'running'))`,
-        )
-        .all(Date.now() - 600_000) as Array<{ id: number }>;
+      const rows = cachedStatement(
+        this.ctx.db,
+        `SELECT id FROM issues WHERE status = 'cancelled' AND (updated_at > ?
+           OR id IN (SELECT issue_id FROM runs WHERE outcome = 'running'))`,
+      ).all(Date.now() - 600_000) as Array<{ id: number }>;
       for (const { id } of rows) await this.enforce(id);
     } catch (err) {
       this.log('cancel: enforcing failed', { error: coerceError(err).message });

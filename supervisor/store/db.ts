@@ -2,6 +2,7 @@ import { chmodSync, closeSync, openSync, readSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { SupervisorError } from '../errors.js';
 import { installHistory } from './history.js';
+import { cachedStatement } from './statements.js';
 import { landingMigration } from './landing-schema.js';
 import { READ_MODEL_MIGRATION, ensureReadModel } from './read-model.js';
 import { USAGE_TOTALS_MIGRATION } from './usage-totals.js';
@@ -301,14 +302,16 @@ function migrate(db: Db): void {
 }
 
 export function getSetting(db: Db, key: string): string | undefined {
-  const row = db
-    .prepare('SELECT value FROM settings WHERE key = ?')
-    .get(key) as { value: string } | undefined;
+  const row = cachedStatement(
+    db,
+    'SELECT value FROM settings WHERE key = ?',
+  ).get(key) as { value: string } | undefined;
   return row?.value;
 }
 
 export function setSetting(db: Db, key: string, value: string): void {
-  db.prepare(
+  cachedStatement(
+    db,
     'INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
   ).run(key, value);
 }

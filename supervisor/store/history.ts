@@ -1,4 +1,5 @@
 import type { Db } from './db.js';
+import { cachedStatement } from './statements.js';
 
 /** One status change of an issue: who or what made it, when, and why. */
 export interface IssueEvent {
@@ -62,13 +63,16 @@ export function withChange<T>(
   fn: () => T,
 ): T {
   return db.transaction(() => {
-    const prev = db
-      .prepare(`SELECT actor, reason FROM temp.change_context WHERE k = 1`)
-      .get() as { actor: string; reason: string | null } | undefined;
-    const base = db
-      .prepare(`SELECT actor FROM temp.change_context WHERE k = 0`)
-      .get() as { actor: string } | undefined;
-    db.prepare(
+    const prev = cachedStatement(
+      db,
+      `SELECT actor, reason FROM temp.change_context WHERE k = 1`,
+    ).get() as { actor: string; reason: string | null } | undefined;
+    const base = cachedStatement(
+      db,
+      `SELECT actor FROM temp.change_context WHERE k = 0`,
+    ).get() as { actor: string } | undefined;
+    cachedStatement(
+      db,
       `INSERT INTO temp.change_context (k, actor, reason) VALUES (1, ?, ?)
        ON CONFLICT (k) DO UPDATE SET actor = excluded.actor, reason = excluded.reason`,
     ).run(
@@ -79,10 +83,15 @@ export function withChange<T>(
       return fn();
     } finally {
       if (prev)
-        db.prepare(
+        cachedStatement(
+          db,
           `UPDATE temp.change_context SET actor = ?, reason = ? WHERE k = 1`,
         ).run(prev.actor, prev.reason);
-      else db.prepare(`DELETE FROM temp.change_context WHERE k = 1`).run();
+      else
+        cachedStatement(
+          db,
+          `DELETE FROM temp.change_context WHERE k = 1`,
+        ).run();
     }
   })();
 }

@@ -1,5 +1,6 @@
 import { slotId } from '../../contract/job.js';
 import type { Db } from './db.js';
+import { cachedStatement } from './statements.js';
 
 /** What the control plane knows about a slot's runner (its runtime's view, not the runner's). */
 export const SLOT_STATES = [
@@ -38,11 +39,14 @@ export class SlotStore {
   ) {}
 
   list(): Slot[] {
-    return this.db.prepare(`${SELECT} ORDER BY number`).all() as Slot[];
+    return cachedStatement(
+      this.db,
+      `${SELECT} ORDER BY number`,
+    ).all() as Slot[];
   }
 
   get(id: string): Slot | undefined {
-    return this.db.prepare(`${SELECT} WHERE id = ?`).get(id) as
+    return cachedStatement(this.db, `${SELECT} WHERE id = ?`).get(id) as
       Slot | undefined;
   }
 
