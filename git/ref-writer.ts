@@ -76,8 +76,8 @@ export class RefWriter {
     );
   }
 
-  /** Lets git exit after the writes already asked for; later writes are rejected. */
-  close(): Promise<void> {
-    return this.session.close();
+  /** Lets git exit after the writes already asked for (`GitSession.close`); later ones are rejected. */
+  close(graceMs?: number): Promise<void> {
+    return this.session.close(graceMs);
   }
 }

@@ -5,11 +5,11 @@
  * a line on a pipe costs next to nothing.
  *
  * The process runs as `runGit` runs git (safe configuration, no GIT_* from our environment, the
- * same user). Requests go one at a time. Each has the command timeout, after which the process is
- * killed. A process that ends (killed, crashed, or git's own `fatal:`) is replaced by the next
- * request; a request whose process ended before printing anything for it is sent once more to a
- * new one (nothing of it was done: git answers each command as it finishes it), any other is
- * rejected with git's stderr. An idle session does not keep Node running.
+ * same user). One process serves requests one after the other. Each has the command timeout, after which the process is
+ * killed and the request rejected. A process that ends (killed, crashed, or git's own `fatal:`)
+ * is replaced by the next request; a request whose process ended before printing anything for it
+ * (not timed out) is sent once more to a new one (nothing of it was done: git answers each
+ * command as it finishes it), any other is rejected with git's stderr. An idle session does not keep Node running.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import {
@@ -34,10 +34,13 @@ interface Proc {
 }
 
 export class GitSession {
-  private proc: Proc | undefined;
-  private chain: Promise<unknown> = Promise.resolve();
+  /** The process that waits for the next request (at most one is kept idle). */
+  private idle: Proc | undefined;
+  private readonly inFlight = new Set<Promise<unknown>>();
+  /** Processes with a request in flight. */
+  private readonly busy = new Set<Proc>();
   private closed = false;
-  /** Processes started so far (one per failure, not one per request). */
+  /** Processes started so far (one per failure or overlap, not one per request). */
   starts = 0;
 
   constructor(
@@ -49,30 +52,79 @@ export class GitSession {
   /**
    * Sends `input` (the caller checks that it holds nothing but its commands) and resolves with
    * what `take` reads from git's answer; rejects with a GitError when git ends or times out.
+   * A request made while another is still in flight (one its caller gave up waiting for, a hung
+   * git) goes to a process of its own rather than waiting behind it.
    */
   request<T>(input: string, take: Take<T>): Promise<T> {
-    const run = this.chain.then(async () => {
+    const run = (async () => {
       for (let attempt = 0; ; attempt++) {
         if (this.closed) throw this.error(`git ${this.args[0]} was closed`);
-        const r = await this.send(this.current(), input, take);
+        const p = this.take();
+        this.busy.add(p);
+        const r = await this.send(p, input, take);
+        this.busy.delete(p);
+        this.release(p);
         if (r.ok) return r.value;
-        if (!r.answered && attempt === 0) continue;
+        if (!r.answered && !r.error.timedOut && attempt === 0) continue;
         throw r.error;
       }
-    });
-    this.chain = run.catch(() => undefined);
+    })();
+    const tracked = run.catch(() => undefined);
+    this.inFlight.add(tracked);
+    void tracked.then(() => this.inFlight.delete(tracked));
     return run;
   }
 
-  /** Lets git exit after the requests already made; later ones are rejected. */
-  async close(): Promise<void> {
+  /**
+   * Lets git exit after the requests already made (a request still without an answer after
+   * `graceMs` is ended: its git is killed, as at its timeout); later requests are rejected.
+   */
+  async close(graceMs = 5_000): Promise<void> {
     this.closed = true;
-    await this.chain;
-    const p = this.proc;
-    this.proc = undefined;
-    if (!p || p.gone) return;
+    const p = this.idle;
+    this.idle = undefined;
+    const idleEnded = p ? this.end(p) : Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(this.inFlight),
+      new Promise((r) => (timer = setTimeout(r, graceMs))),
+    ]);
+    clearTimeout(timer);
+    for (const b of this.busy) this.kill(b);
+    await Promise.all(this.inFlight);
+    await idleEnded;
+  }
+
+  /** The pid of the idle process (tests). */
+  get pid(): number | undefined {
+    return this.idle && !this.idle.gone ? this.idle.child.pid : undefined;
+  }
+
+  /** Kills `p` and is done with it at once (a hung git may have children holding its pipes). */
+  private kill(p: Proc): void {
+    p.child.kill('SIGKILL');
+    if (p.gone) return;
+    p.gone = true;
+    p.onGone?.();
+  }
+
+  private take(): Proc {
+    const p = this.idle;
+    this.idle = undefined;
+    return p && !p.gone ? p : this.spawn();
+  }
+
+  private release(p: Proc): void {
+    if (p.gone) return;
+    if (!this.idle && !this.closed) this.idle = p;
+    else void this.end(p);
+  }
+
+  private async end(p: Proc): Promise<void> {
+    if (p.gone) return;
     const exited = new Promise<void>((resolve) => {
       p.onGone = resolve;
+      p.child.once('exit', () => resolve());
     });
     p.child.stdin.end();
     const timer = setTimeout(() => p.child.kill('SIGKILL'), 5_000);
@@ -80,17 +132,11 @@ export class GitSession {
     clearTimeout(timer);
   }
 
-  /** The pid of the running process (tests). */
-  get pid(): number | undefined {
-    return this.proc && !this.proc.gone ? this.proc.child.pid : undefined;
-  }
-
   private error(message: string, stderr = '', timedOut = false): GitError {
     return new GitError(message, this.args, null, stderr, timedOut, '');
   }
 
-  private current(): Proc {
-    if (this.proc && !this.proc.gone) return this.proc;
+  private spawn(): Proc {
     const user = gitUser();
     const child = spawn('git', [...safeConfigArgs(), ...this.args], {
       cwd: this.cwd,
@@ -132,7 +178,6 @@ export class GitSession {
     child.unref();
     for (const stream of [child.stdin, child.stdout, child.stderr])
       (stream as unknown as { unref?: () => void }).unref?.();
-    this.proc = p;
     return p;
   }
 
@@ -161,7 +206,7 @@ export class GitSession {
       };
       const timer = setTimeout(() => {
         timedOut = true;
-        p.child.kill('SIGKILL');
+        this.kill(p);
       }, timeoutMs);
       p.onOutput = () => {
         answered = true;

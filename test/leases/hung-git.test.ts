@@ -1,7 +1,8 @@
 /**
  * One hung call cannot stop all recording: a git that never returns (here a wrapper that sleeps
  * when the recorder publishes `issue/1`) is killed at its timeout, or left behind at the recorder
- * handler's deadline, and results of other issues are recorded meanwhile. Once git answers
+ * handler's deadline (the next publication goes to another git process), and results of other
+ * issues are recorded meanwhile. Once git answers
  * again, the stuck result is recorded by the reconcile.
  */
 import { describe, expect, it } from 'vitest';
@@ -33,10 +34,25 @@ describe('a hung git in the recorder', () => {
     cleanups.push(repo.cleanup);
     const bin = tempDir('sup-fakegit-');
     const hang = join(bin, 'hang');
-    // Sleeps (bounded, so nothing outlives the test for long) when asked to move issue/1.
+    // Sleeps (bounded, so nothing outlives the test for long) when asked to move issue/1: on
+    // its command line, or on the stdin of the recorder's long-lived `update-ref --stdin`.
     writeFileSync(
       join(bin, 'git'),
-      `#!/bin/sh\nfor a in "$@"; do\n  if [ "$a" = refs/heads/issue/1 ] && [ -e ${hang} ]; then exec sleep 40; fi\ndone\nexec ${REAL_GIT} "$@"\n`,
+      [
+        '#!/bin/sh',
+        'case " $* " in *" update-ref --stdin "*)',
+        '  while IFS= read -r line; do',
+        `    case "$line" in "update refs/heads/issue/1 "*) [ -e ${hang} ] && exec sleep 40;; esac`,
+        `    printf '%s\\n' "$line"`,
+        `  done | ${REAL_GIT} "$@"`,
+        '  exit;;',
+        'esac',
+        'for a in "$@"; do',
+        `  if [ "$a" = refs/heads/issue/1 ] && [ -e ${hang} ]; then exec sleep 40; fi`,
+        'done',
+        `exec ${REAL_GIT} "$@"`,
+        '',
+      ].join('\n'),
     );
     chmodSync(join(bin, 'git'), 0o755);
     writeFileSync(hang, '');

@@ -145,19 +145,46 @@ describe('RefWriter', () => {
     );
   });
 
-  it('a process that does not answer within the timeout is killed; the write goes to a new one', async () => {
+  it('a write that gets no answer within the timeout is rejected and its git killed; others do not wait behind it', async () => {
     const repo = tempRepo();
     cleanups.push(repo.cleanup);
-    const refs = new RefWriter(repo.dir, () => 300);
+    const refs = new RefWriter(repo.dir, () => 1_500);
     cleanups.push(() => refs.close());
     const main = git(repo.dir, 'rev-parse', 'main');
     await refs.update('refs/heads/issue/1', main);
     const pid = refs.pid!;
-    // Stopped: it never acknowledges the transaction's start, so nothing of it reached git.
     process.kill(pid, 'SIGSTOP');
-    await refs.update('refs/heads/issue/2', main);
-    expect(git(repo.dir, 'rev-parse', 'issue/2')).toBe(main);
+    const t0 = Date.now();
+    const hung = refs.update('refs/heads/issue/2', main);
+    const hungOutcome = hung.then(
+      () => 'written',
+      (err: Error) => err.message,
+    );
+    await refs.update('refs/heads/issue/3', main);
+    expect(Date.now() - t0).toBeLessThan(1_500);
+    expect(git(repo.dir, 'rev-parse', 'issue/3')).toBe(main);
+    expect(await hungOutcome).toMatch(/timed out after 1500 ms/);
     expect(refs.starts).toBe(2);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(() => process.kill(pid, 0)).toThrow();
+    await refs.update('refs/heads/issue/4', main);
+    expect(refs.starts).toBe(2);
+  });
+
+  it('close does not wait past its grace for a write git never answers', async () => {
+    const repo = tempRepo();
+    cleanups.push(repo.cleanup);
+    const refs = new RefWriter(repo.dir, () => 60_000);
+    const main = git(repo.dir, 'rev-parse', 'main');
+    await refs.update('refs/heads/issue/1', main);
+    const pid = refs.pid!;
+    process.kill(pid, 'SIGSTOP');
+    const hung = refs.update('refs/heads/issue/2', main).catch((e: Error) => e);
+    const t0 = Date.now();
+    await refs.close(200);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(await hung).toBeInstanceOf(Error);
+    await new Promise((r) => setTimeout(r, 100));
     expect(() => process.kill(pid, 0)).toThrow();
   });
 });
