@@ -76,7 +76,7 @@ export class RefWriter {
     );
   }
 
-  /** Lets git exit after the writes already asked for (`GitSession.close`); later ones are rejected. */
+  /** Lets git exit after the writes already asked for (`GitSession.close`); later ones fail. */
   close(graceMs?: number): Promise<void> {
     return this.session.close(graceMs);
   }

@@ -5,11 +5,12 @@
  * a line on a pipe costs next to nothing.
  *
  * The process runs as `runGit` runs git (safe configuration, no GIT_* from our environment, the
- * same user). One process serves requests one after the other. Each has the command timeout, after which the process is
- * killed and the request rejected. A process that ends (killed, crashed, or git's own `fatal:`)
- * is replaced by the next request; a request whose process ended before printing anything for it
- * (not timed out) is sent once more to a new one (nothing of it was done: git answers each
- * command as it finishes it), any other is rejected with git's stderr. An idle session does not keep Node running.
+ * same user). One process serves requests one after the other. Each has the command timeout,
+ * after which the process is killed and the request rejected. A process that ends (killed,
+ * crashed, or git's own `fatal:`) is replaced by the next request; a request whose process ended
+ * before printing anything for it (not timed out) is sent once more to a new one (nothing of it
+ * was done: git answers each command as it finishes it), any other is rejected with git's
+ * stderr. An idle session does not keep Node running.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import {
