@@ -8,7 +8,7 @@ import {
 } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { baseRefOf } from '../contract/job.js';
-import { gitAt } from '../git/runner.js';
+import { gitAt, textArgumentFile } from '../git/runner.js';
 import { cachedDriverOverrides } from '../git/driver-cache.js';
 import { replaceSlotFile, type FileOwner } from '../contract/slot-files.js';
 import { AttemptError } from '../contract/errors.js';
@@ -406,7 +406,14 @@ export class LocalWorktree implements Workspace {
     let summary: string | undefined;
     try {
       // Its summary line is the diff against its parent: base..HEAD when the agent did not commit.
-      summary = await git.raw(['commit', '--no-verify', '-m', message]);
+      // From a file when the git helper is on: the title is not plain, and a commit given it as an
+      // argument would fork the runner (~6 ms of its CPU per issue in the throughput row).
+      const file = textArgumentFile('commit-message', message);
+      summary = await git.raw(
+        file
+          ? ['commit', '--no-verify', '-F', file]
+          : ['commit', '--no-verify', '-m', message],
+      );
     } catch (err) {
       // Nothing staged (the agent changed nothing, or committed by itself) is not an error.
       const staged = await git

@@ -107,6 +107,19 @@ export function useSpawnHelper(dir: string): void {
     : new SpawnHelper(dir, safeGitEnv(), ['git', ...safeConfigArgs()]);
 }
 
+/**
+ * A file holding `text`, for an argument that is text (a commit message made of an issue's
+ * title): with the spawn helper on, git reads it from the file (`commit -F <path>`), so the call
+ * is made of plain words and goes through the helper rather than a fork of this process.
+ * Undefined without the helper: pass the text itself (started directly, as one argv entry).
+ */
+export function textArgumentFile(
+  name: string,
+  text: string,
+): string | undefined {
+  return helper?.textFile(name, text);
+}
+
 /** The user every git call of this process runs as (`runGitAs`), if not this process's own. */
 export function gitUser(): { uid: number; gid: number } | undefined {
   return runAs;

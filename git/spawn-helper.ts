@@ -20,6 +20,7 @@ import {
   openSync,
   readFileSync,
   rmSync,
+  writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 
@@ -232,6 +233,18 @@ export class SpawnHelper {
     if (next !== undefined) return Promise.resolve(next);
     if (!this.child) return Promise.resolve(undefined);
     return new Promise((resolve) => (this.waiting = resolve));
+  }
+
+  /**
+   * Writes `text` to a file of the helper's own directory and returns its path, for git to read
+   * (`commit -F`): an argument made of text, as a path, stays plain. Undefined when the path
+   * itself would not be.
+   */
+  textFile(name: string, text: string): string | undefined {
+    const path = join(this.dir, name);
+    if (!PLAIN.test(path)) return undefined;
+    writeFileSync(path, text, { mode: 0o600 });
+    return path;
   }
 
   /** The shell's pid while it runs. */

@@ -1,12 +1,13 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   type GitError,
   runGit,
   safeConfigArgs,
   safeGitEnv,
+  textArgumentFile,
   useSpawnHelper,
 } from '../../git/runner.js';
 import { SpawnHelper } from '../../git/spawn-helper.js';
@@ -158,5 +159,25 @@ describe('the git spawn helper', () => {
       h.run({ ...call, args: ['rev-parse', '--sq-quote', 'z'.repeat(2000)] }),
     ).rejects.toThrow(/maxBuffer/);
     h.stop();
+  });
+
+  it('a commit message made of text goes to git as a file of the helper (the call stays plain), byte for byte', async () => {
+    useSpawnHelper(join(dir, 'h4'));
+    const message =
+      'issue #7: fix $(id) `id` "quotes" it\'s\ntwo lines ; exit 3 #';
+    const file = textArgumentFile('commit-message', message);
+    expect(file).toBe(join(dir, 'h4', 'commit-message'));
+    await runGit(['commit', '--allow-empty', '--no-verify', '-F', file!], {
+      cwd: repo.dir,
+      env: {
+        GIT_AUTHOR_NAME: 'a',
+        GIT_AUTHOR_EMAIL: 'a@b',
+        GIT_COMMITTER_NAME: 'a',
+        GIT_COMMITTER_EMAIL: 'a@b',
+      },
+    });
+    const got = await runGit(['log', '-1', '--format=%B'], { cwd: repo.dir });
+    expect(got.stdout).toBe(`${message}\n\n`);
+    expect(existsSync('/tmp/sup-helper-pwned')).toBe(false);
   });
 });
