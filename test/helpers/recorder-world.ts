@@ -2,8 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Queue } from 'bullmq';
+import { Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
+import { Feeder } from '../../supervisor/feeder.js';
 import { Recorder } from '../../supervisor/recorder.js';
 import { openDatabase, type Db } from '../../supervisor/store/db.js';
 import { IssueStore } from '../../supervisor/store/issues.js';
@@ -64,4 +65,37 @@ export function recorderWorld(
     log: (msg) => log.push(msg),
   });
   return { dir, db, issues, runs, recorder, queue, redis, prefix, log };
+}
+
+/**
+ * One issue fed as the feeder does, the recorder started, and its job claimed by a bare BullMQ
+ * worker standing in for a runner (the caller completes or fails it with `token`).
+ */
+export async function claimedIssue(
+  w: RecorderWorld,
+  title: string,
+  cleanups: Array<() => unknown>,
+): Promise<{ id: number; job: Job; token: string }> {
+  const feeder = new Feeder(w.issues, w.runs, w.queue, {
+    attempts: 1,
+    backoffMs: 100,
+  });
+  const { id } = w.issues.add({ title });
+  if ((await feeder.tick()) !== 1) throw new Error('the issue was not fed');
+  await w.recorder.start();
+  cleanups.push(() => w.recorder.close());
+  const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  const worker = new Worker(w.queue.name, null, {
+    connection,
+    prefix: w.prefix,
+    autorun: false,
+  });
+  cleanups.push(async () => {
+    await worker.close();
+    connection.disconnect();
+  });
+  const token = 'runner-token';
+  const job = await worker.getNextJob(token);
+  if (!job) throw new Error('no job to claim');
+  return { id, job, token };
 }

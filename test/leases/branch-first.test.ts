@@ -7,12 +7,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Worker } from 'bullmq';
-import { Redis } from 'ioredis';
 import type { JobResult } from '../../contract/job.js';
-import { Feeder } from '../../supervisor/feeder.js';
 import { git } from '../helpers/repo.js';
-import { recorderWorld } from '../helpers/recorder-world.js';
+import { claimedIssue, recorderWorld } from '../helpers/recorder-world.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -22,36 +19,13 @@ afterEach(async () => {
 describe('a completed job', () => {
   it('is recorded done only after its branch is written', async () => {
     const w = recorderWorld('issues-branch-first', cleanups);
-    const { issues, runs, queue, prefix, recorder } = w;
+    const { issues, runs, recorder } = w;
     git(w.dir, 'init', '-q', '-b', 'main');
     writeFileSync(join(w.dir, 'a.txt'), 'a\n');
     git(w.dir, 'add', 'a.txt');
     git(w.dir, 'commit', '-qm', 'a');
     const sha = git(w.dir, 'rev-parse', 'HEAD');
-    const feeder = new Feeder(issues, runs, queue, {
-      attempts: 1,
-      backoffMs: 100,
-    });
-    const { id } = issues.add({ title: 'commits' });
-    expect(await feeder.tick()).toBe(1);
-    await recorder.start();
-    cleanups.push(() => recorder.close());
-
-    const connection = new Redis(
-      process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-      { maxRetriesPerRequest: null },
-    );
-    const worker = new Worker(queue.name, null, {
-      connection,
-      prefix,
-      autorun: false,
-    });
-    cleanups.push(async () => {
-      await worker.close();
-      connection.disconnect();
-    });
-    const token = 'runner-token';
-    const job = (await worker.getNextJob(token))!;
+    const { id, job, token } = await claimedIssue(w, 'commits', cleanups);
     const lock = join(w.dir, '.git', 'refs', 'heads', 'issue', `${id}.lock`);
     mkdirSync(join(lock, '..'), { recursive: true });
     writeFileSync(lock, '');

@@ -6,13 +6,10 @@
  * `job-failed`).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { Worker } from 'bullmq';
-import { Redis } from 'ioredis';
 import { supervisorKeys } from '../../contract/job.js';
 import { EventPublisher } from '../../agent-runner/event-publisher.js';
-import { Feeder } from '../../supervisor/feeder.js';
 import { waitFor } from '../helpers/cli.js';
-import { recorderWorld } from '../helpers/recorder-world.js';
+import { claimedIssue, recorderWorld } from '../helpers/recorder-world.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -23,32 +20,12 @@ describe("a failed attempt's kind", () => {
   it("is the runner's even when BullMQ's failed event is recorded first", async () => {
     const w = recorderWorld('issues-kind-order', cleanups);
     const { issues, runs, queue, prefix, recorder } = w;
-    const feeder = new Feeder(issues, runs, queue, {
-      attempts: 1,
-      backoffMs: 100,
-    });
-    const { id } = issues.add({ title: 'fills the disk' });
-    expect(await feeder.tick()).toBe(1);
-    await recorder.start();
-    cleanups.push(() => recorder.close());
-
     // A runner takes the job; the job fails in BullMQ before its runner's report is read.
-    const connection = new Redis(
-      process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-      { maxRetriesPerRequest: null },
+    const { id, job, token } = await claimedIssue(
+      w,
+      'fills the disk',
+      cleanups,
     );
-    const worker = new Worker(queue.name, null, {
-      connection,
-      prefix,
-      autorun: false,
-    });
-    cleanups.push(async () => {
-      await worker.close();
-      connection.disconnect();
-    });
-    const token = 'runner-token';
-    const job = (await worker.getNextJob(token))!;
-    expect(job).toBeTruthy();
     const error =
       'agent stopped: its files took 41 MiB, past diskPerAgent (16 MiB)';
     await job.moveToFailed(new Error(error), token, false);
