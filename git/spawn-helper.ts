@@ -14,13 +14,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import {
   closeSync,
+  constants,
   existsSync,
   fstatSync,
   mkdirSync,
   openSync,
   readFileSync,
   rmSync,
-  writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 
@@ -243,7 +244,15 @@ export class SpawnHelper {
   textFile(name: string, text: string): string | undefined {
     const path = join(this.dir, name);
     if (!PLAIN.test(path)) return undefined;
-    writeFileSync(path, text, { mode: 0o600 });
+    // Replaced, never followed: the helper's directory lies in the slot's run directory.
+    rmSync(path, { force: true });
+    const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
+    const fd = openSync(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+    try {
+      writeSync(fd, text);
+    } finally {
+      closeSync(fd);
+    }
     return path;
   }
 

@@ -1,6 +1,12 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import {
+  existsSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import {
   type GitError,
@@ -178,6 +184,14 @@ describe('the git spawn helper', () => {
     });
     const got = await runGit(['log', '-1', '--format=%B'], { cwd: repo.dir });
     expect(got.stdout).toBe(`${message}\n\n`);
+    // A link planted where the file goes (the slot's run directory) is replaced, not followed.
+    const target = join(dir, 'not-yours');
+    writeFileSync(target, 'kept\n');
+    rmSync(file!);
+    symlinkSync(target, file!);
+    expect(textArgumentFile('commit-message', 'next')).toBe(file);
+    expect(readFileSync(target, 'utf8')).toBe('kept\n');
+    expect(readFileSync(file!, 'utf8')).toBe('next');
     expect(existsSync('/tmp/sup-helper-pwned')).toBe(false);
   });
 });
