@@ -30,19 +30,18 @@ export class DailyBudget {
    */
   enforce(): void {
     if (this.dailyUsd === undefined) return;
-    const daily = this.dailyUsd;
     const t = this.now();
+    // A plain read first: under budget (every feed pass, nearly always) takes no write lock.
+    if (this.over(t) === undefined) return;
     this.db
       .transaction(() => {
-        const day = localDay(t);
-        if (getSetting(this.db, RESUMED_KEY) === day) return;
-        const spent = usageOfDays(this.db, day, day).costUsd;
-        if (spent < daily) return;
+        const spent = this.over(t);
+        if (spent === undefined) return;
         recordPause(
           this.db,
           {
             kind: 'budget',
-            reason: `$${spent.toFixed(4)} spent today, budget.daily is $${daily.toFixed(2)}`,
+            reason: `$${spent.toFixed(4)} spent today, budget.daily is $${this.dailyUsd!.toFixed(2)}`,
             since: t,
             until: nextLocalMidnight(t),
           },
@@ -50,6 +49,14 @@ export class DailyBudget {
         );
       })
       .immediate();
+  }
+
+  /** The day's spend when it calls for a pause (at or over budget, not resumed today). */
+  private over(t: number): number | undefined {
+    const day = localDay(t);
+    if (getSetting(this.db, RESUMED_KEY) === day) return undefined;
+    const spent = usageOfDays(this.db, day, day).costUsd;
+    return spent < this.dailyUsd! ? undefined : spent;
   }
 }
 
