@@ -54,16 +54,18 @@ export class CancelEnforcer {
   private async enforce(id: number): Promise<void> {
     for (const run of this.ctx.runs.forIssue(id)) {
       if (run.outcome !== 'running') continue;
-      const killed = run.agent
-        ? await this.runtime
-            .killAgent(run.agent, { jobId: run.jobId, attempt: run.attempt })
-            .catch(() => false)
-        : false;
+      // Recorded before the kill: the runner's report of the killed agent ("exited with signal
+      // SIGKILL") can arrive while the kill is awaited, and a run's error is filled in once.
       this.ctx.runs.upsert(id, run.jobId, run.attempt, {
         outcome: 'failed',
         finishedAt: Date.now(),
         error: 'cancelled: the issue was cancelled while this attempt ran',
       });
+      const killed = run.agent
+        ? await this.runtime
+            .killAgent(run.agent, { jobId: run.jobId, attempt: run.attempt })
+            .catch(() => false)
+        : false;
       this.log('cancel: stopped a running attempt', {
         issueId: id,
         agentId: run.agent,
