@@ -32,17 +32,19 @@ export class RefFiles {
   read(names: readonly string[]): Map<string, string> | undefined {
     if (existsSync(join(this.commonDir, 'reftable'))) return undefined;
     const nowNs = BigInt(Date.now()) * 1_000_000n;
-    const packed = this.readPacked(nowNs);
-    if (!packed) return undefined;
-    const out = new Map<string, string>();
-    for (const [ref, sha] of packed)
-      if (names.some((n) => ref === n || ref.startsWith(`${n}/`)))
-        out.set(ref, sha);
+    const loose = new Map<string, string>();
     const seen = new Set<string>();
     for (const name of names)
-      if (!this.walk(name, nowNs, out, seen)) return undefined;
+      if (!this.walk(name, nowNs, loose, seen)) return undefined;
     for (const path of this.kept.keys())
       if (!seen.has(path)) this.kept.delete(path);
+    // packed-refs after the loose files: `git pack-refs` (the supervisor runs it every few
+    // hundred branches) writes a ref into packed-refs before it removes the loose file, so read
+    // in this order a ref is seen in one or the other, never missed.
+    const packed = this.readPacked(nowNs, names);
+    if (!packed) return undefined;
+    const out = new Map(packed);
+    for (const [ref, sha] of loose) out.set(ref, sha);
     return out;
   }
 
@@ -56,21 +58,27 @@ export class RefFiles {
     };
   }
 
-  private readPacked(nowNs: bigint): Map<string, string> | undefined {
+  /** The packed refs under `names`, parsed and filtered again only when the file changed. */
+  private readPacked(
+    nowNs: bigint,
+    names: readonly string[],
+  ): Map<string, string> | undefined {
     const path = join(this.commonDir, 'packed-refs');
     const s = this.stamp(path, nowNs);
     if (!s) return new Map();
     if (!s.st.isFile()) return undefined;
-    if (this.packed.key === s.key && this.packed.settled)
-      return this.packed.refs;
+    const key = `${s.key}|${names.join(' ')}`;
+    if (this.packed.key === key && this.packed.settled) return this.packed.refs;
     const refs = new Map<string, string>();
     for (const line of readFileSync(path, 'utf8').split('\n')) {
       if (!line || line.startsWith('#') || line.startsWith('^')) continue;
       const m = /^([0-9a-f]{40}(?:[0-9a-f]{24})?) (refs\/\S+)$/.exec(line);
       if (!m) return undefined;
-      refs.set(m[2]!, m[1]!);
+      const ref = m[2]!;
+      if (names.some((n) => ref === n || ref.startsWith(`${n}/`)))
+        refs.set(ref, m[1]!);
     }
-    this.packed = { key: s.key, refs, settled: s.settled };
+    this.packed = { key, refs, settled: s.settled };
     return refs;
   }
 

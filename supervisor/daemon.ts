@@ -192,6 +192,7 @@ export class Daemon extends EventEmitter<{ stopped: [] }> {
       redis: this.redis,
       prefix: config.prefix,
       repoRoot: paths.root,
+      gitCommonDir: paths.gitCommonDir,
       reconcileIntervalMs: config.reconcileInterval,
       handlerDeadlineMs: config.recorderDeadline,
       killAgent: (agentId, match) => this.runtime.killAgent(agentId, match),

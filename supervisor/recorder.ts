@@ -1,7 +1,9 @@
 import { EventEmitter } from 'node:events';
+import { join } from 'node:path';
 import { issueIdFromJobId, supervisorKeys } from '../contract/job.js';
 import type { Run } from './store/runs.js';
 import { RefWriter } from '../git/ref-writer.js';
+import { RefPacker } from '../git/ref-packer.js';
 import { BranchPublisher } from './recorder/branch-publisher.js';
 import { gitCommandTimeout } from './repo.js';
 import type {
@@ -72,6 +74,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   private readonly outcomes: JobOutcomeRecorder;
   private readonly reconciler: Reconciler;
   private readonly refs: RefWriter;
+  private readonly packer: RefPacker;
 
   constructor(private readonly o: RecorderOptions) {
     super();
@@ -88,13 +91,19 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       supersede: (run, reason) => this.supersede(run, reason),
     };
     this.refs = new RefWriter(o.repoRoot, gitCommandTimeout);
+    this.packer = new RefPacker(
+      o.repoRoot,
+      o.gitCommonDir ?? join(o.repoRoot, '.git'),
+      (err) => o.log('packing refs failed', { error: err.message }),
+      o.packRefsEvery,
+    );
     this.foreign = new ForeignJobs(this.ctx);
     this.runnerEvents = new RunnerEventRecorder(this.ctx, this.foreign);
     this.clientActions = new QueueClientActions(this.ctx, this.foreign);
     this.outcomes = new JobOutcomeRecorder(
       this.ctx,
       this.foreign,
-      new BranchPublisher(o.repoRoot, o.results, this.refs),
+      new BranchPublisher(o.repoRoot, o.results, this.refs, this.packer),
     );
     this.reconciler = new Reconciler(
       this.ctx,
@@ -106,6 +115,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
 
   async start(): Promise<void> {
     await this.o.results?.ensure();
+    this.packer.start();
     // The issue/job-id invariant, before anything relies on it.
     const repaired = this.o.issues.repairMissingJobIds();
     if (repaired.length > 0)
@@ -172,6 +182,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     this.stream?.close();
     await this.chain;
     await this.refs.close();
+    await this.packer.close();
   }
 
   /** The safety net, also run once at start (see `recorder/reconcile.ts`). */

@@ -1,4 +1,5 @@
 import { issueBranch, type JobResult } from '../../contract/job.js';
+import type { RefPacker } from '../../git/ref-packer.js';
 import type { RefWriter } from '../../git/ref-writer.js';
 import { gitAt } from '../repo.js';
 import { ResultRefError, type ResultRefs } from '../results.js';
@@ -23,6 +24,8 @@ export class BranchPublisher {
     private readonly repoRoot: string,
     private readonly results: ResultRefs | undefined,
     private readonly refs: RefWriter,
+    /** Told of each branch written: keeps the loose refs runners read few. */
+    private readonly packer?: RefPacker,
   ) {}
 
   async publish(
@@ -70,6 +73,7 @@ export class BranchPublisher {
     // The branch first: a crash after it is repaired by the next reconcile, never the reverse.
     if (branch && res.commitSha && !branchDone)
       await this.refs.update(`refs/heads/${branch}`, res.commitSha);
+    if (branch) this.packer?.wrote();
     return { branch, incoming };
   }
 }

@@ -23,6 +23,10 @@ export interface RecorderOptions {
   redis: Redis;
   prefix: string;
   repoRoot: string;
+  /** Where the repository's refs are (a linked worktree's common directory); `<repoRoot>/.git`. */
+  gitCommonDir?: string;
+  /** @defaultValue 256 — `git pack-refs` after this many branch writes (`git/ref-packer.ts`). */
+  packRefsEvery?: number;
   reconcileIntervalMs: number;
   /** @defaultValue 300000 — one handler that takes longer no longer holds up the others. */
   handlerDeadlineMs?: number;

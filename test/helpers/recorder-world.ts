@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Feeder } from '../../supervisor/feeder.js';
-import { Recorder } from '../../supervisor/recorder.js';
+import { Recorder, type RecorderOptions } from '../../supervisor/recorder.js';
 import { openDatabase, type Db } from '../../supervisor/store/db.js';
 import { IssueStore } from '../../supervisor/store/issues.js';
 import { RunStore } from '../../supervisor/store/runs.js';
@@ -31,6 +31,7 @@ export interface RecorderWorld {
 export function recorderWorld(
   queueName: string,
   cleanups: Array<() => unknown>,
+  options: Partial<RecorderOptions> = {},
 ): RecorderWorld {
   const dir = mkdtempSync(join(tmpdir(), 'sup-recorder-'));
   const db = openDatabase(join(dir, 'supervisor.db'));
@@ -63,6 +64,7 @@ export function recorderWorld(
     reconcileIntervalMs: 60_000,
     killAgent: async () => false,
     log: (msg) => log.push(msg),
+    ...options,
   });
   return { dir, db, issues, runs, recorder, queue, redis, prefix, log };
 }

@@ -5,6 +5,7 @@
  * the same size a moment after it was read — and anything not plain is left to git.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RefFiles } from '../../agent-runner/ref-files.js';
@@ -62,6 +63,53 @@ describe('refs read from files', () => {
     git(dir, 'update-ref', '-d', 'refs/heads/issue/2');
     git(dir, 'update-ref', '-d', 'refs/heads/issue/6');
     expect(refs.read(NAMES)).toEqual(forEachRef(dir));
+  });
+
+  it('never miss a ref while git pack-refs moves it from its loose file into packed-refs', async () => {
+    const r = tempRepo();
+    cleanups.push(r.cleanup);
+    const dir = r.dir;
+    const a = git(dir, 'rev-parse', 'HEAD');
+    git(dir, 'commit', '-q', '--allow-empty', '-m', 'two');
+    const b = git(dir, 'rev-parse', 'HEAD');
+    const refs = new RefFiles(join(dir, '.git'));
+    let reads = 0;
+    for (let round = 0; round < 12; round++) {
+      // Every ref loose again, at a value that differs from the one packed last round.
+      const sha = round % 2 ? a : b;
+      const names = Array.from(
+        { length: 300 },
+        (_, i) => `refs/heads/issue/${i + 1}`,
+      );
+      execFileSync('git', ['update-ref', '--stdin'], {
+        cwd: dir,
+        input: names.map((n) => `update ${n} ${sha}\n`).join(''),
+      });
+      const want = forEachRef(dir);
+      const pack = new Promise<void>((resolve, reject) =>
+        execFile('git', ['pack-refs', '--all'], { cwd: dir }, (err) =>
+          err ? reject(err) : resolve(),
+        ),
+      );
+      let done = false;
+      void pack.finally(() => (done = true));
+      while (!done) {
+        let got: Map<string, string> | undefined;
+        try {
+          got = refs.read(NAMES);
+        } catch {
+          got = undefined; // a file went away while read: the caller asks git
+        }
+        if (got) {
+          reads++;
+          expect(got).toEqual(want);
+        }
+        await new Promise((res) => setImmediate(res));
+      }
+      await pack;
+      expect(refs.read(NAMES)).toEqual(want);
+    }
+    expect(reads).toBeGreaterThan(0);
   });
 
   it('leaves to git what is not plain: a symbolic ref, a lock file', () => {

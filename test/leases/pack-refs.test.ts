@@ -1,0 +1,68 @@
+/**
+ * The supervisor packs the branches it writes (`git/ref-packer.ts`): every runner reads the loose
+ * `issue/*` refs before and after each agent, so they must not pile up with history. Here the
+ * recorder packs after every branch; what it published is still what git resolves.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { JobResult } from '../../contract/job.js';
+import { git } from '../helpers/repo.js';
+import { claimedIssue, recorderWorld } from '../helpers/recorder-world.js';
+import { waitFor } from '../helpers/cli.js';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+describe('published branches', () => {
+  it('are packed into packed-refs, not left as loose files', async () => {
+    const w = recorderWorld('issues-pack-refs', cleanups, { packRefsEvery: 1 });
+    git(w.dir, 'init', '-q', '-b', 'main');
+    writeFileSync(join(w.dir, 'a.txt'), 'a\n');
+    git(w.dir, 'add', 'a.txt');
+    git(w.dir, 'commit', '-qm', 'a');
+    const sha = git(w.dir, 'rev-parse', 'HEAD');
+    const { id, job, token } = await claimedIssue(w, 'commits', cleanups);
+    const res: JobResult = {
+      agentId: 'agent-001',
+      attempt: 1,
+      exitCode: 0,
+      baseSha: sha,
+      commitSha: sha,
+      filesChanged: 1,
+      insertions: 1,
+      deletions: 0,
+      durationMs: 5,
+      logPath: '/dev/null',
+      startedAt: Date.now() - 5,
+      finishedAt: Date.now(),
+    };
+    await job.moveToCompleted(res, token, false);
+    await w.recorder.reconcile();
+    expect(w.issues.get(id)!.status).toBe('done');
+    const packed = join(w.dir, '.git', 'packed-refs');
+    await waitFor(
+      () => {
+        try {
+          return readFileSync(packed, 'utf8').includes(
+            `${sha} refs/heads/issue/${id}\n`,
+          );
+        } catch {
+          return false;
+        }
+      },
+      { what: `issue/${id} in packed-refs` },
+    );
+    const issueDir = join(w.dir, '.git', 'refs', 'heads', 'issue');
+    let loose: string[] = [];
+    try {
+      loose = readdirSync(issueDir);
+    } catch {
+      /* git removed the emptied directory */
+    }
+    expect(loose).toEqual([]);
+    expect(git(w.dir, 'rev-parse', `issue/${id}`)).toBe(sha);
+  });
+});
