@@ -71,8 +71,9 @@ export class RefWatch {
 
   /**
    * What changed since `before` that the agent had no business changing. `issue/*` branches the
-   * supervisor creates meanwhile (other slots' results) are not changes; moving or deleting an
-   * existing one is. The base branch may move forward meanwhile (the user, a landing) unless
+   * supervisor creates meanwhile (other slots' results) are not changes, nor is deleting one
+   * whose commit is in the base (`cleanup --merged`); moving one, or deleting one whose work is
+   * nowhere else, is. The base branch may move forward meanwhile (the user, a landing) unless
    * the new tip contains this agent's own commits; any other move is a change.
    */
   async changes(
@@ -103,8 +104,18 @@ export class RefWatch {
           out.push({ ref, before: b, after: a });
         continue;
       }
-      // refs/heads/issue/*: created by the supervisor, never moved or deleted by anyone.
-      if (b !== undefined) out.push({ ref, before: b, after: a });
+      // refs/heads/issue/*: created by the supervisor, never moved or deleted by anyone but
+      // `supervisor cleanup --merged`, which deletes a branch whose work is in the base: a
+      // deleted branch whose commit the base (as it is now) contains lost nothing.
+      if (b === undefined) continue;
+      const base = after.get(baseRef);
+      if (
+        a === undefined &&
+        base !== undefined &&
+        (await this.isAncestor(b, base))
+      )
+        continue;
+      out.push({ ref, before: b, after: a });
     }
     // Its own branch must build on the job's base: another slot's agent may have swapped it.
     if (agentHead && !(await this.isAncestor(baseSha, agentHead)))
