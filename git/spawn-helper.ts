@@ -99,11 +99,17 @@ export class SpawnHelper {
   async run(call: HelperCall): Promise<HelperResult | undefined> {
     if (this.busy || !Object.keys(call.env).every((k) => ENV_NAME.test(k)))
       return undefined;
-    // Only plain words reach the shell (object ids, refs, options, paths): an argument with any
-    // other character (a commit message made of an issue's title, a file name the repository
-    // chose) is started directly, so text written by strangers is never part of a shell line,
+    // Only plain words reach the shell (object ids, refs, options, paths): an argument or an
+    // environment value with any other character (a commit message made of an issue's title, an
+    // author name read from an agent's commit, a file name the repository chose) is started
+    // directly, so text written by strangers is never part of a shell line,
     // however well quoted.
-    if (![call.cwd, ...call.args].every((a) => PLAIN.test(a))) return undefined;
+    if (
+      ![call.cwd, ...call.args, ...Object.values(call.env)].every((a) =>
+        PLAIN.test(a),
+      )
+    )
+      return undefined;
     if (!existsSync(call.cwd)) return undefined; // the caller's spawn error says it best
     const child = this.shell();
     if (!child) return undefined;

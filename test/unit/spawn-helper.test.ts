@@ -91,11 +91,25 @@ describe('the git spawn helper', () => {
           maxBuffer: 1 << 20,
         }),
       ).toBeUndefined();
+    // So is an environment value that is not a plain word (an author read from an agent's commit).
+    expect(
+      await h.run({
+        args: ['var', 'GIT_AUTHOR_IDENT'],
+        cwd: repo.dir,
+        env: { GIT_AUTHOR_NAME: "O'Neil $(id)", GIT_AUTHOR_EMAIL: 'a@b' },
+        timeoutMs: 10_000,
+        maxBuffer: 1 << 20,
+      }),
+    ).toBeUndefined();
     const helped = {
       args: (await via(['rev-parse', '--sq-quote', ...plain])).stdout,
-      ident: await via(['var', 'GIT_AUTHOR_IDENT'], {
-        GIT_AUTHOR_NAME: "O'Neil $(id)",
-        GIT_AUTHOR_EMAIL: 'a@b',
+      ident: await runGit(['var', 'GIT_AUTHOR_IDENT'], {
+        cwd: repo.dir,
+        env: { GIT_AUTHOR_NAME: "O'Neil $(id)", GIT_AUTHOR_EMAIL: 'a@b' },
+      }),
+      plainIdent: await via(['var', 'GIT_AUTHOR_IDENT'], {
+        GIT_AUTHOR_NAME: 'agent-001',
+        GIT_AUTHOR_EMAIL: 'agent-001@agent-supervisor.local',
       }),
       failed: {
         message: failedVia.stderr.trim(),
@@ -110,6 +124,9 @@ describe('the git spawn helper', () => {
     expect(await echoArgs(weird)).toBe(direct.weird);
     expect(helped.ident.stdout.replace(/\d+ [+-]\d{4}\n$/, '')).toBe(
       direct.ident.stdout.replace(/\d+ [+-]\d{4}\n$/, ''),
+    );
+    expect(helped.plainIdent.stdout).toMatch(
+      /^agent-001 <agent-001@agent-supervisor\.local> \d+ [+-]\d{4}\n$/,
     );
     expect(helped.failed).toEqual(direct.failed);
     expect(helped.failed?.exitCode).toBe(128);
