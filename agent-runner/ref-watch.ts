@@ -2,7 +2,7 @@ import { baseRefOf } from '../contract/job.js';
 import { gitAt } from '../git/runner.js';
 import { existsSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
-import { RefFiles } from './ref-files.js';
+import { RefFiles } from '../git/ref-files.js';
 import { headFromFiles } from './workspace.js';
 
 /**

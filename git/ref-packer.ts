@@ -2,7 +2,7 @@
  * Keeps the loose refs the supervisor writes few: every `every` branch writes (and once at start
  * when as many loose `issue/*` refs are already there), one `git pack-refs --all` moves them into
  * `packed-refs`. Each runner reads `main`, `issue/*` and tags from git's files before and after
- * every agent (`agent-runner/ref-files.ts`: one `lstat` per loose ref, one for `packed-refs`), so
+ * every agent (`git/ref-files.ts`: one `lstat` per loose ref, one for `packed-refs`), so
  * without this a runner's cost per job grows with every issue ever finished (~5 µs per ref, twice
  * a job: 1 s a job at 100k issues); with it, it is bounded by `every`.
  *

@@ -8,6 +8,7 @@ import {
 } from '../contract/job.js';
 import { redactSecrets } from './errors.js';
 import { runGit } from '../git/runner.js';
+import { RefFiles } from '../git/ref-files.js';
 
 /**
  * The supervisor's side of remote runners' result refs.
@@ -53,6 +54,7 @@ async function git(
 
 export class ResultRefs {
   readonly resultsRepo: string;
+  private files: RefFiles | undefined;
 
   constructor(private readonly o: ResultRefsOptions) {
     this.resultsRepo = join(o.stateDir, 'results.git');
@@ -192,6 +194,22 @@ export class ResultRefs {
 
   /** Result refs waiting where runners push: `{ ref, sha }`. */
   async list(): Promise<Array<{ ref: string; sha: string }>> {
+    // Every reconcile asks, mostly of an empty directory: ours is read from its files (a fork of
+    // the supervisor and a git per round otherwise), git answers what is not plain.
+    if (this.local) {
+      this.files ??= new RefFiles(this.resultsRepo);
+      let refs: Map<string, string> | undefined;
+      try {
+        refs = this.files.read([RESULT_REF_PREFIX.slice(0, -1)]);
+      } catch {
+        refs = undefined; // a file went away while being read
+      }
+      if (refs)
+        return [...refs]
+          .map(([ref, sha]) => ({ ref, sha }))
+          .filter((r) => parseResultRef(r.ref) !== undefined)
+          .sort((a, b) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : 0));
+    }
     const out = this.local
       ? await git(this.resultsRepo, [
           'for-each-ref',

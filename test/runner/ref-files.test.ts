@@ -1,5 +1,5 @@
 /**
- * The ref watch reads `main`, `issue/*` and tags from git's files (agent-runner/ref-files.ts)
+ * The ref watch reads `main`, `issue/*` and tags from git's files (git/ref-files.ts)
  * instead of a git process: what it reads must be what `git for-each-ref` says — loose and
  * packed refs, nested tags, a loose ref overriding its packed one, a ref rewritten in place with
  * the same size a moment after it was read — and anything not plain is left to git.
@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { RefFiles } from '../../agent-runner/ref-files.js';
+import { RefFiles } from '../../git/ref-files.js';
 import { git, tempRepo } from '../helpers/repo.js';
 
 const cleanups: Array<() => void> = [];
