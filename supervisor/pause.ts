@@ -76,7 +76,9 @@ const KIND_TEXT: Record<PauseKind, string> = {
 function clock(t: number, now: number): string {
   const d = new Date(t);
   const hm = `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
-  return t - now < 20 * 3600_000 ? hm : `${d.toISOString().slice(0, 10)} ${hm}`;
+  // The local date with the local time (toISOString's date is UTC's).
+  const day = `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+  return t - now < 20 * 3600_000 ? hm : `${day} ${hm}`;
 }
 
 /** "paused: usage limit until 14:00 (in 2h 13m)". */
