@@ -1,9 +1,11 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { describeUsage } from '../../contract/usage-text.js';
 import { openContext, type Context } from '../context.js';
 import { Daemon } from '../daemon.js';
+import { useSpawnHelper } from '../../git/runner.js';
 import { SupervisorError, redactSecrets } from '../errors.js';
 import { runningDaemon } from '../pidfile.js';
 import { validateScale } from '../env/capacity.js';
@@ -154,6 +156,10 @@ async function runForeground(
   agents: number | undefined,
   waitRedis: boolean,
 ): Promise<void> {
+  // This process is the supervisor's own (not a library user's): its git calls are started by a
+  // small shell instead of forks of this ~130 MB process (git/spawn-helper.ts; the landing's
+  // ~9 git processes per issue, merge states, worktrees).
+  useSpawnHelper(join(ctx.paths.stateDir, 'git-helper'));
   const daemon = await Daemon.start(ctx, {
     ...(agents !== undefined ? { agents } : {}),
     ...(waitRedis ? { waitRedisMs: Infinity } : {}),

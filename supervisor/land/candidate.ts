@@ -1,3 +1,4 @@
+import { textArgumentFile } from '../../git/runner.js';
 import type { LandGit } from './git.js';
 
 export type Strategy = 'rebase' | 'merge' | 'squash';
@@ -21,7 +22,9 @@ interface CommitMeta {
 }
 
 /** A commit per record: ids, then author and message, NUL-separated, ended by \x01. */
-const COMMIT_FORMAT = '%H %P%x00%an%x00%ae%x00%aD%x00%B%x01';
+// The author date in strict ISO 8601 (offset kept): one plain word, so the commit-tree that
+// carries it can go through the git helper (git/spawn-helper.ts) rather than a fork.
+const COMMIT_FORMAT = '%H %P%x00%an%x00%ae%x00%aI%x00%B%x01';
 
 function parseCommits(out: string): CommitMeta[] {
   return out
@@ -100,9 +103,17 @@ export async function buildCandidate(
         : `${body}\n`;
   const parentsArgs =
     strategy === 'merge' ? ['-p', tip, '-p', source] : ['-p', tip];
-  // The message travels as one argv element (never through a shell).
+  // The message travels as one argv element, or, where this process has the git helper, as a
+  // file of the helper's that git reads (`-F`): never through a shell.
+  const text = message.replace(/\n+$/, '');
+  const file = textArgumentFile('land-message', `${text}\n`);
   const r = await git.run(
-    ['commit-tree', tree, ...parentsArgs, '-m', message.replace(/\n+$/, '')],
+    [
+      'commit-tree',
+      tree,
+      ...parentsArgs,
+      ...(file ? ['-F', file] : ['-m', text]),
+    ],
     { env: author },
   );
   if (r.code !== 0) throw new Error(`git commit-tree failed: ${r.stderr}`);

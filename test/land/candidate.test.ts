@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { useSpawnHelper } from '../../git/runner.js';
 import { join } from 'node:path';
 import { buildCandidate } from '../../supervisor/land/candidate.js';
 import { landGit } from '../../supervisor/land/git.js';
@@ -105,5 +106,43 @@ describe('the candidate commit that would land', () => {
       ok: false,
       conflictFiles: ['main.txt'],
     });
+  });
+  // Last: the helper stays on for the rest of this file's process.
+  it('through the git helper (as `supervisor start` runs it), the same commits: message from a file, author and date as plain words', async () => {
+    const w = world();
+    git(w.dir, 'config', 'user.name', 'agent-001');
+    const one = commit(w.dir, 'a.txt', 'a\n');
+    const title = `it's $(touch /tmp/sup-pwned) "q"\n\n  indented  \n#not a comment`;
+    const build = (strategy: 'rebase' | 'merge' | 'squash') =>
+      buildCandidate(
+        landGit(w.dir),
+        async () => landGit(join(w.dir, '.land-wt')),
+        strategy,
+        w.tip,
+        one,
+        { id: 7, title },
+      );
+    // A commit without its committer line (the time it was made).
+    const content = (sha: string) =>
+      git(w.dir, 'cat-file', 'commit', sha).replace(/^committer .*\n/m, '');
+    const direct: string[] = [];
+    for (const s of ['rebase', 'merge', 'squash'] as const) {
+      const c = await build(s);
+      if (!c.ok) throw new Error(`${s} did not build`);
+      direct.push(content(c.sha));
+    }
+    const helperDir = join(w.dir, '.supervisor', 'git-helper');
+    useSpawnHelper(helperDir);
+    const helped: string[] = [];
+    for (const s of ['rebase', 'merge', 'squash'] as const) {
+      const c = await build(s);
+      if (!c.ok) throw new Error(`${s} did not build`);
+      helped.push(content(c.sha));
+    }
+    expect(helped).toEqual(direct);
+    expect(direct[2]).toContain(`${title} (#7)`);
+    // The message went to git as the helper's file.
+    expect(existsSync(join(helperDir, 'land-message'))).toBe(true);
+    expect(existsSync('/tmp/sup-pwned')).toBe(false);
   });
 });

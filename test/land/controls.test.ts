@@ -8,6 +8,15 @@ import { landingWorld } from './helpers.js';
 
 const cleanups = useCleanups();
 
+/** Runs a CLI command that must succeed; a failure says what the command printed. */
+async function succeeds(
+  w: { cli(args: string[]): Promise<{ code: number | null; stderr: string }> },
+  args: string[],
+): Promise<void> {
+  const r = await w.cli(args);
+  expect(r.code, `supervisor ${args.join(' ')}: ${r.stderr}`).toBe(0);
+}
+
 function queueOf(dir: string, prefix: string) {
   return repoQueue(dir, prefix, (fn) => cleanups.push(fn), {
     obliterate: true,
@@ -40,14 +49,14 @@ describe('issue controls', () => {
     expect(edit.code).toBe(1);
     expect(edit.stderr).toMatch(/cannot be edited while an agent works on it/);
 
-    expect((await w.cli(['issue', 'retry', String(flaky)])).code).toBe(0);
+    await succeeds(w, ['issue', 'retry', String(flaky)]);
     const retried = await w.waitStatus(flaky, ['done']);
     expect(retried.runs!.map((r: any) => [r.attempt, r.outcome])).toEqual([
       [1, 'failed'],
       [2, 'succeeded'],
     ]);
 
-    expect((await w.cli(['issue', 'cancel', String(slow)])).code).toBe(0);
+    await succeeds(w, ['issue', 'cancel', String(slow)]);
     const cancelled = await waitFor(
       async () => {
         const i = await w.show(slow);
@@ -67,7 +76,7 @@ describe('issue controls', () => {
     ).toThrow();
 
     // Reopen a done issue: worked again.
-    expect((await w.cli(['issue', 'reopen', String(flaky)])).code).toBe(0);
+    await succeeds(w, ['issue', 'reopen', String(flaky)]);
     const again = await w.waitStatus(flaky, ['done']);
     expect(again.runs!.length).toBe(3);
     expect(again.history!.map((h) => h.to)).toContain('open');
@@ -104,7 +113,7 @@ describe('issue controls', () => {
       to: 'cancelled',
       actor: 'queue',
     });
-    expect((await w.cli(['scale', '1'])).code).toBe(0);
+    await succeeds(w, ['scale', '1']);
     await w.waitStatus(c.id, ['failed']);
     await w.waitStatus(a.id, ['done']);
     expect((await w.show(b.id)).status).toBe('cancelled');
