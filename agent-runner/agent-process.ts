@@ -47,6 +47,10 @@ export interface AgentProcessOptions {
 const GUARDED_WRAPPER = [
   // First of all, before anything forks: into the slot's cgroup, which every descendant inherits.
   ...ENTER_CGROUP_SH,
+  // The kernel's first choice when memory runs out, before the runner (whose death would end a
+  // container and cost the slot a restart) or anything else of the user's; inherited by every
+  // descendant. Raising it needs no privilege.
+  '{ echo 1000 > /proc/self/oom_score_adj; } 2>/dev/null',
   'cmd=$SUPERVISOR_AGENT_COMMAND',
   'unset SUPERVISOR_AGENT_COMMAND',
   // A guard that is gone (it is restarted for the next job) must not kill the agent by SIGPIPE.

@@ -28,7 +28,7 @@ const { AgentProcess } = await import(dist + '/agent-process.js');
 const { AgentGuard } = await import(dist + '/agent-guard.js');
 const { LineStamper } = await import(dist + '/line-stamper.js');
 new AgentProcess({
-  command: 'sleep 300 & echo "$$ $!" > "$PIDS.tmp" && mv "$PIDS.tmp" "$PIDS"; wait',
+  command: 'cat /proc/self/oom_score_adj > "$PIDS.oom"; sleep 300 & echo "$$ $!" > "$PIDS.tmp" && mv "$PIDS.tmp" "$PIDS"; wait',
   cwd: process.env.GUARD_TEST_DIR,
   env: { PATH: process.env.PATH, PIDS: process.env.GUARD_TEST_PIDS },
   log: new LineStamper(new PassThrough()),
@@ -40,7 +40,7 @@ setInterval(() => undefined, 1000);
 `;
 
 describe('the runner guard', () => {
-  it('kill -9 of the runner: its agent and the agent’s background child die with it', async () => {
+  it('kill -9 of the runner: its agent and the agent’s background child die with it; they are the first the kernel kills for memory', async () => {
     expect(existsSync(join(DIST, 'agent-guard.js'))).toBe(true);
     const dir = tempDir('sup-guard-');
     const script = join(dir, 'runner.mjs');
@@ -71,6 +71,12 @@ describe('the runner guard', () => {
     pids = readFileSync(pidsFile, 'utf8').trim().split(' ').map(Number);
     expect(pids).toHaveLength(2);
     for (const p of pids) expect(processAlive(p)).toBe(true);
+    // The agent and its children are what the kernel kills first when memory runs out.
+    expect(readFileSync(`${pidsFile}.oom`, 'utf8').trim()).toBe('1000');
+    for (const p of pids)
+      expect(readFileSync(`/proc/${p}/oom_score_adj`, 'utf8').trim()).toBe(
+        '1000',
+      );
     runner.kill('SIGKILL');
     await waitFor(() => pids.every((p) => !processAlive(p)), {
       timeoutMs: 10_000,
