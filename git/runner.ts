@@ -107,6 +107,12 @@ export function useSpawnHelper(dir: string): void {
     : new SpawnHelper(dir, safeGitEnv(), ['git', ...safeConfigArgs()]);
 }
 
+/** Later git calls of this process are started directly again; the helper's shell ends. */
+export function stopSpawnHelper(): void {
+  helper?.stop();
+  helper = undefined;
+}
+
 /**
  * A file holding `text`, for an argument that is text (a commit message made of an issue's
  * title): with the spawn helper on, git reads it from the file (`commit -F <path>`), so the call

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { issueBranch } from '../../contract/job.js';
 import { openContext } from '../../supervisor/context.js';
 import { Lander } from '../../supervisor/land/lander.js';
+import { stopSpawnHelper, useSpawnHelper } from '../../git/runner.js';
 import { git, makeRepo, sh, type TempRepo } from '../lib/git.js';
 import type { BenchOptions, RowResult } from '../lib/row.js';
 import { fmtMs, fmtRange, median, nowMs, round } from '../lib/stats.js';
@@ -42,8 +43,12 @@ async function ours(repo: TempRepo, n: number): Promise<number> {
         });
       });
     })();
+    // As `supervisor land` and `supervisor start` run it: git from the helper shell
+    // (BENCH_NO_GIT_HELPER=1: forked from this process, for a before/after).
+    const helperDir = join(ctx.paths.stateDir, 'git-helper');
+    if (!process.env.BENCH_NO_GIT_HELPER) useSpawnHelper(helperDir);
     const t0 = nowMs();
-    const out = await new Lander(ctx).land('all');
+    const out = await new Lander(ctx).land('all').finally(stopSpawnHelper);
     const ms = nowMs() - t0;
     if (out.some((r) => r.result !== 'merged'))
       throw new Error('bench land: an issue did not land');

@@ -1,4 +1,7 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
+import { stopSpawnHelper, useSpawnHelper } from '../../git/runner.js';
 import { openContext } from '../context.js';
 import { SupervisorError } from '../errors.js';
 import type { LandOutcome } from '../land/lander.js';
@@ -60,6 +63,10 @@ See docs/landing.md.`,
           );
         const ids = rawIds.map(parseIssueId);
         const ctx = await openContext({ repo: globals().repo });
+        // Its git from a small shell, not forks of this process (as `supervisor start` does):
+        // a directory of its own, as a running supervisor's helper has one too.
+        const helperDir = mkdtempSync(join(ctx.paths.stateDir, 'git-helper-'));
+        useSpawnHelper(helperDir);
         try {
           const lander = createLander(ctx, (msg) => {
             if (!o.json) progress(msg);
@@ -81,6 +88,8 @@ See docs/landing.md.`,
               out.filter((r) => r.result !== 'merged').length,
             );
         } finally {
+          stopSpawnHelper();
+          rmSync(helperDir, { recursive: true, force: true });
           ctx.close();
         }
       },
