@@ -1,10 +1,12 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
+import type { JobResult } from '../../contract/job.js';
 import { Feeder } from '../../supervisor/feeder.js';
+import { git } from './repo.js';
 import { Recorder, type RecorderOptions } from '../../supervisor/recorder.js';
 import { openDatabase, type Db } from '../../supervisor/store/db.js';
 import { IssueStore } from '../../supervisor/store/issues.js';
@@ -100,4 +102,31 @@ export async function claimedIssue(
   const job = await worker.getNextJob(token);
   if (!job) throw new Error('no job to claim');
   return { id, job, token };
+}
+
+/** The world's directory made a git repository with one commit; returns that commit. */
+export function committedRepo(w: RecorderWorld): string {
+  git(w.dir, 'init', '-q', '-b', 'main');
+  writeFileSync(join(w.dir, 'a.txt'), 'a\n');
+  git(w.dir, 'add', 'a.txt');
+  git(w.dir, 'commit', '-qm', 'a');
+  return git(w.dir, 'rev-parse', 'HEAD');
+}
+
+/** A runner's result of attempt 1 that committed `sha` (on base `sha`). */
+export function resultAt(sha: string): JobResult {
+  return {
+    agentId: 'agent-001',
+    attempt: 1,
+    exitCode: 0,
+    baseSha: sha,
+    commitSha: sha,
+    filesChanged: 1,
+    insertions: 1,
+    deletions: 0,
+    durationMs: 5,
+    logPath: '/dev/null',
+    startedAt: Date.now() - 5,
+    finishedAt: Date.now(),
+  };
 }

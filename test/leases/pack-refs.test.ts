@@ -4,11 +4,15 @@
  * recorder packs after every branch; what it published is still what git resolves.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { JobResult } from '../../contract/job.js';
 import { git } from '../helpers/repo.js';
-import { claimedIssue, recorderWorld } from '../helpers/recorder-world.js';
+import {
+  claimedIssue,
+  committedRepo,
+  recorderWorld,
+  resultAt,
+} from '../helpers/recorder-world.js';
 import { waitFor } from '../helpers/cli.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -19,27 +23,9 @@ afterEach(async () => {
 describe('published branches', () => {
   it('are packed into packed-refs, not left as loose files', async () => {
     const w = recorderWorld('issues-pack-refs', cleanups, { packRefsEvery: 1 });
-    git(w.dir, 'init', '-q', '-b', 'main');
-    writeFileSync(join(w.dir, 'a.txt'), 'a\n');
-    git(w.dir, 'add', 'a.txt');
-    git(w.dir, 'commit', '-qm', 'a');
-    const sha = git(w.dir, 'rev-parse', 'HEAD');
+    const sha = committedRepo(w);
     const { id, job, token } = await claimedIssue(w, 'commits', cleanups);
-    const res: JobResult = {
-      agentId: 'agent-001',
-      attempt: 1,
-      exitCode: 0,
-      baseSha: sha,
-      commitSha: sha,
-      filesChanged: 1,
-      insertions: 1,
-      deletions: 0,
-      durationMs: 5,
-      logPath: '/dev/null',
-      startedAt: Date.now() - 5,
-      finishedAt: Date.now(),
-    };
-    await job.moveToCompleted(res, token, false);
+    await job.moveToCompleted(resultAt(sha), token, false);
     await w.recorder.reconcile();
     expect(w.issues.get(id)!.status).toBe('done');
     const packed = join(w.dir, '.git', 'packed-refs');
